@@ -1,0 +1,98 @@
+"""The profile as frozen dataclasses, built once per Snapshot.
+
+The loader (``arcus.config.loader``) turns YAML into these objects, one key at a time, with
+every error located as ``file:line``. Objects refer to each other by name
+(``escaper: direct``), never by nesting; the cross-reference check lives in the loader.
+
+Durations are floats in seconds, sizes ints in bytes, addresses ``(host, port)`` tuples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Every wait on the data path is bounded by one of these (seconds)."""
+
+    client_header: float = 30.0  # receive a whole request head once its first byte arrived
+    client_idle: float = 60.0  # keep-alive wait for the next request
+    client_body: float = 60.0  # longest silence while reading a request body
+    upstream_connect: float = 10.0  # TCP connect to the upstream (including resolution)
+    upstream_response: float = 60.0  # wait for the response head after the request was sent
+    upstream_body: float = 60.0  # longest silence while reading a response body
+    upstream_idle: float = 30.0  # how long a pooled keep-alive upstream connection is kept
+    tunnel_idle: float = 300.0  # CONNECT tunnel with no traffic either way
+    expect_continue: float = 1.0  # wait for 100 Continue before sending the body anyway
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    max_request_line: int = 8192
+    max_header_bytes: int = 65536  # the whole head, request line included
+    max_headers: int = 100
+    max_pool_per_host: int = 32  # idle upstream keep-alive connections per (host, port)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    name: str
+    type: str  # "http_proxy"
+    listen: tuple[tuple[str, int], ...]  # one or more (host, port)
+    escaper: str
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: HttpLimits = field(default_factory=HttpLimits)
+    max_connections: int = 10000  # beyond this, 503 and close
+    line: int | None = None  # where it was declared, for error messages
+
+
+@dataclass(frozen=True, slots=True)
+class EscaperConfig:
+    name: str
+    type: str  # "direct_fixed" | "dummy_deny"
+    resolver: str | None = None  # direct_fixed: which resolver
+    bind: str | None = None  # direct_fixed: source address for upstream connections
+    resolve_strategy: str = "ipv4_first"  # ipv4_first|ipv6_first|ipv4_only|ipv6_only
+    # Destinations refused unless a policy allows them (issue 4 moves this into policy).
+    deny_private: bool = True  # loopback, link-local, metadata and other special ranges
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverConfig:
+    name: str
+    type: str  # "system"
+    timeout: float = 5.0
+    cache_ttl: float = 60.0  # positive answers (getaddrinfo gives no TTL)
+    negative_ttl: float = 5.0  # failed lookups
+    max_entries: int = 10000
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"  # debug|info|warning|error
+    target: str = "stderr"  # "stderr" or a file path
+    access: bool = True  # one line per request / connection
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    graceful_timeout: float = 30.0  # bound on draining live connections at shutdown
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    source: str  # the file name (or "<embedded:default>") errors refer to
+    servers: tuple[ServerConfig, ...]
+    escapers: tuple[EscaperConfig, ...]
+    resolvers: tuple[ResolverConfig, ...]
+    log: LogConfig = field(default_factory=LogConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def escaper(self, name: str) -> EscaperConfig:
+        return next(e for e in self.escapers if e.name == name)
+
+    def resolver(self, name: str) -> ResolverConfig:
+        return next(r for r in self.resolvers if r.name == name)

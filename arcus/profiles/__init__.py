@@ -1,0 +1,1 @@
+"""Profiles shipped inside the package (and so inside the frozen binary)."""
