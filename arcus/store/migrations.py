@@ -1,0 +1,115 @@
+"""Numbered schema migrations, run on open.
+
+The schema version is SQLite's own ``PRAGMA user_version`` (a field of the file header, so no
+extra table can disagree with it). Migration *n* takes the store from version n-1 to n; each
+runs inside its own ``BEGIN IMMEDIATE`` transaction together with the version bump, so a crash
+mid-migration leaves the previous version intact and the next open simply retries. Later
+issues append to :data:`MIGRATIONS` (users, policies, limits, audit events); never edit a
+migration that has shipped.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from arcus.errors import OperatorError
+from arcus.store.db import transaction, utc_now
+
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[sqlite3.Connection], None]
+
+
+def _m1_tenants(conn: sqlite3.Connection) -> None:
+    # No STRICT tables: Debian 11's SQLite (3.34) predates them; CHECKs carry the types.
+    conn.execute(
+        """
+        CREATE TABLE tenants (
+            id           INTEGER PRIMARY KEY,
+            name         TEXT NOT NULL UNIQUE,
+            display_name TEXT NOT NULL,
+            suspended    INTEGER NOT NULL DEFAULT 0 CHECK (suspended IN (0, 1)),
+            created_at   TEXT NOT NULL
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE tenant_sources (
+            tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+            cidr      TEXT NOT NULL UNIQUE
+        )
+        """
+    )
+    conn.execute("CREATE INDEX tenant_sources_tenant ON tenant_sources(tenant_id)")
+    conn.execute(
+        """
+        CREATE TABLE changes (
+            id     INTEGER PRIMARY KEY AUTOINCREMENT,
+            time   TEXT NOT NULL,
+            action TEXT NOT NULL,
+            object TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    now = utc_now()
+    conn.execute(
+        "INSERT INTO tenants (name, display_name, suspended, created_at) VALUES (?, ?, 0, ?)",
+        (DEFAULT_TENANT, "Default", now),
+    )
+    conn.execute(
+        "INSERT INTO changes (time, action, object, detail) VALUES (?, ?, ?, ?)",
+        (now, "tenant.add", DEFAULT_TENANT, json.dumps({"display_name": "Default", "sources": []})),
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "tenants, their source ranges, change history; the default tenant", _m1_tenants),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> int:
+    """Bring the store at ``path`` to :data:`SCHEMA_VERSION`; return the version found.
+
+    Safe to run from several processes at once: the version is re-read under the write lock
+    before each step.
+    """
+    assert [m.version for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
+    found = schema_version(conn)
+    _refuse_newer(found, path)
+    for migration in MIGRATIONS[found:]:
+        with transaction(conn, path):
+            current = schema_version(conn)
+            _refuse_newer(current, path)
+            if current >= migration.version:
+                continue  # another process got here first
+            migration.apply(conn)
+            conn.execute(f"PRAGMA user_version = {migration.version}")
+    return found
+
+
+def _refuse_newer(version: int, path: Path) -> None:
+    if version > SCHEMA_VERSION:
+        raise OperatorError(
+            f"store {path} has schema version {version}, newer than this arcus knows "
+            f"({SCHEMA_VERSION})",
+            code="invalid",
+            hint="upgrade arcus to the version that last wrote this store, "
+            "or point --data-dir at another directory",
+        )
