@@ -64,3 +64,20 @@ class ProtocolError(ArcusError):
         self.message = message
         self.side = side
         self.status = status
+
+
+class EscapeError(ArcusError):
+    """A request could not leave the box (or was refused on the way out).
+
+    ``code`` is the stable error name shown to clients in ``X-Arcus-Error`` and counted in
+    stats (``upstream_connect``, ``upstream_timeout``, ``resolve_failed``, ``denied``...);
+    ``status`` the HTTP status to answer with; ``side`` whose fault it was: "upstream",
+    "forbidden" or "internal".
+    """
+
+    def __init__(self, message: str, *, code: str, status: int = 502, side: str = "upstream") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+        self.side = side

@@ -54,8 +54,11 @@ class EscaperConfig:
     resolver: str | None = None  # direct_fixed: which resolver
     bind: str | None = None  # direct_fixed: source address for upstream connections
     resolve_strategy: str = "ipv4_first"  # ipv4_first|ipv6_first|ipv4_only|ipv6_only
-    # Destinations refused unless a policy allows them (issue 4 moves this into policy).
-    deny_private: bool = True  # loopback, link-local, metadata and other special ranges
+    # Egress guard: special-purpose destinations (loopback, the box's own addresses,
+    # link-local and the metadata address, unspecified, multicast, reserved) are refused
+    # unless listed here. Loopback stays open to clients that are themselves on loopback.
+    allow_special: tuple[str, ...] = ()  # CIDRs opened anyway
+    loopback_for_local_clients: bool = True
     line: int | None = None
 
 

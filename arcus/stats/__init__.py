@@ -1,1 +1,3 @@
+from arcus.stats.counters import Counters, CounterSet
 
+__all__ = ["Counters", "CounterSet"]

@@ -1,0 +1,18 @@
+"""`dummy_deny`: refuses every request (a safe default target, and a way to switch traffic off)."""
+
+from __future__ import annotations
+
+from arcus.errors import EscapeError
+from arcus.escape.base import Connected, Escaper
+
+
+class DummyDenyEscaper(Escaper):
+    type_name = "dummy_deny"
+
+    async def connect(self, host, port, client_ip, protocol_factory, *, timeout, ssl=None) -> Connected:
+        raise EscapeError(
+            f"escaper {self.name} (dummy_deny) refuses every destination",
+            code="denied",
+            status=403,
+            side="forbidden",
+        )
