@@ -1,0 +1,336 @@
+"""The daemon's end of the control socket.
+
+Runs inside the daemon's event loop. Each connection reads request lines one at a time and
+answers each before reading the next, so a client sees its replies in order. Nothing a peer
+sends can take the server down: bad bytes, bad JSON, unknown commands and handler bugs all
+become error replies on a connection that stays usable; only an over-long line (we cannot
+find where the next request starts) and a forbidden peer end the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import inspect
+import logging
+import os
+import socket
+import stat
+import struct
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from pathlib import Path
+from typing import Any
+
+from arcus.control import protocol as p
+from arcus.errors import ConfigError, OperatorError
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+"""Takes the request's args; returns a JSON-able result, or an AsyncIterator to stream."""
+
+_PEERCRED = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
+_PROBE_TIMEOUT = 1.0
+_WRITE_TIMEOUT = 10.0
+"""A client that does not read its replies for this long is dropped (bounded buffers)."""
+
+
+class ControlServer:
+    def __init__(
+        self,
+        path: Path,
+        handlers: Mapping[str, Handler],
+        *,
+        log: logging.Logger | None = None,
+        allow_uids: Collection[int] | None = None,
+    ) -> None:
+        """``allow_uids`` overrides who may talk (default: this process' uid and root)."""
+        self.path = Path(path)
+        self._handlers: dict[str, Handler] = dict(handlers)
+        self._handlers.setdefault("help", self._help)
+        self._log = log or logging.getLogger("arcus.control")
+        self._allow = frozenset(allow_uids) if allow_uids is not None else frozenset({os.getuid(), 0})
+        self._server: asyncio.AbstractServer | None = None
+        self._conns: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._inode: tuple[int, int] | None = None
+
+    @property
+    def serving(self) -> bool:
+        return self._server is not None
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        _check_path_length(self.path)
+        parent = self.path.parent
+        if not parent.exists():
+            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        await self._clear_stale_socket()
+        self._server = await asyncio.start_unix_server(self._accept, path=str(self.path), limit=p.MAX_LINE)
+        # Bind then chmod: the window is tiny and the peer check refuses strangers anyway.
+        os.chmod(self.path, 0o600)
+        st = os.stat(self.path)
+        self._inode = (st.st_dev, st.st_ino)
+        self._log.info("control socket listening on %s", self.path)
+
+    async def close(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()
+        for writer in list(self._writers):
+            writer.close()
+        for task in list(self._conns):
+            task.cancel()
+        if self._conns:
+            await asyncio.wait(list(self._conns), timeout=5.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), timeout=5.0)
+        self._unlink_if_ours()
+
+    async def __aenter__(self) -> ControlServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- start-up ------------------------------------------------------------------------
+
+    async def _clear_stale_socket(self) -> None:
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise OperatorError(
+                f"{self.path} exists and is not a socket",
+                code=p.EXISTS,
+                hint="remove it, or choose another control socket with --socket",
+            )
+        if await _answers(self.path):
+            raise OperatorError(
+                f"another arcus daemon is already listening on {self.path}",
+                code=p.EXISTS,
+                hint="stop it with `arcus ctl shutdown`, or give this one another --socket",
+            )
+        self._log.info("removing stale control socket %s", self.path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    def _unlink_if_ours(self) -> None:
+        # Another daemon may have replaced the file since (after refusing our socket as
+        # stale would be a bug, but a human can rm it); never remove a socket we did not bind.
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if self._inode == (st.st_dev, st.st_ino):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+    # -- connections ---------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        self._writers.add(writer)
+        try:
+            await self._serve(reader, writer)
+        except asyncio.CancelledError:
+            pass
+        except (ConnectionError, TimeoutError):
+            pass  # the client went away or stopped reading: its business, not a daemon error
+        except Exception:
+            self._log.exception("control connection failed")
+        finally:
+            self._conns.discard(task)
+            self._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), timeout=1.0)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        uid = _peer_uid(writer)
+        if uid is None or uid not in self._allow:
+            self._log.warning("control connection from uid %s refused", uid)
+            await _send(
+                writer,
+                p.encode_error(
+                    None,
+                    p.ControlError(
+                        p.FORBIDDEN,
+                        f"uid {uid} may not control this daemon",
+                        hint="run the command as the daemon's user or as root",
+                    ),
+                ),
+            )
+            return
+        while True:
+            try:
+                line = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial.strip():  # a last request without its newline: answer it too
+                    await self._answer(exc.partial, reader, writer)
+                return
+            except asyncio.LimitOverrunError:
+                await _send(
+                    writer,
+                    p.encode_error(
+                        None,
+                        p.ControlError(
+                            p.TOO_LARGE,
+                            f"request longer than {p.MAX_LINE} bytes",
+                            hint="send one request per line; requests are small",
+                        ),
+                    ),
+                )
+                return
+            if not line.strip():
+                continue  # blank lines are harmless keep-alives (`socat` users send them)
+            await self._answer(line, reader, writer)
+
+    async def _answer(self, line: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        rid: int | None = None
+        try:
+            msg = p.decode_line(line)
+            rid = p.request_id(msg)
+            req = p.Request.from_message(msg)
+            handler = self._handlers.get(req.cmd)
+            if handler is None:
+                raise p.ControlError(
+                    p.UNKNOWN_COMMAND, f"unknown command {req.cmd!r}", hint="the `help` command lists them all"
+                )
+            result = handler(req.args)
+            if inspect.isawaitable(result):
+                result = await result
+        except OperatorError as exc:
+            await _send(writer, p.encode_error(rid, exc))
+            return
+        except ConfigError as exc:
+            await _send(writer, p.encode_error(rid, p.ControlError(p.INVALID, str(exc))))
+            return
+        except Exception:
+            self._log.exception("control command failed: %.200r", line)
+            await _send(writer, _internal(rid))
+            return
+        if isinstance(result, AsyncIterator):
+            await self._stream(rid, result, reader, writer)
+        else:
+            await _send(writer, _encode_result(rid, result, self._log))
+
+    async def _stream(
+        self, rid: int | None, items: AsyncIterator[Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Send every item with ``more: true`` until the iterator ends or the client closes.
+
+        A client ends a stream by closing its connection; we notice that even while the
+        iterator is waiting (an events feed can be silent for hours) by watching for EOF.
+        """
+        eof = asyncio.create_task(_wait_eof(reader), name="arcus-control-stream-eof")
+        try:
+            while True:
+                nxt = asyncio.ensure_future(anext(items))
+                done, _ = await asyncio.wait({nxt, eof}, return_when=asyncio.FIRST_COMPLETED)
+                if nxt not in done:
+                    nxt.cancel()
+                    with contextlib.suppress(BaseException):
+                        await nxt
+                    return  # client closed: nobody to send the end marker to
+                try:
+                    item = nxt.result()
+                except StopAsyncIteration:
+                    await _send(writer, p.encode_result(rid, None, more=False))
+                    return
+                except OperatorError as exc:
+                    await _send(writer, p.encode_error(rid, exc))
+                    return
+                except Exception:
+                    self._log.exception("control stream failed")
+                    await _send(writer, _internal(rid))
+                    return
+                await _send(writer, _encode_result(rid, item, self._log, more=True))
+        finally:
+            eof.cancel()
+            with contextlib.suppress(BaseException):
+                await eof
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    async def _help(self, args: dict[str, Any]) -> list[dict[str, str]]:
+        return [
+            {"cmd": name, "description": p.COMMANDS.get(name, "")}
+            for name in sorted(self._handlers)
+        ]
+
+
+def _internal(rid: int | None) -> bytes:
+    return p.encode_error(
+        rid,
+        p.ControlError(p.INTERNAL, "the daemon failed to answer this command", hint="its log has the details"),
+    )
+
+
+def _encode_result(rid: int | None, result: Any, log: logging.Logger, *, more: bool | None = None) -> bytes:
+    try:
+        return p.encode_result(rid, result, more=more)
+    except (TypeError, ValueError):
+        log.exception("control command returned a result that is not JSON")
+        return _internal(rid)
+
+
+async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(data)
+    await asyncio.wait_for(writer.drain(), timeout=_WRITE_TIMEOUT)
+
+
+async def _wait_eof(reader: asyncio.StreamReader) -> None:
+    """Return when the client closes. Bytes it sends meanwhile are read and dropped (bounded)."""
+    while True:
+        chunk = await reader.read(65536)
+        if not chunk:
+            return
+
+
+def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    except OSError:
+        return None
+    _pid, uid, _gid = _PEERCRED.unpack(raw)
+    return uid
+
+
+async def _answers(path: Path) -> bool:
+    """Does something accept connections on ``path``? (A stale socket refuses them.)"""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout=_PROBE_TIMEOUT)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except (OSError, TimeoutError) as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            return False
+        # Cannot tell (permission, full backlog): assume a live daemon rather than steal its socket.
+        return True
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return True
+
+
+_SUN_PATH_MAX = 107
+
+
+def _check_path_length(path: Path) -> None:
+    if len(os.fsencode(str(path))) > _SUN_PATH_MAX:
+        raise OperatorError(
+            f"control socket path is too long for a Unix socket ({len(str(path))} > {_SUN_PATH_MAX} bytes): {path}",
+            code=p.INVALID,
+            hint="choose a shorter path with --socket or ARCUS_SOCKET",
+        )
