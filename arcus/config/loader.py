@@ -1,0 +1,157 @@
+"""Load a profile: YAML text -> a validated, frozen :class:`~arcus.config.schema.Profile`.
+
+Every problem in the file is collected (YAML syntax, duplicate keys, unknown keys, bad values,
+dangling references, clashing listeners) and raised together as one ``ConfigError`` whose
+issues read ``file:line: message``. Nothing here starts, binds or resolves anything, so
+``arcus config check`` and a reload can call it freely.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import replace
+
+from yaml.nodes import MappingNode
+
+from arcus.config.escaper import ESCAPERS
+from arcus.config.objects import Context, Family, Item, parse_family
+from arcus.config.resolver import RESOLVERS
+from arcus.config.schema import HttpLimits, Profile, Timeouts
+from arcus.config.sections import parse_limits, parse_log, parse_runtime, parse_timeouts
+from arcus.config.server import SERVERS
+from arcus.config.sources import profile_text, shipped_names
+from arcus.config.values import format_addr
+from arcus.config.yamlnodes import Issues, Section, compose, line_of
+from arcus.errors import ConfigError, ConfigIssue
+
+__all__ = ["FAMILIES", "check_profile", "load_profile", "parse_profile", "profile_text", "shipped_names"]
+
+FAMILIES: tuple[Family, ...] = (SERVERS, ESCAPERS, RESOLVERS)
+TOP_KEYS = ("servers", "escapers", "resolvers", "timeouts", "limits", "log", "runtime")
+
+
+def load_profile(name_or_path: str | None) -> Profile:
+    """The profile named (None or "default": the embedded default), or ConfigError with every issue.
+
+    Raises OperatorError (NotFound for an unknown name or a missing file) when there is no text to read.
+    """
+    source, text = profile_text(name_or_path)
+    return parse_profile(text, source)
+
+
+def check_profile(name_or_path: str | None) -> list[ConfigIssue]:
+    """Every issue of the profile, in file order; empty when it loads."""
+    source, text = profile_text(name_or_path)
+    return _parse(text, source)[1]
+
+
+def parse_profile(text: str, source: str) -> Profile:
+    """Parse profile ``text``; ``source`` is the file name used in messages and ``Profile.source``."""
+    profile, issues = _parse(text, source)
+    if issues or profile is None:
+        raise ConfigError(issues)
+    return profile
+
+
+def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue]]:
+    issues = Issues(source)
+    root = compose(text, issues)  # may report duplicate keys and still return the tree
+    if root is None:
+        if len(issues):
+            return None, issues.sorted()
+        issues.add(1, "the profile is empty; it needs at least a servers: list")
+        return None, issues.sorted()
+    if not isinstance(root, MappingNode):
+        issues.add(line_of(root), "expected a mapping at the top level (servers:, escapers:, resolvers:, ...)")
+        return None, issues.sorted()
+
+    top = Section(root, issues, "", TOP_KEYS)
+    # Profile-wide defaults first: servers inherit them whatever the order in the file.
+    ctx = Context(issues, parse_timeouts(top, Timeouts()), parse_limits(top, HttpLimits()))
+    log = parse_log(top)
+    runtime = parse_runtime(top)
+    parsed = {family.name: parse_family(top.value_node(family.plural), family, ctx) for family in FAMILIES}
+    top.finish()
+    _check_references(parsed, issues)
+    _check_servers(parsed["server"], top, issues)
+    if len(issues):
+        return None, issues.sorted()
+    return (
+        Profile(
+            source=source,
+            servers=tuple(i.config for i in parsed["server"]),
+            escapers=tuple(i.config for i in parsed["escaper"]),
+            resolvers=tuple(i.config for i in parsed["resolver"]),
+            log=log,
+            runtime=runtime,
+        ),
+        [],
+    )
+
+
+def _check_references(parsed: dict[str, list[Item]], issues: Issues) -> None:
+    """Every ``key: name`` must name a defined object; a left-out one defaults to the only candidate."""
+    plural = {f.name: f.plural for f in FAMILIES}
+    defined = {
+        family: list(dict.fromkeys(i.name for i in items if i.name is not None)) for family, items in parsed.items()
+    }
+    for items in parsed.values():
+        for item in items:
+            for ref in item.refs:
+                names = defined.get(ref.family, [])
+                available = (
+                    f"defined {plural[ref.family]}: {', '.join(names)}"
+                    if names
+                    else f"no {plural[ref.family]} are defined; add one under {plural[ref.family]}:"
+                )
+                if ref.name is None:
+                    if len(names) == 1:
+                        if item.config is not None:
+                            item.config = _replace(item.config, ref.key, names[0])
+                    else:
+                        issues.add(ref.line, f'{item.where}: missing key "{ref.key}"; {available}')
+                elif ref.name not in names:
+                    issues.add(ref.line, f'{item.where}: {ref.family} "{ref.name}" is not defined; {available}')
+
+
+def _replace(config: object, key: str, value: str) -> object:
+    return replace(config, **{key: value})  # type: ignore[type-var]
+
+
+def _check_servers(servers: list[Item], top: Section, issues: Issues) -> None:
+    """At least one server, and no two listeners on the same address and port."""
+    if not servers:
+        line = top.key_line("servers") if top.has("servers") else 1
+        issues.add(line, "no servers defined; add at least one under servers:")
+        return
+    bound: list[tuple[str, int, str, int]] = []  # host, port, server, line
+    for item in servers:
+        if item.config is None:
+            continue
+        line = item.key_lines.get("listen", item.name_line)
+        for host, port in item.config.listen:
+            for other_host, other_port, other, other_line in bound:
+                if port != 0 and port == other_port and _overlap(host, other_host):
+                    issues.add(
+                        line,
+                        f"{item.where}: listen {format_addr(host, port)} conflicts with "
+                        f'{format_addr(other_host, other_port)} of server "{other}" (line {other_line})',
+                    )
+            bound.append((host, port, item.name or "", line))
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Would binding both hosts on one port clash? asyncio sets IPV6_V6ONLY, so families never do."""
+    for x in _addresses(a):
+        for y in _addresses(b):
+            if x.version == y.version and (x == y or x.is_unspecified or y.is_unspecified):
+                return True
+    return False
+
+
+def _addresses(host: str) -> Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    if host == "localhost":  # binds both loopbacks
+        return (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+    return (ipaddress.ip_address(host.split("%", 1)[0]),)
+
