@@ -150,8 +150,11 @@ class ControlClient:
             conn.send(p.Request(rid, cmd, dict(args or {})).encode(), self.timeout)
             reply = p.decode_reply(conn.readline(self.timeout))
             _check_reply(reply, rid, self.path)
-        except p.ControlError:
-            self._drop()  # the connection's state is unknown now; the next call reconnects
+        except BaseException:
+            # Timeout, closed, malformed or interrupted: the connection may still hold a reply
+            # nobody will read, so the next call starts on a fresh one. (An error *reply*
+            # leaves it clean and is raised by unwrap() below.)
+            self._drop()
             raise
         if reply.more is not None:
             self._drop()  # unread stream items follow on this connection
@@ -276,8 +279,8 @@ class AsyncControlClient:
                 reply = p.decode_reply(await conn.readline(self.timeout))
                 _check_reply(reply, rid, self.path)
             except BaseException:
-                # ControlError, or cancellation mid-request: either way the connection may
-                # hold a reply nobody will read; the next call starts clean.
+                # Timeout, closed, malformed or cancelled mid-request: the connection may hold
+                # a reply nobody will read; the next call starts clean.
                 await self._drop()
                 raise
             if reply.more is not None:
