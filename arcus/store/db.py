@@ -90,8 +90,15 @@ def connect(path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> sqlite
     - WAL (readers never block the writer), ``synchronous=FULL`` (a commit the CLI reported
       survives a power cut, not only a crash), foreign keys on, a busy timeout.
     """
-    _make_dirs(path.parent)
-    _create_file(path)
+    try:
+        _make_dirs(path.parent)
+        _create_file(path)
+    except OSError as exc:
+        raise OperatorError(
+            f"cannot create store {path}: {exc.strerror or exc}",
+            code="invalid",
+            hint="choose a data dir this user can write (--data-dir, ARCUS_DATA_DIR)",
+        ) from None
     # mode=rw: if the file vanished between creation and here, fail instead of letting
     # SQLite create one with the umask's mode.
     uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=rw"
@@ -103,7 +110,7 @@ def connect(path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> sqlite
         raise OperatorError(
             f"cannot open store {path}: {exc}",
             code="invalid",
-            hint="check that the data dir is writable by this user (--data-dir, ARCUS_DATA_DIR)",
+            hint="choose a data dir this user can write (--data-dir, ARCUS_DATA_DIR)",
         ) from None
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
