@@ -1,0 +1,344 @@
+"""The daemon: owns the listeners, the Snapshot, the store, the control socket and shutdown.
+
+Reload (``ctl reload``, SIGHUP, any tenant change) builds a new Snapshot in a worker thread,
+validates it whole, binds any new listener, and only then swaps one reference. A profile that
+fails is refused with its ``file:line`` errors and the old Snapshot keeps serving. Connections
+keep the Snapshot they were accepted with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from arcus import __version__
+from arcus.config import load_profile
+from arcus.config.schema import Profile, ServerConfig
+from arcus.control.server import ControlServer
+from arcus.errors import ConfigError, NotFound, OperatorError
+from arcus.names import validate_name
+from arcus.runtime.hostaddrs import own_addresses
+from arcus.runtime.snapshot import build_snapshot, with_tenants
+from arcus.serve.context import Shared, Snapshot
+from arcus.serve.http_proxy import http_proxy_factory
+from arcus.store import Store
+
+log = logging.getLogger("arcus.daemon")
+
+SERVER_TYPES = {"http_proxy": http_proxy_factory}
+SWEEP_INTERVAL = 1.0
+
+ListenKey = tuple[str, str, int]  # (server name, host, configured port)
+
+
+def _fmt_addr(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Daemon:
+    def __init__(self, profile_arg: str | None, data_dir: Path, socket_path: Path) -> None:
+        self.profile_arg = profile_arg
+        self.data_dir = data_dir
+        self.socket_path = socket_path
+        self.store: Store | None = None
+        self.shared: Shared | None = None
+        self.listeners: dict[ListenKey, asyncio.AbstractServer] = {}
+        self.control: ControlServer | None = None
+        self.started = time.monotonic()
+        self.generation = 0
+        self.own: frozenset[str] = frozenset()
+        self._stop = asyncio.Event()
+        self._graceful = True
+        self._reload_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Load everything, bind everything; raise (and leave nothing behind) on failure."""
+        profile = await asyncio.to_thread(load_profile, self.profile_arg)
+        self.store = await asyncio.to_thread(Store.open, self.data_dir / "arcus.db")
+        tenants = await asyncio.to_thread(self.store.list_tenants)
+        self.own = await asyncio.to_thread(own_addresses)
+        self.generation = 1
+        snapshot = await asyncio.to_thread(build_snapshot, 1, profile, tenants, self.own)
+        self.shared = Shared(snapshot)
+        try:
+            self.control = ControlServer(self.socket_path, self._handlers(), log=log)
+            await self.control.start()
+            await self._bind_listeners(snapshot)
+        except BaseException:
+            await self._close_listeners(set(self.listeners))
+            if self.control is not None:
+                await self.control.close()
+            self.store.close()
+            raise
+        self._spawn(self._sweeper(), "arcus-sweeper")
+        log.info(
+            "arcus %s serving profile %s: %s (control socket %s, store %s)",
+            __version__,
+            profile.source,
+            ", ".join(f"{s['name']} on {', '.join(s['listen'])}" for s in self._server_info()),
+            self.socket_path,
+            self.store.path,
+        )
+
+    async def run(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig, handler in (
+            (signal.SIGTERM, lambda: self.request_stop(graceful=True)),
+            (signal.SIGINT, lambda: self.request_stop(graceful=True)),
+            (signal.SIGHUP, lambda: self._spawn(self._reload_from_signal(), "arcus-sighup-reload")),
+        ):
+            try:
+                loop.add_signal_handler(sig, handler)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+                pass
+        await self._stop.wait()
+        await self.shutdown(self._graceful)
+
+    def request_stop(self, graceful: bool) -> None:
+        if not self._stop.is_set():
+            log.info("shutting down (%s)", "graceful" if graceful else "immediate")
+        self._graceful = graceful and self._graceful
+        self._stop.set()
+
+    async def shutdown(self, graceful: bool) -> None:
+        shared = self.shared
+        await self._close_listeners(set(self.listeners))
+        shared.draining = True
+        if graceful:
+            for conn in list(shared.connections.values()):
+                conn.drain()
+            bound = shared.snapshot.profile.runtime.graceful_timeout
+            deadline = time.monotonic() + bound
+            while shared.connections and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if shared.connections:
+                log.warning("%d connection(s) still open after %gs; closing them", len(shared.connections), bound)
+        for conn in list(shared.connections.values()):
+            conn.abort("shutdown")
+        shared.pool.close_all()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.control is not None:
+            await self.control.close()
+        if self.store is not None:
+            self.store.close()
+        log.info("stopped")
+
+    def _spawn(self, coro, name: str) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _sweeper(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.shared.sweep(time.monotonic())
+
+    # ------------------------------------------------------------------ listeners
+
+    @staticmethod
+    def _wanted(snapshot: Snapshot) -> dict[ListenKey, ServerConfig]:
+        return {(s.name, host, port): s for s in snapshot.profile.servers for host, port in s.listen}
+
+    async def _bind_listeners(self, snapshot: Snapshot) -> set[ListenKey]:
+        """Bind what ``snapshot`` wants and is not bound yet; return the keys that are no longer wanted."""
+        loop = asyncio.get_running_loop()
+        wanted = self._wanted(snapshot)
+        fresh: list[ListenKey] = []
+        try:
+            for key, server in wanted.items():
+                if key in self.listeners:
+                    continue
+                _, host, port = key
+                factory = SERVER_TYPES[server.type](self.shared, server.name)
+                try:
+                    srv = await loop.create_server(factory, host, port, backlog=1024, reuse_address=True)
+                except OSError as exc:
+                    where = f"{snapshot.profile.source}:{server.line}" if server.line else snapshot.profile.source
+                    raise OperatorError(
+                        f"{where}: server {server.name} cannot listen on {_fmt_addr(host, port)}: {exc.strerror or exc}",
+                        code="invalid",
+                        hint="pick a free port in the profile, or stop what holds this one",
+                    ) from None
+                self.listeners[key] = srv
+                fresh.append(key)
+        except BaseException:
+            await self._close_listeners(set(fresh))
+            raise
+        return set(self.listeners) - set(wanted)
+
+    async def _close_listeners(self, keys: set[ListenKey]) -> None:
+        for key in keys:
+            srv = self.listeners.pop(key, None)
+            if srv is not None:
+                srv.close()
+
+    def _server_info(self) -> list[dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for s in self.shared.snapshot.profile.servers:
+            out[s.name] = {"name": s.name, "type": s.type, "escaper": s.escaper, "listen": []}
+        for (name, _, _), srv in self.listeners.items():
+            if name in out:
+                for sock in srv.sockets:
+                    addr = sock.getsockname()
+                    out[name]["listen"].append(_fmt_addr(addr[0], addr[1]))
+        return list(out.values())
+
+    # ------------------------------------------------------------------ reload
+
+    async def reload(self) -> int:
+        """Re-read the profile and the store; swap in the new Snapshot or raise and keep the old."""
+        async with self._reload_lock:
+            profile: Profile = await asyncio.to_thread(load_profile, self.profile_arg)
+            tenants = await asyncio.to_thread(self.store.list_tenants)
+            self.own = await asyncio.to_thread(own_addresses)
+            generation = self.generation + 1
+            snapshot = await asyncio.to_thread(build_snapshot, generation, profile, tenants, self.own)
+            stale = await self._bind_listeners(snapshot)
+            self.shared.snapshot = snapshot
+            self.generation = generation
+            await self._close_listeners(stale)
+            log.info("reloaded profile %s: generation %d", profile.source, generation)
+            return generation
+
+    async def refresh_tenants(self) -> int:
+        async with self._reload_lock:
+            tenants = await asyncio.to_thread(self.store.list_tenants)
+            generation = self.generation + 1
+            self.shared.snapshot = with_tenants(self.shared.snapshot, generation, tenants)
+            self.generation = generation
+            return generation
+
+    async def _reload_from_signal(self) -> None:
+        try:
+            await self.reload()
+        except ConfigError as exc:
+            log.error("reload refused, still serving generation %d:\n%s", self.generation, exc)
+        except OperatorError as exc:
+            log.error("reload refused, still serving generation %d: %s", self.generation, exc.message)
+
+    # ------------------------------------------------------------------ control commands
+
+    def _handlers(self) -> dict[str, Any]:
+        return {
+            "health": self._cmd_health,
+            "stats": self._cmd_stats,
+            "reload": self._cmd_reload,
+            "conns": self._cmd_conns,
+            "kill": self._cmd_kill,
+            "shutdown": self._cmd_shutdown,
+            "tenant.add": self._cmd_tenant_add,
+            "tenant.list": self._cmd_tenant_list,
+            "tenant.show": self._cmd_tenant_show,
+            "tenant.rm": self._cmd_tenant_rm,
+            "tenant.suspend": self._cmd_tenant_suspend,
+            "tenant.resume": self._cmd_tenant_resume,
+        }
+
+    async def _cmd_health(self, args: dict) -> dict:
+        return {
+            "status": "draining" if self.shared.draining else "ok",
+            "pid": os.getpid(),
+            "version": __version__,
+            "uptime": round(time.monotonic() - self.started, 3),
+            "profile": self.shared.snapshot.profile.source,
+            "generation": self.generation,
+            "servers": self._server_info(),
+            "store": str(self.store.path),
+        }
+
+    async def _cmd_stats(self, args: dict) -> dict:
+        shared = self.shared
+        servers = shared.server_counters.to_dict()
+        for s in shared.snapshot.profile.servers:
+            servers.setdefault(s.name, shared.server_counters.get(s.name).to_dict())
+        return {
+            "servers": servers,
+            "tenants": shared.tenant_counters.to_dict(),
+            "generation": self.generation,
+            "uptime": round(time.monotonic() - self.started, 3),
+            "pooled_upstreams": len(shared.pool),
+        }
+
+    async def _cmd_reload(self, args: dict) -> dict:
+        try:
+            return {"generation": await self.reload()}
+        except ConfigError as exc:
+            raise OperatorError(
+                "profile refused, still serving the previous one:\n" + str(exc),
+                code="invalid",
+                hint="fix the profile (check it with `arcus config check PATH`) and reload again",
+            ) from None
+
+    async def _cmd_conns(self, args: dict) -> list[dict]:
+        return [c.info() for c in sorted(self.shared.connections.values(), key=lambda c: c.id)]
+
+    async def _cmd_kill(self, args: dict) -> dict:
+        conn_id = args.get("id")
+        if not isinstance(conn_id, int) or isinstance(conn_id, bool):
+            raise OperatorError("kill needs an integer connection id", code="invalid", hint="see `arcus ctl conns`")
+        conn = self.shared.connections.get(conn_id)
+        if conn is None:
+            raise NotFound(f"no live connection {conn_id}", hint="see `arcus ctl conns`")
+        conn.abort("killed by operator")
+        return {"killed": conn_id}
+
+    async def _cmd_shutdown(self, args: dict) -> dict:
+        graceful = bool(args.get("graceful", False))
+        # answer first, then stop
+        asyncio.get_running_loop().call_soon(self.request_stop, graceful)
+        return {"shutting_down": True, "graceful": graceful}
+
+    @staticmethod
+    def _name(args: dict) -> str:
+        name = args.get("name")
+        if not isinstance(name, str):
+            raise OperatorError("missing tenant name", code="invalid", hint="pass {\"name\": \"acme\"}")
+        return validate_name("tenant", name)
+
+    async def _cmd_tenant_add(self, args: dict) -> dict:
+        name = self._name(args)
+        sources = args.get("sources") or []
+        display = args.get("display_name")
+        if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+            raise OperatorError("sources must be a list of CIDR strings", code="invalid")
+        if display is not None and not isinstance(display, str):
+            raise OperatorError("display_name must be a string", code="invalid")
+        tenant = await asyncio.to_thread(self.store.add_tenant, name, display, sources)
+        await self.refresh_tenants()
+        return tenant.to_dict()
+
+    async def _cmd_tenant_list(self, args: dict) -> list[dict]:
+        return [t.to_dict() for t in await asyncio.to_thread(self.store.list_tenants)]
+
+    async def _cmd_tenant_show(self, args: dict) -> dict:
+        tenant = await asyncio.to_thread(self.store.get_tenant, self._name(args))
+        out = tenant.to_dict()
+        out["usage"] = self.shared.tenant_counters.get(tenant.name).to_dict()
+        return out
+
+    async def _cmd_tenant_rm(self, args: dict) -> dict:
+        name = self._name(args)
+        await asyncio.to_thread(self.store.remove_tenant, name)
+        await self.refresh_tenants()
+        return {"removed": name}
+
+    async def _cmd_tenant_suspend(self, args: dict) -> dict:
+        tenant = await asyncio.to_thread(self.store.set_suspended, self._name(args), True)
+        await self.refresh_tenants()
+        return tenant.to_dict()
+
+    async def _cmd_tenant_resume(self, args: dict) -> dict:
+        tenant = await asyncio.to_thread(self.store.set_suspended, self._name(args), False)
+        await self.refresh_tenants()
+        return tenant.to_dict()

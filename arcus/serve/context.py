@@ -1,0 +1,122 @@
+"""What the servers share with the runtime: the current Snapshot, the live connections, the
+upstream pool and the counters.
+
+The runtime owns one ``Shared`` and swaps ``Shared.snapshot`` on reload (one reference
+assignment); a connection reads it once, when it is accepted, and keeps that Snapshot until
+it ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from arcus.stats import CounterSet
+
+if TYPE_CHECKING:
+    from arcus.auth.tenants import TenantTable
+    from arcus.config.schema import Profile, ServerConfig
+    from arcus.escape.base import Escaper
+    from arcus.resolve.base import Resolver
+
+access_log = logging.getLogger("arcus.access")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the data plane reads, compiled once, immutable."""
+
+    generation: int
+    profile: "Profile"
+    tenants: "TenantTable"
+    escapers: dict[str, "Escaper"]
+    resolvers: dict[str, "Resolver"]
+    servers: dict[str, "ServerConfig"] = field(default_factory=dict)
+
+
+class Tracked:
+    """A live client connection as the registry, the sweeper and `ctl conns` see it.
+
+    Timeouts are deadlines checked by the runtime's sweeper once a second instead of a timer
+    per connection: setting one is an attribute write on the hot path. When ``idle_window`` is
+    set, the deadline is an idle bound: moved on as long as bytes keep flowing.
+    """
+
+    __slots__ = ()
+
+    id: int
+    server: str
+    tenant: str
+    client: str
+    target: str
+    started: float
+    bytes_up: int
+    bytes_down: int
+    deadline: float
+    idle_window: float
+    seen_activity: int
+
+    def state_name(self) -> str:
+        raise NotImplementedError
+
+    def on_timeout(self) -> None:
+        raise NotImplementedError
+
+    def abort(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def drain(self) -> None:
+        """Finish what is in flight, then close (graceful shutdown)."""
+        raise NotImplementedError
+
+    def info(self) -> dict:
+        return {
+            "id": self.id,
+            "server": self.server,
+            "tenant": self.tenant,
+            "client": self.client,
+            "target": self.target,
+            "age": round(time.monotonic() - self.started, 3),
+            "bytes_up": self.bytes_up,
+            "bytes_down": self.bytes_down,
+            "state": self.state_name(),
+        }
+
+
+class Shared:
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.connections: dict[int, Tracked] = {}
+        self.server_counters = CounterSet()
+        self.tenant_counters = CounterSet()
+        self.draining = False
+        self.ids = itertools.count(1)
+        self.request_ids = itertools.count(1)
+        self.boot = format(int(time.time()) & 0xFFFFFF, "06x")
+        from arcus.serve.pool import UpstreamPool
+
+        self.pool = UpstreamPool()
+
+    def next_request_id(self) -> str:
+        return f"{self.boot}-{next(self.request_ids):x}"
+
+    def sweep(self, now: float) -> None:
+        """Fire the deadlines that passed (called by the runtime about once a second)."""
+        for conn in list(self.connections.values()):
+            deadline = conn.deadline
+            if deadline and now >= deadline:
+                if conn.idle_window:
+                    activity = conn.bytes_up + conn.bytes_down
+                    if activity != conn.seen_activity:
+                        conn.seen_activity = activity
+                        conn.deadline = now + conn.idle_window
+                        continue
+                try:
+                    conn.on_timeout()
+                except Exception:  # a bug in one connection must not stop the sweep
+                    logging.getLogger("arcus.serve").exception("timeout handling failed for connection %s", conn.id)
+                    conn.abort("internal error")
+        self.pool.expire(now)

@@ -1,0 +1,781 @@
+"""`http_proxy`: an HTTP/1.1 forward proxy (absolute-form requests and CONNECT tunnels).
+
+One ``HttpProxyConnection`` per client connection, callback-style ``asyncio.Protocol``: all
+state on the instance, backpressure with pause/resume of the other side, deadlines checked
+by the runtime's sweeper. Every request on a keep-alive connection is parsed and accounted on
+its own; request and response bodies are forwarded as they arrive, never re-encoded (chunked
+bodies are scanned to find their end, not decoded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as ssl_module
+import time
+
+from arcus.errors import EscapeError, ProtocolError
+from arcus.proto import http1
+from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, ChunkedScanner, Limits
+from arcus.serve.context import Shared, Snapshot, Tracked, access_log
+from arcus.serve.upstream import UpstreamConnection
+
+log = logging.getLogger("arcus.serve")
+
+VIA = b"1.1 arcus"
+MAX_PENDING = 256 * 1024  # client bytes buffered while the upstream is not ready
+
+# connection states
+HEAD = 0  # waiting for (the rest of) a request head
+CONNECTING = 1  # request parsed, upstream connection being opened
+BODY = 2  # forwarding the request body
+RESPONSE = 3  # request sent, waiting for / relaying the response
+TUNNEL = 4  # CONNECT or Upgrade: bytes both ways
+CLOSED = 5
+STATE_NAMES = ("idle", "connecting", "request_body", "response", "tunnel", "closed")
+
+# reasons to stop reading from the client (bit mask)
+PAUSE_UPSTREAM = 1  # the upstream cannot take more
+PAUSE_BUFFER = 2  # too much pipelined / early data buffered
+
+_client_ssl: ssl_module.SSLContext | None = None
+
+
+def _origin_ssl() -> ssl_module.SSLContext:
+    global _client_ssl
+    if _client_ssl is None:
+        _client_ssl = ssl_module.create_default_context()
+    return _client_ssl
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class HttpProxyConnection(asyncio.Protocol, Tracked):
+    __slots__ = (
+        "shared", "snap", "conf", "limits", "transport", "buf", "state", "up", "id", "server",
+        "tenant", "client", "client_ip", "target", "started", "bytes_up", "bytes_down", "deadline",
+        "idle_window", "seen_activity", "srv_stats", "ten_stats", "req", "req_id", "req_started",
+        "req_left", "req_scanner", "resp", "resp_left", "resp_scanner", "ubuf", "keep_alive",
+        "paused", "up_paused", "status", "resp_bytes", "task", "client_eof", "up_eof",
+        "local_client", "head_sent", "retry_ok", "tenant_suspended", "error_code",
+    )
+
+    def __init__(self, shared: Shared, server: str) -> None:
+        self.shared = shared
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.state = HEAD
+        self.up: UpstreamConnection | None = None
+        self.id = 0
+        self.tenant = "default"
+        self.client = ""
+        self.client_ip = ""
+        self.target = ""
+        self.started = time.monotonic()
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self.deadline = 0.0
+        self.idle_window = 0.0
+        self.seen_activity = 0
+        self.req: http1.RequestHead | None = None
+        self.resp: http1.ResponseHead | None = None
+        self.ubuf = bytearray()
+        self.paused = 0
+        self.up_paused = False
+        self.task: asyncio.Task | None = None
+        self.client_eof = False
+        self.up_eof = False
+        self.keep_alive = True
+        self.req_scanner: ChunkedScanner | None = None
+        self.resp_scanner: ChunkedScanner | None = None
+        self.error_code = ""
+        self.req_id = "-"
+        self.status = 0
+        self.retry_ok = False
+        self.head_sent = False
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        shared = self.shared
+        snap: Snapshot = shared.snapshot
+        self.snap = snap
+        conf = snap.servers[self.server]
+        self.conf = conf
+        lim = conf.limits
+        self.limits = Limits(lim.max_request_line, lim.max_header_bytes, lim.max_headers)
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.client_ip = peer[0].split("%", 1)[0]
+        self.client = _host_port(self.client_ip, peer[1])
+        entry = snap.tenants.lookup(self.client_ip)
+        self.tenant = entry.name
+        self.tenant_suspended = entry.suspended
+        self.local_client = self.client_ip.startswith("127.") or self.client_ip in ("::1", "::ffff:127.0.0.1")
+        self.srv_stats = shared.server_counters.get(self.server)
+        self.ten_stats = shared.tenant_counters.get(self.tenant)
+        self.id = next(shared.ids)
+        self.srv_stats.conns_total += 1
+        self.ten_stats.conns_total += 1
+        self.srv_stats.conns_active += 1
+        self.ten_stats.conns_active += 1
+        shared.connections[self.id] = self
+        if self.srv_stats.conns_active > conf.max_connections or shared.draining:
+            self.keep_alive = False
+            self._count_error("server_busy")
+            self._send_simple(503, "server_busy", "the proxy is at its connection limit; try again later")
+            self._close()
+            return
+        self.deadline = time.monotonic() + conf.timeouts.client_header
+
+    def data_received(self, data: bytes) -> None:
+        state = self.state
+        if state == TUNNEL:
+            self.bytes_up += len(data)
+            self.srv_stats.bytes_up += len(data)
+            self.ten_stats.bytes_up += len(data)
+            up = self.up
+            if up is not None:
+                up.write(data)
+            return
+        if state == BODY and not self.buf:
+            self._forward_body(data)
+            return
+        if state == CLOSED:
+            return
+        if state == HEAD and not self.buf:
+            # first bytes of a request: the whole head must follow within client_header
+            self.deadline = time.monotonic() + self.conf.timeouts.client_header
+            self.idle_window = 0.0
+        self.buf += data
+        if state == HEAD:
+            self._process()
+        elif state == BODY:
+            self._forward_body(b"")
+        elif len(self.buf) > MAX_PENDING:
+            self._pause(PAUSE_BUFFER)
+
+    def eof_received(self) -> bool | None:
+        self.client_eof = True
+        if self.state == TUNNEL:
+            up = self.up
+            if up is not None and up.transport is not None and up.transport.can_write_eof():
+                up.transport.write_eof()
+            if self.up_eof:
+                self._close()
+            return True
+        if self.state in (HEAD, CLOSED):
+            return False  # nothing in flight: close
+        if self.state == BODY:
+            # the client gave up in the middle of its request body
+            self._count_error("client_aborted")
+            self._close()
+            return False
+        return True  # request complete; still relaying the response: answer it, then close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.state != CLOSED:
+            self._teardown()
+
+    def pause_writing(self) -> None:
+        up = self.up
+        if up is not None and up.transport is not None and not self.up_paused:
+            self.up_paused = True
+            up.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        up = self.up
+        if self.up_paused:
+            self.up_paused = False
+            if up is not None and up.transport is not None:
+                up.transport.resume_reading()
+
+    # ------------------------------------------------------------------ requests
+
+    def _process(self) -> None:
+        """Parse and start the request(s) waiting in the buffer."""
+        while self.state == HEAD and self.buf:
+            try:
+                parsed = http1.parse_request_head(self.buf, self.limits)
+            except ProtocolError as exc:
+                self._count_error("client_bad_request")
+                self.keep_alive = False
+                code = "bad_request" if exc.status == 400 else {414: "uri_too_long", 431: "header_too_large", 505: "version_not_supported"}.get(exc.status, "bad_request")
+                self._send_simple(exc.status, code, exc.message)
+                self._close()
+                return
+            if parsed is None:
+                if self.paused & PAUSE_BUFFER:
+                    self._resume(PAUSE_BUFFER)
+                return
+            head, used = parsed
+            del self.buf[:used]
+            self._start(head)
+
+    def _start(self, req: http1.RequestHead) -> None:
+        self.req = req
+        self.req_id = self.shared.next_request_id()
+        self.req_started = time.monotonic()
+        self.status = 0
+        self.resp = None
+        self.resp_bytes = 0
+        self.head_sent = False
+        self.error_code = ""
+        self.srv_stats.requests += 1
+        self.ten_stats.requests += 1
+        self.keep_alive = req.keep_alive and not self.shared.draining
+        self.req_left = req.content_length if req.framing == LENGTH else 0
+        self.req_scanner = ChunkedScanner(self.limits) if req.framing == CHUNKED else None
+        self.target = _host_port(req.host, req.port) if req.host else ""
+        if self.tenant_suspended:
+            self._refuse(403, "tenant_suspended", f"tenant {self.tenant} is suspended", "forbidden")
+            return
+        if req.form == "authority":
+            self._open_tunnel()
+            return
+        if req.form != "absolute":
+            self._refuse(
+                400,
+                "not_a_proxy_request",
+                "this is a proxy: send an absolute URI (http://host/path) or CONNECT host:port",
+                "client",
+            )
+            return
+        self._forward()
+
+    def _refuse(self, status: int, code: str, message: str, side: str) -> None:
+        """Answer the current request ourselves. The request body, if any, is read and discarded
+        only when that is cheap; otherwise the connection closes after the answer."""
+        self._count_error(code)
+        req = self.req
+        if req is not None and req.framing != NO_BODY:
+            self.keep_alive = False
+        self._send_simple(status, code, message)
+        self._request_done()
+
+    # ------------------------------------------------------------------ forwarding
+
+    def _pool_key(self, scheme: bytes) -> tuple:
+        req = self.req
+        return (self.conf.escaper, self.tenant, self.local_client, scheme, req.host, req.port)
+
+    def _forward(self) -> None:
+        req = self.req
+        key = self._pool_key(req.scheme)
+        up = self.shared.pool.take(key)
+        if up is not None:
+            up.reused = True
+            self._attach(up)
+            self._send_request()
+            return
+        self.state = CONNECTING
+        self.deadline = 0.0  # the escaper bounds the connect itself
+        self.task = asyncio.get_running_loop().create_task(self._connect(key), name=f"arcus-connect-{self.id}")
+
+    async def _connect(self, key: tuple, retry: bool = False) -> None:
+        req = self.req
+        escaper = self.snap.escapers[self.conf.escaper]
+        timeouts = self.conf.timeouts
+        try:
+            conn = await escaper.connect(
+                req.host,
+                req.port,
+                self.client_ip,
+                lambda: UpstreamConnection(key),
+                timeout=timeouts.upstream_connect,
+                ssl=_origin_ssl() if req.scheme == b"https" else None,
+            )
+        except EscapeError as exc:
+            self.task = None
+            if self.state == CLOSED:
+                return
+            self._upstream_failed(exc.status, exc.code, exc.message, exc.side)
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug must answer 500, not hang the client
+            self.task = None
+            log.exception("connect failed unexpectedly")
+            if self.state != CLOSED:
+                self._upstream_failed(500, "internal", f"internal error: {type(exc).__name__}", "internal")
+            return
+        self.task = None
+        up: UpstreamConnection = conn.protocol  # type: ignore[assignment]
+        if self.state == CLOSED:
+            up.close()
+            return
+        self._attach(up)
+        if req.form == "authority":
+            self._tunnel_ready()
+        else:
+            self._send_request()
+
+    def _attach(self, up: UpstreamConnection) -> None:
+        self.up = up
+        up.owner = self
+        self.ubuf.clear()
+        self.up_eof = False
+
+    def _send_request(self) -> None:
+        req = self.req
+        up = self.up
+        headers = http1.forward_headers(req.headers, req.connection_tokens)
+        host = f"[{req.host}]" if ":" in req.host else req.host
+        if req.port != (443 if req.scheme == b"https" else 80):
+            host = f"{host}:{req.port}"
+        out = [(b"Host", host.encode())]
+        for name, value in headers:
+            if len(name) == 4 and name.lower() == b"host":
+                continue
+            out.append((name, value))
+        out.append((b"Via", (b"1.0 arcus" if req.version == b"1.0" else VIA)))
+        if req.framing == CHUNKED:
+            out.append((b"Transfer-Encoding", b"chunked"))
+        if req.version == b"1.0":
+            out.append((b"Connection", b"close"))
+        up.write(http1.build_request_head(req.method, req.path, out, req.version))
+        self.head_sent = True
+        self.retry_ok = up.reused and req.framing == NO_BODY
+        up.reused = False
+        self.resp_scanner = None
+        if req.framing == NO_BODY:
+            self._request_sent()
+        else:
+            self.state = BODY
+            self.deadline = time.monotonic() + self.conf.timeouts.client_body
+            self.idle_window = self.conf.timeouts.client_body
+            self._forward_body(b"")
+
+    def _forward_body(self, data: bytes) -> None:
+        """Send request body bytes upstream: first what is buffered, then ``data``."""
+        if self.buf:
+            if data:
+                self.buf += data
+            data = bytes(self.buf)
+            self.buf.clear()
+        if not data:
+            return
+        req = self.req
+        if req.framing == LENGTH:
+            n = min(self.req_left, len(data))
+            self.req_left -= n
+            done = self.req_left == 0
+        else:
+            try:
+                n = self.req_scanner.feed(data)
+            except ProtocolError as exc:
+                self._count_error("client_bad_request")
+                self.keep_alive = False
+                if not self.head_sent or self.status == 0:
+                    self._send_simple(400, "bad_request", exc.message)
+                self._close()
+                return
+            done = self.req_scanner.done
+        if n:
+            chunk = data if n == len(data) else data[:n]
+            self.bytes_up += n
+            self.srv_stats.bytes_up += n
+            self.ten_stats.bytes_up += n
+            if self.up is not None:
+                self.up.write(chunk)
+        if n < len(data):
+            self.buf += data[n:]
+        if done:
+            self._request_sent()
+            if len(self.buf) > MAX_PENDING:
+                self._pause(PAUSE_BUFFER)
+
+    def _request_sent(self) -> None:
+        if self.state == CLOSED:
+            return
+        if self.resp is not None and self.status >= 200:
+            # the response was complete before the body: nothing more to wait for
+            self.state = RESPONSE
+            return
+        self.state = RESPONSE
+        self.idle_window = 0.0
+        if self.status == 0:
+            self.deadline = time.monotonic() + self.conf.timeouts.upstream_response
+
+    # ------------------------------------------------------------------ responses (Owner of UpstreamConnection)
+
+    def upstream_data(self, data: bytes) -> None:
+        if self.state == TUNNEL:
+            n = len(data)
+            self.bytes_down += n
+            self.srv_stats.bytes_down += n
+            self.ten_stats.bytes_down += n
+            self.transport.write(data)
+            return
+        if self.resp is not None and self.status >= 200:
+            self._relay_body(data)
+            return
+        self.ubuf += data
+        self._parse_response()
+
+    def _parse_response(self) -> None:
+        req = self.req
+        while self.ubuf:
+            try:
+                parsed = http1.parse_response_head(self.ubuf, self.limits, req.method)
+            except ProtocolError as exc:
+                self._upstream_failed(502, "upstream_bad_response", f"invalid response from upstream: {exc.message}", "upstream")
+                return
+            if parsed is None:
+                return
+            resp, used = parsed
+            if resp.status >= 200:
+                rest = bytes(self.ubuf[used:])
+                self.ubuf.clear()
+                self._response_head(resp, rest)
+                return
+            del self.ubuf[:used]
+            if resp.status < 200:
+                if resp.status == 101 and req.upgrade:
+                    self._switch_protocols(resp)
+                    return
+                if req.version == b"1.1" and resp.status != 101:
+                    head = http1.build_response_head(resp.status, resp.reason, http1.forward_headers(resp.headers, resp.connection_tokens))
+                    self.transport.write(head)
+
+    def _response_head(self, resp: http1.ResponseHead, rest: bytes) -> None:
+        req = self.req
+        self.resp = resp
+        self.status = resp.status
+        self.resp_left = resp.content_length
+        self.resp_scanner = ChunkedScanner(self.limits, side="upstream", status=502) if resp.framing == CHUNKED else None
+        if resp.framing == UNTIL_CLOSE or self.state == BODY:
+            self.keep_alive = False
+        headers = http1.forward_headers(resp.headers, resp.connection_tokens)
+        if resp.framing == CHUNKED:
+            headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        headers.append((b"Via", VIA))
+        if req.version == b"1.0":
+            headers.append((b"Connection", b"keep-alive" if self.keep_alive else b"close"))
+        elif not self.keep_alive:
+            headers.append((b"Connection", b"close"))
+        self.transport.write(http1.build_response_head(resp.status, resp.reason, headers, req.version))
+        self.deadline = time.monotonic() + self.conf.timeouts.upstream_body
+        self.idle_window = self.conf.timeouts.upstream_body
+        if resp.framing == NO_BODY or (resp.framing == LENGTH and resp.content_length == 0):
+            self._response_done(rest)
+        elif rest:
+            self._relay_body(rest)
+
+    def _relay_body(self, data: bytes) -> None:
+        resp = self.resp
+        framing = resp.framing
+        if framing == LENGTH:
+            n = min(self.resp_left, len(data))
+            self.resp_left -= n
+            done = self.resp_left == 0
+        elif framing == CHUNKED:
+            try:
+                n = self.resp_scanner.feed(data)
+            except ProtocolError as exc:
+                self._count_error("upstream_bad_response")
+                log.info("connection %s: invalid chunked body from %s: %s", self.id, self.target, exc.message)
+                self._close()
+                return
+            done = self.resp_scanner.done
+        elif framing == UNTIL_CLOSE:
+            n = len(data)
+            done = False
+        else:
+            n = 0
+            done = True
+        if n:
+            self.bytes_down += n
+            self.resp_bytes += n
+            self.srv_stats.bytes_down += n
+            self.ten_stats.bytes_down += n
+            self.transport.write(data if n == len(data) else data[:n])
+        if done:
+            self._response_done(data[n:])
+
+    def _response_done(self, extra: bytes) -> None:
+        up = self.up
+        resp = self.resp
+        reusable = (
+            up is not None
+            and resp.keep_alive
+            and not extra
+            and not self.ubuf
+            and self.state == RESPONSE
+            and not self.up_eof
+        )
+        if up is not None:
+            self.up = None
+            up.owner = None
+            if self.up_paused:
+                self.up_paused = False
+                if up.transport is not None:
+                    up.transport.resume_reading()
+            if reusable:
+                up.pool = self.shared.pool
+                self.shared.pool.put(up, self.conf.timeouts.upstream_idle, self.conf.limits.max_pool_per_host)
+            else:
+                up.close()
+        if self.state == BODY:
+            # the origin answered before the request body was complete: the rest cannot be framed
+            self.keep_alive = False
+        self._request_done()
+
+    def _request_done(self) -> None:
+        """The current exchange is over: log it, then wait for the next request or close."""
+        req = self.req
+        if req is not None and access_log.isEnabledFor(logging.INFO):
+            path = req.path.split(b"?", 1)[0].decode("latin-1") if req.path else ""
+            access_log.info(
+                "%s %s %s %s %s%s %d %d %d %.1fms %s",
+                self.req_id,
+                self.client,
+                self.tenant,
+                req.method.decode("latin-1"),
+                self.target,
+                path,
+                self.status,
+                self.bytes_up,
+                self.bytes_down,
+                (time.monotonic() - self.req_started) * 1000,
+                self.error_code or "-",
+            )
+        self.req = None
+        self.resp = None
+        if not self.keep_alive or self.client_eof or self.state == CLOSED:
+            self._close()
+            return
+        self.state = HEAD
+        timeouts = self.conf.timeouts
+        self.deadline = time.monotonic() + timeouts.client_idle
+        self.idle_window = 0.0
+        if self.paused & PAUSE_BUFFER:
+            self._resume(PAUSE_BUFFER)
+        if self.buf:
+            self.deadline = time.monotonic() + timeouts.client_header
+            self._process()
+
+    def upstream_eof(self) -> None:
+        self.up_eof = True
+        if self.state == TUNNEL:
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+            if self.client_eof:
+                self._close()
+            return
+        resp = self.resp
+        if resp is not None and self.status >= 200 and resp.framing == UNTIL_CLOSE:
+            self._response_done(b"")
+            return
+        # EOF before the response ended: connection_lost follows and says what to do
+        up = self.up
+        if up is not None:
+            up.close()
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        self.up = None
+        if self.state in (CLOSED, HEAD):
+            return
+        if self.state == TUNNEL:
+            self._close()
+            return
+        resp = self.resp
+        if resp is not None and self.status >= 200:
+            if resp.framing == UNTIL_CLOSE:
+                self._response_done(b"")
+            else:
+                self._count_error("upstream_closed")
+                self._close()  # cut in the middle of a body: the client must see it was cut
+            return
+        if self.retry_ok and self.req is not None:
+            # a pooled connection the origin had closed under us: try once on a fresh one
+            self.retry_ok = False
+            self.state = CONNECTING
+            self.deadline = 0.0
+            key = self._pool_key(self.req.scheme)
+            self.task = asyncio.get_running_loop().create_task(self._connect(key), name=f"arcus-connect-{self.id}")
+            return
+        reason = f": {exc}" if exc else ""
+        self._upstream_failed(502, "upstream_closed", f"the upstream closed the connection before answering{reason}", "upstream")
+
+    def upstream_pause(self) -> None:
+        self._pause(PAUSE_UPSTREAM)
+
+    def upstream_resume(self) -> None:
+        self._resume(PAUSE_UPSTREAM)
+
+    def _upstream_failed(self, status: int, code: str, message: str, side: str) -> None:
+        up, self.up = self.up, None
+        if up is not None:
+            up.abort()
+        if self.resp is not None and self.status >= 200:
+            self._count_error(code)
+            self._close()
+            return
+        if self.state == BODY or (self.req is not None and self.req.framing != NO_BODY):
+            self.keep_alive = False
+        self.state = RESPONSE
+        self._count_error(code)
+        self._send_simple(status, code, message)
+        self._request_done()
+
+    # ------------------------------------------------------------------ tunnels
+
+    def _open_tunnel(self) -> None:
+        req = self.req
+        self.state = CONNECTING
+        self.deadline = 0.0
+        key = ("tunnel",)
+        self.task = asyncio.get_running_loop().create_task(self._connect(key), name=f"arcus-connect-{self.id}")
+
+    def _tunnel_ready(self) -> None:
+        self.status = 200
+        self.transport.write(b"HTTP/1.1 200 Connection established\r\nVia: 1.1 arcus\r\n\r\n")
+        self._enter_tunnel()
+
+    def _switch_protocols(self, resp: http1.ResponseHead) -> None:
+        self.status = 101
+        self.resp = resp
+        headers = [(n, v) for n, v in resp.headers if n.lower() not in (b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer")]
+        headers.append((b"Via", VIA))
+        self.transport.write(http1.build_response_head(101, resp.reason, headers, self.req.version))
+        rest = bytes(self.ubuf)
+        self.ubuf.clear()
+        self._enter_tunnel()
+        if rest:
+            self.upstream_data(rest)
+
+    def _enter_tunnel(self) -> None:
+        self.state = TUNNEL
+        timeouts = self.conf.timeouts
+        self.deadline = time.monotonic() + timeouts.tunnel_idle
+        self.idle_window = timeouts.tunnel_idle
+        self.seen_activity = self.bytes_up + self.bytes_down
+        if self.paused & PAUSE_BUFFER:
+            self._resume(PAUSE_BUFFER)
+        if self.buf:
+            early = bytes(self.buf)
+            self.buf.clear()
+            self.data_received(early)
+        if self.client_eof and self.up is not None and self.up.transport is not None:
+            if self.up.transport.can_write_eof():
+                self.up.transport.write_eof()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _pause(self, why: int) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused |= why
+
+    def _resume(self, why: int) -> None:
+        if not self.paused & why:
+            return
+        self.paused &= ~why
+        if not self.paused and self.transport is not None and self.state != CLOSED:
+            self.transport.resume_reading()
+
+    def _count_error(self, code: str) -> None:
+        self.error_code = code
+        self.srv_stats.errors[code] += 1
+        self.ten_stats.errors[code] += 1
+
+    def _send_simple(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.error_code = code
+        body = f"{status} {http1.REASONS.get(status, b'Error').decode()}\n{message}\nrequest id: {self.req_id}\n".encode()
+        headers = [
+            (b"Content-Type", b"text/plain; charset=utf-8"),
+            (b"Content-Length", str(len(body)).encode()),
+            (b"X-Arcus-Error", code.encode()),
+            (b"X-Arcus-Request-Id", self.req_id.encode()),
+            (b"Via", VIA),
+        ]
+        version = b"1.1"
+        req = self.req
+        if req is not None and req.version == b"1.0":
+            version = b"1.0"
+            headers.append((b"Connection", b"keep-alive" if self.keep_alive else b"close"))
+        elif not self.keep_alive:
+            headers.append((b"Connection", b"close"))
+        if status == 429:
+            headers.append((b"Retry-After", b"1"))
+        head_only = req is not None and req.method == b"HEAD"
+        out = http1.build_response_head(status, http1.REASONS.get(status, b"Error"), headers, version)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out if head_only else out + body)
+
+    def _close(self) -> None:
+        """Close after what was written has been sent."""
+        if self.state == CLOSED:
+            return
+        self._teardown()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _teardown(self) -> None:
+        self.state = CLOSED
+        self.deadline = 0.0
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        up, self.up = self.up, None
+        if up is not None:
+            up.close()
+        if self.shared.connections.pop(self.id, None) is not None:
+            self.srv_stats.conns_active -= 1
+            self.ten_stats.conns_active -= 1
+
+    # ------------------------------------------------------------------ Tracked
+
+    def state_name(self) -> str:
+        return STATE_NAMES[self.state]
+
+    def on_timeout(self) -> None:
+        state = self.state
+        if state == HEAD:
+            if self.buf:
+                self._count_error("client_timeout")
+                self.keep_alive = False
+                self._send_simple(408, "client_timeout", "the request head did not arrive in time")
+            self._close()
+        elif state == BODY:
+            self._count_error("client_timeout")
+            self.keep_alive = False
+            if self.status == 0:
+                self._send_simple(408, "client_timeout", "the request body stalled")
+            self._close()
+        elif state == RESPONSE:
+            if self.status >= 200:
+                self._count_error("upstream_timeout")
+                self._close()
+            else:
+                self.keep_alive = False
+                self._upstream_failed(504, "upstream_timeout", "the upstream did not answer in time", "upstream")
+        elif state == TUNNEL:
+            self._count_error("tunnel_idle")
+            self._close()
+        else:
+            self._close()
+
+    def abort(self, reason: str) -> None:
+        if self.state == CLOSED:
+            return
+        log.info("connection %s aborted: %s", self.id, reason)
+        self._teardown()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def drain(self) -> None:
+        self.keep_alive = False
+        if self.state == HEAD and not self.buf:
+            self._close()
+
+
+def http_proxy_factory(shared: Shared, server: str):
+    def factory() -> HttpProxyConnection:
+        return HttpProxyConnection(shared, server)
+
+    return factory

@@ -1,0 +1,83 @@
+"""The upstream side of a proxied connection: hands every event to its owner (the client side)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+
+class Owner(Protocol):
+    def upstream_data(self, data: bytes) -> None: ...
+    def upstream_eof(self) -> None: ...
+    def upstream_lost(self, exc: Exception | None) -> None: ...
+    def upstream_pause(self) -> None: ...
+    def upstream_resume(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = ("transport", "owner", "key", "pooled", "idle_until", "closed", "eof", "pool", "reused")
+
+    def __init__(self, key: tuple = ()) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.owner: Owner | None = None
+        self.key = key
+        self.pooled = False
+        self.idle_until = 0.0
+        self.closed = False
+        self.eof = False
+        self.pool = None  # set while idle in a pool, to leave it on close
+        self.reused = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        owner = self.owner
+        if owner is None:  # idle in the pool: an origin must not speak unasked
+            self.close()
+            return
+        owner.upstream_data(data)
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        owner = self.owner
+        if owner is None:
+            return False
+        owner.upstream_eof()
+        return True  # the owner decides when to close (tunnels half-close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        owner, self.owner = self.owner, None
+        if self.pool is not None:
+            self.pool.discard(self)
+            self.pool = None
+        if owner is not None:
+            owner.upstream_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.upstream_pause()
+
+    def resume_writing(self) -> None:
+        if self.owner is not None:
+            self.owner.upstream_resume()
+
+    # used by the client side and the pool
+    def usable(self) -> bool:
+        return not self.closed and not self.eof and self.transport is not None and not self.transport.is_closing()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.owner = None
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.owner = None
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
