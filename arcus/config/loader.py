@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import replace
 
-from yaml.nodes import MappingNode
+from yaml.nodes import MappingNode, SequenceNode
 
 from arcus.config.escaper import ESCAPERS
 from arcus.config.objects import Context, Family, Item, parse_family
@@ -71,9 +71,15 @@ def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue]]:
     ctx = Context(issues, parse_timeouts(top, Timeouts()), parse_limits(top, HttpLimits()))
     log = parse_log(top)
     runtime = parse_runtime(top)
-    parsed = {family.name: parse_family(top.value_node(family.plural), family, ctx) for family in FAMILIES}
+    parsed: dict[str, list[Item]] = {}
+    unreadable: set[str] = set()  # families whose section is not a list: their names are unknown
+    for family in FAMILIES:
+        node = top.value_node(family.plural)
+        parsed[family.name] = parse_family(node, family, ctx)
+        if node is not None and not isinstance(node, SequenceNode):
+            unreadable.add(family.name)
     top.finish()
-    _check_references(parsed, issues)
+    _check_references(parsed, unreadable, issues)
     _check_servers(parsed["server"], top, issues)
     if len(issues):
         return None, issues.sorted()
@@ -90,7 +96,7 @@ def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue]]:
     )
 
 
-def _check_references(parsed: dict[str, list[Item]], issues: Issues) -> None:
+def _check_references(parsed: dict[str, list[Item]], unreadable: set[str], issues: Issues) -> None:
     """Every ``key: name`` must name a defined object; a left-out one defaults to the only candidate."""
     plural = {f.name: f.plural for f in FAMILIES}
     defined = {
@@ -99,6 +105,8 @@ def _check_references(parsed: dict[str, list[Item]], issues: Issues) -> None:
     for items in parsed.values():
         for item in items:
             for ref in item.refs:
+                if ref.family in unreadable:
+                    continue
                 names = defined.get(ref.family, [])
                 available = (
                     f"defined {plural[ref.family]}: {', '.join(names)}"
@@ -121,8 +129,9 @@ def _replace(config: object, key: str, value: str) -> object:
 
 def _check_servers(servers: list[Item], top: Section, issues: Issues) -> None:
     """At least one server, and no two listeners on the same address and port."""
-    if not servers:
-        line = top.key_line("servers") if top.has("servers") else 1
+    node = top.value_node("servers")
+    if node is None or (isinstance(node, SequenceNode) and not node.value):
+        line = top.key_line("servers") if node is not None else 1
         issues.add(line, "no servers defined; add at least one under servers:")
         return
     bound: list[tuple[str, int, str, int]] = []  # host, port, server, line

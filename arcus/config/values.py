@@ -40,7 +40,10 @@ def format_duration(seconds: float) -> str:
         return f"{round(seconds * 1000)}ms"
     if float(seconds).is_integer():
         return f"{int(seconds)}s"
-    return f"{seconds!r}s"
+    text = repr(float(seconds))
+    if "e" in text:  # parse_duration takes plain decimals only
+        text = f"{seconds:.17f}".rstrip("0")
+    return f"{text}s"
 
 
 def parse_size(text: str) -> int:

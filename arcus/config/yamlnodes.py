@@ -191,7 +191,9 @@ class Section:
             return True, reader(node)
         except BadValue as exc:
             for bad, message in exc.problems:
-                self.error(message, line_of(bad if bad is not None else node), key=key)
+                # An alias's node sits at its anchor, earlier in the file: point at the key instead.
+                line = line_of(bad) if bad is not None else max(line_of(node), self.key_line(key))
+                self.error(message, line, key=key)
             return False, None
 
     def take(self, key: str, reader: Reader[T], default: T) -> T:

@@ -1,0 +1,52 @@
+"""A loaded profile back to plain data, in the profile's own spelling.
+
+``arcus config show`` prints this as YAML or JSON. It is the *effective* profile (every
+default filled in, profile-wide timeouts and limits copied into each server), and it loads
+again to the same Profile, which the tests check. Only the keys a type accepts are written,
+so a ``dummy_deny`` escaper does not grow ``direct_fixed`` keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+from arcus.config.loader import FAMILIES
+from arcus.config.schema import Profile
+from arcus.config.values import format_addr, format_duration
+
+
+def profile_to_dict(profile: Profile) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for family in FAMILIES:
+        objects = getattr(profile, family.plural)
+        out[family.plural] = [_object(obj, family.types[obj.type].keys) for obj in objects]
+    out["log"] = _plain(profile.log)
+    out["runtime"] = _plain(profile.runtime)
+    return out
+
+
+def _object(obj: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": obj.name, "type": obj.type}
+    for key in keys:
+        value = getattr(obj, key)
+        if value is None:
+            continue
+        if key == "listen":
+            addrs = [format_addr(host, port) for host, port in value]
+            out[key] = addrs[0] if len(addrs) == 1 else addrs
+        else:
+            out[key] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.name != "line"}
+    if isinstance(value, bool) or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):  # every float of the schema is a duration
+        return format_duration(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
