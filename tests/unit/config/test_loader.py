@@ -465,3 +465,13 @@ runtime:
         f'{path}:18: runtime: unknown key "graceful_timout"; did you mean "graceful_timeout"?',
     ]
     assert str(err.value).splitlines() == [str(i) for i in err.value.issues]
+
+
+def test_the_example_in_docs_profile_md_loads() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "profile.md").read_text()
+    start = doc.index("```yaml", doc.index("## Example")) + len("```yaml\n")
+    profile = parse_profile(doc[start : doc.index("```", start)], "docs/profile.md")
+    assert [s.name for s in profile.servers] == ["http", "lan"]
+    assert profile.escaper("direct").resolver == "system"
+    assert profile.servers[0].timeouts.tunnel_idle == 3600.0
+    assert profile.servers[1].timeouts.upstream_connect == 5.0
