@@ -22,6 +22,7 @@ from arcus.config.schema import Profile, ServerConfig
 from arcus.control.server import ControlServer
 from arcus.errors import ConfigError, NotFound, OperatorError
 from arcus.names import validate_name
+from arcus.paths import STORE_FILE
 from arcus.runtime.hostaddrs import own_addresses
 from arcus.runtime.snapshot import build_snapshot, with_tenants
 from arcus.serve.context import Shared, Snapshot
@@ -62,7 +63,7 @@ class Daemon:
     async def start(self) -> None:
         """Load everything, bind everything; raise (and leave nothing behind) on failure."""
         profile = await asyncio.to_thread(load_profile, self.profile_arg)
-        self.store = await asyncio.to_thread(Store.open, self.data_dir / "arcus.db")
+        self.store = await asyncio.to_thread(Store.open, self.data_dir / STORE_FILE)
         tenants = await asyncio.to_thread(self.store.list_tenants)
         self.own = await asyncio.to_thread(own_addresses)
         self.generation = 1

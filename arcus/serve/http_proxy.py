@@ -346,6 +346,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.deadline = time.monotonic() + self.conf.timeouts.client_body
             self.idle_window = self.conf.timeouts.client_body
             self._forward_body(b"")
+            if self.state == BODY and self.paused & PAUSE_BUFFER:
+                self._resume(PAUSE_BUFFER)
 
     def _forward_body(self, data: bytes) -> None:
         """Send request body bytes upstream: first what is buffered, then ``data``."""

@@ -1,0 +1,32 @@
+# Two commands: `make serve` (set up, then run arcus serve on the embedded default profile)
+# and `make test` (set up, then run the whole test suite). .ci/run calls `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+.PHONY: setup serve test system-deps bench lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,tui]'
+	touch $@
+
+serve: setup
+	$(VENV)/bin/arcus serve $(ARGS)
+
+system-deps:
+	bash scripts/system-deps.sh test
+
+test: setup system-deps
+	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	bash scripts/system-deps.sh bench
+	$(PY) bench/run.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache
