@@ -1,0 +1,177 @@
+"""Ratios, targets and the three renderings of a run: terminal text, Markdown and JSON.
+
+The numbers that matter are ratios taken in the same run on the same machine (arcus ÷ peer);
+absolute values move with the machine. Targets come from issue 2.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from _metrics import METRICS, Cell, Settings
+from _peers import COLUMNS
+
+RATIO_PEERS = ("squid", "proxy.py", "baseline")
+
+
+@dataclass(frozen=True)
+class Target:
+    metric: str
+    text: str
+    peer: str | None  # ratio target against this column; None: absolute bound on arcus's value
+    bound: float
+
+    def judge(self, cells: dict[str, Cell]) -> tuple[str, str]:
+        """("PASS"|"MISS"|"n/a", what was measured)."""
+        arcus = cells.get("arcus")
+        if arcus is None or arcus.value is None:
+            return "n/a", "arcus not measured"
+        if self.peer is None:
+            ok = arcus.value <= self.bound
+            return ("PASS" if ok else "MISS"), f"{arcus.value:.2f} KiB"
+        r = ratio(cells, self.peer)
+        if r is None:
+            return "n/a", f"{self.peer} not measured"
+        return ("PASS" if r >= self.bound else "MISS"), f"{r:.2f}×"
+
+
+TARGETS = (
+    Target("keepalive", "arcus ≥ 0.5× squid", "squid", 0.5),
+    Target("keepalive", "arcus ≥ 1.0× proxy.py", "proxy.py", 1.0),
+    Target("bulk", "arcus ≥ 1.0× squid", "squid", 1.0),
+    Target("rss", "arcus ≤ 8 KiB per idle tunnel", None, 8.0),
+)
+
+# Detail rows shown under the value: (label, key in Cell.details, format)
+DETAIL_ROWS = {
+    "keepalive": (("proxy CPU %", "proxy_cpu_percent", "{:.0f}"), ("p99 latency ms", "latency_p99_ms", "{:.1f}"),
+                  ("TCP connects/req", "tcp_connects_per_request", "{:.3f}")),
+    "newconn": (("proxy CPU %", "proxy_cpu_percent", "{:.0f}"), ("p99 latency ms", "latency_p99_ms", "{:.1f}"),
+                ("TCP connects/req", "tcp_connects_per_request", "{:.2f}")),
+    "bulk": (("proxy CPU %", "proxy_cpu_percent", "{:.0f}"),),
+    "rss": (("USS KiB/tunnel", "uss_per_tunnel_kib", "{:.2f}"), ("tunnels held", "tunnels", "{:d}")),
+}
+
+
+def ratio(cells: dict[str, Cell], peer: str) -> float | None:
+    a, b = cells.get("arcus"), cells.get(peer)
+    if not a or not b or a.value is None or b.value is None or b.value == 0:
+        return None
+    return a.value / b.value
+
+
+def _fmt_value(metric: str, v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    if metric == "rss":
+        return f"{v:.2f}"
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def _rows(metric: str, cells: dict[str, Cell]) -> tuple[list[str], list[list[str]]]:
+    header = ["", *COLUMNS, *(f"arcus÷{p}" for p in RATIO_PEERS)]
+    value_row = ["value", *(_fmt_value(metric, cells[c].value) if c in cells else "skipped" for c in COLUMNS)]
+    for peer in RATIO_PEERS:
+        r = ratio(cells, peer)
+        value_row.append("—" if r is None else f"{r:.2f}")
+    rows = [value_row]
+    for label, key, fmt in DETAIL_ROWS[metric]:
+        row = [label]
+        for c in COLUMNS:
+            v = cells[c].details.get(key) if c in cells else None
+            row.append("" if v is None else fmt.format(v))
+        rows.append(row + [""] * len(RATIO_PEERS))
+    return header, rows
+
+
+def _notes(cells: dict[str, Cell]) -> list[str]:
+    out = []
+    for c in COLUMNS:
+        cell = cells.get(c)
+        if cell is None:
+            continue
+        if cell.error:
+            out.append(f"{c}: n/a: {cell.error}")
+        out.extend(f"{c}: warning: {w}" for w in cell.warnings)
+    return out
+
+
+def to_json(meta: dict, results: dict[str, dict[str, Cell]], settings: Settings) -> dict:
+    metrics = {}
+    for key, cells in results.items():
+        m = METRICS[key]
+        metrics[key] = {
+            "title": m.title,
+            "unit": m.unit,
+            "higher_is_better": m.higher_is_better,
+            "method": m.describe(settings),
+            "columns": {c: cell.to_dict() for c, cell in cells.items()},
+            "ratios": {f"arcus/{p}": ratio(cells, p) for p in RATIO_PEERS},
+            "targets": [
+                dict(zip(("text", "status", "measured"), (t.text, *t.judge(cells)))) for t in TARGETS if t.metric == key
+            ],
+        }
+    return {**meta, "metrics": metrics}
+
+
+def render_text(results: dict[str, dict[str, Cell]], settings: Settings) -> str:
+    lines: list[str] = []
+    for key, cells in results.items():
+        m = METRICS[key]
+        better = "higher is better" if m.higher_is_better else "lower is better"
+        lines.append(f"{m.title}: {m.unit} ({better})")
+        lines.append(f"  {m.describe(settings)}")
+        header, rows = _rows(key, cells)
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        for r in [header, *rows]:
+            lines.append("  " + "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths))))
+        for t in TARGETS:
+            if t.metric == key:
+                status, measured = t.judge(cells)
+                lines.append(f"  target {t.text}: {status} ({measured})")
+        lines.extend(f"  {n}" for n in _notes(cells))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_markdown(meta: dict, results: dict[str, dict[str, Cell]], settings: Settings) -> str:
+    out = [f"# Arcus benchmark — {meta['started']}", ""]
+    out.append(f"Command: `{meta['command']}`  ")
+    pin = meta["pinning"]
+    out.append(f"Pinning: proxy on CPU {pin['proxy_cpus']}, wrk/curl/origin on CPU {pin['load_cpus']}  ")
+    out.append("Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + "  ")
+    out.append(f"Machine busy before the run: {meta['machine_busy_percent_before']}% of all CPUs; "
+               f"load average before {' '.join(meta['loadavg_before'])}, after {' '.join(meta.get('loadavg_after', []))}")
+    out.append("")
+    for key, cells in results.items():
+        m = METRICS[key]
+        better = "higher is better" if m.higher_is_better else "lower is better"
+        out.append(f"## {m.title} — {m.unit} ({better})")
+        out.append("")
+        out.append(f"{m.describe(settings)}")
+        out.append("")
+        header, rows = _rows(key, cells)
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+        out.extend("| " + " | ".join(r) + " |" for r in rows)
+        out.append("")
+        for t in TARGETS:
+            if t.metric == key:
+                status, measured = t.judge(cells)
+                out.append(f"- target {t.text}: **{status}** ({measured})")
+        out.extend(f"- {n}" for n in _notes(cells))
+        out.append("")
+    return "\n".join(out)
+
+
+def write(results_dir: Path, stamp: str, doc: dict, markdown: str) -> list[Path]:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in (stamp, "latest"):
+        j, md = results_dir / f"{name}.json", results_dir / f"{name}.md"
+        j.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        md.write_text(markdown + "\n")
+        paths += [j, md]
+    return paths[:2]
