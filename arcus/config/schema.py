@@ -32,7 +32,7 @@ class HttpLimits:
     max_request_line: int = 8192
     max_header_bytes: int = 65536  # the whole head, request line included
     max_headers: int = 100
-    max_pool_per_host: int = 32  # idle upstream keep-alive connections per (host, port)
+    max_pool_per_host: int = 256  # idle upstream keep-alive connections per (host, port)
 
 
 @dataclass(frozen=True, slots=True)

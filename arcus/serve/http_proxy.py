@@ -458,15 +458,18 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             headers.append((b"Connection", b"keep-alive" if self.keep_alive else b"close"))
         elif not self.keep_alive:
             headers.append((b"Connection", b"close"))
-        self.transport.write(http1.build_response_head(resp.status, resp.reason, headers, req.version))
+        head = http1.build_response_head(resp.status, resp.reason, headers, req.version)
         self.deadline = time.monotonic() + self.conf.timeouts.upstream_body
         self.idle_window = self.conf.timeouts.upstream_body
         if resp.framing == NO_BODY or (resp.framing == LENGTH and resp.content_length == 0):
+            self.transport.write(head)
             self._response_done(rest)
         elif rest:
-            self._relay_body(rest)
+            self._relay_body(rest, head)  # head and first body bytes in one write
+        else:
+            self.transport.write(head)
 
-    def _relay_body(self, data: bytes) -> None:
+    def _relay_body(self, data: bytes, head: bytes = b"") -> None:
         resp = self.resp
         framing = resp.framing
         if framing == LENGTH:
@@ -477,8 +480,13 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             try:
                 n = self.resp_scanner.feed(data)
             except ProtocolError as exc:
-                self._count_error("upstream_bad_response")
                 log.info("connection %s: invalid chunked body from %s: %s", self.id, self.target, exc.message)
+                if head:  # nothing sent to the client yet: it can still get a proper 502
+                    self.resp = None
+                    self.status = 0
+                    self._upstream_failed(502, "upstream_bad_response", f"invalid response from upstream: {exc.message}", "upstream")
+                    return
+                self._count_error("upstream_bad_response")
                 self._close()
                 return
             done = self.resp_scanner.done
@@ -493,7 +501,10 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.resp_bytes += n
             self.srv_stats.bytes_down += n
             self.ten_stats.bytes_down += n
-            self.transport.write(data if n == len(data) else data[:n])
+            body = data if n == len(data) else data[:n]
+            self.transport.write(head + body if head else body)
+        elif head:
+            self.transport.write(head)
         if done:
             self._response_done(data[n:])
 
