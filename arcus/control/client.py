@@ -108,7 +108,16 @@ class _LineSocket:
         except TimeoutError:
             raise _timeout(self.path, timeout) from None
         except OSError as exc:
-            raise _closed(self.path) from exc
+            raise self._said_why() or _closed(self.path) from exc
+
+    def _said_why(self) -> p.ControlError | None:
+        """The error a daemon sent before closing on us (forbidden), if it is still readable."""
+        try:
+            self._sock.settimeout(0.5)
+            reply = p.decode_reply(self.readline(0.5))
+        except (p.ControlError, OSError):
+            return None
+        return reply.error
 
     def readline(self, timeout: float | None) -> bytes:
         while True:
@@ -238,7 +247,15 @@ class _AsyncConn:
         except TimeoutError:
             raise _timeout(self.path, timeout) from None
         except OSError as exc:
-            raise _closed(self.path) from exc
+            raise await self._said_why() or _closed(self.path) from exc
+
+    async def _said_why(self) -> p.ControlError | None:
+        """The error a daemon sent before closing on us (forbidden), if it is still readable."""
+        try:
+            reply = p.decode_reply(await self.readline(0.5))
+        except p.ControlError:
+            return None
+        return reply.error
 
     async def readline(self, timeout: float | None) -> bytes:
         try:

@@ -11,7 +11,8 @@ and its reply one line with the same id::
 
 A streaming command (``stats.watch``) answers with many replies carrying the same id and
 ``"more": true``; the daemon ends the stream with ``{"id": 7, "ok": true, "result": null,
-"more": false}`` or an error reply, and the client ends it by closing the connection.
+"more": false}`` or an error reply. The client ends it by closing the connection, or by
+sending its next request (the daemon then sends the end marker and answers that request).
 
 This module is sans-io: it turns bytes into messages and messages into bytes, and names the
 error codes and commands. It never touches a socket, so the server, both clients and the tests

@@ -5,6 +5,10 @@ answers each before reading the next, so a client sees its replies in order. Not
 sends can take the server down: bad bytes, bad JSON, unknown commands and handler bugs all
 become error replies on a connection that stays usable; only an over-long line (we cannot
 find where the next request starts) and a forbidden peer end the connection.
+
+A handler that returns an async iterator streams (see :mod:`arcus.control.protocol`); while
+it streams, the connection is watched so that a client closing it, or sending its next
+request, ends the stream promptly even if the iterator is silent.
 """
 
 from __future__ import annotations
@@ -155,43 +159,34 @@ class ControlServer:
         uid = _peer_uid(writer)
         if uid is None or uid not in self._allow:
             self._log.warning("control connection from uid %s refused", uid)
-            await _send(
-                writer,
-                p.encode_error(
-                    None,
-                    p.ControlError(
-                        p.FORBIDDEN,
-                        f"uid {uid} may not control this daemon",
-                        hint="run the command as the daemon's user or as root",
-                    ),
-                ),
+            forbidden = p.ControlError(
+                p.FORBIDDEN, f"uid {uid} may not control this daemon", hint="run the command as the daemon's user or as root"
             )
+            await _send(writer, p.encode_error(None, forbidden))
             return
+        pending: bytes | None = None
         while True:
-            try:
-                line = await reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError as exc:
-                if exc.partial.strip():  # a last request without its newline: answer it too
-                    await self._answer(exc.partial, reader, writer)
-                return
-            except asyncio.LimitOverrunError:
-                await _send(
-                    writer,
-                    p.encode_error(
-                        None,
-                        p.ControlError(
-                            p.TOO_LARGE,
-                            f"request longer than {p.MAX_LINE} bytes",
-                            hint="send one request per line; requests are small",
-                        ),
-                    ),
-                )
-                return
+            if pending is not None:
+                line, pending = pending, None
+            else:
+                try:
+                    line = await _read_line(reader)
+                except asyncio.LimitOverrunError:
+                    await _send(writer, _TOO_LARGE)
+                    return
+                if line is None:
+                    return
             if not line.strip():
                 continue  # blank lines are harmless keep-alives (`socat` users send them)
-            await self._answer(line, reader, writer)
+            outcome = await self._answer(line, reader, writer)
+            if outcome is _CLOSED:
+                return
+            pending = outcome
 
-    async def _answer(self, line: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _answer(
+        self, line: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes | object | None:
+        """Answer one request line. Returns what a stream left behind (see :meth:`_stream`)."""
         rid: int | None = None
         try:
             msg = p.decode_line(line)
@@ -207,54 +202,84 @@ class ControlServer:
                 result = await result
         except OperatorError as exc:
             await _send(writer, p.encode_error(rid, exc))
-            return
+            return None
         except ConfigError as exc:
             await _send(writer, p.encode_error(rid, p.ControlError(p.INVALID, str(exc))))
-            return
+            return None
         except Exception:
             self._log.exception("control command failed: %.200r", line)
             await _send(writer, _internal(rid))
-            return
+            return None
         if isinstance(result, AsyncIterator):
-            await self._stream(rid, result, reader, writer)
-        else:
-            await _send(writer, _encode_result(rid, result, self._log))
+            return await self._stream(rid, result, reader, writer)
+        await _send(writer, _encode_result(rid, result, self._log))
+        return None
 
     async def _stream(
         self, rid: int | None, items: AsyncIterator[Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        """Send every item with ``more: true`` until the iterator ends or the client closes.
+    ) -> bytes | object | None:
+        """Send every item with ``more: true`` until the iterator ends or the client speaks.
 
-        A client ends a stream by closing its connection; we notice that even while the
-        iterator is waiting (an events feed can be silent for hours) by watching for EOF.
+        The client ends a stream by closing the connection, or by sending its next request
+        (the stream then ends with the end marker and the request is answered). We watch the
+        socket meanwhile, because an events feed can be silent for hours and a write is the
+        only other way to notice a vanished client. Returns _CLOSED, the line the client sent
+        (to be answered next), or None (the stream ended on our side).
         """
-        eof = asyncio.create_task(_wait_eof(reader), name="arcus-control-stream-eof")
+        watch = asyncio.create_task(_read_line(reader), name="arcus-control-stream-watch")
+        ended = False  # the end marker or an error reply has been sent
         try:
             while True:
                 nxt = asyncio.ensure_future(anext(items))
-                done, _ = await asyncio.wait({nxt, eof}, return_when=asyncio.FIRST_COMPLETED)
-                if nxt not in done:
+                await asyncio.wait({nxt, watch}, return_when=asyncio.FIRST_COMPLETED)
+                if not nxt.done():
                     nxt.cancel()
                     with contextlib.suppress(BaseException):
                         await nxt
-                    return  # client closed: nobody to send the end marker to
+                    break  # the client spoke or left; handled below
                 try:
                     item = nxt.result()
                 except StopAsyncIteration:
+                    ended = True
                     await _send(writer, p.encode_result(rid, None, more=False))
-                    return
+                    break
                 except OperatorError as exc:
+                    ended = True
                     await _send(writer, p.encode_error(rid, exc))
-                    return
+                    break
                 except Exception:
                     self._log.exception("control stream failed")
+                    ended = True
                     await _send(writer, _internal(rid))
-                    return
-                await _send(writer, _encode_result(rid, item, self._log, more=True))
+                    break
+                try:
+                    data = p.encode_result(rid, item, more=True)
+                except (TypeError, ValueError):
+                    self._log.exception("control stream produced an item that is not JSON")
+                    ended = True
+                    await _send(writer, _internal(rid))
+                    break
+                await _send(writer, data)
+                if watch.done():
+                    break
+            if not watch.done():
+                return None  # we ended the stream; the watch is cancelled below, nothing lost
+            try:
+                line = watch.result()
+            except asyncio.LimitOverrunError:
+                await _send(writer, _TOO_LARGE)
+                return _CLOSED
+            if line is None:
+                return _CLOSED
+            if not ended:
+                await _send(writer, p.encode_result(rid, None, more=False))
+            return line
         finally:
-            eof.cancel()
-            with contextlib.suppress(BaseException):
-                await eof
+            if not watch.done():
+                # readuntil() consumes nothing until it has a whole line: cancelling it loses no bytes.
+                watch.cancel()
+                with contextlib.suppress(BaseException):
+                    await watch
             aclose = getattr(items, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
@@ -267,6 +292,15 @@ class ControlServer:
         ]
 
 
+_CLOSED = object()
+"""The connection is over (client gone, or a line too long to find the next one)."""
+
+_TOO_LARGE = p.encode_error(
+    None,
+    p.ControlError(p.TOO_LARGE, f"request longer than {p.MAX_LINE} bytes", hint="send one request per line; requests are small"),
+)
+
+
 def _internal(rid: int | None) -> bytes:
     return p.encode_error(
         rid,
@@ -274,9 +308,9 @@ def _internal(rid: int | None) -> bytes:
     )
 
 
-def _encode_result(rid: int | None, result: Any, log: logging.Logger, *, more: bool | None = None) -> bytes:
+def _encode_result(rid: int | None, result: Any, log: logging.Logger) -> bytes:
     try:
-        return p.encode_result(rid, result, more=more)
+        return p.encode_result(rid, result)
     except (TypeError, ValueError):
         log.exception("control command returned a result that is not JSON")
         return _internal(rid)
@@ -287,12 +321,15 @@ async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
     await asyncio.wait_for(writer.drain(), timeout=_WRITE_TIMEOUT)
 
 
-async def _wait_eof(reader: asyncio.StreamReader) -> None:
-    """Return when the client closes. Bytes it sends meanwhile are read and dropped (bounded)."""
-    while True:
-        chunk = await reader.read(65536)
-        if not chunk:
-            return
+async def _read_line(reader: asyncio.StreamReader) -> bytes | None:
+    """The next line, a last line without its newline, or None at end of input.
+
+    Raises LimitOverrunError for a line longer than the reader's limit (MAX_LINE).
+    """
+    try:
+        return await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        return exc.partial if exc.partial.strip() else None
 
 
 def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
