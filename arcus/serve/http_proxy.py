@@ -59,7 +59,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         "idle_window", "seen_activity", "srv_stats", "ten_stats", "req", "req_id", "req_started",
         "req_left", "req_scanner", "resp", "resp_left", "resp_scanner", "ubuf", "keep_alive",
         "paused", "up_paused", "status", "resp_bytes", "task", "client_eof", "up_eof",
-        "local_client", "head_sent", "retry_ok", "tenant_suspended", "error_code",
+        "local_client", "head_sent", "retry_ok", "tenant_suspended", "error_code", "write_paused",
     )
 
     def __init__(self, shared: Shared, server: str) -> None:
@@ -93,6 +93,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.resp_scanner: ChunkedScanner | None = None
         self.error_code = ""
         self.req_id = "-"
+        self.write_paused = False  # the client's socket buffer is full
         self.status = 0
         self.retry_ok = False
         self.head_sent = False
@@ -181,12 +182,14 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self._teardown()
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         up = self.up
         if up is not None and up.transport is not None and not self.up_paused:
             self.up_paused = True
             up.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         up = self.up
         if self.up_paused:
             self.up_paused = False
@@ -316,6 +319,10 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         up.owner = self
         self.ubuf.clear()
         self.up_eof = False
+        if self.write_paused and up.transport is not None:
+            # the client still has not taken the previous response: do not read ahead of it
+            self.up_paused = True
+            up.transport.pause_reading()
 
     def _send_request(self) -> None:
         req = self.req

@@ -222,3 +222,63 @@ def test_client_idle_keepalive_connection_is_closed_after_timeout(tmp_path, orig
             # now idle: the proxy closes within the idle bound plus the sweep interval
             s.settimeout(5)
             assert s.recv(100) == b""
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_slow_reader_backpressure_bounds_proxy_memory(daemon, origin):
+    """A client that does not read must stall the origin, not fill the proxy's memory."""
+    import time
+
+    size = 40 * 1024 * 1024
+    host, port = daemon.proxy.rsplit(":", 1)
+    before = _rss_kib(daemon.proc.pid)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        t = f"127.0.0.1:{origin.port}"
+        s.sendall(f"GET http://{t}/bytes/{size} HTTP/1.1\r\nHost: {t}\r\n\r\n".encode())
+        time.sleep(2)  # the origin writes as fast as it can; we read nothing
+        peak = _rss_kib(daemon.proc.pid)
+        got = 0
+        deadline = time.monotonic() + 60
+        while got < size and time.monotonic() < deadline:
+            data = s.recv(1 << 20)
+            if not data:
+                break
+            got += len(data)
+    assert peak - before < 16 * 1024, f"proxy grew by {peak - before} KiB while the client was not reading"
+    assert got > size  # head + whole body arrived once the client read
+
+
+def test_origin_answering_before_the_body_closes_cleanly(curl, daemon, origin):
+    body_file = daemon.workdir / "big.bin"
+    body_file.write_bytes(b"z" * (4 * 1024 * 1024))
+    r = run_curl(curl, "-i", "-x", f"http://{daemon.proxy}", "--data-binary", f"@{body_file}", origin.url("/early"))
+    assert r.stdout.startswith(b"HTTP/1.1 413"), r.stdout[:200]
+    assert daemon.ctl("health")["status"] == "ok"
+
+
+def test_connect_tunnel_half_close(daemon, origin):
+    host, port = daemon.proxy.rsplit(":", 1)
+    t = f"127.0.0.1:{origin.port}"
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"CONNECT {t} HTTP/1.1\r\nHost: {t}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200")
+        s.sendall(f"GET /close HTTP/1.1\r\nHost: {t}\r\n\r\n".encode())
+        s.shutdown(socket.SHUT_WR)  # our side is done; the answer must still come back
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    assert data.endswith(b"until close")
