@@ -147,8 +147,10 @@ def health(socket: SocketOpt = None, json: JsonOpt = False) -> None:
         print_json(result)
         return
     out = console()
+    status = result.get("status", "ok")
+    state = "is running" if status == "ok" else f"is running ({status})"
     out.print(
-        f"arcus {result.get('version', '?')} is running: pid {result.get('pid', '?')}, "
+        f"arcus {result.get('version', '?')} {state}: pid {result.get('pid', '?')}, "
         f"up {human_duration(float(result.get('uptime', 0)))}, profile {result.get('profile', '?')}, "
         f"generation {result.get('generation', '?')}"
     )

@@ -1,0 +1,344 @@
+"""`arcus tenant`: every command and its errors, with no daemon (the store directly) and through a
+real control server whose handlers use a Store (the daemon path)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from arcus.cli.app import app
+from arcus.control import protocol as p
+from arcus.control.server import ControlServer, Handler
+from arcus.store import Store
+
+TENANT_KEYS = {"name", "display_name", "sources", "suspended", "created_at"}
+USAGE = {"conns_total": 12, "conns_active": 1, "requests": 40, "bytes_up": 2048, "bytes_down": 3 * 1024 * 1024,
+         "errors": {"denied": 2}}
+
+
+class ServerThread:
+    """A ControlServer on its own event loop in a background thread, as inside the daemon."""
+
+    def __init__(self, path: Path, handlers: Mapping[str, Handler]) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server = ControlServer(path, handlers)
+        self._thread = threading.Thread(target=self.loop.run_forever, name="control-test", daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
+
+
+def store_handlers(store: Store, calls: list[str]) -> dict[str, Handler]:
+    """The tenant commands as the daemon answers them: the store, off the event loop."""
+
+    def name(args: dict[str, Any]) -> str:
+        return p.arg(args, "name", str)
+
+    async def add(args: dict[str, Any]) -> Any:
+        calls.append("tenant.add")
+        tenant = await asyncio.to_thread(
+            store.add_tenant, name(args), p.arg(args, "display_name", str, None), p.arg_list_of_str(args, "sources", [])
+        )
+        return tenant.to_dict()
+
+    async def list_(args: dict[str, Any]) -> Any:
+        calls.append("tenant.list")
+        return [t.to_dict() for t in await asyncio.to_thread(store.list_tenants)]
+
+    async def show(args: dict[str, Any]) -> Any:
+        calls.append("tenant.show")
+        out = (await asyncio.to_thread(store.get_tenant, name(args))).to_dict()
+        out["usage"] = USAGE
+        return out
+
+    async def rm(args: dict[str, Any]) -> Any:
+        calls.append("tenant.rm")
+        await asyncio.to_thread(store.remove_tenant, name(args))
+        return {"removed": name(args)}
+
+    async def suspend(args: dict[str, Any]) -> Any:
+        calls.append("tenant.suspend")
+        return (await asyncio.to_thread(store.set_suspended, name(args), True)).to_dict()
+
+    async def resume(args: dict[str, Any]) -> Any:
+        calls.append("tenant.resume")
+        return (await asyncio.to_thread(store.set_suspended, name(args), False)).to_dict()
+
+    return {"tenant.add": add, "tenant.list": list_, "tenant.show": show, "tenant.rm": rm,
+            "tenant.suspend": suspend, "tenant.resume": resume}
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="arcus-cli-") as d:  # AF_UNIX paths are short
+        yield Path(d)
+
+
+@pytest.fixture
+def sock(sock_dir: Path) -> Path:
+    return sock_dir / "none.sock"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+class Daemon:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.calls: list[str] = []
+
+
+@pytest.fixture
+def daemon(sock: Path, tmp_path: Path) -> Iterator[Daemon]:
+    with Store.open(tmp_path / "daemon" / "arcus.db") as store:
+        d = Daemon(store)
+        with ServerThread(sock, store_handlers(store, d.calls)):
+            yield d
+
+
+def tenant(sock: Path, data_dir: Path, *args: str) -> Result:
+    result = CliRunner().invoke(app, ["tenant", *args, "--socket", str(sock), "--data-dir", str(data_dir)])
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def js(result: Result) -> Any:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def note(sock: Path, data_dir: Path, *, writes: bool) -> str:
+    what = "changed the store at {} directly" if writes else "read the store at {} directly"
+    return f"note: no daemon running at {sock}; " + what.format(data_dir / "arcus.db") + "\n"
+
+
+# -- no daemon: the store directly ------------------------------------------------------
+
+
+def test_add_writes_the_store_and_says_so(sock: Path, data_dir: Path) -> None:
+    result = tenant(sock, data_dir, "add", "acme", "--name", "Acme Corp", "--source", "10.20.0.0/16",
+                    "--source", "2001:db8::/48")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "added tenant acme (Acme Corp): 10.20.0.0/16, 2001:db8::/48\n"
+    assert result.stderr == note(sock, data_dir, writes=True)
+    with Store.open(data_dir / "arcus.db") as store:
+        t = store.get_tenant("acme")
+    assert (t.display_name, t.sources, t.suspended) == ("Acme Corp", ("10.20.0.0/16", "2001:db8::/48"), False)
+
+
+def test_add_json_shape(sock: Path, data_dir: Path) -> None:
+    out = js(tenant(sock, data_dir, "add", "acme", "--source", "10.20.1.7/16", "--json"))
+    assert set(out) == TENANT_KEYS
+    assert out["name"] == "acme" and out["display_name"] == "acme"
+    assert out["sources"] == ["10.20.0.0/16"]  # normalized: host bits cleared
+    assert out["suspended"] is False and isinstance(out["created_at"], str)
+
+
+def test_add_without_sources(sock: Path, data_dir: Path) -> None:
+    result = tenant(sock, data_dir, "add", "lab")
+    assert result.stdout == "added tenant lab (lab): no source ranges yet\n"
+
+
+def test_list(sock: Path, data_dir: Path) -> None:
+    tenant(sock, data_dir, "add", "acme", "--name", "Acme [EU]", "--source", "10.20.0.0/16")
+    result = tenant(sock, data_dir, "list")
+    assert result.exit_code == 0
+    assert result.stderr == note(sock, data_dir, writes=False)
+    row = next(line for line in result.stdout.splitlines() if "│ acme " in line)
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert cells[:4] == ["acme", "Acme [EU]", "10.20.0.0/16", "no"]  # brackets are text, not markup
+    assert any("│ default " in line for line in result.stdout.splitlines())
+
+
+def test_list_json_shape(sock: Path, data_dir: Path) -> None:
+    tenant(sock, data_dir, "add", "acme", "--source", "10.20.0.0/16")
+    out = js(tenant(sock, data_dir, "list", "--json"))
+    assert [t["name"] for t in out] == ["acme", "default"]
+    assert all(set(t) == TENANT_KEYS for t in out)
+
+
+def test_show(sock: Path, data_dir: Path) -> None:
+    tenant(sock, data_dir, "add", "acme", "--name", "Acme Corp", "--source", "10.20.0.0/16")
+    result = tenant(sock, data_dir, "show", "acme")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[:4] == ["tenant     acme", "name       Acme Corp", "sources    10.20.0.0/16", "suspended  no"]
+    assert "usage" not in result.stdout  # the store has no live counters
+    assert result.stderr == note(sock, data_dir, writes=False)
+    out = js(tenant(sock, data_dir, "show", "acme", "--json"))
+    assert set(out) == TENANT_KEYS
+
+
+def test_suspend_resume(sock: Path, data_dir: Path) -> None:
+    tenant(sock, data_dir, "add", "acme")
+    result = tenant(sock, data_dir, "suspend", "acme")
+    assert result.stdout == "suspended tenant acme: its clients get 403 until `arcus tenant resume acme`\n"
+    assert result.stderr == note(sock, data_dir, writes=True)
+    assert js(tenant(sock, data_dir, "show", "acme", "--json"))["suspended"] is True
+    assert js(tenant(sock, data_dir, "suspend", "acme", "--json"))["suspended"] is True  # idempotent
+    assert tenant(sock, data_dir, "resume", "acme").stdout == "resumed tenant acme\n"
+    out = js(tenant(sock, data_dir, "resume", "acme", "--json"))
+    assert set(out) == TENANT_KEYS and out["suspended"] is False
+
+
+def test_rm(sock: Path, data_dir: Path) -> None:
+    tenant(sock, data_dir, "add", "acme")
+    result = tenant(sock, data_dir, "rm", "acme")
+    assert result.stdout == "removed tenant acme\n"
+    assert result.stderr == note(sock, data_dir, writes=True)
+    tenant(sock, data_dir, "add", "acme")
+    assert js(tenant(sock, data_dir, "rm", "acme", "--json")) == {"removed": "acme"}
+    assert [t["name"] for t in js(tenant(sock, data_dir, "list", "--json"))] == ["default"]
+
+
+def test_duplicate(sock: Path, data_dir: Path) -> None:
+    tenant(sock, data_dir, "add", "acme")
+    result = tenant(sock, data_dir, "add", "acme")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: tenant 'acme' already exists",
+        "hint: choose another name, or see `arcus tenant show acme`",
+    ]
+
+
+@pytest.mark.parametrize("command", ["show", "rm", "suspend", "resume"])
+def test_unknown_tenant(sock: Path, data_dir: Path, command: str) -> None:
+    result = tenant(sock, data_dir, command, "ghost")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == ["error: tenant 'ghost' does not exist", "hint: see `arcus tenant list`"]
+
+
+def test_default_cannot_be_removed(sock: Path, data_dir: Path) -> None:
+    result = tenant(sock, data_dir, "rm", "default")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "error: tenant 'default' cannot be removed"
+    assert result.stderr.splitlines()[1].startswith("hint: ")
+
+
+@pytest.mark.parametrize("cidr", ["10.0.0.300/8", "10.0.0.0/33", "acme", "", "fe80::%eth0/64"])
+def test_bad_cidr_is_refused_before_the_store_is_touched(sock: Path, data_dir: Path, cidr: str) -> None:
+    result = tenant(sock, data_dir, "add", "acme", "--source", "10.1.0.0/16", "--source", cidr)
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"error: invalid source range {cidr!r}")
+    assert lines[1].startswith("hint: ")
+    assert not data_dir.exists()
+
+
+@pytest.mark.parametrize("command", ["add", "show", "rm", "suspend", "resume"])
+@pytest.mark.parametrize("name", ["bad name", "a/b", "ünï", "x" * 64, ".hidden"])
+def test_bad_name_is_refused_before_anything(sock: Path, data_dir: Path, command: str, name: str) -> None:
+    result = tenant(sock, data_dir, command, name)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"error: invalid tenant name {name!r}",
+        "hint: use 1-63 characters from A-Z a-z 0-9 . _ - starting with a letter or digit",
+    ]
+    assert not data_dir.exists()
+
+
+def test_source_owned_by_another_tenant(sock: Path, data_dir: Path) -> None:
+    tenant(sock, data_dir, "add", "acme", "--source", "10.20.0.0/16")
+    result = tenant(sock, data_dir, "add", "globex", "--source", "10.20.0.0/16")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "error: source range '10.20.0.0/16' already belongs to tenant 'acme'"
+    assert [t["name"] for t in js(tenant(sock, data_dir, "list", "--json"))] == ["acme", "default"]
+
+
+# -- through the daemon -----------------------------------------------------------------
+
+
+def test_daemon_path_changes_the_daemons_store_not_the_data_dir(daemon: Daemon, sock: Path, data_dir: Path) -> None:
+    result = tenant(sock, data_dir, "add", "acme", "--name", "Acme Corp", "--source", "10.20.0.0/16",
+                    "--source", "2001:db8::/48")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "added tenant acme (Acme Corp): 10.20.0.0/16, 2001:db8::/48\n"
+    assert result.stderr == ""  # no note: the daemon did it
+    assert daemon.store.get_tenant("acme").sources == ("10.20.0.0/16", "2001:db8::/48")
+    assert daemon.calls == ["tenant.add"]
+    assert not data_dir.exists()
+
+
+def test_daemon_path_every_command(daemon: Daemon, sock: Path, data_dir: Path) -> None:
+    added = js(tenant(sock, data_dir, "add", "acme", "--source", "10.20.0.0/16", "--json"))
+    assert set(added) == TENANT_KEYS
+    listed = js(tenant(sock, data_dir, "list", "--json"))
+    assert [t["name"] for t in listed] == ["acme", "default"]
+    shown = js(tenant(sock, data_dir, "show", "acme", "--json"))
+    assert shown == {**added, "usage": USAGE}
+    assert js(tenant(sock, data_dir, "suspend", "acme", "--json"))["suspended"] is True
+    assert daemon.store.get_tenant("acme").suspended is True
+    assert js(tenant(sock, data_dir, "resume", "acme", "--json"))["suspended"] is False
+    assert js(tenant(sock, data_dir, "rm", "acme", "--json")) == {"removed": "acme"}
+    assert [t.name for t in daemon.store.list_tenants()] == ["default"]
+    assert daemon.calls == ["tenant.add", "tenant.list", "tenant.show", "tenant.suspend", "tenant.resume", "tenant.rm"]
+    assert not data_dir.exists()
+
+
+def test_daemon_path_show_has_usage(daemon: Daemon, sock: Path, data_dir: Path) -> None:
+    tenant(sock, data_dir, "add", "acme")
+    result = tenant(sock, data_dir, "show", "acme")
+    assert result.exit_code == 0
+    assert result.stderr == ""
+    row = next(line for line in result.stdout.splitlines() if "denied=2" in line)
+    assert [c.strip() for c in row.strip("│ ").split("│")] == ["12", "1", "40", "2.0 KiB", "3.0 MiB", "denied=2"]
+
+
+def test_daemon_path_same_shapes_as_store_path(daemon: Daemon, sock: Path, data_dir: Path, tmp_path: Path) -> None:
+    via_daemon = js(tenant(sock, data_dir, "add", "acme", "--name", "A", "--source", "10.0.0.0/8", "--json"))
+    nowhere = tmp_path / "n.sock"
+    via_store = js(tenant(nowhere, data_dir, "add", "acme", "--name", "A", "--source", "10.0.0.0/8", "--json"))
+    drop = lambda t: {k: v for k, v in t.items() if k != "created_at"}  # noqa: E731
+    assert drop(via_daemon) == drop(via_store)
+
+
+def test_daemon_path_errors(daemon: Daemon, sock: Path, data_dir: Path) -> None:
+    tenant(sock, data_dir, "add", "acme")
+    result = tenant(sock, data_dir, "add", "acme")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: tenant 'acme' already exists",
+        "hint: choose another name, or see `arcus tenant show acme`",
+    ]
+    result = tenant(sock, data_dir, "suspend", "ghost")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["error: tenant 'ghost' does not exist", "hint: see `arcus tenant list`"]
+
+
+def test_daemon_path_validates_before_sending(daemon: Daemon, sock: Path, data_dir: Path) -> None:
+    assert tenant(sock, data_dir, "add", "acme", "--source", "10.0.0.0/33").exit_code == 1
+    assert tenant(sock, data_dir, "add", "bad name").exit_code == 1
+    assert daemon.calls == []
+
+
+def test_daemon_refusing_is_not_a_reason_to_write_the_store(sock: Path, data_dir: Path) -> None:
+    """A daemon that answers with an error (here: it lacks the command) must not trigger the fallback."""
+    with ServerThread(sock, {}):
+        result = tenant(sock, data_dir, "add", "acme")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "error: unknown command 'tenant.add'"
+    assert not data_dir.exists()
