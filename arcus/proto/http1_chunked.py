@@ -1,0 +1,164 @@
+"""Finding the end of a chunked body (RFC 9112 7.1) while it streams through, without copying it.
+
+Why a scanner and not a decoder: the proxy forwards the body's raw bytes and only needs to know
+where the message ends, and that it is well-formed (a bad chunk size is how requests get
+smuggled). Chunk data is skipped by a counter; only size lines, the CRLF after each chunk's data
+and trailer lines are looked at, each with one ``find`` and one regex match.
+"""
+
+from __future__ import annotations
+
+from arcus.proto.http1_syntax import (
+    CHUNK_SIZE_LINE,
+    CHUNK_SIZE_PREFIX,
+    FIELD_LINE_RE,
+    FIELD_PREFIX,
+    MAX_CHUNK_EXT,
+    MAX_CHUNK_LINE,
+    Limits,
+    describe_field_line,
+    describe_start_line,
+    error,
+)
+
+_SIZE = 0  # expecting a chunk-size line
+_DATA = 1  # inside chunk data; _remaining bytes to go
+_DATA_CR = 2  # expecting the CR after chunk data
+_DATA_LF = 3  # expecting the LF after chunk data
+_TRAILER = 4  # expecting a trailer field line or the final empty line
+_DONE = 5
+
+
+class ChunkedScanner:
+    """Finds where a chunked body ends without copying or re-encoding it, so the proxy forwards raw bytes.
+
+    Validates chunk-size lines (1*HEXDIG, at most 16 hex digits, optional chunk-ext bounded in length), the CRLF
+    after each chunk's data, and the trailer section (header-field lines, CRLF-terminated, bounded count and size).
+    """
+
+    __slots__ = ("done", "trailers", "_failed", "_limits", "_side", "_status", "_state", "_remaining", "_line", "_trailer_bytes")
+
+    def __init__(self, limits: Limits, side: str = "client", status: int = 400) -> None:
+        self.done = False
+        self._failed: Exception | None = None  # a broken body stays broken
+        self.trailers: list[tuple[bytes, bytes]] = []
+        self._limits = limits
+        self._side = side
+        self._status = status
+        self._state = _SIZE
+        self._remaining = 0
+        self._line = b""  # a size or trailer line split across feeds (bounded)
+        self._trailer_bytes = 0
+
+    def feed(self, data: bytes | bytearray | memoryview) -> int:
+        """How many bytes of ``data`` belong to the body: all of them, unless the body ends inside
+        ``data`` (its final CRLF included). 0 once done. Raises ProtocolError on malformed input."""
+        if self._state == _DONE:
+            if self._failed is not None:
+                raise self._failed
+            return 0
+        n = len(data)
+        pos = 0
+        while pos < n:
+            state = self._state
+            if state == _DATA:
+                left = n - pos
+                if left < self._remaining:
+                    self._remaining -= left
+                    return n
+                pos += self._remaining
+                self._remaining = 0
+                self._state = _DATA_CR
+            elif state == _DATA_CR:
+                if data[pos] != 13:
+                    raise self._error("chunk data not followed by CRLF (chunk longer than its size)")
+                pos += 1
+                self._state = _DATA_LF
+            elif state == _DATA_LF:
+                if data[pos] != 10:
+                    raise self._error("chunk data followed by CR without LF")
+                pos += 1
+                self._state = _SIZE
+            elif state == _SIZE:
+                line, pos = self._take_line(data, pos, n, MAX_CHUNK_LINE)
+                if line is None:
+                    if not CHUNK_SIZE_PREFIX.fullmatch(self._line):
+                        raise self._error(_describe_size_line(self._line.rstrip(b"\r")))
+                    return n
+                m = CHUNK_SIZE_LINE.fullmatch(line)
+                if m is None:
+                    raise self._error(_describe_size_line(line))
+                digits = m.group(1)
+                if len(line) - len(digits) > MAX_CHUNK_EXT:
+                    raise self._error(f"chunk extensions longer than {MAX_CHUNK_EXT} bytes")
+                size = int(digits, 16)
+                if size:
+                    self._remaining = size
+                    self._state = _DATA
+                else:
+                    self._state = _TRAILER
+            else:  # _TRAILER
+                budget = self._limits.max_header_bytes - self._trailer_bytes
+                line, pos = self._take_line(data, pos, n, budget)
+                if line is None:
+                    if not FIELD_PREFIX.fullmatch(self._line):
+                        raise self._error("trailer: " + describe_field_line(self._line.rstrip(b"\r")))
+                    return n
+                self._trailer_bytes += len(line) + 2
+                if not line:
+                    self._state = _DONE
+                    self.done = True
+                    return pos
+                m = FIELD_LINE_RE.fullmatch(line + b"\r\n")
+                if m is None:
+                    raise self._error("trailer: " + describe_field_line(line))
+                if len(self.trailers) >= self._limits.max_headers:
+                    raise self._error(f"more than {self._limits.max_headers} trailer fields")
+                self.trailers.append((m.group(1), m.group(2)))
+        return n
+
+    def _take_line(
+        self, data: bytes | bytearray | memoryview, pos: int, n: int, max_len: int
+    ) -> tuple[bytes | None, int]:
+        """The next CRLF-ended line without its CRLF and the position after it, or (None, n) with the
+        partial line kept in ``self._line``. Looks at no more than ``max_len + 2`` bytes of a line."""
+        window_end = min(n, pos + max_len + 2 - len(self._line))
+        if isinstance(data, memoryview):
+            window = bytes(data[pos:window_end])
+            i = window.find(b"\n")
+            if i >= 0:
+                i += pos
+        else:
+            i = data.find(b"\n", pos, window_end)
+        if i < 0:
+            self._line += bytes(data[pos:window_end])
+            if len(self._line) >= max_len + 2:
+                raise self._error(f"line in chunked body longer than {max(max_len, 0)} bytes")
+            return None, n
+        line = self._line + bytes(data[pos : i + 1]) if self._line else bytes(data[pos : i + 1])
+        self._line = b""
+        if line[-2:-1] != b"\r":
+            raise self._error("bare LF in chunked body (lines must end with CRLF)")
+        return line[:-2], i + 1
+
+    def _error(self, message: str) -> Exception:
+        """The ProtocolError to raise; later feeds raise it again (the caller closes the connection)."""
+        self._state = _DONE
+        self._failed = error(message, self._side, self._status)
+        return self._failed
+
+
+def _describe_size_line(line: bytes) -> str:
+    head = line[:1]
+    if head in (b" ", b"\t"):
+        return "whitespace before chunk size"
+    if head in (b"+", b"-"):
+        return "sign before chunk size"
+    if line[:2] in (b"0x", b"0X"):
+        return "0x prefix on chunk size"
+    digits = len(line) - len(line.lstrip(b"0123456789abcdefABCDEF"))
+    if digits == 0:
+        return "chunk size is not hexadecimal: " + describe_start_line(line, "chunk size line")
+    if digits > 16:
+        return "chunk size longer than 16 hex digits"
+    return describe_start_line(line, "chunk size line")
