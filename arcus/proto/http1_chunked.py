@@ -98,7 +98,9 @@ class ChunkedScanner:
                 else:
                     self._state = _TRAILER
             else:  # _TRAILER
-                budget = self._limits.max_header_bytes - self._trailer_bytes
+                # Trailer lines, CRLFs included, total at most max_header_bytes; the final empty
+                # line always fits.
+                budget = max(self._limits.max_header_bytes - self._trailer_bytes - 2, 0)
                 line, pos = self._take_line(data, pos, n, budget)
                 if line is None:
                     if not FIELD_PREFIX.fullmatch(self._line):
@@ -121,7 +123,8 @@ class ChunkedScanner:
         self, data: bytes | bytearray | memoryview, pos: int, n: int, max_len: int
     ) -> tuple[bytes | None, int]:
         """The next CRLF-ended line without its CRLF and the position after it, or (None, n) with the
-        partial line kept in ``self._line``. Looks at no more than ``max_len + 2`` bytes of a line."""
+        partial line kept in ``self._line``. Looks at no more than ``max_len + 2`` bytes of a line, and
+        refuses a partial line as soon as it cannot end within ``max_len`` bytes (CRLF excluded)."""
         window_end = min(n, pos + max_len + 2 - len(self._line))
         if isinstance(data, memoryview):
             window = bytes(data[pos:window_end])
@@ -132,8 +135,8 @@ class ChunkedScanner:
             i = data.find(b"\n", pos, window_end)
         if i < 0:
             self._line += bytes(data[pos:window_end])
-            if len(self._line) >= max_len + 2:
-                raise self._error(f"line in chunked body longer than {max(max_len, 0)} bytes")
+            if len(self._line) > max_len and self._line[max_len:] != b"\r":
+                raise self._error(f"line in chunked body longer than {max_len} bytes")
             return None, n
         line = self._line + bytes(data[pos : i + 1]) if self._line else bytes(data[pos : i + 1])
         self._line = b""
