@@ -66,7 +66,7 @@ def main() -> None:
     except OperatorError as exc:
         if debug:
             raise
-        _fail(exc.message, exc.hint)
+        _fail(exc.message, exc.hint, 3 if exc.code == "unavailable" else 1)
     except ArcusError as exc:
         if debug:
             raise

@@ -15,8 +15,18 @@ from typing import Annotated, Any
 import typer
 
 from arcus import paths
-from arcus.cli._common import DataDirOpt, JsonOpt, SocketOpt, note, print_json
-from arcus.cli.ctl import COUNTER_COLUMNS, make_table, console, counter_cells, errors_to_exit
+from arcus.cli._common import (
+    COUNTER_COLUMNS,
+    DataDirOpt,
+    JsonOpt,
+    SocketOpt,
+    console,
+    counter_cells,
+    errors_to_exit,
+    make_table,
+    note,
+    print_json,
+)
 from arcus.control.client import ControlClient, DaemonNotRunning
 from arcus.names import validate_name
 from arcus.store import Store, normalize_source

@@ -644,7 +644,6 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
     # ------------------------------------------------------------------ tunnels
 
     def _open_tunnel(self) -> None:
-        req = self.req
         self.state = CONNECTING
         self.deadline = 0.0
         key = ("tunnel",)
