@@ -70,9 +70,10 @@ class Daemon:
         snapshot = await asyncio.to_thread(build_snapshot, 1, profile, tenants, self.own)
         self.shared = Shared(snapshot)
         try:
+            # Listeners first: once the control socket answers `health`, the proxy serves.
+            await self._bind_listeners(snapshot)
             self.control = ControlServer(self.socket_path, self._handlers(), log=log)
             await self.control.start()
-            await self._bind_listeners(snapshot)
         except BaseException:
             await self._close_listeners(set(self.listeners))
             if self.control is not None:
