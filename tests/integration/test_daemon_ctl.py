@@ -226,7 +226,10 @@ try:
 except OSError as exc:
     print(json.dumps({"connect": exc.errno}))
     raise SystemExit(0)
-s.sendall(b'{"v":1,"id":1,"cmd":"health"}\n')
+try:
+    s.sendall(b'{"v":1,"id":1,"cmd":"health"}\n')
+except BrokenPipeError:
+    pass  # the daemon may refuse us before we have written: its reply is still there to read
 data = b""
 while True:
     chunk = s.recv(65536)
