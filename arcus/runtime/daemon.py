@@ -168,7 +168,8 @@ class Daemon:
                 except OSError as exc:
                     where = f"{snapshot.profile.source}:{server.line}" if server.line else snapshot.profile.source
                     raise OperatorError(
-                        f"{where}: server {server.name} cannot listen on {_fmt_addr(host, port)}: {exc.strerror or exc}",
+                        f"{where}: server {server.name} cannot listen on {_fmt_addr(host, port)}: "
+                        f"{os.strerror(exc.errno) if exc.errno else exc}",
                         code="invalid",
                         hint="pick a free port in the profile, or stop what holds this one",
                     ) from None
@@ -280,6 +281,10 @@ class Daemon:
                 "profile refused, still serving the previous one:\n" + str(exc),
                 code="invalid",
                 hint="fix the profile (check it with `arcus config check PATH`) and reload again",
+            ) from None
+        except OperatorError as exc:  # e.g. a new listener cannot bind: same shape, same promise
+            raise OperatorError(
+                "profile refused, still serving the previous one:\n" + exc.message, code=exc.code, hint=exc.hint
             ) from None
 
     async def _cmd_conns(self, args: dict) -> list[dict]:

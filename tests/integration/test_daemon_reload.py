@@ -1,0 +1,333 @@
+"""Reload as an operator does it: edit the profile, `arcus ctl reload` or SIGHUP, while clients
+keep using the proxy. A bad profile is refused with `file:line: message` and the old Snapshot
+keeps serving; nothing in flight is dropped."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from arcus.testing.daemon import DaemonProcess, render_profile
+from tests.integration.conftest import run_curl
+
+pytestmark = pytest.mark.integration
+
+SECOND_SERVER = """\
+  - name: second
+    type: http_proxy
+    listen: 127.0.0.1:0
+    escaper: direct
+"""
+
+
+def with_second_server(profile: str) -> str:
+    return profile.replace("\nescapers:", "\n" + SECOND_SERVER + "\nescapers:", 1)
+
+
+def line_of(text: str, needle: str) -> int:
+    """1-based line of the first line containing ``needle``."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if needle in line:
+            return number
+    raise AssertionError(f"{needle!r} not in profile")
+
+
+def status_of(curl: str, proxy: str, url: str) -> tuple[int, str]:
+    r = run_curl(curl, "-o", "/dev/null", "-D", "-", "-x", f"http://{proxy}", url)
+    assert r.returncode == 0, r.stderr
+    head = r.stdout.decode("latin-1")
+    error = ""
+    for line in head.split("\r\n"):
+        if line.lower().startswith("x-arcus-error:"):
+            error = line.split(":", 1)[1].strip()
+    return int(head.split(" ", 2)[1]), error
+
+
+def generation(d: DaemonProcess) -> int:
+    return d.ctl("health")["generation"]
+
+
+def wait_generation(d: DaemonProcess, at_least: int, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        g = generation(d)
+        if g >= at_least:
+            return g
+        time.sleep(0.02)
+    raise AssertionError(f"generation stayed {generation(d)}, wanted {at_least}\n{d.log()}")
+
+
+def refused(addr: str) -> bool:
+    host, port = addr.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+class KeepAlive:
+    """One client connection to the proxy, used for many absolute-form requests."""
+
+    def __init__(self, proxy: str) -> None:
+        host, port = proxy.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=10)
+        self.buf = b""
+
+    def get(self, url: str) -> tuple[int, bytes]:
+        authority = url.split("/", 3)[2]
+        self.sock.sendall(f"GET {url} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+        while b"\r\n\r\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError(f"proxy closed the keep-alive connection: {self.buf!r}")
+            self.buf += data
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(self.buf) < length:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("proxy closed mid-body")
+            self.buf += data
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return int(head.split(b" ", 2)[1]), body
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# ---------------------------------------------------------------------------------- good reloads
+
+
+def test_ctl_reload_adds_a_server_that_serves_and_removes_it_again(curl, daemon, origin):
+    original = daemon.profile_path.read_text()
+    daemon.profile_path.write_text(with_second_server(original))
+    r = daemon.arcus("ctl", "reload")
+    assert (r.returncode, r.stdout) == (0, "reloaded: now serving generation 2\n"), r.stderr
+
+    servers = {s["name"]: s for s in daemon.ctl("health")["servers"]}
+    assert set(servers) == {"http", "second"}
+    second = servers["second"]["listen"][0]
+    assert second != daemon.proxy
+    r = run_curl(curl, "-x", f"http://{second}", origin.url("/small"))
+    assert (r.returncode, r.stdout) == (0, b"x" * 100), r.stderr
+    assert daemon.ctl("stats")["servers"]["second"]["requests"] == 1
+    r = daemon.arcus("ctl", "health")
+    assert "second" in r.stdout and second in r.stdout
+
+    daemon.profile_path.write_text(original)
+    assert daemon.arcus("ctl", "reload").returncode == 0
+    assert [s["name"] for s in daemon.ctl("health")["servers"]] == ["http"]
+    assert refused(second)
+    assert status_of(curl, daemon.proxy, origin.url("/small")) == (200, "")
+
+
+def test_reload_applies_changed_timeouts_to_new_connections(curl, tmp_path, origin):
+    with DaemonProcess(tmp_path / "arcus", render_profile({"upstream_response": "10s"})) as d:
+        assert status_of(curl, d.proxy, origin.url("/slow/1.5")) == (200, "")
+        d.profile_path.write_text(render_profile({"upstream_response": "1s"}))
+        assert d.arcus("ctl", "reload").returncode == 0
+        started = time.monotonic()
+        assert status_of(curl, d.proxy, origin.url("/slow/4")) == (504, "upstream_timeout")
+        assert time.monotonic() - started < 3.5
+
+
+def test_sighup_reloads_profile_and_store(curl, daemon, origin):
+    # a tenant written to the store behind the daemon's back (a CLI pointed at another socket)
+    r = daemon.arcus("tenant", "add", "acme", "--source", "127.0.0.0/8", "--socket", str(daemon.workdir / "none.sock"))
+    assert r.returncode == 0 and "directly" in r.stderr, r.stderr
+    daemon.profile_path.write_text(with_second_server(daemon.profile_path.read_text()))
+    daemon.signal(signal.SIGHUP)
+    assert wait_generation(daemon, 2) == 2
+    servers = {s["name"]: s["listen"] for s in daemon.ctl("health")["servers"]}
+    assert set(servers) == {"http", "second"}
+    assert status_of(curl, servers["second"][0], origin.url("/small")) == (200, "")
+    assert daemon.ctl("stats")["tenants"]["acme"]["requests"] == 1
+    assert "reloaded profile" in daemon.log()
+
+
+# ---------------------------------------------------------------------------------- bad profiles
+
+
+def _bad_profiles(good: str, busy_port: int) -> list[tuple[str, str, str]]:
+    """(profile text, the line the error must name, text the message must contain)."""
+    unknown_key = good.replace("log:\n", "log:\n  colour: blue\n")
+    bad_ref = good.replace("    escaper: direct\n", "    escaper: nowhere\n", 1)
+    bad_duration = good.replace("client_idle: 10s", "client_idle: 10 parsecs")
+    bad_yaml = good + "servers: [\n"
+    busy = with_second_server(good).replace(
+        "  - name: second\n    type: http_proxy\n    listen: 127.0.0.1:0",
+        f"  - name: second\n    type: http_proxy\n    listen: 127.0.0.1:{busy_port}",
+    )
+    return [
+        (unknown_key, str(line_of(unknown_key, "colour:")), "colour"),
+        (bad_ref, str(line_of(bad_ref, "escaper: nowhere")), "nowhere"),
+        (bad_duration, str(line_of(bad_duration, "parsecs")), "parsecs"),
+        (bad_yaml, str(len(bad_yaml.splitlines()) + 1), "YAML"),
+        (busy, str(line_of(busy, "name: second")), f"127.0.0.1:{busy_port}"),
+    ]
+
+
+def test_a_bad_profile_is_refused_with_file_line_and_the_old_snapshot_keeps_serving(curl, daemon, origin):
+    good = daemon.profile_path.read_text()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    try:
+        for text, line, needle in _bad_profiles(good, holder.getsockname()[1]):
+            daemon.profile_path.write_text(text)
+            r = daemon.arcus("ctl", "reload")
+            assert r.returncode == 1, (needle, r.stdout, r.stderr)
+            assert r.stdout == ""
+            assert "Traceback" not in r.stderr
+            assert r.stderr.startswith("error: "), r.stderr
+            located = [ln.strip() for ln in r.stderr.splitlines() if ln.strip().startswith(f"{daemon.profile_path}:")]
+            assert located, r.stderr
+            assert located[0].startswith(f"{daemon.profile_path}:{line}: "), (located, line)
+            assert needle in located[0], located
+            assert "hint: " in r.stderr
+            # still generation 1, still one server, still serving
+            health = daemon.ctl("health")
+            assert health["generation"] == 1
+            assert [s["name"] for s in health["servers"]] == ["http"]
+            assert status_of(curl, daemon.proxy, origin.url("/small")) == (200, "")
+        assert len(origin.requests) == 5
+    finally:
+        holder.close()
+    daemon.profile_path.write_text(good)
+    assert daemon.arcus("ctl", "reload").returncode == 0
+    assert generation(daemon) == 2
+
+
+def test_sighup_with_a_bad_profile_logs_it_and_keeps_serving(curl, daemon, origin):
+    good = daemon.profile_path.read_text()
+    bad = good.replace("log:\n", "log:\n  colour: blue\n")
+    daemon.profile_path.write_text(bad)
+    daemon.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "reload refused" not in daemon.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = daemon.log()
+    assert "reload refused, still serving generation 1" in log
+    assert f"{daemon.profile_path}:{line_of(bad, 'colour:')}: " in log
+    assert daemon.proc.poll() is None
+    assert generation(daemon) == 1
+    assert status_of(curl, daemon.proxy, origin.url("/small")) == (200, "")
+    daemon.profile_path.write_text(good)
+    daemon.signal(signal.SIGHUP)
+    assert wait_generation(daemon, 2) == 2
+
+
+# ---------------------------------------------------------------------------------- in flight
+
+
+def test_requests_and_tunnels_in_flight_survive_a_reload_even_of_their_own_server(curl, daemon, origin):
+    original = daemon.profile_path.read_text()
+    daemon.profile_path.write_text(with_second_server(original))
+    assert daemon.arcus("ctl", "reload").returncode == 0
+    second = next(s["listen"][0] for s in daemon.ctl("health")["servers"] if s["name"] == "second")
+
+    results: dict[str, subprocess.CompletedProcess] = {}
+
+    def slow(name: str, proxy: str) -> None:
+        results[name] = run_curl(curl, "-x", f"http://{proxy}", origin.url("/slow/2"))
+
+    threads = [threading.Thread(target=slow, args=(n, p)) for n, p in (("first", daemon.proxy), ("second", second))]
+    for t in threads:
+        t.start()
+    host, port = second.rsplit(":", 1)
+    tunnel = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        tunnel.sendall(f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert tunnel.recv(4096).startswith(b"HTTP/1.1 200 ")
+        deadline = time.monotonic() + 10
+        while len(daemon.ctl("conns")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(daemon.ctl("conns")) == 3
+
+        daemon.profile_path.write_text(original)  # the reload removes the server "second" itself
+        assert daemon.arcus("ctl", "reload").returncode == 0
+        daemon.signal(signal.SIGHUP)
+        wait_generation(daemon, 4)
+        assert refused(second)
+
+        for t in threads:
+            t.join(30)
+        for name in ("first", "second"):
+            assert (results[name].returncode, results[name].stdout) == (0, b"slow"), (name, results[name].stderr)
+        tunnel.sendall(b"GET /small HTTP/1.1\r\nHost: origin\r\n\r\n")
+        got = b""
+        while not got.endswith(b"x" * 100):
+            data = tunnel.recv(65536)
+            assert data, got
+            got += data
+    finally:
+        tunnel.close()
+
+
+def test_twenty_reloads_while_a_client_keeps_requesting(curl, daemon, origin):
+    """The quality bar: 20 reloads (ctl reload and SIGHUP by turns), no request fails."""
+    url = origin.url("/small")
+    failures: list[str] = []
+    counts = {"keepalive": 0, "curl": 0}
+    stop = threading.Event()
+
+    def client() -> None:
+        ka = KeepAlive(daemon.proxy)
+        try:
+            for _ in range(5000):  # bounded; `stop` ends it long before
+                if stop.is_set():
+                    break
+                try:
+                    status, body = ka.get(url)
+                    if (status, body) != (200, b"x" * 100):
+                        failures.append(f"keep-alive: {status} {body[:80]!r}")
+                    counts["keepalive"] += 1
+                except OSError as exc:
+                    failures.append(f"keep-alive: {exc!r}")
+                    break
+                r = run_curl(curl, "-x", f"http://{daemon.proxy}", url, timeout=20)
+                if (r.returncode, r.stdout) != (0, b"x" * 100):
+                    failures.append(f"curl: exit {r.returncode}: {r.stderr[:200]!r}")
+                counts["curl"] += 1
+        finally:
+            ka.close()
+
+    worker = threading.Thread(target=client, name="reload-client")
+    worker.start()
+    base = daemon.profile_path.read_text()
+    try:
+        for i in range(20):
+            # each reload really changes the profile (a timeout), so a new Snapshot is built
+            daemon.profile_path.write_text(base.replace("client_idle: 10s", f"client_idle: {10 + i % 2}s"))
+            before = counts["curl"]
+            if i % 2 == 0:
+                r = daemon.arcus("ctl", "reload")
+                assert r.returncode == 0, r.stderr
+            else:
+                daemon.signal(signal.SIGHUP)
+                wait_generation(daemon, i + 2)
+            # let some traffic through on every generation
+            deadline = time.monotonic() + 5
+            while counts["curl"] == before and time.monotonic() < deadline and worker.is_alive():
+                time.sleep(0.01)
+    finally:
+        stop.set()
+        worker.join(60)
+    assert not worker.is_alive()
+    assert failures == []
+    assert generation(daemon) == 21
+    assert counts["curl"] >= 20 and counts["keepalive"] >= 20, counts
+    stats = daemon.ctl("stats")["servers"]["http"]
+    assert stats["requests"] == counts["curl"] + counts["keepalive"]
+    assert stats["errors"] == {}
+    assert stats["conns_total"] == counts["curl"] + 1  # the keep-alive connection was never dropped
