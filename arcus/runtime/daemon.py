@@ -94,8 +94,8 @@ class Daemon:
         await self.start()
         loop = asyncio.get_running_loop()
         for sig, handler in (
-            (signal.SIGTERM, lambda: self.request_stop(graceful=True)),
-            (signal.SIGINT, lambda: self.request_stop(graceful=True)),
+            (signal.SIGTERM, self._stop_signal),
+            (signal.SIGINT, self._stop_signal),
             (signal.SIGHUP, lambda: self._spawn(self._reload_from_signal(), "arcus-sighup-reload")),
         ):
             try:
@@ -105,9 +105,19 @@ class Daemon:
         await self._stop.wait()
         await self.shutdown(self._graceful)
 
+    def _stop_signal(self) -> None:
+        """SIGTERM or SIGINT: the first drains, a second one (Ctrl-C again) stops now."""
+        if self._stop.is_set():
+            self.request_stop(graceful=False)
+        else:
+            self.request_stop(graceful=True)
+            log.info("press Ctrl-C again (or send SIGTERM again) to stop without waiting")
+
     def request_stop(self, graceful: bool) -> None:
         if not self._stop.is_set():
             log.info("shutting down (%s)", "graceful" if graceful else "immediate")
+        elif self._graceful and not graceful:
+            log.info("stopping now: the drain is cut short")
         self._graceful = graceful and self._graceful
         self._stop.set()
 
@@ -120,9 +130,10 @@ class Daemon:
                 conn.drain()
             bound = shared.snapshot.profile.runtime.graceful_timeout
             deadline = time.monotonic() + bound
-            while shared.connections and time.monotonic() < deadline:
+            # self._graceful turns False if an immediate stop is asked for meanwhile
+            while shared.connections and time.monotonic() < deadline and self._graceful:
                 await asyncio.sleep(0.05)
-            if shared.connections:
+            if shared.connections and self._graceful:
                 log.warning("%d connection(s) still open after %gs; closing them", len(shared.connections), bound)
         for conn in list(shared.connections.values()):
             conn.abort("shutdown")
