@@ -136,7 +136,7 @@ def parse_request_head(buf: bytes | bytearray, limits: Limits) -> tuple[RequestH
     414 request line too long, 431 head too large or too many fields, 505 other HTTP version.
     Leading empty lines (a few) are skipped and counted in the bytes consumed.
     """
-    start = _skip_empty_lines(buf, _CLIENT, 400)
+    start = _skip_empty_lines(buf, _CLIENT, 400) if buf.startswith(b"\r") else 0
     end = buf.find(b"\r\n\r\n", start)
     if end < 0:
         _check_incomplete(buf, start, limits, True)
@@ -176,7 +176,7 @@ def parse_request_head(buf: bytes | bytearray, limits: Limits) -> tuple[RequestH
                 raise error(f"unsupported Transfer-Encoding {value[:40]!r} (only 'chunked')", _CLIENT, 400)
             chunked = True
         elif kind == _CONNECTION:
-            tokens = tokens | _connection_tokens(value)
+            tokens = tokens | _connection_tokens(value) if tokens else _connection_tokens(value)
         elif kind == _EXPECT:
             # RFC 9110 10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored.
             expect_continue = expect_continue or (value.lower() == b"100-continue" and version == b"1.1")
@@ -325,7 +325,9 @@ def _host_port(raw: bytes, default_port: int | None, need_port: bool) -> tuple[s
     return host, default_port
 
 
+@lru_cache(maxsize=256)
 def _connection_tokens(value: bytes) -> frozenset[bytes]:
+    """Lowercase tokens of one Connection value; cached, as the same few values repeat."""
     if b"," not in value:
         return frozenset((value.lower(),)) if value else _EMPTY
     return frozenset(t for t in (p.strip(b" \t").lower() for p in value.split(b",")) if t)
@@ -342,7 +344,7 @@ def parse_response_head(
     Framing per RFC 9112 6.3. 1xx heads are returned too (status < 200); the caller loops.
     Raises ProtocolError(side="upstream", status=502).
     """
-    start = _skip_empty_lines(buf, _UPSTREAM, 502)
+    start = _skip_empty_lines(buf, _UPSTREAM, 502) if buf.startswith(b"\r") else 0
     end = buf.find(b"\r\n\r\n", start)
     if end < 0:
         _check_incomplete(buf, start, limits, False)
@@ -369,7 +371,7 @@ def parse_response_head(
                 codings = []
             codings.extend(c for c in (p.strip(b" \t").lower() for p in value.split(b",")) if c)
         else:  # _CONNECTION
-            tokens = tokens | _connection_tokens(value)
+            tokens = tokens | _connection_tokens(value) if tokens else _connection_tokens(value)
 
     if codings is not None:
         if not codings:
@@ -458,6 +460,8 @@ def _fields(
         raise error(describe_bad_block(bytes(buf[line_end + 2 : end])), side, status)
     if lines > limits.max_headers:
         raise error(f"more than {limits.max_headers} header fields", side, too_many)
+    if buf.find(b" \r\n", line_end, end + 2) >= 0 or buf.find(b"\t\r\n", line_end, end + 2) >= 0:
+        return [(name, value.rstrip(b" \t")) for name, value in fields]
     return fields
 
 

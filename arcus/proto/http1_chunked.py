@@ -9,6 +9,7 @@ and trailer lines are looked at, each with one ``find`` and one regex match.
 from __future__ import annotations
 
 from arcus.proto.http1_syntax import (
+    CHUNK_SIZE_CRLF,
     CHUNK_SIZE_LINE,
     CHUNK_SIZE_PREFIX,
     FIELD_LINE_RE,
@@ -80,23 +81,39 @@ class ChunkedScanner:
                 pos += 1
                 self._state = _SIZE
             elif state == _SIZE:
-                line, pos = self._take_line(data, pos, n, MAX_CHUNK_LINE)
-                if line is None:
-                    if not CHUNK_SIZE_PREFIX.fullmatch(self._line):
-                        raise self._error(_describe_size_line(self._line.rstrip(b"\r")))
-                    return n
-                m = CHUNK_SIZE_LINE.fullmatch(line)
-                if m is None:
-                    raise self._error(_describe_size_line(line))
-                digits = m.group(1)
-                if len(line) - len(digits) > MAX_CHUNK_EXT:
+                # Fast path: the whole size line is here; one regex call reads it.
+                m = None if self._line else CHUNK_SIZE_CRLF.match(data, pos, pos + MAX_CHUNK_LINE + 2)
+                if m is not None:
+                    pos = m.end()
+                    ext_len = pos - 2 - m.end(1)
+                else:
+                    line, pos = self._take_line(data, pos, n, MAX_CHUNK_LINE)
+                    if line is None:
+                        if not CHUNK_SIZE_PREFIX.fullmatch(self._line):
+                            raise self._error(_describe_size_line(self._line.rstrip(b"\r")))
+                        return n
+                    m = CHUNK_SIZE_LINE.fullmatch(line)
+                    if m is None:
+                        raise self._error(_describe_size_line(line))
+                    ext_len = len(line) - m.end(1)
+                if ext_len > MAX_CHUNK_EXT:
                     raise self._error(f"chunk extensions longer than {MAX_CHUNK_EXT} bytes")
-                size = int(digits, 16)
-                if size:
+                size = int(m.group(1), 16)
+                if not size:
+                    self._state = _TRAILER
+                    continue
+                end = pos + size
+                if end + 2 <= n:  # the chunk and its CRLF are here: skip both at once
+                    if data[end] != 13 or data[end + 1] != 10:
+                        raise self._error("chunk data not followed by CRLF (chunk size does not match its data)")
+                    pos = end + 2
+                else:
                     self._remaining = size
                     self._state = _DATA
-                else:
-                    self._state = _TRAILER
+            elif not self._line and pos + 2 <= n and data[pos] == 13 and data[pos + 1] == 10:
+                self._state = _DONE  # _TRAILER, fast path: no trailers, the body ends here
+                self.done = True
+                return pos + 2
             else:  # _TRAILER
                 # Trailer lines, CRLFs included, total at most max_header_bytes; the final empty
                 # line always fits.

@@ -38,8 +38,10 @@ FIELD_LINE_RE = re.compile(FIELD_LINE)
 # Extraction and validation in one findall: every match starts right after a CRLF (the
 # lookbehind sees the start line's CRLF even at ``pos``) and holds no CR or LF, so each match is
 # exactly one whole line. The block is valid iff the number of matches equals the number of
-# CRLFs in it; the findall result is then the header list as is, without a Python loop.
-FIELDS = re.compile(rb"(?<=\r\n)" + FIELD_LINE)
+# CRLFs in it; the findall result is then the header list as is, without a Python loop. The
+# value group is one charset run (sre's fastest loop), so it keeps trailing OWS: the caller
+# strips it only when the block holds a SP or HTAB right before a CRLF (rare).
+FIELDS = re.compile(rb"(?<=\r\n)(" + TOKEN + rb"):[ \t]*([\t\x20-\x7e\x80-\xff]*)\r\n")
 # Loose validation of CRLF-ended field lines seen so far in an incomplete head.
 FIELD_BLOCK = re.compile(rb"(?:" + TOKEN + rb":[\t\x20-\x7e\x80-\xff]*\r\n)*")
 # What a field line without its CRLF yet may look like (a prefix of a valid one).
@@ -98,7 +100,8 @@ MAX_CHUNK_LINE = MAX_CHUNK_SIZE_DIGITS + MAX_CHUNK_EXT  # CRLF excluded
 _QUOTED = rb'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])*"'
 CHUNK_EXT = rb"(?:[ \t]*;[ \t]*" + TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + TOKEN + rb"|" + _QUOTED + rb"))?)*"
 # chunk-size [ chunk-ext ], CRLF excluded. No sign, no "0x", no leading or trailing space.
-CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(" + CHUNK_EXT + rb")")
+CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})" + CHUNK_EXT)
+CHUNK_SIZE_CRLF = re.compile(rb"([0-9A-Fa-f]{1,16})" + CHUNK_EXT + rb"\r\n")  # the same, CRLF included
 # What a size line without its LF yet may look like, so garbage is refused before a LF arrives.
 CHUNK_SIZE_PREFIX = re.compile(rb"[0-9A-Fa-f]{0,16}(?:(?<=[0-9A-Fa-f])[ \t;][\t\x20-\x7e\x80-\xff]*)?\r?")
 
