@@ -22,7 +22,7 @@ from pathlib import Path
 
 from _origin import Origin
 from _peers import Running
-from _procs import BenchError, cpu_times, cpu_used, memory_kib, run_bounded, spawn, stop, tcp_opens
+from _procs import BenchError, cpu_times, cpu_used, run_delay, memory_kib, run_bounded, spawn, stop, tcp_opens
 
 BENCH_DIR = Path(__file__).resolve().parent
 WRK_SCRIPT = BENCH_DIR / "wrk" / "bench.lua"
@@ -87,8 +87,36 @@ METRICS = {
 }
 
 
-def _cpu(proxy: Running | None) -> dict[int, float]:
-    return cpu_times(proxy.proc.tree()) if proxy else {}
+WAIT_WARN = 10.0  # percent of the wall time the proxy spent waiting for its core
+
+
+@dataclass
+class _Usage:
+    """The proxy tree's CPU time and run-queue wait at one instant."""
+
+    cpu: dict[int, float]
+    wait: dict[int, float]
+    at: float
+
+
+def _usage(proxy: Running | None) -> _Usage:
+    pids = proxy.proc.tree() if proxy else []
+    return _Usage(cpu_times(pids), run_delay(pids), time.monotonic())
+
+
+def _account(cell: Cell, before: _Usage, after: _Usage) -> float:
+    """Record the proxy's CPU % and CPU-wait % over the window; return CPU seconds used."""
+    wall = after.at - before.at
+    used = cpu_used(before.cpu, after.cpu)
+    waited = cpu_used(before.wait, after.wait)
+    cell.details["proxy_cpu_percent"] = round(100 * used / wall, 1)
+    cell.details["proxy_wait_percent"] = round(100 * waited / wall, 1)
+    if 100 * waited / wall > WAIT_WARN:
+        cell.warnings.append(
+            f"the proxy waited {100 * waited / wall:.0f}% of the time for its core: other work on the machine "
+            "took it, this number is understated (rerun when it is quiet, or with --rounds 3)"
+        )
+    return used
 
 
 # ---------------------------------------------------------------- wrk: keepalive and newconn
@@ -123,10 +151,9 @@ def measure_wrk(ctx: Context, proxy: Running | None, *, close: bool) -> Cell:
         warm = _wrk(ctx, port, via, close, ctx.settings.warmup)
         if warm["requests"] == 0:
             raise BenchError("no response during warm-up")
-    status0, opens0, cpu0, t0 = ctx.origin.status(), tcp_opens(), _cpu(proxy), time.monotonic()
+    status0, opens0, use0 = ctx.origin.status(), tcp_opens(), _usage(proxy)
     res = _wrk(ctx, port, via, close, ctx.settings.duration)
-    wall = time.monotonic() - t0
-    cpu1 = _cpu(proxy)
+    use1 = _usage(proxy)
     opens1, status1 = tcp_opens(), ctx.origin.status()
 
     requests = res["requests"]
@@ -150,7 +177,8 @@ def measure_wrk(ctx: Context, proxy: Running | None, *, close: bool) -> Cell:
         "errors": _wrk_errors(res),
     }
     if proxy:
-        cell.details["proxy_cpu_percent"] = round(100 * cpu_used(cpu0, cpu1) / wall, 1)
+        used = _account(cell, use0, use1)
+        cell.details["per_proxy_cpu_second"] = round(requests / used, 1) if used > 0 else None
     if bad_status:
         cell.warnings.append(f"{bad_status} non-2xx/3xx responses")
     socket_errors = sum(res[k] for k in ("err_connect", "err_read", "err_write", "err_timeout"))
@@ -180,11 +208,10 @@ def measure_bulk(ctx: Context, proxy: Running | None) -> Cell:
     if proxy:
         argv += ["-p", "-x", f"http://127.0.0.1:{proxy.port}"]
     argv.append(url)
-    speeds, cpu_shares = [], []
+    speeds = []
+    use0 = _usage(proxy)
     for _ in range(ctx.settings.bulk_repeat):
-        cpu0, t0 = _cpu(proxy), time.monotonic()
         out = run_bounded(argv, timeout=330, cpus=ctx.load_cpus)
-        wall = time.monotonic() - t0
         if out.returncode != 0:
             raise BenchError(f"curl exit {out.returncode}: {out.stderr.strip()[-200:]}")
         code, connect_code, size, speed = out.stdout.split()
@@ -193,12 +220,13 @@ def measure_bulk(ctx: Context, proxy: Running | None) -> Cell:
         if int(size) != origin.bulk_bytes:
             raise BenchError(f"curl received {size} of {origin.bulk_bytes} bytes")
         speeds.append(float(speed) / 1e6)
-        if proxy:
-            cpu_shares.append(100 * cpu_used(cpu0, _cpu(proxy)) / wall)
+    use1 = _usage(proxy)
     cell = Cell(value=statistics.median(speeds))
     cell.details = {"runs_mb_per_s": [round(s, 1) for s in speeds], "bytes": origin.bulk_bytes}
-    if proxy:
-        cell.details["proxy_cpu_percent"] = round(statistics.median(cpu_shares), 1)
+    if proxy:  # CPU over all the downloads together
+        used = _account(cell, use0, use1)
+        moved = origin.bulk_bytes * ctx.settings.bulk_repeat / 1e6
+        cell.details["per_proxy_cpu_second"] = round(moved / used, 1) if used > 0 else None
     return cell
 
 

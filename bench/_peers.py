@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -184,23 +183,21 @@ def versions() -> dict[str, str]:
         return text.splitlines()[0] if text else "unknown"
 
     info = {
-        "squid": first_line([SQUID, "-v"], r"Version \S+"),
-        "nginx": first_line(["/usr/sbin/nginx", "-v"]),
-        "wrk": first_line(["wrk", "-v"], r"wrk \S+"),
-        "curl": first_line(["curl", "--version"]),
+        "squid": first_line([SQUID, "-v"], r"(?<=Version )\S+"),
+        "nginx": first_line(["/usr/sbin/nginx", "-v"], r"(?<=nginx/)\S+"),
+        "wrk": first_line(["wrk", "-v"], r"(?<=wrk )\S+"),
+        "curl": first_line(["curl", "--version"], r"(?<=curl )\S+"),
         "kernel": os.uname().release,
     }
     python = PEERS_VENV / "bin" / "python"
     info["proxy.py"] = (
-        first_line([str(python), "-m", "pip", "show", "proxy.py"], r"Version: \S+") if python.exists() else "not installed"
+        first_line([str(python), "-m", "pip", "show", "proxy.py"], r"(?<=Version: )\S+") if python.exists() else "not installed"
     )
-    info["arcus"] = first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    info["arcus"] = first_line(["git", "-C", str(REPO), "describe", "--always", "--dirty"])
     try:
         info["cpu"] = next(
             l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")
         )
     except (OSError, StopIteration):
         info["cpu"] = "unknown"
-    if shutil.which("uname"):
-        info["machine"] = os.uname().machine
     return info

@@ -259,6 +259,27 @@ def cpu_times(pids: list[int]) -> dict[int, float]:
     return out
 
 
+def run_delay(pids: list[int]) -> dict[int, float]:
+    """pid -> seconds its threads spent runnable but waiting for a CPU (/proc/PID/task/*/schedstat).
+
+    On a core given to the proxy alone this stays near zero; when it grows, other work on the
+    machine took the proxy's core and the cell's numbers are understated.
+    """
+    out = {}
+    for pid in pids:
+        total = 0
+        try:
+            for task in os.scandir(f"/proc/{pid}/task"):
+                try:
+                    total += int(Path(task.path, "schedstat").read_text().split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+        except OSError:
+            continue
+        out[pid] = total / 1e9
+    return out
+
+
 def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU seconds spent between two cpu_times() samples; a process born in between counts whole."""
     return sum(t - before.get(pid, 0.0) for pid, t in after.items())

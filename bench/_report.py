@@ -45,21 +45,29 @@ TARGETS = (
 )
 
 # Detail rows shown under the value: (label, key in Cell.details, format)
+EFFICIENCY_ROWS = {  # the same work per CPU-second of the proxy: robust to a busy neighbour
+    "keepalive": "req per proxy CPU-s",
+    "newconn": "req per proxy CPU-s",
+    "bulk": "MB per proxy CPU-s",
+}
+_CPU = (("proxy CPU %", "proxy_cpu_percent", "{:.0f}"), ("proxy CPU-wait %", "proxy_wait_percent", "{:.0f}"))
 DETAIL_ROWS = {
-    "keepalive": (("proxy CPU %", "proxy_cpu_percent", "{:.0f}"), ("p99 latency ms", "latency_p99_ms", "{:.1f}"),
-                  ("TCP connects/req", "tcp_connects_per_request", "{:.3f}")),
-    "newconn": (("proxy CPU %", "proxy_cpu_percent", "{:.0f}"), ("p99 latency ms", "latency_p99_ms", "{:.1f}"),
-                ("TCP connects/req", "tcp_connects_per_request", "{:.2f}")),
-    "bulk": (("proxy CPU %", "proxy_cpu_percent", "{:.0f}"),),
+    "keepalive": (*_CPU, ("p99 latency ms", "latency_p99_ms", "{:.1f}"), ("TCP connects/req", "tcp_connects_per_request", "{:.3f}")),
+    "newconn": (*_CPU, ("p99 latency ms", "latency_p99_ms", "{:.1f}"), ("TCP connects/req", "tcp_connects_per_request", "{:.2f}")),
+    "bulk": _CPU,
     "rss": (("USS KiB/tunnel", "uss_per_tunnel_kib", "{:.2f}"), ("tunnels held", "tunnels", "{:d}")),
 }
 
 
-def ratio(cells: dict[str, Cell], peer: str) -> float | None:
+def ratio(cells: dict[str, Cell], peer: str, key: str | None = None) -> float | None:
+    """arcus ÷ peer on the value, or on details[key] when key is given."""
     a, b = cells.get("arcus"), cells.get(peer)
-    if not a or not b or a.value is None or b.value is None or b.value == 0:
+    if not a or not b:
         return None
-    return a.value / b.value
+    va, vb = (a.value, b.value) if key is None else (a.details.get(key), b.details.get(key))
+    if va is None or vb is None or vb == 0:
+        return None
+    return va / vb
 
 
 def _fmt_value(metric: str, v: float | None) -> str:
@@ -77,11 +85,27 @@ def _rows(metric: str, cells: dict[str, Cell]) -> tuple[list[str], list[list[str
         r = ratio(cells, peer)
         value_row.append("—" if r is None else f"{r:.2f}")
     rows = [value_row]
+    if metric in EFFICIENCY_ROWS:
+        key = "per_proxy_cpu_second"
+        row = [EFFICIENCY_ROWS[metric]]
+        for c in COLUMNS:
+            v = cells[c].details.get(key) if c in cells else None
+            row.append("" if v is None else _fmt_value(metric, v))
+        for peer in RATIO_PEERS:
+            r = ratio(cells, peer, key)
+            row.append("" if r is None else f"{r:.2f}")
+        rows.append(row)
     for label, key, fmt in DETAIL_ROWS[metric]:
         row = [label]
         for c in COLUMNS:
             v = cells[c].details.get(key) if c in cells else None
             row.append("" if v is None else fmt.format(v))
+        rows.append(row + [""] * len(RATIO_PEERS))
+    if any("rounds" in cells[c].details for c in COLUMNS if c in cells):
+        row = ["all rounds"]
+        for c in COLUMNS:
+            values = cells[c].details.get("rounds") if c in cells else None
+            row.append("" if not values else " / ".join(_fmt_value(metric, v) for v in values))
         rows.append(row + [""] * len(RATIO_PEERS))
     return header, rows
 
@@ -109,6 +133,9 @@ def to_json(meta: dict, results: dict[str, dict[str, Cell]], settings: Settings)
             "method": m.describe(settings),
             "columns": {c: cell.to_dict() for c, cell in cells.items()},
             "ratios": {f"arcus/{p}": ratio(cells, p) for p in RATIO_PEERS},
+            "ratios_per_proxy_cpu_second": {
+                f"arcus/{p}": ratio(cells, p, "per_proxy_cpu_second") for p in RATIO_PEERS if p != "baseline"
+            },
             "targets": [
                 dict(zip(("text", "status", "measured"), (t.text, *t.judge(cells)))) for t in TARGETS if t.metric == key
             ],
