@@ -229,7 +229,9 @@ class Daemon:
         async with self._reload_lock:
             tenants = await asyncio.to_thread(self.store.list_tenants)
             generation = self.generation + 1
-            self.shared.snapshot = with_tenants(self.shared.snapshot, generation, tenants)
+            # Building the table parses every range: off the event loop, like a full reload.
+            snapshot = await asyncio.to_thread(with_tenants, self.shared.snapshot, generation, tenants)
+            self.shared.snapshot = snapshot
             self.generation = generation
             return generation
 
