@@ -123,6 +123,12 @@ class Daemon:
 
     async def shutdown(self, graceful: bool) -> None:
         shared = self.shared
+        try:  # let a reload that is binding finish first (it checks _stop), then close all
+            await asyncio.wait_for(self._reload_lock.acquire(), timeout=10.0)
+        except TimeoutError:
+            log.warning("a reload is still running; closing the listeners anyway")
+        else:
+            self._reload_lock.release()
         await self._close_listeners(set(self.listeners))
         shared.draining = True
         if graceful:
@@ -213,11 +219,20 @@ class Daemon:
     async def reload(self) -> int:
         """Re-read the profile and the store; swap in the new Snapshot or raise and keep the old."""
         async with self._reload_lock:
+            if self._stop.is_set():
+                # shutdown has closed the listeners; a reload would open them again
+                raise OperatorError(
+                    "the daemon is shutting down; reload refused",
+                    code="unavailable",
+                    hint="start it again to serve a changed profile",
+                )
             profile: Profile = await asyncio.to_thread(load_profile, self.profile_arg)
             tenants = await asyncio.to_thread(self.store.list_tenants)
             self.own = await asyncio.to_thread(own_addresses)
             generation = self.generation + 1
             snapshot = await asyncio.to_thread(build_snapshot, generation, profile, tenants, self.own)
+            if self._stop.is_set():  # shutdown began while we were building
+                raise OperatorError("the daemon is shutting down; reload refused", code="unavailable")
             stale = await self._bind_listeners(snapshot)
             self.shared.snapshot = snapshot
             self.generation = generation
@@ -296,6 +311,8 @@ class Daemon:
                 hint="fix the profile (check it with `arcus config check PATH`) and reload again",
             ) from None
         except OperatorError as exc:  # e.g. a new listener cannot bind: same shape, same promise
+            if exc.code == "unavailable":  # shutting down: nothing keeps serving
+                raise
             raise OperatorError(
                 "profile refused, still serving the previous one:\n" + exc.message, code=exc.code, hint=exc.hint
             ) from None

@@ -216,3 +216,23 @@ def test_a_second_ctrl_c_stops_now(curl, tmp_path, origin):
         code, took = exit_status(d, 10)
         assert code == 0 and took < 3, (code, took)
         assert slow.join().returncode != 0
+
+
+def test_a_reload_during_the_drain_does_not_open_the_listeners_again(curl, daemon, origin):
+    """logrotate's SIGHUP or an operator's reload may arrive while the daemon drains."""
+    proxy = daemon.proxy
+    slow = Background(curl, proxy, origin.url("/slow/2"))
+    wait_in_flight(daemon)
+    daemon.signal(signal.SIGTERM)
+    wait_refused(proxy)
+    daemon.signal(signal.SIGHUP)
+    r = daemon.arcus("ctl", "reload")
+    assert r.returncode == 1
+    assert r.stderr.startswith("error: the daemon is shutting down"), r.stderr
+    assert "Traceback" not in r.stderr
+    health = daemon.ctl("health")
+    assert health["servers"][0]["listen"] == []  # nothing bound again, on any port
+    assert health["generation"] == 1
+    assert refused(proxy)
+    assert slow.join().stdout == b"slow"
+    assert exit_status(daemon, 10)[0] == 0
