@@ -77,6 +77,8 @@ MAX_LEADING_EMPTY_LINES = 4
 _CLIENT = "client"
 _UPSTREAM = "upstream"
 _EMPTY: frozenset[bytes] = frozenset()
+# Bytes that never appear in a head: CTLs other than HTAB, CR and LF (those are checked apart).
+_CTL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 
 # Field names the parsers look at, lowercased -> a small code.
 _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _EXPECT, _UPGRADE = range(6)
@@ -129,17 +131,24 @@ class ResponseHead:
 # --- requests ---------------------------------------------------------------------------------
 
 
-def parse_request_head(buf: bytes | bytearray, limits: Limits) -> tuple[RequestHead, int] | None:
+def parse_request_head(
+    buf: bytes | bytearray, limits: Limits, *, scanned: int = 0
+) -> tuple[RequestHead, int] | None:
     """(head, bytes consumed) once ``buf`` holds a whole request head, None while more is needed.
 
     Raises ProtocolError(side="client") as soon as the input cannot become valid: 400 malformed,
     414 request line too long, 431 head too large or too many fields, 505 other HTTP version.
     Leading empty lines (a few) are skipped and counted in the bytes consumed.
+
+    ``scanned`` (optional): ``len(buf)`` at the previous call that returned None for this same
+    head. Bytes before it are not searched or checked again, so a peer sending its head a byte
+    at a time costs work in proportion to the bytes, not to their square. A complete head is
+    always validated whole.
     """
     start = _skip_empty_lines(buf, _CLIENT, 400) if buf.startswith(b"\r") else 0
-    end = buf.find(b"\r\n\r\n", start)
+    end = buf.find(b"\r\n\r\n", max(start, scanned - 3))
     if end < 0:
-        _check_incomplete(buf, start, limits, True)
+        _check_incomplete(buf, start, limits, True, scanned)
         return None
     line_end = buf.find(b"\r\n", start)
     if line_end - start > limits.max_request_line:
@@ -337,17 +346,17 @@ def _connection_tokens(value: bytes) -> frozenset[bytes]:
 
 
 def parse_response_head(
-    buf: bytes | bytearray, limits: Limits, request_method: bytes
+    buf: bytes | bytearray, limits: Limits, request_method: bytes, *, scanned: int = 0
 ) -> tuple[ResponseHead, int] | None:
     """(head, bytes consumed) once ``buf`` holds a whole response head, None while more is needed.
 
     Framing per RFC 9112 6.3. 1xx heads are returned too (status < 200); the caller loops.
-    Raises ProtocolError(side="upstream", status=502).
+    Raises ProtocolError(side="upstream", status=502). ``scanned`` as for parse_request_head.
     """
     start = _skip_empty_lines(buf, _UPSTREAM, 502) if buf.startswith(b"\r") else 0
-    end = buf.find(b"\r\n\r\n", start)
+    end = buf.find(b"\r\n\r\n", max(start, scanned - 3))
     if end < 0:
-        _check_incomplete(buf, start, limits, False)
+        _check_incomplete(buf, start, limits, False, scanned)
         return None
     line_end = buf.find(b"\r\n", start)
     if line_end - start > limits.max_request_line:
@@ -474,12 +483,16 @@ def _skip_empty_lines(buf: bytes | bytearray, side: str, status: int) -> int:
     return start
 
 
-def _check_incomplete(buf: bytes | bytearray, start: int, limits: Limits, request: bool) -> None:
+def _check_incomplete(buf: bytes | bytearray, start: int, limits: Limits, request: bool, scanned: int) -> None:
     """Raise if an incomplete head can no longer become valid; return if more bytes may fix it.
 
-    Every step is a C-level scan of the buffer: the start line (against its full pattern, or a
-    pattern of its prefixes while its CRLF is missing), the complete field lines so far, and the
-    field line still arriving.
+    Every step is a C-level scan: bytes that never belong in a head (bare CR or LF, CTLs but
+    HTAB) by counting; the start line against its pattern, or a pattern of its prefixes while
+    its CRLF is missing; the field lines completed since ``scanned`` against the field-line
+    pattern; a field line begun since then against a pattern of its prefixes. Bytes before
+    ``scanned`` were checked by an earlier call and are not scanned again (a line is looked at
+    whole once, when its CRLF arrives), so a peer dribbling a head costs work in proportion to
+    what it sends, plus the start line (at most max_request_line) per call.
     """
     if request:
         side, status, what = _CLIENT, 400, "request line"
@@ -489,30 +502,60 @@ def _check_incomplete(buf: bytes | bytearray, start: int, limits: Limits, reques
         side, status, what = _UPSTREAM, 502, "status line"
         too_long = too_big = 502
         prefix = STATUS_LINE_PREFIX
-    size = len(buf) - start
+    n = len(buf)
+    if n <= start:
+        return
+    if not start < scanned <= n:
+        scanned = start
+    # The first byte not checked yet; a CR the last call saw at its end is looked at again.
+    new = scanned - 1 if scanned > start and buf[scanned - 1] == 13 else scanned
+    crlf = buf.count(b"\r\n", new)
+    if buf.count(b"\n", new) != crlf:
+        raise error("bare LF in a head (lines must end with CRLF)", side, status)
+    if buf.count(b"\r", new) != crlf + (buf[-1] == 13):
+        raise error("bare CR in a head", side, status)
+    fresh = buf[new:] if new else buf
+    if len(fresh.translate(None, _CTL_BYTES)) != len(fresh):
+        raise error(("NUL byte" if b"\x00" in fresh else "control character") + " in a head", side, status)
+
     line_end = buf.find(b"\r\n", start)
     if line_end < 0:
-        line_len = size - 1 if buf.endswith(b"\r") else size
+        line_len = n - start - (buf[-1] == 13)
         if line_len > limits.max_request_line:
             raise error(f"{what} longer than {limits.max_request_line} bytes", side, too_long)
+        if new > start:  # the line's start was a valid prefix: is this only more of the same part?
+            spaces = buf.count(b" ", start, new)
+            if request and spaces == 1 and buf.find(b" ", new) < 0 and buf.find(b"\t", new) < 0:
+                return  # more of the request target
+            if not request and spaces >= 2:
+                return  # more of the reason phrase (any byte the byte checks let through)
         if prefix.fullmatch(buf, start) is None:
             raise error(describe_start_line(bytes(buf[start:]).rstrip(b"\r"), what), side, status)
         return
     if line_end - start > limits.max_request_line:
         raise error(f"{what} longer than {limits.max_request_line} bytes", side, too_long)
-    if size >= limits.max_header_bytes:
+    if n - start >= limits.max_header_bytes:
         raise error(f"head larger than {limits.max_header_bytes} bytes", side, too_big)
-    if request:
-        method, target, _ = _request_line(buf, start, line_end)
-        _target(method, target)
-    else:
-        _status_line(buf, start, line_end)
-    last = buf.rfind(b"\r\n", line_end)
-    if last > line_end:
+    if line_end + 2 > scanned:  # the start line is new
+        if request:
+            method, target, _ = _request_line(buf, start, line_end)
+            _target(method, target)
+        else:
+            _status_line(buf, start, line_end)
+    last = buf.rfind(b"\r\n", max(new, line_end))
+    if last < 0:
+        # No line ended since the last call: the new bytes continue the field line that was
+        # arriving then. If that line began nearby and has no colon yet (so far all name), the
+        # new bytes must continue a valid line; a longer line is checked whole at its CRLF.
+        begun = buf.rfind(b"\r\n", max(line_end, new - 256), new)
+        if begun >= 0 and buf.find(b":", begun + 2, new) < 0 and FIELD_PREFIX.fullmatch(buf, new) is None:
+            raise error(describe_field_line(bytes(buf[begun + 2 :]).rstrip(b"\r")), side, status)
+        return
+    checked = max(buf.rfind(b"\r\n", line_end, scanned), line_end)  # end of the last line checked whole
+    if last > checked:
         if buf.count(b"\r\n", line_end + 2) > limits.max_headers:
             raise error(f"more than {limits.max_headers} header fields", side, too_big)
-        if FIELD_BLOCK.fullmatch(buf, line_end + 2, last + 2) is None:
-            raise error(describe_bad_block(bytes(buf[line_end + 2 : last])), side, status)
-    if FIELD_PREFIX.fullmatch(buf, last + 2) is None:
+        if FIELD_BLOCK.fullmatch(buf, checked + 2, last + 2) is None:
+            raise error(describe_bad_block(bytes(buf[checked + 2 : last])), side, status)
+    if FIELD_PREFIX.fullmatch(buf, last + 2) is None:  # the field line now arriving
         raise error(describe_field_line(bytes(buf[last + 2 :]).rstrip(b"\r")), side, status)
-

@@ -35,23 +35,26 @@ LIMITS = Limits()
 TRAILING = b"BODY-OR-NEXT-REQUEST\r\n\r\n"
 
 
-def parse_req(buf: bytes | bytearray) -> tuple[RequestHead, int] | None:
-    return parse_request_head(buf, LIMITS)
+def parse_req(buf: bytes | bytearray, scanned: int = 0) -> tuple[RequestHead, int] | None:
+    return parse_request_head(buf, LIMITS, scanned=scanned)
 
 
 def parser_for_response(method: bytes):
-    return lambda buf: parse_response_head(buf, LIMITS, method)
+    return lambda buf, scanned=0: parse_response_head(buf, LIMITS, method, scanned=scanned)
 
 
 def parse_three_ways(parse, data: bytes):
-    """The whole input, one byte at a time (None until the last byte), and with trailing bytes
-    (consumed points at the body start); all three agree. Returns the head."""
+    """The whole input, one byte at a time (None until the last byte; both without and with
+    ``scanned``), and with trailing bytes (consumed points at the body start); all agree.
+    Returns the head."""
     whole = parse(data)
     assert whole is not None
     head, consumed = whole
     assert consumed == len(data)
     for i in range(len(data)):
         assert parse(data[:i]) is None, f"complete after {i} of {len(data)} bytes"
+        assert parse(data[:i], max(i - 1, 0)) is None, f"complete after {i} of {len(data)} bytes (scanned)"
+    assert parse(data, len(data) - 1) == whole
     assert parse(bytearray(data)) == whole
     assert parse(data + TRAILING) == whole
     return head
@@ -65,11 +68,12 @@ def raises_status(parse, data: bytes, status: int, side: str = "client") -> Prot
     return info.value
 
 
-def first_failing_prefix(parse, data: bytes) -> int:
-    """Length of the shortest prefix that raises (the input fed one byte at a time)."""
+def first_failing_prefix(parse, data: bytes, incremental: bool = False) -> int:
+    """Length of the shortest prefix that raises, the input fed one byte at a time (with
+    ``scanned`` set to the previous length when ``incremental``)."""
     for i in range(1, len(data) + 1):
         try:
-            result = parse(data[:i])
+            result = parse(data[:i], i - 1 if incremental else 0)
         except ProtocolError:
             return i
         assert result is None, "a malformed head was accepted"
@@ -277,7 +281,8 @@ def test_limits_are_inclusive() -> None:
     line = b"GET /" + b"a" * 16 + b" HTTP/1.1"  # 30 bytes
     data = line + b"\r\nHost: a\r\nX: b\r\n\r\n"
     at_limit = Limits(max_request_line=30, max_header_bytes=len(data), max_headers=2)
-    assert parse_three_ways(lambda b: parse_request_head(b, at_limit), data).path == b"/" + b"a" * 16
+    parse = lambda b, scanned=0: parse_request_head(b, at_limit, scanned=scanned)  # noqa: E731
+    assert parse_three_ways(parse, data).path == b"/" + b"a" * 16
     for limits, status in (
         (Limits(max_request_line=29, max_header_bytes=len(data), max_headers=2), 414),
         (Limits(max_request_line=30, max_header_bytes=len(data) - 1, max_headers=2), 431),
@@ -426,11 +431,19 @@ def test_malformed_request_is_refused(data: bytes, status: int) -> None:
     raises_status(parse_req, data + TRAILING, status)
 
 
-@pytest.mark.parametrize(("data", "status"), list(BAD_REQUESTS.values()), ids=list(BAD_REQUESTS))
-def test_malformed_request_fed_byte_by_byte_is_refused(data: bytes, status: int) -> None:
+BYTE_BY_BYTE = [
+    pytest.param(data, status, incremental, id=f"{name}-{'scanned' if incremental else 'rescan'}")
+    for name, (data, status) in BAD_REQUESTS.items()
+    for incremental in (True, False)
+    if incremental or len(data) < 10_000  # re-scanning a 64 KiB head per byte is what ``scanned`` avoids
+]
+
+
+@pytest.mark.parametrize(("data", "status", "incremental"), BYTE_BY_BYTE)
+def test_malformed_request_fed_byte_by_byte_is_refused(data: bytes, status: int, incremental: bool) -> None:
     """Never accepted at any split, and refused by the time the head is complete."""
-    n = first_failing_prefix(parse_req, data)
-    raises_status(parse_req, data[:n], status)
+    n = first_failing_prefix(parse_req, data, incremental)
+    raises_status(lambda b: parse_req(b, n - 1 if incremental else 0), data[:n], status)
 
 
 @pytest.mark.parametrize(
@@ -456,6 +469,7 @@ def test_malformed_request_fed_byte_by_byte_is_refused(data: bytes, status: int)
 )
 def test_garbage_is_refused_before_the_head_ends(data: bytes, at: int) -> None:
     assert first_failing_prefix(parse_req, data) == at
+    assert first_failing_prefix(parse_req, data, incremental=True) == at
 
 
 def test_over_long_request_line_refused_before_its_crlf() -> None:
@@ -598,8 +612,11 @@ BAD_RESPONSES = {
 def test_malformed_response_is_502(data: bytes) -> None:
     parse = parser_for_response(b"HEAD" if b"Content-Length: x" in data else b"GET")
     raises_status(parse, data, 502, side="upstream")
-    n = first_failing_prefix(parse, data)
-    raises_status(parse, data[:n], 502, side="upstream")
+    n = first_failing_prefix(parse, data, incremental=True)
+    raises_status(lambda b: parse(b, n - 1), data[:n], 502, side="upstream")
+    if len(data) < 10_000:
+        n = first_failing_prefix(parse, data)
+        raises_status(parse, data[:n], 502, side="upstream")
 
 
 # --- builders and forwarding ----------------------------------------------------------------
@@ -790,6 +807,32 @@ def test_a_prefix_that_raised_keeps_raising(data: bytes) -> None:
                 raised = True
             else:
                 assert not raised, f"prefix refused, then {i} bytes accepted"
+
+
+def _outcome(parse, data: bytes, scanned: int = 0):
+    try:
+        return parse(data, scanned)
+    except ProtocolError:
+        return "refused"
+
+
+@FUZZ
+@given(data=head_bytes, cuts=st.lists(st.integers(0, 400), max_size=8))
+def test_incremental_parse_agrees_with_whole_parse(data: bytes, cuts: list[int]) -> None:
+    """Fed in pieces with ``scanned``, a head is accepted iff it is accepted whole, and equal."""
+    points = sorted({c for c in cuts if c < len(data)}) + [len(data)]
+    for parse in (parse_req, parser_for_response(b"GET")):
+        whole = _outcome(parse, data)
+        previous = 0
+        for point in points:
+            result = _outcome(parse, data[:point], previous)
+            if result is not None:
+                break
+            previous = point
+        if result == "refused" or whole == "refused":
+            assert not isinstance(whole, tuple) and not isinstance(result, tuple)
+        else:
+            assert result == whole
 
 
 def test_response_head_type() -> None:
