@@ -71,7 +71,7 @@ class Daemon:
         self.shared = Shared(snapshot)
         try:
             # Listeners first: once the control socket answers `health`, the proxy serves.
-            await self._bind_listeners(snapshot)
+            await self._start_serving(await self._bind_listeners(snapshot))
             self.control = ControlServer(self.socket_path, self._handlers(), log=log)
             await self.control.start()
         except BaseException:
@@ -169,8 +169,12 @@ class Daemon:
     def _wanted(snapshot: Snapshot) -> dict[ListenKey, ServerConfig]:
         return {(s.name, host, port): s for s in snapshot.profile.servers for host, port in s.listen}
 
-    async def _bind_listeners(self, snapshot: Snapshot) -> set[ListenKey]:
-        """Bind what ``snapshot`` wants and is not bound yet; return the keys that are no longer wanted."""
+    async def _bind_listeners(self, snapshot: Snapshot) -> list[ListenKey]:
+        """Bind what ``snapshot`` wants and is not bound yet; return the keys bound.
+
+        The new listeners do not accept yet (``_start_serving``): a connection must not arrive
+        before the Snapshot that knows its server is in place.
+        """
         loop = asyncio.get_running_loop()
         wanted = self._wanted(snapshot)
         fresh: list[ListenKey] = []
@@ -181,21 +185,43 @@ class Daemon:
                 _, host, port = key
                 factory = SERVER_TYPES[server.type](self.shared, server.name)
                 try:
-                    srv = await loop.create_server(factory, host, port, backlog=1024, reuse_address=True)
+                    srv = await loop.create_server(
+                        factory, host, port, backlog=1024, reuse_address=True, start_serving=False
+                    )
                 except OSError as exc:
                     where = f"{snapshot.profile.source}:{server.line}" if server.line else snapshot.profile.source
+                    ours = [n for (n, _h, p) in self.listeners if p == port and port]
                     raise OperatorError(
                         f"{where}: server {server.name} cannot listen on {_fmt_addr(host, port)}: "
                         f"{os.strerror(exc.errno) if exc.errno else exc}",
                         code="invalid",
-                        hint="pick a free port in the profile, or stop what holds this one",
+                        hint=(
+                            f"this daemon listens there itself, as server {ours[0]}: a listener cannot move "
+                            "between servers in one reload (free the port in one reload, take it in the next)"
+                            if ours
+                            else "pick a free port in the profile, or stop what holds this one"
+                        ),
                     ) from None
                 self.listeners[key] = srv
                 fresh.append(key)
         except BaseException:
             await self._close_listeners(set(fresh))
             raise
-        return set(self.listeners) - set(wanted)
+        return fresh
+
+    def _stale(self, snapshot: Snapshot) -> set[ListenKey]:
+        return set(self.listeners) - set(self._wanted(snapshot))
+
+    async def _start_serving(self, keys: list[ListenKey]) -> None:
+        for key in keys:
+            srv = self.listeners.get(key)
+            if srv is None:
+                continue
+            try:
+                await srv.start_serving()
+            except OSError as exc:  # listen() failed after a good bind: rare, and too late to refuse
+                log.error("server %s cannot listen on %s: %s", key[0], _fmt_addr(key[1], key[2]), exc)
+                await self._close_listeners({key})
 
     async def _close_listeners(self, keys: set[ListenKey]) -> None:
         for key in keys:
@@ -233,10 +259,17 @@ class Daemon:
             snapshot = await asyncio.to_thread(build_snapshot, generation, profile, tenants, self.own)
             if self._stop.is_set():  # shutdown began while we were building
                 raise OperatorError("the daemon is shutting down; reload refused", code="unavailable")
-            stale = await self._bind_listeners(snapshot)
+            fresh = await self._bind_listeners(snapshot)
+            # Listeners of removed servers close first, and the connections they accepted
+            # meet connection_made() (one or two loop turns later) while the old Snapshot,
+            # which still has their server, is current; only then the swap, and only then
+            # do the new listeners accept.
+            await self._close_listeners(self._stale(snapshot))
+            for _ in range(3):
+                await asyncio.sleep(0)
             self.shared.snapshot = snapshot
             self.generation = generation
-            await self._close_listeners(stale)
+            await self._start_serving(fresh)
             log.info("reloaded profile %s: generation %d", profile.source, generation)
             return generation
 

@@ -346,7 +346,10 @@ def test_garbage_on_the_control_socket_gets_error_replies_and_the_daemon_keeps_s
             pass  # the daemon may close before we finished writing; it answered first
         reply = huge.reply()
         assert reply is not None and reply["error"]["code"] == "too_large"
-        assert huge.reply() is None
+        try:
+            assert huge.reply() is None
+        except ConnectionResetError:
+            pass  # closed with our unread bytes in its buffer: a Unix socket reports that as a reset
         huge.close()
     finally:
         raw.close()

@@ -331,3 +331,62 @@ def test_twenty_reloads_while_a_client_keeps_requesting(curl, daemon, origin):
     assert stats["requests"] == counts["curl"] + counts["keepalive"]
     assert stats["errors"] == {}
     assert stats["conns_total"] == counts["curl"] + 1  # the keep-alive connection was never dropped
+
+
+def test_removing_a_server_while_clients_hammer_it_leaves_no_hung_connection(daemon, origin):
+    """Connections a removed server's listener accepted just before the reload are served or
+    cut, never left hanging with a traceback in the log (they must not meet the new Snapshot,
+    which no longer knows their server)."""
+    base = daemon.profile_path.read_text()
+    outcomes = {"served": 0, "cut": 0}
+    problems: list[str] = []
+    request = f"GET {origin.url('/small')} HTTP/1.1\r\nHost: o\r\nConnection: close\r\n\r\n".encode()
+
+    def hammer(addr: str, stop: threading.Event) -> None:
+        host, port = addr.rsplit(":", 1)
+        for _ in range(2000):
+            if stop.is_set():
+                return
+            try:
+                s = socket.create_connection((host, int(port)), timeout=3)
+            except ConnectionRefusedError:
+                return  # the listener is gone
+            except OSError as exc:
+                outcomes["cut"] += 1
+                if isinstance(exc, TimeoutError):
+                    problems.append("connect timed out")
+                continue
+            try:
+                s.sendall(request)
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+                if data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"x" * 100):
+                    outcomes["served"] += 1
+                else:
+                    problems.append(f"answer {data[:60]!r}")
+            except TimeoutError:
+                problems.append("hung: no answer and no close within 3s")
+            except OSError:
+                outcomes["cut"] += 1  # reset by the listener closing: the client can tell
+            finally:
+                s.close()
+
+    for _ in range(6):
+        daemon.profile_path.write_text(with_second_server(base))
+        daemon.ctl("reload")
+        second = next(s["listen"][0] for s in daemon.ctl("health")["servers"] if s["name"] == "second")
+        stop = threading.Event()
+        workers = [threading.Thread(target=hammer, args=(second, stop)) for _ in range(3)]
+        for w in workers:
+            w.start()
+        time.sleep(0.15)
+        daemon.profile_path.write_text(base)
+        daemon.ctl("reload")
+        stop.set()
+        for w in workers:
+            w.join(30)
+    assert problems == []
+    assert outcomes["served"] > 0
+    assert "Traceback" not in daemon.log()
+    assert daemon.ctl("conns") == []
