@@ -13,12 +13,13 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from arcus import __version__
 from arcus.config import load_profile
-from arcus.config.schema import Profile, ServerConfig
+from arcus.config.schema import LogConfig, Profile, ServerConfig
 from arcus.control.server import ControlServer
 from arcus.errors import ConfigError, NotFound, OperatorError
 from arcus.names import validate_name
@@ -42,8 +43,17 @@ def _fmt_addr(host: str, port: int) -> str:
 
 
 class Daemon:
-    def __init__(self, profile_arg: str | None, data_dir: Path, socket_path: Path) -> None:
+    def __init__(
+        self,
+        profile_arg: str | None,
+        data_dir: Path,
+        socket_path: Path,
+        *,
+        setup_log: Callable[[LogConfig], None] | None = None,
+    ) -> None:
+        """``setup_log`` applies a profile's ``log`` section; a reload calls it again."""
         self.profile_arg = profile_arg
+        self.setup_log = setup_log
         self.data_dir = data_dir
         self.socket_path = socket_path
         self.store: Store | None = None
@@ -270,6 +280,11 @@ class Daemon:
             self.shared.snapshot = snapshot
             self.generation = generation
             await self._start_serving(fresh)
+            if self.setup_log is not None:
+                try:  # log level, access log on/off, and a log file reopened (logrotate's SIGHUP)
+                    self.setup_log(profile.log)
+                except OperatorError as exc:
+                    log.error("%s; still logging as before", exc.message)
             log.info("reloaded profile %s: generation %d", profile.source, generation)
             return generation
 

@@ -8,18 +8,34 @@ import sys
 from pathlib import Path
 
 from arcus.config.schema import LogConfig
+from arcus.errors import OperatorError
 from arcus.runtime.daemon import Daemon
 
 
 def setup_logging(config: LogConfig) -> None:
-    root = logging.getLogger("arcus")
-    root.handlers.clear()
+    """Point the ``arcus`` loggers at the profile's target; called at start and on every reload.
+
+    The new handler is opened before the old one is dropped, so a target that cannot be opened
+    raises OperatorError and leaves logging as it was. A reload (SIGHUP from logrotate) reopens
+    a log file.
+    """
     if config.target == "stderr":
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
     else:
-        handler = logging.FileHandler(config.target)
+        try:
+            handler = logging.FileHandler(config.target)
+        except OSError as exc:
+            raise OperatorError(
+                f"cannot open the log file {config.target}: {exc.strerror or exc}",
+                code="invalid",
+                hint="create its directory, or set log.target in the profile to stderr or another file",
+            ) from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
+    root = logging.getLogger("arcus")
+    old = list(root.handlers)
+    root.handlers[:] = [handler]
+    for h in old:
+        h.close()
     root.setLevel(getattr(logging, config.level.upper(), logging.INFO))
     root.propagate = False
     logging.getLogger("arcus.access").disabled = not config.access
@@ -40,7 +56,7 @@ def serve(profile: str | None, data_dir: Path, socket_path: Path) -> int:
     # Validate the profile before anything else so errors come out before a loop starts.
     profile_obj = load_profile(profile)
     setup_logging(profile_obj.log)
-    daemon = Daemon(profile, data_dir, socket_path)
+    daemon = Daemon(profile, data_dir, socket_path, setup_log=setup_logging)
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         runner.run(daemon.run())
     return 0

@@ -444,3 +444,57 @@ def test_arcus_serve_with_no_profile_listens_on_127_0_0_1_3128(curl, tmp_path, o
     finally:
         d.stop()
         d._log.close()
+
+
+def _serve(d: DaemonProcess, *extra: str) -> subprocess.CompletedProcess:
+    """`arcus serve` in the foreground, expected to fail fast."""
+    return subprocess.run(
+        d.command("serve", "--profile", str(d.profile_path), "--data-dir", str(d.data_dir), "--socket", str(d.socket), *extra),
+        capture_output=True, text=True, timeout=30, env=d.env, stdin=subprocess.DEVNULL,
+    )
+
+
+def test_serve_refuses_to_start_with_one_line_errors(tmp_path, daemon):
+    # another daemon already owns the socket: it keeps it and keeps serving
+    twin = DaemonProcess(tmp_path / "twin")
+    r = subprocess.run(
+        twin.command("serve", "--profile", str(twin.profile_path), "--data-dir", str(twin.data_dir), "--socket", str(daemon.socket)),
+        capture_output=True, text=True, timeout=30, env=twin.env, stdin=subprocess.DEVNULL,
+    )
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[0] == f"error: another arcus daemon is already listening on {daemon.socket}"
+    assert "Traceback" not in r.stderr and "╭" not in r.stderr
+    assert daemon.socket.exists() and daemon.ctl("health")["status"] == "ok"
+
+    # the port is taken
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    try:
+        port = holder.getsockname()[1]
+        busy = DaemonProcess(tmp_path / "busy", render_profile().replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+        r = _serve(busy)
+        assert r.returncode == 1
+        assert r.stderr.splitlines()[0] == (
+            f"error: {busy.profile_path}:2: server http cannot listen on 127.0.0.1:{port}: Address already in use"
+        )
+        assert r.stderr.splitlines()[1].startswith("hint: ")
+        assert not busy.socket.exists()  # nothing left behind
+    finally:
+        holder.close()
+
+    # a log file that cannot be opened
+    nolog = DaemonProcess(tmp_path / "nolog", render_profile().replace("target: stderr", "target: /nonexistent/dir/a.log"))
+    r = _serve(nolog)
+    assert r.returncode == 1
+    assert r.stderr.splitlines() == [
+        "error: cannot open the log file /nonexistent/dir/a.log: No such file or directory",
+        "hint: create its directory, or set log.target in the profile to stderr or another file",
+    ]
+
+    # a profile with an error: every problem as file:line
+    bad = DaemonProcess(tmp_path / "bad", render_profile().replace("escaper: direct", "escaper: nowhere", 1))
+    r = _serve(bad)
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"{bad.profile_path}:5: "), r.stderr
+    assert "nowhere" in r.stderr and "Traceback" not in r.stderr

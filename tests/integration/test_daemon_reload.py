@@ -390,3 +390,36 @@ def test_removing_a_server_while_clients_hammer_it_leaves_no_hung_connection(dae
     assert outcomes["served"] > 0
     assert "Traceback" not in daemon.log()
     assert daemon.ctl("conns") == []
+
+
+def test_reload_applies_the_log_section_and_sighup_reopens_a_rotated_log_file(curl, tmp_path, origin):
+    log_file = tmp_path / "arcus.log"
+    profile = render_profile().replace("target: stderr", f"target: {log_file}")
+    with DaemonProcess(tmp_path / "arcus", profile) as d:
+        assert status_of(curl, d.proxy, origin.url("/small?first")) == (200, "")
+        assert "/small 200" in log_file.read_text()
+
+        # logrotate: move the file away, then SIGHUP; the daemon writes to a new file
+        rotated = tmp_path / "arcus.log.1"
+        log_file.rename(rotated)
+        d.signal(signal.SIGHUP)
+        wait_generation(d, 2)
+        assert status_of(curl, d.proxy, origin.url("/small?second")) == (200, "")
+        assert log_file.exists()
+        assert "/small 200" in log_file.read_text()
+        assert rotated.read_text().count("/small 200") == 1
+
+        # access log off, level warning: requests leave no line, reloads neither
+        d.profile_path.write_text(profile.replace("level: info", "level: warning").replace(
+            f"target: {log_file}", f"target: {log_file}\n  access: false"))
+        assert d.arcus("ctl", "reload").returncode == 0
+        before = log_file.read_text()
+        assert status_of(curl, d.proxy, origin.url("/small?third")) == (200, "")
+        assert d.arcus("ctl", "reload").returncode == 0
+        assert log_file.read_text() == before
+
+        # a log target that cannot be opened: logged, and logging stays where it was
+        d.profile_path.write_text(profile.replace(f"target: {log_file}", "target: /nonexistent/dir/arcus.log"))
+        assert d.arcus("ctl", "reload").returncode == 0
+        assert "cannot open the log file /nonexistent/dir/arcus.log" in log_file.read_text()
+        assert status_of(curl, d.proxy, origin.url("/small?fourth")) == (200, "")
