@@ -60,6 +60,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         "req_left", "req_scanner", "resp", "resp_left", "resp_scanner", "ubuf", "keep_alive",
         "paused", "up_paused", "status", "resp_bytes", "task", "client_eof", "up_eof",
         "local_client", "head_sent", "retry_ok", "tenant_suspended", "error_code", "write_paused",
+        "scanned", "uscanned",
     )
 
     def __init__(self, shared: Shared, server: str) -> None:
@@ -94,6 +95,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.error_code = ""
         self.req_id = "-"
         self.write_paused = False  # the client's socket buffer is full
+        self.scanned = 0  # bytes of an incomplete request head already checked
+        self.uscanned = 0  # the same for a response head
         self.status = 0
         self.retry_ok = False
         self.head_sent = False
@@ -202,7 +205,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         """Parse and start the request(s) waiting in the buffer."""
         while self.state == HEAD and self.buf:
             try:
-                parsed = http1.parse_request_head(self.buf, self.limits)
+                parsed = http1.parse_request_head(self.buf, self.limits, scanned=self.scanned)
             except ProtocolError as exc:
                 self._count_error("client_bad_request")
                 self.keep_alive = False
@@ -211,10 +214,12 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
                 self._close()
                 return
             if parsed is None:
+                self.scanned = len(self.buf)  # a head sent byte by byte costs linear work, not quadratic
                 if self.paused & PAUSE_BUFFER:
                     self._resume(PAUSE_BUFFER)
                 return
             head, used = parsed
+            self.scanned = 0
             del self.buf[:used]
             self._start(head)
 
@@ -318,6 +323,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.up = up
         up.owner = self
         self.ubuf.clear()
+        self.uscanned = 0
         self.up_eof = False
         if self.write_paused and up.transport is not None:
             # the client still has not taken the previous response: do not read ahead of it
@@ -427,13 +433,15 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         req = self.req
         while self.ubuf:
             try:
-                parsed = http1.parse_response_head(self.ubuf, self.limits, req.method)
+                parsed = http1.parse_response_head(self.ubuf, self.limits, req.method, scanned=self.uscanned)
             except ProtocolError as exc:
                 self._upstream_failed(502, "upstream_bad_response", f"invalid response from upstream: {exc.message}", "upstream")
                 return
             if parsed is None:
+                self.uscanned = len(self.ubuf)
                 return
             resp, used = parsed
+            self.uscanned = 0
             if resp.status >= 200:
                 rest = bytes(self.ubuf[used:])
                 self.ubuf.clear()
