@@ -496,6 +496,7 @@ def compile_policy(
         raise OperatorError(f"unknown default action {default_action!r}", code="invalid", hint="use allow or deny")
     if guard is not None and not isinstance(guard, EgressGuard):
         raise OperatorError(f"expected an EgressGuard, got {type(guard).__name__}", code="invalid")
+    rules = tuple(rules)  # a generator would be spent by the loop below
     seen: set[str] = set()
     tenant: list[CompiledRule] = []
     users: dict[str, list[CompiledRule]] = {}
@@ -510,7 +511,7 @@ def compile_policy(
         else:
             users.setdefault(rule.user, []).append(compiled)
     return Policy(
-        tuple(rules),
+        rules,
         _Segment(tenant),
         {user: _Segment(compiled) for user, compiled in users.items()},
         guard,

@@ -297,7 +297,8 @@ def _scan(seq: list[tuple[object, object]], inside_repeat: bool) -> int:
             if star and not delimited and op is not _sre.POSSESSIVE_REPEAT:
                 count += 1
             if _single_char(_flatten(body)) is None:
-                count += _scan(list(body), inside_repeat=inside_repeat or star)
+                inner = _scan(list(body), inside_repeat=inside_repeat or star)
+                count += inner * (high if not star and high > 1 else 1)  # (.*a){3} is three of them
         elif op is _sre.BRANCH:
             if inside_repeat:
                 raise PatternError("an alternation '|' inside a repeat can take exponential time", _COST_HINT)

@@ -353,6 +353,12 @@ def test_duplicate_ids_and_default_action() -> None:
     assert (info.value.message, info.value.hint) == ("unknown default action 'block'", "use allow or deny")
 
 
+def test_rules_may_come_from_a_generator() -> None:
+    p = compile_policy((r for r in [Rule("a", "deny", hosts=("a.example",))]), guard=None)
+    assert [r.id for r in p.rules] == ["a"]
+    assert p.decide(req("a.example")).rule_id == "a"
+
+
 def test_one_bad_rule_refuses_the_whole_policy() -> None:
     with pytest.raises(OperatorError, match="rule 'bad'"):
         policy(Rule("good", "deny", hosts=("x.example",)), Rule("bad", "deny", ports=("99999",)))

@@ -149,6 +149,8 @@ def test_bad_patterns(pattern: str, message: str) -> None:
         ("(ab|ab)*c", "an alternation '|' inside a repeat can take exponential time"),
         ("(?:a|b|ab)+", "an alternation '|' inside a repeat can take exponential time"),
         (".*a.*a.*a", "regex '.*a.*a.*a' has 3 open repeats: too slow on long names"),
+        ("(?:.*a){3}", "regex '(?:.*a){3}' has 3 open repeats: too slow on long names"),
+        ("(?:.*a.*|x).*b", "regex '(?:.*a.*|x).*b' has 3 open repeats: too slow on long names"),
         ("(a)\\1", "backreferences are not supported in host regexes"),
         ("x" * 257, "regex longer than 256 characters"),
     ],
@@ -169,6 +171,8 @@ def test_regexes_that_could_stall_the_proxy_are_refused(regex: str, message: str
         ".*casino.*",
         "www[0-9]*\\.example\\.(com|net)",
         "(?:ab){2,5}",
+        "(?:.*a){2}",
+        "(?:[a-z0-9]+\\.){3}com",
     ],
 )
 def test_accepted_regexes_stay_fast_on_hostile_hosts(regex: str) -> None:
