@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -179,8 +180,10 @@ def test_commands_without_a_daemon_exit_3_saying_not_running(tmp_path):
     r = d.arcus("ctl", "health", "--json")
     assert r.returncode == 3
     assert json.loads(r.stdout) == {"status": "not_running", "socket": str(d.socket)}
-    for args in (("stats",), ("conns",), ("reload",), ("kill", "1"), ("shutdown",), ("shutdown", "--graceful")):
-        r = d.arcus("ctl", *args)
+    commands = [("stats",), ("conns",), ("reload",), ("kill", "1"), ("shutdown",), ("shutdown", "--graceful")]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda args: d.arcus("ctl", *args), commands))
+    for args, r in zip(commands, results):
         assert r.returncode == 3, (args, r.stderr)
         assert "not running" in r.stderr and "Traceback" not in r.stderr
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -204,8 +205,10 @@ def test_operator_errors_are_one_line_with_a_hint_and_change_nothing(daemon):
     assert daemon.arcus("tenant", "add", "acme", "--source", "10.1.0.0/16").returncode == 0
     before = daemon.ctl("tenant.list")
     generation = daemon.ctl("health")["generation"]
-    for args, needles in ERROR_CASES:
-        assert_one_line_error(daemon.arcus(*args), *needles)
+    with ThreadPoolExecutor(max_workers=3) as pool:  # independent, and the CLI is slow to start
+        results = list(pool.map(lambda case: daemon.arcus(*case[0]), ERROR_CASES))
+    for (_, needles), r in zip(ERROR_CASES, results):
+        assert_one_line_error(r, *needles)
     # the daemon kept serving and neither the store nor the Snapshot changed
     assert daemon.ctl("tenant.list") == before
     assert daemon.ctl("health")["generation"] == generation
