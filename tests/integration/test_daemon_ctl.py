@@ -412,23 +412,45 @@ def test_the_first_health_answer_already_lists_every_listener(tmp_path):
             d._log.close()
 
 
-def test_arcus_serve_with_no_profile_listens_on_127_0_0_1_3128(curl, tmp_path, origin):
+def _default_socket(env: dict[str, str]) -> Path:
+    r = subprocess.run(
+        [sys.executable, "-c", "from arcus.paths import default_socket_path; print(default_socket_path())"],
+        capture_output=True, text=True, timeout=30, env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    return Path(r.stdout.strip())
+
+
+def _busy(message: str) -> None:
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def test_arcus_serve_with_no_profile_and_no_socket_uses_the_defaults(curl, tmp_path, origin):
+    """127.0.0.1:3128 and the default control socket, which `arcus ctl` finds by itself."""
+    d = DaemonProcess(tmp_path / "arcus")  # its env has no ARCUS_SOCKET
+    default_socket = _default_socket(d.env)
     probe = socket.socket()
     try:
         probe.bind(("127.0.0.1", 3128))
     except OSError as exc:
-        message = f"port 127.0.0.1:3128 is busy ({exc.strerror}); the default profile needs it"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        _busy(f"port 127.0.0.1:3128 is busy ({exc.strerror}); the default profile needs it")
     finally:
         probe.close()
-    d = DaemonProcess(tmp_path / "arcus")
+    try:
+        with ControlClient(default_socket, timeout=5) as c:
+            c.call("health")
+        _busy(f"an arcus daemon already answers on the default socket {default_socket}")
+    except DaemonNotRunning:
+        pass
+
     d._log = open(d.log_path, "ab")
     d.proc = subprocess.Popen(
-        d.command("serve", "--data-dir", str(d.data_dir), "--socket", str(d.socket)),
+        d.command("serve", "--data-dir", str(d.data_dir)),
         stdout=d._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=d.env,
     )
+    d.socket = default_socket
     try:
         health = None
         deadline = time.monotonic() + 20
@@ -440,10 +462,18 @@ def test_arcus_serve_with_no_profile_listens_on_127_0_0_1_3128(curl, tmp_path, o
         assert health is not None, d.log()
         assert health["profile"] == "<embedded:default>"
         assert health["servers"][0]["listen"] == ["127.0.0.1:3128"]
+        assert stat.S_IMODE(os.lstat(default_socket).st_mode) == 0o600
         r = run_curl(curl, "-x", "http://127.0.0.1:3128", origin.url("/small"))
         assert (r.returncode, r.stdout) == (0, b"x" * 100), r.stderr
-        d.proc.send_signal(signal.SIGTERM)
+
+        # `arcus ctl` with neither --socket nor ARCUS_SOCKET finds it
+        ctl = subprocess.run(d.command("ctl", "health", "--json"), capture_output=True, text=True, timeout=30, env=d.env)
+        assert ctl.returncode == 0, ctl.stderr
+        assert json.loads(ctl.stdout)["pid"] == d.proc.pid
+        ctl = subprocess.run(d.command("ctl", "shutdown", "--graceful"), capture_output=True, text=True, timeout=30, env=d.env)
+        assert ctl.returncode == 0, ctl.stderr
         assert d.proc.wait(20) == 0
+        assert not default_socket.exists()
     finally:
         d.stop()
         d._log.close()
