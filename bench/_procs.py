@@ -139,7 +139,7 @@ def wait_port(proc: Proc, port: int, timeout: float = 20.0, host: str = "127.0.0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.alive():
-            raise BenchError(f"{proc.name} exited with code {proc.popen.returncode}: {proc.log_tail()}")
+            raise BenchError(f"{proc.name} exited with code {proc.popen.returncode}: {proc.log_tail() or '(no output)'}")
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     busy = machine_busy(1.0)
     if busy > BUSY_WARN:
         print(f"warning: the machine is already {busy:.0f}% busy before the run: other work will skew "
-              "the numbers (ratios less than absolute values)", file=sys.stderr)
+              "the numbers (read the ratios and the per-CPU-second rows, or use --rounds 3)", file=sys.stderr)
     started = dt.datetime.now().astimezone()
     tmp = Path(tempfile.mkdtemp(prefix="arcus-bench-"))
     meta = {
