@@ -29,6 +29,7 @@ from arcus.proto.http1_chunked import ChunkedScanner
 from arcus.proto.http1_syntax import (
     ABSOLUTE_URI,
     CONTENT_LENGTH,
+    CTL_BYTES,
     FIELD_BLOCK,
     FIELD_PREFIX,
     FIELDS,
@@ -77,8 +78,6 @@ MAX_LEADING_EMPTY_LINES = 4
 _CLIENT = "client"
 _UPSTREAM = "upstream"
 _EMPTY: frozenset[bytes] = frozenset()
-# Bytes that never appear in a head: CTLs other than HTAB, CR and LF (those are checked apart).
-_CTL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 
 # Field names the parsers look at, lowercased -> a small code.
 _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _CONNECTION, _EXPECT, _UPGRADE = range(6)
@@ -515,7 +514,7 @@ def _check_incomplete(buf: bytes | bytearray, start: int, limits: Limits, reques
     if buf.count(b"\r", new) != crlf + (buf[-1] == 13):
         raise error("bare CR in a head", side, status)
     fresh = buf[new:] if new else buf
-    if len(fresh.translate(None, _CTL_BYTES)) != len(fresh):
+    if len(fresh.translate(None, CTL_BYTES)) != len(fresh):
         raise error(("NUL byte" if b"\x00" in fresh else "control character") + " in a head", side, status)
 
     line_end = buf.find(b"\r\n", start)

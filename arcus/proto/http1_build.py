@@ -80,25 +80,27 @@ def build_request_head(
 
     Raises ValueError (a bug of ours, not a peer's) if any part holds a CR or LF.
     """
-    parts = [method, b" ", target, b" HTTP/", version, b"\r\n"]
-    return _finish(parts, headers)
+    return _finish((method, b" ", target, b" HTTP/", version), headers)
 
 
 def build_response_head(
     status: int, reason: bytes, headers: Iterable[tuple[bytes, bytes]], version: bytes = b"1.1"
 ) -> bytes:
     """``HTTP/version SP status SP reason CRLF *(name ": " value CRLF) CRLF``."""
-    parts = [b"HTTP/", version, b" %d " % status, reason, b"\r\n"]
-    return _finish(parts, headers)
+    return _finish((b"HTTP/", version, b" %d " % status, reason), headers)
 
 
-def _finish(parts: list[bytes], headers: Iterable[tuple[bytes, bytes]]) -> bytes:
-    lines = 2  # start line and the empty line
-    for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
-        lines += 1
-    parts.append(b"\r\n")
-    out = b"".join(parts)
+_name_colon_value = b": ".join
+
+
+def _finish(start: tuple[bytes, ...], headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    if not isinstance(headers, list):
+        headers = list(headers)
+    if headers:  # the field lines are joined in C: no Python work per field
+        out = b"".join((*start, b"\r\n", b"\r\n".join(map(_name_colon_value, headers)), b"\r\n\r\n"))
+    else:
+        out = b"".join((*start, b"\r\n\r\n"))
+    lines = len(headers) + 2  # start line, fields, empty line: one CR and one LF each
     if out.count(b"\n") != lines or out.count(b"\r") != lines:
         raise ValueError("CR or LF inside an HTTP start line, header name or header value")
     return out

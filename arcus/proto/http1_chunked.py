@@ -8,10 +8,13 @@ and trailer lines are looked at, each with one ``find`` and one regex match.
 
 from __future__ import annotations
 
+import re
+
 from arcus.proto.http1_syntax import (
     CHUNK_SIZE_CRLF,
     CHUNK_SIZE_LINE,
     CHUNK_SIZE_PREFIX,
+    CTL_BYTES,
     FIELD_LINE_RE,
     FIELD_PREFIX,
     MAX_CHUNK_EXT,
@@ -28,6 +31,9 @@ _DATA_CR = 2  # expecting the CR after chunk data
 _DATA_LF = 3  # expecting the LF after chunk data
 _TRAILER = 4  # expecting a trailer field line or the final empty line
 _DONE = 5
+
+_LF = re.compile(b"\n")  # finds a LF in a memoryview without copying it
+_SHORT_LINE = 64  # a partial line up to this long is matched whole against its prefix pattern
 
 
 class ChunkedScanner:
@@ -48,7 +54,7 @@ class ChunkedScanner:
         self._status = status
         self._state = _SIZE
         self._remaining = 0
-        self._line = b""  # a size or trailer line split across feeds (bounded)
+        self._line = bytearray()  # a size or trailer line split across feeds (bounded)
         self._trailer_bytes = 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> int:
@@ -87,10 +93,8 @@ class ChunkedScanner:
                     pos = m.end()
                     ext_len = pos - 2 - m.end(1)
                 else:
-                    line, pos = self._take_line(data, pos, n, MAX_CHUNK_LINE)
+                    line, pos = self._take_line(data, pos, n, MAX_CHUNK_LINE, CHUNK_SIZE_PREFIX)
                     if line is None:
-                        if not CHUNK_SIZE_PREFIX.fullmatch(self._line):
-                            raise self._error(_describe_size_line(self._line.rstrip(b"\r")))
                         return n
                     m = CHUNK_SIZE_LINE.fullmatch(line)
                     if m is None:
@@ -118,10 +122,8 @@ class ChunkedScanner:
                 # Trailer lines, CRLFs included, total at most max_header_bytes; the final empty
                 # line always fits.
                 budget = max(self._limits.max_header_bytes - self._trailer_bytes - 2, 0)
-                line, pos = self._take_line(data, pos, n, budget)
+                line, pos = self._take_line(data, pos, n, budget, FIELD_PREFIX)
                 if line is None:
-                    if not FIELD_PREFIX.fullmatch(self._line):
-                        raise self._error("trailer: " + describe_field_line(self._line.rstrip(b"\r")))
                     return n
                 self._trailer_bytes += len(line) + 2
                 if not line:
@@ -137,29 +139,52 @@ class ChunkedScanner:
         return n
 
     def _take_line(
-        self, data: bytes | bytearray | memoryview, pos: int, n: int, max_len: int
+        self, data: bytes | bytearray | memoryview, pos: int, n: int, max_len: int, prefix: re.Pattern[bytes]
     ) -> tuple[bytes | None, int]:
-        """The next CRLF-ended line without its CRLF and the position after it, or (None, n) with the
-        partial line kept in ``self._line``. Looks at no more than ``max_len + 2`` bytes of a line, and
-        refuses a partial line as soon as it cannot end within ``max_len`` bytes (CRLF excluded)."""
-        window_end = min(n, pos + max_len + 2 - len(self._line))
+        """The next CRLF-ended line without its CRLF and the position after it; or (None, n), the
+        partial line kept in ``self._line`` once it passed the checks a partial line can pass.
+
+        Looks at no more than ``max_len + 2`` bytes of a line and refuses a partial line as soon as
+        it cannot end within ``max_len`` bytes (CRLF excluded). A partial line is matched against
+        ``prefix`` (the pattern of valid beginnings) while it is short or new; the bytes added to a
+        long one are only checked for CTLs and bare CR, and the whole line is matched at its LF.
+        That keeps a line dribbled a byte at a time at linear cost.
+        """
+        held = len(self._line)
+        window_end = min(n, pos + max_len + 2 - held)
         if isinstance(data, memoryview):
-            window = bytes(data[pos:window_end])
-            i = window.find(b"\n")
-            if i >= 0:
-                i += pos
+            m = _LF.search(data, pos, window_end)
+            i = -1 if m is None else m.start()
         else:
             i = data.find(b"\n", pos, window_end)
-        if i < 0:
-            self._line += bytes(data[pos:window_end])
-            if len(self._line) > max_len and self._line[max_len:] != b"\r":
-                raise self._error(f"line in chunked body longer than {max_len} bytes")
-            return None, n
-        line = self._line + bytes(data[pos : i + 1]) if self._line else bytes(data[pos : i + 1])
-        self._line = b""
-        if line[-2:-1] != b"\r":
-            raise self._error("bare LF in chunked body (lines must end with CRLF)")
-        return line[:-2], i + 1
+        if i >= 0:
+            if held:
+                self._line += data[pos : i + 1]
+                line = bytes(self._line)
+                self._line = bytearray()
+            else:
+                line = bytes(data[pos : i + 1])
+            if line[-2:-1] != b"\r":
+                raise self._error("bare LF in chunked body (lines must end with CRLF)")
+            return line[:-2], i + 1
+        partial = self._line
+        partial += data[pos:window_end]
+        if len(partial) > max_len and partial[max_len:] != b"\r":
+            raise self._error(f"line in chunked body longer than {max_len} bytes")
+        if held == 0 or len(partial) <= _SHORT_LINE:
+            if prefix.fullmatch(partial) is None:
+                raise self._error(self._describe_partial(bytes(partial).rstrip(b"\r"), prefix))
+        else:
+            added = partial[held - 1 :]  # with the byte before, to catch a CR that was not the end
+            if b"\r" in added[:-1] or len(added.translate(None, CTL_BYTES)) != len(added):
+                raise self._error(self._describe_partial(bytes(partial).rstrip(b"\r"), prefix))
+        return None, n
+
+    @staticmethod
+    def _describe_partial(line: bytes, prefix: re.Pattern[bytes]) -> str:
+        if prefix is FIELD_PREFIX:
+            return "trailer: " + describe_field_line(line)
+        return _describe_size_line(line)
 
     def _error(self, message: str) -> Exception:
         """The ProtocolError to raise; later feeds raise it again (the caller closes the connection)."""

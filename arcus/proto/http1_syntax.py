@@ -74,6 +74,9 @@ STATUS_LINE_PREFIX = re.compile(
     + rb"\r?"
 )
 
+# Bytes that never appear in a head or a chunked framing line: CTLs other than HTAB, CR and LF
+# (those are checked apart). For bytes.translate(None, CTL_BYTES), a C loop far faster than sre.
+CTL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 CONTENT_LENGTH = re.compile(rb"[0-9]{1,18}")  # 18 digits: no integer overflow anywhere downstream
 CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # CTLs except HTAB
 CTL_OR_HTAB = re.compile(rb"[\x00-\x1f\x7f]")

@@ -153,6 +153,12 @@ BAD_BODIES = {
     "trailer without colon": b"0\r\nXy\r\n\r\n",
     "trailer with CTL": b"0\r\nX: \x01\r\n\r\n",
     "HTTP request instead of a chunk": b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    # long lines: checked by byte class while they arrive, whole at their LF
+    "long extension with bad value": b"5;a=" + b"b" * 100 + b" c\r\nhello\r\n0\r\n\r\n",
+    "NUL late in a long extension": b"5;a=" + b"b" * 100 + b"\x00\r\nhello\r\n0\r\n\r\n",
+    "bare CR late in a long extension": b"5;a=" + b"b" * 100 + b"\rb\r\nhello\r\n0\r\n\r\n",
+    "long trailer with space before colon": b"0\r\nX" + b"x" * 100 + b" : y\r\n\r\n",
+    "CTL late in a long trailer": b"0\r\nX: " + b"y" * 100 + b"\x7f\r\n\r\n",
 }
 
 
@@ -183,6 +189,8 @@ def test_malformed_body_fed_byte_by_byte_is_refused(data: bytes) -> None:
         (b"5\r\nhelloX", 9),
         (b"12345678901234567", 17),
         (b"0\r\nX : y", 5),
+        (b"5;a=" + b"b" * 100 + b"\x01", 105),
+        (b"0\r\nX: " + b"y" * 100 + b"\rz", 108),
     ],
 )
 def test_garbage_is_refused_at_once(data: bytes, refused_at: int) -> None:
