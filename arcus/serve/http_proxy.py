@@ -108,7 +108,11 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         shared = self.shared
         snap: Snapshot = shared.snapshot
         self.snap = snap
-        conf = snap.servers[self.server]
+        conf = snap.servers.get(self.server)
+        if conf is None:  # the listener outlived its server in a reload: refuse rather than hang
+            self.state = CLOSED
+            transport.abort()
+            return
         self.conf = conf
         lim = conf.limits
         self.limits = Limits(lim.max_request_line, lim.max_header_bytes, lim.max_headers)

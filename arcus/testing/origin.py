@@ -114,6 +114,8 @@ class Origin:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:  # the origin is shutting down
+            pass
         finally:
             writer.close()
 
