@@ -22,7 +22,21 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         objects = getattr(profile, family.plural)
         out[family.plural] = [_object(obj, family.types[obj.type].keys) for obj in objects]
     out["log"] = _plain(profile.log)
-    out["runtime"] = _plain(profile.runtime)
+    out["runtime"] = _runtime(profile)
+    out["audit"] = _plain(profile.audit)
+    return out
+
+
+def _runtime(profile: Profile) -> dict[str, Any]:
+    """The runtime section; its rates are not durations, and None (unlimited) is left out."""
+    rt = profile.runtime
+    out: dict[str, Any] = {"graceful_timeout": format_duration(rt.graceful_timeout)}
+    if rt.max_connections is not None:
+        out["max_connections"] = rt.max_connections
+    if rt.rps is not None:
+        out["rps"] = f"{rt.rps:g}"
+    if rt.bandwidth is not None:
+        out["bandwidth"] = f"{int(rt.bandwidth)}B"
     return out
 
 
@@ -45,7 +59,7 @@ def _plain(value: Any) -> Any:
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.name != "line"}
     if isinstance(value, bool) or isinstance(value, (int, str)):
         return value
-    if isinstance(value, float):  # every float of the schema is a duration
+    if isinstance(value, float):  # every other float of the schema is a duration
         return format_duration(value)
     if isinstance(value, tuple):
         return [_plain(v) for v in value]

@@ -18,7 +18,7 @@ from arcus.config.escaper import ESCAPERS
 from arcus.config.objects import Context, Family, Item, parse_family
 from arcus.config.resolver import RESOLVERS
 from arcus.config.schema import HttpLimits, Profile, Timeouts
-from arcus.config.sections import parse_limits, parse_log, parse_runtime, parse_timeouts
+from arcus.config.sections import parse_audit, parse_limits, parse_log, parse_runtime, parse_timeouts
 from arcus.config.server import SERVERS
 from arcus.config.sources import profile_text, shipped_names
 from arcus.config.values import format_addr
@@ -28,7 +28,7 @@ from arcus.errors import ConfigError, ConfigIssue
 __all__ = ["FAMILIES", "check_profile", "load_profile", "parse_profile", "profile_text", "shipped_names"]
 
 FAMILIES: tuple[Family, ...] = (SERVERS, ESCAPERS, RESOLVERS)
-TOP_KEYS = ("servers", "escapers", "resolvers", "timeouts", "limits", "log", "runtime")
+TOP_KEYS = ("servers", "escapers", "resolvers", "timeouts", "limits", "log", "runtime", "audit")
 
 
 def load_profile(name_or_path: str | None) -> Profile:
@@ -71,6 +71,7 @@ def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue]]:
     ctx = Context(issues, parse_timeouts(top, Timeouts()), parse_limits(top, HttpLimits()))
     log = parse_log(top)
     runtime = parse_runtime(top)
+    audit = parse_audit(top)
     parsed: dict[str, list[Item]] = {}
     unreadable: set[str] = set()  # families whose section is not a list: their names are unknown
     for family in FAMILIES:
@@ -91,6 +92,7 @@ def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue]]:
             resolvers=tuple(i.config for i in parsed["resolver"]),
             log=log,
             runtime=runtime,
+            audit=audit,
         ),
         [],
     )

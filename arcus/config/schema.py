@@ -44,6 +44,8 @@ class ServerConfig:
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: HttpLimits = field(default_factory=HttpLimits)
     max_connections: int = 10000  # beyond this, 503 and close
+    tenant: str | None = None  # every client of this server belongs to this tenant
+    trusted_proxies: tuple[str, ...] = ()  # source CIDRs whose X-Tenant-ID header is honoured
     line: int | None = None  # where it was declared, for error messages
 
 
@@ -83,6 +85,22 @@ class LogConfig:
 @dataclass(frozen=True, slots=True)
 class RuntimeConfig:
     graceful_timeout: float = 30.0  # bound on draining live connections at shutdown
+    # Box-wide limits, above every tenant's and user's (None: unlimited).
+    max_connections: int | None = None  # client connections over all servers: 503 beyond
+    rps: float | None = None  # requests per second over all tenants: 429 beyond
+    bandwidth: float | None = None  # bytes per second, each direction, shaped by pausing reads
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """The audit log: one event per connection and per HTTP request, in SQLite (audit.db)."""
+
+    enabled: bool = True
+    retention: float = 30 * 86400.0  # events older than this are deleted (seconds)
+    max_size: int = 1 << 30  # the oldest events are deleted beyond this many bytes
+    queue: int = 10000  # events waiting to be written; when full, new ones are dropped and counted
+    batch: int = 500  # events written per transaction at most
+    flush_interval: float = 1.0  # longest wait before a partial batch is written
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +111,7 @@ class Profile:
     resolvers: tuple[ResolverConfig, ...]
     log: LogConfig = field(default_factory=LogConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
     def escaper(self, name: str) -> EscaperConfig:
         return next(e for e in self.escapers if e.name == name)

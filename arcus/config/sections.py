@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 
-from arcus.config.schema import HttpLimits, LogConfig, RuntimeConfig, Timeouts
+from arcus.config.schema import AuditConfig, HttpLimits, LogConfig, RuntimeConfig, Timeouts
 from arcus.config.yamlnodes import (
     Reader,
     Section,
     read_bool,
     read_choice,
     read_duration,
+    read_bandwidth,
     read_int,
+    read_rate,
     read_size,
     read_str,
 )
@@ -78,10 +80,34 @@ def parse_log(parent: Section) -> LogConfig:
 
 def parse_runtime(parent: Section) -> RuntimeConfig:
     base = RuntimeConfig()
-    sec = parent.section("runtime", ("graceful_timeout",))
+    sec = parent.section("runtime", ("graceful_timeout", "max_connections", "rps", "bandwidth"))
     if sec is None:
         return base
-    config = RuntimeConfig(graceful_timeout=sec.take("graceful_timeout", read_duration, base.graceful_timeout))
+    config = RuntimeConfig(
+        graceful_timeout=sec.take("graceful_timeout", read_duration, base.graceful_timeout),
+        max_connections=sec.take("max_connections", read_int(1), base.max_connections),
+        rps=sec.take("rps", read_rate, base.rps),
+        bandwidth=sec.take("bandwidth", read_bandwidth, base.bandwidth),
+    )
+    sec.finish()
+    parent.ok = parent.ok and sec.ok
+    return config
+
+
+def parse_audit(parent: Section) -> AuditConfig:
+    base = AuditConfig()
+    keys = ("enabled", "retention", "max_size", "queue", "batch", "flush_interval")
+    sec = parent.section("audit", keys)
+    if sec is None:
+        return base
+    config = AuditConfig(
+        enabled=sec.take("enabled", read_bool, base.enabled),
+        retention=sec.take("retention", read_duration, base.retention),
+        max_size=sec.take("max_size", read_size, base.max_size),
+        queue=sec.take("queue", read_int(1), base.queue),
+        batch=sec.take("batch", read_int(1), base.batch),
+        flush_interval=sec.take("flush_interval", read_duration, base.flush_interval),
+    )
     sec.finish()
     parent.ok = parent.ok and sec.ok
     return config

@@ -12,9 +12,12 @@ import ipaddress
 import math
 import re
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?\Z")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-DURATION_HINT = "write a number of seconds or a number with ms, s, m or h (e.g. 30s, 500ms, 5m)"
+from arcus import units
+from arcus.errors import OperatorError
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?\Z")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+DURATION_HINT = "write a number of seconds or a number with ms, s, m, h or d (e.g. 30s, 500ms, 5m, 7d)"
 
 _SIZE = re.compile(r"(\d+)(B|KiB|MiB|GiB)?\Z")
 _SIZE_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, None: 1}
@@ -110,3 +113,20 @@ def parse_cidr(text: str) -> str:
         return str(ipaddress.ip_network(text, strict=False))
     except ValueError:
         raise ValueError(f'"{text}" is not a CIDR network (e.g. 10.0.0.0/8 or fd00::/8)') from None
+
+
+def parse_rate(text: str) -> float | None:
+    """Requests per second ("200"); "unlimited" gives None."""
+    return _units(units.parse_rate, text)
+
+
+def parse_bandwidth(text: str) -> float | None:
+    """Bytes per second from "50Mbit", "10MB", "50M" (bits); "unlimited" gives None."""
+    return _units(units.parse_bandwidth, text)
+
+
+def _units(parse, text: str):
+    try:
+        return parse(text)
+    except OperatorError as exc:
+        raise ValueError(f"{exc.message} ({exc.hint})" if exc.hint else exc.message) from None

@@ -305,6 +305,8 @@ read_size: Reader[int] = _from_text(values.parse_size, "a size such as 64KiB")
 read_ip: Reader[str] = _from_text(values.parse_ip, "an IP address")
 read_cidr: Reader[str] = _from_text(values.parse_cidr, "a CIDR network")
 read_address: Reader[tuple[str, int]] = _from_text(values.parse_listen, 'an address such as "127.0.0.1:3128"')
+read_rate: Reader[float] = _from_text(values.parse_rate, "a rate per second such as 200")
+read_bandwidth: Reader[float] = _from_text(values.parse_bandwidth, "a bandwidth such as 50Mbit or 10MB")
 
 
 def read_choice(choices: Iterable[str]) -> Reader[str]:

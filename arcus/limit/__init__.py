@@ -41,13 +41,13 @@ Bandwidth (in the relay protocol, one set of shapers per direction)::
   both the shaper's pause is over and the peer's buffer has drained.
 
 Operator input goes through ``parse_rate``, ``parse_count`` and ``parse_bandwidth``
-(``arcus.limit.units``: a bare ``50M`` is 50 megabits/s, ``50MB`` is megabytes/s).
+(``arcus.units``: a bare ``50M`` is 50 megabits/s, ``50MB`` is megabytes/s).
 """
 
 from arcus.limit.bucket import TokenBucket, take_all
 from arcus.limit.conns import ConcurrencyLimit, release_all, try_acquire_all
 from arcus.limit.shaper import Shaper, max_pause
-from arcus.limit.units import format_bandwidth, parse_bandwidth, parse_count, parse_rate
+from arcus.units import format_bandwidth, parse_bandwidth, parse_count, parse_rate
 
 __all__ = [
     "ConcurrencyLimit",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from arcus.config.objects import Context, ObjectSection, TypeSpec
 from arcus.config.schema import ServerConfig
 from arcus.config.sections import parse_limits, parse_timeouts
-from arcus.config.yamlnodes import default_of, read_address, read_int, read_one_or_list
+from arcus.config.yamlnodes import default_of, read_address, read_cidr, read_int, read_list, read_name, read_one_or_list
 
 TYPE = "http_proxy"
-KEYS = ("listen", "escaper", "timeouts", "limits", "max_connections")
+KEYS = ("listen", "escaper", "timeouts", "limits", "max_connections", "tenant", "trusted_proxies")
 
 
 def parse(sec: ObjectSection, ctx: Context, name: str) -> ServerConfig | None:
@@ -17,6 +17,8 @@ def parse(sec: ObjectSection, ctx: Context, name: str) -> ServerConfig | None:
     timeouts = parse_timeouts(sec, ctx.timeouts)
     limits = parse_limits(sec, ctx.limits)
     max_connections = sec.take("max_connections", read_int(1), default_of(ServerConfig, "max_connections"))
+    tenant = sec.take("tenant", read_name, None)
+    trusted = sec.take("trusted_proxies", read_list(read_cidr), ())
     if not sec.ok or listen is None or escaper is None:
         return None
     return ServerConfig(
@@ -27,6 +29,8 @@ def parse(sec: ObjectSection, ctx: Context, name: str) -> ServerConfig | None:
         timeouts=timeouts,
         limits=limits,
         max_connections=max_connections,
+        tenant=tenant,
+        trusted_proxies=trusted,
         line=sec.key_line("name"),
     )
 

@@ -243,17 +243,17 @@ def test_missing_name_and_type(tmp_path: Path) -> None:
 # --- values -------------------------------------------------------------------------------------
 
 
-DURATION_HINT = "write a number of seconds or a number with ms, s, m or h (e.g. 30s, 500ms, 5m)"
+DURATION_HINT = "write a number of seconds or a number with ms, s, m, h or d (e.g. 30s, 500ms, 5m, 7d)"
 
 
 def test_bad_durations(tmp_path: Path) -> None:
-    text = VALID + "    timeout: 5x\n    cache_ttl: 0s\n    negative_ttl: true\ntimeouts:\n  client_idle: -1\n  tunnel_idle: 1d\n"
+    text = VALID + "    timeout: 5x\n    cache_ttl: 0s\n    negative_ttl: true\ntimeouts:\n  client_idle: -1\n  tunnel_idle: 1w\n"
     assert issues(tmp_path, text) == [
         f'P:15: resolver "system": timeout: invalid duration "5x"; {DURATION_HINT}',
         'P:16: resolver "system": cache_ttl: duration must be greater than 0, got "0s"',
         'P:17: resolver "system": negative_ttl: expected a duration such as 30s, got "true"',
         f'P:19: timeouts: client_idle: invalid duration "-1"; {DURATION_HINT}',
-        f'P:20: timeouts: tunnel_idle: invalid duration "1d"; {DURATION_HINT}',
+        f'P:20: timeouts: tunnel_idle: invalid duration "1w"; {DURATION_HINT}',
     ]
 
 
@@ -350,7 +350,7 @@ def test_sections_of_the_wrong_shape(tmp_path: Path) -> None:
     # No "escaper direct is not defined": with the escapers unreadable, that would be noise.
     assert issues(tmp_path, text) == [
         "P:6: escapers: expected a list of escapers (- name: ...)",
-        'P:7: unknown key "x"; known keys: servers, escapers, resolvers, timeouts, limits, log, runtime',
+        'P:7: unknown key "x"; known keys: servers, escapers, resolvers, timeouts, limits, log, runtime, audit',
         "P:16: timeouts: expected a mapping of keys to values",
     ]
     assert issues(tmp_path, "servers:\n  - http\n") == ["P:2: servers[0]: expected a mapping with name: and type:"]

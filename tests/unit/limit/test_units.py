@@ -6,7 +6,7 @@ import pytest
 
 from arcus.errors import OperatorError
 from arcus.limit import format_bandwidth, parse_bandwidth, parse_count, parse_rate
-from arcus.limit.units import BANDWIDTH_HINT
+from arcus.units import BANDWIDTH_HINT
 
 
 @pytest.mark.parametrize(
