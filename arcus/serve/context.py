@@ -92,6 +92,8 @@ class Shared:
         self.connections: dict[int, Tracked] = {}
         self.server_counters = CounterSet()
         self.tenant_counters = CounterSet()
+        self.user_counters = CounterSet()  # keyed "tenant/user"
+        self.audit = None  # arcus.audit.sink.AuditSink when the profile enables the audit log
         self.draining = False
         self.ids = itertools.count(1)
         self.request_ids = itertools.count(1)
