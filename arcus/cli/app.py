@@ -36,10 +36,12 @@ def _root(
 def _register() -> None:
     # Each command group lives in its own module and registers itself here.
     from arcus.cli import config as config_cmd
-    from arcus.cli import ctl, serve, tenant
+    from arcus.cli import ctl, policy, serve, tenant, user
 
     app.command("serve")(serve.serve)
     app.add_typer(tenant.app, name="tenant")
+    app.add_typer(user.app, name="user")
+    app.add_typer(policy.app, name="policy")
     app.add_typer(ctl.app, name="ctl")
     app.add_typer(config_cmd.app, name="config")
 
