@@ -27,7 +27,6 @@ from arcus.proto.http1_build import (
 )
 from arcus.proto.http1_chunked import ChunkedScanner
 from arcus.proto.http1_syntax import (
-    ABSOLUTE_URI,
     CONTENT_LENGTH,
     CTL_BYTES,
     FIELD_BLOCK,
@@ -154,7 +153,7 @@ def parse_request_head(
         raise error(f"request line longer than {limits.max_request_line} bytes", _CLIENT, 414)
     if end + 4 - start > limits.max_header_bytes:
         raise error(f"request head larger than {limits.max_header_bytes} bytes", _CLIENT, 431)
-    method, target, version = _request_line(buf, start, line_end)
+    method, target, scheme, authority, rest, version = _request_line(buf, start, line_end)
     headers = _fields(buf, line_end, end, limits, _CLIENT, 400, 431)
 
     host_value: bytes | None = None
@@ -199,9 +198,19 @@ def parse_request_head(
     if host_value:  # an empty Host is valid syntax (a target without authority)
         header_host = _host_port(host_value, 80, False)
 
-    form, scheme, host, port, path = _target(method, target)
-    if host is None:  # origin- and asterisk-form: the Host header names the destination
-        host, port = header_host
+    if scheme is not None and method != b"CONNECT":  # absolute-form, the proxy's usual case
+        form = "absolute"
+        scheme, host, port = _scheme_authority(scheme, authority)
+        if not rest:
+            path = b"/"
+        elif rest[:1] == b"?":
+            path = b"/" + rest
+        else:
+            path = rest
+    else:
+        form, host, port, path = _other_target(method, target)
+        if host is None:  # origin- and asterisk-form: the Host header names the destination
+            host, port = header_host
 
     if chunked:
         if content_length is not None:
@@ -242,45 +251,51 @@ def parse_request_head(
     return head, end + 4
 
 
-def _request_line(buf: bytes | bytearray, start: int, end: int) -> tuple[bytes, bytes, bytes]:
+def _request_line(
+    buf: bytes | bytearray, start: int, end: int
+) -> tuple[bytes, bytes, bytes | None, bytes | None, bytes | None, bytes]:
+    """(method, target, scheme, authority, rest, version); the middle three for an absolute URI."""
     m = REQUEST_LINE.fullmatch(buf, start, end)
     if m is None:
         raise error(describe_start_line(bytes(buf[start:end]), "request line"), _CLIENT, 400)
-    method, target, version = m.groups()
+    groups = m.groups()
+    version = groups[5]
     if version != b"1.1" and version != b"1.0":
         raise error(f"HTTP/{version.decode()} is not supported (only HTTP/1.0 and HTTP/1.1)", _CLIENT, 505)
-    return method, target, version
+    return groups  # type: ignore[return-value]
 
 
-def _target(method: bytes, target: bytes) -> tuple[str, bytes | None, str | None, int | None, bytes]:
-    """(form, scheme, host, port, path) of a request target; host None for origin/asterisk-form."""
+def _check_target(method: bytes, target: bytes, scheme: bytes | None, authority: bytes | None) -> None:
+    """Raise unless the request target is valid for the method (the incomplete-head check)."""
+    if scheme is not None and method != b"CONNECT":
+        _scheme_authority(scheme, authority or b"")
+    else:
+        _other_target(method, target)
+
+
+def _other_target(method: bytes, target: bytes) -> tuple[str, str | None, int | None, bytes]:
+    """(form, host, port, path) of a target that is not an absolute http(s) URI; host None for
+    origin- and asterisk-form, whose destination is in the Host header."""
     if method == b"CONNECT":
-        host, port = _authority_form(target)
-        return "authority", None, host, port, b""
+        if target[:1] == b"/" or b"://" in target or target == b"*":
+            raise error("CONNECT needs an authority-form target (host:port)", _CLIENT, 400)
+        if b"@" in target:
+            raise error("userinfo in a CONNECT target", _CLIENT, 400)
+        host, port = _host_port(target, None, True)
+        return "authority", host, port, b""
     if target[:1] == b"/":
-        return "origin", None, None, None, target
+        return "origin", None, None, target
     if target == b"*":
         if method != b"OPTIONS":
             raise error("asterisk-form request target is only valid with OPTIONS", _CLIENT, 400)
-        return "asterisk", None, None, None, b"*"
-    return ("absolute", *_absolute_form(target))
+        return "asterisk", None, None, b"*"
+    raise error(f"invalid request target {target[:60]!r}", _CLIENT, 400)
 
 
-def _authority_form(target: bytes) -> tuple[str, int]:
-    if target[:1] == b"/" or b"://" in target or target == b"*":
-        raise error("CONNECT needs an authority-form target (host:port)", _CLIENT, 400)
-    if b"@" in target:
-        raise error("userinfo in a CONNECT target", _CLIENT, 400)
-    host, port = _host_port(target, None, True)
-    assert port is not None  # _host_port with need_port
-    return host, port
-
-
-def _absolute_form(target: bytes) -> tuple[bytes, str, int, bytes]:
-    m = ABSOLUTE_URI.fullmatch(target)
-    if m is None:
-        raise error(f"invalid request target {target[:60]!r}", _CLIENT, 400)
-    scheme, authority, rest = m.groups()
+@lru_cache(maxsize=4096)
+def _scheme_authority(scheme: bytes, authority: bytes) -> tuple[bytes, str, int]:
+    """(lowercased scheme, host, port) of an absolute URI's scheme and authority. Cached: the
+    same few origins come again and again, and failures (which raise) are not cached."""
     scheme = scheme.lower()
     if scheme == b"http":
         default = 80
@@ -293,13 +308,7 @@ def _absolute_form(target: bytes) -> tuple[bytes, str, int, bytes]:
     if not authority:
         raise error("request URI without a host", _CLIENT, 400)
     host, port = _host_port(authority, default, False)
-    if not rest:
-        path = b"/"
-    elif rest[:1] == b"?":
-        path = b"/" + rest
-    else:
-        path = rest
-    return scheme, host, port, path  # type: ignore[return-value]  # port is never None with a default
+    return scheme, host, port  # type: ignore[return-value]  # never None with a default port
 
 
 @lru_cache(maxsize=4096)
@@ -373,7 +382,10 @@ def parse_response_head(
         if kind is None:
             continue
         if kind == _CONTENT_LENGTH:
-            length = _response_content_length(value, length)
+            if length < 0 and CONTENT_LENGTH.fullmatch(value) is not None:
+                length = int(value)  # the usual case: one field, one number
+            else:
+                length = _response_content_length(value, length)
         elif kind == _TRANSFER_ENCODING:
             if codings is None:
                 codings = []
@@ -537,8 +549,8 @@ def _check_incomplete(buf: bytes | bytearray, start: int, limits: Limits, reques
         raise error(f"head larger than {limits.max_header_bytes} bytes", side, too_big)
     if line_end + 2 > scanned:  # the start line is new
         if request:
-            method, target, _ = _request_line(buf, start, line_end)
-            _target(method, target)
+            method, target, scheme, authority, _, _ = _request_line(buf, start, line_end)
+            _check_target(method, target, scheme, authority)
         else:
             _status_line(buf, start, line_end)
     last = buf.rfind(b"\r\n", max(new, line_end))

@@ -114,7 +114,7 @@ class ChunkedScanner:
                 else:
                     self._remaining = size
                     self._state = _DATA
-            elif not self._line and pos + 2 <= n and data[pos] == 13 and data[pos + 1] == 10:
+            elif state == _TRAILER and not self._line and pos + 2 <= n and data[pos] == 13 and data[pos + 1] == 10:
                 self._state = _DONE  # _TRAILER, fast path: no trailers, the body ends here
                 self.done = True
                 return pos + 2

@@ -47,7 +47,14 @@ FIELD_BLOCK = re.compile(rb"(?:" + TOKEN + rb":[\t\x20-\x7e\x80-\xff]*\r\n)*")
 # What a field line without its CRLF yet may look like (a prefix of a valid one).
 FIELD_PREFIX = re.compile(TCHAR + rb"*(?::[\t\x20-\x7e\x80-\xff]*)?\r?")
 
-REQUEST_LINE = re.compile(rb"(" + TOKEN + rb") ([^\x00-\x20\x7f]+) HTTP/([0-9]\.[0-9])")
+# method SP target SP version. An absolute-URI target (scheme "://" authority path-abempty
+# [ "?" query ], no fragment) is split by the same match: groups scheme, authority and rest.
+# Any other target (origin-, authority-, asterisk-form, or invalid) leaves those groups None.
+REQUEST_LINE = re.compile(
+    rb"(" + TOKEN + rb") "
+    rb"((?:([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#\x00-\x20\x7f]*)([/?][^#\x00-\x20\x7f]*)?)|[^\x00-\x20\x7f]+)"
+    rb" HTTP/([0-9]\.[0-9])"
+)
 # Lenient on one point only: "HTTP/1.1 200" with neither SP nor reason is common in the wild.
 STATUS_LINE = re.compile(rb"HTTP/([0-9]\.[0-9]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
 
@@ -84,8 +91,6 @@ NON_TOKEN = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
 
 # --- request targets and hosts (RFC 9112 3.2, RFC 3986 3.2) ----------------------------------
 
-# Absolute-form: scheme "://" authority path-abempty [ "?" query ]. No fragment in a request.
-ABSOLUTE_URI = re.compile(rb"([A-Za-z][A-Za-z0-9+.\-]*)://([^/?#]*)([/?][^#]*)?")
 # host [":" port]: an IPv6 literal in brackets, or a reg-name restricted to what DNS names and
 # IPv4 literals use (unreserved characters). sub-delims and pct-encoding are refused: no name a
 # resolver can look up contains them, and they only make policy matching ambiguous.
