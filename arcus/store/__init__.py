@@ -7,14 +7,17 @@ its history row.
 
 from arcus.store.migrations import DEFAULT_TENANT, SCHEMA_VERSION
 from arcus.store.sources import normalize_source, parse_source
-from arcus.store.store import Store
+from arcus.store.store import Store, StoreData
 from arcus.store.tenants import Tenant
+from arcus.store.users import User
 
 __all__ = [
     "DEFAULT_TENANT",
     "SCHEMA_VERSION",
     "Store",
+    "StoreData",
     "Tenant",
+    "User",
     "normalize_source",
     "parse_source",
 ]

@@ -73,8 +73,61 @@ def _m1_tenants(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m2_tenancy(conn: sqlite3.Connection) -> None:
+    # Tenant settings are columns with defaults, so existing tenants keep working unchanged
+    # (no auth, allow by default, no limits). auth_exempt is a JSON list of normalized CIDRs:
+    # unlike tenant_sources, the same range may be exempt in several tenants.
+    for column in (
+        "auth TEXT NOT NULL DEFAULT 'none' CHECK (auth IN ('none', 'optional', 'required'))",
+        "auth_exempt TEXT NOT NULL DEFAULT '[]'",
+        "realm TEXT",
+        "default_action TEXT NOT NULL DEFAULT 'allow' CHECK (default_action IN ('allow', 'deny'))",
+        "block_page TEXT",
+        "max_conns INTEGER CHECK (max_conns IS NULL OR max_conns > 0)",
+        "rps REAL CHECK (rps IS NULL OR rps > 0)",
+        "bandwidth REAL CHECK (bandwidth IS NULL OR bandwidth > 0)",
+        "log_query INTEGER NOT NULL DEFAULT 0 CHECK (log_query IN (0, 1))",
+    ):
+        conn.execute(f"ALTER TABLE tenants ADD COLUMN {column}")
+    conn.execute(
+        """
+        CREATE TABLE users (
+            id         INTEGER PRIMARY KEY,
+            tenant_id  INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+            name       TEXT NOT NULL,
+            secret     TEXT NOT NULL,
+            blocked    INTEGER NOT NULL DEFAULT 0 CHECK (blocked IN (0, 1)),
+            expires_at TEXT,
+            max_conns  INTEGER CHECK (max_conns IS NULL OR max_conns > 0),
+            rps        REAL CHECK (rps IS NULL OR rps > 0),
+            bandwidth  REAL CHECK (bandwidth IS NULL OR bandwidth > 0),
+            created_at TEXT NOT NULL,
+            UNIQUE (tenant_id, name)
+        )
+        """
+    )
+    # Rules keep their operator-given id (unique per tenant, user rules included) and a dense
+    # 1-based position; the body is the JSON of arcus.policy.Rule's fields. The store does not
+    # interpret it: the runtime compiles it (and refuses a bad rule before it is stored).
+    conn.execute(
+        """
+        CREATE TABLE policy_rules (
+            id        INTEGER PRIMARY KEY,
+            tenant_id INTEGER NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+            rule_id   TEXT NOT NULL,
+            user_name TEXT,
+            position  INTEGER NOT NULL CHECK (position > 0),
+            body      TEXT NOT NULL,
+            UNIQUE (tenant_id, rule_id)
+        )
+        """
+    )
+    conn.execute("CREATE INDEX policy_rules_order ON policy_rules(tenant_id, position)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tenants, their source ranges, change history; the default tenant", _m1_tenants),
+    Migration(2, "tenant auth, policy and limit settings; users; policy rules", _m2_tenancy),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

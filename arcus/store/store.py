@@ -11,16 +11,32 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from arcus.errors import OperatorError
-from arcus.store import db, history, tenants
+from arcus.names import validate_name
+from arcus.store import db, history, rules, tenants, users, values
 from arcus.store.migrations import migrate
 from arcus.store.tenants import NewTenant, Tenant
+from arcus.store.users import User
 
 MAX_HISTORY = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class StoreData:
+    """Everything a Snapshot needs from the store, read in one transaction (one consistent view).
+
+    ``users`` and ``rules`` have a key for every tenant (an empty list when it has none); rules
+    are dicts of :class:`arcus.policy.Rule` fields in policy order, lists where Rule has tuples.
+    """
+
+    tenants: list[Tenant]
+    users: dict[str, list[User]]
+    rules: dict[str, list[dict[str, Any]]]
 
 
 class Store:
@@ -109,6 +125,121 @@ class Store:
             with db.transaction(conn, self.path):
                 tenants.update_suspended(conn, name, bool(suspended))
                 return tenants.select_one(conn, name)
+
+    def set_tenant(self, name: str, **changes: Any) -> Tenant:
+        """Change a tenant's settings (auth, auth_exempt, realm, default_action, block_page,
+        max_conns, rps, bandwidth, log_query); None resets one. Only what differs is written
+        and recorded; no change at all writes nothing."""
+        checked = tenants.check_settings(changes)
+        with self._lock:
+            conn = self._connection()
+            with db.transaction(conn, self.path):
+                tenants.update_settings(conn, name, checked)
+                return tenants.select_one(conn, name)
+
+    # -- users ---------------------------------------------------------------------------
+
+    def add_user(self, tenant: str, name: str, secret: str, *, expires_at: str | None = None) -> User:
+        """Add a user with an already hashed ``secret``; AlreadyExists, NotFound(tenant)."""
+        validate_name("user", name)
+        values.secret_scheme(secret, users.who(tenant, name))
+        expires = values.expiry(expires_at)
+        with self._lock:
+            conn = self._connection()
+            with db.transaction(conn, self.path):
+                users.insert(conn, tenant, name, secret, expires)
+                return users.select_one(conn, tenant, name)
+
+    def get_user(self, tenant: str, name: str) -> User:
+        with self._lock:
+            conn = self._connection()
+            with db.snapshot(conn, self.path):
+                return users.select_one(conn, tenant, name)
+
+    def list_users(self, tenant: str) -> list[User]:
+        """A tenant's users sorted by name; NotFound if the tenant does not exist."""
+        with self._lock:
+            conn = self._connection()
+            with db.snapshot(conn, self.path):
+                return users.select_all(conn, tenant)
+
+    def remove_user(self, tenant: str, name: str) -> None:
+        """Remove a user together with the policy rules written for that user."""
+        with self._lock:
+            conn = self._connection()
+            with db.transaction(conn, self.path):
+                users.delete(conn, tenant, name)
+
+    def set_user(self, tenant: str, name: str, **changes: Any) -> User:
+        """Change secret, blocked, expires_at, max_conns, rps or bandwidth; None resets the
+        last four. A new secret is always written (and recorded without its value)."""
+        checked = users.check_settings(tenant, name, changes)
+        with self._lock:
+            conn = self._connection()
+            with db.transaction(conn, self.path):
+                users.update(conn, tenant, name, checked)
+                return users.select_one(conn, tenant, name)
+
+    def import_users(
+        self,
+        tenant: str,
+        entries: Iterable[tuple[str, str, str | None]],
+        *,
+        replace: bool = False,
+    ) -> int:
+        """Add many ``(name, hashed secret, expires_at)`` users in one transaction; return how
+        many were imported. An existing name refuses the whole import, unless ``replace``:
+        then that user's secret and expiry are overwritten (blocked flag and limits stay)."""
+        checked = users.check_entries(tenant, entries)
+        replace = values.flag("replace", replace)
+        with self._lock:
+            conn = self._connection()
+            with db.transaction(conn, self.path):
+                return users.import_many(conn, tenant, checked, replace)
+
+    # -- policy rules --------------------------------------------------------------------
+
+    def add_rule(self, tenant: str, rule: dict[str, Any], *, position: int | None = None) -> int:
+        """Store ``rule`` (fields of arcus.policy.Rule) at ``position`` (1-based, None appends);
+        return its position. The caller has compiled the policy with it (the store does not)."""
+        body, text = rules.check_rule(rule)
+        with self._lock:
+            conn = self._connection()
+            with db.transaction(conn, self.path):
+                return rules.insert(conn, tenant, body, text, position)
+
+    def list_rules(self, tenant: str) -> list[dict[str, Any]]:
+        """The tenant's rules in policy order, user rules included (their ``user`` set)."""
+        with self._lock:
+            conn = self._connection()
+            with db.snapshot(conn, self.path):
+                return rules.select_all(conn, tenant)
+
+    def remove_rule(self, tenant: str, rule_id: str) -> None:
+        with self._lock:
+            conn = self._connection()
+            with db.transaction(conn, self.path):
+                rules.delete(conn, tenant, rule_id)
+
+    def move_rule(self, tenant: str, rule_id: str, position: int) -> None:
+        """Move a rule to ``position`` (1 to the number of rules); the others keep their order."""
+        with self._lock:
+            conn = self._connection()
+            with db.transaction(conn, self.path):
+                rules.move(conn, tenant, rule_id, position)
+
+    # -- everything at once --------------------------------------------------------------
+
+    def load_all(self) -> StoreData:
+        """Tenants, users and rules from one read transaction, for building a Snapshot."""
+        with self._lock:
+            conn = self._connection()
+            with db.snapshot(conn, self.path):
+                return StoreData(
+                    tenants=tenants.select_all(conn),
+                    users=users.select_every(conn),
+                    rules=rules.select_every(conn),
+                )
 
     # -- history -------------------------------------------------------------------------
 

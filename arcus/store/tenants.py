@@ -7,6 +7,7 @@ Functions here take an open connection and assume the caller holds the right tra
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import unicodedata
 from collections.abc import Iterable
@@ -15,7 +16,7 @@ from typing import Any
 
 from arcus.errors import AlreadyExists, NotFound, OperatorError
 from arcus.names import validate_name
-from arcus.store import history
+from arcus.store import history, values
 from arcus.store.db import utc_now
 from arcus.store.migrations import DEFAULT_TENANT
 from arcus.store.sources import normalize_sources, source_sort_key
@@ -31,6 +32,15 @@ class Tenant:
     sources: tuple[str, ...]  # normalized CIDRs, IPv4 first, then by address
     suspended: bool
     created_at: str  # ISO-8601 UTC
+    auth: str = "none"  # "none" | "optional" | "required"
+    auth_exempt: tuple[str, ...] = ()  # source CIDRs never asked for credentials
+    realm: str | None = None  # Proxy-Authenticate realm; None: "arcus <tenant>"
+    default_action: str = "allow"  # "allow" | "deny" when no policy rule decided
+    block_page: str | None = None  # 403 template; fields {tenant} {rule} {reason} {request_id} {host}
+    max_conns: int | None = None
+    rps: float | None = None
+    bandwidth: float | None = None  # bytes/s, each direction
+    log_query: bool = False  # the audit log keeps URL query strings only when True
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,7 +49,88 @@ class Tenant:
             "sources": list(self.sources),
             "suspended": self.suspended,
             "created_at": self.created_at,
+            "auth": self.auth,
+            "auth_exempt": list(self.auth_exempt),
+            "realm": self.realm,
+            "default_action": self.default_action,
+            "block_page": self.block_page,
+            "max_conns": self.max_conns,
+            "rps": self.rps,
+            "bandwidth": self.bandwidth,
+            "log_query": self.log_query,
         }
+
+
+SETTINGS = (
+    "auth",
+    "auth_exempt",
+    "realm",
+    "default_action",
+    "block_page",
+    "max_conns",
+    "rps",
+    "bandwidth",
+    "log_query",
+)
+
+
+def check_settings(changes: dict[str, Any]) -> dict[str, Any]:
+    """Validate and normalize ``tenant set`` changes (before any transaction starts)."""
+    values.check_keys("tenant", changes, SETTINGS)
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key == "auth":
+            out[key] = values.choice("auth mode", value, values.AUTH_MODES)
+        elif key == "auth_exempt":
+            if value is not None and (isinstance(value, str) or not isinstance(value, (list, tuple))):
+                raise values.invalid(
+                    f"invalid auth_exempt {value!r}: expected a list of ranges",
+                    "give a list of CIDRs, e.g. [\"10.0.0.0/8\"], or null for none",
+                )
+            out[key] = normalize_sources(value or ())
+        elif key == "realm":
+            out[key] = values.realm(value)
+        elif key == "default_action":
+            out[key] = values.choice("default action", value, values.DEFAULT_ACTIONS)
+        elif key == "block_page":
+            out[key] = values.block_page(value)
+        elif key == "max_conns":
+            out[key] = values.count_limit("max_conns", value)
+        elif key == "rps":
+            out[key] = values.rate_limit("rps", value, "requests")
+        elif key == "bandwidth":
+            out[key] = values.rate_limit("bandwidth", value, "bytes")
+        else:  # log_query
+            out[key] = values.flag("log_query", value)
+    return out
+
+
+def _column(key: str, value: Any) -> Any:
+    if key == "auth_exempt":
+        return json.dumps(list(value))
+    if key == "log_query":
+        return int(value)
+    return value
+
+
+def update_settings(conn: sqlite3.Connection, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Apply checked ``changes``; record only what differs; return what changed."""
+    current = select_one(conn, name)
+    changed = {k: v for k, v in changes.items() if getattr(current, k) != v}
+    if not changed:
+        return {}
+    assignments = ", ".join(f"{key} = ?" for key in changed)  # keys are from SETTINGS only
+    conn.execute(
+        f"UPDATE tenants SET {assignments} WHERE name = ?",
+        [_column(k, v) for k, v in changed.items()] + [name],
+    )
+    history.record(
+        conn,
+        "tenant.set",
+        name,
+        {k: list(v) if isinstance(v, tuple) else v for k, v in changed.items()},
+    )
+    return changed
 
 
 def validate_display_name(value: str | None, name: str) -> str:
@@ -63,7 +154,7 @@ def not_found(name: str) -> NotFound:
     return NotFound(f"tenant {name!r} does not exist", hint=LIST_HINT)
 
 
-def _tenant_id(conn: sqlite3.Connection, name: str) -> int:
+def tenant_id(conn: sqlite3.Connection, name: str) -> int:
     row = conn.execute("SELECT id FROM tenants WHERE name = ?", (name,)).fetchone()
     if row is None:
         raise not_found(name)
@@ -92,17 +183,30 @@ def _sources_by_tenant(conn: sqlite3.Connection, tenant_id: int | None) -> dict[
 
 
 def _build(row: tuple[Any, ...], sources: list[str]) -> Tenant:
-    _, name, display_name, suspended, created_at = row
+    (_, name, display_name, suspended, created_at, auth, auth_exempt, realm, default_action,
+     block_page, max_conns, rps, bandwidth, log_query) = row
     return Tenant(
         name=name,
         display_name=display_name,
         sources=tuple(sorted(sources, key=source_sort_key)),
         suspended=bool(suspended),
         created_at=created_at,
+        auth=auth,
+        auth_exempt=tuple(json.loads(auth_exempt)),
+        realm=realm,
+        default_action=default_action,
+        block_page=block_page,
+        max_conns=max_conns,
+        rps=rps,
+        bandwidth=bandwidth,
+        log_query=bool(log_query),
     )
 
 
-_COLUMNS = "id, name, display_name, suspended, created_at"
+_COLUMNS = (
+    "id, name, display_name, suspended, created_at, auth, auth_exempt, realm, default_action, "
+    "block_page, max_conns, rps, bandwidth, log_query"
+)
 
 
 def select_all(conn: sqlite3.Connection) -> list[Tenant]:
@@ -148,11 +252,11 @@ def insert(conn: sqlite3.Connection, new: NewTenant) -> None:
             f"tenant {new.name!r} already exists",
             hint=f"choose another name, or see `arcus tenant show {new.name}`",
         ) from None
-    tenant_id = cursor.lastrowid
+    new_id = cursor.lastrowid
     for cidr in new.sources:
         try:
             conn.execute(
-                "INSERT INTO tenant_sources (tenant_id, cidr) VALUES (?, ?)", (tenant_id, cidr)
+                "INSERT INTO tenant_sources (tenant_id, cidr) VALUES (?, ?)", (new_id, cidr)
             )
         except sqlite3.IntegrityError:
             owner = _source_owner(conn, cidr)
@@ -178,16 +282,22 @@ def delete(conn: sqlite3.Connection, name: str) -> None:
             "`arcus tenant suspend default` refuses those clients instead",
         )
     tenant = select_one(conn, name)
-    conn.execute("DELETE FROM tenants WHERE name = ?", (name,))  # ranges go by ON DELETE CASCADE
-    history.record(conn, "tenant.remove", name, {"sources": list(tenant.sources)})
+    tid = tenant_id(conn, name)
+    users = conn.execute("SELECT count(*) FROM users WHERE tenant_id = ?", (tid,)).fetchone()[0]
+    rules = conn.execute("SELECT count(*) FROM policy_rules WHERE tenant_id = ?", (tid,)).fetchone()[0]
+    # ranges, users and rules go by ON DELETE CASCADE
+    conn.execute("DELETE FROM tenants WHERE id = ?", (tid,))
+    history.record(
+        conn, "tenant.remove", name, {"sources": list(tenant.sources), "users": users, "rules": rules}
+    )
 
 
 def update_suspended(conn: sqlite3.Connection, name: str, suspended: bool) -> bool:
     """Set the flag; return whether it changed (no history row when it did not)."""
-    tenant_id = _tenant_id(conn, name)
+    tid = tenant_id(conn, name)
     cursor = conn.execute(
         "UPDATE tenants SET suspended = ? WHERE id = ? AND suspended != ?",
-        (int(suspended), tenant_id, int(suspended)),
+        (int(suspended), tid, int(suspended)),
     )
     if cursor.rowcount == 0:
         return False

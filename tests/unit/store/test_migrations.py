@@ -102,16 +102,16 @@ def test_later_migration_appends_and_runs_once(
 
     def m_next(conn: sqlite3.Connection) -> None:
         runs.append(1)
-        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TABLE later_things (id INTEGER PRIMARY KEY)")
 
-    extended = MIGRATIONS + (Migration(SCHEMA_VERSION + 1, "users", m_next),)
+    extended = MIGRATIONS + (Migration(SCHEMA_VERSION + 1, "later things", m_next),)
     monkeypatch.setattr(migrations, "MIGRATIONS", extended)
     monkeypatch.setattr(migrations, "SCHEMA_VERSION", len(extended))
     Store.open(db_path).close()
     Store.open(db_path).close()
     assert runs == [1]
     assert user_version(db_path) == SCHEMA_VERSION + 1
-    assert "users" in tables(db_path)
+    assert "later_things" in tables(db_path)
 
 
 def test_failing_migration_leaves_previous_version_whole(
@@ -120,7 +120,7 @@ def test_failing_migration_leaves_previous_version_whole(
     Store.open(db_path).close()
 
     def m_broken(conn: sqlite3.Connection) -> None:
-        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TABLE later_things (id INTEGER PRIMARY KEY)")
         conn.execute("INSERT INTO tenants (name) VALUES ('violates not null')")
 
     extended = MIGRATIONS + (Migration(SCHEMA_VERSION + 1, "broken", m_broken),)
@@ -129,7 +129,7 @@ def test_failing_migration_leaves_previous_version_whole(
     with pytest.raises(OperatorError):
         Store.open(db_path)
     assert user_version(db_path) == SCHEMA_VERSION
-    assert "users" not in tables(db_path)
+    assert "later_things" not in tables(db_path)
     monkeypatch.undo()
     with Store.open(db_path) as s:  # still opens at the old version
         assert [t.name for t in s.list_tenants()] == ["default"]

@@ -224,6 +224,15 @@ def test_to_dict_is_json_ready(store: Store) -> None:
         "sources": ["10.20.0.0/16"],
         "suspended": False,
         "created_at": t.created_at,
+        "auth": "none",
+        "auth_exempt": [],
+        "realm": None,
+        "default_action": "allow",
+        "block_page": None,
+        "max_conns": None,
+        "rps": None,
+        "bandwidth": None,
+        "log_query": False,
     }
     assert json.loads(json.dumps(d)) == d
 
@@ -320,7 +329,7 @@ def test_history_newest_first_with_details(store: Store) -> None:
         ("tenant.add", "acme"),
         ("tenant.add", "default"),
     ]
-    assert rows[0]["detail"] == {"sources": ["10.20.0.0/16"]}
+    assert rows[0]["detail"] == {"sources": ["10.20.0.0/16"], "users": 0, "rules": 0}
     assert rows[2]["detail"] == {"display_name": "Acme", "sources": ["10.20.0.0/16"]}
     assert all(ISO_UTC.match(r["time"]) for r in rows)
     assert [r["id"] for r in rows] == sorted((r["id"] for r in rows), reverse=True)
