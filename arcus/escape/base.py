@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from arcus.config.schema import EscaperConfig
 
 
+AddressCheck = Callable[[str], "str | bool | None"]
+
+
 @dataclass(frozen=True, slots=True)
 class Connected:
     transport: asyncio.Transport
@@ -33,8 +36,14 @@ class Escaper:
         *,
         timeout: float,
         ssl: ssl_module.SSLContext | None = None,
+        check: AddressCheck | None = None,
     ) -> Connected:
         """Open a connection to ``host:port`` on behalf of ``client_ip``.
+
+        ``check``, when given, is asked about every address the name resolved to before it is
+        connected to (the tenant's policy against DNS rebinding): a string refuses the address
+        with that reason, True allows it outright (a rule opened it explicitly), None leaves it
+        to the escaper's own egress guard.
 
         Raises ``arcus.errors.EscapeError`` saying why it could not (its ``status`` is what the
         client is answered with).

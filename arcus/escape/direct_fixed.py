@@ -34,7 +34,7 @@ class DirectFixedEscaper(Escaper):
         self.guard = guard
         self._bind = config.bind
 
-    async def connect(self, host, port, client_ip, protocol_factory, *, timeout, ssl=None) -> Connected:
+    async def connect(self, host, port, client_ip, protocol_factory, *, timeout, ssl=None, check=None) -> Connected:
         deadline = time.monotonic() + timeout
         addrs = order_addresses(await self.resolver.resolve(host), self.config.resolve_strategy)
         if not addrs:
@@ -45,7 +45,11 @@ class DirectFixedEscaper(Escaper):
         allowed = []
         refusal = ""
         for addr in addrs:
-            why = self.guard.check(client_ip, addr)
+            verdict = check(addr) if check is not None else None
+            if verdict is True:
+                allowed.append(addr)
+                continue
+            why = verdict if isinstance(verdict, str) else self.guard.check(client_ip, addr)
             if why is None:
                 allowed.append(addr)
             else:

@@ -25,7 +25,7 @@ from arcus.errors import ConfigError, NotFound, OperatorError
 from arcus.names import validate_name
 from arcus.paths import STORE_FILE
 from arcus.runtime.hostaddrs import own_addresses
-from arcus.runtime.snapshot import build_snapshot, with_tenants
+from arcus.runtime.snapshot import build_snapshot, load_store, with_store
 from arcus.serve.context import Shared, Snapshot
 from arcus.serve.http_proxy import http_proxy_factory
 from arcus.store import Store
@@ -74,10 +74,10 @@ class Daemon:
         """Load everything, bind everything; raise (and leave nothing behind) on failure."""
         profile = await asyncio.to_thread(load_profile, self.profile_arg)
         self.store = await asyncio.to_thread(Store.open, self.data_dir / STORE_FILE)
-        tenants = await asyncio.to_thread(self.store.list_tenants)
+        data = await asyncio.to_thread(load_store, self.store)
         self.own = await asyncio.to_thread(own_addresses)
         self.generation = 1
-        snapshot = await asyncio.to_thread(build_snapshot, 1, profile, tenants, self.own)
+        snapshot = await asyncio.to_thread(build_snapshot, 1, profile, data, self.own)
         self.shared = Shared(snapshot)
         try:
             # Listeners first: once the control socket answers `health`, the proxy serves.
@@ -263,10 +263,10 @@ class Daemon:
                     hint="start it again to serve a changed profile",
                 )
             profile: Profile = await asyncio.to_thread(load_profile, self.profile_arg)
-            tenants = await asyncio.to_thread(self.store.list_tenants)
+            data = await asyncio.to_thread(load_store, self.store)
             self.own = await asyncio.to_thread(own_addresses)
             generation = self.generation + 1
-            snapshot = await asyncio.to_thread(build_snapshot, generation, profile, tenants, self.own)
+            snapshot = await asyncio.to_thread(build_snapshot, generation, profile, data, self.own)
             if self._stop.is_set():  # shutdown began while we were building
                 raise OperatorError("the daemon is shutting down; reload refused", code="unavailable")
             fresh = await self._bind_listeners(snapshot)
@@ -277,7 +277,7 @@ class Daemon:
             await self._close_listeners(self._stale(snapshot))
             for _ in range(3):
                 await asyncio.sleep(0)
-            self.shared.snapshot = snapshot
+            self.shared.swap(snapshot)
             self.generation = generation
             await self._start_serving(fresh)
             if self.setup_log is not None:
@@ -290,11 +290,11 @@ class Daemon:
 
     async def refresh_tenants(self) -> int:
         async with self._reload_lock:
-            tenants = await asyncio.to_thread(self.store.list_tenants)
+            data = await asyncio.to_thread(load_store, self.store)
             generation = self.generation + 1
-            # Building the table parses every range: off the event loop, like a full reload.
-            snapshot = await asyncio.to_thread(with_tenants, self.shared.snapshot, generation, tenants)
-            self.shared.snapshot = snapshot
+            # Building the table parses every range and compiles policies: off the event loop.
+            snapshot = await asyncio.to_thread(with_store, self.shared.snapshot, generation, data)
+            self.shared.swap(snapshot)
             self.generation = generation
             return generation
 

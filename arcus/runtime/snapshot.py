@@ -1,34 +1,125 @@
 """Building Snapshots: profile + store -> one immutable object the data plane reads.
 
-Building does blocking work (reading files, SQLite, /proc) and so runs in a worker thread;
-only the final reference swap happens on the event loop.
+Building does blocking work (reading files, SQLite, /proc, compiling policies) and so runs in a
+worker thread; only the final reference swap (and the update of live limiter rates) happens on
+the event loop.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import ipaddress
+from datetime import datetime, timezone
+from typing import Any
 
 from arcus.auth.tenants import TenantTable
 from arcus.config.schema import Profile
+from arcus.errors import OperatorError
 from arcus.escape import build_escaper
+from arcus.policy import Rule, compile_policy
 from arcus.resolve import build_resolver
 from arcus.serve.context import Snapshot
+from arcus.serve.tenancy import LimitSpec, Tenancy, TenantView, UserView
+
+_RULE_FIELDS = {f.name for f in dataclasses.fields(Rule)}
 
 
-def build_snapshot(generation: int, profile: Profile, tenants: Iterable, own_addresses: frozenset[str]) -> Snapshot:
+@dataclasses.dataclass(frozen=True)
+class StoreView:
+    """One consistent read of the store (what ``Store.load_all`` returns)."""
+
+    tenants: list
+    users: dict[str, list]
+    rules: dict[str, list[dict]]
+
+
+def load_store(store: Any) -> StoreView:
+    """Read everything a Snapshot needs from the store, in one read transaction when it can."""
+    load_all = getattr(store, "load_all", None)
+    if load_all is not None:
+        data = load_all()
+        return StoreView(list(data.tenants), dict(data.users), dict(data.rules))
+    return StoreView(store.list_tenants(), {}, {})
+
+
+def build_snapshot(generation: int, profile: Profile, data: StoreView, own_addresses: frozenset[str]) -> Snapshot:
     resolvers = {r.name: build_resolver(r) for r in profile.resolvers}
     escapers = {e.name: build_escaper(e, resolvers, own_addresses) for e in profile.escapers}
     return Snapshot(
         generation=generation,
         profile=profile,
-        tenants=TenantTable.build(tenants),
+        tenants=TenantTable.build(data.tenants),
         escapers=escapers,
         resolvers=resolvers,
         servers={s.name: s for s in profile.servers},
+        tenancy=build_tenancy(profile, data),
     )
 
 
-def with_tenants(snapshot: Snapshot, generation: int, tenants: Iterable) -> Snapshot:
-    """A Snapshot that differs only in its tenants: escapers and resolver caches are kept."""
-    return dataclasses.replace(snapshot, generation=generation, tenants=TenantTable.build(tenants))
+def with_store(snapshot: Snapshot, generation: int, data: StoreView) -> Snapshot:
+    """A Snapshot that differs only in what comes from the store: escapers and resolver caches are kept."""
+    return dataclasses.replace(
+        snapshot,
+        generation=generation,
+        tenants=TenantTable.build(data.tenants),
+        tenancy=build_tenancy(snapshot.profile, data),
+    )
+
+
+def rule_from_dict(d: dict) -> Rule:
+    unknown = sorted(set(d) - _RULE_FIELDS)
+    if unknown:
+        raise OperatorError(f"unknown policy rule field {unknown[0]!r}", code="invalid")
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    return Rule(**fields)
+
+
+def _epoch(value: str | None) -> float | None:
+    if not value:
+        return None
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def _limits(obj: Any) -> LimitSpec:
+    return LimitSpec(getattr(obj, "max_conns", None), getattr(obj, "rps", None), getattr(obj, "bandwidth", None))
+
+
+def build_tenancy(profile: Profile, data: StoreView) -> Tenancy:
+    views: dict[str, TenantView] = {}
+    for t in data.tenants:
+        rules = [rule_from_dict(d) for d in data.rules.get(t.name, [])]
+        default_action = getattr(t, "default_action", "allow")
+        try:
+            policy = compile_policy(rules, guard=None, default_action=default_action) if rules or default_action != "allow" else None
+        except OperatorError as exc:
+            raise OperatorError(f"tenant {t.name}: {exc.message}", code="invalid", hint=exc.hint) from None
+        users = {
+            u.name: UserView(
+                tenant=t.name,
+                name=u.name,
+                secret=u.secret,
+                blocked=bool(u.blocked),
+                expires=_epoch(getattr(u, "expires_at", None)),
+                limits=_limits(u),
+            )
+            for u in data.users.get(t.name, [])
+        }
+        realm = getattr(t, "realm", None) or f"arcus {t.name}"
+        views[t.name] = TenantView(
+            name=t.name,
+            suspended=bool(t.suspended),
+            auth=getattr(t, "auth", "none"),
+            exempt=tuple(ipaddress.ip_network(c, strict=False) for c in getattr(t, "auth_exempt", ())),
+            realm=b'Basic realm="' + realm.replace('"', "'").encode("utf-8", "replace") + b'", charset="UTF-8"',
+            policy=policy,
+            explicit_ids=frozenset(r.id for r in rules if r.action == "allow" and r.dest_cidrs),
+            block_page=getattr(t, "block_page", None),
+            log_query=bool(getattr(t, "log_query", False)),
+            users=users,
+            limits=_limits(t),
+        )
+    rt = profile.runtime
+    return Tenancy(tenants=views, box=LimitSpec(rt.max_connections, rt.rps, rt.bandwidth))

@@ -14,6 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from arcus.auth.credcache import CredentialCache, FailureThrottle
+from arcus.serve.pool import UpstreamPool
+from arcus.serve.tenancy import EMPTY_TENANCY, Limits, Tenancy, apply_limits
 from arcus.stats import CounterSet
 
 if TYPE_CHECKING:
@@ -35,6 +38,7 @@ class Snapshot:
     escapers: dict[str, "Escaper"]
     resolvers: dict[str, "Resolver"]
     servers: dict[str, "ServerConfig"] = field(default_factory=dict)
+    tenancy: Tenancy = EMPTY_TENANCY
 
 
 class Tracked:
@@ -94,13 +98,20 @@ class Shared:
         self.tenant_counters = CounterSet()
         self.user_counters = CounterSet()  # keyed "tenant/user"
         self.audit = None  # arcus.audit.sink.AuditSink when the profile enables the audit log
+        self.limits: dict[str, Limits] = {}  # live limiters by scope, kept across Snapshots
+        self.credcache = CredentialCache()  # verified credentials: a KDF does not run per request
+        self.throttle = FailureThrottle()  # failed logins per client address
+        apply_limits(self.limits, snapshot.tenancy, time.monotonic())
         self.draining = False
         self.ids = itertools.count(1)
         self.request_ids = itertools.count(1)
         self.boot = format(int(time.time()) & 0xFFFFFF, "06x")
-        from arcus.serve.pool import UpstreamPool
-
         self.pool = UpstreamPool()
+
+    def swap(self, snapshot: Snapshot) -> None:
+        """Make ``snapshot`` current (on the event loop): limiter rates first, then the one reference."""
+        apply_limits(self.limits, snapshot.tenancy, time.monotonic())
+        self.snapshot = snapshot
 
     def next_request_id(self) -> str:
         return f"{self.boot}-{next(self.request_ids):x}"

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl as ssl_module
 import time
+from datetime import datetime, timezone
 
-from arcus.errors import EscapeError, ProtocolError
+from arcus.audit.events import AuditEvent
+from arcus.auth.secrets import verify_secret
+from arcus.errors import EscapeError, OperatorError, ProtocolError
+from arcus.limit import max_pause
+from arcus.policy import Request as PolicyRequest
 from arcus.proto import http1
 from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, ChunkedScanner, Limits
+from arcus.serve import gate
 from arcus.serve.context import Shared, Snapshot, Tracked, access_log
+from arcus.serve.tenancy import TenantView, UserView
 from arcus.serve.upstream import UpstreamConnection
 
 log = logging.getLogger("arcus.serve")
@@ -37,6 +45,21 @@ STATE_NAMES = ("idle", "connecting", "request_body", "response", "tunnel", "clos
 # reasons to stop reading from the client (bit mask)
 PAUSE_UPSTREAM = 1  # the upstream cannot take more
 PAUSE_BUFFER = 2  # too much pipelined / early data buffered
+PAUSE_SHAPER = 4  # over a bandwidth limit: reading resumes when the shaper says so
+UTC = timezone.utc
+
+# whose fault an error was, for stats and the audit log (STYLE: errors say whose fault it was)
+_SIDES = {
+    "bad_request": "client", "uri_too_long": "client", "header_too_large": "client",
+    "version_not_supported": "client", "not_a_proxy_request": "client", "client_bad_request": "client",
+    "client_timeout": "client", "client_aborted": "client", "auth_required": "client",
+    "auth_throttled": "client", "rate_limited": "client", "user_conn_limit": "client",
+    "denied": "forbidden", "tenant_suspended": "forbidden", "user_blocked": "forbidden",
+    "user_expired": "forbidden", "unknown_tenant": "forbidden",
+    "upstream_connect": "upstream", "upstream_timeout": "upstream", "upstream_closed": "upstream",
+    "upstream_bad_response": "upstream", "resolve_failed": "upstream", "resolve_timeout": "upstream",
+    "server_busy": "internal", "box_conn_limit": "internal", "tenant_conn_limit": "client", "internal": "internal",
+}
 
 _client_ssl: ssl_module.SSLContext | None = None
 
@@ -60,7 +83,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         "req_left", "req_scanner", "resp", "resp_left", "resp_scanner", "ubuf", "keep_alive",
         "paused", "up_paused", "status", "resp_bytes", "task", "client_eof", "up_eof",
         "local_client", "head_sent", "retry_ok", "tenant_suspended", "error_code", "write_paused",
-        "scanned", "uscanned",
+        "scanned", "uscanned", "tview", "user", "conn_tenant", "held", "user_held", "shape_up", "shape_down",
+        "up_shaped", "decision", "rule_id", "reports", "check", "req_up0", "req_down0", "audited_user",
     )
 
     def __init__(self, shared: Shared, server: str) -> None:
@@ -95,6 +119,20 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.error_code = ""
         self.req_id = "-"
         self.write_paused = False  # the client's socket buffer is full
+        self.tview: TenantView | None = None
+        self.user: UserView | None = None
+        self.conn_tenant = "default"  # the tenant found at accept (server binding or source address)
+        self.held: list = []  # connection limiters this connection holds a slot in
+        self.user_held = ""  # the user whose connection slot this connection holds
+        self.shape_up: tuple = ()  # bandwidth shapers for client -> upstream
+        self.shape_down: tuple = ()
+        self.up_shaped = False
+        self.decision = ""  # policy outcome for the audit log: allow, deny, redirect
+        self.rule_id: str | None = None
+        self.reports: tuple = ()
+        self.check = None  # per-address policy check handed to the escaper
+        self.req_up0 = 0
+        self.req_down0 = 0
         self.scanned = 0  # bytes of an incomplete request head already checked
         self.uscanned = 0  # the same for a response head
         self.status = 0
@@ -119,9 +157,13 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.client_ip = peer[0].split("%", 1)[0]
         self.client = _host_port(self.client_ip, peer[1])
-        entry = snap.tenants.lookup(self.client_ip)
-        self.tenant = entry.name
-        self.tenant_suspended = entry.suspended
+        if conf.tenant is not None:
+            self.tenant = conf.tenant
+        else:
+            self.tenant = snap.tenants.lookup(self.client_ip).name
+        self.conn_tenant = self.tenant
+        self.tview = snap.tenancy.get(self.tenant)
+        self.tenant_suspended = self.tview.suspended
         self.local_client = self.client_ip.startswith("127.") or self.client_ip in ("::1", "::ffff:127.0.0.1")
         self.srv_stats = shared.server_counters.get(self.server)
         self.ten_stats = shared.tenant_counters.get(self.tenant)
@@ -132,12 +174,30 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.ten_stats.conns_active += 1
         shared.connections[self.id] = self
         if self.srv_stats.conns_active > conf.max_connections or shared.draining:
-            self.keep_alive = False
-            self._count_error("server_busy")
-            self._send_simple(503, "server_busy", "the proxy is at its connection limit; try again later")
-            self._close()
+            self._reject_connection("server_busy", "the proxy is at its connection limit; try again later")
+            return
+        refused = self._hold(shared.limits.get(""), "box_conn_limit")
+        if refused is None:
+            refused = self._hold(shared.limits.get("t:" + self.tenant), "tenant_conn_limit")
+        if refused is not None:
+            self._reject_connection(refused, f"too many connections ({refused.replace('_', ' ')}); try again later")
             return
         self.deadline = time.monotonic() + conf.timeouts.client_header
+
+    def _hold(self, lim, code: str) -> str | None:
+        """Take a connection slot in ``lim`` for the life of this connection; the error code if full."""
+        if lim is None or lim.spec.max_conns is None:
+            return None
+        if not lim.conns.try_acquire():
+            return code
+        self.held.append(lim)
+        return None
+
+    def _reject_connection(self, code: str, message: str) -> None:
+        self.keep_alive = False
+        self._count_error(code)
+        self._send_simple(503, code, message)
+        self._close()
 
     def data_received(self, data: bytes) -> None:
         state = self.state
@@ -148,6 +208,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             up = self.up
             if up is not None:
                 up.write(data)
+            if self.shape_up:
+                self._shape_client(len(data))
             return
         if state == BODY and not self.buf:
             self._forward_body(data)
@@ -237,18 +299,17 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.head_sent = False
         self.error_code = ""
         self.srv_stats.requests += 1
-        self.ten_stats.requests += 1
         self.keep_alive = req.keep_alive and not self.shared.draining
         self.req_left = req.content_length if req.framing == LENGTH else 0
         self.req_scanner = ChunkedScanner(self.limits) if req.framing == CHUNKED else None
         self.target = _host_port(req.host, req.port) if req.host else ""
-        if self.tenant_suspended:
-            self._refuse(403, "tenant_suspended", f"tenant {self.tenant} is suspended", "forbidden")
-            return
-        if req.form == "authority":
-            self._open_tunnel()
-            return
-        if req.form != "absolute":
+        self.req_up0 = self.bytes_up
+        self.req_down0 = self.bytes_down
+        self.decision = ""
+        self.rule_id = None
+        self.reports = ()
+        self.check = None
+        if req.form not in ("authority", "absolute"):
             self._refuse(
                 400,
                 "not_a_proxy_request",
@@ -256,16 +317,249 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
                 "client",
             )
             return
-        self._forward()
+        self._identify(req)
 
-    def _refuse(self, status: int, code: str, message: str, side: str) -> None:
-        """Answer the current request ourselves. The request body, if any, is read and discarded
-        only when that is cheap; otherwise the connection closes after the answer."""
-        self._count_error(code)
+    # ------------------------------------------------------------------ the gate: who, whether, how fast
+
+    def _identify(self, req: http1.RequestHead) -> None:
+        """Find the request's tenant and user (module doc of arcus.serve.gate), then authenticate."""
+        snap = self.snap
+        tenancy = snap.tenancy
+        tv = snap.tenancy.get(self.conn_tenant)
+        creds = None
+        if tenancy.tenants:
+            auth_value, tenant_hdr = gate.scan_headers(req.headers)
+            if (
+                tenant_hdr is not None
+                and self.conf.tenant is None
+                and self.conn_tenant == "default"
+                and self.conf.trusted_proxies
+                and gate.in_ranges(self.client_ip, self.conf.trusted_proxies)
+            ):
+                name = tenant_hdr.decode("latin-1").strip()
+                if name not in tenancy.tenants:
+                    self._refuse(403, "unknown_tenant", f"X-Tenant-ID names no tenant: {name[:64]!r}", "forbidden")
+                    return
+                tv = tenancy.tenants[name]
+            if auth_value is not None:
+                creds = gate.parse_basic(auth_value)
+                if creds is None:
+                    self._challenge(tv, "malformed Proxy-Authorization (expected Basic credentials)")
+                    return
+                user, named = gate.split_user(creds[0])
+                if named is not None and named != tv.name:
+                    if self.conf.tenant is not None or named not in tenancy.tenants:
+                        # a server bound to a tenant admits only that tenant's users
+                        self._challenge(tv, "these credentials are not valid here")
+                        return
+                    tv = tenancy.tenants[named]
+                    creds = (user, creds[1])
+                elif named is not None:
+                    creds = (user, creds[1])
+                elif tv.auth == "none":
+                    creds = None  # this tenant does not use credentials: ignore (never forward) them
+        self._set_tenant(tv)
+        if creds is None:
+            if tv.auth == "required" and not tv.is_exempt(self.client_ip):
+                self._challenge(tv, "this proxy needs your user name and password")
+                return
+            self.user = None
+            self._admit()
+            return
+        self._authenticate(tv, creds[0], creds[1])
+
+    def _set_tenant(self, tv: TenantView) -> None:
+        self.tview = tv
+        if tv.name != self.tenant:
+            # the request belongs to another tenant than the connection's source said
+            self.ten_stats.conns_active -= 1
+            self.tenant = tv.name
+            self.ten_stats = self.shared.tenant_counters.get(tv.name)
+            self.ten_stats.conns_active += 1
+            self.ten_stats.conns_total += 1
+        self.ten_stats.requests += 1
+
+    def _challenge(self, tv: TenantView, message: str) -> None:
+        self._count_error("auth_required")
+        self.decision = "deny"
         req = self.req
         if req is not None and req.framing != NO_BODY:
             self.keep_alive = False
-        self._send_simple(status, code, message)
+        self._send_simple(407, "auth_required", message, extra=[(b"Proxy-Authenticate", tv.realm)])
+        self._request_done()
+
+    def _authenticate(self, tv: TenantView, name: str, password: str) -> None:
+        shared = self.shared
+        now = time.monotonic()
+        wait = shared.throttle.blocked(self.client_ip, now)
+        if wait > 0:
+            self._refuse(429, "auth_throttled", "too many failed logins from your address; wait and try again", "client", retry_after=wait)
+            return
+        user = tv.users.get(name)
+        if user is None:
+            shared.throttle.failed(self.client_ip, now)
+            self._challenge(tv, "unknown user or wrong password")
+            return
+        key = f"{tv.name}\0{name}\0{user.secret}"
+        known = shared.credcache.check(key, password, now)
+        if known is not None:
+            self._authenticated(tv, user, known)
+            return
+        # a key-derivation function takes a good part of a second: never on the event loop
+        self.state = CONNECTING
+        self.deadline = 0.0
+        self.task = asyncio.get_running_loop().create_task(
+            self._verify(tv, user, key, password), name=f"arcus-auth-{self.id}"
+        )
+
+    async def _verify(self, tv: TenantView, user: UserView, key: str, password: str) -> None:
+        try:
+            ok = await asyncio.to_thread(verify_secret, user.secret, password)
+        except OperatorError:
+            log.warning("user %s/%s has an unreadable stored secret", tv.name, user.name)
+            ok = False
+        self.task = None
+        self.shared.credcache.remember(key, password, ok, time.monotonic())
+        if self.state == CLOSED:
+            return
+        self._authenticated(tv, user, ok)
+
+    def _authenticated(self, tv: TenantView, user: UserView, ok: bool) -> None:
+        shared = self.shared
+        if not ok:
+            shared.throttle.failed(self.client_ip, time.monotonic())
+            self._challenge(tv, "unknown user or wrong password")
+            return
+        shared.throttle.succeeded(self.client_ip)
+        if user.blocked:
+            self._refuse(403, "user_blocked", f"user {user.name} is blocked", "forbidden")
+            return
+        if user.expires is not None and time.time() >= user.expires:
+            self._refuse(403, "user_expired", f"the account of user {user.name} has expired", "forbidden")
+            return
+        self.user = user
+        if self.user_held != user.key:
+            if self.user_held:
+                self._release_user()
+            lim = shared.limits.get("u:" + user.key)
+            if lim is not None and lim.spec.max_conns is not None:
+                if not lim.conns.try_acquire():
+                    self._refuse(503, "user_conn_limit", f"user {user.name} has too many connections open", "client")
+                    return
+                self.user_held = user.key
+        self._admit()
+
+    def _release_user(self) -> None:
+        lim = self.shared.limits.get("u:" + self.user_held)
+        if lim is not None and lim.conns.active > 0:
+            lim.conns.release()
+        self.user_held = ""
+
+    def _admit(self) -> None:
+        """Tenant state, request rate, policy; then the request may leave."""
+        req = self.req
+        tv = self.tview
+        if tv.suspended:
+            self._refuse(403, "tenant_suspended", f"tenant {tv.name} is suspended", "forbidden")
+            return
+        limits = self.shared.limits
+        box = limits.get("")
+        ten = limits.get("t:" + tv.name) if tv.limits.any else None
+        usr = limits.get("u:" + self.user.key) if self.user is not None and self.user.limits.any else None
+        buckets = [lim.rate for lim in (box, ten, usr) if lim is not None and lim.rate is not None]
+        if buckets:
+            now = time.monotonic()
+            wait = max(b.wait(now) for b in buckets)
+            if wait > 0:
+                code = "rate_limited"
+                self._refuse(429, code, "too many requests; slow down", "client", retry_after=wait)
+                return
+            for b in buckets:
+                b.take(now)
+        self.shape_up = tuple(lim.up for lim in (box, ten, usr) if lim is not None and lim.up is not None)
+        self.shape_down = tuple(lim.down for lim in (box, ten, usr) if lim is not None and lim.down is not None)
+        policy = tv.policy
+        if policy is not None:
+            tunnel = req.form == "authority"
+            path = None if tunnel else req.path.decode("latin-1")
+            ctx = PolicyRequest(
+                req.host,
+                req.port,
+                self.client_ip,
+                now=datetime.now(UTC),
+                user=self.user.name if self.user is not None else None,
+                method=req.method.decode("latin-1"),
+                path=path,
+                is_tunnel=tunnel,
+            )
+            decision = policy.decide(ctx)
+            self.reports = decision.reports
+            self.rule_id = decision.rule_id
+            if decision.action == "deny" or (decision.action == "redirect" and tunnel):
+                self.decision = "deny"
+                self._block(decision.rule_id or "default", decision.reason)
+                return
+            if decision.action == "redirect":
+                self.decision = "redirect"
+                self._redirect(decision.redirect_to or "/")
+                return
+            if decision.needs_address:
+                self.check = self._address_check(policy, ctx, tv)
+        self.decision = "allow"
+        if req.form == "authority":
+            self._open_tunnel()
+        else:
+            self._forward()
+
+    @staticmethod
+    def _address_check(policy, ctx: PolicyRequest, tv: TenantView):
+        """The policy, once more, for each address the name resolved to (DNS rebinding)."""
+        from dataclasses import replace
+
+        def check(ip: str):
+            d = policy.decide(replace(ctx, dest_ip=ip))
+            if d.action != "allow":
+                return f"denied by rule {d.rule_id or 'default'}: {d.reason}"
+            return True if d.rule_id in tv.explicit_ids else None
+
+        return check
+
+    def _block(self, rule: str, reason: str) -> None:
+        self._count_error("denied")
+        req = self.req
+        if req is not None and req.framing != NO_BODY:
+            self.keep_alive = False
+        body = gate.render_block_page(
+            self.tview.block_page if self.tview is not None else None,
+            tenant=self.tenant,
+            rule=rule,
+            reason=reason,
+            request_id=self.req_id,
+            host=self.target,
+        )
+        self._send_simple(
+            403, "denied", reason, body=body, content_type=b"text/html; charset=utf-8", extra=[(b"X-Arcus-Rule", rule.encode())]
+        )
+        self._request_done()
+
+    def _redirect(self, location: str) -> None:
+        req = self.req
+        if req is not None and req.framing != NO_BODY:
+            self.keep_alive = False
+        self._send_simple(302, "redirected", f"moved to {location}", extra=[(b"Location", location.encode())], error=False)
+        self._request_done()
+
+    def _refuse(self, status: int, code: str, message: str, side: str, retry_after: float = 0.0) -> None:
+        """Answer the current request ourselves. A request with a body closes the connection
+        after the answer (its body is not read)."""
+        self._count_error(code)
+        if status == 403:
+            self.decision = "deny"
+        req = self.req
+        if req is not None and req.framing != NO_BODY:
+            self.keep_alive = False
+        extra = [(b"Retry-After", str(max(1, math.ceil(retry_after))).encode())] if status == 429 else None
+        self._send_simple(status, code, message, extra=extra)
         self._request_done()
 
     # ------------------------------------------------------------------ forwarding
@@ -274,10 +568,30 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         req = self.req
         return (self.conf.escaper, self.tenant, self.local_client, scheme, req.host, req.port)
 
+    def _shape_client(self, n: int) -> None:
+        """Over a bandwidth limit: stop reading from the client for as long as the shapers say."""
+        pause = max_pause(time.monotonic(), n, *self.shape_up)
+        if pause > 0 and not self.paused & PAUSE_SHAPER:
+            self._pause(PAUSE_SHAPER)
+            asyncio.get_running_loop().call_later(pause, self._resume, PAUSE_SHAPER)
+
+    def _shape_upstream(self, n: int) -> None:
+        pause = max_pause(time.monotonic(), n, *self.shape_down)
+        up = self.up
+        if pause > 0 and up is not None and up.transport is not None and not self.up_shaped:
+            self.up_shaped = True
+            up.transport.pause_reading()
+            asyncio.get_running_loop().call_later(pause, self._unshape_upstream, up)
+
+    def _unshape_upstream(self, up: UpstreamConnection) -> None:
+        self.up_shaped = False
+        if up.transport is not None and not up.closed and not self.up_paused:
+            up.transport.resume_reading()
+
     def _forward(self) -> None:
         req = self.req
         key = self._pool_key(req.scheme)
-        up = self.shared.pool.take(key)
+        up = self.shared.pool.take(key) if self.check is None else None
         if up is not None:
             up.reused = True
             self._attach(up)
@@ -299,6 +613,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
                 lambda: UpstreamConnection(key),
                 timeout=timeouts.upstream_connect,
                 ssl=_origin_ssl() if req.scheme == b"https" else None,
+                check=self.check,
             )
         except EscapeError as exc:
             self.task = None
@@ -343,7 +658,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             host = f"{host}:{req.port}"
         out = [(b"Host", host.encode())]
         for name, value in headers:
-            if len(name) == 4 and name.lower() == b"host":
+            n = len(name)
+            if (n == 4 and name.lower() == b"host") or (n == 11 and name.lower() == gate.X_TENANT_ID):
                 continue
             out.append((name, value))
         out.append((b"Via", (b"1.0 arcus" if req.version == b"1.0" else VIA)))
@@ -398,6 +714,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.ten_stats.bytes_up += n
             if self.up is not None:
                 self.up.write(chunk)
+            if self.shape_up:
+                self._shape_client(n)
         if n < len(data):
             self.buf += data[n:]
         if done:
@@ -426,6 +744,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.srv_stats.bytes_down += n
             self.ten_stats.bytes_down += n
             self.transport.write(data)
+            if self.shape_down:
+                self._shape_upstream(n)
             return
         if self.resp is not None and self.status >= 200:
             self._relay_body(data)
@@ -522,6 +842,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.ten_stats.bytes_down += n
             body = data if n == len(data) else data[:n]
             self.transport.write(head + body if head else body)
+            if self.shape_down:
+                self._shape_upstream(n)
         elif head:
             self.transport.write(head)
         if done:
@@ -558,6 +880,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
     def _request_done(self) -> None:
         """The current exchange is over: log it, then wait for the next request or close."""
         req = self.req
+        if req is not None:
+            self._account(req)
         if req is not None and access_log.isEnabledFor(logging.INFO):
             path = req.path.split(b"?", 1)[0].decode("latin-1") if req.path else ""
             access_log.info(
@@ -713,17 +1037,32 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.srv_stats.errors[code] += 1
         self.ten_stats.errors[code] += 1
 
-    def _send_simple(self, status: int, code: str, message: str) -> None:
+    def _send_simple(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        body: bytes | None = None,
+        content_type: bytes = b"text/plain; charset=utf-8",
+        extra: list[tuple[bytes, bytes]] | None = None,
+        error: bool = True,
+    ) -> None:
         self.status = status
-        self.error_code = code
-        body = f"{status} {http1.REASONS.get(status, b'Error').decode()}\n{message}\nrequest id: {self.req_id}\n".encode()
+        if error:
+            self.error_code = code
+        if body is None:
+            body = f"{status} {http1.REASONS.get(status, b'Error').decode()}\n{message}\nrequest id: {self.req_id}\n".encode()
         headers = [
-            (b"Content-Type", b"text/plain; charset=utf-8"),
+            (b"Content-Type", content_type),
             (b"Content-Length", str(len(body)).encode()),
-            (b"X-Arcus-Error", code.encode()),
-            (b"X-Arcus-Request-Id", self.req_id.encode()),
-            (b"Via", VIA),
         ]
+        if error:
+            headers.append((b"X-Arcus-Error", code.encode()))
+        headers.append((b"X-Arcus-Request-Id", self.req_id.encode()))
+        headers.append((b"Via", VIA))
+        if extra:
+            headers.extend(extra)
         version = b"1.1"
         req = self.req
         if req is not None and req.version == b"1.0":
@@ -731,8 +1070,6 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             headers.append((b"Connection", b"keep-alive" if self.keep_alive else b"close"))
         elif not self.keep_alive:
             headers.append((b"Connection", b"close"))
-        if status == 429:
-            headers.append((b"Retry-After", b"1"))
         head_only = req is not None and req.method == b"HEAD"
         out = http1.build_response_head(status, http1.REASONS.get(status, b"Error"), headers, version)
         if self.transport is not None and not self.transport.is_closing():
@@ -746,9 +1083,92 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         if self.transport is not None:
             self.transport.close()
 
+    def _account(self, req: http1.RequestHead) -> None:
+        """Per-user counters and the audit event of one request."""
+        up = self.bytes_up - self.req_up0
+        down = self.bytes_down - self.req_down0
+        user = self.user
+        if user is not None:
+            c = self.shared.user_counters.get(user.key)
+            c.requests += 1
+            c.bytes_up += up
+            c.bytes_down += down
+            if self.error_code:
+                c.errors[self.error_code] += 1
+        sink = self.shared.audit
+        if sink is None:
+            return
+        tunnel = req.form == "authority"
+        path = None
+        if not tunnel and req.path:
+            raw = req.path.decode("latin-1")
+            path = raw if self.tview is not None and self.tview.log_query else raw.split("?", 1)[0]
+        code = self.error_code
+        sink.emit(
+            AuditEvent(
+                time=time.time(),
+                kind="request",
+                tenant=self.tenant,
+                user=user.name if user is not None else None,
+                client=self.client,
+                server=self.server,
+                escaper=self.conf.escaper,
+                host=req.host or "",
+                port=req.port or 0,
+                method=req.method.decode("latin-1"),
+                path=path,
+                status=self.status,
+                bytes_up=up,
+                bytes_down=down,
+                duration=time.monotonic() - self.req_started,
+                decision=("report" if self.reports and self.decision == "allow" else self.decision) or None,
+                rule=",".join(self.reports) if self.reports and self.decision == "allow" else self.rule_id,
+                error_side=_SIDES.get(code) if code else None,
+                error_code=code or None,
+                request_id=self.req_id,
+                conn_id=self.id,
+            )
+        )
+
+    def _audit_connection(self) -> None:
+        sink = self.shared.audit
+        if sink is None or not hasattr(self, "conf"):
+            return
+        sink.emit(
+            AuditEvent(
+                time=time.time(),
+                kind="connection",
+                tenant=self.tenant,
+                user=self.user.name if self.user is not None else None,
+                client=self.client,
+                server=self.server,
+                escaper=self.conf.escaper,
+                host="",
+                port=0,
+                method=None,
+                path=None,
+                status=0,
+                bytes_up=self.bytes_up,
+                bytes_down=self.bytes_down,
+                duration=time.monotonic() - self.started,
+                decision=None,
+                rule=None,
+                error_side=None,
+                error_code=None,
+                request_id=None,
+                conn_id=self.id,
+            )
+        )
+
     def _teardown(self) -> None:
         self.state = CLOSED
         self.deadline = 0.0
+        for lim in self.held:
+            if lim.conns.active > 0:
+                lim.conns.release()
+        self.held = []
+        if self.user_held:
+            self._release_user()
         if self.task is not None:
             self.task.cancel()
             self.task = None
@@ -758,6 +1178,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         if self.shared.connections.pop(self.id, None) is not None:
             self.srv_stats.conns_active -= 1
             self.ten_stats.conns_active -= 1
+            self._audit_connection()
 
     # ------------------------------------------------------------------ Tracked
 
