@@ -122,4 +122,11 @@ def build_tenancy(profile: Profile, data: StoreView) -> Tenancy:
             limits=_limits(t),
         )
     rt = profile.runtime
-    return Tenancy(tenants=views, box=LimitSpec(rt.max_connections, rt.rps, rt.bandwidth))
+    box = LimitSpec(rt.max_connections, rt.rps, rt.bandwidth)
+    metered = [box] + [v.limits for v in views.values()] + [u.limits for v in views.values() for u in v.users.values()]
+    return Tenancy(
+        tenants=views,
+        box=box,
+        any_users=any(v.users or v.auth != "none" for v in views.values()),
+        any_limits=any(m.rps is not None or m.bandwidth is not None for m in metered),
+    )

@@ -327,7 +327,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         tenancy = snap.tenancy
         tv = snap.tenancy.get(self.conn_tenant)
         creds = None
-        if tenancy.tenants:
+        if tenancy.any_users or self.conf.trusted_proxies:
             auth_value, tenant_hdr = gate.scan_headers(req.headers)
             if (
                 tenant_hdr is not None
@@ -462,22 +462,26 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         if tv.suspended:
             self._refuse(403, "tenant_suspended", f"tenant {tv.name} is suspended", "forbidden")
             return
-        limits = self.shared.limits
-        box = limits.get("")
-        ten = limits.get("t:" + tv.name) if tv.limits.any else None
-        usr = limits.get("u:" + self.user.key) if self.user is not None and self.user.limits.any else None
-        buckets = [lim.rate for lim in (box, ten, usr) if lim is not None and lim.rate is not None]
-        if buckets:
-            now = time.monotonic()
-            wait = max(b.wait(now) for b in buckets)
-            if wait > 0:
-                code = "rate_limited"
-                self._refuse(429, code, "too many requests; slow down", "client", retry_after=wait)
-                return
-            for b in buckets:
-                b.take(now)
-        self.shape_up = tuple(lim.up for lim in (box, ten, usr) if lim is not None and lim.up is not None)
-        self.shape_down = tuple(lim.down for lim in (box, ten, usr) if lim is not None and lim.down is not None)
+        if self.snap.tenancy.any_limits:
+            limits = self.shared.limits
+            scopes = (
+                limits.get(""),
+                limits.get("t:" + tv.name) if tv.limits.any else None,
+                limits.get("u:" + self.user.key) if self.user is not None and self.user.limits.any else None,
+            )
+            buckets = [lim.rate for lim in scopes if lim is not None and lim.rate is not None]
+            if buckets:
+                now = time.monotonic()
+                wait = max(b.wait(now) for b in buckets)
+                if wait > 0:
+                    self._refuse(429, "rate_limited", "too many requests; slow down", "client", retry_after=wait)
+                    return
+                for b in buckets:
+                    b.take(now)
+            self.shape_up = tuple(lim.up for lim in scopes if lim is not None and lim.up is not None)
+            self.shape_down = tuple(lim.down for lim in scopes if lim is not None and lim.down is not None)
+        elif self.shape_up or self.shape_down:
+            self.shape_up = self.shape_down = ()
         policy = tv.policy
         if policy is not None:
             tunnel = req.form == "authority"

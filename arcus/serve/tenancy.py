@@ -102,6 +102,8 @@ class TenantView:
 class Tenancy:
     tenants: dict[str, TenantView]
     box: LimitSpec = LimitSpec()
+    any_users: bool = False  # some tenant has users: credentials must be looked at
+    any_limits: bool = False  # some scope has a rate or bandwidth limit: requests must be metered
 
     def get(self, name: str) -> TenantView:
         view = self.tenants.get(name)
