@@ -26,6 +26,7 @@ from arcus.names import validate_name
 from arcus.paths import STORE_FILE
 from arcus.runtime.hostaddrs import own_addresses
 from arcus.runtime.snapshot import build_snapshot, load_store, with_store
+from arcus.runtime.tenancy import tenancy_handlers
 from arcus.serve.context import Shared, Snapshot
 from arcus.serve.http_proxy import http_proxy_factory
 from arcus.store import Store
@@ -322,6 +323,7 @@ class Daemon:
             "tenant.rm": self._cmd_tenant_rm,
             "tenant.suspend": self._cmd_tenant_suspend,
             "tenant.resume": self._cmd_tenant_resume,
+            **tenancy_handlers(self),
         }
 
     async def _cmd_health(self, args: dict) -> dict:
