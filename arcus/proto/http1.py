@@ -144,7 +144,7 @@ def parse_request_head(
     always validated whole.
     """
     start = _skip_empty_lines(buf, _CLIENT, 400) if buf.startswith(b"\r") else 0
-    end = buf.find(b"\r\n\r\n", max(start, scanned - 3))
+    end = buf.find(b"\r\n\r\n", max(start, scanned - 3) if scanned <= len(buf) else start)
     if end < 0:
         _check_incomplete(buf, start, limits, True, scanned)
         return None
@@ -362,7 +362,7 @@ def parse_response_head(
     Raises ProtocolError(side="upstream", status=502). ``scanned`` as for parse_request_head.
     """
     start = _skip_empty_lines(buf, _UPSTREAM, 502) if buf.startswith(b"\r") else 0
-    end = buf.find(b"\r\n\r\n", max(start, scanned - 3))
+    end = buf.find(b"\r\n\r\n", max(start, scanned - 3) if scanned <= len(buf) else start)
     if end < 0:
         _check_incomplete(buf, start, limits, False, scanned)
         return None

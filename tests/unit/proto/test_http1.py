@@ -269,6 +269,11 @@ def test_leading_empty_lines_are_consumed(empty_lines: int) -> None:
     assert head.host == "example.com"
 
 
+def test_scanned_beyond_the_buffer_is_ignored() -> None:
+    """A caller's wrong ``scanned`` never hides a complete head."""
+    assert parse_request_head(REQ, LIMITS, scanned=len(REQ) + 100) == parse_req(REQ)
+
+
 def test_pipelined_requests_parse_one_after_the_other() -> None:
     two = REQ + b"GET http://b.example/ HTTP/1.1\r\nHost: b.example\r\n\r\n"
     first, n = parse_req(two)
