@@ -1,0 +1,224 @@
+"""The audit database file: ``audit.db`` in the data dir, apart from the tenant store.
+
+Why a file of its own: the audit log is written all the time, in big batches, and pruned by
+age and size; the store is written rarely and must never wait behind an audit batch for its
+write lock, nor share its size limit. Two files, two locks, two retention stories.
+
+The file is created 0600 with ``os.open`` before SQLite touches it (events name users and the
+hosts they visit), in WAL mode (readers -- the CLI -- never block the writer thread), with
+``auto_vacuum = INCREMENTAL`` so pages freed by retention can be given back to the file system
+(see :mod:`arcus.audit.retention`). ``synchronous = NORMAL``: in WAL mode a power cut may lose
+the last batches but never corrupts the file, and a commit does not wait for an fsync -- an
+audit log trades the last second of events for throughput, the tenant store does not.
+
+Event ids come from an ``AUTOINCREMENT`` key so they are never reused, even after retention
+emptied the table: ``audit tail -f`` polls for ids above the last one it printed.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import urllib.parse
+from pathlib import Path
+
+from arcus.audit.events import FIELDS
+from arcus.errors import NotFound, OperatorError
+
+AUDIT_FILE = "audit.db"
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 5.0
+WAL_LIMIT = 64 * 1024 * 1024
+"""After a checkpoint the -wal file is truncated to this (it never shrinks otherwise)."""
+
+_COLUMN_TYPES = {
+    "time": "REAL NOT NULL", "kind": "TEXT NOT NULL", "tenant": "TEXT NOT NULL", "user": "TEXT",
+    "client": "TEXT", "server": "TEXT", "escaper": "TEXT", "host": "TEXT", "port": "INTEGER",
+    "method": "TEXT", "path": "TEXT", "status": "INTEGER", "bytes_up": "INTEGER",
+    "bytes_down": "INTEGER", "duration": "REAL", "decision": "TEXT", "rule": "TEXT",
+    "error_side": "TEXT", "error_code": "TEXT", "request_id": "TEXT", "conn_id": "INTEGER",
+}
+assert tuple(_COLUMN_TYPES) == FIELDS, "the table's columns follow AuditEvent's fields"
+
+SCHEMA = [
+    "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    + ", ".join(f'"{name}" {kind}' for name, kind in _COLUMN_TYPES.items())
+    + ")",
+    # Every filter of `audit search` is "this value, within this time range": a composite
+    # (value, time) index answers both; time alone serves --since/--until and retention.
+    "CREATE INDEX events_time ON events(time)",
+    "CREATE INDEX events_tenant ON events(tenant, time)",
+    'CREATE INDEX events_user ON events("user", time)',
+    "CREATE INDEX events_host ON events(host, time)",
+]
+
+INSERT = (
+    "INSERT INTO events (id, " + ", ".join(f'"{n}"' for n in FIELDS) + ") VALUES (?"
+    + ", ?" * len(FIELDS) + ")"
+)
+SELECT_COLUMNS = "id, " + ", ".join(f'"{n}"' for n in FIELDS)
+
+
+def audit_path(data_dir: Path) -> Path:
+    return Path(data_dir) / AUDIT_FILE
+
+
+def _make_dirs(directory: Path) -> None:
+    """Missing directories are created 0700 (chmod'ed: mkdir's mode is filtered by the umask)."""
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=DIR_MODE)
+        except FileExistsError:
+            continue
+        os.chmod(path, DIR_MODE)
+
+
+def _create_file(path: Path) -> None:
+    """Create the file 0600 before SQLite opens it (umask-proof); leave an existing one be."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, FILE_MODE)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+def _tighten(path: Path) -> None:
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            st = os.stat(candidate)
+        except FileNotFoundError:
+            continue
+        if stat.S_IMODE(st.st_mode) != FILE_MODE and st.st_uid == os.geteuid():
+            os.chmod(candidate, FILE_MODE)
+
+
+def _uri(path: Path, mode: str) -> str:
+    return f"file:{urllib.parse.quote(str(Path(path).absolute()))}?mode={mode}"
+
+
+def _cannot(path: Path, what: str, exc: BaseException) -> OperatorError:
+    text = getattr(exc, "strerror", None) or str(exc)
+    if "not a database" in text or "malformed" in text:
+        return OperatorError(
+            f"audit log {path} is not a usable arcus audit database: {text}",
+            code="invalid",
+            hint="move the file away; the daemon starts a new one",
+        )
+    return OperatorError(
+        f"cannot {what} audit log {path}: {text}",
+        code="invalid",
+        hint="choose a data dir this user can write (--data-dir, ARCUS_DATA_DIR), or set audit.enabled: false",
+    )
+
+
+def open_writer(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the audit database for the writer thread.
+
+    Raises OperatorError with a hint when the file cannot be created or is not an audit
+    database, so the daemon refuses to start rather than silently audit nothing.
+    """
+    path = Path(path)
+    try:
+        _make_dirs(path.parent)
+        _create_file(path)
+    except OSError as exc:
+        raise _cannot(path, "create", exc) from None
+    try:
+        conn = sqlite3.connect(
+            _uri(path, "rw"), uri=True, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT
+        )
+    except sqlite3.Error as exc:
+        raise _cannot(path, "open", exc) from None
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise OperatorError(
+                f"audit log {path} was written by a newer arcus (schema {version}, this one knows {SCHEMA_VERSION})",
+                code="invalid",
+                hint="run the newer arcus, or move the file away",
+            )
+        if version == 0:
+            # auto_vacuum must be chosen before the first table exists.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise OperatorError(
+                f"cannot open audit log {path}: WAL mode unavailable (journal mode is {mode})",
+                hint="put the data dir on a local file system (WAL needs shared memory)",
+            )
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
+        if version == 0:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if conn.execute("PRAGMA user_version").fetchone()[0] == 0:  # not raced by another opener
+                    for statement in SCHEMA:
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _cannot(path, "open", exc) from None
+    except BaseException:
+        conn.close()
+        raise
+    _tighten(path)
+    return conn
+
+
+def open_reader(path: Path) -> sqlite3.Connection:
+    """Open the audit database read-only (the CLI, the daemon's tail stream).
+
+    Works with or without a running daemon. Raises NotFound when there is no audit log yet.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise NotFound(
+            f"no audit log at {path}",
+            hint="the daemon writes it while it serves (profile audit.enabled); pass --data-dir if it uses another one",
+        )
+    try:
+        conn = sqlite3.connect(_uri(path, "ro"), uri=True, isolation_level=None, check_same_thread=False,
+                               timeout=BUSY_TIMEOUT)
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise _cannot(path, "read", exc) from None
+    if version != SCHEMA_VERSION:
+        conn.close()
+        if version == 0:
+            raise NotFound(f"the audit log at {path} is empty (being created?)", hint="try again in a moment")
+        raise OperatorError(
+            f"audit log {path} has schema {version}; this arcus reads schema {SCHEMA_VERSION}",
+            hint="use the arcus that wrote it",
+        )
+    return conn
+
+
+def file_bytes(path: Path) -> int:
+    """Bytes on disk of the database and its -wal file (what `audit stats` reports)."""
+    total = 0
+    for candidate in (Path(path), Path(str(path) + "-wal")):
+        try:
+            total += os.stat(candidate).st_size
+        except OSError:
+            pass
+    return total

@@ -1,0 +1,80 @@
+"""One audit event: what the data plane records per connection and per HTTP request.
+
+The data plane builds an :class:`AuditEvent` when a connection or a request ends and hands it
+to ``shared.audit.emit()``. It is a plain slotted dataclass (no validation, no copying) because
+it is built on the hot path; the writer thread turns it into a database row.
+
+What an event never holds: credentials (the proxy authenticated the user and keeps only the
+user name) and URL query strings unless the tenant opted in (``log_query``). The data plane
+strips them before building the event; the audit log stores what it is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from typing import Any
+
+
+@dataclass(slots=True)
+class AuditEvent:
+    time: float  # unix epoch, when the connection or request ended
+    kind: str  # "connection" | "request"
+    tenant: str
+    user: str | None
+    client: str  # client address "ip:port"
+    server: str
+    escaper: str
+    host: str  # target host (name or address)
+    port: int
+    method: str | None  # None for a connection event
+    path: str | None  # URL path; the query only when the tenant opted in
+    status: int  # HTTP status answered (0 when none was, e.g. a tunnel that ended)
+    bytes_up: int  # client -> upstream
+    bytes_down: int  # upstream -> client
+    duration: float  # seconds
+    decision: str | None  # "allow" | "deny" | "redirect" | "report"
+    rule: str | None  # id of the policy rule that decided
+    error_side: str | None  # whose fault a failure was: "client" | "upstream" | "internal" | ...
+    error_code: str | None
+    request_id: str | None
+    conn_id: int
+
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AuditEvent))
+"""The event's fields in database column order."""
+
+BLOCKED_STATUSES: tuple[int, ...] = (403, 407, 429)
+"""Statuses that mean the gateway refused the client (policy, authentication, rate limit)."""
+
+
+def as_row(e: AuditEvent) -> tuple[Any, ...]:
+    """The event as a row tuple in :data:`FIELDS` order (explicit: faster than ``astuple``).
+
+    The host is stored as policy compares it -- lower case, no trailing dot -- so that
+    ``audit search --host`` is an indexed equality.
+    """
+    host = e.host.lower().rstrip(".") if isinstance(e.host, str) else e.host
+    return (
+        e.time, e.kind, e.tenant, e.user, e.client, e.server, e.escaper, host, e.port, e.method,
+        e.path, e.status, e.bytes_up, e.bytes_down, e.duration, e.decision, e.rule, e.error_side,
+        e.error_code, e.request_id, e.conn_id,
+    )
+
+
+def iso_utc(epoch: float) -> str:
+    """``1700000000.25`` -> ``"2023-11-14T22:13:20.250Z"`` (milliseconds, UTC)."""
+    dt = datetime.fromtimestamp(epoch, timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def row_dict(event_id: int, row: tuple[Any, ...]) -> dict[str, Any]:
+    """The shape every reader sees (CLI --json, export, the daemon's ``audit.tail`` stream):
+    ``id`` (monotonic, never reused), the event's fields, and ``at`` (``time`` as ISO-8601 UTC)."""
+    out: dict[str, Any] = {"id": event_id}
+    out.update(zip(FIELDS, row))
+    try:
+        out["at"] = iso_utc(float(out["time"]))
+    except (TypeError, ValueError, OverflowError, OSError):
+        out["at"] = None
+    return out

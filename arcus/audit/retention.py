@@ -1,0 +1,121 @@
+"""Retention: the audit log forgets events older than ``audit.retention`` and keeps its file
+under ``audit.max_size``.
+
+Runs in the writer thread (at start, then every few minutes), in short transactions of at most
+:data:`CHUNK` rows, so a big prune never holds the write lock for long and the writer can put
+the events that queued up meanwhile in between (``between_chunks``).
+
+Size is the main file's pages in use, ``(page_count - freelist_count) * page_size``. When it is
+over ``max_size``, the oldest events go until it is under 90 % of it (the margin keeps every
+batch from triggering another prune at the edge). Deleted rows free pages inside the file;
+``PRAGMA incremental_vacuum`` (the file is ``auto_vacuum = INCREMENTAL``) then gives them back
+to the file system, so ``du`` agrees with the limit. The -wal file is outside ``max_size``: it
+holds the pages written since the last checkpoint; SQLite checkpoints it every ~1000 pages and
+``journal_size_limit`` truncates it afterwards (to 64 MiB at most), and after a prune we ask for
+a ``TRUNCATE`` checkpoint (skipped silently while a reader holds an old snapshot).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+CHUNK = 5000
+"""Rows deleted per transaction."""
+MAX_CHUNKS = 400
+"""Chunks per pass (2 M rows): the rest waits for the next pass, which then comes soon."""
+SIZE_MARGIN = 0.9
+VACUUM_PAGES = 4096
+"""Free pages given back per incremental_vacuum transaction."""
+
+
+@dataclass(slots=True)
+class PruneResult:
+    by_age: int = 0
+    by_size: int = 0
+    finished: bool = True  # False: MAX_CHUNKS reached, another pass is due soon
+
+
+def used_bytes(conn: sqlite3.Connection) -> int:
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    return (pages - free) * size
+
+
+def _delete(conn: sqlite3.Connection, sql: str, params: tuple) -> int:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        n = conn.execute(sql, params).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return max(n, 0)
+
+
+def prune(
+    conn: sqlite3.Connection,
+    *,
+    retention: float,
+    max_size: int,
+    now: float | None = None,
+    between_chunks: Callable[[], None] | None = None,
+) -> PruneResult:
+    """Delete what retention says must go; return how many rows went and whether it finished."""
+    result = PruneResult()
+    cutoff = (time.time() if now is None else now) - retention
+    chunks = 0
+    by_age = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time < ? LIMIT ?)"
+    while chunks < MAX_CHUNKS:
+        n = _delete(conn, by_age, (cutoff, CHUNK))
+        chunks += 1
+        result.by_age += n
+        if n < CHUNK:
+            break
+        if between_chunks is not None:
+            between_chunks()
+    else:
+        result.finished = False
+        return result
+
+    target = int(max_size * SIZE_MARGIN)
+    oldest = "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)"
+    if used_bytes(conn) > max_size:
+        while True:
+            used = used_bytes(conn)  # freed pages are on the freelist: not counted
+            if used <= target:
+                break
+            if chunks >= MAX_CHUNKS:
+                result.finished = False
+                break
+            # Ids only ever go from the oldest end: max - min + 1 counts the rows in O(log n).
+            count = conn.execute("SELECT coalesce(max(id) - min(id) + 1, 0) FROM events").fetchone()[0]
+            if count <= 0:
+                break  # the rest is schema and empty pages: nothing of ours to delete
+            want = min(CHUNK, max(1, math.ceil((used - target) / (used / count))))
+            n = _delete(conn, oldest, (want,))
+            chunks += 1
+            result.by_size += n
+            if n == 0:
+                break
+            if between_chunks is not None:
+                between_chunks()
+    if result.by_age or result.by_size:
+        _vacuum(conn)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError:
+            pass  # a reader holds the WAL; the automatic checkpoints will get to it
+    return result
+
+
+def _vacuum(conn: sqlite3.Connection) -> None:
+    for _ in range(10_000):  # bounded: each round frees up to VACUUM_PAGES pages
+        if conn.execute("PRAGMA freelist_count").fetchone()[0] == 0:
+            return
+        conn.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()

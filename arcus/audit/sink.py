@@ -1,0 +1,311 @@
+"""The audit sink: events leave the hot path through a bounded queue and reach SQLite in batches.
+
+``emit()`` is what the data plane calls, on the event loop, once per connection and per
+request. It costs a length check and a ``deque.append``: no lock is waited for, no I/O is done,
+nothing is raised. When the queue holds ``audit.queue`` events, the *new* event is dropped and
+counted (``dropped``): under a flood the box keeps serving and says how much it did not record,
+rather than slowing every client down to the disk's pace.
+
+One writer thread takes what is queued in batches -- at most ``audit.batch`` events, or whatever
+is there once ``audit.flush_interval`` has passed -- and inserts each batch in one transaction
+(one fsync-free WAL commit per batch instead of one per event). Between batches it applies
+retention (:mod:`arcus.audit.retention`) at start and every :data:`PRUNE_INTERVAL` seconds.
+Events that fail to be written (disk full, a value SQLite cannot store) are counted as dropped
+too and logged, at most once a minute.
+
+Why a deque and an Event rather than ``queue.Queue``: ``Queue.put_nowait`` takes a lock and
+notifies a condition on every call; the deque's append is atomic under the GIL, and the writer
+is woken only when a full batch is waiting (otherwise it wakes on its own every flush interval).
+``emit`` is meant to be called from one thread, the event loop's; from others it stays safe, but
+the ``dropped`` count may then miss a few.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from arcus.audit.db import INSERT, audit_path, file_bytes, open_writer
+from arcus.audit.events import AuditEvent, as_row, row_dict
+from arcus.audit.retention import prune
+from arcus.config.schema import AuditConfig
+
+log = logging.getLogger("arcus.audit")
+
+PRUNE_INTERVAL = 300.0
+"""Seconds between retention passes."""
+PRUNE_SOON = 5.0
+"""Seconds before the next pass when one stopped at its chunk bound."""
+ERROR_LOG_INTERVAL = 60.0
+CLOSE_TIMEOUT = 10.0
+
+_PLAIN = frozenset({int, float, str, bool})
+
+Subscriber = Callable[[list[dict[str, Any]]], None]
+
+
+class AuditSink:
+    def __init__(self, path: Path, config: AuditConfig) -> None:
+        self.path = Path(path)
+        self.config = config
+        self.written = 0
+        self.dropped = 0
+        self.pruned = 0
+        self._queue: deque[AuditEvent] = deque()
+        self._cap = config.queue
+        self._batch = config.batch
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._subscribers: tuple[Subscriber, ...] = ()
+        self._sub_lock = threading.Lock()
+        self._last_error_log = 0.0
+        self._errors_since_log = 0
+
+    # -- the hot path ------------------------------------------------------------------
+
+    def emit(self, event: AuditEvent) -> None:
+        """Queue ``event`` for writing. Never blocks, never raises; full or closed -> dropped."""
+        try:
+            q = self._queue
+            if self._closing or len(q) >= self._cap:
+                self.dropped += 1
+                return
+            q.append(event)
+            if len(q) >= self._batch and not self._wake.is_set():
+                self._wake.set()
+        except Exception:  # pragma: no cover - nothing above raises; the promise is kept anyway
+            self.dropped += 1
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # -- life cycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open (create) the database and start the writer thread; OperatorError if it cannot."""
+        if self._thread is not None:
+            return
+        self._conn = open_writer(self.path)
+        self._thread = threading.Thread(target=self._run, name="arcus-audit-writer", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Write what is queued, stop the writer, close the file; wait ``timeout`` at most.
+
+        Events still queued when the bound passes (a disk that stopped answering) are counted
+        as dropped; the thread is a daemon thread and does not hold the process.
+        """
+        self._closing = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("audit writer did not finish within %gs; %d queued event(s) lost", timeout, len(self._queue))
+                self.dropped += len(self._queue)
+                self._queue.clear()
+                return
+        elif self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        # An emit() that passed its closing check just before close() may have appended late.
+        stranded = len(self._queue)
+        if stranded:
+            self.dropped += stranded
+            self._queue.clear()
+
+    def reconfigure(self, config: AuditConfig) -> None:
+        """Apply a reloaded ``audit`` section (not ``enabled``: see :func:`apply_config`)."""
+        self.config = config
+        self._cap = config.queue
+        self._batch = config.batch
+        self._wake.set()
+
+    # -- readers -----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "written": self.written,
+            "dropped": self.dropped,
+            "queued": len(self._queue),
+            "db_bytes": file_bytes(self.path),
+        }
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(rows)`` in the writer thread after each committed batch.
+
+        ``rows`` are dicts as :func:`arcus.audit.events.row_dict` makes them (with their ids).
+        The callback must be quick and must not block (the daemon's tail stream hands the rows
+        to its event loop). Returns the function that unsubscribes.
+        """
+        with self._sub_lock:
+            self._subscribers = (*self._subscribers, callback)
+
+        def unsubscribe() -> None:
+            with self._sub_lock:
+                self._subscribers = tuple(s for s in self._subscribers if s is not callback)
+
+        return unsubscribe
+
+    # -- the writer thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        next_prune = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= next_prune and not self._closing:
+                    finished = self._prune()
+                    next_prune = time.monotonic() + (PRUNE_INTERVAL if finished else PRUNE_SOON)
+                if not self._closing and len(self._queue) < self._batch:
+                    wait = min(self.config.flush_interval, max(0.0, next_prune - time.monotonic()))
+                    self._wake.wait(wait)
+                    self._wake.clear()
+                self._write_batch()
+                if self._closing and not self._queue:
+                    return
+        except BaseException:  # pragma: no cover - a bug here must be loud, not a silent stop
+            log.exception("audit writer stopped")
+            self._closing = True
+        finally:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+            self._conn = None
+
+    def _prune(self) -> bool:
+        config = self.config
+        try:
+            result = prune(
+                self._conn,
+                retention=config.retention,
+                max_size=config.max_size,
+                between_chunks=self._write_full_batches,
+            )
+        except sqlite3.Error as exc:
+            self._error("audit retention failed: %s", exc)
+            return True
+        gone = result.by_age + result.by_size
+        if gone:
+            self.pruned += gone
+            log.info("audit retention: %d event(s) older than %gs and %d over the size limit deleted",
+                     result.by_age, config.retention, result.by_size)
+        return result.finished
+
+    def _write_full_batches(self) -> None:
+        for _ in range(100):
+            if len(self._queue) < self._batch:
+                return
+            self._write_batch()
+
+    def _write_batch(self) -> None:
+        q = self._queue
+        n = min(len(q), self._batch)
+        if n <= 0:
+            return
+        rows: list[tuple[Any, ...]] = []
+        bad = 0
+        for _ in range(n):
+            event = q.popleft()
+            try:
+                row = as_row(event)
+            except AttributeError:
+                bad += 1
+                continue
+            if all(v is None or type(v) in _PLAIN for v in row):
+                rows.append(row)
+            else:
+                bad += 1
+        if bad:
+            self.dropped += bad
+            self._error("audit: %d event(s) with fields of the wrong type dropped", bad)
+        if not rows:
+            return
+        try:
+            written = self._insert(rows)
+        except sqlite3.OperationalError as exc:  # disk full, I/O error, locked for too long
+            self.dropped += len(rows)
+            self._error("audit: %d event(s) lost: %s", len(rows), exc)
+            return
+        except Exception:
+            written = []  # one row SQLite refuses (e.g. an integer beyond 64 bits): find it
+            for row in rows:
+                try:
+                    written += self._insert([row])
+                except Exception as exc:
+                    self.dropped += 1
+                    self._error("audit: an event could not be written: %s", exc)
+        self.written += len(written)
+        subscribers = self._subscribers
+        if subscribers and written:
+            out = [row_dict(event_id, row) for event_id, row in written]
+            for callback in subscribers:
+                try:
+                    callback(out)
+                except Exception:
+                    log.exception("audit subscriber failed")
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> list[tuple[int, tuple[Any, ...]]]:
+        """Insert ``rows`` in one transaction with explicit, increasing ids; return (id, row)."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Read inside the write lock: a second writer (another daemon on this data dir)
+            # cannot take the same ids. sqlite_sequence keeps ids from being reused.
+            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+            top = conn.execute("SELECT max(id) FROM events").fetchone()[0]
+            base = max(seq[0] if seq else 0, top or 0) + 1
+            numbered = [(base + i, row) for i, row in enumerate(rows)]
+            conn.executemany(INSERT, [(i, *row) for i, row in numbered])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return numbered
+
+    def _error(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        self._errors_since_log += 1
+        if now - self._last_error_log >= ERROR_LOG_INTERVAL:
+            more = self._errors_since_log - 1
+            log.error(message + (f" (and {more} more error(s) since the last report)" if more else ""), *args)
+            self._last_error_log = now
+            self._errors_since_log = 0
+
+
+def open_sink(config: AuditConfig, data_dir: Path) -> AuditSink | None:
+    """The daemon's sink for ``config`` (None when disabled), started; OperatorError if it cannot."""
+    if not config.enabled:
+        return None
+    sink = AuditSink(audit_path(data_dir), config)
+    sink.start()
+    return sink
+
+
+def apply_config(sink: AuditSink | None, config: AuditConfig, data_dir: Path) -> AuditSink | None:
+    """A reload's ``audit`` section applied to the running sink; returns the sink to keep.
+
+    Turning audit off closes the sink (flushing it), on opens one, any other change is applied
+    in place. Blocking (it may open or flush the file): call it from a worker thread.
+    """
+    if not config.enabled:
+        if sink is not None:
+            sink.close()
+        return None
+    if sink is None:
+        return open_sink(config, data_dir)
+    sink.reconfigure(config)
+    return sink
