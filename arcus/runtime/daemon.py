@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from arcus import __version__
+from arcus.audit.feed import audit_handlers
+from arcus.audit.sink import apply_config as apply_audit_config
+from arcus.audit.sink import open_sink as open_audit_sink
 from arcus.config import load_profile
 from arcus.config.schema import LogConfig, Profile, ServerConfig
 from arcus.control.server import ControlServer
@@ -81,6 +84,8 @@ class Daemon:
         snapshot = await asyncio.to_thread(build_snapshot, 1, profile, data, self.own)
         self.shared = Shared(snapshot)
         try:
+            # The audit log before the listeners: the first connections are recorded too.
+            self.shared.audit = await asyncio.to_thread(open_audit_sink, profile.audit, self.data_dir)
             # Listeners first: once the control socket answers `health`, the proxy serves.
             await self._start_serving(await self._bind_listeners(snapshot))
             self.control = ControlServer(self.socket_path, self._handlers(), log=log)
@@ -89,6 +94,8 @@ class Daemon:
             await self._close_listeners(set(self.listeners))
             if self.control is not None:
                 await self.control.close()
+            if self.shared.audit is not None:
+                await asyncio.to_thread(self.shared.audit.close)
             self.store.close()
             raise
         self._spawn(self._sweeper(), "arcus-sweeper")
@@ -159,6 +166,10 @@ class Daemon:
             task.cancel()
         if self.control is not None:
             await self.control.close()
+        await asyncio.sleep(0)  # the aborted connections' last audit events are emitted
+        audit, shared.audit = shared.audit, None
+        if audit is not None:
+            await asyncio.to_thread(audit.close)  # flushes what is queued, bounded
         if self.store is not None:
             self.store.close()
         log.info("stopped")
@@ -286,6 +297,12 @@ class Daemon:
                     self.setup_log(profile.log)
                 except OperatorError as exc:
                     log.error("%s; still logging as before", exc.message)
+            try:  # audit on/off, retention, queue and batch sizes
+                self.shared.audit = await asyncio.to_thread(
+                    apply_audit_config, self.shared.audit, profile.audit, self.data_dir
+                )
+            except OperatorError as exc:
+                log.error("%s; the audit log is unchanged", exc.message)
             log.info("reloaded profile %s: generation %d", profile.source, generation)
             return generation
 
@@ -324,6 +341,7 @@ class Daemon:
             "tenant.suspend": self._cmd_tenant_suspend,
             "tenant.resume": self._cmd_tenant_resume,
             **tenancy_handlers(self),
+            **audit_handlers(lambda: self.shared.audit),
         }
 
     async def _cmd_health(self, args: dict) -> dict:
