@@ -44,6 +44,9 @@ def _register() -> None:
     app.add_typer(policy.app, name="policy")
     app.add_typer(ctl.app, name="ctl")
     app.add_typer(config_cmd.app, name="config")
+    from arcus.cli import audit as audit_cmd
+
+    app.add_typer(audit_cmd.app, name="audit")
 
 
 _register()

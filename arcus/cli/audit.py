@@ -1,0 +1,412 @@
+"""`arcus audit`: tail, search, export and stats of the audit log.
+
+Reading needs no daemon: tail, search and export open ``audit.db`` in the data dir read-only
+(the daemon's writer is never blocked by a reader). ``tail -f`` follows through the daemon's
+``audit.tail`` stream when one answers on the socket -- events appear as soon as they are
+committed -- and otherwise polls the file. ``stats`` asks the daemon (its counters live there).
+
+Output for people is one line per event with fixed columns; ``--json`` prints JSON lines, one
+event per line, the same objects ``export`` writes, so a stream can be piped to ``jq`` as it
+grows. Events hold no credentials, and URL query strings only for tenants that opted in.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+
+from arcus import paths
+from arcus.audit.db import audit_path
+from arcus.audit.query import AuditReader, parse_when
+from arcus.cli._common import DataDirOpt, JsonOpt, SocketOpt, errors_to_exit, human_bytes, note, print_json
+from arcus.control import protocol as p
+from arcus.control.client import ControlClient, DaemonNotRunning
+from arcus.errors import OperatorError
+
+app = typer.Typer(no_args_is_help=True, help="Read the audit log: one event per connection and per HTTP request.")
+
+POLL_INTERVAL = 0.5
+PROGRESS_THRESHOLD = 10_000
+"""Exports of at least this many events show a progress bar on stderr."""
+
+TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Only this tenant's events", show_default=False)]
+UserOpt = Annotated[str | None, typer.Option("--user", help="Only this user's events", show_default=False)]
+HostOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--host",
+        help="Target host: example.com (that host), .example.com (it and every name under it), "
+        "*.example.com (only the names under it)",
+        show_default=False,
+    ),
+]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option("--since", help="From this time: 2025-01-31, 2025-01-31T08:00 (local time unless Z/+hh:mm), or an age: 1h, 7d",
+                 show_default=False),
+]
+UntilOpt = Annotated[str | None, typer.Option("--until", help="Before this time (same forms as --since)", show_default=False)]
+BlockedOpt = Annotated[
+    bool, typer.Option("--blocked", help="Only refusals: decision deny, or status 403, 407 or 429")
+]
+
+
+def _filters(
+    tenant: str | None, user: str | None, host: str | None, since: str | None, until: str | None, blocked: bool
+) -> dict[str, Any]:
+    now = time.time()
+    start = parse_when(since, now=now) if since is not None else None
+    end = parse_when(until, now=now) if until is not None else None
+    if start is not None and end is not None and start >= end:
+        raise OperatorError(
+            f"--since {since} is not before --until {until}",
+            hint="--since is the older end of the range, --until the newer one",
+        )
+    return {"tenant": tenant, "user": user, "host": host, "since": start, "until": end, "blocked": blocked}
+
+
+def _reader(data_dir: Path | None) -> AuditReader:
+    return AuditReader(audit_path(paths.data_dir(data_dir)))
+
+
+# -- formatting ---------------------------------------------------------------------------
+
+COLUMNS = ("time", "tenant", "user", "client", "method", "target", "status", "up", "down", "duration",
+           "decision", "error")
+RIGHT = frozenset({"status", "up", "down", "duration"})
+MIN_WIDTHS = {"time": 19, "tenant": 8, "user": 8, "client": 21, "method": 7, "target": 40, "status": 6,
+              "up": 9, "down": 9, "duration": 8, "decision": 8, "error": 0}
+
+
+def _printable(text: str) -> str:
+    """Control characters shown escaped: a host or path must not drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def _local_time(epoch: Any) -> str:
+    try:
+        return datetime.fromtimestamp(float(epoch)).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "?"
+
+
+def _duration(seconds: Any) -> str:
+    try:
+        s = float(seconds)
+    except (TypeError, ValueError):
+        return "-"
+    if s < 10:
+        return f"{s:.2f}s" if s < 1 else f"{s:.1f}s"
+    whole = int(s)
+    if whole < 60:
+        return f"{whole}s"
+    m, whole = divmod(whole, 60)
+    if m < 60:
+        return f"{m}m{whole:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def _target(row: dict[str, Any]) -> str:
+    host = str(row.get("host") or "")
+    if ":" in host:
+        host = f"[{host}]"
+    port = row.get("port")
+    out = f"{host}:{port}" if port else host
+    path = row.get("path")
+    if path:
+        out += str(path)
+    return out or "-"
+
+
+def cells(row: dict[str, Any]) -> dict[str, str]:
+    """One event as the text of each human column."""
+    decision = row.get("decision")
+    rule = row.get("rule")
+    if decision and rule:
+        decided = f"{decision}:{rule}"
+    else:
+        decided = decision or (f"rule:{rule}" if rule else "-")
+    side, code = row.get("error_side"), row.get("error_code")
+    error = f"{side}:{code}" if side and code else (side or code or "-")
+    status = row.get("status")
+    out = {
+        "time": _local_time(row.get("time")),
+        "tenant": str(row.get("tenant") or "-"),
+        "user": str(row.get("user") or "-"),
+        "client": str(row.get("client") or "-"),
+        "method": str(row.get("method") or "-"),
+        "target": _target(row),
+        "status": str(status) if status else "-",
+        "up": human_bytes(int(row.get("bytes_up") or 0)),
+        "down": human_bytes(int(row.get("bytes_down") or 0)),
+        "duration": _duration(row.get("duration")),
+        "decision": str(decided),
+        "error": str(error),
+    }
+    return {k: _printable(v) for k, v in out.items()}
+
+
+class Lines:
+    """Fixed-width columns; widths grow to the widest cell of the rows given up front."""
+
+    def __init__(self, rows: Iterable[dict[str, str]] = ()) -> None:
+        self.widths = dict(MIN_WIDTHS)
+        for r in rows:
+            for k, v in r.items():
+                self.widths[k] = max(self.widths[k], len(v))
+        for k in COLUMNS:
+            self.widths[k] = max(self.widths[k], len(k))
+
+    def line(self, values: dict[str, str]) -> str:
+        parts = []
+        for k in COLUMNS:
+            v = values[k]
+            parts.append(v.rjust(self.widths[k]) if k in RIGHT else v.ljust(self.widths[k]))
+        return "  ".join(parts).rstrip()
+
+    def header(self) -> str:
+        return self.line({k: k.upper() for k in COLUMNS})
+
+
+def _json_line(row: dict[str, Any]) -> str:
+    return jsonlib.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool, empty: str) -> None:
+    if as_json:
+        sys.stdout.write("".join(_json_line(r) for r in rows))
+        return
+    if not rows:
+        print(empty)
+        return
+    texts = [cells(r) for r in rows]
+    lines = Lines(texts)
+    out = [lines.header(), *(lines.line(t) for t in texts)]
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+@app.command()
+@errors_to_exit
+def tail(
+    lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="How many of the last events to show")] = 20,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new events until Ctrl-C")] = False,
+    tenant: TenantOpt = None,
+    json: JsonOpt = False,
+    socket: SocketOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """The last events of the audit log; with -f, new ones as they are written."""
+    if not follow:
+        with _reader(data_dir) as reader:
+            rows = reader.tail(lines, tenant=tenant)
+        _print_rows(rows, json, "no audit events" + (f" for tenant {tenant}" if tenant else ""))
+        return
+    printer = _Printer(json)
+    try:
+        _follow(printer, lines, tenant, socket, data_dir)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a follow ends
+    except BrokenPipeError:
+        _quiet_stdout()
+
+
+class _Printer:
+    """Prints events one at a time as they come (flushed: `tail -f | grep` sees each at once)."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.lines = Lines()
+        self.header_done = False
+        self.last_id = 0
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        if "skipped" in row and "id" not in row:
+            note(f"note: {row['skipped']} event(s) skipped: this terminal reads slower than they come")
+            return
+        self.last_id = max(self.last_id, int(row.get("id") or 0))
+        if self.as_json:
+            sys.stdout.write(_json_line(row))
+        else:
+            if not self.header_done:
+                sys.stdout.write(self.lines.header() + "\n")
+                self.header_done = True
+            sys.stdout.write(self.lines.line(cells(row)) + "\n")
+        sys.stdout.flush()
+
+
+def _follow(printer: _Printer, n: int, tenant: str | None, socket: Path | None, data_dir: Path | None) -> None:
+    sock = paths.socket_path(socket)
+    client = ControlClient(sock)
+    try:
+        items = client.stream("audit.tail", {"n": n, "tenant": tenant})
+    except DaemonNotRunning:
+        note(f"note: no daemon running at {sock}; following the audit log file (new events appear within a second)")
+        _poll(printer, n, tenant, data_dir)
+        return
+    started = False
+    try:
+        for item in items:
+            started = True
+            printer(item)
+        return  # the daemon ended the stream (shutting down)
+    except p.ControlError as exc:
+        if exc.code == p.UNKNOWN_COMMAND and not started:
+            note("note: this daemon has no audit stream; following the audit log file")
+            _poll(printer, n, tenant, data_dir)
+            return
+        if exc.code != p.UNAVAILABLE:
+            raise
+        note("note: the daemon went away; following the audit log file")
+        _poll(printer, 0, tenant, data_dir, after_id=printer.last_id)
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+        client.close()
+
+
+def _poll(printer: _Printer, n: int, tenant: str | None, data_dir: Path | None, after_id: int | None = None) -> None:
+    with _reader(data_dir) as reader:
+        if after_id is None:
+            backlog = reader.tail(n, tenant=tenant) if n > 0 else []
+            for row in backlog:
+                printer(row)
+            after_id = backlog[-1]["id"] if backlog else reader.last_id()
+        for row in reader.follow(after_id, poll_interval=POLL_INTERVAL, tenant=tenant):
+            printer(row)
+
+
+@app.command()
+@errors_to_exit
+def search(
+    tenant: TenantOpt = None,
+    user: UserOpt = None,
+    host: HostOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    blocked: BlockedOpt = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show the newest N matching events")] = 100,
+    json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Events matching every filter given, oldest first (the newest --limit of them)."""
+    filters = _filters(tenant, user, host, since, until, blocked)
+    with _reader(data_dir) as reader:
+        rows = list(reader.search(limit=limit + 1, order="desc", **filters))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    rows.reverse()
+    _print_rows(rows, json, "no matching events")
+    if more:
+        note(f"note: showing the newest {limit} matching events; --limit N shows more, `arcus audit export` all")
+
+
+@app.command()
+@errors_to_exit
+def export(
+    tenant: TenantOpt = None,
+    user: UserOpt = None,
+    host: HostOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    blocked: BlockedOpt = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="At most N events (the oldest matching)", show_default=False)
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Write to FILE (created 0600) instead of stdout", show_default=False,
+                     dir_okay=False),
+    ] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Matching events as JSON lines, oldest first; a progress bar on stderr for large exports."""
+    filters = _filters(tenant, user, host, since, until, blocked)
+    with _reader(data_dir) as reader, reader.snapshot():
+        total = reader.count(**filters)
+        if limit is not None:
+            total = min(total, limit)
+        rows = reader.search(limit=limit, order="asc", **filters)
+        if output is None:
+            done = _export(rows, sys.stdout, total)
+            sys.stdout.flush()
+        else:
+            with _open_private(output) as out:
+                done = _export(rows, out, total)
+    note(f"exported {done} event{'s' if done != 1 else ''}" + (f" to {output}" if output is not None else ""))
+
+
+def _open_private(path: Path) -> IO[str]:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise OperatorError(f"cannot write {path}: {exc.strerror or exc}", hint="choose a path you can write") from None
+    return os.fdopen(fd, "w", encoding="utf-8")
+
+
+def _export(rows: Iterator[dict[str, Any]], out: IO[str], total: int) -> int:
+    """Write ``rows`` as JSON lines; with a progress bar on stderr when ``total`` is large."""
+    if total < PROGRESS_THRESHOLD:
+        done = 0
+        for row in rows:
+            out.write(_json_line(row))
+            done += 1
+        return done
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=False,
+    )
+    done = 0
+    with progress:
+        task = progress.add_task("export", total=total)
+        for row in rows:
+            out.write(_json_line(row))
+            done += 1
+            if done % 1000 == 0:
+                progress.update(task, completed=done)
+        progress.update(task, completed=done)
+    return done
+
+
+def _quiet_stdout() -> None:
+    """Stdout was a pipe that closed (`| head`): stop quietly, as Unix tools do."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+@app.command()
+@errors_to_exit
+def stats(socket: SocketOpt = None, json: JsonOpt = False) -> None:
+    """The daemon's audit counters: events written, dropped (queue full or write failed), queued."""
+    with ControlClient(paths.socket_path(socket)) as client:
+        result = client.call("audit.stats")
+    if json:
+        print_json(result)
+        return
+    if not result.get("enabled", True):
+        print("the audit log is disabled in the daemon's profile (audit.enabled: false)")
+        return
+    print(
+        f"{result.get('written', 0)} written, {result.get('dropped', 0)} dropped, {result.get('queued', 0)} queued, "
+        f"{human_bytes(int(result.get('db_bytes', 0)))} on disk"
+    )
