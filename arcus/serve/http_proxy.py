@@ -786,6 +786,12 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
 
     def _response_head(self, resp: http1.ResponseHead, rest: bytes) -> None:
         req = self.req
+        if resp.framing == CHUNKED and req.version == b"1.0":
+            # we asked in HTTP/1.0, so the origin must not chunk; an HTTP/1.0 client could not decode it
+            self._upstream_failed(
+                502, "upstream_bad_response", "the upstream answered an HTTP/1.0 request with a chunked body", "upstream"
+            )
+            return
         self.resp = resp
         self.status = resp.status
         self.resp_left = resp.content_length

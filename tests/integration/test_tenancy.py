@@ -1,0 +1,264 @@
+"""Tenants that cannot see each other: identification, users, policies and limits through the
+real daemon, driven by real curl. Store changes are made over the control socket while the
+daemon serves and take effect on the next request."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from arcus.auth.secrets import hash_secret
+from tests.integration.conftest import raw_exchange, run_curl
+
+# hashing is deliberately slow: hash each test password once per session
+_HASHES: dict[str, str] = {}
+
+
+def secret(password: str) -> str:
+    if password not in _HASHES:
+        _HASHES[password] = hash_secret(password)
+    return _HASHES[password]
+
+
+def add_tenant(d, name: str, *sources: str, **settings) -> None:
+    d.ctl("tenant.add", {"name": name, "sources": list(sources)})
+    if settings:
+        d.ctl("tenant.set", {"name": name, **settings})
+
+
+def add_user(d, tenant: str, name: str, password: str) -> None:
+    d.ctl("user.add", {"tenant": tenant, "name": name, "secret": secret(password)})
+
+
+def get(curl, d, url: str, *extra: str):
+    return run_curl(curl, "-i", "-x", f"http://{d.proxy}", *extra, url)
+
+
+def status(r) -> int:
+    return int(r.stdout.split(b" ", 2)[1]) if r.stdout.startswith(b"HTTP/") else 0
+
+
+# ---------------------------------------------------------------------------------- users
+
+
+def test_auth_required_challenges_then_admits_and_never_forwards_credentials(curl, daemon, origin):
+    add_tenant(daemon, "acme", "127.0.0.0/8", auth="required", realm="Acme proxy")
+    add_user(daemon, "acme", "alice", "wonderland")
+    r = get(curl, daemon, origin.url("/headers"))
+    assert status(r) == 407
+    assert b'Proxy-Authenticate: Basic realm="Acme proxy"' in r.stdout
+    r = get(curl, daemon, origin.url("/headers"), "-U", "alice:wrong")
+    assert status(r) == 407
+    r = get(curl, daemon, origin.url("/headers"), "-U", "alice:wonderland")
+    assert status(r) == 200, r.stdout[:300]
+    assert b"roxy-Authorization" not in r.stdout  # the origin echoes what it received
+    stats = daemon.ctl("stats")
+    assert stats["tenants"]["acme"]["requests"] == 3
+    # the credentials are cached: many requests, one key derivation; all answered
+    for _ in range(5):
+        assert status(get(curl, daemon, origin.url("/small"), "-U", "alice:wonderland")) == 200
+
+
+def test_blocked_user_and_failed_login_throttle(curl, daemon, origin):
+    add_tenant(daemon, "acme", "127.0.0.0/8", auth="required")
+    add_user(daemon, "acme", "bob", "builder")
+    daemon.ctl("user.block", {"tenant": "acme", "name": "bob"})
+    r = get(curl, daemon, origin.url("/small"), "-U", "bob:builder")
+    assert status(r) == 403 and b"X-Arcus-Error: user_blocked" in r.stdout
+    daemon.ctl("user.unblock", {"tenant": "acme", "name": "bob"})
+    assert status(get(curl, daemon, origin.url("/small"), "-U", "bob:builder")) == 200
+    codes = [status(get(curl, daemon, origin.url("/small"), "-U", "bob:nope")) for _ in range(7)]
+    assert codes[:5] == [407] * 5
+    assert codes[-1] == 429  # throttled per client address after repeated failures
+
+
+def test_exempt_sources_and_optional_auth(curl, daemon, origin):
+    add_tenant(daemon, "acme", "127.0.0.0/8", auth="required", auth_exempt=["127.0.0.1/32"])
+    assert status(get(curl, daemon, origin.url("/small"))) == 200
+    daemon.ctl("tenant.set", {"name": "acme", "auth": "optional", "auth_exempt": []})
+    add_user(daemon, "acme", "carol", "pw-carol")
+    assert status(get(curl, daemon, origin.url("/small"))) == 200
+    assert status(get(curl, daemon, origin.url("/small"), "-U", "carol:bad")) == 407
+
+
+# ---------------------------------------------------------------------------------- isolation
+
+
+def test_isolation_same_user_name_in_two_tenants(curl, daemon, origin):
+    add_tenant(daemon, "acme", "127.0.0.0/8", auth="required")
+    add_tenant(daemon, "globex", "10.99.0.0/16", auth="required")
+    add_user(daemon, "acme", "sam", "acme-pass")
+    add_user(daemon, "globex", "sam", "globex-pass")
+    # from acme's range, globex's password for the same name does not work
+    assert status(get(curl, daemon, origin.url("/small"), "-U", "sam:globex-pass")) == 407
+    # naming globex explicitly needs globex's credentials, not acme's
+    assert status(get(curl, daemon, origin.url("/small"), "-U", "sam@globex:acme-pass")) == 407
+    r = get(curl, daemon, origin.url("/small"), "-U", "sam@globex:globex-pass")
+    assert status(r) == 200  # a real globex user is counted under globex
+    stats = daemon.ctl("stats")["tenants"]
+    assert stats["globex"]["requests"] == 2
+    # a user that does not exist in the named tenant, with a valid password of another
+    assert status(get(curl, daemon, origin.url("/small"), "-U", "sam@nosuch:acme-pass")) == 407
+
+
+def test_isolation_headers_cannot_pick_a_tenant(tmp_path, curl, origin):
+    from arcus.testing.daemon import DaemonProcess, render_profile
+
+    profile = render_profile().replace("    escaper: direct\n", "    escaper: direct\n    trusted_proxies: [127.0.0.2/32]\n", 1)
+    with DaemonProcess(tmp_path / "a", profile) as d:
+        add_tenant(d, "acme", "10.1.0.0/16")
+        add_tenant(d, "globex", "10.2.0.0/16", auth="required")
+        add_user(d, "globex", "gil", "gil-pass")
+        # not from a trusted range: the header is ignored (and not forwarded)
+        r = get(curl, d, origin.url("/headers"), "-H", "X-Tenant-ID: acme")
+        assert status(r) == 200 and b"X-Tenant-ID" not in r.stdout.split(b"\r\n\r\n", 1)[1]
+        assert "acme" not in d.ctl("stats")["tenants"]
+        # from the trusted load balancer: honoured
+        r = get(curl, d, origin.url("/small"), "--interface", "127.0.0.2", "-H", "X-Tenant-ID: acme")
+        assert status(r) == 200
+        assert d.ctl("stats")["tenants"]["acme"]["requests"] == 1
+        # a trusted header naming a tenant that needs credentials does not skip them
+        r = get(curl, d, origin.url("/small"), "--interface", "127.0.0.2", "-H", "X-Tenant-ID: globex")
+        assert status(r) == 407
+        # and it cannot contradict an authenticated user's tenant
+        r = get(curl, d, origin.url("/small"), "--interface", "127.0.0.2", "-H", "X-Tenant-ID: acme",
+                "-U", "gil@globex:gil-pass")
+        assert status(r) == 200
+        assert d.ctl("stats")["tenants"]["globex"]["requests"] >= 1
+        # an unknown tenant named by a trusted proxy is refused
+        r = get(curl, d, origin.url("/small"), "--interface", "127.0.0.2", "-H", "X-Tenant-ID: nosuch")
+        assert status(r) == 403
+
+
+def test_server_bound_tenant_admits_only_its_users(tmp_path, curl, origin):
+    from arcus.testing.daemon import DaemonProcess, render_profile
+
+    profile = render_profile().replace("    escaper: direct\n", "    escaper: direct\n    tenant: acme\n", 1)
+    d = DaemonProcess(tmp_path / "a", profile)
+    # the tenant must exist before the daemon starts with a profile bound to it
+    d.arcus("tenant", "add", "acme")
+    with d:
+        add_tenant(d, "globex", "127.0.0.0/8")
+        d.ctl("tenant.set", {"name": "acme", "auth": "required"})
+        add_user(d, "acme", "ann", "ann-pass")
+        add_user(d, "globex", "gus", "gus-pass")
+        assert status(get(curl, d, origin.url("/small"), "-U", "gus@globex:gus-pass")) == 407
+        assert status(get(curl, d, origin.url("/small"), "-U", "ann:ann-pass")) == 200
+        tenants = d.ctl("stats")["tenants"]
+        assert "globex" not in tenants or tenants["globex"]["requests"] == 0
+
+
+def test_suspended_tenant_is_refused_whatever_the_route(curl, daemon, origin):
+    add_tenant(daemon, "acme", "10.5.0.0/16", auth="optional")
+    add_user(daemon, "acme", "amy", "amy-pass")
+    daemon.ctl("tenant.suspend", {"name": "acme"})
+    r = get(curl, daemon, origin.url("/small"), "-U", "amy@acme:amy-pass")
+    assert status(r) == 403 and b"tenant_suspended" in r.stdout
+
+
+# ---------------------------------------------------------------------------------- policies
+
+
+def test_policy_deny_block_page_report_and_redirect(curl, daemon, origin):
+    add_tenant(daemon, "acme", "127.0.0.0/8")
+    port = origin.port
+    daemon.ctl("policy.add", {"tenant": "acme", "rule": {"id": "no-admin", "action": "deny", "path_prefixes": ["/admin"]}})
+    daemon.ctl("policy.add", {"tenant": "acme", "rule": {"id": "watch-echo", "action": "report", "path_prefixes": ["/echo"]}})
+    daemon.ctl("policy.add", {"tenant": "acme", "rule": {
+        "id": "move-old", "action": "redirect", "path_prefixes": ["/old"], "redirect_to": "http://example.test/new"}})
+    r = get(curl, daemon, origin.url("/admin/panel"))
+    assert status(r) == 403
+    assert b"X-Arcus-Rule: no-admin" in r.stdout
+    body = r.stdout.split(b"\r\n\r\n", 1)[1]
+    assert b"no-admin" in body and b"Request id" in body
+    assert not any(s.target.startswith("/admin") for s in origin.requests)
+    assert status(get(curl, daemon, origin.url("/echo"))) == 200  # report: logs only
+    r = get(curl, daemon, origin.url("/old/page"))
+    assert status(r) == 302 and b"Location: http://example.test/new" in r.stdout
+    # a per-tenant block page template
+    daemon.ctl("tenant.set", {"name": "acme", "block_page": "<p>ACME says no: {rule} ({request_id})</p>"})
+    r = get(curl, daemon, origin.url("/admin"))
+    assert b"<p>ACME says no: no-admin (" in r.stdout
+    assert port == origin.port
+
+
+def test_policy_applies_to_resolved_addresses(curl, daemon, origin):
+    """A name that resolves to a forbidden address is refused (DNS rebinding)."""
+    add_tenant(daemon, "acme", "127.0.0.0/8")
+    daemon.ctl("policy.add", {"tenant": "acme", "rule": {"id": "no-loopback", "action": "deny", "dest_cidrs": ["127.0.0.0/8"]}})
+    r = get(curl, daemon, f"http://localhost:{origin.port}/small")
+    assert status(r) == 403 and b"X-Arcus-Error: denied" in r.stdout
+    assert status(get(curl, daemon, origin.url("/small"))) == 403  # the literal address too
+
+
+def test_policy_per_user_rules_come_first(curl, daemon, origin):
+    add_tenant(daemon, "acme", "127.0.0.0/8", auth="required")
+    add_user(daemon, "acme", "kid", "kid-pass")
+    add_user(daemon, "acme", "boss", "boss-pass")
+    daemon.ctl("policy.add", {"tenant": "acme", "rule": {"id": "kids-no-echo", "action": "deny", "path_prefixes": ["/echo"], "user": "kid"}})
+    assert status(get(curl, daemon, origin.url("/echo"), "-U", "kid:kid-pass")) == 403
+    assert status(get(curl, daemon, origin.url("/echo"), "-U", "boss:boss-pass")) == 200
+
+
+def test_connect_tunnels_are_policed_too(curl, daemon, origin):
+    add_tenant(daemon, "acme", "127.0.0.0/8")
+    daemon.ctl("policy.add", {"tenant": "acme", "rule": {"id": "no-tunnels", "action": "deny", "methods": ["CONNECT"]}})
+    r = run_curl(curl, "-p", "-x", f"http://{daemon.proxy}", origin.url("/small"))
+    assert r.returncode != 0 and b"403" in r.stderr
+
+
+# ---------------------------------------------------------------------------------- limits
+
+
+def test_tenant_connection_limit_is_503(curl, daemon, origin):
+    add_tenant(daemon, "acme", "127.0.0.0/8", max_conns=2)
+    host, port = daemon.proxy.rsplit(":", 1)
+    held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(2)]
+    try:
+        time.sleep(0.2)
+        out = raw_exchange(daemon.proxy, f"GET {origin.url('/small')} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert out.startswith(b"HTTP/1.1 503") and b"tenant_conn_limit" in out
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.3)
+    assert status(get(curl, daemon, origin.url("/small"))) == 200
+
+
+def test_tenant_request_rate_is_429_with_retry_after(curl, daemon, origin):
+    add_tenant(daemon, "acme", "127.0.0.0/8", rps=2)
+    urls: list[str] = []
+    for _ in range(12):
+        urls += ["-o", "/dev/null", origin.url("/small")]
+    r = run_curl(curl, "-s", "-w", "%{http_code}\n", "-x", f"http://{daemon.proxy}", *urls)
+    codes = r.stdout.decode().split()
+    assert codes.count("200") >= 2 and "429" in codes
+    r = get(curl, daemon, origin.url("/small"))
+    if status(r) == 429:
+        assert b"Retry-After: " in r.stdout
+
+
+def _download(curl, d, url: str, out: dict, key: str, *extra: str) -> None:
+    r = run_curl(curl, "-s", "-o", "/dev/null", "-w", "%{speed_download} %{http_code}", "-x", f"http://{d.proxy}", *extra, url, timeout=60)
+    speed, code = r.stdout.decode().split()
+    out[key] = (float(speed), code)
+
+
+def test_bandwidth_is_shaped_and_one_tenant_at_its_limit_does_not_slow_another(curl, daemon, origin):
+    add_tenant(daemon, "slow", "127.0.0.2/32", bandwidth=500000)  # bytes/s (the CLI takes "4Mbit")
+    add_tenant(daemon, "fast", "127.0.0.3/32")
+    size = 1_500_000
+    results: dict[str, tuple[float, str]] = {}
+    threads = [
+        threading.Thread(target=_download, args=(curl, daemon, origin.url(f"/bytes/{size}"), results, "slow", "--interface", "127.0.0.2")),
+        threading.Thread(target=_download, args=(curl, daemon, origin.url(f"/bytes/{size}"), results, "fast", "--interface", "127.0.0.3")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    slow, fast = results["slow"], results["fast"]
+    assert slow[1] == "200" and fast[1] == "200"
+    assert slow[0] < 500_000 * 1.6, f"shaped tenant ran at {slow[0]:.0f} B/s"
+    assert fast[0] > slow[0] * 3, f"the unshaped tenant ran at {fast[0]:.0f} B/s beside {slow[0]:.0f}"
