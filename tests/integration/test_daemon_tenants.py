@@ -153,7 +153,11 @@ def test_list_and_show_json_shapes(daemon, curl, origin):
     listed = json.loads(r.stdout)
     assert [t["name"] for t in listed] == ["acme", "beta", "default"]
     for t in listed:
-        assert set(t) == {"name", "display_name", "sources", "suspended", "created_at"}
+        assert set(t) == {
+            "name", "display_name", "sources", "suspended", "created_at",
+            "auth", "auth_exempt", "realm", "default_action", "block_page",
+            "max_conns", "rps", "bandwidth", "log_query",
+        }
         assert t["created_at"].endswith("Z")
     acme = listed[0]
     assert acme["display_name"] == "Acme Corp"
@@ -165,6 +169,7 @@ def test_list_and_show_json_shapes(daemon, curl, origin):
     assert r.returncode == 0, r.stderr
     shown = json.loads(r.stdout)
     usage = shown.pop("usage")
+    assert shown.pop("users", 0) == 0 and shown.pop("rules", 0) == 0
     assert shown == acme
     assert usage["requests"] == 1
     assert usage["conns_total"] == 1
