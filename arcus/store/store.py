@@ -126,7 +126,7 @@ class Store:
                 tenants.update_suspended(conn, name, bool(suspended))
                 return tenants.select_one(conn, name)
 
-    def set_tenant(self, name: str, **changes: Any) -> Tenant:
+    def set_tenant(self, name: str, /, **changes: Any) -> Tenant:
         """Change a tenant's settings (auth, auth_exempt, realm, default_action, block_page,
         max_conns, rps, bandwidth, log_query); None resets one. Only what differs is written
         and recorded; no change at all writes nothing."""
@@ -170,7 +170,7 @@ class Store:
             with db.transaction(conn, self.path):
                 users.delete(conn, tenant, name)
 
-    def set_user(self, tenant: str, name: str, **changes: Any) -> User:
+    def set_user(self, tenant: str, name: str, /, **changes: Any) -> User:
         """Change secret, blocked, expires_at, max_conns, rps or bandwidth; None resets the
         last four. A new secret is always written (and recorded without its value)."""
         checked = users.check_settings(tenant, name, changes)
