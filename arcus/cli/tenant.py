@@ -1,4 +1,4 @@
-"""`arcus tenant`: add, list, show, rm, suspend, resume.
+"""`arcus tenant`: add, list, show, set, rm, suspend, resume.
 
 Through the running daemon when one answers on the socket (the change applies on the next
 connection); otherwise straight into the store, saying so on stderr. Both paths print the
@@ -8,6 +8,7 @@ whether a daemon was running.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,16 +28,19 @@ from arcus.cli._common import (
     note,
     print_json,
 )
+from arcus.control import protocol as p
 from arcus.control.client import ControlClient, DaemonNotRunning
+from arcus.errors import OperatorError
 from arcus.names import validate_name
 from arcus.store import Store, normalize_source
+from arcus.units import format_bandwidth, parse_bandwidth, parse_count, parse_rate
 
 app = typer.Typer(no_args_is_help=True, help="Manage tenants: who a client belongs to, and whether it is served.")
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="Tenant name ([A-Za-z0-9._-])", show_default=False)]
 
 
-def _run(
+def run_or_store(
     socket: Path | None,
     data_dir: Path | None,
     cmd: str,
@@ -44,11 +48,29 @@ def _run(
     direct: Callable[[Store], Any],
     *,
     writes: bool,
+    timeout: float = 10.0,
 ) -> Any:
-    """Send ``cmd`` to the daemon; with none running, do ``direct`` on the store and say so."""
+    """Send ``cmd`` to the daemon; with none running, do ``direct`` on the store and say so.
+
+    Shared by the tenant, user and policy groups. A request longer than the control socket
+    takes (a large ``user import``) is refused with a hint when a daemon runs, and goes to
+    the store when none does.
+    """
     sock = paths.socket_path(socket)
+    too_long = len(p.Request(0, cmd, args).encode()) > p.MAX_LINE
     try:
-        with ControlClient(sock) as client:
+        with ControlClient(sock, timeout=timeout) as client:
+            if too_long:
+                try:
+                    client.call("help")  # is anyone there? DaemonNotRunning -> the store
+                except DaemonNotRunning:
+                    raise
+                except p.ControlError:
+                    pass  # any answer means a daemon is there
+                raise OperatorError(
+                    f"the request is larger than the control socket takes ({p.MAX_LINE // (1024 * 1024)} MiB)",
+                    hint="split the input into smaller parts, or stop the daemon to write the store directly",
+                )
             return client.call(cmd, args)
     except DaemonNotRunning:
         pass
@@ -64,6 +86,46 @@ def _tenant_name(name: str) -> str:
     return validate_name("tenant", name)
 
 
+AUTH_MODES = ("none", "optional", "required")
+DEFAULT_ACTIONS = ("allow", "deny")
+BLOCK_PAGE_FIELDS = ("tenant", "rule", "reason", "request_id", "host")
+MAX_BLOCK_PAGE = 64 * 1024
+MAX_REALM = 100
+
+
+def count_text(value: int | None) -> str:
+    return "unlimited" if value is None else str(value)
+
+
+def rate_text(value: float | None) -> str:
+    return "unlimited" if value is None else f"{value:g} req/s"
+
+
+def bandwidth_text(value: float | None) -> str:
+    return "unlimited" if value is None else f"{format_bandwidth(value)} each way"
+
+
+def limit_lines(item: dict[str, Any], usage: dict[str, Any] | None) -> list[str]:
+    """The limits of a tenant or user, the live connection count beside its limit when known.
+
+    The rate and bandwidth lines show the limit only: the daemon counts requests and bytes,
+    not a current rate.
+    """
+    conns = count_text(item.get("max_conns"))
+    if usage is not None:
+        conns = f"{usage.get('conns_active', 0)} / {conns}"
+    return [
+        f"connections {conns}",
+        f"rate limit  {rate_text(item.get('rps'))}",
+        f"bandwidth   {bandwidth_text(item.get('bandwidth'))}",
+    ]
+
+
+def realm_text(t: dict[str, Any]) -> str:
+    realm = t.get("realm")
+    return f'"{realm}"' if realm else f'"arcus {t["name"]}" (default)'
+
+
 def _show_one(t: dict[str, Any]) -> None:
     out = console()
     out.print(f"tenant     {t['name']}")
@@ -71,11 +133,113 @@ def _show_one(t: dict[str, Any]) -> None:
     out.print(f"sources    {', '.join(t.get('sources') or []) or '-'}")
     out.print(f"suspended  {'yes' if t.get('suspended') else 'no'}")
     out.print(f"created    {t.get('created_at', '')}")
+    out.print(f"auth       {t.get('auth', 'none')}, realm {realm_text(t)}")
+    out.print(f"exempt     {', '.join(t.get('auth_exempt') or []) or '-'}")
+    default = t.get("default_action", "allow")
+    out.print(f"default    {default} (when no rule decides)")
+    page = t.get("block_page")
+    out.print(f"block page {'built-in' if not page else f'custom, {len(page)} characters'}")
+    out.print(f"log query  {'yes' if t.get('log_query') else 'no'}")
+    for key in ("users", "rules"):
+        if key in t:
+            out.print(f"{key:<10} {t[key]}")
     usage = t.get("usage")
+    out.print("")
+    for line in limit_lines(t, usage):
+        out.print(line)
     if usage is not None:
         table = make_table("usage", COUNTER_COLUMNS, right=COUNTER_COLUMNS[:-1])
         table.add_row(*counter_cells(usage))
         out.print(table)
+
+
+def read_block_page(path: Path) -> str:
+    """A block page template, read and checked: UTF-8, bounded, only the known fields.
+
+    Checked here so that a typo (``{tenat}``) or a stray CSS brace is refused when it is set,
+    not when the first client is blocked.
+    """
+    fields = " ".join("{" + f + "}" for f in BLOCK_PAGE_FIELDS)
+    hint = f"fields: {fields}; write {{{{ and }}}} for a literal brace (CSS rules need them doubled)"
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BLOCK_PAGE + 1)
+    except OSError as exc:
+        raise OperatorError(f"cannot read block page {path}: {exc.strerror or exc}",
+                            hint="give the path of an HTML file") from None
+    if len(raw) > MAX_BLOCK_PAGE:
+        raise OperatorError(f"block page {path} is larger than {MAX_BLOCK_PAGE // 1024} KiB",
+                            hint="a block page is one small HTML page; link to images and styles instead")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise OperatorError(f"block page {path} is not UTF-8 text (byte {exc.start})",
+                            hint="save the file as UTF-8") from None
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise OperatorError(f"block page {path}: {exc}", hint=hint) from None
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in BLOCK_PAGE_FIELDS:
+            raise OperatorError(f"block page {path}: unknown field {{{field}}}", hint=hint)
+        if spec or conversion:  # {host:>999999999} would allocate at every blocked request
+            raise OperatorError(f"block page {path}: field {{{field}}} takes no format spec or conversion", hint=hint)
+    try:
+        text.format(**{f: "x" for f in BLOCK_PAGE_FIELDS})
+    except (ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise OperatorError(f"block page {path}: {exc}", hint=hint) from None
+    return text
+
+
+def check_realm(text: str) -> str | None:
+    """The realm sent in ``Proxy-Authenticate: Basic realm="..."``; empty -> the default."""
+    realm = text.strip()
+    if not realm:
+        return None
+    # Printable ASCII without '"' and '\\': it is sent in a quoted header parameter.
+    bad = any(not (" " <= c <= "~") or c in '"\\' for c in realm)
+    if bad or len(realm) > MAX_REALM:
+        raise OperatorError(
+            f"invalid realm {text!r}",
+            hint=f"use at most {MAX_REALM} printable ASCII characters without quotes or backslashes; "
+            "'' restores the default",
+        )
+    return realm
+
+
+def check_choice(what: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise OperatorError(f"invalid {what} {value!r}", hint="use " + ", ".join(choices[:-1]) + " or " + choices[-1])
+    return value
+
+
+def describe_changes(args: dict[str, Any]) -> str:
+    """One phrase per changed setting, in the order the options are listed."""
+    parts: list[str] = []
+    for key, value in args.items():
+        if key == "max_conns":
+            parts.append(f"max conns {count_text(value)}")
+        elif key == "rps":
+            parts.append(f"rate limit {rate_text(value)}")
+        elif key == "bandwidth":
+            parts.append(f"bandwidth {bandwidth_text(value)}")
+        elif key == "auth":
+            parts.append(f"auth {value}")
+        elif key == "auth_exempt":
+            parts.append("auth exempt " + (", ".join(value) or "none"))
+        elif key == "realm":
+            parts.append("realm " + (f'"{value}"' if value else "default"))
+        elif key == "default_action":
+            parts.append(f"default {value}")
+        elif key == "block_page":
+            parts.append("block page " + ("custom" if value else "built-in"))
+        elif key == "log_query":
+            parts.append("query strings " + ("logged" if value else "not logged"))
+        elif key == "expires_at":
+            parts.append(f"expires {value or 'never'}")
+    return ", ".join(parts)
 
 
 @app.command()
@@ -99,7 +263,7 @@ def add(
     args: dict[str, Any] = {"name": name, "sources": sources}
     if display_name is not None:
         args["display_name"] = display_name
-    result = _run(
+    result = run_or_store(
         socket,
         data_dir,
         "tenant.add",
@@ -118,7 +282,7 @@ def add(
 @errors_to_exit
 def list_(socket: SocketOpt = None, data_dir: DataDirOpt = None, json: JsonOpt = False) -> None:
     """List every tenant."""
-    result = _run(
+    result = run_or_store(
         socket, data_dir, "tenant.list", {}, lambda st: [t.to_dict() for t in st.list_tenants()], writes=False
     )
     if json:
@@ -143,15 +307,99 @@ def list_(socket: SocketOpt = None, data_dir: DataDirOpt = None, json: JsonOpt =
 @app.command()
 @errors_to_exit
 def show(name: NameArg, socket: SocketOpt = None, data_dir: DataDirOpt = None, json: JsonOpt = False) -> None:
-    """One tenant, with its usage counters when the daemon is running."""
+    """One tenant: settings, limits, user and rule counts, and live usage when the daemon is running."""
     _tenant_name(name)
-    result = _run(
-        socket, data_dir, "tenant.show", {"name": name}, lambda st: st.get_tenant(name).to_dict(), writes=False
-    )
+    def direct(st: Store) -> dict[str, Any]:
+        return {**st.get_tenant(name).to_dict(), "users": len(st.list_users(name)), "rules": len(st.list_rules(name))}
+
+    result = run_or_store(socket, data_dir, "tenant.show", {"name": name}, direct, writes=False)
     if json:
         print_json(result)
         return
     _show_one(result)
+
+
+@app.command("set")
+@errors_to_exit
+def set_(
+    name: NameArg,
+    max_conns: Annotated[str | None, typer.Option(
+        "--max-conns", metavar="N|unlimited", help="Concurrent connections of the whole tenant", show_default=False)] = None,
+    rps: Annotated[str | None, typer.Option(
+        "--rps", metavar="R|unlimited", help="Requests per second (token bucket)", show_default=False)] = None,
+    bandwidth: Annotated[str | None, typer.Option(
+        "--bandwidth", metavar="B|unlimited",
+        help="Each direction; 50M = 50 megabit/s, 50MB = 50 megabyte/s", show_default=False)] = None,
+    auth: Annotated[str | None, typer.Option(
+        "--auth", metavar="none|optional|required", help="Ask clients for a user name and password",
+        show_default=False)] = None,
+    auth_exempt: Annotated[list[str] | None, typer.Option(
+        "--auth-exempt", metavar="CIDR", help="Client range never asked for credentials; repeatable; replaces the list",
+        show_default=False)] = None,
+    no_auth_exempt: Annotated[bool, typer.Option("--no-auth-exempt", help="Empty the list of exempt ranges")] = False,
+    realm: Annotated[str | None, typer.Option(
+        "--realm", metavar="TEXT", help="Realm shown in the password dialog; '' for the default \"arcus TENANT\"",
+        show_default=False)] = None,
+    default: Annotated[str | None, typer.Option(
+        "--default", metavar="allow|deny", help="What happens when no policy rule decides", show_default=False)] = None,
+    block_page: Annotated[Path | None, typer.Option(
+        "--block-page", metavar="FILE", help="HTML template of the 403 page: {tenant} {rule} {reason} {request_id} {host}",
+        show_default=False)] = None,
+    no_block_page: Annotated[bool, typer.Option("--no-block-page", help="Go back to the built-in block page")] = False,
+    log_query: Annotated[bool | None, typer.Option(
+        "--log-query/--no-log-query", help="Keep URL query strings in the audit log", show_default=False)] = None,
+    socket: SocketOpt = None,
+    data_dir: DataDirOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Change a tenant's limits and settings; the daemon applies them on the next request."""
+    _tenant_name(name)
+    changes: dict[str, Any] = {}
+    if max_conns is not None:
+        changes["max_conns"] = parse_count(max_conns)
+    if rps is not None:
+        changes["rps"] = parse_rate(rps)
+    if bandwidth is not None:
+        changes["bandwidth"] = parse_bandwidth(bandwidth)
+    if auth is not None:
+        changes["auth"] = check_choice("auth mode", auth, AUTH_MODES)
+    if auth_exempt and no_auth_exempt:
+        raise OperatorError("--auth-exempt and --no-auth-exempt contradict each other",
+                            hint="give the new ranges with --auth-exempt (they replace the list), or --no-auth-exempt alone")
+    if auth_exempt:
+        changes["auth_exempt"] = list(dict.fromkeys(normalize_source(c) for c in auth_exempt))
+    elif no_auth_exempt:
+        changes["auth_exempt"] = []
+    if realm is not None:
+        changes["realm"] = check_realm(realm)
+    if default is not None:
+        changes["default_action"] = check_choice("default action", default, DEFAULT_ACTIONS)
+    if block_page is not None and no_block_page:
+        raise OperatorError("--block-page and --no-block-page contradict each other", hint="give one of them")
+    if block_page is not None:
+        changes["block_page"] = read_block_page(block_page)
+    elif no_block_page:
+        changes["block_page"] = None
+    if log_query is not None:
+        changes["log_query"] = log_query
+    if not changes:
+        raise OperatorError(
+            "nothing to change",
+            hint="give at least one of --max-conns, --rps, --bandwidth, --auth, --auth-exempt, --no-auth-exempt, "
+            "--realm, --default, --block-page, --no-block-page, --log-query/--no-log-query",
+        )
+    result = run_or_store(
+        socket,
+        data_dir,
+        "tenant.set",
+        {"name": name, **changes},
+        lambda st: st.set_tenant(name, **changes).to_dict(),
+        writes=True,
+    )
+    if json:
+        print_json(result)
+        return
+    print(f"changed tenant {result.get('name', name)}: {describe_changes(changes)}")
 
 
 @app.command()
@@ -164,7 +412,7 @@ def rm(name: NameArg, socket: SocketOpt = None, data_dir: DataDirOpt = None, jso
         st.remove_tenant(name)
         return {"removed": name}
 
-    result = _run(socket, data_dir, "tenant.rm", {"name": name}, direct, writes=True)
+    result = run_or_store(socket, data_dir, "tenant.rm", {"name": name}, direct, writes=True)
     if json:
         print_json(result)
         return
@@ -174,7 +422,7 @@ def rm(name: NameArg, socket: SocketOpt = None, data_dir: DataDirOpt = None, jso
 def _set_suspended(name: str, suspended: bool, socket: Path | None, data_dir: Path | None, json: bool) -> None:
     _tenant_name(name)
     cmd = "tenant.suspend" if suspended else "tenant.resume"
-    result = _run(
+    result = run_or_store(
         socket, data_dir, cmd, {"name": name}, lambda st: st.set_suspended(name, suspended).to_dict(), writes=True
     )
     if json:
