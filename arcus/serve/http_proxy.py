@@ -14,16 +14,13 @@ import logging
 import math
 import ssl as ssl_module
 import time
-from datetime import datetime, timezone
 
 from arcus.audit.events import AuditEvent
-from arcus.auth.secrets import verify_secret
-from arcus.errors import EscapeError, OperatorError, ProtocolError
+from arcus.errors import EscapeError, ProtocolError
 from arcus.limit import max_pause
-from arcus.policy import Request as PolicyRequest
 from arcus.proto import http1
 from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, ChunkedScanner, Limits
-from arcus.serve import gate
+from arcus.serve import admission, gate
 from arcus.serve.context import Shared, Snapshot, Tracked, access_log
 from arcus.serve.tenancy import TenantView, UserView
 from arcus.serve.upstream import UpstreamConnection
@@ -46,7 +43,6 @@ STATE_NAMES = ("idle", "connecting", "request_body", "response", "tunnel", "clos
 PAUSE_UPSTREAM = 1  # the upstream cannot take more
 PAUSE_BUFFER = 2  # too much pipelined / early data buffered
 PAUSE_SHAPER = 4  # over a bandwidth limit: reading resumes when the shaper says so
-UTC = timezone.utc
 
 # whose fault an error was, for stats and the audit log (STYLE: errors say whose fault it was)
 _SIDES = {
@@ -322,51 +318,40 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
     # ------------------------------------------------------------------ the gate: who, whether, how fast
 
     def _identify(self, req: http1.RequestHead) -> None:
-        """Find the request's tenant and user (module doc of arcus.serve.gate), then authenticate."""
-        snap = self.snap
-        tenancy = snap.tenancy
-        tv = snap.tenancy.get(self.conn_tenant)
-        creds = None
-        if tenancy.any_users or self.conf.trusted_proxies:
+        """Find the request's tenant and user (order: arcus.serve.gate), then authenticate."""
+        username = password = header = None
+        if self.snap.tenancy.any_users or self.conf.trusted_proxies:
             auth_value, tenant_hdr = gate.scan_headers(req.headers)
-            if (
-                tenant_hdr is not None
-                and self.conf.tenant is None
-                and self.conn_tenant == "default"
-                and self.conf.trusted_proxies
-                and gate.in_ranges(self.client_ip, self.conf.trusted_proxies)
-            ):
-                name = tenant_hdr.decode("latin-1").strip()
-                if name not in tenancy.tenants:
-                    self._refuse(403, "unknown_tenant", f"X-Tenant-ID names no tenant: {name[:64]!r}", "forbidden")
-                    return
-                tv = tenancy.tenants[name]
+            if tenant_hdr is not None:
+                header = tenant_hdr.decode("latin-1")
             if auth_value is not None:
                 creds = gate.parse_basic(auth_value)
                 if creds is None:
-                    self._challenge(tv, "malformed Proxy-Authorization (expected Basic credentials)")
+                    tv = self.snap.tenancy.get(self.conn_tenant)
+                    self._refusal(admission.Refusal(407, "auth_required", "malformed Proxy-Authorization (expected Basic credentials)", realm=tv.realm))
                     return
-                user, named = gate.split_user(creds[0])
-                if named is not None and named != tv.name:
-                    if self.conf.tenant is not None or named not in tenancy.tenants:
-                        # a server bound to a tenant admits only that tenant's users
-                        self._challenge(tv, "these credentials are not valid here")
-                        return
-                    tv = tenancy.tenants[named]
-                    creds = (user, creds[1])
-                elif named is not None:
-                    creds = (user, creds[1])
-                elif tv.auth == "none":
-                    creds = None  # this tenant does not use credentials: ignore (never forward) them
-        self._set_tenant(tv)
-        if creds is None:
-            if tv.auth == "required" and not tv.is_exempt(self.client_ip):
-                self._challenge(tv, "this proxy needs your user name and password")
-                return
+                username, password = creds
+        who = admission.identify(
+            self.snap, self.conf.tenant, self.conf.trusted_proxies, self.conn_tenant, self.client_ip, username, password, header
+        )
+        if isinstance(who, admission.Refusal):
+            self._set_tenant(self.snap.tenancy.get(self.conn_tenant))
+            self._refusal(who)
+            return
+        if isinstance(who, TenantView):
+            self._set_tenant(who)
             self.user = None
             self._admit()
             return
-        self._authenticate(tv, creds[0], creds[1])
+        self._set_tenant(who.tenant)
+        known = admission.credentials_known(self.shared, who, self.client_ip)
+        if known is None:
+            # a key-derivation function takes a good part of a second: never on the event loop
+            self.state = CONNECTING
+            self.deadline = 0.0
+            self.task = asyncio.get_running_loop().create_task(self._verify(who), name=f"arcus-auth-{self.id}")
+            return
+        self._authenticated(known)
 
     def _set_tenant(self, tv: TenantView) -> None:
         self.tview = tv
@@ -379,154 +364,78 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.ten_stats.conns_total += 1
         self.ten_stats.requests += 1
 
-    def _challenge(self, tv: TenantView, message: str) -> None:
-        self._count_error("auth_required")
-        self.decision = "deny"
-        req = self.req
-        if req is not None and req.framing != NO_BODY:
-            self.keep_alive = False
-        self._send_simple(407, "auth_required", message, extra=[(b"Proxy-Authenticate", tv.realm)])
-        self._request_done()
-
-    def _authenticate(self, tv: TenantView, name: str, password: str) -> None:
-        shared = self.shared
-        now = time.monotonic()
-        wait = shared.throttle.blocked(self.client_ip, now)
-        if wait > 0:
-            self._refuse(429, "auth_throttled", "too many failed logins from your address; wait and try again", "client", retry_after=wait)
-            return
-        user = tv.users.get(name)
-        if user is None:
-            shared.throttle.failed(self.client_ip, now)
-            self._challenge(tv, "unknown user or wrong password")
-            return
-        key = f"{tv.name}\0{name}\0{user.secret}"
-        known = shared.credcache.check(key, password, now)
-        if known is not None:
-            self._authenticated(tv, user, known)
-            return
-        # a key-derivation function takes a good part of a second: never on the event loop
-        self.state = CONNECTING
-        self.deadline = 0.0
-        self.task = asyncio.get_running_loop().create_task(
-            self._verify(tv, user, key, password), name=f"arcus-auth-{self.id}"
-        )
-
-    async def _verify(self, tv: TenantView, user: UserView, key: str, password: str) -> None:
-        try:
-            ok = await asyncio.to_thread(verify_secret, user.secret, password)
-        except OperatorError:
-            log.warning("user %s/%s has an unreadable stored secret", tv.name, user.name)
-            ok = False
+    async def _verify(self, creds: admission.Credentials) -> None:
+        result = await admission.verify_credentials(self.shared, creds, self.client_ip)
         self.task = None
-        self.shared.credcache.remember(key, password, ok, time.monotonic())
-        if self.state == CLOSED:
-            return
-        self._authenticated(tv, user, ok)
+        if self.state != CLOSED:
+            self._authenticated(result)
 
-    def _authenticated(self, tv: TenantView, user: UserView, ok: bool) -> None:
-        shared = self.shared
-        if not ok:
-            shared.throttle.failed(self.client_ip, time.monotonic())
-            self._challenge(tv, "unknown user or wrong password")
+    def _authenticated(self, result: UserView | admission.Refusal) -> None:
+        if isinstance(result, admission.Refusal):
+            self._refusal(result)
             return
-        shared.throttle.succeeded(self.client_ip)
-        if user.blocked:
-            self._refuse(403, "user_blocked", f"user {user.name} is blocked", "forbidden")
-            return
-        if user.expires is not None and time.time() >= user.expires:
-            self._refuse(403, "user_expired", f"the account of user {user.name} has expired", "forbidden")
-            return
+        user = result
         self.user = user
         if self.user_held != user.key:
             if self.user_held:
-                self._release_user()
-            lim = shared.limits.get("u:" + user.key)
-            if lim is not None and lim.spec.max_conns is not None:
-                if not lim.conns.try_acquire():
-                    self._refuse(503, "user_conn_limit", f"user {user.name} has too many connections open", "client")
-                    return
-                self.user_held = user.key
+                admission.release_user_slot(self.shared, self.user_held)
+                self.user_held = ""
+            if not admission.hold_user_slot(self.shared, user):
+                self._refuse(503, "user_conn_limit", f"user {user.name} has too many connections open", "client")
+                return
+            self.user_held = user.key
         self._admit()
-
-    def _release_user(self) -> None:
-        lim = self.shared.limits.get("u:" + self.user_held)
-        if lim is not None and lim.conns.active > 0:
-            lim.conns.release()
-        self.user_held = ""
 
     def _admit(self) -> None:
         """Tenant state, request rate, policy; then the request may leave."""
         req = self.req
-        tv = self.tview
-        if tv.suspended:
-            self._refuse(403, "tenant_suspended", f"tenant {tv.name} is suspended", "forbidden")
+        tunnel = req.form == "authority"
+        verdict = admission.admit(
+            self.shared,
+            self.snap,
+            self.tview,
+            self.user,
+            host=req.host,
+            port=req.port,
+            client_ip=self.client_ip,
+            method=req.method.decode("latin-1"),
+            path=None if tunnel else req.path.decode("latin-1"),
+            is_tunnel=tunnel,
+        )
+        if isinstance(verdict, admission.Refusal):
+            self._refusal(verdict)
             return
-        if self.snap.tenancy.any_limits:
-            limits = self.shared.limits
-            scopes = (
-                limits.get(""),
-                limits.get("t:" + tv.name) if tv.limits.any else None,
-                limits.get("u:" + self.user.key) if self.user is not None and self.user.limits.any else None,
-            )
-            buckets = [lim.rate for lim in scopes if lim is not None and lim.rate is not None]
-            if buckets:
-                now = time.monotonic()
-                wait = max(b.wait(now) for b in buckets)
-                if wait > 0:
-                    self._refuse(429, "rate_limited", "too many requests; slow down", "client", retry_after=wait)
-                    return
-                for b in buckets:
-                    b.take(now)
-            self.shape_up = tuple(lim.up for lim in scopes if lim is not None and lim.up is not None)
-            self.shape_down = tuple(lim.down for lim in scopes if lim is not None and lim.down is not None)
-        elif self.shape_up or self.shape_down:
-            self.shape_up = self.shape_down = ()
-        policy = tv.policy
-        if policy is not None:
-            tunnel = req.form == "authority"
-            path = None if tunnel else req.path.decode("latin-1")
-            ctx = PolicyRequest(
-                req.host,
-                req.port,
-                self.client_ip,
-                now=datetime.now(UTC),
-                user=self.user.name if self.user is not None else None,
-                method=req.method.decode("latin-1"),
-                path=path,
-                is_tunnel=tunnel,
-            )
-            decision = policy.decide(ctx)
-            self.reports = decision.reports
-            self.rule_id = decision.rule_id
-            if decision.action == "deny" or (decision.action == "redirect" and tunnel):
-                self.decision = "deny"
-                self._block(decision.rule_id or "default", decision.reason)
-                return
-            if decision.action == "redirect":
-                self.decision = "redirect"
-                self._redirect(decision.redirect_to or "/")
-                return
-            if decision.needs_address:
-                self.check = self._address_check(policy, ctx, tv)
         self.decision = "allow"
-        if req.form == "authority":
+        self.rule_id = verdict.rule
+        self.reports = verdict.reports
+        self.check = verdict.check
+        self.shape_up = verdict.shape_up
+        self.shape_down = verdict.shape_down
+        if tunnel:
             self._open_tunnel()
         else:
             self._forward()
 
-    @staticmethod
-    def _address_check(policy, ctx: PolicyRequest, tv: TenantView):
-        """The policy, once more, for each address the name resolved to (DNS rebinding)."""
-        from dataclasses import replace
-
-        def check(ip: str):
-            d = policy.decide(replace(ctx, dest_ip=ip))
-            if d.action != "allow":
-                return f"denied by rule {d.rule_id or 'default'}: {d.reason}"
-            return True if d.rule_id in tv.explicit_ids else None
-
-        return check
+    def _refusal(self, r: admission.Refusal) -> None:
+        """Answer a refusal of the admission steps in HTTP."""
+        if r.status == 407:
+            self._count_error(r.code)
+            self.decision = "deny"
+            req = self.req
+            if req is not None and req.framing != NO_BODY:
+                self.keep_alive = False
+            self._send_simple(407, r.code, r.message, extra=[(b"Proxy-Authenticate", r.realm)])
+            self._request_done()
+        elif r.code == "denied":
+            self.decision = "deny"
+            self.rule_id = r.rule
+            self._block(r.rule or "default", r.message)
+        elif r.status == 302:
+            self.decision = "redirect"
+            self.rule_id = r.rule
+            self._redirect(r.redirect_to or "/")
+        else:
+            self._refuse(r.status, r.code, r.message, _SIDES.get(r.code, "client"), retry_after=r.retry_after)
 
     def _block(self, rule: str, reason: str) -> None:
         self._count_error("denied")
@@ -1178,7 +1087,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
                 lim.conns.release()
         self.held = []
         if self.user_held:
-            self._release_user()
+            admission.release_user_slot(self.shared, self.user_held)
+            self.user_held = ""
         if self.task is not None:
             self.task.cancel()
             self.task = None
