@@ -136,7 +136,7 @@ def rule_from_dict(data: Mapping[str, Any]) -> Rule:
                 value = tuple(value)
             else:
                 raise _invalid(f"rule field {key!r} must be a list, got {type(value).__name__}",
-                               f'write "{key}": [{value!r}]' if isinstance(value, str) else None)
+                               f'write "{key}": [{value!r}]' if isinstance(value, str) else f'write "{key}": [...]')
         fields[key] = value
     for key in ("id", "action"):
         if key not in fields:
@@ -424,14 +424,15 @@ def tenancy_handlers(daemon: Any) -> dict[str, Handler]:
                            "split the file and import it in parts")
         replace = args.get("replace", False)
         if not isinstance(replace, bool):
-            raise _invalid("user.import: replace must be true or false")
+            raise _invalid("user.import: replace must be true or false", 'pass "replace": true or false')
 
         def check_and_import() -> int:
             checked: list[tuple[str, str, str | None]] = []
             for number, entry in enumerate(entries, start=1):
                 where = f"user import entry {number}"
                 if not isinstance(entry, dict):
-                    raise _invalid(f"{where}: expected an object {{name, secret, expires_at?}}")
+                    raise _invalid(f"{where}: expected an object {{name, secret, expires_at?}}",
+                                   'write each entry as {"name": "alice", "secret": "$scrypt$..."}')
                 for key in entry:
                     if key not in IMPORT_KEYS:
                         raise _invalid(f"{where}: unknown key {key!r}", f"entries take: {', '.join(IMPORT_KEYS)}")

@@ -36,7 +36,7 @@ def check_rule(rule: object) -> tuple[dict[str, Any], str]:
                              "give at least {\"id\": ..., \"action\": ...}")
     for key in rule:
         if not isinstance(key, str):
-            raise values.invalid(f"rule field names must be text, got {key!r}")
+            raise values.invalid(f"rule field names must be text, got {key!r}", "name fields as arcus.policy.Rule does")
     rule_id = rule.get("id")
     if not isinstance(rule_id, str):
         raise values.invalid("a rule needs an id", "give \"id\": a name such as block-gambling")
@@ -44,7 +44,8 @@ def check_rule(rule: object) -> tuple[dict[str, Any], str]:
     user = rule.get("user")
     if user is not None:
         if not isinstance(user, str):
-            raise values.invalid(f"rule {rule_id!r}: user must be a user name, got {type(user).__name__}")
+            raise values.invalid(f"rule {rule_id!r}: user must be a user name, got {type(user).__name__}",
+                                 "give the name of one of the tenant's users, or null for a tenant rule")
         validate_name("user", user)
     try:
         text = json.dumps(rule, allow_nan=False, separators=(",", ":"))

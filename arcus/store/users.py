@@ -203,7 +203,8 @@ def check_entries(
             raise values.invalid(f"too many users to import (more than {MAX_IMPORT})",
                                  "split the file and import it in parts")
         if not isinstance(entry, (tuple, list)) or len(entry) != 3:
-            raise values.invalid(f"user import entry {number}: expected (name, secret, expires_at)")
+            raise values.invalid(f"user import entry {number}: expected (name, secret, expires_at)",
+                                 "give each entry as a (name, hashed secret, expiry or None) triple")
         name, secret, expires_at = entry
         try:
             validate_name("user", name)
