@@ -529,7 +529,10 @@ def tenancy_handlers(daemon: Any) -> dict[str, Handler]:
                 rules, default_action = [], "allow"
             else:
                 rules, default_action = list(live.rules), live.default_action
-        policy = compile_policy(rules, guard=_guard(daemon), default_action=default_action)
+        # compiling parses every pattern of the tenant's policy: off the event loop
+        policy = await store_call(
+            lambda: compile_policy(rules, guard=_guard(daemon), default_action=default_action)
+        )
         request = Request(
             target.host,
             target.port,
