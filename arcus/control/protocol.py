@@ -66,6 +66,23 @@ COMMANDS: Final[dict[str, str]] = {
     "tenant.rm": "remove a tenant",
     "tenant.suspend": "refuse a tenant's clients (403) until resumed",
     "tenant.resume": "serve a suspended tenant's clients again",
+    "tenant.set": "change a tenant's auth, policy default, block page and limits",
+    "user.add": "create a user of a tenant (the secret arrives hashed)",
+    "user.list": "list a tenant's users (never their secrets)",
+    "user.show": "one user, with usage counters",
+    "user.rm": "remove a user",
+    "user.passwd": "replace a user's secret (hashed)",
+    "user.block": "refuse a user until unblocked",
+    "user.unblock": "admit a blocked user again",
+    "user.set": "change a user's expiry and limits",
+    "user.import": "add (or replace) many users in one transaction",
+    "policy.add": "add a rule to a tenant's policy, validated against the whole policy",
+    "policy.list": "a tenant's rules in order",
+    "policy.rm": "remove a rule",
+    "policy.move": "move a rule to another position",
+    "policy.explain": "the decision for a URL with the trace of every rule evaluated",
+    "audit.tail": "stream audit events as they are written",
+    "audit.stats": "audit log counters: written, dropped, queued, size",
 }
 
 

@@ -31,12 +31,11 @@ from arcus.runtime.hostaddrs import own_addresses
 from arcus.runtime.snapshot import build_snapshot, load_store, with_store
 from arcus.runtime.tenancy import tenancy_handlers
 from arcus.serve.context import Shared, Snapshot
-from arcus.serve.http_proxy import http_proxy_factory
+from arcus.serve.registry import SERVER_TYPES
 from arcus.store import Store
 
 log = logging.getLogger("arcus.daemon")
 
-SERVER_TYPES = {"http_proxy": http_proxy_factory}
 SWEEP_INTERVAL = 1.0
 
 ListenKey = tuple[str, str, int]  # (server name, host, configured port)
@@ -205,11 +204,10 @@ class Daemon:
                 if key in self.listeners:
                     continue
                 _, host, port = key
-                factory = SERVER_TYPES[server.type](self.shared, server.name)
+                kind = SERVER_TYPES[server.type]
+                factory = kind.factory(self.shared, server.name)
                 try:
-                    srv = await loop.create_server(
-                        factory, host, port, backlog=1024, reuse_address=True, start_serving=False
-                    )
+                    srv = await kind.listen(loop, factory, host, port, server)
                 except OSError as exc:
                     where = f"{snapshot.profile.source}:{server.line}" if server.line else snapshot.profile.source
                     ours = [n for (n, _h, p) in self.listeners if p == port and port]

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from arcus.auth.secrets import identify_secret
-from arcus.errors import NotFound, OperatorError
+from arcus.errors import OperatorError
 from arcus.names import validate_name
 from arcus.policy import Decision, Policy, Request, Rule, TraceEntry, compile_policy, explain
 from arcus.policy.egress import EgressGuard

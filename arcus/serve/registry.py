@@ -1,0 +1,35 @@
+"""Server types: profile ``type:`` value -> how to build its listener and its connections.
+
+A new server type is one module in ``arcus/serve/`` plus one entry here (explicit imports, so
+a frozen binary sees every module). ``listen`` is only for types whose listening socket is
+special (TLS to the client, IP_TRANSPARENT): it receives the loop, the protocol factory, the
+address and the server's config, and returns a not-yet-serving ``asyncio.Server``
+(``start_serving=False``); the daemon starts it after the Snapshot swap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from arcus.serve.http_proxy import http_proxy_factory
+
+Factory = Callable[[Any, str], Callable[[], asyncio.Protocol]]
+Listen = Callable[[asyncio.AbstractEventLoop, Callable[[], asyncio.Protocol], str, int, Any], Awaitable[asyncio.AbstractServer]]
+
+
+async def plain_listen(loop, factory, host: str, port: int, config: Any) -> asyncio.AbstractServer:
+    return await loop.create_server(factory, host, port, backlog=1024, reuse_address=True, start_serving=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerType:
+    factory: Factory
+    listen: Listen = plain_listen
+
+
+SERVER_TYPES: dict[str, ServerType] = {
+    "http_proxy": ServerType(http_proxy_factory),
+}
