@@ -39,6 +39,16 @@ async def follow_sink(
     pending: deque[dict[str, Any]] = deque()
     wake = asyncio.Event()
     skipped = 0
+    closed = False
+
+    def end() -> None:  # on the event loop
+        nonlocal closed
+        closed = True
+        wake.set()
+
+    def on_close() -> None:  # in the thread that closed the sink
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(end)
 
     def take(rows: list[dict[str, Any]]) -> None:  # on the event loop
         nonlocal skipped
@@ -55,7 +65,7 @@ async def follow_sink(
         with contextlib.suppress(RuntimeError):  # the loop is closing: nobody is reading
             loop.call_soon_threadsafe(take, rows)
 
-    unsubscribe = sink.subscribe(on_batch)
+    unsubscribe = sink.subscribe(on_batch, on_close)
     try:
         last = 0
         if n > 0:
@@ -73,6 +83,8 @@ async def follow_sink(
                 row = pending.popleft()
                 if row["id"] > last:
                     yield row
+            if closed:
+                return  # the sink closed (audit turned off, shutdown): the stream ends
     finally:
         unsubscribe()
 

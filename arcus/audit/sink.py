@@ -65,6 +65,7 @@ class AuditSink:
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._subscribers: tuple[Subscriber, ...] = ()
+        self._closers: dict[Subscriber, Callable[[], None]] = {}
         self._sub_lock = threading.Lock()
         self._last_error_log = 0.0
         self._errors_since_log = 0
@@ -113,6 +114,7 @@ class AuditSink:
                 log.warning("audit writer did not finish within %gs; %d queued event(s) lost", timeout, len(self._queue))
                 self.dropped += len(self._queue)
                 self._queue.clear()
+                self._notify_closed()
                 return
         elif self._conn is not None:
             self._conn.close()
@@ -122,6 +124,17 @@ class AuditSink:
         if stranded:
             self.dropped += stranded
             self._queue.clear()
+        self._notify_closed()
+
+    def _notify_closed(self) -> None:
+        with self._sub_lock:
+            closers = list(self._closers.values())
+            self._closers.clear()
+        for on_close in closers:
+            try:
+                on_close()
+            except Exception:
+                log.exception("audit subscriber failed")
 
     def reconfigure(self, config: AuditConfig) -> None:
         """Apply a reloaded ``audit`` section (not ``enabled``: see :func:`apply_config`)."""
@@ -140,19 +153,24 @@ class AuditSink:
             "db_bytes": file_bytes(self.path),
         }
 
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+    def subscribe(self, callback: Subscriber, on_close: Callable[[], None] | None = None) -> Callable[[], None]:
         """Call ``callback(rows)`` in the writer thread after each committed batch.
 
         ``rows`` are dicts as :func:`arcus.audit.events.row_dict` makes them (with their ids).
         The callback must be quick and must not block (the daemon's tail stream hands the rows
-        to its event loop). Returns the function that unsubscribes.
+        to its event loop). ``on_close()`` is called once when the sink closes (audit turned
+        off by a reload, shutdown), so a stream can end instead of waiting forever. Returns
+        the function that unsubscribes.
         """
         with self._sub_lock:
             self._subscribers = (*self._subscribers, callback)
+            if on_close is not None:
+                self._closers[callback] = on_close
 
         def unsubscribe() -> None:
             with self._sub_lock:
                 self._subscribers = tuple(s for s in self._subscribers if s is not callback)
+                self._closers.pop(callback, None)
 
         return unsubscribe
 
@@ -168,10 +186,13 @@ class AuditSink:
                 if now >= next_prune and not self._closing:
                     finished = self._prune()
                     next_prune = time.monotonic() + (PRUNE_INTERVAL if finished else PRUNE_SOON)
+                # Clear before looking: an emit() that fills a batch after the look sets it
+                # again, and one before it is seen by the look; a stale wake never cuts a
+                # partial batch short.
+                self._wake.clear()
                 if not self._closing and len(self._queue) < self._batch:
                     wait = min(self.config.flush_interval, max(0.0, next_prune - time.monotonic()))
                     self._wake.wait(wait)
-                    self._wake.clear()
                 self._write_batch()
                 if self._closing and not self._queue:
                     return

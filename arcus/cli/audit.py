@@ -262,7 +262,8 @@ def _follow(printer: _Printer, n: int, tenant: str | None, socket: Path | None, 
         for item in items:
             started = True
             printer(item)
-        return  # the daemon ended the stream (shutting down)
+        note("note: the daemon ended the audit stream (the audit log was turned off)")
+        return
     except p.ControlError as exc:
         if exc.code == p.UNKNOWN_COMMAND and not started:
             note("note: this daemon has no audit stream; following the audit log file")
@@ -286,8 +287,13 @@ def _poll(printer: _Printer, n: int, tenant: str | None, data_dir: Path | None, 
             for row in backlog:
                 printer(row)
             after_id = backlog[-1]["id"] if backlog else reader.last_id()
-        for row in reader.follow(after_id, poll_interval=POLL_INTERVAL, tenant=tenant):
+        for row in reader.follow(after_id, poll_interval=POLL_INTERVAL, sleep=_sleep, tenant=tenant):
             printer(row)
+
+
+def _sleep(seconds: float) -> None:
+    """The wait between polls of the file (Ctrl-C lands here, most of the time)."""
+    time.sleep(seconds)
 
 
 @app.command()

@@ -1,0 +1,205 @@
+"""Reading audit.db: filters, order and limit, tail, follow, times as people write them."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from arcus.audit.query import AuditReader, parse_when, search
+from arcus.audit.sink import AuditSink
+from arcus.config.schema import AuditConfig
+from arcus.errors import NotFound, OperatorError
+
+from .factory import NOW, event, fill
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("audit") / "audit.db"
+    fill(path, [
+        event(0, tenant="acme", user="alice", host="example.com"),
+        event(1, tenant="acme", user="bob", host="www.example.com", decision="deny", rule="no-www", status=403),
+        event(2, tenant="acme", user=None, host="a.b.example.com", status=407, decision=None),
+        event(3, tenant="globex", user="alice", host="badexample.com", status=429, decision=None),
+        event(4, tenant="globex", user="carol", host="example.org", status=404),
+        event(5, tenant="globex", user="carol", host="example.com.evil", status=502, error_side="upstream",
+              error_code="upstream_connect"),
+        event(6, tenant="acme", user="alice", host="EXAMPLE.com.", status=200),
+        event(7, kind="connection", tenant="acme", user="alice", host="", port=0, method=None, path=None,
+              status=0, decision=None),
+    ])
+    return path
+
+
+def rids(rows) -> list[int]:
+    return [int(r["request_id"].split("-")[1]) for r in rows]
+
+
+def find(db: Path, **kw) -> list[int]:
+    with AuditReader(db) as r:
+        return rids(r.search(**kw))
+
+
+def test_all_in_order(db: Path) -> None:
+    assert find(db) == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert find(db, order="desc") == [7, 6, 5, 4, 3, 2, 1, 0]
+    assert find(db, limit=3) == [0, 1, 2]
+    assert find(db, order="desc", limit=2) == [7, 6]
+    assert rids(search(db, tenant="globex")) == [3, 4, 5]
+
+
+def test_row_shape(db: Path) -> None:
+    with AuditReader(db) as r:
+        row = next(r.search(limit=1))
+    assert row == {
+        "id": 1, "time": NOW, "kind": "request", "tenant": "acme", "user": "alice", "client": "10.20.0.5:40000",
+        "server": "http", "escaper": "direct", "host": "example.com", "port": 443, "method": "GET",
+        "path": "/index.html", "status": 200, "bytes_up": 300, "bytes_down": 5000, "duration": 0.25,
+        "decision": "allow", "rule": None, "error_side": None, "error_code": None, "request_id": "req-0",
+        "conn_id": 0, "at": datetime.fromtimestamp(NOW, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+    }
+
+
+def test_tenant_and_user(db: Path) -> None:
+    assert find(db, tenant="acme") == [0, 1, 2, 6, 7]
+    assert find(db, user="alice") == [0, 3, 6, 7]
+    assert find(db, tenant="acme", user="alice") == [0, 6, 7]
+    assert find(db, tenant="nobody") == []
+
+
+def test_host_exact(db: Path) -> None:
+    assert find(db, host="example.com") == [0, 6]
+    assert find(db, host="Example.COM.") == [0, 6]
+
+
+def test_host_dot_is_the_domain_and_everything_under_it(db: Path) -> None:
+    assert find(db, host=".example.com") == [0, 1, 2, 6]  # not badexample.com, not example.com.evil
+
+
+def test_host_star_is_only_what_is_under_it(db: Path) -> None:
+    assert find(db, host="*.example.com") == [1, 2]
+
+
+def test_time_range_is_since_inclusive_until_exclusive(db: Path) -> None:
+    assert find(db, since=NOW + 2) == [2, 3, 4, 5, 6, 7]
+    assert find(db, until=NOW + 2) == [0, 1]
+    assert find(db, since=NOW + 2, until=NOW + 4) == [2, 3]
+
+
+def test_blocked_is_deny_or_403_407_429(db: Path) -> None:
+    assert find(db, blocked=True) == [1, 2, 3]
+    assert find(db, blocked=True, tenant="globex") == [3]
+
+
+def test_count_and_tail(db: Path) -> None:
+    with AuditReader(db) as r:
+        assert r.count() == 8
+        assert r.count(tenant="acme", blocked=True) == 2
+        assert rids(r.tail(3)) == [5, 6, 7]
+        assert rids(r.tail(2, tenant="globex")) == [4, 5]
+        assert r.tail(0) == []
+        assert r.last_id() == 8
+
+
+def test_the_reader_cannot_write(db: Path) -> None:
+    with AuditReader(db) as r, pytest.raises(sqlite3.OperationalError, match="readonly"):
+        r._conn.execute("DELETE FROM events")
+
+
+def test_no_file_is_not_found_with_a_hint(tmp_path: Path) -> None:
+    with pytest.raises(NotFound) as info:
+        AuditReader(tmp_path / "audit.db")
+    assert info.value.message == f"no audit log at {tmp_path / 'audit.db'}"
+    assert "--data-dir" in (info.value.hint or "")
+    assert not (tmp_path / "audit.db").exists()  # reading never creates it
+
+
+def test_follow_sees_new_events_once_in_order_and_stops(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    fill(path, [event(i) for i in range(3)])
+    sink = AuditSink(path, AuditConfig(retention=1e12, flush_interval=0.01))
+    sink.start()
+    got: list[dict] = []
+    done = threading.Event()
+    polls = 0
+
+    def stop() -> bool:
+        return done.is_set() or polls > 500
+
+    def sleep(s: float) -> None:
+        nonlocal polls
+        polls += 1
+        if polls == 2:
+            for i in range(10, 13):
+                sink.emit(event(i, tenant="acme"))
+            sink.emit(event(13, tenant="globex"))
+            sink.emit(event(14, tenant="acme"))
+        done.wait(0.01)
+
+    try:
+        with AuditReader(path) as r:
+            for row in r.follow(r.last_id(), poll_interval=0.01, stop=stop, sleep=sleep, tenant="acme"):
+                got.append(row)
+                if len(got) == 4:
+                    done.set()
+    finally:
+        sink.close()
+    assert rids(got) == [10, 11, 12, 14]
+    assert [row["id"] for row in got] == [4, 5, 6, 8]
+
+
+def test_follow_pages_through_a_burst(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from arcus.audit import query
+
+    monkeypatch.setattr(query, "FOLLOW_BATCH", 7)
+    path = tmp_path / "audit.db"
+    fill(path, [event(i) for i in range(30)])
+    rows: list[dict] = []
+    with AuditReader(path) as r, pytest.raises(_Stop):
+        for row in r.follow(5, stop=lambda: False, sleep=_raise_stop):  # sleeps once all is read
+            rows.append(row)
+    assert [row["id"] for row in rows] == list(range(6, 31))
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(seconds: float) -> None:
+    raise _Stop
+
+
+def test_follow_stops_when_told(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    fill(path, [event(0)])
+    with AuditReader(path) as r:
+        assert list(r.follow(0, stop=lambda: True)) == []
+
+
+# -- times ------------------------------------------------------------------------------
+
+
+def test_parse_when_relative() -> None:
+    assert parse_when("1h", now=NOW) == NOW - 3600
+    assert parse_when("7d", now=NOW) == NOW - 7 * 86400
+    assert parse_when(" 30m ", now=NOW) == NOW - 1800
+    assert parse_when("90s", now=NOW) == NOW - 90
+
+
+def test_parse_when_absolute() -> None:
+    assert parse_when("2025-01-31T08:00:00Z") == datetime(2025, 1, 31, 8, tzinfo=timezone.utc).timestamp()
+    assert parse_when("2025-01-31T10:00+02:00") == datetime(2025, 1, 31, 8, tzinfo=timezone.utc).timestamp()
+    assert parse_when("2025-01-31") == datetime(2025, 1, 31).timestamp()  # local midnight
+    assert parse_when("2025-01-31 08:30") == datetime(2025, 1, 31, 8, 30).timestamp()
+
+
+@pytest.mark.parametrize("text", ["yesterday", "1y", "-1h", "2025-13-01", "", "3600"])
+def test_parse_when_refuses_with_the_forms_it_reads(text: str) -> None:
+    with pytest.raises(OperatorError) as info:
+        parse_when(text)
+    assert info.value.message == f"invalid time {text!r}"
+    assert "7d" in (info.value.hint or "") and "2025-01-31" in (info.value.hint or "")

@@ -1,0 +1,296 @@
+"""AuditSink: a bounded, never-blocking emit; batches in one transaction each; flush on close."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from arcus.audit.db import audit_path
+from arcus.audit.query import AuditReader
+from arcus.audit.sink import AuditSink, apply_config, open_sink
+from arcus.config.schema import AuditConfig
+from arcus.errors import OperatorError
+
+from .factory import event, fill, wait_for
+
+
+def config(**kw) -> AuditConfig:
+    kw.setdefault("retention", 1e12)
+    return AuditConfig(**kw)
+
+
+def ids_in(path: Path) -> list[str]:
+    with AuditReader(path) as r:
+        return [row["request_id"] for row in r.search()]
+
+
+# -- the hot path ------------------------------------------------------------------------
+
+
+def test_flood_drops_the_new_events_counts_them_and_never_raises(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    sink = AuditSink(path, config(queue=100, batch=10))  # writer not started: the queue only fills
+    events = [event(i) for i in range(20_000)]
+    started = time.perf_counter()
+    for e in events:
+        sink.emit(e)
+    elapsed = time.perf_counter() - started
+    assert sink.queued == 100
+    assert sink.dropped == 19_900
+    # A few microseconds each at most on any machine; 20 us is a bound a disk wait would blow.
+    assert elapsed / len(events) < 20e-6, f"{elapsed / len(events) * 1e6:.1f} us per emit"
+    sink.start()
+    sink.close()
+    assert sink.written == 100
+    assert ids_in(path) == [f"req-{i}" for i in range(100)]  # the first ones kept, the new ones dropped
+
+
+def test_flood_while_the_writer_runs_accounts_for_every_event(tmp_path: Path) -> None:
+    sink = AuditSink(tmp_path / "audit.db", config(queue=500, batch=100, flush_interval=0.01))
+    sink.start()
+    events = [event(i) for i in range(30_000)]
+    worst = 0.0
+    for e in events:
+        t = time.perf_counter()
+        sink.emit(e)
+        worst = max(worst, time.perf_counter() - t)
+    sink.close()
+    assert sink.written + sink.dropped == 30_000
+    assert sink.written >= 500  # the queue's worth at least got through
+    assert sink.queued == 0
+    assert worst < 0.05, f"one emit took {worst * 1000:.1f} ms"  # never waited for the writer
+
+
+def test_emit_never_raises_on_garbage_or_after_close(tmp_path: Path) -> None:
+    sink = AuditSink(tmp_path / "audit.db", config(batch=10, flush_interval=0.01))
+    sink.start()
+    sink.emit(event(1))
+    sink.emit("not an event")  # type: ignore[arg-type]
+    sink.emit(event(2, port=object()))  # a value SQLite cannot store
+    sink.emit(event(3, bytes_up=1 << 70))  # an integer beyond 64 bits
+    sink.emit(event(4))
+    sink.close()
+    assert sink.written == 2
+    assert sink.dropped == 3
+    assert ids_in(tmp_path / "audit.db") == ["req-1", "req-4"]
+    sink.emit(event(5))  # closed: dropped and counted, no exception
+    assert sink.dropped == 4
+    assert sink.queued == 0
+
+
+# -- batching ----------------------------------------------------------------------------
+
+
+def test_full_batches_are_written_at_once_and_the_rest_on_close(tmp_path: Path) -> None:
+    sink = AuditSink(tmp_path / "audit.db", config(batch=50, flush_interval=60.0))
+    batches: list[int] = []
+    sink.subscribe(lambda rows: batches.append(len(rows)))
+    sink.start()
+    for i in range(120):
+        sink.emit(event(i))
+    assert wait_for(lambda: sink.written == 100, timeout=10)
+    time.sleep(0.2)
+    assert sink.written == 100 and sink.queued == 20  # the partial batch waits for the interval
+    assert batches == [50, 50]
+    sink.close()
+    assert sink.written == 120
+    assert batches == [50, 50, 20]
+    assert ids_in(tmp_path / "audit.db") == [f"req-{i}" for i in range(120)]
+
+
+def test_partial_batch_is_written_after_the_flush_interval(tmp_path: Path) -> None:
+    sink = AuditSink(tmp_path / "audit.db", config(batch=1000, flush_interval=0.1))
+    sink.start()
+    try:
+        for i in range(3):
+            sink.emit(event(i))
+        started = time.monotonic()
+        assert wait_for(lambda: sink.written == 3, timeout=5)
+        assert time.monotonic() - started < 2.0
+    finally:
+        sink.close()
+
+
+def test_each_batch_is_one_transaction_with_increasing_ids(tmp_path: Path) -> None:
+    sink = AuditSink(tmp_path / "audit.db", config(batch=7, flush_interval=0.01))
+    seen: list[list[int]] = []
+    sink.subscribe(lambda rows: seen.append([r["id"] for r in rows]))
+    sink.start()
+    for i in range(30):
+        sink.emit(event(i))
+    sink.close()
+    flat = [i for batch in seen for i in batch]
+    assert flat == list(range(1, 31))
+    assert all(len(b) <= 7 for b in seen)
+    with AuditReader(tmp_path / "audit.db") as r:
+        assert [row["id"] for row in r.search()] == flat
+
+
+def test_close_is_bounded_when_the_disk_does_not_answer(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    fill(path, [event(0)])
+    blocker = sqlite3.connect(path, isolation_level=None, timeout=0.1)
+    blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: the writer waits (busy timeout 5 s)
+    sink = AuditSink(path, config(batch=5, flush_interval=0.01))
+    try:
+        sink.start()
+        for i in range(1, 13):
+            sink.emit(event(i))
+        time.sleep(0.2)
+        started = time.monotonic()
+        sink.close(timeout=0.5)
+        assert time.monotonic() - started < 1.5
+        assert sink.queued == 0
+        assert sink.dropped >= 7  # what was still queued is counted lost at once
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert wait_for(lambda: sink._thread is not None and not sink._thread.is_alive(), timeout=15)
+    assert sink.written + sink.dropped == 12
+
+
+# -- the file ----------------------------------------------------------------------------
+
+
+def test_file_is_0600_in_a_0700_directory_whatever_the_umask(tmp_path: Path) -> None:
+    data = tmp_path / "new" / "data"
+    old = os.umask(0)
+    try:
+        sink = open_sink(config(flush_interval=0.01), data)
+        assert sink is not None
+        sink.emit(event(1))
+        assert wait_for(lambda: sink.written == 1)
+        for f in (data / "audit.db", data / "audit.db-wal", data / "audit.db-shm"):
+            assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, f
+        sink.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(data).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(tmp_path / "new").st_mode) == 0o700
+
+
+def test_wal_mode_and_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    fill(path, [event(0)])
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+    indexes = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
+    assert {"events_time", "events_tenant", "events_user", "events_host"} <= set(indexes)
+    plan = " ".join(str(r) for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM events WHERE tenant = 'acme' AND time >= 1"))
+    assert "events_tenant" in plan
+    conn.close()
+
+
+def test_hosts_are_stored_as_policy_compares_them(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    fill(path, [event(0, host="WWW.Example.COM.")])
+    with AuditReader(path) as r:
+        assert [row["host"] for row in r.search()] == ["www.example.com"]
+
+
+def test_ids_are_never_reused_after_the_table_emptied(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    fill(path, [event(i) for i in range(5)])
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DELETE FROM events")
+    conn.close()
+    fill(path, [event(9)])
+    with AuditReader(path) as r:
+        assert [row["id"] for row in r.search()] == [6]
+
+
+def test_a_data_dir_that_cannot_be_created_is_an_operator_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OperatorError) as info:
+        open_sink(config(), tmp_path / "file" / "data")
+    assert "cannot create audit log" in info.value.message
+    assert "audit.enabled: false" in (info.value.hint or "")
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "audit.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(OperatorError) as info:
+        open_sink(config(), tmp_path)
+    assert "not a usable arcus audit database" in info.value.message
+
+
+def test_disabled_means_no_sink_and_no_file(tmp_path: Path) -> None:
+    assert open_sink(config(enabled=False), tmp_path) is None
+    assert not (tmp_path / "audit.db").exists()
+
+
+# -- counters and reload -----------------------------------------------------------------
+
+
+def test_stats(tmp_path: Path) -> None:
+    sink = AuditSink(tmp_path / "audit.db", config(queue=3, batch=100, flush_interval=60))
+    for i in range(5):
+        sink.emit(event(i))
+    assert sink.stats() == {"written": 0, "dropped": 2, "queued": 3, "db_bytes": 0}
+    sink.start()
+    sink.close()
+    stats = sink.stats()
+    assert (stats["written"], stats["dropped"], stats["queued"]) == (3, 2, 0)
+    assert stats["db_bytes"] == os.path.getsize(tmp_path / "audit.db") + (
+        os.path.getsize(tmp_path / "audit.db-wal") if (tmp_path / "audit.db-wal").exists() else 0
+    )
+    assert stats["db_bytes"] > 0
+
+
+def test_apply_config_turns_off_on_and_changes_in_place(tmp_path: Path) -> None:
+    sink = apply_config(None, config(flush_interval=0.01), tmp_path)
+    assert isinstance(sink, AuditSink)
+    sink.emit(event(1))
+    same = apply_config(sink, config(queue=2, batch=1, flush_interval=0.01), tmp_path)
+    assert same is sink and sink.config.queue == 2
+    assert wait_for(lambda: sink.written == 1)
+    assert apply_config(sink, config(enabled=False), tmp_path) is None
+    assert sink._thread is not None and not sink._thread.is_alive()  # closed, flushed
+    assert ids_in(audit_path(tmp_path)) == ["req-1"]
+    assert apply_config(None, config(enabled=False), tmp_path) is None
+
+
+def test_a_failing_subscriber_does_not_stop_the_writer(tmp_path: Path) -> None:
+    sink = AuditSink(tmp_path / "audit.db", config(batch=1, flush_interval=0.01))
+    got: list[int] = []
+
+    def bad(rows):
+        raise RuntimeError("boom")
+
+    sink.subscribe(bad)
+    unsubscribe = sink.subscribe(lambda rows: got.extend(r["id"] for r in rows))
+    sink.start()
+    sink.emit(event(1))
+    assert wait_for(lambda: got == [1])
+    unsubscribe()
+    sink.emit(event(2))
+    assert wait_for(lambda: sink.written == 2)
+    sink.close()
+    assert got == [1]
+
+
+def test_emit_from_many_threads_loses_nothing_unaccounted(tmp_path: Path) -> None:
+    sink = AuditSink(tmp_path / "audit.db", config(queue=10_000, batch=200, flush_interval=0.01))
+    sink.start()
+
+    def emitter(base: int) -> None:
+        for i in range(2000):
+            sink.emit(event(base + i))
+
+    threads = [threading.Thread(target=emitter, args=(k * 10_000,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    sink.close()
+    with AuditReader(tmp_path / "audit.db") as r:
+        assert r.count() == sink.written
+    assert sink.written + sink.dropped >= 7990  # the counter may miss a few across threads

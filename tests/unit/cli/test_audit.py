@@ -1,0 +1,397 @@
+"""`arcus audit`: tail, search, export against an audit.db we fill; tail -f and stats through a
+real control server (the daemon's stream over a real sink) and without a daemon (polling)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from arcus.audit.feed import follow_sink
+from arcus.audit.sink import AuditSink
+from arcus.cli import audit as audit_cli
+from arcus.cli.app import app
+from arcus.config.schema import AuditConfig
+from arcus.control import protocol as p
+from arcus.control.server import ControlServer, Handler
+from arcus.errors import OperatorError
+from tests.unit.audit.factory import event, fill
+
+NOW = time.time()
+HOUR = 3600.0
+
+
+class ServerThread:
+    """A ControlServer on its own event loop in a background thread, as inside the daemon."""
+
+    def __init__(self, path: Path, handlers: Mapping[str, Handler]) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server = ControlServer(path, handlers)
+        self._thread = threading.Thread(target=self.loop.run_forever, name="control-test", daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self.loop.close()
+
+
+EVENTS = [
+    event(0, time=NOW - 3 * HOUR, tenant="acme", user="alice", host="example.com", path="/a"),
+    event(1, time=NOW - 2 * HOUR, tenant="acme", user="bob", host="www.example.com", path="/b", status=403,
+          decision="deny", rule="no-www", bytes_up=0, bytes_down=512),
+    event(2, time=NOW - 50 * 60, tenant="globex", user=None, host="example.org", path=None, method="CONNECT",
+          status=407, decision=None),
+    event(3, time=NOW - 30 * 60, tenant="globex", user="carol", host="api.example.com", status=502,
+          error_side="upstream", error_code="upstream_connect", bytes_down=0, duration=12.5),
+    event(4, time=NOW - 10 * 60, tenant="acme", user="alice", host="example.net", path="/c", status=200,
+          bytes_down=3 * 1024 * 1024, duration=1.5),
+    event(5, time=NOW - 60, kind="connection", tenant="acme", user="alice", host="", port=0, method=None, path=None,
+          status=0, decision=None, bytes_up=1024, bytes_down=4 * 1024 * 1024, duration=75.0),
+]
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="arcus-audit-") as d:  # AF_UNIX paths are short
+        yield Path(d)
+
+
+@pytest.fixture
+def sock(sock_dir: Path) -> Path:
+    return sock_dir / "arcus.sock"
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    fill(tmp_path / "audit.db", EVENTS)
+    return tmp_path
+
+
+def audit(sock: Path, data: Path, *args: str) -> Result:
+    extra = [] if args[0] == "stats" else ["--data-dir", str(data)]
+    if args[0] in ("tail", "stats"):
+        extra += ["--socket", str(sock)]
+    result = CliRunner().invoke(app, ["audit", *args, *extra])
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def json_rids(text: str) -> list[int]:
+    return [int(json.loads(line)["request_id"].split("-")[1]) for line in text.splitlines()]
+
+
+def columns(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
+
+
+def local(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- tail ---------------------------------------------------------------------------------
+
+
+def test_no_audit_log_is_one_line_and_a_hint(sock: Path, tmp_path: Path) -> None:
+    result = audit(sock, tmp_path, "tail")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == f"error: no audit log at {tmp_path / 'audit.db'}"
+    assert result.stderr.splitlines()[1].startswith("hint: ")
+    assert result.stdout == ""
+
+
+def test_tail_for_people(sock: Path, data: Path) -> None:
+    result = audit(sock, data, "tail", "-n", "3")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert columns(lines[0]) == ["TIME", "TENANT", "USER", "CLIENT", "METHOD", "TARGET", "STATUS", "UP", "DOWN",
+                                 "DURATION", "DECISION", "ERROR"]
+    assert len(lines) == 4
+    assert columns(lines[1]) == [local(NOW - 30 * 60), "globex", "carol", "10.20.0.5:40003", "GET",
+                                 "api.example.com:443/index.html", "502", "300 B", "0 B", "12s", "allow",
+                                 "upstream:upstream_connect"]
+    assert columns(lines[2])[5:] == ["example.net:443/c", "200", "300 B", "3.0 MiB", "1.5s", "allow", "-"]
+    assert columns(lines[3])[1:] == ["acme", "alice", "10.20.0.5:40005", "-", "-", "-", "1.0 KiB", "4.0 MiB",
+                                     "1m15s", "-", "-"]
+
+
+def test_tail_json_lines_and_tenant(sock: Path, data: Path) -> None:
+    result = audit(sock, data, "tail", "-n", "2", "--tenant", "acme", "--json")
+    assert result.exit_code == 0
+    assert json_rids(result.stdout) == [4, 5]
+    first = json.loads(result.stdout.splitlines()[0])
+    assert first["id"] == 5 and first["path"] == "/c" and first["tenant"] == "acme"
+    assert first["at"].endswith("Z")
+
+
+def test_tail_of_a_tenant_without_events(sock: Path, data: Path) -> None:
+    result = audit(sock, data, "tail", "--tenant", "initech")
+    assert (result.exit_code, result.stdout) == (0, "no audit events for tenant initech\n")
+
+
+def test_control_characters_are_escaped_for_people(sock: Path, tmp_path: Path) -> None:
+    fill(tmp_path / "audit.db", [event(0, path="/\x1b[2Jx")])
+    result = audit(sock, tmp_path, "tail")
+    assert "\x1b" not in result.stdout
+    assert "/\\x1b[2Jx" in result.stdout
+    assert json.loads(audit(sock, tmp_path, "tail", "--json").stdout)["path"] == "/\x1b[2Jx"
+
+
+# -- search -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], [0, 1, 2, 3, 4, 5]),
+        (["--tenant", "acme"], [0, 1, 4, 5]),
+        (["--user", "alice"], [0, 4, 5]),
+        (["--tenant", "globex", "--user", "carol"], [3]),
+        (["--host", "example.com"], [0]),
+        (["--host", ".example.com"], [0, 1, 3]),
+        (["--host", "*.example.com"], [1, 3]),
+        (["--since", "1h"], [2, 3, 4, 5]),
+        (["--since", "1h", "--until", "20m"], [2, 3]),
+        (["--until", datetime.fromtimestamp(NOW - HOUR).isoformat()], [0, 1]),
+        (["--blocked"], [1, 2]),
+        (["--blocked", "--tenant", "acme"], [1]),
+    ],
+)
+def test_search_filters(sock: Path, data: Path, args: list[str], expected: list[int]) -> None:
+    result = audit(sock, data, "search", *args, "--json")
+    assert result.exit_code == 0, result.output
+    assert json_rids(result.stdout) == expected
+    assert result.stderr == ""
+
+
+def test_search_shows_the_newest_in_order_and_says_when_there_are_more(sock: Path, data: Path) -> None:
+    result = audit(sock, data, "search", "--limit", "2", "--json")
+    assert json_rids(result.stdout) == [4, 5]
+    assert "showing the newest 2 matching events" in result.stderr
+    assert audit(sock, data, "search", "--limit", "6", "--json").stderr == ""
+
+
+def test_search_for_people(sock: Path, data: Path) -> None:
+    result = audit(sock, data, "search", "--blocked")
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3
+    assert columns(lines[1])[5:] == ["www.example.com:443/b", "403", "0 B", "512 B", "0.25s", "deny:no-www", "-"]
+    assert columns(lines[2])[2:7] == ["-", "10.20.0.5:40002", "CONNECT", "example.org:443", "407"]
+    assert audit(sock, data, "search", "--tenant", "nobody").stdout == "no matching events\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "yesterday"], "error: invalid time 'yesterday'"),
+        (["--until", "2025-02-30"], "error: invalid time '2025-02-30'"),
+        (["--since", "1h", "--until", "2h"], "error: --since 1h is not before --until 2h"),
+    ],
+)
+def test_search_refuses_bad_times(sock: Path, data: Path, args: list[str], message: str) -> None:
+    result = audit(sock, data, "search", *args)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == message
+    assert result.stderr.splitlines()[1].startswith("hint: ")
+
+
+# -- export -------------------------------------------------------------------------------
+
+
+def test_export_to_stdout_is_json_lines_oldest_first(sock: Path, data: Path) -> None:
+    result = audit(sock, data, "export")
+    assert result.exit_code == 0
+    assert json_rids(result.stdout) == [0, 1, 2, 3, 4, 5]
+    assert result.stderr == "exported 6 events\n"
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert set(rows[0]) == {"id", "at", "time", "kind", "tenant", "user", "client", "server", "escaper", "host",
+                            "port", "method", "path", "status", "bytes_up", "bytes_down", "duration", "decision",
+                            "rule", "error_side", "error_code", "request_id", "conn_id"}
+
+
+def test_export_to_a_private_file_with_filters(sock: Path, data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out" / "acme.jsonl"
+    out.parent.mkdir()
+    old = os.umask(0)
+    try:
+        result = audit(sock, data, "export", "--tenant", "acme", "--limit", "3", "-o", str(out))
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert result.stderr == f"exported 3 events to {out}\n"
+    assert json_rids(out.read_text()) == [0, 1, 4]
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+
+
+def test_large_export_shows_progress_on_stderr(sock: Path, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_cli, "PROGRESS_THRESHOLD", 5)
+    result = audit(sock, data, "export")
+    assert result.exit_code == 0
+    assert json_rids(result.stdout) == [0, 1, 2, 3, 4, 5]  # stdout stays clean JSON lines
+    assert "exporting" in result.stderr and "6/6" in result.stderr
+    small = audit(sock, data, "export", "--tenant", "globex")
+    assert "exporting" not in small.stderr
+
+
+def test_export_to_an_unwritable_place(sock: Path, data: Path, tmp_path: Path) -> None:
+    result = audit(sock, data, "export", "-o", str(tmp_path / "missing" / "x.jsonl"))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: cannot write {tmp_path / 'missing' / 'x.jsonl'}")
+
+
+# -- tail -f ------------------------------------------------------------------------------
+
+
+def test_follow_through_the_daemon_stream(sock: Path, data: Path) -> None:
+    """A real sink, the real follow_sink behind a real control server; the CLI prints the backlog
+    and then the live events of its tenant, in order, and exits when the stream ends."""
+    sink = AuditSink(data / "audit.db", AuditConfig(retention=1e12, flush_interval=0.01))
+    sink.start()
+    asked: list[dict[str, Any]] = []
+
+    async def tail(args: dict[str, Any]) -> Any:
+        asked.append(args)
+        inner = follow_sink(sink, n=p.arg(args, "n", int, 0), tenant=p.arg(args, "tenant", str, None))
+
+        async def first_four():
+            try:
+                got = 0
+                async for item in inner:
+                    if got == 0:  # subscribed and the backlog read: now the box serves on
+                        for i in (10, 11, 12):
+                            sink.emit(event(i, time=time.time(), tenant="globex" if i == 11 else "acme"))
+                    yield item
+                    got += 1
+                    if got == 4:
+                        return  # the daemon ends the stream (as at shutdown)
+            finally:
+                await inner.aclose()
+
+        return first_four()
+
+    try:
+        with ServerThread(sock, {"audit.tail": tail}):
+            result = audit(sock, data, "tail", "-f", "-n", "2", "--tenant", "acme", "--json")
+    finally:
+        sink.close()
+    assert result.exit_code == 0, result.output
+    assert json_rids(result.stdout) == [4, 5, 10, 12]
+    assert asked == [{"n": 2, "tenant": "acme"}]
+    assert result.stderr == "note: the daemon ended the audit stream (the audit log was turned off)\n"
+
+
+def test_follow_for_people_prints_a_header_once_and_notes_skips(sock: Path, data: Path) -> None:
+    rows = [json.loads(line) for line in audit(sock, data, "export").stdout.splitlines()]
+
+    async def tail(args: dict[str, Any]) -> Any:
+        async def items():
+            yield rows[0]
+            yield {"skipped": 7}
+            yield rows[1]
+
+        return items()
+
+    with ServerThread(sock, {"audit.tail": tail}):
+        result = audit(sock, data, "tail", "-f")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert columns(lines[0])[0] == "TIME" and len(lines) == 3
+    assert "7 event(s) skipped" in result.stderr
+
+
+def test_follow_when_the_daemon_has_audit_off(sock: Path, data: Path) -> None:
+    async def tail(args: dict[str, Any]) -> Any:
+        raise OperatorError("the audit log is disabled in this daemon's profile", code="invalid",
+                            hint="set audit.enabled: true in the profile and reload")
+
+    with ServerThread(sock, {"audit.tail": tail}):
+        result = audit(sock, data, "tail", "-f")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "error: the audit log is disabled in this daemon's profile",
+        "hint: set audit.enabled: true in the profile and reload",
+    ]
+
+
+class CtrlC:
+    """Stands in for the wait between polls: adds events at the first, Ctrl-C at the third."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.calls = 0
+
+    def __call__(self, seconds: float) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            fill(self.data / "audit.db", [event(20, time=time.time()), event(21, time=time.time(), tenant="globex")])
+        elif self.calls >= 3:
+            raise KeyboardInterrupt
+
+
+def test_follow_without_a_daemon_polls_the_file_until_ctrl_c(
+    sock: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctrl_c = CtrlC(data)
+    monkeypatch.setattr(audit_cli, "_sleep", ctrl_c)
+    result = audit(sock, data, "tail", "-f", "-n", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert json_rids(result.stdout) == [5, 20, 21]
+    assert result.stderr.startswith(f"note: no daemon running at {sock}; following the audit log file")
+    assert ctrl_c.calls == 3
+
+
+def test_follow_falls_back_to_the_file_when_the_daemon_has_no_stream(
+    sock: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_cli, "_sleep", CtrlC(data))
+    with ServerThread(sock, {}):
+        result = audit(sock, data, "tail", "-f", "-n", "0", "--tenant", "acme", "--json")
+    assert result.exit_code == 0, result.output
+    assert json_rids(result.stdout) == [20]
+    assert "no audit stream" in result.stderr
+
+
+# -- stats --------------------------------------------------------------------------------
+
+
+def test_stats(sock: Path, data: Path) -> None:
+    answer: dict[str, Any] = {"enabled": True, "written": 1200, "dropped": 3, "queued": 7, "db_bytes": 5 * 1024 * 1024}
+
+    async def stats(args: dict[str, Any]) -> Any:
+        return answer
+
+    with ServerThread(sock, {"audit.stats": stats}):
+        human = audit(sock, data, "stats")
+        as_json = audit(sock, data, "stats", "--json")
+        answer = {"enabled": False, "written": 0, "dropped": 0, "queued": 0, "db_bytes": 0}
+        off = audit(sock, data, "stats")
+    assert human.stdout == "1200 written, 3 dropped, 7 queued, 5.0 MiB on disk\n"
+    assert json.loads(as_json.stdout)["dropped"] == 3
+    assert off.stdout == "the audit log is disabled in the daemon's profile (audit.enabled: false)\n"
+
+
+def test_stats_without_a_daemon_exits_3(sock: Path, data: Path) -> None:
+    result = audit(sock, data, "stats")
+    assert result.exit_code == 3
+    assert result.stderr.startswith("error: arcus is not running")
