@@ -4,7 +4,6 @@ is hashed in the CLI, and neither a password nor a hash is ever printed."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -12,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,6 +24,8 @@ from arcus.cli.app import app
 from arcus.control import protocol as p
 from arcus.control.server import Handler
 from arcus.errors import OperatorError
+from arcus.runtime.tenancy import tenancy_handlers
+from arcus.stats import CounterSet
 from arcus.store import Store
 from tests.unit.cli.test_tenant import ServerThread
 
@@ -465,62 +467,46 @@ def test_import_a_bad_password_stops_before_the_store(sock: Path, data_dir: Path
 # -- through the daemon ---------------------------------------------------------------------------
 
 
-class Recorder:
+USAGE = {"conns_total": 7, "conns_active": 2, "requests": 30, "bytes_up": 0, "bytes_down": 0, "errors": {}}
+
+
+class StandIn:
+    """What the tenancy handlers need of the daemon: its store, counters, and a refresh."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.shared = SimpleNamespace(tenant_counters=CounterSet(), user_counters=CounterSet(), snapshot=None)
+        self.own: tuple[str, ...] = ()
+        self.refreshes = 0
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
+    async def refresh_tenants(self) -> None:
+        self.refreshes += 1
 
-USAGE = {"conns_total": 7, "conns_active": 2, "requests": 30, "bytes_up": 10, "bytes_down": 20, "errors": {}}
 
+def recorded(daemon: StandIn) -> dict[str, Handler]:
+    """The daemon's real tenancy handlers, each call and its arguments recorded."""
 
-def user_handlers(rec: Recorder) -> dict[str, Handler]:
-    """The user commands as the contract says the daemon answers them, over a Store."""
-    st = rec.store
-
-    def handler(cmd: str, fn: Any) -> Handler:
+    def wrap(cmd: str, handler: Handler) -> Handler:
         async def h(args: dict[str, Any]) -> Any:
-            rec.calls.append((cmd, args))
-            return await asyncio.to_thread(fn, args)
+            daemon.calls.append((cmd, json.loads(json.dumps(args))))
+            return await handler(args)
         return h
 
-    def tn(a: dict[str, Any]) -> tuple[str, str]:
-        return p.arg(a, "tenant", str), p.arg(a, "name", str)
-
-    def set_(a: dict[str, Any]) -> Any:
-        changes = {k: a[k] for k in ("expires_at", "max_conns", "rps", "bandwidth") if k in a}
-        return st.set_user(*tn(a), **changes).to_dict()
-
-    table = {
-        "tenant.add": lambda a: st.add_tenant(p.arg(a, "name", str), None, []).to_dict(),
-        "user.add": lambda a: st.add_user(*tn(a), p.arg(a, "secret", str),
-                                          expires_at=p.arg(a, "expires_at", str, None)).to_dict(),
-        "user.list": lambda a: [u.to_dict() for u in st.list_users(p.arg(a, "tenant", str))],
-        "user.show": lambda a: {**st.get_user(*tn(a)).to_dict(), "usage": USAGE},
-        "user.rm": lambda a: (st.remove_user(*tn(a)), {"removed": a["name"]})[1],
-        "user.passwd": lambda a: st.set_user(*tn(a), secret=p.arg(a, "secret", str)).to_dict(),
-        "user.block": lambda a: st.set_user(*tn(a), blocked=True).to_dict(),
-        "user.unblock": lambda a: st.set_user(*tn(a), blocked=False).to_dict(),
-        "user.set": set_,
-        "user.import": lambda a: {"imported": st.import_users(
-            p.arg(a, "tenant", str),
-            [(u["name"], u["secret"], u.get("expires_at")) for u in p.arg(a, "users", list)],
-            replace=p.arg(a, "replace", bool, False))},
-    }
-    return {cmd: handler(cmd, fn) for cmd, fn in table.items()}
+    return {cmd: wrap(cmd, h) for cmd, h in tenancy_handlers(daemon).items()}
 
 
 @pytest.fixture
-def daemon(sock: Path, tmp_path: Path) -> Iterator[Recorder]:
+def daemon(sock: Path, tmp_path: Path) -> Iterator[StandIn]:
     with Store.open(tmp_path / "daemon" / "arcus.db") as store:
-        rec = Recorder(store)
+        d = StandIn(store)
         store.add_tenant("acme", None, [])
-        with ServerThread(sock, user_handlers(rec)):
-            yield rec
+        with ServerThread(sock, recorded(d)):
+            yield d
 
 
 def test_daemon_path_every_command_and_only_hashes_on_the_wire(
-    daemon: Recorder, sock: Path, data_dir: Path, tmp_path: Path
+    daemon: StandIn, sock: Path, data_dir: Path, tmp_path: Path
 ) -> None:
     added = js(user(sock, data_dir, "add", "acme", "alice", "--expires", "2030-01-01", "--json",
                     input=f"{PW}\n{PW}\n"))
@@ -529,9 +515,13 @@ def test_daemon_path_every_command_and_only_hashes_on_the_wire(
     assert cmd == "user.add" and set(args) == {"tenant", "name", "secret", "expires_at"}
     assert verify_secret(args["secret"], PW)
     assert [u["name"] for u in js(user(sock, data_dir, "list", "acme", "--json"))] == ["alice"]
+    live = daemon.shared.user_counters.get("acme/alice")
+    live.conns_active, live.conns_total, live.requests = 2, 7, 30
     shown = user(sock, data_dir, "show", "acme", "alice")
     assert shown.exit_code == 0 and shown.stderr == ""
     assert "connections 2 / unlimited" in shown.stdout.splitlines()
+    rows = [[c.strip() for c in line.strip("│ ").split("│")] for line in shown.stdout.splitlines() if "│" in line]
+    assert ["7", "2", "30", "0 B", "0 B", "-"] in rows
     assert js(user(sock, data_dir, "show", "acme", "alice", "--json"))["usage"] == USAGE
     assert js(user(sock, data_dir, "passwd", "acme", "alice", "--password-stdin", "--json",
                    input=PW2 + "\n"))["name"] == "alice"
@@ -556,10 +546,11 @@ def test_daemon_path_every_command_and_only_hashes_on_the_wire(
         "user.import", "user.rm",
     ]
     assert PW not in json.dumps([a for _, a in daemon.calls]) and PW2 not in json.dumps([a for _, a in daemon.calls])
+    assert daemon.refreshes == 7  # every change, none of the reads
     assert not data_dir.exists()
 
 
-def test_daemon_path_errors_are_one_line(daemon: Recorder, sock: Path, data_dir: Path) -> None:
+def test_daemon_path_errors_are_one_line(daemon: StandIn, sock: Path, data_dir: Path) -> None:
     result = user(sock, data_dir, "show", "acme", "ghost")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == ["error: user 'ghost' of tenant 'acme' does not exist",
@@ -567,7 +558,7 @@ def test_daemon_path_errors_are_one_line(daemon: Recorder, sock: Path, data_dir:
 
 
 def test_an_import_too_large_for_the_socket_is_refused_with_a_hint(
-    daemon: Recorder, sock: Path, data_dir: Path, tmp_path: Path
+    daemon: StandIn, sock: Path, data_dir: Path, tmp_path: Path
 ) -> None:
     count = p.MAX_LINE // len(SHA256_CRYPT) + 10
     path = write(tmp_path, [{"name": f"u{i}", "hash": SHA256_CRYPT} for i in range(count)])
