@@ -262,3 +262,35 @@ def test_bandwidth_is_shaped_and_one_tenant_at_its_limit_does_not_slow_another(c
     assert slow[1] == "200" and fast[1] == "200"
     assert slow[0] < 500_000 * 1.6, f"shaped tenant ran at {slow[0]:.0f} B/s"
     assert fast[0] > slow[0] * 3, f"the unshaped tenant ran at {fast[0]:.0f} B/s beside {slow[0]:.0f}"
+
+
+# ---------------------------------------------------------------------------------- audit
+
+
+def test_audit_records_requests_and_connections_without_secrets(curl, daemon, origin):
+    import json
+
+    add_tenant(daemon, "acme", "127.0.0.0/8", auth="optional")
+    add_user(daemon, "acme", "ada", "ada-secret")
+    daemon.ctl("policy.add", {"tenant": "acme", "rule": {"id": "no-admin", "action": "deny", "path_prefixes": ["/admin"]}})
+    assert status(get(curl, daemon, origin.url("/small?token=s3cr3t"), "-U", "ada:ada-secret")) == 200
+    assert status(get(curl, daemon, origin.url("/admin"), "-U", "ada:ada-secret")) == 403
+    deadline = time.monotonic() + 10
+    rows: list = []
+    while time.monotonic() < deadline:
+        r = daemon.arcus("audit", "search", "--tenant", "acme", "--json")
+        rows = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+        if len([x for x in rows if x.get("kind") == "request"]) >= 2:
+            break
+        time.sleep(0.3)
+    requests = [x for x in rows if x.get("kind") == "request"]
+    assert len(requests) >= 2, rows
+    ok = next(x for x in requests if x["path"] == "/small")
+    assert ok["user"] == "ada" and ok["status"] == 200 and ok["bytes_down"] >= 100
+    denied = next(x for x in requests if x["path"] == "/admin")
+    assert denied["decision"] == "deny" and denied["rule"] == "no-admin" and denied["status"] == 403
+    blocked = daemon.arcus("audit", "search", "--blocked", "--json")
+    assert "/admin" in blocked.stdout and "/small" not in blocked.stdout
+    everything = b"".join(p.read_bytes() for p in daemon.data_dir.glob("audit.db*"))
+    everything += b"".join(p.read_bytes() for p in daemon.data_dir.glob("arcus.db*"))
+    assert b"s3cr3t" not in everything and b"ada-secret" not in everything
