@@ -1,14 +1,27 @@
-"""Resolvers turn names into addresses without blocking the event loop, with a bounded cache."""
+"""Resolvers turn names into addresses without blocking the event loop, with a bounded cache.
+
+One base for every resolver type: the cache, negative caching, in-flight de-duplication, the
+per-resolver timeout and the error a failure becomes all live here, so a type only says how
+to ask (``_query``). A failure is always an :class:`~arcus.errors.EscapeError` with status
+502 and the reason, and every lookup is bounded by the resolver's ``timeout``: a resolver
+that never answers costs the client one timeout, never a hang.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
 
 from arcus.config.schema import ResolverConfig
 from arcus.errors import EscapeError
+
+RESOLVE_FAILED = "resolve_failed"
+RESOLVE_TIMEOUT = "resolve_timeout"
 
 
 def ip_literal(host: str) -> str | None:
@@ -21,83 +34,198 @@ def ip_literal(host: str) -> str | None:
         return None
 
 
-class Resolver:
-    """Base: a TTL cache with negative entries and in-flight de-duplication.
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a resolver type found: addresses (any family) and how long they may be cached.
 
-    Subclasses implement ``_query(host) -> list[str]`` (addresses, any family) and raise
-    ``OSError`` or ``EscapeError`` on failure.
+    ``ttl`` None means the source gave none (getaddrinfo): the resolver's ``cache_ttl`` applies.
+    """
+
+    addresses: tuple[str, ...]
+    ttl: float | None = None
+
+
+class LookupFailed(Exception):
+    """Raised by a type's ``_query``: ``reason`` is shown to the client after the host name."""
+
+    def __init__(self, reason: str, *, code: str = RESOLVE_FAILED) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """One lookup as ``arcus ctl resolve`` reports it."""
+
+    host: str
+    addresses: tuple[str, ...]
+    ttl: float  # seconds the answer stays cached from now (0: not cached)
+    cached: bool  # served from the cache without asking
+
+
+@dataclass(slots=True)
+class ResolverStats:
+    """Counters of one resolver (live objects: the data plane adds, readers copy)."""
+
+    lookups: int = 0  # resolve() calls for names (IP literals are not counted)
+    cache_hits: int = 0  # answered from a positive entry
+    negative_hits: int = 0  # refused from a negative entry
+    queries: int = 0  # questions actually asked of the type (after the cache and de-duplication)
+    failures: int = 0  # queries that failed (timeouts included)
+    timeouts: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    expires: float  # monotonic
+    addresses: tuple[str, ...] | None  # None: a negative entry
+    reason: str
+    code: str
+
+
+class Resolver:
+    """Base: a TTL cache with negative entries, in-flight de-duplication and a hard timeout.
+
+    Subclasses implement ``_query(host)`` returning an :class:`Answer` (or a plain list of
+    addresses, cached for ``cache_ttl``) and raise :class:`LookupFailed`, ``OSError`` or
+    ``EscapeError`` on failure. TTLs of answers are clamped to ``min_ttl``/``max_ttl`` when the
+    type's config has them; failures are cached for ``negative_ttl``.
     """
 
     def __init__(self, config: ResolverConfig) -> None:
         self.config = config
         self.name = config.name
-        self._cache: OrderedDict[str, tuple[float, list[str] | None, str]] = OrderedDict()
-        self._inflight: dict[str, asyncio.Future[list[str]]] = {}
+        self.stats = ResolverStats()
+        self._min_ttl: float = getattr(config, "min_ttl", 0.0)
+        self._max_ttl: float = getattr(config, "max_ttl", math.inf)
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._inflight: dict[str, asyncio.Task[_Entry]] = {}
 
-    async def _query(self, host: str) -> list[str]:  # pragma: no cover - abstract
+    async def _query(self, host: str) -> Answer | list[str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    async def close(self) -> None:
+        """Release what the type holds (sockets, threads); the base holds nothing."""
+
+    # ------------------------------------------------------------------ reading
+
     def cached(self, host: str) -> list[str] | None:
+        """The cached positive answer for ``host``, if any and not expired."""
         entry = self._cache.get(host)
-        if entry is not None and entry[0] > time.monotonic() and entry[1] is not None:
-            return entry[1]
+        if entry is not None and entry.expires > time.monotonic() and entry.addresses is not None:
+            return list(entry.addresses)
         return None
 
     async def resolve(self, host: str) -> list[str]:
+        """Addresses of ``host`` (an IP literal is returned as is), or EscapeError (502) with the reason."""
         literal = ip_literal(host)
         if literal is not None:
             return [literal]
+        entry, _ = await self._entry(host)
+        return list(entry.addresses or ())
+
+    async def lookup(self, host: str) -> Lookup:
+        """Like :meth:`resolve`, and says whether the cache answered and for how long it holds."""
+        literal = ip_literal(host)
+        if literal is not None:
+            return Lookup(host, (literal,), 0.0, False)
+        entry, hit = await self._entry(host)
+        return Lookup(host, entry.addresses or (), max(0.0, entry.expires - time.monotonic()), hit)
+
+    # ------------------------------------------------------------------ the cache
+
+    async def _entry(self, host: str) -> tuple[_Entry, bool]:
+        """The positive entry for ``host`` and whether it came from the cache; raise for a negative one."""
+        self.stats.lookups += 1
         now = time.monotonic()
         entry = self._cache.get(host)
         if entry is not None:
-            expires, addrs, reason = entry
-            if expires > now:
+            if entry.expires > now:
                 self._cache.move_to_end(host)
-                if addrs is None:
-                    raise EscapeError(f"cannot resolve {host}: {reason}", code="resolve_failed", status=502)
-                return addrs
+                if entry.addresses is None:
+                    self.stats.negative_hits += 1
+                    raise self._error(host, entry)
+                self.stats.cache_hits += 1
+                return entry, True
             del self._cache[host]
-        fut = self._inflight.get(host)
-        if fut is not None:
-            return await asyncio.shield(fut)
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._inflight[host] = fut
-        try:
-            try:
-                addrs = await asyncio.wait_for(self._query(host), self.config.timeout)
-                if not addrs:
-                    raise OSError("no address")
-            except TimeoutError:
-                err = EscapeError(
-                    f"cannot resolve {host}: resolver {self.name} timed out after {self.config.timeout:g}s",
-                    code="resolve_timeout",
-                    status=504,
-                )
-                self._store(host, None, "timed out", self.config.negative_ttl)
-                raise err from None
-            except EscapeError as exc:
-                self._store(host, None, exc.message, self.config.negative_ttl)
-                raise
-            except OSError as exc:
-                reason = exc.strerror or str(exc) or type(exc).__name__
-                self._store(host, None, reason, self.config.negative_ttl)
-                raise EscapeError(f"cannot resolve {host}: {reason}", code="resolve_failed", status=502) from None
-            self._store(host, addrs, "", self.config.cache_ttl)
-            fut.set_result(addrs)
-            return addrs
-        except BaseException as exc:
-            if not fut.done():
-                fut.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
-                fut.exception()  # retrieved: waiters re-raise it; nobody waiting is fine too
-            raise
-        finally:
-            self._inflight.pop(host, None)
+        task = self._inflight.get(host)
+        if task is None:
+            # The query runs as its own task that every concurrent caller awaits through a
+            # shield: a caller that goes away (client closed) cancels nobody else's lookup.
+            # It ends by itself: _run_query is bounded by the resolver's timeout.
+            task = asyncio.get_running_loop().create_task(self._ask(host), name=f"arcus-resolve-{self.name}")
+            self._inflight[host] = task
+            task.add_done_callback(lambda t: self._done(host, t))
+        entry = await asyncio.shield(task)
+        if entry.addresses is None:
+            raise self._error(host, entry)
+        return entry, False
 
-    def _store(self, host: str, addrs: list[str] | None, reason: str, ttl: float) -> None:
-        if ttl <= 0:
+    async def _ask(self, host: str) -> _Entry:
+        self.stats.queries += 1
+        entry = await self._run_query(host)
+        self._store(host, entry)
+        return entry
+
+    def _done(self, host: str, task: asyncio.Task[_Entry]) -> None:
+        if self._inflight.get(host) is task:
+            del self._inflight[host]
+        if not task.cancelled():
+            task.exception()  # retrieved: a bug in a type reaches the callers, not the loop's log
+
+    async def _run_query(self, host: str) -> _Entry:
+        """The type's answer or failure as a cache entry (a failure is an entry too: negative)."""
+        config = self.config
+        try:
+            answer = await asyncio.wait_for(self._query(host), config.timeout)
+        except TimeoutError:
+            self.stats.failures += 1
+            self.stats.timeouts += 1
+            reason = f"resolver {self.name} timed out after {config.timeout:g}s"
+            return _Entry(self._negative(), None, reason, RESOLVE_TIMEOUT)
+        except LookupFailed as exc:
+            self.stats.failures += 1
+            if exc.code == RESOLVE_TIMEOUT:
+                self.stats.timeouts += 1
+            return _Entry(self._negative(), None, exc.reason, exc.code)
+        except EscapeError as exc:
+            self.stats.failures += 1
+            return _Entry(self._negative(), None, exc.message, exc.code)
+        except OSError as exc:
+            self.stats.failures += 1
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            return _Entry(self._negative(), None, reason, RESOLVE_FAILED)
+        if not isinstance(answer, Answer):
+            answer = Answer(tuple(answer), None)
+        if not answer.addresses:
+            self.stats.failures += 1
+            return _Entry(self._negative(), None, "no address", RESOLVE_FAILED)
+        return _Entry(time.monotonic() + self._ttl(answer.ttl), answer.addresses, "", "")
+
+    def _negative(self) -> float:
+        return time.monotonic() + self.config.negative_ttl
+
+    def _ttl(self, ttl: float | None) -> float:
+        if ttl is None:
+            return self.config.cache_ttl
+        return min(max(float(ttl), self._min_ttl), self._max_ttl)
+
+    def _store(self, host: str, entry: _Entry) -> None:
+        if entry.expires <= time.monotonic():  # a TTL of 0 (and no min_ttl): not cached
             return
-        self._cache[host] = (time.monotonic() + ttl, addrs, reason)
+        self._cache[host] = entry
         self._cache.move_to_end(host)
         while len(self._cache) > self.config.max_entries:
             self._cache.popitem(last=False)
+
+    @staticmethod
+    def _error(host: str, entry: _Entry) -> EscapeError:
+        return EscapeError(f"cannot resolve {host}: {entry.reason}", code=entry.code, status=502)
+
+    def describe(self) -> dict[str, Any]:
+        """Name, type, cache size and counters: what ``arcus ctl resolve`` shows beside an answer."""
+        return {"name": self.name, "type": self.config.type, "cached": len(self._cache), **self.stats.to_dict()}

@@ -6,12 +6,13 @@ Imports are explicit (no discovery by string) so a frozen binary sees every modu
 from __future__ import annotations
 
 from arcus.config.objects import Family
-from arcus.config.resolver import system
+from arcus.config.resolver import c_ares, system
 
 RESOLVERS = Family(
     name="resolver",
     plural="resolvers",
     types={
         system.TYPE: system.SPEC,
+        c_ares.TYPE: c_ares.SPEC,
     },
 )
