@@ -28,6 +28,7 @@ from arcus.errors import ConfigError, NotFound, OperatorError
 from arcus.names import validate_name
 from arcus.paths import STORE_FILE
 from arcus.runtime.hostaddrs import own_addresses
+from arcus.runtime.resolve_cmds import resolve_handlers
 from arcus.runtime.snapshot import build_snapshot, load_store, with_store
 from arcus.runtime.tenancy import tenancy_handlers
 from arcus.serve.context import Shared, Snapshot
@@ -340,6 +341,7 @@ class Daemon:
             "tenant.resume": self._cmd_tenant_resume,
             **tenancy_handlers(self),
             **audit_handlers(lambda: self.shared.audit),
+            **resolve_handlers(self),
         }
 
     async def _cmd_health(self, args: dict) -> dict:
