@@ -160,3 +160,23 @@ def shutdown(
         return
     how = "gracefully: live connections may finish" if result.get("graceful", graceful) else "now"
     print(f"daemon is shutting down {how}")
+
+
+@app.command()
+@errors_to_exit
+def resolve(
+    resolver: Annotated[str, typer.Argument(metavar="NAME", help="A resolver of the running profile")],
+    host: Annotated[str, typer.Argument(metavar="HOST", help="The domain name to look up")],
+    socket: SocketOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Look HOST up through the daemon's resolver NAME, its cache included (as clients would)."""
+    result = _call(socket, "resolve", {"resolver": resolver, "host": host})
+    if json:
+        print_json(result)
+        return
+    addresses = ", ".join(result.get("addresses") or []) or "-"
+    ttl = float(result.get("ttl") or 0)
+    source = "from the cache" if result.get("cached") else f"asked in {float(result.get('elapsed') or 0) * 1000:.0f}ms"
+    held = f"cached for {human_duration(ttl)}" if ttl > 0 else "not cached"
+    print(f"{result.get('host', host)} via {result.get('resolver', resolver)}: {addresses} ({source}, {held})")
