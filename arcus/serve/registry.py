@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from arcus.serve.http_proxy import http_proxy_factory
+from arcus.serve.http_rproxy import http_rproxy_factory, rproxy_listen
 
 Factory = Callable[[Any, str], Callable[[], asyncio.Protocol]]
 Listen = Callable[[asyncio.AbstractEventLoop, Callable[[], asyncio.Protocol], str, int, Any], Awaitable[asyncio.AbstractServer]]
@@ -32,4 +33,5 @@ class ServerType:
 
 SERVER_TYPES: dict[str, ServerType] = {
     "http_proxy": ServerType(http_proxy_factory),
+    "http_rproxy": ServerType(http_rproxy_factory, rproxy_listen),
 }

@@ -1,0 +1,396 @@
+"""`http_rproxy`: a reverse proxy. The request's Host picks a site; the site names its upstream.
+
+The HTTP machinery is ``HttpProxyConnection``'s (keep-alive, bodies forwarded as they come,
+chunked scanning, the upstream pool, Upgrade/WebSocket tunnels, shaping, deadlines, stats and
+audit): this class changes only what a reverse proxy does differently, each in one override:
+
+- ``_start``: an origin-form request (absolute-form accepted too) is routed by its Host to a
+  site (exact name, then the longest ``*.domain``, then ``*``); unknown host 404; CONNECT and
+  ``OPTIONS *`` 400. Over TLS, a request for a site whose certificate is not the one the
+  connection was set up with gets 421 (RFC 9110 15.5.20: a connection reused for another
+  host);
+- ``_identify``: the tenant comes from the server's ``tenant:`` or the source address (or a
+  trusted proxy's X-Tenant-ID); there are no proxy credentials in front of a web site, so a
+  tenant that requires them is refused with 403;
+- ``_admit``: the policy sees the host the client asked for, not the upstream;
+- ``_connect``: the escaper connects to the site's upstream; with ``upstream_tls`` the
+  connection is then upgraded to TLS and the upstream's certificate verified;
+- ``_send_request``: the client's Host goes upstream unchanged, with X-Forwarded-For and
+  X-Forwarded-Proto.
+
+TLS termination: the listener's SSLContext has an ``sni_callback`` that looks up the server's
+config in the *current* Snapshot and switches the handshake to the site's context, so
+certificates follow reloads (a reload re-reads the files, once, on the first handshake after
+it). Turning ``tls`` on or off needs a new listener (change the port in the same reload).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections import OrderedDict
+from typing import Any
+
+from arcus.config.server.http_rproxy import HttpRproxyConfig, RproxyHost
+from arcus.config.server.tcp_stream import split_upstream
+from arcus.errors import EscapeError
+from arcus.proto import http1
+from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, ChunkedScanner
+from arcus.serve import admission, gate
+from arcus.serve.http_proxy import BODY, CLOSED, PAUSE_BUFFER, VIA, HttpProxyConnection, _host_port
+from arcus.serve.tls_stream import UpstreamTls
+from arcus.serve.upstream import UpstreamConnection
+
+log = logging.getLogger("arcus.serve")
+
+X_FORWARDED_FOR = b"x-forwarded-for"
+_DROPPED = frozenset({b"host", gate.X_TENANT_ID, X_FORWARDED_FOR, b"x-forwarded-proto"})
+
+
+# ---------------------------------------------------------------------------------------- sites
+
+
+class Site:
+    """One ``hosts:`` entry, ready to serve: upstream split, TLS contexts built."""
+
+    __slots__ = ("conf", "host", "port", "server_ctx", "upstream_tls", "tls_key")
+
+    def __init__(self, conf: RproxyHost, server_ctx: ssl.SSLContext | None) -> None:
+        self.conf = conf
+        self.host, self.port = split_upstream(conf.upstream)
+        self.server_ctx = server_ctx
+        self.upstream_tls = UpstreamTls(conf.upstream_ca, conf.upstream_tls_name, ("http/1.1",)) if conf.upstream_tls else None
+        self.tls_key = (conf.upstream_ca, conf.upstream_tls_name) if conf.upstream_tls else None
+
+
+def server_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+class SiteTable:
+    """Host name -> Site for one server config. Built once per config object (so once per reload)."""
+
+    __slots__ = ("exact", "wild", "catch_all", "cert_default")
+
+    def __init__(self, conf: HttpRproxyConfig) -> None:
+        self.exact: dict[str, Site] = {}
+        self.wild: dict[str, Site] = {}  # "example.com" for "*.example.com"
+        self.catch_all: Site | None = None
+        contexts: dict[tuple[str, str], ssl.SSLContext] = {}  # hosts sharing a pair share a context
+        sites = []
+        for host in conf.hosts:
+            ctx = None
+            if conf.tls and host.certificate and host.private_key:
+                pair = (host.certificate, host.private_key)
+                ctx = contexts.get(pair)
+                if ctx is None:
+                    ctx = contexts[pair] = server_context(*pair)
+            site = Site(host, ctx)
+            sites.append(site)
+            for name in host.names:
+                if name == "*":
+                    self.catch_all = site
+                elif name.startswith("*."):
+                    self.wild[name[2:]] = site
+                else:
+                    self.exact[name] = site
+        # the certificate for a client without SNI, or naming no site: the catch-all's, else the first's
+        self.cert_default = self.catch_all or (sites[0] if sites else None)
+
+    def match(self, host: str) -> Site | None:
+        site = self.exact.get(host)
+        if site is not None:
+            return site
+        if self.wild:
+            dot = host.find(".")
+            while dot >= 0:  # the longest (most specific) parent domain first
+                site = self.wild.get(host[dot + 1 :])
+                if site is not None:
+                    return site
+                dot = host.find(".", dot + 1)
+        return self.catch_all
+
+
+_TABLES: OrderedDict[int, tuple[HttpRproxyConfig, SiteTable]] = OrderedDict()
+_MAX_TABLES = 32
+
+
+def sites_for(conf: HttpRproxyConfig) -> SiteTable:
+    """The SiteTable of this config object (cached by identity: a reload parses a new object,
+    so certificates and CA files are read again)."""
+    entry = _TABLES.get(id(conf))
+    if entry is not None and entry[0] is conf:
+        return entry[1]
+    table = SiteTable(conf)
+    _TABLES[id(conf)] = (conf, table)
+    while len(_TABLES) > _MAX_TABLES:
+        _TABLES.popitem(last=False)
+    return table
+
+
+# ----------------------------------------------------------------------------------- connection
+
+
+class HttpRproxyConnection(HttpProxyConnection):
+    __slots__ = ("sites", "site", "site_host", "site_port", "served_ctx", "tls_in")
+
+    def __init__(self, shared: Any, server: str) -> None:
+        super().__init__(shared, server)
+        self.site: Site | None = None
+        self.site_host = ""
+        self.site_port = 0
+        self.served_ctx: ssl.SSLContext | None = None
+        self.tls_in = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.state == CLOSED:
+            return
+        sslobj = transport.get_extra_info("ssl_object")
+        self.tls_in = sslobj is not None
+        if self.tls_in != bool(getattr(self.conf, "tls", False)):
+            # a reload switched tls on or off under a listener made for the other setting
+            self.abort("tls setting changed; the listener must be re-created")
+            return
+        try:
+            self.sites = sites_for(self.conf)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("server %s: cannot load its certificates: %s", self.server, exc)
+            self.abort("certificates unreadable")
+            return
+        if sslobj is not None:
+            self.served_ctx = sslobj.context
+
+    def _start(self, req: http1.RequestHead) -> None:
+        self.req = req
+        self.req_id = self.shared.next_request_id()
+        self.req_started = time.monotonic()
+        self.status = 0
+        self.resp = None
+        self.resp_bytes = 0
+        self.head_sent = False
+        self.error_code = ""
+        self.srv_stats.requests += 1
+        self.keep_alive = req.keep_alive and not self.shared.draining
+        self.req_left = req.content_length if req.framing == LENGTH else 0
+        self.req_scanner = ChunkedScanner(self.limits) if req.framing == CHUNKED else None
+        self.req_up0 = self.bytes_up
+        self.req_down0 = self.bytes_down
+        self.decision = ""
+        self.rule_id = None
+        self.reports = ()
+        self.check = None
+        self.site = None
+        self.site_host = req.host or ""
+        self.site_port = req.port or (443 if self.tls_in else 80)
+        if self.tls_in and req.form == "origin" and req.port == 80 and not _explicit_port(req):
+            self.site_port = 443
+        self.target = _host_port(self.site_host, self.site_port) if self.site_host else ""
+        if req.form not in ("origin", "absolute"):
+            self._refuse(400, "bad_request", "this is a web server (a reverse proxy): CONNECT and OPTIONS * are not served here", "client")
+            return
+        site = self.sites.match(req.host) if req.host else self.sites.catch_all
+        if site is None:
+            self._refuse(404, "unknown_host", f"no site here answers for host {self.site_host or '(none)'}", "client")
+            return
+        if self.served_ctx is not None and site.server_ctx is not self.served_ctx:
+            self._refuse(421, "misdirected", f"this connection was not set up for host {self.site_host}; open a new one", "client")
+            return
+        self.site = site
+        # From here on the request travels as if the client had asked for the upstream itself.
+        req.form = "absolute"
+        req.scheme = b"https" if site.upstream_tls is not None else b"http"
+        req.host, req.port = site.host, site.port
+        self._identify(req)
+
+    def _identify(self, req: http1.RequestHead) -> None:
+        header = None
+        if self.conf.trusted_proxies:
+            _, tenant_hdr = gate.scan_headers(req.headers)
+            if tenant_hdr is not None:
+                header = tenant_hdr.decode("latin-1")
+        who = admission.identify(
+            self.snap, self.conf.tenant, self.conf.trusted_proxies, self.conn_tenant, self.client_ip, None, None, header
+        )
+        if isinstance(who, admission.Refusal):
+            tv = self.snap.tenancy.get(self.conn_tenant)
+            self._set_tenant(tv)
+            if who.status == 407:
+                who = admission.Refusal(
+                    403, "auth_required", f"tenant {tv.name} requires user credentials, which a reverse proxy cannot ask for"
+                )
+            self._refusal(who)
+            return
+        self._set_tenant(who)
+        self.user = None
+        self._admit()
+
+    def _admit(self) -> None:
+        req = self.req
+        verdict = admission.admit(
+            self.shared,
+            self.snap,
+            self.tview,
+            None,
+            host=self.site_host,
+            port=self.site_port,
+            client_ip=self.client_ip,
+            method=req.method.decode("latin-1"),
+            path=req.path.decode("latin-1"),
+            is_tunnel=False,
+        )
+        if isinstance(verdict, admission.Refusal):
+            self._refusal(verdict)
+            return
+        self.decision = "allow"
+        self.rule_id = verdict.rule
+        self.reports = verdict.reports
+        self.check = verdict.check
+        self.shape_up = verdict.shape_up
+        self.shape_down = verdict.shape_down
+        self._forward()
+
+    def _pool_key(self, scheme: bytes) -> tuple:
+        req = self.req
+        site = self.site
+        return (self.conf.escaper, self.tenant, self.local_client, scheme, req.host, req.port, site.tls_key if site else None)
+
+    async def _connect(self, key: tuple, retry: bool = False) -> None:
+        req = self.req
+        site = self.site
+        escaper = self.snap.escapers[self.conf.escaper]
+        timeout = self.conf.timeouts.upstream_connect
+        try:
+            conn = await escaper.connect(
+                req.host, req.port, self.client_ip, lambda: UpstreamConnection(key), timeout=timeout, check=self.check
+            )
+            up: UpstreamConnection = conn.protocol  # type: ignore[assignment]
+            if site is not None and site.upstream_tls is not None:
+                up.transport = await site.upstream_tls.wrap(conn.transport, up, req.host, timeout)
+        except EscapeError as exc:
+            self.task = None
+            if self.state != CLOSED:
+                self._upstream_failed(exc.status, exc.code, exc.message, exc.side)
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug must answer 500, not hang the client
+            self.task = None
+            log.exception("connect failed unexpectedly")
+            if self.state != CLOSED:
+                self._upstream_failed(500, "internal", f"internal error: {type(exc).__name__}", "internal")
+            return
+        self.task = None
+        if self.state == CLOSED:
+            up.close()
+            return
+        self._attach(up)
+        self._send_request()
+
+    def _send_request(self) -> None:
+        req = self.req
+        up = self.up
+        headers = http1.forward_headers(req.headers, req.connection_tokens)
+        host_value = next((v for n, v in req.headers if len(n) == 4 and n.lower() == b"host"), None)
+        if host_value is None:  # an HTTP/1.0 request without Host, served by the catch-all site
+            host_value = (f"[{req.host}]" if ":" in req.host else req.host).encode()
+        out = [(b"Host", host_value)]
+        forwarded_for = self.client_ip.encode()
+        for name, value in headers:
+            lname = name.lower()
+            if lname in _DROPPED:
+                if lname == X_FORWARDED_FOR and gate.in_ranges(self.client_ip, self.conf.trusted_proxies):
+                    forwarded_for = value + b", " + forwarded_for  # a trusted proxy in front: keep its chain
+                continue
+            out.append((name, value))
+        out.append((b"X-Forwarded-For", forwarded_for))
+        out.append((b"X-Forwarded-Proto", b"https" if self.tls_in else b"http"))
+        out.append((b"Via", (b"1.0 arcus" if req.version == b"1.0" else VIA)))
+        if req.framing == CHUNKED:
+            out.append((b"Transfer-Encoding", b"chunked"))
+        if req.version == b"1.0":
+            out.append((b"Connection", b"close"))
+        up.write(http1.build_request_head(req.method, req.path, out, req.version))
+        self.head_sent = True
+        self.retry_ok = up.reused and req.framing == NO_BODY
+        up.reused = False
+        self.resp_scanner = None
+        if req.framing == NO_BODY:
+            self._request_sent()
+        else:
+            self.state = BODY
+            self.deadline = time.monotonic() + self.conf.timeouts.client_body
+            self.idle_window = self.conf.timeouts.client_body
+            self._forward_body(b"")
+            if self.state == BODY and self.paused & PAUSE_BUFFER:
+                self._resume(PAUSE_BUFFER)
+
+
+def _explicit_port(req: http1.RequestHead) -> bool:
+    host = next((v for n, v in req.headers if len(n) == 4 and n.lower() == b"host"), b"")
+    return host.rsplit(b"]", 1)[-1].find(b":") >= 0
+
+
+# ------------------------------------------------------------------------------- factory, listen
+
+
+class RproxyFactory:
+    """The protocol factory; also what the TLS listener's SNI callback reads the live config through."""
+
+    __slots__ = ("shared", "server")
+
+    def __init__(self, shared: Any, server: str) -> None:
+        self.shared = shared
+        self.server = server
+
+    def __call__(self) -> HttpRproxyConnection:
+        return HttpRproxyConnection(self.shared, self.server)
+
+    def sni_callback(self, sslobj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> int | None:
+        try:
+            conf = self.shared.snapshot.servers.get(self.server)
+            if conf is None or not getattr(conf, "tls", False):
+                return None
+            table = sites_for(conf)
+            site = table.match(name) if name else None
+            if site is None or site.server_ctx is None:
+                site = table.cert_default
+            if site is not None and site.server_ctx is not None:
+                sslobj.context = site.server_ctx
+        except Exception:  # noqa: BLE001 - a failed lookup must fail this handshake only
+            log.exception("server %s: choosing a certificate for %r failed", self.server, name)
+            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+        return None
+
+
+def http_rproxy_factory(shared: Any, server: str) -> RproxyFactory:
+    return RproxyFactory(shared, server)
+
+
+def _listen_context(factory: RproxyFactory, config: HttpRproxyConfig) -> ssl.SSLContext:
+    table = sites_for(config)
+    default = table.cert_default
+    assert default is not None and default.conf.certificate and default.conf.private_key  # the config check guarantees it
+    ctx = server_context(default.conf.certificate, default.conf.private_key)
+    ctx.sni_callback = factory.sni_callback
+    return ctx
+
+
+async def rproxy_listen(loop, factory, host: str, port: int, config: Any) -> asyncio.AbstractServer:
+    ctx = None
+    if config.tls:
+        ctx = await asyncio.to_thread(_listen_context, factory, config)  # reads certificate files
+    return await loop.create_server(
+        factory,
+        host,
+        port,
+        ssl=ctx,
+        ssl_handshake_timeout=config.timeouts.client_header if ctx is not None else None,
+        backlog=1024,
+        reuse_address=True,
+        start_serving=False,
+    )

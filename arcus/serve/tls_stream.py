@@ -1,0 +1,91 @@
+"""`tls_stream`: TCP from the client, TLS to a fixed upstream, the upstream's certificate verified.
+
+Also the upstream-TLS helpers other servers use (``http_rproxy`` with ``upstream_tls``): a
+client context per CA file, built off the event loop (loading the system's roots takes tens
+of milliseconds), and the upgrade of an escaper's connection to TLS with our own server name.
+The TLS layer is added after the escaper connected, so it works through any escaper chain
+and verifies the name the profile says, not the address connected to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+from arcus.errors import EscapeError
+
+
+class NamedContext(ssl.SSLContext):
+    """A client context that sends and verifies one configured name, whatever name the code
+    opening the connection passes (an escaper passes the host it connects to, often an IP).
+    asyncio and uvloop both create the TLS object with ``wrap_bio``, so this holds through
+    every escaper, ``create_connection(ssl=...)`` and ``start_tls`` alike."""
+
+    tls_name: str = ""
+
+    def wrap_bio(self, incoming, outgoing, server_side=False, server_hostname=None, session=None):  # noqa: ANN001
+        return super().wrap_bio(incoming, outgoing, server_side, self.tls_name or server_hostname, session)
+
+
+def build_client_context(cafile: str | None, name: str | None = None) -> ssl.SSLContext:
+    """Verification on (CERT_REQUIRED, host name checked), TLS 1.2 or later; only ``cafile``'s
+    CAs when given, else the system's roots; ``name``, when given, is the name sent (SNI) and
+    verified. Blocking (reads files): call it off the loop."""
+    ctx = NamedContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname by default
+    if name:
+        ctx.tls_name = name
+    if cafile:
+        ctx.load_verify_locations(cafile=cafile)
+    else:
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+class UpstreamTls:
+    """How to speak TLS to one upstream: trusted CAs and the name to verify. The context is
+    built on first use in a worker thread and kept for the life of the config that made it
+    (a reload re-reads the CA file)."""
+
+    __slots__ = ("cafile", "name", "_ctx", "alpn")
+
+    def __init__(self, cafile: str | None, name: str | None, alpn: tuple[str, ...] = ()) -> None:
+        self.cafile = cafile
+        self.name = name
+        self.alpn = alpn
+        self._ctx: ssl.SSLContext | None = None
+
+    async def context(self) -> ssl.SSLContext:
+        ctx = self._ctx
+        if ctx is None:
+            ctx = await asyncio.to_thread(build_client_context, self.cafile, self.name)
+            if self.alpn:
+                ctx.set_alpn_protocols(list(self.alpn))
+            self._ctx = ctx
+        return ctx
+
+    async def wrap(self, transport: asyncio.Transport, protocol: asyncio.Protocol, host: str, timeout: float) -> asyncio.Transport:
+        """Upgrade ``transport`` (already connected by an escaper) to TLS; the new transport.
+
+        Raises EscapeError(code="upstream_tls", status=502) when the handshake or the
+        verification fails, or "upstream_timeout" (504) when it does not finish in ``timeout``.
+        """
+        name = self.name or host
+        try:
+            ctx = await self.context()
+        except (OSError, ssl.SSLError) as exc:
+            transport.abort()
+            raise EscapeError(f"cannot load the CA file {self.cafile}: {exc}", code="internal", status=500, side="internal") from None
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(
+                loop.start_tls(transport, protocol, ctx, server_side=False, server_hostname=name, ssl_handshake_timeout=timeout),
+                timeout,
+            )
+        except TimeoutError:
+            transport.abort()
+            raise EscapeError(f"TLS handshake with {name} timed out after {timeout:g}s", code="upstream_timeout", status=504) from None
+        except (ssl.SSLError, ssl.CertificateError, OSError, ConnectionError) as exc:
+            transport.abort()
+            reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            raise EscapeError(f"TLS with the upstream {name} failed: {reason}", code="upstream_tls", status=502) from None
