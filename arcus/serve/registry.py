@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from arcus.serve.http_proxy import http_proxy_factory
+from arcus.serve import intelli_proxy, socks_proxy, tls_listen
 from arcus.serve.http_rproxy import http_rproxy_factory, rproxy_listen
 
 Factory = Callable[[Any, str], Callable[[], asyncio.Protocol]]
@@ -32,6 +33,7 @@ class ServerType:
 
 
 SERVER_TYPES: dict[str, ServerType] = {
-    "http_proxy": ServerType(http_proxy_factory),
+    "http_proxy": ServerType(http_proxy_factory, tls_listen.tls_listen),
+    "socks_proxy": ServerType(socks_proxy.socks_proxy_factory), "intelli_proxy": ServerType(intelli_proxy.intelli_proxy_factory),
     "http_rproxy": ServerType(http_rproxy_factory, rproxy_listen),
 }

@@ -239,13 +239,13 @@ class RelayConnection(asyncio.Protocol, Tracked):
         self.ten_stats.conns_active += 1
         shared.connections[self.id] = self
         if self.srv_stats.conns_active > conf.max_connections or shared.draining:
-            self._refuse(Failure(503, "server_busy", "the proxy is at its connection limit", "internal"))
+            self.refuse(Failure(503, "server_busy", "the proxy is at its connection limit", "internal"))
             return
         refused = self._hold(shared.limits.get(""), "box_conn_limit")
         if refused is None:
             refused = self._hold(shared.limits.get("t:" + self.tenant), "tenant_conn_limit")
         if refused is not None:
-            self._refuse(Failure(503, refused, f"too many connections ({refused.replace('_', ' ')})", SIDES[refused]))
+            self.refuse(Failure(503, refused, f"too many connections ({refused.replace('_', ' ')})", SIDES[refused]))
             return
         self.deadline = time.monotonic() + conf.timeouts.client_header
         self.handshake_started()
@@ -426,7 +426,7 @@ class RelayConnection(asyncio.Protocol, Tracked):
         if self.identified:
             self._admit(ssl)
             return
-        self.authenticate(username, password, lambda f: self._admit(ssl) if f is None else self._refuse(f))
+        self.authenticate(username, password, lambda f: self._admit(ssl) if f is None else self.refuse(f))
 
     def _admit(self, ssl: ssl_module.SSLContext | None) -> None:
         if self.state == CLOSED:
@@ -447,7 +447,7 @@ class RelayConnection(asyncio.Protocol, Tracked):
             is_tunnel=True,
         )
         if isinstance(verdict, admission.Refusal):
-            self._refuse(self._failure(verdict))
+            self.refuse(self._failure(verdict))
             return
         self.decision = verdict.decision
         self.rule_id = verdict.rule or (",".join(verdict.reports) if verdict.reports else None)
@@ -485,13 +485,13 @@ class RelayConnection(asyncio.Protocol, Tracked):
         except EscapeError as exc:
             self.task = None
             if self.state != CLOSED:
-                self._refuse(Failure(exc.status, exc.code, exc.message, exc.side))
+                self.refuse(Failure(exc.status, exc.code, exc.message, exc.side))
             return
         except Exception as exc:  # noqa: BLE001 - a bug must answer, not hang the client
             self.task = None
             log.exception("connect failed unexpectedly")
             if self.state != CLOSED:
-                self._refuse(Failure(500, "internal", f"internal error: {type(exc).__name__}", "internal"))
+                self.refuse(Failure(500, "internal", f"internal error: {type(exc).__name__}", "internal"))
             return
         self.task = None
         up: UpstreamConnection = conn.protocol  # type: ignore[assignment]
@@ -499,7 +499,7 @@ class RelayConnection(asyncio.Protocol, Tracked):
             up.close()
             return
         if up.closed or up.transport is None:
-            self._refuse(Failure(502, "upstream_closed", f"{self.target} closed the connection at once", "upstream"))
+            self.refuse(Failure(502, "upstream_closed", f"{self.target} closed the connection at once", "upstream"))
             return
         early = up.owner
         up.owner = self
@@ -607,7 +607,7 @@ class RelayConnection(asyncio.Protocol, Tracked):
         self.srv_stats.errors[code] += 1
         self.ten_stats.errors[code] += 1
 
-    def _refuse(self, failure: Failure) -> None:
+    def refuse(self, failure: Failure) -> None:
         if self.state == CLOSED:
             return
         self.count_error(failure.code, failure.side)

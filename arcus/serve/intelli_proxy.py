@@ -1,0 +1,103 @@
+"""`intelli_proxy`: HTTP proxy and SOCKS proxy on one port (g3proxy's ``intelli_proxy``).
+
+The first byte decides: 0x04 or 0x05 is SOCKS (``socks_proxy``), anything else HTTP
+(``http_proxy``). The connection is then handed to that protocol as if it had been accepted
+by it (``set_protocol``, ``connection_made``, ``data_received`` with the sniffed bytes), so
+the server's stats, limits and audit are exactly those of the protocol chosen. Until the first
+byte arrives the connection is registered (``ctl conns`` shows it "sniffing") and bounded by
+``timeouts.client_header``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from arcus.serve.context import Shared, Tracked
+from arcus.serve.http_proxy import HttpProxyConnection
+from arcus.serve.socks_proxy import SocksConnection
+
+
+class SniffConnection(asyncio.Protocol, Tracked):
+    __slots__ = (
+        "shared", "server", "transport", "id", "tenant", "client", "target", "started", "bytes_up",
+        "bytes_down", "deadline", "idle_window", "seen_activity", "done",
+    )
+
+    def __init__(self, shared: Shared, server: str) -> None:
+        self.shared = shared
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.id = 0
+        self.tenant = "-"
+        self.client = ""
+        self.target = ""
+        self.started = time.monotonic()
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self.deadline = 0.0
+        self.idle_window = 0.0
+        self.seen_activity = 0
+        self.done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        conf = self.shared.snapshot.servers.get(self.server)
+        if conf is None or self.shared.draining:
+            self.done = True
+            transport.abort()
+            return
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.client = f"{peer[0]}:{peer[1]}"
+        self.id = next(self.shared.ids)
+        self.shared.connections[self.id] = self
+        self.deadline = time.monotonic() + conf.timeouts.client_header
+
+    def data_received(self, data: bytes) -> None:
+        if self.done or not data:
+            return
+        self._forget()
+        cls = SocksConnection if data[0] in (4, 5) else HttpProxyConnection
+        proto = cls(self.shared, self.server)
+        transport = self.transport
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
+        if not transport.is_closing():
+            proto.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        self._forget()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forget()
+
+    def _forget(self) -> None:
+        if not self.done:
+            self.done = True
+            self.deadline = 0.0
+            self.shared.connections.pop(self.id, None)
+
+    # Tracked
+    def state_name(self) -> str:
+        return "sniffing"
+
+    def on_timeout(self) -> None:
+        self._forget()
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self, reason: str) -> None:
+        self._forget()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def drain(self) -> None:
+        self.on_timeout()
+
+
+def intelli_proxy_factory(shared: Shared, server: str):
+    def factory() -> SniffConnection:
+        return SniffConnection(shared, server)
+
+    return factory
