@@ -1,7 +1,8 @@
 """`arcus config`: check and show profiles without starting anything.
 
 ``check`` prints every issue as ``file:line: message`` (stderr, exit 1) or one ``ok`` line;
-``show`` prints the effective profile, every default filled in, as YAML or JSON.
+``show`` prints the effective profile, every default filled in, as YAML or JSON;
+``graph`` prints who refers to whom (servers -> escapers -> resolvers) as a tree or Graphviz dot.
 An unknown profile name or an unreadable file is an OperatorError for the CLI's one error
 boundary (``arcus.cli.app.main``), not an issue of the file.
 """
@@ -16,6 +17,7 @@ import yaml
 
 from arcus.cli._common import JsonOpt, print_json
 from arcus.config import parse_profile, profile_text
+from arcus.config.loader import parse_topology
 from arcus.config.dump import profile_to_dict
 from arcus.errors import ConfigError, ConfigIssue
 
@@ -82,3 +84,21 @@ def show(profile: OptionalProfileArg = None, json_out: JsonOpt = False) -> None:
         return
     typer.echo(f"# effective profile of {source}")
     typer.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip("\n"))
+
+
+@app.command("graph")
+def graph(
+    profile: ProfileArg,
+    dot: Annotated[bool, typer.Option("--dot", help="Print Graphviz dot (pipe it to `dot -Tsvg`)")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print the topology: each server, the escapers it leads to, and their resolvers."""
+    source, text = profile_text(profile)
+    try:
+        topology = parse_topology(text, source)
+    except ConfigError as exc:
+        _fail(exc)
+    if json_out:
+        print_json({"source": source, **topology.to_dict()})
+        return
+    typer.echo(topology.to_dot() if dot else topology.to_text(), nl=False)

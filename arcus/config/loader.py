@@ -15,6 +15,7 @@ from dataclasses import replace
 from yaml.nodes import MappingNode, SequenceNode
 
 from arcus.config.escaper import ESCAPERS
+from arcus.config.graph import Topology
 from arcus.config.objects import Context, Family, Item, parse_family
 from arcus.config.resolver import RESOLVERS
 from arcus.config.schema import HttpLimits, Profile, Timeouts
@@ -25,7 +26,7 @@ from arcus.config.values import format_addr
 from arcus.config.yamlnodes import Issues, Section, compose, line_of
 from arcus.errors import ConfigError, ConfigIssue
 
-__all__ = ["FAMILIES", "check_profile", "load_profile", "parse_profile", "profile_text", "shipped_names"]
+__all__ = ["FAMILIES", "check_profile", "load_profile", "parse_profile", "parse_topology", "profile_text", "shipped_names"]
 
 FAMILIES: tuple[Family, ...] = (SERVERS, ESCAPERS, RESOLVERS)
 TOP_KEYS = ("servers", "escapers", "resolvers", "timeouts", "limits", "log", "runtime", "audit")
@@ -48,23 +49,32 @@ def check_profile(name_or_path: str | None) -> list[ConfigIssue]:
 
 def parse_profile(text: str, source: str) -> Profile:
     """Parse profile ``text``; ``source`` is the file name used in messages and ``Profile.source``."""
-    profile, issues = _parse(text, source)
+    profile, issues, _ = _parse(text, source)
     if issues or profile is None:
         raise ConfigError(issues)
     return profile
 
 
-def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue]]:
+def parse_topology(text: str, source: str) -> Topology:
+    """Who refers to whom in profile ``text`` (``arcus config graph``); ConfigError if it does not load."""
+    profile, issues, parsed = _parse(text, source)
+    if issues or profile is None:
+        raise ConfigError(issues)
+    listen = {("server", s.name): ", ".join(format_addr(h, p) for h, p in s.listen) for s in profile.servers}
+    return Topology.from_items(parsed, listen)
+
+
+def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue], dict[str, list[Item]]]:
     issues = Issues(source)
     root = compose(text, issues)  # may report duplicate keys and still return the tree
     if root is None:
         if len(issues):
-            return None, issues.sorted()
+            return None, issues.sorted(), {}
         issues.add(1, "the profile is empty; it needs at least a servers: list")
-        return None, issues.sorted()
+        return None, issues.sorted(), {}
     if not isinstance(root, MappingNode):
         issues.add(line_of(root), "expected a mapping at the top level (servers:, escapers:, resolvers:, ...)")
-        return None, issues.sorted()
+        return None, issues.sorted(), {}
 
     top = Section(root, issues, "", TOP_KEYS)
     # Profile-wide defaults first: servers inherit them whatever the order in the file.
@@ -81,9 +91,10 @@ def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue]]:
             unreadable.add(family.name)
     top.finish()
     _check_references(parsed, unreadable, issues)
+    _check_cycles(parsed, issues)
     _check_servers(parsed["server"], top, issues)
     if len(issues):
-        return None, issues.sorted()
+        return None, issues.sorted(), parsed
     return (
         Profile(
             source=source,
@@ -95,6 +106,7 @@ def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue]]:
             audit=audit,
         ),
         [],
+        parsed,
     )
 
 
@@ -123,6 +135,33 @@ def _check_references(parsed: dict[str, list[Item]], unreadable: set[str], issue
                         issues.add(ref.line, f'{item.where}: missing key "{ref.key}"; {available}')
                 elif ref.name not in names:
                     issues.add(ref.line, f'{item.where}: {ref.family} "{ref.name}" is not defined; {available}')
+
+
+def _check_cycles(parsed: dict[str, list[Item]], issues: Issues) -> None:
+    """No object may lead back to itself through its references (an escaper routing to itself).
+
+    Generic over every reference the type parsers record: one issue per group of objects that
+    reach each other, at the reference that starts the cycle earliest in the file.
+    """
+    where: dict[tuple[str, str | None], str] = {}
+    for items in parsed.values():
+        for item in items:
+            where.setdefault((item.family, item.name), item.where)  # the first of duplicates, as the graph
+    for cycle in Topology.from_items(parsed).cycles():
+        first = cycle.edges[0]
+        family, name = first.source
+        if len(cycle.edges) == 1:
+            issues.add(first.line, f'{where[first.source]}: {first.key} "{name}" refers to the {family} itself; '
+                                   f"point it at another {family}")
+            continue
+        path = " -> ".join(cycle.names)
+        lines = ", ".join(str(e.line) for e in cycle.edges)
+        issues.add(first.line, f"{where[first.source]}: {family} references form a cycle {path} (lines {lines}); "
+                               f"{_article(family)} {family} must not lead back to itself: point one of them elsewhere")
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def _replace(config: object, key: str, value: str) -> object:
