@@ -134,7 +134,8 @@ def add(
     rule_id: RuleIdArg,
     allow: Annotated[bool, typer.Option("--allow", help="Action: let matching requests through")] = False,
     deny: Annotated[bool, typer.Option("--deny", help="Action: refuse them (403 block page, SOCKS refusal)")] = False,
-    report: Annotated[bool, typer.Option("--report", help="Action: log a match, decide nothing (try a rule first)")] = False,
+    report: Annotated[bool, typer.Option(
+        "--report", help="Action: log a match, decide nothing (try a rule first)")] = False,
     redirect: Annotated[str | None, typer.Option(
         "--redirect", metavar="URL", help="Action: answer plain HTTP requests with a redirect to URL",
         show_default=False)] = None,
@@ -167,7 +168,8 @@ def add(
         "--user", metavar="NAME", help="Make it a rule of this user only (read before the tenant's rules)",
         show_default=False)] = None,
     comment: Annotated[str | None, typer.Option(
-        "--comment", metavar="TEXT", help="One line, shown in reasons and on the block page", show_default=False)] = None,
+        "--comment", metavar="TEXT", help="One line, shown in reasons and on the block page",
+        show_default=False)] = None,
     position: Annotated[int | None, typer.Option(
         "--position", metavar="N", help="Insert at this position (1 is first) [default: last]",
         show_default=False)] = None,

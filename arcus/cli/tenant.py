@@ -324,7 +324,8 @@ def show(name: NameArg, socket: SocketOpt = None, data_dir: DataDirOpt = None, j
 def set_(
     name: NameArg,
     max_conns: Annotated[str | None, typer.Option(
-        "--max-conns", metavar="N|unlimited", help="Concurrent connections of the whole tenant", show_default=False)] = None,
+        "--max-conns", metavar="N|unlimited", help="Concurrent connections of the whole tenant",
+        show_default=False)] = None,
     rps: Annotated[str | None, typer.Option(
         "--rps", metavar="R|unlimited", help="Requests per second (token bucket)", show_default=False)] = None,
     bandwidth: Annotated[str | None, typer.Option(
@@ -343,7 +344,8 @@ def set_(
     default: Annotated[str | None, typer.Option(
         "--default", metavar="allow|deny", help="What happens when no policy rule decides", show_default=False)] = None,
     block_page: Annotated[Path | None, typer.Option(
-        "--block-page", metavar="FILE", help="HTML template of the 403 page: {tenant} {rule} {reason} {request_id} {host}",
+        "--block-page", metavar="FILE",
+        help="HTML template of the 403 page: {tenant} {rule} {reason} {request_id} {host}",
         show_default=False)] = None,
     no_block_page: Annotated[bool, typer.Option("--no-block-page", help="Go back to the built-in block page")] = False,
     log_query: Annotated[bool | None, typer.Option(
@@ -365,7 +367,8 @@ def set_(
         changes["auth"] = check_choice("auth mode", auth, AUTH_MODES)
     if auth_exempt and no_auth_exempt:
         raise OperatorError("--auth-exempt and --no-auth-exempt contradict each other",
-                            hint="give the new ranges with --auth-exempt (they replace the list), or --no-auth-exempt alone")
+                            hint="give the new ranges with --auth-exempt (they replace the list), "
+                            "or --no-auth-exempt alone")
     if auth_exempt:
         changes["auth_exempt"] = list(dict.fromkeys(normalize_source(c) for c in auth_exempt))
     elif no_auth_exempt:

@@ -485,16 +485,18 @@ def hash_passwords(entries: list[dict[str, Any]], path: Path) -> list[tuple[str,
         console=err, transient=True, disable=not err.is_terminal or len(todo) < 2,
     ) as progress:
         task = progress.add_task("hash", total=len(todo))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="arcus-hash") as pool:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="arcus-hash")
+        try:
             futures = {i: pool.submit(hash_secret, entries[i]["password"]) for i in todo}
             for number, (i, future) in enumerate(futures.items(), start=1):
                 try:
                     secrets[i] = future.result()
                 except OperatorError as exc:
-                    for f in futures.values():
-                        f.cancel()
                     raise _entry_error(f"{path}: entry {i + 1} ({entries[i]['name']})", exc) from None
                 progress.update(task, completed=number)
+        finally:
+            # On an error or Ctrl-C, the hashes not started are dropped instead of waited for.
+            pool.shutdown(wait=True, cancel_futures=True)
     return [
         (e["name"], secrets[i] if i in secrets else e["secret"], e["expires_at"]) for i, e in enumerate(entries)
     ]
@@ -506,7 +508,8 @@ def import_(
     tenant: TenantArg,
     file: Annotated[Path, typer.Argument(metavar="FILE.json", help="JSON list of users", show_default=False)],
     replace: Annotated[bool, typer.Option(
-        "--replace", help="Overwrite the password and expiry of users that exist (else they refuse the import)")] = False,
+        "--replace",
+        help="Overwrite the password and expiry of users that exist (else they refuse the import)")] = False,
     socket: SocketOpt = None,
     data_dir: DataDirOpt = None,
     json: JsonOpt = False,
