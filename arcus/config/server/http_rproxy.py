@@ -92,6 +92,8 @@ def _check_pair(sec: Section, cert: str, key: str) -> None:
         ctx.load_cert_chain(cert, key)
     except (ssl.SSLError, OSError) as exc:
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+        if reason == "KEY_VALUES_MISMATCH":
+            reason = "the private key does not belong to the certificate"
         sec.error(f"cannot load the certificate {cert} with the key {key}: {reason}", sec.value_line("certificate"))
 
 

@@ -1,0 +1,250 @@
+"""`http_rproxy`: curl to the real daemon's reverse proxy, per-host upstreams, TLS with per-host
+certificates chosen by SNI (``--resolve`` + ``--cacert``), upstream TLS, admission."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from arcus.testing.daemon import DaemonProcess
+from arcus.testing.origin import Origin
+from tests.integration.conftest import raw_exchange, run_curl
+from tests.integration.tls_peers import LocalCA, TlsOrigin
+
+PROFILE = """\
+servers:
+  - name: web
+    type: http_rproxy
+    listen: 127.0.0.1:0
+    escaper: direct
+{extra}    hosts:
+{hosts}
+escapers:
+  - name: direct
+    type: direct_fixed
+    resolver: system
+resolvers:
+  - name: system
+    type: system
+timeouts:
+  client_header: 5s
+  upstream_connect: 5s
+  upstream_response: 10s
+"""
+
+
+def host_entry(names: list[str], upstream: str, **keys: object) -> str:
+    lines = [f"      - names: {json.dumps(names)}", f"        upstream: {upstream}"]
+    lines += [f"        {k}: {json.dumps(v) if not isinstance(v, str) else v}" for k, v in keys.items()]
+    return "\n".join(lines)
+
+
+def start(tmp_path, hosts: list[str], extra: str = "") -> DaemonProcess:
+    d = DaemonProcess(tmp_path / "arcus", PROFILE.format(hosts="\n".join(hosts), extra=extra))
+    return d.start()
+
+
+@pytest.fixture
+def two_origins():
+    with Origin() as a, Origin() as b:
+        yield a, b
+
+
+def test_plain_routes_by_host_to_per_host_upstreams(curl, tmp_path, two_origins):
+    a, b = two_origins
+    d = start(
+        tmp_path,
+        [
+            host_entry(["a.test"], f"127.0.0.1:{a.port}"),
+            host_entry(["*.b.test"], f"127.0.0.1:{b.port}"),
+        ],
+    )
+    try:
+        web = d.listen("web")
+        port = web.rsplit(":", 1)[1]
+        r = run_curl(curl, "--resolve", f"a.test:{port}:127.0.0.1", f"http://a.test:{port}/headers", "-H", "X-Keep: 1")
+        assert r.returncode == 0, r.stderr
+        seen = json.loads(r.stdout)
+        names = {k.lower(): v for k, v in seen["headers"]}
+        assert seen["target"] == "/headers"
+        assert names["host"] == f"a.test:{port}"  # the client's Host goes upstream unchanged
+        assert names["x-forwarded-for"] == "127.0.0.1"
+        assert names["x-forwarded-proto"] == "http"
+        assert names["via"] == "1.1 arcus"
+        assert names["x-keep"] == "1"
+        assert len(a.requests) == 1 and not b.requests
+        # a child of *.b.test goes to b; keep-alive: two requests on one client connection
+        r = run_curl(curl, "-v", "--resolve", f"x.y.b.test:{port}:127.0.0.1",
+                     f"http://x.y.b.test:{port}/small", f"http://x.y.b.test:{port}/bytes/5000")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == b"x" * 100 + b"b" * 5000
+        assert len(b.requests) == 2 and len(a.requests) == 1
+        assert {s.conn_id for s in b.requests} == {1}  # the upstream connection was pooled
+        # the apex of a wildcard and an unknown host: 404 from the proxy, nothing upstream
+        for host in ("b.test", "c.test"):
+            r = run_curl(curl, "-i", "-H", f"Host: {host}", f"http://{web}/small")
+            assert r.returncode == 0, r.stderr
+            assert r.stdout.startswith(b"HTTP/1.1 404"), r.stdout
+            assert b"X-Arcus-Error: unknown_host" in r.stdout
+        # a request body, and CONNECT (not served by a reverse proxy)
+        r = run_curl(curl, "--resolve", f"a.test:{port}:127.0.0.1", "--data-binary", "hello body", f"http://a.test:{port}/echo")
+        assert r.stdout == b"hello body"
+        out = raw_exchange(web, b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 400"), out
+        stats = d.ctl("stats")["servers"]["web"]
+        assert stats["requests"] >= 6
+    finally:
+        d.stop()
+
+
+def test_tls_termination_with_per_host_certificates(curl, tmp_path, two_origins):
+    a, b = two_origins
+    ca = LocalCA(tmp_path / "ca")
+    a_cert, a_key = ca.issue("a.test")
+    b_cert, b_key = ca.issue("*.b.test", stem="b")
+    d = start(
+        tmp_path,
+        [
+            host_entry(["a.test"], f"127.0.0.1:{a.port}", certificate=str(a_cert), private_key=str(a_key)),
+            host_entry(["*.b.test"], f"127.0.0.1:{b.port}", certificate=str(b_cert), private_key=str(b_key)),
+        ],
+        extra="    tls: true\n",
+    )
+    try:
+        port = d.listen("web").rsplit(":", 1)[1]
+        for host, origin, body in (("a.test", a, b"x" * 100), ("www.b.test", b, b"b" * 70000)):
+            path = "/small" if origin is a else "/bytes/70000"
+            r = run_curl(
+                curl, "-v", "--cacert", str(ca.cert_path), "--resolve", f"{host}:{port}:127.0.0.1", f"https://{host}:{port}{path}"
+            )
+            assert r.returncode == 0, r.stderr  # curl verified the certificate for this very name
+            assert r.stdout == body
+            assert f"subject: CN={'a.test' if origin is a else '*.b.test'}".encode() in r.stderr
+        r = run_curl(curl, "--cacert", str(ca.cert_path), "--resolve", f"a.test:{port}:127.0.0.1", f"https://a.test:{port}/headers")
+        names = {k.lower(): v for k, v in json.loads(r.stdout)["headers"]}
+        assert names["x-forwarded-proto"] == "https"
+        assert names["host"] == f"a.test:{port}"
+        # SNI a.test, Host www.b.test: the connection was set up for another site -> 421
+        r = run_curl(
+            curl, "-i", "--cacert", str(ca.cert_path), "--resolve", f"a.test:{port}:127.0.0.1",
+            "-H", "Host: www.b.test", f"https://a.test:{port}/small",
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(b"HTTP/1.1 421"), r.stdout
+        # a name with no site gets the first host's certificate: curl refuses it
+        r = run_curl(curl, "--cacert", str(ca.cert_path), "--resolve", f"other.test:{port}:127.0.0.1", f"https://other.test:{port}/small")
+        assert r.returncode == 60, r.stderr  # CURLE_PEER_FAILED_VERIFICATION
+        # plain HTTP to the TLS listener gets no answer but a closed connection
+        assert b"200" not in raw_exchange(f"127.0.0.1:{port}", b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    finally:
+        d.stop()
+
+
+def test_certificates_follow_a_reload(curl, tmp_path, two_origins):
+    a, _ = two_origins
+    ca = LocalCA(tmp_path / "ca")
+    cert, key = ca.issue("a.test")
+    d = start(
+        tmp_path,
+        [host_entry(["a.test"], f"127.0.0.1:{a.port}", certificate=str(cert), private_key=str(key))],
+        extra="    tls: true\n",
+    )
+    try:
+        port = d.listen("web").rsplit(":", 1)[1]
+        r = run_curl(curl, "--cacert", str(ca.cert_path), "--resolve", f"a.test:{port}:127.0.0.1", f"https://a.test:{port}/small")
+        assert r.returncode == 0, r.stderr
+        # the operator adds a site with its own certificate: served after a reload, same listener
+        new_cert, new_key = ca.issue("new.test")
+        profile = d.profile_path.read_text()
+        profile = profile.replace(
+            "escapers:",
+            host_entry(["new.test"], f"127.0.0.1:{a.port}", certificate=str(new_cert), private_key=str(new_key)) + "\nescapers:",
+        )
+        d.profile_path.write_text(profile)
+        d.ctl("reload")
+        r = run_curl(curl, "-v", "--cacert", str(ca.cert_path), "--resolve", f"new.test:{port}:127.0.0.1", f"https://new.test:{port}/small")
+        assert r.returncode == 0, r.stderr
+        assert b"subject: CN=new.test" in r.stderr
+    finally:
+        d.stop()
+
+
+def test_upstream_tls_verified_against_the_configured_ca(curl, tmp_path):
+    ca = LocalCA(tmp_path / "ca")
+    other = LocalCA(tmp_path / "other")
+    with TlsOrigin(ca, "backend.internal") as origin:
+        d = start(
+            tmp_path,
+            [
+                host_entry(["good.test"], f"127.0.0.1:{origin.port}", upstream_tls=True,
+                           upstream_ca=str(ca.cert_path), upstream_tls_name="backend.internal"),
+                host_entry(["wrongca.test"], f"127.0.0.1:{origin.port}", upstream_tls=True,
+                           upstream_ca=str(other.cert_path), upstream_tls_name="backend.internal"),
+                host_entry(["wrongname.test"], f"127.0.0.1:{origin.port}", upstream_tls=True, upstream_ca=str(ca.cert_path)),
+            ],
+        )
+        try:
+            web = d.listen("web")
+            r = run_curl(curl, "-H", "Host: good.test", f"http://{web}/headers")
+            assert r.returncode == 0, r.stderr
+            assert json.loads(r.stdout)["target"] == "/headers"
+            assert origin.server_names[-1] == "backend.internal"  # our SNI is the configured name
+            for host in ("wrongca.test", "wrongname.test"):
+                r = run_curl(curl, "-i", "-H", f"Host: {host}", f"http://{web}/small")
+                assert r.stdout.startswith(b"HTTP/1.1 502"), r.stdout
+                assert b"certificate verify failed" in r.stdout.lower() or b"certificate" in r.stdout.lower(), r.stdout
+            assert len(origin.requests) == 1
+        finally:
+            d.stop()
+
+
+def test_admission_policy_on_the_requested_host(curl, tmp_path, two_origins):
+    a, _ = two_origins
+    d = start(
+        tmp_path,
+        [host_entry(["a.test", "blocked.test"], f"127.0.0.1:{a.port}")],
+        extra="    tenant: acme\n",
+    )
+    try:
+        for args in (("tenant", "add", "acme"), ("policy", "add", "acme", "no-blocked", "--deny-host", "blocked.test")):
+            res = d.arcus(*args)
+            assert res.returncode == 0, res.stderr
+        web = d.listen("web")
+        r = run_curl(curl, "-i", "-H", "Host: blocked.test", f"http://{web}/small")
+        assert r.stdout.startswith(b"HTTP/1.1 403"), r.stdout
+        assert b"X-Arcus-Rule: no-blocked" in r.stdout
+        r = run_curl(curl, "-i", "-H", "Host: a.test", f"http://{web}/small")
+        assert r.stdout.startswith(b"HTTP/1.1 200"), r.stdout
+        assert len(a.requests) == 1
+        res = d.arcus("tenant", "suspend", "acme")
+        assert res.returncode == 0, res.stderr
+        r = run_curl(curl, "-i", "-H", "Host: a.test", f"http://{web}/small")
+        assert r.stdout.startswith(b"HTTP/1.1 403"), r.stdout
+        assert b"tenant_suspended" in r.stdout
+        assert len(a.requests) == 1
+    finally:
+        d.stop()
+
+
+def test_config_check_reports_bad_certificate_pairs(tmp_path):
+    ca = LocalCA(tmp_path / "ca")
+    a_cert, _ = ca.issue("a.test")
+    _, b_key = ca.issue("b.test")
+    profile = tmp_path / "p.yaml"
+    profile.write_text(
+        PROFILE.format(
+            extra="    tls: true\n",
+            hosts=host_entry(["a.test"], "127.0.0.1:1", certificate=str(a_cert), private_key=str(b_key))
+            + "\n"
+            + host_entry(["c.test"], "127.0.0.1:1"),
+        )
+    )
+    d = DaemonProcess(tmp_path / "arcus", profile.read_text())
+    res = d.arcus("config", "check", str(profile))
+    assert res.returncode == 1
+    out = res.stdout + res.stderr
+    assert f"{profile}:10: server \"web\": hosts[0]: cannot load the certificate" in out, out
+    assert "the private key does not belong to the certificate" in out
+    assert f"{profile}:12: server \"web\": hosts[1]: missing key \"certificate\"" in out, out
