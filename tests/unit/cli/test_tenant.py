@@ -19,7 +19,10 @@ from arcus.control import protocol as p
 from arcus.control.server import ControlServer, Handler
 from arcus.store import Store
 
-TENANT_KEYS = {"name", "display_name", "sources", "suspended", "created_at"}
+TENANT_KEYS = {
+    "name", "display_name", "sources", "suspended", "created_at",
+    "auth", "auth_exempt", "realm", "default_action", "block_page", "max_conns", "rps", "bandwidth", "log_query",
+}
 USAGE = {"conns_total": 12, "conns_active": 1, "requests": 40, "bytes_up": 2048, "bytes_down": 3 * 1024 * 1024,
          "errors": {"denied": 2}}
 
@@ -187,7 +190,8 @@ def test_show(sock: Path, data_dir: Path) -> None:
     assert "usage" not in result.stdout  # the store has no live counters
     assert result.stderr == note(sock, data_dir, writes=False)
     out = js(tenant(sock, data_dir, "show", "acme", "--json"))
-    assert set(out) == TENANT_KEYS
+    assert set(out) == TENANT_KEYS | {"users", "rules"}
+    assert out["users"] == 0 and out["rules"] == 0
 
 
 def test_suspend_resume(sock: Path, data_dir: Path) -> None:
