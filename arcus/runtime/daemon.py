@@ -21,6 +21,7 @@ from arcus import __version__
 from arcus.audit.feed import audit_handlers
 from arcus.audit.sink import apply_config as apply_audit_config
 from arcus.audit.sink import open_sink as open_audit_sink
+from arcus.auth.secrets import hash_secret
 from arcus.config import load_profile
 from arcus.config.schema import LogConfig, Profile, ServerConfig
 from arcus.control.server import ControlServer
@@ -83,6 +84,7 @@ class Daemon:
         self.generation = 1
         snapshot = await asyncio.to_thread(build_snapshot, 1, profile, data, self.own)
         self.shared = Shared(snapshot)
+        self.shared.rehash = self._rehash
         try:
             # The audit log before the listeners: the first connections are recorded too.
             self.shared.audit = await asyncio.to_thread(open_audit_sink, profile.audit, self.data_dir)
@@ -314,6 +316,28 @@ class Daemon:
             self.shared.swap(snapshot)
             self.generation = generation
             return generation
+
+    def _rehash(self, tenant: str, user: str, old_secret: str, password: str) -> None:
+        """Replace a user's legacy hash by a scrypt one, off the event loop (login upgrade)."""
+        if len(self._tasks) > 1000:  # bounded: a storm of legacy logins waits for the next ones
+            return
+        self._spawn(self._upgrade_secret(tenant, user, old_secret, password), f"arcus-rehash-{tenant}-{user}")
+
+    async def _upgrade_secret(self, tenant: str, user: str, old_secret: str, password: str) -> None:
+        try:
+            new_secret = await asyncio.to_thread(hash_secret, password)
+
+            def swap() -> bool:
+                if self.store.get_user(tenant, user).secret != old_secret:
+                    return False  # changed meanwhile (passwd): leave it
+                self.store.set_user(tenant, user, secret=new_secret)
+                return True
+
+            if await asyncio.to_thread(swap):
+                await self.refresh_tenants()
+                log.info("user %s/%s: legacy password hash upgraded to scrypt", tenant, user)
+        except (OperatorError, OSError) as exc:
+            log.warning("user %s/%s: could not upgrade the password hash: %s", tenant, user, exc)
 
     async def _reload_from_signal(self) -> None:
         try:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from arcus.auth.secrets import verify_secret
+from arcus.auth.secrets import needs_rehash, verify_secret
 from arcus.errors import OperatorError
 from arcus.policy import Request as PolicyRequest
 from arcus.serve import gate
@@ -129,6 +129,9 @@ async def verify_credentials(shared: Any, creds: Credentials, client_ip: str) ->
     except OperatorError:
         ok = False  # an unreadable stored secret admits nobody
     shared.credcache.remember(_cache_key(tv, user), creds.password, ok, time.monotonic())
+    if ok and shared.rehash is not None and needs_rehash(user.secret):
+        # a legacy hash (md5-crypt, G3 fast hash...): store a scrypt one for the password just verified
+        shared.rehash(tv.name, user.name, user.secret, creds.password)
     return _verdict(shared, creds, user, ok, client_ip)
 
 

@@ -101,6 +101,8 @@ class Shared:
         self.limits: dict[str, Limits] = {}  # live limiters by scope, kept across Snapshots
         self.credcache = CredentialCache()  # verified credentials: a KDF does not run per request
         self.throttle = FailureThrottle()  # failed logins per client address
+        # set by the runtime: rehash(tenant, user, old_secret, password) upgrades a legacy hash
+        self.rehash = None
         apply_limits(self.limits, snapshot.tenancy, time.monotonic())
         self.draining = False
         self.ids = itertools.count(1)

@@ -294,3 +294,21 @@ def test_audit_records_requests_and_connections_without_secrets(curl, daemon, or
     everything = b"".join(p.read_bytes() for p in daemon.data_dir.glob("audit.db*"))
     everything += b"".join(p.read_bytes() for p in daemon.data_dir.glob("arcus.db*"))
     assert b"s3cr3t" not in everything and b"ada-secret" not in everything
+
+
+def test_legacy_hash_is_accepted_and_upgraded_at_login(curl, daemon, origin):
+    # the first sha512-crypt test vector of the SHA-crypt specification
+    legacy = "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1"
+    add_tenant(daemon, "acme", "127.0.0.0/8", auth="required")
+    daemon.ctl("user.add", {"tenant": "acme", "name": "old", "secret": legacy})
+    assert daemon.ctl("user.show", {"tenant": "acme", "name": "old"})["secret_scheme"] != "scrypt"
+    assert status(get(curl, daemon, origin.url("/small"), "-U", "old:Hello world!")) == 200
+    deadline = time.monotonic() + 15
+    scheme = ""
+    while time.monotonic() < deadline:
+        scheme = daemon.ctl("user.show", {"tenant": "acme", "name": "old"})["secret_scheme"]
+        if scheme == "scrypt":
+            break
+        time.sleep(0.2)
+    assert scheme == "scrypt"
+    assert status(get(curl, daemon, origin.url("/small"), "-U", "old:Hello world!")) == 200
