@@ -17,6 +17,7 @@ from typing import Any
 from arcus.serve.http_proxy import http_proxy_factory
 from arcus.serve import intelli_proxy, socks_proxy, tls_listen
 from arcus.serve.http_rproxy import http_rproxy_factory, rproxy_listen
+from arcus.serve import sni_proxy, tcp_stream, tcp_tproxy, tls_stream
 
 Factory = Callable[[Any, str], Callable[[], asyncio.Protocol]]
 Listen = Callable[[asyncio.AbstractEventLoop, Callable[[], asyncio.Protocol], str, int, Any], Awaitable[asyncio.AbstractServer]]
@@ -36,4 +37,5 @@ SERVER_TYPES: dict[str, ServerType] = {
     "http_proxy": ServerType(http_proxy_factory, tls_listen.tls_listen),
     "socks_proxy": ServerType(socks_proxy.socks_proxy_factory), "intelli_proxy": ServerType(intelli_proxy.intelli_proxy_factory),
     "http_rproxy": ServerType(http_rproxy_factory, rproxy_listen),
+    "sni_proxy": ServerType(sni_proxy.sni_proxy_factory), "tcp_stream": ServerType(tcp_stream.tcp_stream_factory), "tls_stream": ServerType(tls_stream.tls_stream_factory), "tcp_tproxy": ServerType(tcp_tproxy.tcp_tproxy_factory, tcp_tproxy.tproxy_listen),
 }

@@ -13,6 +13,8 @@ import asyncio
 import ssl
 
 from arcus.errors import EscapeError
+from arcus.serve.relay import CLOSED, CONNECTING, Failure
+from arcus.serve.tcp_stream import TcpStreamConnection
 
 
 class NamedContext(ssl.SSLContext):
@@ -89,3 +91,63 @@ class UpstreamTls:
             transport.abort()
             reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or str(exc) or type(exc).__name__
             raise EscapeError(f"TLS with the upstream {name} failed: {reason}", code="upstream_tls", status=502) from None
+
+
+# ------------------------------------------------------------------------------------ the server
+
+_contexts: dict[int, tuple[object, UpstreamTls]] = {}
+
+
+def _tls_of(conf) -> UpstreamTls:
+    """The UpstreamTls of this config object (a reload makes a new one: the CA file is re-read)."""
+    entry = _contexts.get(id(conf))
+    if entry is None or entry[0] is not conf:
+        if len(_contexts) > 32:
+            _contexts.clear()
+        entry = _contexts[id(conf)] = (conf, UpstreamTls(conf.tls_ca, conf.tls_name))
+    return entry[1]
+
+
+class TlsStreamConnection(TcpStreamConnection):
+    """``tcp_stream`` whose upstream connections are TLS, verified (``tls_ca`` or the system's
+    roots, name ``tls_name`` or the upstream's host). A failed verification is a failed
+    upstream: the next one is tried."""
+
+    ctx = None
+
+    def handshake_started(self) -> None:
+        tls = _tls_of(self.conf)
+        if tls._ctx is not None:
+            self.ctx = tls._ctx
+            super().handshake_started()
+            return
+        # first connection of this config: the context is built off the loop (CA files)
+        self.state = CONNECTING
+        self.deadline = 0.0
+        self.task = asyncio.get_running_loop().create_task(self._prepare(tls), name=f"arcus-tls-{self.id}")
+
+    async def _prepare(self, tls: UpstreamTls) -> None:
+        try:
+            ctx = await tls.context()
+        except (OSError, ssl.SSLError) as exc:
+            self.task = None
+            self.refuse(Failure(500, "internal", f"cannot load the CA file {tls.cafile}: {exc}", "internal"))
+            return
+        self.task = None
+        if self.state == CLOSED:
+            return
+        self.ctx = ctx
+        TcpStreamConnection.handshake_started(self)
+
+    def upstream_ssl(self):
+        return self.ctx
+
+    def audit_method(self) -> str | None:
+        return "TLS STREAM"
+
+
+def tls_stream_factory(shared, server: str):
+    def make() -> TlsStreamConnection:
+        return TlsStreamConnection(shared, server)
+
+    return make

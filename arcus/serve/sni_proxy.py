@@ -1,0 +1,126 @@
+"""`sni_proxy`: routes each connection by the name its client asks for, without decrypting.
+
+A TLS client's ClientHello is read with the sans-io ``arcus.proto.tls`` reader (fragmented
+records and hellos spread over several records are fine) and the connection goes to
+``SNI:tls_port``; a plain HTTP client on the same listener is told apart by its first byte and
+goes to its ``Host`` (the port the Host names, else ``http_port``). Nothing read is consumed:
+the hello (or the request head) is forwarded first, byte for byte, and the rest is relayed.
+The destination is fixed for the life of the connection: a keep-alive HTTP client asking for
+another Host on it still reaches the first one (route per connection, as an L4 proxy does).
+
+Admission runs on the destination name (tenant by the server's ``tenant:`` or the source
+address, policy, limits). A refusal is answered in the client's protocol before the close: a
+fatal TLS alert (``access_denied`` for a policy refusal, ``unrecognized_name`` for a missing
+SNI or an unresolvable name, ``decode_error`` for a malformed hello, ``internal_error``
+otherwise), or a short HTTP response with the status and ``X-Arcus-Error``.
+"""
+
+from __future__ import annotations
+
+from arcus.errors import ProtocolError
+from arcus.proto import http1
+from arcus.proto.tls import looks_like_tls, parse_client_hello
+from arcus.serve.relay import Failure, RelayConnection
+
+# TLS alert descriptions (RFC 8446 6.2)
+ALERT_INTERNAL_ERROR = 80
+ALERT_ACCESS_DENIED = 49
+ALERT_DECODE_ERROR = 50
+ALERT_UNRECOGNIZED_NAME = 112
+
+
+def alert_record(description: int) -> bytes:
+    """A fatal alert in a plaintext record: what a TLS server may send before any key exists."""
+    return bytes((0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description))
+
+
+def alert_for(failure: Failure) -> int:
+    if failure.status == 403 or failure.side == "forbidden":
+        return ALERT_ACCESS_DENIED
+    if failure.code in ("resolve_failed", "resolve_timeout", "no_sni"):
+        return ALERT_UNRECOGNIZED_NAME
+    if failure.status == 400:
+        return ALERT_DECODE_ERROR
+    return ALERT_INTERNAL_ERROR
+
+
+def _explicit_port(req: http1.RequestHead) -> bool:
+    host = next((v for n, v in req.headers if len(n) == 4 and n.lower() == b"host"), b"")
+    return host.rsplit(b"]", 1)[-1].find(b":") >= 0
+
+
+class SniProxyConnection(RelayConnection):
+    kind = ""  # "tls" or "http" once the first bytes told
+    scanned = 0
+    sni: str | None = None
+
+    def handshake_data(self) -> None:
+        buf = self.buf
+        if not self.kind:
+            tls = looks_like_tls(buf)
+            if tls is None:
+                return
+            self.kind = "tls" if tls else "http"
+        if self.kind == "tls":
+            self._hello()
+        else:
+            self._http_head()
+
+    def _hello(self) -> None:
+        try:
+            hello = parse_client_hello(self.buf)
+        except ProtocolError as exc:
+            self.refuse(Failure(400, "client_bad_request", exc.message, "client"))
+            return
+        if hello is None:
+            return
+        if hello.sni is None:
+            self.refuse(Failure(400, "no_sni", "the ClientHello names no server (no SNI extension)", "client"))
+            return
+        self.sni = hello.sni
+        self.open(hello.sni, self.conf.tls_port)
+
+    def _http_head(self) -> None:
+        lim = self.conf.limits
+        try:
+            parsed = http1.parse_request_head(
+                self.buf, http1.Limits(lim.max_request_line, lim.max_header_bytes, lim.max_headers), scanned=self.scanned
+            )
+        except ProtocolError as exc:
+            self.refuse(Failure(exc.status, "client_bad_request", exc.message, "client"))
+            return
+        if parsed is None:
+            self.scanned = len(self.buf)
+            return
+        req, _ = parsed
+        if req.form == "authority" or not req.host:
+            why = "CONNECT is not served here" if req.form == "authority" else "the request names no Host"
+            self.refuse(Failure(400, "client_bad_request", why, "client"))
+            return
+        port = req.port if (req.form == "absolute" or _explicit_port(req)) and req.port else self.conf.http_port
+        self.open(req.host, port)
+
+    def refused(self, failure: Failure) -> None:
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        if self.kind == "tls":
+            t.write(alert_record(alert_for(failure)))
+        elif self.kind == "http":
+            reason = http1.REASONS.get(failure.status, b"Error")
+            body = f"{failure.status} {reason.decode()}\n{failure.message}\n".encode()
+            t.write(
+                b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+                b"X-Arcus-Error: %s\r\nConnection: close\r\n\r\n%s"
+                % (failure.status, reason, len(body), failure.code.encode(), body)
+            )
+
+    def audit_method(self) -> str | None:
+        return "TLS" if self.kind == "tls" else ("HTTP" if self.kind == "http" else None)
+
+
+def sni_proxy_factory(shared, server: str):
+    def make() -> SniProxyConnection:
+        return SniProxyConnection(shared, server)
+
+    return make
