@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from arcus.auth.secrets import identify_secret
-from arcus.errors import OperatorError
+from arcus.errors import AlreadyExists, OperatorError
 from arcus.names import validate_name
 from arcus.policy import Decision, Policy, Request, Rule, TraceEntry, compile_policy, explain
 from arcus.policy.egress import EgressGuard
@@ -466,6 +466,11 @@ def tenancy_handlers(daemon: Any) -> dict[str, Handler]:
             s = store()
             t = s.get_tenant(tenant)
             rules = [rule_from_dict(d) for d in s.list_rules(tenant)]
+            if any(r.id == rule.id for r in rules):
+                raise AlreadyExists(
+                    f"rule {rule.id!r} already exists in tenant {tenant}",
+                    hint=f"pick another id, or remove it first with `arcus policy rm {tenant} {rule.id}`",
+                )
             at = len(rules) if position is None else min(position - 1, len(rules))
             rules.insert(at, rule)
             compile_policy(rules, guard=None, default_action=t.default_action)

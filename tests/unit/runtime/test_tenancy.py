@@ -368,8 +368,8 @@ def test_policy_add_refused(ctl: Ctl, args: dict, message: str, error: type[Oper
 def test_policy_add_duplicate_id_across_user_rules(ctl: Ctl) -> None:
     ctl("user.add", tenant="acme", name="alice", secret=SHA512)
     ctl("policy.add", tenant="acme", rule={"id": "r", "action": "allow", "user": "alice"})
-    exc = refused(ctl, "policy.add", {"tenant": "acme", "rule": {"id": "r", "action": "deny"}})
-    assert str(exc) == "rule 'r' given twice"  # found by compiling the whole policy, before the store
+    exc = refused(ctl, "policy.add", {"tenant": "acme", "rule": {"id": "r", "action": "deny"}}, AlreadyExists)
+    assert str(exc) == "rule 'r' already exists in tenant acme"  # ids are unique across user rules too
 
 
 def test_policy_rm_move_refused(ctl: Ctl) -> None:
