@@ -139,32 +139,37 @@ class Topology:
         escaper costs one line per use, not its whole subtree.
         """
         index = self._index()
+        kids: dict[NodeId, list[Edge]] = {n.id: [] for n in self.nodes}
+        for e in self.edges:
+            kids[e.source].append(e)
         lines: list[str] = []
         expanded: set[NodeId] = set()
         reached: set[NodeId] = set()
 
-        def walk(node_id: NodeId, prefix: str, key: str | None) -> None:
-            node = index[node_id]
-            edges = self.children(node_id)
-            label = node.label()
-            if key is not None and key != node.family:
-                label += f" [{key}]"
-            if edges and node_id in expanded:
-                lines.append(f"{prefix}{label} (shown above)")
-                return
-            lines.append(prefix + label)
-            reached.add(node_id)
-            if not edges:
-                return
-            expanded.add(node_id)
-            child_prefix = _continue(prefix)
-            for i, edge in enumerate(edges):
-                last = i == len(edges) - 1
-                walk(edge.target, child_prefix + ("└── " if last else "├── "), edge.key)
+        def walk(root: NodeId) -> None:
+            # Iterative, children in order: a long chain of escapers must not hit the recursion limit.
+            stack: list[tuple[NodeId, str, str | None]] = [(root, "", None)]
+            while stack:
+                node_id, prefix, key = stack.pop()
+                node = index[node_id]
+                edges = kids[node_id]
+                label = node.label()
+                if key is not None and key != node.family:
+                    label += f" [{key}]"
+                if edges and node_id in expanded:
+                    lines.append(f"{prefix}{label} (shown above)")
+                    continue
+                lines.append(prefix + label)
+                reached.add(node_id)
+                expanded.add(node_id)
+                child_prefix = _continue(prefix)
+                for i in range(len(edges) - 1, -1, -1):
+                    mark = "└── " if i == len(edges) - 1 else "├── "
+                    stack.append((edges[i].target, child_prefix + mark, edges[i].key))
 
         roots = [n for n in self.nodes if n.family == "server"]
         for root in roots:
-            walk(root.id, "", None)
+            walk(root.id)
         rest = [n for n in self.nodes if n.id not in reached and n.family != "server"]
         # Objects no server reaches: the tops of their own trees first, then what is left.
         targets = {e.target for e in self.edges}
@@ -174,10 +179,10 @@ class Topology:
             lines.append("not used by any server:")
             for node in rest:
                 if node.id not in reached and node.id not in targets:
-                    walk(node.id, "", None)
+                    walk(node.id)
             for node in rest:
                 if node.id not in reached:
-                    walk(node.id, "", None)
+                    walk(node.id)
         return "\n".join(lines) + "\n"
 
     def to_dot(self) -> str:
