@@ -287,6 +287,12 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
 
     def _start(self, req: http1.RequestHead) -> None:
         self.req = req
+        snap = self.shared.snapshot
+        if snap is not self.snap and self.server in snap.servers:
+            # Store changes take effect on the next request, even on a kept-alive connection;
+            # a request in flight keeps the Snapshot it started with.
+            self.snap = snap
+            self.conf = snap.servers[self.server]
         self.req_id = self.shared.next_request_id()
         self.req_started = time.monotonic()
         self.status = 0

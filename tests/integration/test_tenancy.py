@@ -312,3 +312,30 @@ def test_legacy_hash_is_accepted_and_upgraded_at_login(curl, daemon, origin):
         time.sleep(0.2)
     assert scheme == "scrypt"
     assert status(get(curl, daemon, origin.url("/small"), "-U", "old:Hello world!")) == 200
+
+
+def test_store_changes_apply_to_the_next_request_of_a_kept_alive_connection(daemon, origin):
+    add_tenant(daemon, "acme", "127.0.0.0/8")
+    host, port = daemon.proxy.rsplit(":", 1)
+    t = f"127.0.0.1:{origin.port}"
+    request = f"GET http://{t}/small HTTP/1.1\r\nHost: {t}\r\n\r\n".encode()
+
+    def exchange(s: socket.socket) -> bytes:
+        s.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+        while len(body) < length:
+            body += s.recv(65536)
+        return head
+
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        assert exchange(s).startswith(b"HTTP/1.1 200")
+        daemon.ctl("tenant.suspend", {"name": "acme"})
+        assert exchange(s).startswith(b"HTTP/1.1 403")
+        daemon.ctl("tenant.resume", {"name": "acme"})
+        daemon.ctl("policy.add", {"tenant": "acme", "rule": {"id": "no-small", "action": "deny", "path_prefixes": ["/small"]}})
+        head = exchange(s)
+        assert head.startswith(b"HTTP/1.1 403") and b"X-Arcus-Rule: no-small" in head
