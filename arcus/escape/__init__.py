@@ -1,24 +1,111 @@
-"""Escapers: registry of types by their profile `type:` name."""
+"""Escapers: the registry of types by their profile ``type:`` name, and building them.
+
+``build_escapers`` builds a profile's escapers in dependency order (an escaper after every
+escaper it names, depth first), so a route escaper holds the live objects it routes to.
+Imports are explicit (no discovery by string) so a frozen binary sees every module.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
+from arcus.config.escaper.graph import build_order, edges
 from arcus.config.schema import EscaperConfig
+from arcus.errors import OperatorError
 from arcus.escape.base import Connected, Escaper
 from arcus.escape.direct_fixed import DirectFixedEscaper
+from arcus.escape.direct_float import DirectFloatEscaper
 from arcus.escape.dummy_deny import DummyDenyEscaper
+from arcus.escape.proxy_http import ProxyHttpEscaper
+from arcus.escape.proxy_https import ProxyHttpsEscaper
+from arcus.escape.proxy_socks5 import ProxySocks5Escaper
+from arcus.escape.route_client import RouteClientEscaper
+from arcus.escape.route_failover import RouteFailoverEscaper
+from arcus.escape.route_geoip import RouteGeoipEscaper, open_mmdb
+from arcus.escape.route_select import RouteSelectEscaper
+from arcus.escape.route_upstream import RouteUpstreamEscaper
 from arcus.policy.egress import EgressGuard
+from arcus.policy.hosts import PatternError
+from arcus.policy.nets import RangeError
 from arcus.resolve.base import Resolver
 
-ESCAPER_TYPES = ("direct_fixed", "dummy_deny")
+Builder = Callable[[EscaperConfig, dict[str, Resolver], frozenset[str], dict[str, Escaper]], Escaper]
 
 
-def build_escaper(config: EscaperConfig, resolvers: dict[str, Resolver], own_addresses: frozenset[str]) -> Escaper:
-    if config.type == "dummy_deny":
-        return DummyDenyEscaper(config)
-    if config.type == "direct_fixed":
-        guard = EgressGuard(config.allow_special, own_addresses, config.loopback_for_local_clients)
-        return DirectFixedEscaper(config, resolvers[config.resolver or ""], guard)
-    raise ValueError(f"unknown escaper type {config.type}")
+def _guard(config: EscaperConfig, own: frozenset[str]) -> EgressGuard:
+    return EgressGuard(config.allow_special, own, config.loopback_for_local_clients)
 
 
-__all__ = ["Connected", "Escaper", "build_escaper", "ESCAPER_TYPES"]
+def _resolver(config: EscaperConfig, resolvers: dict[str, Resolver]) -> Resolver | None:
+    return resolvers.get(config.resolver or "")
+
+
+BUILDERS: dict[str, Builder] = {
+    "dummy_deny": lambda c, r, o, e: DummyDenyEscaper(c),
+    "direct_fixed": lambda c, r, o, e: DirectFixedEscaper(c, r[c.resolver or ""], _guard(c, o)),
+    "direct_float": lambda c, r, o, e: DirectFloatEscaper(c, r[c.resolver or ""], _guard(c, o)),
+    "proxy_http": lambda c, r, o, e: ProxyHttpEscaper(c, _resolver(c, r)),
+    "proxy_https": lambda c, r, o, e: ProxyHttpsEscaper(c, _resolver(c, r)),
+    "proxy_socks5": lambda c, r, o, e: ProxySocks5Escaper(c, _resolver(c, r)),
+    "route_upstream": lambda c, r, o, e: RouteUpstreamEscaper(c, e),
+    "route_client": lambda c, r, o, e: RouteClientEscaper(c, e),
+    "route_failover": lambda c, r, o, e: RouteFailoverEscaper(c, e),
+    "route_geoip": lambda c, r, o, e: RouteGeoipEscaper(c, e, r[c.resolver or ""], open_mmdb(c.mmdb)),  # type: ignore[attr-defined]
+    "route_select": lambda c, r, o, e: RouteSelectEscaper(c, e),
+}
+ESCAPER_TYPES = tuple(BUILDERS)
+
+
+def build_escaper(
+    config: EscaperConfig,
+    resolvers: dict[str, Resolver],
+    own_addresses: frozenset[str],
+    escapers: dict[str, Escaper] | None = None,
+) -> Escaper:
+    """One escaper; ``escapers`` holds the ones it names (built before it)."""
+    builder = BUILDERS.get(config.type)
+    if builder is None:
+        raise ValueError(f"unknown escaper type {config.type}")
+    return builder(config, resolvers, own_addresses, escapers or {})
+
+
+def build_escapers(
+    configs: Iterable[EscaperConfig],
+    resolvers: dict[str, Resolver],
+    own_addresses: frozenset[str],
+    source: str = "profile",
+) -> dict[str, Escaper]:
+    """Every escaper of a profile, by name, in profile order; wrappers hold what they name.
+
+    Raises OperatorError (``source:line: escaper "x": ...``) for a loop among escapers, a
+    route pattern the matchers refuse, an MMDB that cannot be read, or a pool whose health
+    checks have nothing to connect to.
+    """
+    configs = list(configs)
+    by_name = {c.name: c for c in configs}
+    try:
+        order = build_order(edges(configs))
+    except ValueError as exc:
+        raise OperatorError(f"{source}: {exc}", code="invalid", hint="break the loop: a route must end at a leaf escaper") from None
+    built: dict[str, Escaper] = {}
+    for name in order:
+        config = by_name[name]
+        where = f"{source}:{config.line}" if config.line else source
+        try:
+            escaper = build_escaper(config, resolvers, own_addresses, built)
+        except (PatternError, RangeError) as exc:
+            raise OperatorError(f'{where}: escaper "{name}": {exc}', code="invalid", hint=exc.hint) from None
+        except (OSError, ValueError) as exc:  # an MMDB missing or not a MaxMind DB
+            raise OperatorError(f'{where}: escaper "{name}": {exc}', code="invalid") from None
+        if isinstance(escaper, RouteSelectEscaper) and escaper.unprobed():
+            raise OperatorError(
+                f'{where}: escaper "{name}": health checks have no address to check for '
+                + ", ".join(escaper.unprobed()),
+                code="invalid",
+                hint="give those members a probe: host:port (only proxy escapers have an address of their own)",
+            )
+        built[name] = escaper
+    return {c.name: built[c.name] for c in configs}
+
+
+__all__ = ["Connected", "Escaper", "build_escaper", "build_escapers", "ESCAPER_TYPES", "BUILDERS"]

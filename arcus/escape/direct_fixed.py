@@ -1,28 +1,40 @@
-"""`direct_fixed`: connect straight to the destination, optionally from a fixed source address."""
+"""`direct_fixed`: connect straight to the destination, optionally from a fixed source address.
+
+The name is resolved with the escaper's resolver; every address goes through ``check`` (the
+tenant's policy) and the egress guard; the allowed ones are ordered by ``resolve_strategy`` and
+interleaved by family (RFC 8305 4), then raced with happy eyeballs: the next address is tried
+``happy_eyeballs_delay`` after the previous attempt started (or at once when it failed), the
+first to connect wins, and the whole is bounded by the connect timeout.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import time
+import errno
+from itertools import zip_longest
 
 from arcus.config.schema import EscaperConfig
 from arcus.errors import EscapeError
-from arcus.escape.base import Connected, Escaper
+from arcus.escape.base import Connected, Escaper, describe_os_error, format_peer, set_nodelay
+from arcus.escape.race import RaceFailed, staggered_race
 from arcus.policy.egress import EgressGuard
 from arcus.resolve.base import Resolver
 
+DEFAULT_HAPPY_EYEBALLS_DELAY = 0.25
+
+SKIP = object()  # _source_for: this destination address cannot be reached from our sources
+
 
 def order_addresses(addrs: list[str], strategy: str) -> list[str]:
+    """The addresses a strategy allows, preferred family first and the families interleaved."""
     v4 = [a for a in addrs if ":" not in a]
     v6 = [a for a in addrs if ":" in a]
     if strategy == "ipv4_only":
         return v4
     if strategy == "ipv6_only":
         return v6
-    if strategy == "ipv6_first":
-        return v6 + v4
-    return v4 + v6
+    first, second = (v6, v4) if strategy == "ipv6_first" else (v4, v6)
+    return [a for pair in zip_longest(first, second) for a in pair if a is not None]
 
 
 class DirectFixedEscaper(Escaper):
@@ -33,9 +45,29 @@ class DirectFixedEscaper(Escaper):
         self.resolver = resolver
         self.guard = guard
         self._bind = config.bind
+        self.delay = getattr(config, "happy_eyeballs_delay", DEFAULT_HAPPY_EYEBALLS_DELAY)
 
-    async def connect(self, host, port, client_ip, protocol_factory, *, timeout, ssl=None, check=None) -> Connected:
-        deadline = time.monotonic() + timeout
+    def _source_for(self, addr: str) -> str | None | object:
+        """The source address for a connection to ``addr``: None for the system's choice,
+        SKIP when no source of ours can reach that family."""
+        if self._bind is None:
+            return None
+        if (":" in self._bind) != (":" in addr):
+            return SKIP
+        return self._bind
+
+    def _no_source(self, host: str, port: int) -> EscapeError:
+        return EscapeError(
+            f"escaper {self.name} binds {self._bind}, which cannot reach any address of {host}",
+            code="upstream_connect",
+            status=502,
+        )
+
+    async def connect(
+        self, host, port, client_ip, protocol_factory, *, timeout, ssl=None, check=None, user=None
+    ) -> Connected:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         addrs = order_addresses(await self.resolver.resolve(host), self.config.resolve_strategy)
         if not addrs:
             raise EscapeError(
@@ -58,48 +90,50 @@ class DirectFixedEscaper(Escaper):
             raise EscapeError(
                 f"destination {host}:{port} refused: {refusal}", code="denied", status=403, side="forbidden"
             )
-        loop = asyncio.get_running_loop()
-        last: Exception | None = None
-        for addr in allowed:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            local = None
-            if self._bind:
-                if (":" in self._bind) != (":" in addr):
-                    continue
-                local = (self._bind, 0)
-            try:
-                transport, protocol = await asyncio.wait_for(
-                    loop.create_connection(
-                        protocol_factory,
-                        addr,
-                        port,
-                        ssl=ssl,
-                        server_hostname=host if ssl is not None else None,
-                        local_addr=local,
-                    ),
-                    left,
+        targets = [(addr, src) for addr in allowed if (src := self._source_for(addr)) is not SKIP]
+        if not targets:
+            raise self._no_source(host, port)
+
+        def attempt(addr: str, source: str | None):
+            async def run() -> Connected:
+                transport, protocol = await loop.create_connection(
+                    protocol_factory,
+                    addr,
+                    port,
+                    ssl=ssl,
+                    server_hostname=host if ssl is not None else None,
+                    local_addr=(source, 0) if source is not None else None,
+                    ssl_handshake_timeout=max(0.001, deadline - loop.time()) if ssl is not None else None,
                 )
-            except TimeoutError:
-                last = TimeoutError()
-                break
-            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                last = exc
-                continue
-            sock = transport.get_extra_info("socket")
-            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                try:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except OSError:
-                    pass
-            peer = f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
-            return Connected(transport, protocol, peer)
-        if isinstance(last, TimeoutError) or last is None:
-            raise EscapeError(
-                f"connecting to {host}:{port} timed out after {timeout:g}s", code="upstream_timeout", status=504
+                set_nodelay(transport)
+                return Connected(transport, protocol, format_peer(addr, port), self.name)
+
+            return run
+
+        try:
+            _, conn = await staggered_race(
+                [attempt(a, s) for a, s in targets],
+                self.delay,
+                deadline,
+                lambda c: c.transport.abort(),
+                name=f"arcus-connect-{self.name}",
             )
-        reason = getattr(last, "strerror", None) or str(last) or type(last).__name__
-        raise EscapeError(f"cannot connect to {host}:{port}: {reason}", code="upstream_connect", status=502)
+            return conn
+        except RaceFailed as failed:
+            errors = [e for e in failed.errors if e is not None and not isinstance(e, TimeoutError)]
+            if failed.timed_out or not errors:
+                raise EscapeError(
+                    f"connecting to {host}:{port} timed out after {timeout:g}s", code="upstream_timeout", status=504
+                ) from None
+            first = errors[0]
+            if isinstance(first, EscapeError):
+                raise first from None
+            reason = describe_os_error(first)
+            where = f" (from {targets[0][1]})" if targets[0][1] is not None and _is_bind_error(first) else ""
+            raise EscapeError(
+                f"cannot connect to {host}:{port}{where}: {reason}", code="upstream_connect", status=502
+            ) from None
 
 
+def _is_bind_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE)

@@ -15,7 +15,7 @@ from typing import Any
 from arcus.auth.tenants import TenantTable
 from arcus.config.schema import Profile
 from arcus.errors import OperatorError
-from arcus.escape import build_escaper
+from arcus.escape import build_escapers
 from arcus.policy import Rule, compile_policy
 from arcus.resolve import build_resolver
 from arcus.serve.context import Snapshot
@@ -44,7 +44,7 @@ def load_store(store: Any) -> StoreView:
 
 def build_snapshot(generation: int, profile: Profile, data: StoreView, own_addresses: frozenset[str]) -> Snapshot:
     resolvers = {r.name: build_resolver(r) for r in profile.resolvers}
-    escapers = {e.name: build_escaper(e, resolvers, own_addresses) for e in profile.escapers}
+    escapers = build_escapers(profile.escapers, resolvers, own_addresses, profile.source)
     return Snapshot(
         generation=generation,
         profile=profile,

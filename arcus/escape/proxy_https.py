@@ -1,0 +1,33 @@
+"""`proxy_https`: ``proxy_http`` over TLS to the upstream proxy (HTTPS-to-proxy).
+
+The proxy's certificate is verified against ``ca_file`` (or the system's CAs) for ``tls_name``
+(or the proxy's host). With ``ssl`` to the destination as well, that TLS runs inside the
+proxy's TLS (TLS in TLS).
+"""
+
+from __future__ import annotations
+
+import ssl as ssl_module
+
+from arcus.config.schema import EscaperConfig
+from arcus.escape.proxy_http import ProxyHttpEscaper
+from arcus.resolve.base import Resolver
+
+
+def proxy_tls_context(ca_file: str | None) -> ssl_module.SSLContext:
+    """Client context for the upstream proxy: verification on, TLS 1.2 at least."""
+    ctx = ssl_module.create_default_context(cafile=ca_file)
+    ctx.minimum_version = ssl_module.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+class ProxyHttpsEscaper(ProxyHttpEscaper):
+    type_name = "proxy_https"
+    protocol_name = "HTTPS CONNECT"
+
+    def __init__(self, config: EscaperConfig, resolver: Resolver | None) -> None:
+        super().__init__(config, resolver, proxy_tls_context(getattr(config, "ca_file", None)))
+
+    def info(self) -> dict:
+        return {**super().info(), "tls_name": self.tls_name}
