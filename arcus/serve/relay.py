@@ -239,16 +239,22 @@ class RelayConnection(asyncio.Protocol, Tracked):
         self.ten_stats.conns_active += 1
         shared.connections[self.id] = self
         if self.srv_stats.conns_active > conf.max_connections or shared.draining:
-            self.refuse(Failure(503, "server_busy", "the proxy is at its connection limit", "internal"))
+            self.accept_refused(Failure(503, "server_busy", "the proxy is at its connection limit", "internal"))
             return
         refused = self._hold(shared.limits.get(""), "box_conn_limit")
         if refused is None:
             refused = self._hold(shared.limits.get("t:" + self.tenant), "tenant_conn_limit")
         if refused is not None:
-            self.refuse(Failure(503, refused, f"too many connections ({refused.replace('_', ' ')})", SIDES[refused]))
+            self.accept_refused(Failure(503, refused, f"too many connections ({refused.replace('_', ' ')})", SIDES[refused]))
             return
         self.deadline = time.monotonic() + conf.timeouts.client_header
         self.handshake_started()
+
+    def accept_refused(self, failure: Failure) -> None:
+        """The connection cannot be served (a connection limit at accept). By default it is refused
+        at once; a protocol that can only answer the client's first message (SOCKS) may keep it
+        until then (bounded by ``timeouts.client_header``) and call ``refuse`` itself."""
+        self.refuse(failure)
 
     def data_received(self, data: bytes) -> None:
         state = self.state

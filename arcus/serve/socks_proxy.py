@@ -78,6 +78,13 @@ class SocksConnection(RelayConnection):
         self.cmd = 0
         self.is_4a = False
         self.assoc: UdpAssociation | None = None
+        self.deferred: Failure | None = None  # refused at accept, answered at the request
+
+    def accept_refused(self, failure: Failure) -> None:
+        # A SOCKS refusal is a reply to the request: read up to it (bounded by client_header), so
+        # that a client over a connection limit hears GENERAL_FAILURE instead of a reset.
+        self.deferred = failure
+        self.deadline = time.monotonic() + self.conf.timeouts.client_header
 
     # ------------------------------------------------------------------ handshake
 
@@ -136,7 +143,9 @@ class SocksConnection(RelayConnection):
         del self.buf[:used]
         tv = self.tview
         need = tv.auth == "required" and not tv.is_exempt(self.client_ip)
-        if socks.USERPASS in methods and (need or self.snap.tenancy.any_users):
+        if self.deferred is not None and socks.NO_AUTH in methods:
+            need = False  # refused anyway: no credentials are checked for it
+        if self.deferred is None and socks.USERPASS in methods and (need or self.snap.tenancy.any_users):
             self.transport.write(socks.socks5_method_selection(socks.USERPASS))
             self.phase = P_USERPASS
         elif socks.NO_AUTH in methods and not need:
@@ -174,7 +183,10 @@ class SocksConnection(RelayConnection):
         req, used = parsed
         del self.buf[:used]
         self.cmd = req.cmd
-        if req.cmd == socks.CONNECT:
+        if self.deferred is not None:
+            self.phase = P_DONE
+            self.refuse(self.deferred)
+        elif req.cmd == socks.CONNECT:
             self.phase = P_DONE
             self.open(req.host, req.port)
         elif req.cmd == socks.UDP_ASSOCIATE and self.conf.udp:
@@ -194,11 +206,17 @@ class SocksConnection(RelayConnection):
         self.cmd = req.cmd
         self.is_4a = req.is_4a
         self.phase = P_DONE
-        if req.cmd != socks.CONNECT:
+        if self.deferred is not None:
+            self.refuse(self.deferred)
+        elif req.cmd != socks.CONNECT:
             self.transport.write(socks.socks4_reply(False))
             self.fail("unsupported", "SOCKS4 BIND is not supported")
-            return
-        self.open(req.host, req.port)  # SOCKS4 carries no password: identified by address only
+        else:
+            self.open(req.host, req.port)  # SOCKS4 carries no password: identified by address only
+
+    def handshake_timeout(self) -> None:
+        if self.deferred is not None:
+            self.count_error(self.deferred.code, self.deferred.side)
 
     # ------------------------------------------------------------------ relay hooks
 
