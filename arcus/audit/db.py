@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import stat
 import urllib.parse
 from pathlib import Path
 
 from arcus.audit.events import FIELDS
+from arcus.privfiles import create_private_file, make_private_dirs, tighten_sqlite_modes
 from arcus.errors import NotFound, OperatorError
 
 AUDIT_FILE = "audit.db"
-FILE_MODE = 0o600
-DIR_MODE = 0o700
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 5.0
 WAL_LIMIT = 64 * 1024 * 1024
@@ -66,45 +64,6 @@ def audit_path(data_dir: Path) -> Path:
     return Path(data_dir) / AUDIT_FILE
 
 
-def _make_dirs(directory: Path) -> None:
-    """Missing directories are created 0700 (chmod'ed: mkdir's mode is filtered by the umask)."""
-    missing: list[Path] = []
-    current = directory
-    while not current.exists():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    for path in reversed(missing):
-        try:
-            path.mkdir(mode=DIR_MODE)
-        except FileExistsError:
-            continue
-        os.chmod(path, DIR_MODE)
-
-
-def _create_file(path: Path) -> None:
-    """Create the file 0600 before SQLite opens it (umask-proof); leave an existing one be."""
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, FILE_MODE)
-    except FileExistsError:
-        return
-    try:
-        os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
-
-
-def _tighten(path: Path) -> None:
-    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        try:
-            st = os.stat(candidate)
-        except FileNotFoundError:
-            continue
-        if stat.S_IMODE(st.st_mode) != FILE_MODE and st.st_uid == os.geteuid():
-            os.chmod(candidate, FILE_MODE)
-
-
 def _uri(path: Path, mode: str) -> str:
     return f"file:{urllib.parse.quote(str(Path(path).absolute()))}?mode={mode}"
 
@@ -132,8 +91,8 @@ def open_writer(path: Path) -> sqlite3.Connection:
     """
     path = Path(path)
     try:
-        _make_dirs(path.parent)
-        _create_file(path)
+        make_private_dirs(path.parent)
+        create_private_file(path)
     except OSError as exc:
         raise _cannot(path, "create", exc) from None
     try:
@@ -180,7 +139,7 @@ def open_writer(path: Path) -> sqlite3.Connection:
     except BaseException:
         conn.close()
         raise
-    _tighten(path)
+    tighten_sqlite_modes(path)
     return conn
 
 

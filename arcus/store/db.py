@@ -11,73 +11,22 @@ in the frozen binary to work around rather than to use.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import stat
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from arcus.privfiles import create_private_file, make_private_dirs, tighten_sqlite_modes
 from arcus.errors import OperatorError
 
-FILE_MODE = 0o600
-DIR_MODE = 0o700
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds a writer waits for another writer before giving up
 
 
 def utc_now() -> str:
     """Current time as ISO-8601 UTC with a ``Z`` suffix, to the second."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _make_dirs(directory: Path) -> None:
-    """Create ``directory`` and missing ancestors as 0700; leave existing ones alone.
-
-    ``mkdir(mode=...)`` is filtered by the umask, so every directory we create is chmod'ed to
-    exactly 0700 afterwards (the store's directory holds secrets from issue 4 on).
-    """
-    missing: list[Path] = []
-    current = directory
-    while not current.exists():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    for path in reversed(missing):
-        try:
-            path.mkdir(mode=DIR_MODE)
-        except FileExistsError:
-            continue  # created by a concurrent opener: not ours to chmod
-        os.chmod(path, DIR_MODE)
-
-
-def _create_file(path: Path) -> None:
-    """Create the database file as 0600 before SQLite opens it (umask-proof)."""
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, FILE_MODE)
-    except FileExistsError:
-        return
-    try:
-        os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
-
-
-def tighten_modes(path: Path) -> None:
-    """Make the database and its -wal/-shm companions 0600 (when they exist and are ours).
-
-    SQLite gives -wal and -shm the database file's mode, so this mostly repairs a store
-    file that someone loosened by hand.
-    """
-    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        try:
-            st = os.stat(candidate)
-        except FileNotFoundError:
-            continue
-        if stat.S_IMODE(st.st_mode) != FILE_MODE and st.st_uid == os.geteuid():
-            os.chmod(candidate, FILE_MODE)
 
 
 def connect(path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> sqlite3.Connection:
@@ -91,8 +40,8 @@ def connect(path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> sqlite
       survives a power cut, not only a crash), foreign keys on, a busy timeout.
     """
     try:
-        _make_dirs(path.parent)
-        _create_file(path)
+        make_private_dirs(path.parent)
+        create_private_file(path)
     except OSError as exc:
         raise OperatorError(
             f"cannot create store {path}: {exc.strerror or exc}",
@@ -128,7 +77,7 @@ def connect(path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> sqlite
     except BaseException:
         conn.close()
         raise
-    tighten_modes(path)
+    tighten_sqlite_modes(path)
     return conn
 
 

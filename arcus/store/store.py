@@ -18,6 +18,7 @@ from typing import Any
 
 from arcus.errors import OperatorError
 from arcus.names import validate_name
+from arcus.privfiles import tighten_sqlite_modes
 from arcus.store import db, history, rules, tenants, users, values
 from arcus.store.migrations import migrate
 from arcus.store.tenants import NewTenant, Tenant
@@ -60,7 +61,7 @@ class Store:
         except BaseException:
             conn.close()
             raise
-        db.tighten_modes(path)  # the first write created -wal and -shm
+        tighten_sqlite_modes(path)  # the first write created -wal and -shm
         return cls(path, conn)
 
     def close(self) -> None:
