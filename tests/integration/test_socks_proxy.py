@@ -228,9 +228,6 @@ def test_username_password_through_the_tenant(curl, sd, origin):
     assert r.returncode != 0
     tenants = sd.ctl("stats")["tenants"]
     assert tenants["globex"]["requests"] == 1 and tenants["acme"]["requests"] == 2
-    users = sd.ctl("stats").get("users", {})
-    if users:  # the daemon reports per-user counters
-        assert users["acme/alice"]["requests"] == 2
 
 
 def test_optional_auth_and_none(sd, origin):
