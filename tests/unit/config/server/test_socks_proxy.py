@@ -94,7 +94,7 @@ def test_tls_needs_both_files(tmp_path: Path) -> None:
     ]
     got = issues(tmp_path, "tls:\n  certificate: c.pem\n  private_key: c.pem\n", "http_proxy")
     assert len(got) == 1 and got[0].startswith(f'P:7: server "s": tls: certificate: cannot load the certificate {tmp_path}/c.pem')
-    assert 'P:7: server "s": tls: unknown key "cert"; did you mean "certificate"?' in issues(
+    assert 'P:7: server "s": tls: unknown key "cert"; known keys: certificate, private_key' in issues(
         tmp_path, "tls:\n  cert: c.pem\n", "http_proxy"
     )
 
