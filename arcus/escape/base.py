@@ -13,6 +13,7 @@ escaper still serves ``connect`` for connections that captured its Snapshot earl
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl as ssl_module
 from collections.abc import Callable
@@ -129,4 +130,10 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
 
 
 def describe_os_error(exc: BaseException) -> str:
+    """What went wrong, in the system's words ("Connection refused"), not asyncio's."""
+    if isinstance(exc, OSError) and not isinstance(exc, ssl_module.SSLError) and exc.errno:
+        try:
+            return os.strerror(exc.errno)
+        except ValueError:
+            pass
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
