@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 
 from arcus.errors import EscapeError
-from arcus.serve.relay import CLOSED, CONNECTING, Failure
+from arcus.serve.relay import CLOSED, CONNECTING, RELAY, Failure
 from arcus.serve.tcp_stream import TcpStreamConnection
 
 
@@ -108,10 +109,18 @@ def _tls_of(conf) -> UpstreamTls:
     return entry[1]
 
 
+EOF_GRACE = 2.0  # after the client's EOF, how long a quiet TLS upstream is kept for its answer
+
+
 class TlsStreamConnection(TcpStreamConnection):
     """``tcp_stream`` whose upstream connections are TLS, verified (``tls_ca`` or the system's
     roots, name ``tls_name`` or the upstream's host). A failed verification is a failed
-    upstream: the next one is tried."""
+    upstream: the next one is tried.
+
+    An asyncio TLS transport cannot be half-closed (no ``write_eof``), so the client's EOF
+    cannot be passed on: instead the upstream is given EOF_GRACE seconds of silence to finish
+    its answer (each byte it sends restarts the wait), then both sides are closed.
+    """
 
     ctx = None
 
@@ -141,6 +150,28 @@ class TlsStreamConnection(TcpStreamConnection):
 
     def upstream_ssl(self):
         return self.ctx
+
+    def eof_received(self) -> bool | None:
+        keep = super().eof_received()
+        self._eof_grace()
+        return keep
+
+    def start_relay(self) -> None:
+        super().start_relay()
+        if self.client_eof:
+            self._eof_grace()
+
+    def _eof_grace(self) -> None:
+        upt = self.upt
+        if self.state == RELAY and upt is not None and not upt.can_write_eof():
+            self.idle_window = min(self.idle_window or EOF_GRACE, EOF_GRACE)
+            self.deadline = time.monotonic() + self.idle_window
+
+    def on_timeout(self) -> None:
+        if self.state == RELAY and self.client_eof:
+            self.close()  # the grace after the client's EOF is over: not an error
+            return
+        super().on_timeout()
 
     def audit_method(self) -> str | None:
         return "TLS STREAM"

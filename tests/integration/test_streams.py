@@ -1,0 +1,158 @@
+"""`tcp_stream` and `tls_stream`: curl to the real daemon, relayed to fixed upstreams: balancing,
+failover on a failed connect, verified TLS to the upstream, admission."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from arcus.testing.daemon import DaemonProcess
+from arcus.testing.origin import Origin
+from tests.integration.conftest import free_port, run_curl
+from tests.integration.tls_peers import LocalCA, TlsOrigin
+
+PROFILE = """\
+servers:
+  - name: stream
+    type: {type}
+    listen: 127.0.0.1:0
+    escaper: direct
+    upstreams: {upstreams}
+{extra}
+escapers:
+  - name: direct
+    type: direct_fixed
+    resolver: system
+resolvers:
+  - name: system
+    type: system
+timeouts:
+  upstream_connect: 3s
+"""
+
+
+def start(tmp_path, upstreams: list[str], *, type: str = "tcp_stream", extra: str = "") -> DaemonProcess:
+    text = PROFILE.format(type=type, upstreams=json.dumps(upstreams), extra=extra)
+    return DaemonProcess(tmp_path / "arcus", text).start()
+
+
+def get(curl: str, d: DaemonProcess, path: str = "/small"):
+    return run_curl(curl, f"http://{d.listen('stream')}{path}")
+
+
+@pytest.fixture
+def two_origins():
+    with Origin() as a, Origin() as b:
+        yield a, b
+
+
+def test_round_robin_over_upstreams(curl, tmp_path, two_origins):
+    a, b = two_origins
+    d = start(tmp_path, [f"127.0.0.1:{a.port}", f"localhost:{b.port}"])
+    try:
+        for _ in range(4):
+            r = get(curl, d)
+            assert r.returncode == 0, r.stderr
+            assert r.stdout == b"x" * 100
+        assert len(a.requests) == 2 and len(b.requests) == 2
+        r = get(curl, d, "/bytes/300000")
+        assert r.stdout == b"b" * 300000
+        stats = d.ctl("stats")["servers"]["stream"]
+        assert stats["conns_total"] == 5
+        assert stats["bytes_down"] > 300000
+    finally:
+        d.stop()
+
+
+def test_random_balance_reaches_every_upstream(curl, tmp_path, two_origins):
+    a, b = two_origins
+    d = start(tmp_path, [f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"], extra="    balance: random\n")
+    try:
+        for _ in range(20):
+            assert get(curl, d).returncode == 0
+        assert len(a.requests) + len(b.requests) == 20
+        assert a.requests and b.requests  # each missed with probability 2**-20
+    finally:
+        d.stop()
+
+
+def test_failover_to_the_next_upstream_on_connect_failure(curl, tmp_path, two_origins):
+    a, _ = two_origins
+    dead = free_port()  # nothing listens there: connection refused
+    d = start(tmp_path, [f"127.0.0.1:{dead}", "nx.invalid:80", f"127.0.0.1:{a.port}"])
+    try:
+        for _ in range(3):  # each connection starts at another upstream; all end at the live one
+            r = get(curl, d)
+            assert r.returncode == 0, r.stderr
+            assert r.stdout == b"x" * 100
+        assert len(a.requests) == 3
+        errors = d.ctl("stats")["servers"]["stream"]["errors"]
+        assert errors["upstream_failover"] == 3  # dead+nx, nx, none... in some rotation: three failures in all
+    finally:
+        d.stop()
+
+
+def test_no_upstream_answers_closes_the_connection(curl, tmp_path):
+    d = start(tmp_path, [f"127.0.0.1:{free_port()}"])
+    try:
+        r = get(curl, d)
+        assert r.returncode in (52, 56), r  # empty reply / connection reset: there is no protocol to answer in
+        errors = d.ctl("stats")["servers"]["stream"]["errors"]
+        assert errors["upstream_connect"] == 1
+    finally:
+        d.stop()
+
+
+def test_policy_applies_to_the_upstream(curl, tmp_path, two_origins):
+    a, _ = two_origins
+    d = start(tmp_path, [f"127.0.0.1:{a.port}"], extra="    tenant: acme\n")
+    try:
+        for args in (("tenant", "add", "acme"), ("policy", "add", "acme", "no-loop", "--deny", "--dest", "127.0.0.0/8")):
+            res = d.arcus(*args)
+            assert res.returncode == 0, res.stderr
+        r = get(curl, d)
+        assert r.returncode in (52, 56), r
+        assert not a.requests
+        assert d.ctl("stats")["tenants"]["acme"]["errors"]["denied"] == 1
+    finally:
+        d.stop()
+
+
+def test_tls_stream_verifies_the_upstream_with_the_configured_ca_and_name(curl, tmp_path):
+    ca = LocalCA(tmp_path / "ca")
+    with TlsOrigin(ca, "backend.internal") as origin:
+        extra = f"    tls_ca: {ca.cert_path}\n    tls_name: backend.internal\n"
+        d = start(tmp_path, [f"127.0.0.1:{origin.port}"], type="tls_stream", extra=extra)
+        try:
+            r = get(curl, d, "/bytes/200000")  # plain HTTP from curl, TLS from Arcus to the origin
+            assert r.returncode == 0, r.stderr
+            assert r.stdout == b"b" * 200000
+            assert origin.server_names == ["backend.internal"]
+        finally:
+            d.stop()
+
+
+def test_tls_stream_refuses_an_unverified_upstream_and_fails_over(curl, tmp_path):
+    ca = LocalCA(tmp_path / "ca")
+    rogue_ca = LocalCA(tmp_path / "rogue")
+    with TlsOrigin(rogue_ca, "localhost") as rogue, TlsOrigin(ca, "localhost") as good:
+        # no tls_name: each upstream's host (localhost) is the name verified
+        d = start(tmp_path, [f"localhost:{rogue.port}"], type="tls_stream", extra=f"    tls_ca: {ca.cert_path}\n")
+        try:
+            r = get(curl, d)
+            assert r.returncode in (52, 56), r
+            assert not rogue.requests  # the handshake failed: no byte of the client reached it
+        finally:
+            d.stop()
+        d = start(
+            tmp_path, [f"localhost:{rogue.port}", f"localhost:{good.port}"], type="tls_stream", extra=f"    tls_ca: {ca.cert_path}\n"
+        )
+        try:
+            for _ in range(2):
+                r = get(curl, d)
+                assert r.returncode == 0, r.stderr
+                assert r.stdout == b"x" * 100
+            assert len(good.requests) == 2 and not rogue.requests
+        finally:
+            d.stop()
