@@ -8,11 +8,20 @@ file, so the configured servers alone decide, and the TTL is the record's.
 The c-ares channel is made on first use, on the event loop (a Snapshot is built in a worker
 thread, where there is no loop to bind to), and closed by :meth:`close` or when the
 resolver is dropped.
+
+c-ares (1.23 and later) keeps a query cache of its own, on by default, that pycares gives no
+option to turn off. Under Arcus's cache it would undo the profile's bounds: past ``max_ttl``
+or ``negative_ttl`` the next lookup would be answered from c-ares's memory, not by the server.
+So the channel is made again, before its first query, with the same options and the query
+cache off (``qcache_max_ttl`` 0): Arcus's cache is the only one. Should a pycares release
+change the internals this needs, the resolver still works, with both caches, and says so in
+the log once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import Any
 
@@ -23,7 +32,11 @@ from aiodns.error import DNSError
 from arcus.config.resolver.c_ares import CAresResolverConfig
 from arcus.resolve.base import RESOLVE_FAILED, RESOLVE_TIMEOUT, Answer, LookupFailed, Resolver
 
+log = logging.getLogger("arcus.resolve")
+
 _ADDRESS_TYPES = {pycares.QUERY_TYPE_A, pycares.QUERY_TYPE_AAAA}
+_OPT_QUERY_CACHE = 1 << 21  # ARES_OPT_QUERY_CACHE of ares.h (c-ares 1.23+); pycares does not export it
+_warned_query_cache = False
 
 # c-ares status -> (what happened, the DNS word for it or None). A timeout is the one that is
 # not a "resolve_failed": it is counted and reported as "resolve_timeout" (still a 502).
@@ -64,11 +77,13 @@ class CAresResolver(Resolver):
         if self._dns is None:
             c = self.config
             options: dict[str, Any] = {"timeout": c.each_timeout, "tries": c.tries}
+            dns = aiodns.DNSResolver(loop=asyncio.get_running_loop(), **options)
+            _turn_off_query_cache(dns._channel)
+            if c.servers:  # after the re-make: c-ares's saved options keep no ports
+                dns.nameservers = list(c.servers)
             if c.bind is not None:
-                options["local_ip"] = c.bind
-            self._dns = aiodns.DNSResolver(
-                nameservers=list(c.servers) or None, loop=asyncio.get_running_loop(), **options
-            )
+                dns._channel.set_local_ip(c.bind)
+            self._dns = dns
         return self._dns
 
     async def close(self) -> None:
@@ -113,6 +128,43 @@ class CAresResolver(Resolver):
         text, word = _REASONS.get(status, (f"DNS error: {pycares.errno.strerror(status)}", None))
         source = f"{word} from {servers}" if word else f"from {servers}"
         return LookupFailed(f"{text} ({source}, resolver {self.name})", code=RESOLVE_FAILED)
+
+
+def _turn_off_query_cache(channel: pycares.Channel) -> bool:
+    """Make ``channel``'s c-ares handle again with the same options and no query cache.
+
+    Only for a channel that has asked nothing yet. False (and one warning) when pycares'
+    internals are not what this expects: the channel is then left as it was.
+    """
+    global _warned_query_cache
+    try:
+        from pycares import _ffi, _lib
+
+        old = channel._channel
+        options = _ffi.new("struct ares_options *")
+        mask = _ffi.new("int *")
+        if _lib.ares_save_options(old[0], options, mask) != _lib.ARES_SUCCESS:
+            raise RuntimeError("ares_save_options failed")
+        try:
+            options.qcache_max_ttl = 0
+            new = _ffi.new("ares_channel *")
+            # Servers and search settings are read again from the system (the saved server list
+            # keeps IPv4 only, without ports); a configured list is set by the caller afterwards.
+            system = _lib.ARES_OPT_SERVERS | _lib.ARES_OPT_SORTLIST | _lib.ARES_OPT_DOMAINS | _lib.ARES_OPT_LOOKUPS
+            status = _lib.ares_init_options(new, options, (mask[0] & ~system) | _OPT_QUERY_CACHE)
+        finally:
+            _lib.ares_destroy_options(options)
+        if status != _lib.ARES_SUCCESS:
+            raise RuntimeError(f"ares_init_options failed ({status})")
+        channel._channel = new
+        _lib.ares_destroy(old[0])  # nothing was asked on it: no callback can be pending
+        return True
+    except (ImportError, AttributeError, TypeError, RuntimeError) as exc:
+        if not _warned_query_cache:
+            _warned_query_cache = True
+            log.warning("c_ares resolvers keep c-ares's own query cache too (%s): answers may outlive "
+                        "max_ttl and failures negative_ttl, up to the records' own TTLs", exc)
+        return False
 
 
 def _normal(address: str) -> str:

@@ -78,6 +78,19 @@ def test_short_ttl_expires_and_the_new_record_is_seen() -> None:
     assert zone.asked[("moving.test", "A")] == 2
 
 
+def test_past_max_ttl_the_server_is_asked_again_not_c_ares_own_cache() -> None:
+    zone = Zone(records={"held.test": [("192.0.2.1", 300)]})
+
+    async def body(r, peer):
+        await r.resolve("held.test")
+        await asyncio.sleep(0.3)
+        zone.records["held.test"] = [("192.0.2.2", 300)]
+        return await r.resolve("held.test")
+
+    assert run(with_peer(zone, body, min_ttl=0.1, max_ttl=0.2)) == ["192.0.2.2"]
+    assert zone.asked[("held.test", "A")] == 2 and zone.asked[("held.test", "AAAA")] == 2
+
+
 def test_nxdomain_is_502_with_the_reason_and_negatively_cached() -> None:
     zone = Zone()
 
