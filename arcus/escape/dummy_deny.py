@@ -9,7 +9,9 @@ from arcus.escape.base import Connected, Escaper
 class DummyDenyEscaper(Escaper):
     type_name = "dummy_deny"
 
-    async def connect(self, host, port, client_ip, protocol_factory, *, timeout, ssl=None, check=None) -> Connected:
+    async def connect(
+        self, host, port, client_ip, protocol_factory, *, timeout, ssl=None, check=None, user=None
+    ) -> Connected:
         raise EscapeError(
             f"escaper {self.name} (dummy_deny) refuses every destination",
             code="denied",

@@ -14,6 +14,13 @@ from arcus.escape.base import Connected, Escaper
 from arcus.escape.race import RaceFailed, staggered_race
 
 
+def _final(exc: BaseException) -> bool:
+    """Not worth the standby: a policy refusal, or a bug (anything but an escape failure)."""
+    if isinstance(exc, EscapeError):
+        return exc.side == "forbidden"
+    return not isinstance(exc, (OSError, TimeoutError))
+
+
 class RouteFailoverEscaper(Escaper):
     type_name = "route_failover"
 
@@ -45,7 +52,7 @@ class RouteFailoverEscaper(Escaper):
                 deadline,
                 lambda c: c.transport.abort(),
                 name=f"arcus-failover-{self.name}",
-                fatal=lambda exc: isinstance(exc, EscapeError) and exc.side == "forbidden",
+                fatal=_final,
             )
             return conn
         except RaceFailed as failed:

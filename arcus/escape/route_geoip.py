@@ -23,8 +23,11 @@ from arcus.resolve.base import Resolver, ip_literal
 
 
 def open_mmdb(path: str) -> Any:
-    """The reader; raises OSError or ``maxminddb.InvalidDatabaseError`` (a ValueError)."""
-    return maxminddb.open_database(path, maxminddb.MODE_AUTO)
+    """The reader; raises OSError, or ValueError for a file that is not a MaxMind DB."""
+    try:
+        return maxminddb.open_database(path, maxminddb.MODE_AUTO)
+    except maxminddb.InvalidDatabaseError as exc:
+        raise ValueError(f"{path} is not a MaxMind DB (MMDB) file: {exc}") from None
 
 
 def place_of(record: Any) -> tuple[str | None, str | None]:
