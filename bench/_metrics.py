@@ -1,4 +1,4 @@
-"""The four measurements. Each takes the run context and a started proxy (None: the baseline).
+"""The five measurements. Each takes the run context and a started proxy (None: the baseline).
 
 Each one checks that what it measured is what it claims: the origin's request counter must have
 moved by as many requests as wrk counted (so the proxy did not answer them itself), the machine's
@@ -72,6 +72,7 @@ class Metric:
             "keepalive": f"wrk -t1 -c{s.connections} -d{s.duration:g}s, GET /small (100-byte body), keep-alive",
             "newconn": f"wrk -t1 -c{s.connections} -d{s.duration:g}s, GET /small with Connection: close",
             "bulk": f"curl -p (CONNECT) download, median of {s.bulk_repeat}",
+            "socks_bulk": f"curl --socks5 download, median of {s.bulk_repeat} (baseline: no proxy)",
             "rss": f"{s.tunnels} idle CONNECT tunnels; (RSS after - RSS before) / tunnels",
         }[self.key]
 
@@ -82,6 +83,7 @@ METRICS = {
         Metric("keepalive", "keep-alive small responses", "requests/s", True, False),
         Metric("newconn", "new connection per request", "requests/s", True, False),
         Metric("bulk", "CONNECT bulk download", "MB/s", True, False),
+        Metric("socks_bulk", "SOCKS5 bulk download", "MB/s", True, False),
         Metric("rss", "RSS per idle CONNECT tunnel", "KiB/tunnel", False, True),
     )
 }
@@ -197,15 +199,20 @@ def _wrk_errors(res: dict) -> str:
     return ", ".join(parts) or "none"
 
 
-# ---------------------------------------------------------------- curl: CONNECT bulk
+# ---------------------------------------------------------------- curl: CONNECT and SOCKS5 bulk
 
 
-def measure_bulk(ctx: Context, proxy: Running | None) -> Cell:
+def measure_bulk(ctx: Context, proxy: Running | None, *, socks: bool = False) -> Cell:
+    """One big download through a CONNECT tunnel (or SOCKS5 CONNECT with ``socks``)."""
     origin = ctx.origin
     url = origin.url("/" + origin.bulk_name)
     argv = ["curl", "-s", "-S", "-o", "/dev/null", "--max-time", "300",
             "-w", "%{http_code} %{http_connect} %{size_download} %{speed_download}"]
-    if proxy:
+    if proxy and socks:
+        if proxy.socks_port is None:
+            raise BenchError(f"{proxy.name} has no SOCKS5 server")
+        argv += ["--socks5", f"127.0.0.1:{proxy.socks_port}"]
+    elif proxy:
         argv += ["-p", "-x", f"http://127.0.0.1:{proxy.port}"]
     argv.append(url)
     speeds = []
@@ -215,7 +222,7 @@ def measure_bulk(ctx: Context, proxy: Running | None) -> Cell:
         if out.returncode != 0:
             raise BenchError(f"curl exit {out.returncode}: {out.stderr.strip()[-200:]}")
         code, connect_code, size, speed = out.stdout.split()
-        if code != "200" or (proxy and connect_code != "200"):
+        if code != "200" or (proxy and not socks and connect_code != "200"):
             raise BenchError(f"curl got HTTP {code} (CONNECT {connect_code})")
         if int(size) != origin.bulk_bytes:
             raise BenchError(f"curl received {size} of {origin.bulk_bytes} bytes")
@@ -315,4 +322,6 @@ def measure(metric: str, ctx: Context, proxy: Running | None) -> Cell:
         return measure_wrk(ctx, proxy, close=True)
     if metric == "bulk":
         return measure_bulk(ctx, proxy)
+    if metric == "socks_bulk":
+        return measure_bulk(ctx, proxy, socks=True)
     return measure_rss(ctx, proxy)

@@ -23,12 +23,14 @@ REPO = BENCH_DIR.parent
 ARCUS = REPO / ".venv" / "bin" / "arcus"
 ARCUS_PROFILE = BENCH_DIR / "arcus-bench.yaml"
 ARCUS_PROFILE_LISTEN = "listen: 127.0.0.1:13128"  # rewritten to the run's free port
+ARCUS_PROFILE_SOCKS = "listen: 127.0.0.1:11080"  # the SOCKS5 server's, rewritten likewise
 SQUID = "/usr/sbin/squid"
 PEERS_VENV = BENCH_DIR / ".venv-peers"
 PROXYPY_REQUIREMENT = "proxy.py==2.4.10"
 
 COLUMNS = ("baseline", "arcus", "squid", "proxy.py")
 PROXIES = ("arcus", "squid", "proxy.py")
+SOCKS_COLUMNS = ("baseline", "arcus")  # the columns the SOCKS5 metric applies to (squid, proxy.py: no SOCKS)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Running:
     name: str
     port: int
     proc: Proc
+    socks_port: int | None = None  # its SOCKS5 server, if it has one
 
 
 _SQUID_CONF = """\
@@ -127,12 +130,14 @@ def _start_proxypy(tmp: Path, origin_port: int, cpus: set[int] | None, install: 
     return _ready("proxy.py", proc, port)
 
 
-def arcus_profile(tmp: Path, port: int) -> Path:
+def arcus_profile(tmp: Path, port: int, socks_port: int) -> Path:
     text = ARCUS_PROFILE.read_text()
-    if ARCUS_PROFILE_LISTEN not in text:
-        raise BenchError(f"{ARCUS_PROFILE.name} lacks the line '{ARCUS_PROFILE_LISTEN}' the run rewrites")
+    for line in (ARCUS_PROFILE_LISTEN, ARCUS_PROFILE_SOCKS):
+        if line not in text:
+            raise BenchError(f"{ARCUS_PROFILE.name} lacks the line '{line}' the run rewrites")
     out = tmp / "arcus" / "arcus-bench.yaml"
-    out.write_text(text.replace(ARCUS_PROFILE_LISTEN, f"listen: 127.0.0.1:{port}"))
+    text = text.replace(ARCUS_PROFILE_LISTEN, f"listen: 127.0.0.1:{port}")
+    out.write_text(text.replace(ARCUS_PROFILE_SOCKS, f"listen: 127.0.0.1:{socks_port}"))
     return out
 
 
@@ -142,11 +147,19 @@ def _start_arcus(tmp: Path, origin_port: int, cpus: set[int] | None) -> Running:
     d = tmp / "arcus"
     d.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    profile = arcus_profile(tmp, port)
+    socks_port = free_port()
+    profile = arcus_profile(tmp, port, socks_port)
     argv = [str(ARCUS), "serve", "--profile", str(profile), "--data-dir", str(d / "data"), "--socket", str(d / "arcus.sock")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCUS_")}
     proc = spawn("arcus", argv, log_dir=tmp / "logs", cpus=cpus, env=env, cwd=d)
-    return _ready("arcus", proc, port)
+    running = _ready("arcus", proc, port)
+    try:
+        wait_port(proc, socks_port, timeout=10)
+    except BenchError:
+        stop(proc)
+        raise
+    running.socks_port = socks_port
+    return running
 
 
 def _ready(name: str, proc: Proc, port: int) -> Running:

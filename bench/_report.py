@@ -41,6 +41,7 @@ TARGETS = (
     Target("keepalive", "arcus ≥ 0.5× squid", "squid", 0.5),
     Target("keepalive", "arcus ≥ 1.0× proxy.py", "proxy.py", 1.0),
     Target("bulk", "arcus ≥ 1.0× squid", "squid", 1.0),
+    Target("socks_bulk", "arcus ≥ 0.9× baseline", "baseline", 0.9),
     Target("rss", "arcus ≤ 8 KiB per idle tunnel", None, 8.0),
 )
 
@@ -49,12 +50,14 @@ EFFICIENCY_ROWS = {  # the same work per CPU-second of the proxy: robust to a bu
     "keepalive": "req per proxy CPU-s",
     "newconn": "req per proxy CPU-s",
     "bulk": "MB per proxy CPU-s",
+    "socks_bulk": "MB per proxy CPU-s",
 }
 _CPU = (("proxy CPU %", "proxy_cpu_percent", "{:.0f}"), ("proxy CPU-wait %", "proxy_wait_percent", "{:.0f}"))
 DETAIL_ROWS = {
     "keepalive": (*_CPU, ("p99 latency ms", "latency_p99_ms", "{:.1f}"), ("TCP connects/req", "tcp_connects_per_request", "{:.3f}")),
     "newconn": (*_CPU, ("p99 latency ms", "latency_p99_ms", "{:.1f}"), ("TCP connects/req", "tcp_connects_per_request", "{:.2f}")),
     "bulk": _CPU,
+    "socks_bulk": _CPU,
     "rss": (("USS KiB/tunnel", "uss_per_tunnel_kib", "{:.2f}"), ("tunnels held", "tunnels", "{:d}")),
 }
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _metrics import METRICS, Cell, Context, Settings, measure  # noqa: E402
 from _origin import start_origin  # noqa: E402
-from _peers import COLUMNS, PROXIES, ensure_proxypy, start_proxy, versions  # noqa: E402
+from _peers import COLUMNS, PROXIES, SOCKS_COLUMNS, ensure_proxypy, start_proxy, versions  # noqa: E402
 from _procs import BenchError, cpu_sets, machine_busy, raise_nofile, stop, stop_all  # noqa: E402
 from _report import render_markdown, render_text, to_json, write  # noqa: E402
 
@@ -88,6 +88,8 @@ def _preflight(args: argparse.Namespace) -> dict[str, str]:
 def _measure_column(metric: str, column: str, ctx: Context, proxy_cpus: set[int] | None, install: bool) -> Cell:
     if column == "baseline" and METRICS[metric].needs_proxy:
         return Cell(error="no proxy: not applicable")
+    if metric == "socks_bulk" and column not in SOCKS_COLUMNS:
+        return Cell(error="no SOCKS5 server: not applicable")
     running = None
     try:
         if column != "baseline":
