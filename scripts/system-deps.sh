@@ -4,11 +4,11 @@
 set -euo pipefail
 what=${1:-test}
 case "$what" in
-  test)  need=(curl dnsmasq tinyproxy danted) ;;
+  test)  need=(curl dnsmasq tinyproxy danted ip nft) ;;
   bench) need=(curl wrk squid nginx) ;;
   *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac
-declare -A pkg=([curl]=curl [dnsmasq]=dnsmasq-base [tinyproxy]=tinyproxy [danted]=dante-server [wrk]=wrk [squid]=squid [nginx]=nginx-light)
+declare -A pkg=([curl]=curl [ip]=iproute2 [nft]=nftables [dnsmasq]=dnsmasq-base [tinyproxy]=tinyproxy [danted]=dante-server [wrk]=wrk [squid]=squid [nginx]=nginx-light)
 missing=()
 for cmd in "${need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${pkg[$cmd]}")
