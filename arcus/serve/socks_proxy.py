@@ -168,9 +168,12 @@ class SocksConnection(RelayConnection):
         self.authenticate(user or None, password, self._authenticated_5)
 
     def _authenticated_5(self, failure: Failure | None) -> None:
-        if failure is not None:
-            self.refuse(failure)  # refused() answers the sub-negotiation while in P_AUTHING
+        if failure is not None and failure.status == 407:
+            self.refuse(failure)  # wrong credentials: refused() answers the sub-negotiation (P_AUTHING)
             return
+        # Good credentials of a user who may not pass now (blocked, expired, at a connection
+        # limit) or a throttled address: the request gets the reply code that says why.
+        self.deferred = failure
         self.transport.write(socks.socks5_auth_status(True))
         self.phase = P_REQUEST
         if self.buf:

@@ -230,6 +230,27 @@ def test_username_password_through_the_tenant(curl, sd, origin):
     assert tenants["globex"]["requests"] == 1 and tenants["acme"]["requests"] == 2
 
 
+def test_users_who_may_not_pass_hear_why_at_their_request(sd, origin):
+    proxy = addr(sd)
+    sd.ctl("tenant.add", {"name": "acme", "sources": ["127.0.0.0/8"]})
+    sd.ctl("tenant.set", {"name": "acme", "auth": "required"})
+    sd.ctl("user.add", {"tenant": "acme", "name": "bob", "secret": secret("builder")})
+    sd.ctl("user.set", {"tenant": "acme", "name": "bob", "max_conns": 1})
+    held, reply = socks5_open(proxy, "127.0.0.1", origin.port, user="bob", password="builder")
+    try:
+        assert reply.rep == socks.SUCCEEDED
+        # a second connection of bob's is over his limit: GENERAL_FAILURE, not an auth failure
+        assert rep_of(proxy, "127.0.0.1", origin.port, user="bob", password="builder") == socks.GENERAL_FAILURE
+    finally:
+        held.close()
+    sd.ctl("user.block", {"tenant": "acme", "name": "bob"})
+    assert rep_of(proxy, "127.0.0.1", origin.port, user="bob", password="builder") == socks.NOT_ALLOWED
+    with pytest.raises(PermissionError):  # wrong credentials: the RFC 1929 failure status
+        rep_of(proxy, "127.0.0.1", origin.port, user="bob", password="nope")
+    errors = sd.ctl("stats")["servers"]["socks"]["errors"]
+    assert errors["user_conn_limit"] == 1 and errors["user_blocked"] == 1 and errors["auth_required"] == 1
+
+
 def test_optional_auth_and_none(sd, origin):
     proxy = addr(sd)
     sd.ctl("tenant.add", {"name": "acme", "sources": ["127.0.0.0/8"]})
