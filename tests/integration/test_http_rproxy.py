@@ -248,3 +248,27 @@ def test_config_check_reports_bad_certificate_pairs(tmp_path):
     assert f"{profile}:10: server \"web\": hosts[0]: cannot load the certificate" in out, out
     assert "the private key does not belong to the certificate" in out
     assert f"{profile}:12: server \"web\": hosts[1]: missing key \"certificate\"" in out, out
+
+
+def test_profile_errors_in_hosts(tmp_path):
+    from arcus.config import check_profile
+
+    ca = LocalCA(tmp_path / "ca")
+    cert, key = ca.issue("a.test")
+    hosts = "\n".join(
+        [
+            host_entry(["a.test", "*.b.test"], "127.0.0.1:1", certificate=str(cert), private_key=str(key)),
+            host_entry(["A.test", "bad name"], "127.0.0.1:1", upstream_ca=str(ca.cert_path)),
+        ]
+    )
+    path = tmp_path / "p.yaml"
+    path.write_text(PROFILE.format(extra="", hosts=hosts))
+    found = [str(i).replace(str(path), "P", 1) for i in check_profile(str(path))]
+    assert found == [
+        'P:9: server "web": hosts[0]: certificate: only used when the server has tls: true',
+        'P:11: server "web": hosts[1]: names: "bad name" is not a host name, "*.domain" or "*"',
+        'P:13: server "web": hosts[1]: upstream_ca: only used with upstream_tls: true',
+    ]
+    path.write_text(PROFILE.format(extra="", hosts=host_entry(["a.test"], "127.0.0.1:1") + "\n" + host_entry(["A.TEST"], "127.0.0.1:2")))
+    found = [str(i).replace(str(path), "P", 1) for i in check_profile(str(path))]
+    assert found == ['P:9: server "web": host name "a.test" is already served by the host at line 7']

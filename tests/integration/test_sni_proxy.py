@@ -221,3 +221,15 @@ def test_policy_on_the_sni_host(curl, tmp_path, peers):
         assert d.ctl("stats")["tenants"]["acme"]["errors"]["denied"] == 2
     finally:
         d.stop()
+
+
+def test_profile_errors(tmp_path):
+    from arcus.config import check_profile
+
+    path = tmp_path / "p.yaml"
+    path.write_text(PROFILE.format(tls_port=70000, http_port="eighty", extra=""))
+    found = [str(i).replace(str(path), "P", 1) for i in check_profile(str(path))]
+    assert found == [
+        'P:6: server "sni": tls_port: port 70000 out of range 1-65535',
+        'P:7: server "sni": http_port: expected a whole number, got "eighty"',
+    ]

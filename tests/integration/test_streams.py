@@ -156,3 +156,50 @@ def test_tls_stream_refuses_an_unverified_upstream_and_fails_over(curl, tmp_path
             assert len(good.requests) == 2 and not rogue.requests
         finally:
             d.stop()
+
+
+# --- profile errors, one bad file each -------------------------------------------------------
+
+
+def profile_issues(tmp_path, server: str) -> list[str]:
+    from arcus.config import check_profile
+
+    path = tmp_path / "p.yaml"
+    path.write_text(f"servers:\n{server}escapers:\n  - name: direct\n    type: direct_fixed\n"
+                    "resolvers:\n  - name: system\n    type: system\n")
+    return [str(i).replace(str(path), "P", 1) for i in check_profile(str(path))]
+
+
+STREAM_HEAD = "  - name: s\n    type: {type}\n    listen: 127.0.0.1:0\n    escaper: direct\n"
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ("    upstreams: [db.internal]\n",
+         'P:6: server "s": upstreams: invalid upstream "db.internal"; write "host:port" with a host name or an IP address, '
+         'e.g. "backend.internal:8080" or "[::1]:443"'),
+        ("    upstreams: [\"bad host:80\"]\n",
+         'P:6: server "s": upstreams: "bad host" is neither an IP address nor a host name; write "host:port" with a host name '
+         'or an IP address, e.g. "backend.internal:8080" or "[::1]:443"'),
+        ("    upstreams: [a.internal:0]\n",
+         'P:6: server "s": upstreams: invalid port "0" in "a.internal:0"; write a number 1-65535'),
+        ("    upstreams: a.internal:80\n    balance: least_conn\n",
+         'P:7: server "s": balance: expected one of round_robin, random, got "least_conn"'),
+        ("", 'P:2: server "s": missing key "upstreams"'),
+    ],
+)
+def test_tcp_stream_profile_errors(tmp_path, lines, expected):
+    found = profile_issues(tmp_path, STREAM_HEAD.format(type="tcp_stream") + lines)
+    assert found == [expected]
+
+
+def test_tls_stream_profile_errors(tmp_path):
+    found = profile_issues(
+        tmp_path, STREAM_HEAD.format(type="tls_stream") + "    upstreams: a.internal:443\n    tls_ca: /nonexistent/ca.pem\n"
+        "    tls_name: 10.0.0.1:443\n"
+    )
+    assert found == [
+        'P:7: server "s": tls_ca: /nonexistent/ca.pem is not a readable file',
+        'P:8: server "s": tls_name: "10.0.0.1:443" is not a host name (letters, digits, "-" and "_" in dot-separated labels)',
+    ]

@@ -110,13 +110,13 @@ def _parse_host(node: MappingNode, ctx: Context, where: str, tls: bool) -> Rprox
     if not upstream_tls:
         for k, v in (("upstream_ca", upstream_ca), ("upstream_tls_name", tls_name)):
             if v is not None:
-                sec.error(f"{k} is only used with upstream_tls: true", sec.value_line(k), key=k)
+                sec.error("only used with upstream_tls: true", sec.value_line(k), key=k)
     if tls and sec.ok and (cert is None or key is None):
         missing = "certificate" if cert is None else "private_key"
         sec.error(f'missing key "{missing}": the server has tls: true, so every host needs certificate and private_key')
     if not tls and (cert is not None or key is not None):
         k = "certificate" if cert is not None else "private_key"
-        sec.error(f"{k} is only used when the server has tls: true", sec.value_line(k), key=k)
+        sec.error("only used when the server has tls: true", sec.value_line(k), key=k)
     if sec.ok and cert is not None and key is not None:
         _check_pair(sec, cert, key)
     if not sec.ok or names is None or upstream is None:
