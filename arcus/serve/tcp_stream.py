@@ -34,6 +34,9 @@ def upstream_order(server: str, upstreams: tuple[str, ...], balance: str) -> lis
 
 
 class TcpStreamConnection(RelayConnection):
+    candidates: list[tuple[str, int]] = []
+    attempt = 0
+
     def handshake_started(self) -> None:
         self.candidates = upstream_order(self.server, self.conf.upstreams, self.conf.balance)
         self.attempt = 0

@@ -203,3 +203,71 @@ def test_tls_stream_profile_errors(tmp_path):
         'P:7: server "s": tls_ca: /nonexistent/ca.pem is not a readable file',
         'P:8: server "s": tls_name: "10.0.0.1:443" is not a host name (letters, digits, "-" and "_" in dot-separated labels)',
     ]
+
+
+def test_config_show_of_every_stream_type_loads_back_the_same(tmp_path):
+    """``arcus config show`` output (profile_to_dict) of the stream-like types is a profile that
+    loads to the same objects."""
+    import yaml
+
+    from arcus.config import parse_profile
+    from arcus.config.dump import profile_to_dict
+
+    ca = LocalCA(tmp_path / "ca")
+    cert, key = ca.issue("a.test")
+    text = f"""\
+servers:
+  - name: s
+    type: tcp_stream
+    listen: 127.0.0.1:0
+    escaper: direct
+    upstreams: [Db.Internal:5432, "[::1]:5433"]
+    balance: random
+  - name: t
+    type: tls_stream
+    listen: 127.0.0.1:0
+    escaper: direct
+    upstreams: 10.0.0.1:443
+    tls_ca: {ca.cert_path}
+    tls_name: api.internal
+  - name: n
+    type: sni_proxy
+    listen: 127.0.0.1:0
+    escaper: direct
+    tls_port: 8443
+  - name: tp
+    type: tcp_tproxy
+    listen: 127.0.0.1:0
+    escaper: direct
+  - name: r
+    type: http_rproxy
+    listen: 127.0.0.1:0
+    escaper: direct
+    tls: true
+    hosts:
+      - names: [a.test, "*"]
+        upstream: backend:8080
+        upstream_tls: true
+        certificate: {cert}
+        private_key: {key}
+escapers:
+  - name: direct
+    type: direct_fixed
+resolvers:
+  - name: system
+    type: system
+"""
+    first = parse_profile(text, str(tmp_path / "p.yaml"))
+    assert first.servers[0].upstreams == ("db.internal:5432", "[::1]:5433")
+    shown = yaml.safe_dump(profile_to_dict(first))
+    again = parse_profile(shown, str(tmp_path / "shown.yaml"))
+    assert [_without_lines(s) for s in again.servers] == [_without_lines(s) for s in first.servers]
+
+
+def _without_lines(server):
+    import dataclasses
+
+    changes = {"line": None}
+    if hasattr(server, "hosts"):
+        changes["hosts"] = tuple(dataclasses.replace(h, line=None) for h in server.hosts)
+    return dataclasses.replace(server, **changes)
