@@ -16,7 +16,8 @@ audit): this class changes only what a reverse proxy does differently, each in o
 - ``_connect``: the escaper connects to the site's upstream; with ``upstream_tls`` the
   connection is then upgraded to TLS and the upstream's certificate verified;
 - ``_send_request``: the client's Host goes upstream unchanged, with X-Forwarded-For and
-  X-Forwarded-Proto.
+  X-Forwarded-Proto; an Upgrade request (WebSocket) keeps its Upgrade, and the upstream's 101
+  turns the connection into a tunnel.
 
 TLS termination: the listener's SSLContext has an ``sni_callback`` that looks up the server's
 config in the *current* Snapshot and switches the handshake to the site's context, so
@@ -307,6 +308,11 @@ class HttpRproxyConnection(HttpProxyConnection):
                     forwarded_for = value + b", " + forwarded_for  # a trusted proxy in front: keep its chain
                 continue
             out.append((name, value))
+        if req.upgrade:  # WebSocket and friends: the upgrade is asked of the upstream, 101 turns the exchange into a tunnel
+            upgrade = next((v for n, v in req.headers if len(n) == 7 and n.lower() == b"upgrade"), None)
+            if upgrade is not None:
+                out.append((b"Upgrade", upgrade))
+                out.append((b"Connection", b"upgrade"))
         out.append((b"X-Forwarded-For", forwarded_for))
         out.append((b"X-Forwarded-Proto", b"https" if self.tls_in else b"http"))
         out.append((b"Via", (b"1.0 arcus" if req.version == b"1.0" else VIA)))

@@ -272,3 +272,66 @@ def test_profile_errors_in_hosts(tmp_path):
     path.write_text(PROFILE.format(extra="", hosts=host_entry(["a.test"], "127.0.0.1:1") + "\n" + host_entry(["A.TEST"], "127.0.0.1:2")))
     found = [str(i).replace(str(path), "P", 1) for i in check_profile(str(path))]
     assert found == ['P:9: server "web": host name "a.test" is already served by the host at line 7']
+
+
+class UpgradeOrigin:
+    """A minimal upgrading origin: answers an Upgrade request with 101, then echoes bytes."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(10)
+        self.port = self.sock.getsockname()[1]
+        self.heads: list[bytes] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                head += data
+            self.heads.append(head)
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            for _ in range(100):
+                data = conn.recv(4096)
+                if not data:
+                    return
+                conn.sendall(b"echo:" + data)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(10)
+
+
+def test_upgrade_becomes_a_tunnel(tmp_path):
+    import socket
+
+    origin = UpgradeOrigin()
+    d = start(tmp_path, [host_entry(["ws.test"], f"127.0.0.1:{origin.port}")])
+    try:
+        host, port = d.listen("web").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(b"GET /chat HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(4096)
+            assert head.startswith(b"HTTP/1.1 101"), head
+            s.sendall(b"hello")
+            assert s.recv(100) == b"echo:hello"
+        sent = origin.heads[0].lower()
+        assert b"upgrade: websocket" in sent and b"connection: upgrade" in sent and b"sec-websocket-key" in sent
+    finally:
+        d.stop()
+        origin.close()
