@@ -48,7 +48,7 @@ class ProxyHttpEscaper(UpstreamProxyEscaper):
     def _refusal(self, status: int, reason: str, host: str, port: int) -> EscapeError:
         said = f"upstream proxy {self.proxy} ({self.name}) answered {status} {reason}".rstrip()
         target = f"{host}:{port}"
-        if status == 407:
+        if status in (401, 407):  # tinyproxy answers a failed Basic login with 401
             why = "our credentials were refused" if self.username else "it wants credentials (set username and password)"
             return self._fail(f"{said} to CONNECT {target}: {why}", "upstream_auth", hop=True)
         if status == 403:
