@@ -290,8 +290,8 @@ class RelayConnection(asyncio.Protocol, Tracked):
             if self.up_eof:
                 self.close()
             return True
-        if self.state in (AUTH, CONNECTING) and self.buf:
-            return True  # a request then a half-close: answer it, send what it pipelined, then close
+        if self.state in (AUTH, CONNECTING):
+            return True  # a request then a half-close: answer it, pass the EOF on once connected
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:

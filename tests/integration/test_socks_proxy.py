@@ -3,6 +3,7 @@ and a small raw client where the exact reply code matters, through the real daem
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import threading
@@ -464,3 +465,30 @@ def test_kill_ends_a_socks_tunnel(sd):
         pass
     s.close()
     lsock.close()
+
+
+def test_request_then_half_close_is_still_served_and_audited(sd, origin):
+    """A client that sends its request and shuts its sending side at once still gets the answer."""
+    h, p = addr(sd).rsplit(":", 1)
+    with socket.create_connection((h, int(p)), timeout=10) as s:
+        s.sendall(
+            socks.socks5_client_greeting(False)
+            + socks.socks5_client_request(socks.CONNECT, "127.0.0.1", origin.port)
+            + b"GET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.endswith(b"x" * 100)
+    deadline = time.monotonic() + 10
+    events: list = []
+    while time.monotonic() < deadline and not events:
+        time.sleep(0.3)
+        out = sd.arcus("audit", "search", "--json")
+        assert out.returncode == 0, out.stderr
+        events = [e for e in map(json.loads, out.stdout.splitlines()) if e["server"] == "socks"]
+    (event,) = events
+    assert event["kind"] == "connection" and event["method"] == "SOCKS5 CONNECT"
+    assert (event["host"], event["port"], event["status"]) == ("127.0.0.1", origin.port, 200)
+    assert event["bytes_down"] > 100 and event["decision"] == "allow"
