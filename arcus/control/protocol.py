@@ -83,6 +83,7 @@ COMMANDS: Final[dict[str, str]] = {
     "policy.explain": "the decision for a URL with the trace of every rule evaluated",
     "audit.tail": "stream audit events as they are written",
     "audit.stats": "audit log counters: written, dropped, queued, size",
+    "resolve": "ask a resolver of the running daemon (cache included): addresses, cached, ttl",
 }
 
 

@@ -80,7 +80,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         "paused", "up_paused", "status", "resp_bytes", "task", "client_eof", "up_eof",
         "local_client", "head_sent", "retry_ok", "tenant_suspended", "error_code", "write_paused",
         "scanned", "uscanned", "tview", "user", "conn_tenant", "held", "user_held", "shape_up", "shape_down",
-        "up_shaped", "decision", "rule_id", "reports", "check", "req_up0", "req_down0", "audited_user",
+        "up_shaped", "decision", "rule_id", "reports", "check", "req_up0", "req_down0", "audited_user", "reject",
     )
 
     def __init__(self, shared: Shared, server: str) -> None:
@@ -129,6 +129,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.check = None  # per-address policy check handed to the escaper
         self.req_up0 = 0
         self.req_down0 = 0
+        self.reject: tuple[str, str] | None = None
         self.scanned = 0  # bytes of an incomplete request head already checked
         self.uscanned = 0  # the same for a response head
         self.status = 0
@@ -190,10 +191,11 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         return None
 
     def _reject_connection(self, code: str, message: str) -> None:
+        """Over a connection limit: answer 503 to the first request (reading it first, so the
+        client's request is not met by a reset), then close."""
         self.keep_alive = False
-        self._count_error(code)
-        self._send_simple(503, code, message)
-        self._close()
+        self.reject = (code, message)
+        self.deadline = time.monotonic() + min(5.0, self.conf.timeouts.client_header)
 
     def data_received(self, data: bytes) -> None:
         state = self.state
@@ -307,6 +309,10 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.target = _host_port(req.host, req.port) if req.host else ""
         self.req_up0 = self.bytes_up
         self.req_down0 = self.bytes_down
+        if self.reject is not None:
+            code, message = self.reject
+            self._refuse(503, code, message, "internal")
+            return
         self.decision = ""
         self.rule_id = None
         self.reports = ()
@@ -584,7 +590,11 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         out.append((b"Via", (b"1.0 arcus" if req.version == b"1.0" else VIA)))
         if req.framing == CHUNKED:
             out.append((b"Transfer-Encoding", b"chunked"))
-        if req.version == b"1.0":
+        if req.upgrade:
+            # a protocol switch (WebSocket) must reach the origin: Upgrade is hop-by-hop, so it is re-added
+            out.extend((n, v) for n, v in req.headers if len(n) == 7 and n.lower() == b"upgrade")
+            out.append((b"Connection", b"upgrade"))
+        elif req.version == b"1.0":
             out.append((b"Connection", b"close"))
         up.write(http1.build_request_head(req.method, req.path, out, req.version))
         self.head_sent = True

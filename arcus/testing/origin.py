@@ -11,6 +11,7 @@ It runs its own asyncio loop in a thread. Paths:
     /slow/SECONDS          waits before answering
     /continue              answers 100 Continue, then echoes the body
     /early                 answers 413 without reading the body, then closes
+    /upgrade               with "Upgrade: echo": 101, then echoes bytes (a protocol switch)
 It records every request head in ``requests`` (method, target, headers) for assertions.
 """
 
@@ -109,7 +110,7 @@ class Origin:
                     return
                 body = await self._read_body(reader, seen)
                 seen.body = body
-                keep = await self._answer(path, seen, body, writer)
+                keep = await self._answer(path, seen, body, writer, reader)
                 if not keep:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, asyncio.LimitOverrunError):
@@ -136,7 +137,9 @@ class Origin:
         length = int(seen.header("content-length") or 0)
         return await reader.readexactly(length) if length else b""
 
-    async def _answer(self, path: str, seen: Seen, body: bytes, writer: asyncio.StreamWriter) -> bool:
+    async def _answer(
+        self, path: str, seen: Seen, body: bytes, writer: asyncio.StreamWriter, reader: asyncio.StreamReader
+    ) -> bool:
         def send(status: str, payload: bytes, extra: str = "") -> None:
             writer.write(
                 f"HTTP/1.1 {status}\r\nContent-Length: {len(payload)}\r\nContent-Type: text/plain\r\n{extra}\r\n".encode()
@@ -166,6 +169,15 @@ class Origin:
             writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close")
             await writer.drain()
             return False
+        elif path == "/upgrade" and (seen.header("upgrade") or "").lower() == "echo":
+            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+            await writer.drain()
+            while True:  # the switched protocol: echo bytes back until the client closes
+                data = await reader.read(65536)
+                if not data:
+                    return False
+                writer.write(data)
+                await writer.drain()
         elif path.startswith("/slow/"):
             await asyncio.sleep(float(path.split("/")[2]))
             send("200 OK", b"slow")

@@ -282,3 +282,21 @@ def test_connect_tunnel_half_close(daemon, origin):
                 break
             data += chunk
     assert data.endswith(b"until close")
+
+
+def test_protocol_upgrade_through_the_forward_proxy(daemon, origin):
+    host, port = daemon.proxy.rsplit(":", 1)
+    t = f"127.0.0.1:{origin.port}"
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(f"GET http://{t}/upgrade HTTP/1.1\r\nHost: {t}\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        s.sendall(b"ping through the switched protocol")
+        got = b""
+        while len(got) < 33:
+            got += s.recv(4096)
+        assert got == b"ping through the switched protocol"
+    seen = origin.requests[-1]
+    assert seen.header("upgrade") == "echo" and "upgrade" in (seen.header("connection") or "").lower()

@@ -225,10 +225,16 @@ def test_unknown_top_level_and_nested_keys(tmp_path: Path) -> None:
 
 
 def test_unknown_type_lists_the_known_types(tmp_path: Path) -> None:
-    text = VALID.replace("type: http_proxy", "type: http_prox").replace("type: system", "type: c-ares")
+    from arcus.config.resolver import RESOLVERS
+    from arcus.config.server import SERVERS
+
+    text = VALID.replace("type: http_proxy", "type: http_prox").replace("type: system", "type: dns-over-pigeon")
+    servers = ", ".join(SERVERS.types)  # in registry order
+    resolvers = ", ".join(RESOLVERS.types)
+    assert "http_proxy" in SERVERS.types and "system" in RESOLVERS.types
     assert issues(tmp_path, text) == [
-        'P:3: server "http": unknown type "http_prox"; did you mean "http_proxy"? known server types: http_proxy',
-        'P:14: resolver "system": unknown type "c-ares"; known resolver types: system',
+        f'P:3: server "http": unknown type "http_prox"; did you mean "http_proxy"? known server types: {servers}',
+        f'P:14: resolver "system": unknown type "dns-over-pigeon"; known resolver types: {resolvers}',
     ]
 
 
