@@ -252,6 +252,15 @@ class UpstreamProxyEscaper(Escaper):
                 raise self._fail(f"{host}: certificate not trusted: {exc.verify_message}", "upstream_tls") from None
             except (ssl_module.SSLError, OSError) as exc:
                 raise self._fail(f"TLS with {host} through {self.name} failed: {describe_os_error(exc)}", "upstream_tls") from None
+            except TypeError:
+                # CPython 3.11's asyncio, TLS inside TLS: a failed inner handshake aborts the outer
+                # transport with SSLProtocol._abort(exc), which takes no argument, so the real
+                # error (often a certificate refused) surfaces as this TypeError.
+                raise self._fail(
+                    f"TLS with {host} through {self.name} failed (the handshake inside the proxy's TLS; "
+                    "certificate not trusted or not valid for the name?)",
+                    "upstream_tls",
+                ) from None
             if tls_transport is None:
                 raise self._fail(f"TLS with {host} through {self.name} failed: the tunnel closed")
             protocol.connection_made(tls_transport)
