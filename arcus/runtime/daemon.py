@@ -164,6 +164,11 @@ class Daemon:
         for conn in list(shared.connections.values()):
             conn.abort("shutdown")
         shared.pool.close_all()
+        for resolver in shared.snapshot.resolvers.values():
+            try:  # c-ares threads stop with nothing pending
+                await asyncio.wait_for(resolver.close(), 5)
+            except (TimeoutError, OSError) as exc:
+                log.warning("resolver %s did not close cleanly: %s", resolver.name, exc)
         for task in list(self._tasks):
             task.cancel()
         if self.control is not None:
