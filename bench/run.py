@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     origin = None
     t0 = time.monotonic()
     try:
-        origin = start_origin(tmp, cpus=load_cpus, bulk_mib=args.bulk_mib if "bulk" in metrics else 1)
+        origin = start_origin(tmp, cpus=load_cpus, bulk_mib=args.bulk_mib if {"bulk", "socks_bulk"} & set(metrics) else 1)
         ctx = Context(settings=settings, origin=origin, tmp=tmp, load_cpus=load_cpus)
         for metric in metrics:
             runs: dict[str, list[Cell]] = {c: [] for c in columns}
