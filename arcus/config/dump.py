@@ -16,11 +16,15 @@ from arcus.config.schema import Profile
 from arcus.config.values import format_addr, format_duration
 
 
-def profile_to_dict(profile: Profile) -> dict[str, Any]:
+SECRET_KEYS = frozenset({"password"})
+
+
+def profile_to_dict(profile: Profile, *, reveal_secrets: bool = False) -> dict[str, Any]:
+    """The effective profile; credentials of upstream proxies masked unless ``reveal_secrets``."""
     out: dict[str, Any] = {}
     for family in FAMILIES:
         objects = getattr(profile, family.plural)
-        out[family.plural] = [_object(obj, family.types[obj.type].keys) for obj in objects]
+        out[family.plural] = [_object(obj, family.types[obj.type].keys, reveal_secrets) for obj in objects]
     out["log"] = _plain(profile.log)
     out["runtime"] = _runtime(profile)
     out["audit"] = _plain(profile.audit)
@@ -40,13 +44,15 @@ def _runtime(profile: Profile) -> dict[str, Any]:
     return out
 
 
-def _object(obj: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+def _object(obj: Any, keys: tuple[str, ...], reveal_secrets: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"name": obj.name, "type": obj.type}
     for key in keys:
         value = getattr(obj, key)
         if value is None:
             continue
-        if key == "listen":
+        if key in SECRET_KEYS and not reveal_secrets:
+            out[key] = "********"  # credentials of upstream proxies are never printed
+        elif key == "listen":
             addrs = [format_addr(host, port) for host, port in value]
             out[key] = addrs[0] if len(addrs) == 1 else addrs
         else:

@@ -28,6 +28,7 @@ from arcus.control.server import ControlServer
 from arcus.errors import ConfigError, NotFound, OperatorError
 from arcus.names import validate_name
 from arcus.paths import STORE_FILE
+from arcus.runtime.escaper_cmds import close_escapers, escaper_handlers, start_escapers
 from arcus.runtime.hostaddrs import own_addresses
 from arcus.runtime.resolve_cmds import resolve_handlers
 from arcus.runtime.snapshot import build_snapshot, load_store, with_store
@@ -84,6 +85,7 @@ class Daemon:
         self.generation = 1
         snapshot = await asyncio.to_thread(build_snapshot, 1, profile, data, self.own)
         self.shared = Shared(snapshot)
+        await start_escapers(snapshot, None)
         self.shared.rehash = self._rehash
         try:
             # The audit log before the listeners: the first connections are recorded too.
@@ -164,6 +166,7 @@ class Daemon:
         for conn in list(shared.connections.values()):
             conn.abort("shutdown")
         shared.pool.close_all()
+        close_escapers(shared.snapshot)
         for resolver in shared.snapshot.resolvers.values():
             try:  # c-ares threads stop with nothing pending
                 await asyncio.wait_for(resolver.close(), 5)
@@ -295,7 +298,10 @@ class Daemon:
             await self._close_listeners(self._stale(snapshot))
             for _ in range(3):
                 await asyncio.sleep(0)
+            await start_escapers(snapshot, self.shared.snapshot)
+            previous = self.shared.snapshot
             self.shared.swap(snapshot)
+            close_escapers(previous, snapshot)
             self.generation = generation
             await self._start_serving(fresh)
             if self.setup_log is not None:
@@ -371,6 +377,7 @@ class Daemon:
             **tenancy_handlers(self),
             **audit_handlers(lambda: self.shared.audit),
             **resolve_handlers(self),
+            **escaper_handlers(self),
         }
 
     async def _cmd_health(self, args: dict) -> dict:

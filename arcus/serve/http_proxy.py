@@ -491,7 +491,11 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
 
     def _pool_key(self, scheme: bytes) -> tuple:
         req = self.req
-        return (self.conf.escaper, self.tenant, self.local_client, scheme, req.host, req.port)
+        key = (self.conf.escaper, self.tenant, self.local_client, scheme, req.host, req.port)
+        if getattr(self.snap.escapers.get(self.conf.escaper), "varies_by_client", False):
+            # routed by client or user: a connection opened for one route is not another's
+            key += (self.client_ip, self.user.name if self.user is not None else None)
+        return key
 
     def _shape_client(self, n: int) -> None:
         """Over a bandwidth limit: stop reading from the client for as long as the shapers say."""
@@ -539,6 +543,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
                 timeout=timeouts.upstream_connect,
                 ssl=_origin_ssl() if req.scheme == b"https" else None,
                 check=self.check,
+                user=self.user.name if self.user is not None else None,
             )
         except EscapeError as exc:
             self.task = None
@@ -851,8 +856,10 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
     def upstream_eof(self) -> None:
         self.up_eof = True
         if self.state == TUNNEL:
-            if self.transport.can_write_eof():
-                self.transport.write_eof()
+            if not self.transport.can_write_eof():
+                self._close()  # a TLS client side cannot be half-closed: the tunnel is over
+                return
+            self.transport.write_eof()
             if self.client_eof:
                 self._close()
             return

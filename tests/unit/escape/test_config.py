@@ -125,7 +125,10 @@ def test_effective_profile_round_trips(tmp_path):
     profile = load_profile(write(tmp_path, RICH, entry="pool"))
     import yaml
 
-    again = parse_profile(yaml.safe_dump(profile_to_dict(profile)), "again.yaml")
+    again = parse_profile(yaml.safe_dump(profile_to_dict(profile, reveal_secrets=True)), "again.yaml")
+    shown = yaml.safe_dump(profile_to_dict(profile))
+    secrets = [e.password for e in profile.escapers if getattr(e, "password", None)]
+    assert secrets and not any(pw in shown for pw in secrets)  # `config show` never prints them
 
     def strip(p):
         import dataclasses
