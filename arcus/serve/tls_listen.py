@@ -58,6 +58,8 @@ class CertificateHolder:
         return tuple(out)
 
     def _on_hello(self, sslobj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
+        # the name the client used for the proxy itself: tenants can be told apart by it
+        sslobj.arcus_sni = name  # type: ignore[attr-defined]
         now = time.monotonic()
         if now - self.checked >= RECHECK:
             self.checked = now
