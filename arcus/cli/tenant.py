@@ -135,6 +135,7 @@ def _show_one(t: dict[str, Any]) -> None:
     out.print(f"created    {t.get('created_at', '')}")
     out.print(f"auth       {t.get('auth', 'none')}, realm {realm_text(t)}")
     out.print(f"exempt     {', '.join(t.get('auth_exempt') or []) or '-'}")
+    out.print(f"proxy host {', '.join(t.get('proxy_hosts') or []) or '-'}")
     default = t.get("default_action", "allow")
     out.print(f"default    {default} (when no rule decides)")
     page = t.get("block_page")
@@ -237,6 +238,8 @@ def describe_changes(args: dict[str, Any]) -> str:
             parts.append("block page " + ("custom" if value else "built-in"))
         elif key == "log_query":
             parts.append("query strings " + ("logged" if value else "not logged"))
+        elif key == "proxy_hosts":
+            parts.append("proxy hosts " + (", ".join(value) or "none"))
         elif key == "expires_at":
             parts.append(f"expires {value or 'never'}")
     return ", ".join(parts)
@@ -350,6 +353,11 @@ def set_(
     no_block_page: Annotated[bool, typer.Option("--no-block-page", help="Go back to the built-in block page")] = False,
     log_query: Annotated[bool | None, typer.Option(
         "--log-query/--no-log-query", help="Keep URL query strings in the audit log", show_default=False)] = None,
+    proxy_host: Annotated[list[str] | None, typer.Option(
+        "--proxy-host", metavar="NAME",
+        help="Name (SNI) this tenant's clients use for the proxy over TLS, or *.domain; repeatable; replaces the list",
+        show_default=False)] = None,
+    no_proxy_hosts: Annotated[bool, typer.Option("--no-proxy-hosts", help="Empty the list of proxy host names")] = False,
     socket: SocketOpt = None,
     data_dir: DataDirOpt = None,
     json: JsonOpt = False,
@@ -385,11 +393,18 @@ def set_(
         changes["block_page"] = None
     if log_query is not None:
         changes["log_query"] = log_query
+    if proxy_host and no_proxy_hosts:
+        raise OperatorError("--proxy-host and --no-proxy-hosts contradict each other", hint="give one of them")
+    if proxy_host:
+        changes["proxy_hosts"] = list(proxy_host)
+    elif no_proxy_hosts:
+        changes["proxy_hosts"] = []
     if not changes:
         raise OperatorError(
             "nothing to change",
             hint="give at least one of --max-conns, --rps, --bandwidth, --auth, --auth-exempt, --no-auth-exempt, "
-            "--realm, --default, --block-page, --no-block-page, --log-query/--no-log-query",
+            "--realm, --default, --block-page, --no-block-page, --log-query/--no-log-query, "
+            "--proxy-host, --no-proxy-hosts",
         )
     result = run_or_store(
         socket,

@@ -124,9 +124,14 @@ def build_tenancy(profile: Profile, data: StoreView) -> Tenancy:
     rt = profile.runtime
     box = LimitSpec(rt.max_connections, rt.rps, rt.bandwidth)
     metered = [box] + [v.limits for v in views.values()] + [u.limits for v in views.values() for u in v.users.values()]
+    hosts: dict[str, str] = {}
+    for t in data.tenants:
+        for pattern in getattr(t, "proxy_hosts", ()):
+            hosts.setdefault(pattern, t.name)
     return Tenancy(
         tenants=views,
         box=box,
+        proxy_hosts=hosts,
         any_users=any(v.users or v.auth != "none" for v in views.values()),
         any_limits=any(m.rps is not None or m.bandwidth is not None for m in metered),
     )

@@ -158,6 +158,12 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.tenant = conf.tenant
         else:
             self.tenant = snap.tenants.lookup(self.client_ip).name
+            if self.tenant == "default" and snap.tenancy.proxy_hosts:
+                # over TLS, the name the client gave the proxy itself can say whose client it is
+                sslobj = transport.get_extra_info("ssl_object")
+                by_sni = snap.tenancy.by_proxy_host(getattr(sslobj, "arcus_sni", None))
+                if by_sni is not None:
+                    self.tenant = by_sni.name
         self.conn_tenant = self.tenant
         self.tview = snap.tenancy.get(self.tenant)
         self.tenant_suspended = self.tview.suspended

@@ -104,6 +104,21 @@ class Tenancy:
     box: LimitSpec = LimitSpec()
     any_users: bool = False  # some tenant has users: credentials must be looked at
     any_limits: bool = False  # some scope has a rate or bandwidth limit: requests must be metered
+    proxy_hosts: dict[str, str] = field(default_factory=dict)  # "acme.proxy.example" or "*.x" -> tenant
+
+    def by_proxy_host(self, sni: str | None) -> TenantView | None:
+        """The tenant whose proxy host names include ``sni`` (exact first, then the nearest "*.")."""
+        if not sni or not self.proxy_hosts:
+            return None
+        name = sni.lower().rstrip(".")
+        owner = self.proxy_hosts.get(name)
+        if owner is None:
+            parts = name.split(".")
+            for i in range(1, len(parts)):
+                owner = self.proxy_hosts.get("*." + ".".join(parts[i:]))
+                if owner is not None:
+                    break
+        return self.tenants.get(owner) if owner is not None else None
 
     def get(self, name: str) -> TenantView:
         view = self.tenants.get(name)

@@ -125,9 +125,16 @@ def _m2_tenancy(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX policy_rules_order ON policy_rules(tenant_id, position)")
 
 
+def _m3_proxy_hosts(conn: sqlite3.Connection) -> None:
+    # Host names under which a tenant's clients reach the proxy itself over TLS (the SNI they
+    # send to an https listener): a JSON list of patterns, "acme.proxy.example" or "*.acme.example".
+    conn.execute("ALTER TABLE tenants ADD COLUMN proxy_hosts TEXT NOT NULL DEFAULT '[]'")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tenants, their source ranges, change history; the default tenant", _m1_tenants),
     Migration(2, "tenant auth, policy and limit settings; users; policy rules", _m2_tenancy),
+    Migration(3, "tenant proxy host names (identification by SNI on TLS listeners)", _m3_proxy_hosts),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

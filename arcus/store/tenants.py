@@ -41,6 +41,7 @@ class Tenant:
     rps: float | None = None
     bandwidth: float | None = None  # bytes/s, each direction
     log_query: bool = False  # the audit log keeps URL query strings only when True
+    proxy_hosts: tuple[str, ...] = ()  # names (SNI) its clients use to reach the proxy over TLS
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +59,7 @@ class Tenant:
             "rps": self.rps,
             "bandwidth": self.bandwidth,
             "log_query": self.log_query,
+            "proxy_hosts": list(self.proxy_hosts),
         }
 
 
@@ -71,6 +73,7 @@ SETTINGS = (
     "rps",
     "bandwidth",
     "log_query",
+    "proxy_hosts",
 )
 
 
@@ -100,13 +103,15 @@ def check_settings(changes: dict[str, Any]) -> dict[str, Any]:
             out[key] = values.rate_limit("rps", value, "requests")
         elif key == "bandwidth":
             out[key] = values.rate_limit("bandwidth", value, "bytes")
+        elif key == "proxy_hosts":
+            out[key] = values.host_patterns("proxy_hosts", value)
         else:  # log_query
             out[key] = values.flag("log_query", value)
     return out
 
 
 def _column(key: str, value: Any) -> Any:
-    if key == "auth_exempt":
+    if key in ("auth_exempt", "proxy_hosts"):
         return json.dumps(list(value))
     if key == "log_query":
         return int(value)
@@ -184,7 +189,7 @@ def _sources_by_tenant(conn: sqlite3.Connection, tenant_id: int | None) -> dict[
 
 def _build(row: tuple[Any, ...], sources: list[str]) -> Tenant:
     (_, name, display_name, suspended, created_at, auth, auth_exempt, realm, default_action,
-     block_page, max_conns, rps, bandwidth, log_query) = row
+     block_page, max_conns, rps, bandwidth, log_query, proxy_hosts) = row
     return Tenant(
         name=name,
         display_name=display_name,
@@ -200,12 +205,13 @@ def _build(row: tuple[Any, ...], sources: list[str]) -> Tenant:
         rps=rps,
         bandwidth=bandwidth,
         log_query=bool(log_query),
+        proxy_hosts=tuple(json.loads(proxy_hosts)),
     )
 
 
 _COLUMNS = (
     "id, name, display_name, suspended, created_at, auth, auth_exempt, realm, default_action, "
-    "block_page, max_conns, rps, bandwidth, log_query"
+    "block_page, max_conns, rps, bandwidth, log_query, proxy_hosts"
 )
 
 

@@ -181,3 +181,23 @@ def check_keys(what: str, changes: dict[str, Any], allowed: tuple[str, ...]) -> 
     for key in changes:
         if key not in allowed:
             raise invalid(f"unknown {what} setting {key!r}", f"settable: {', '.join(allowed)}")
+
+
+_HOST_PATTERN = re.compile(r"(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z")
+
+
+def host_patterns(what: str, value: Any) -> tuple[str, ...]:
+    """A list of host names or "*.domain" patterns, lowercased, without duplicates."""
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise invalid(f"invalid {what} {value!r}: expected a list of host names", 'give a list such as ["acme.proxy.example", "*.acme.example"]')
+    out: list[str] = []
+    for item in value:
+        name = item.strip().lower().rstrip(".") if isinstance(item, str) else ""
+        if not name or len(name) > 253 or not _HOST_PATTERN.match(name):
+            raise invalid(f"invalid {what} entry {item!r}", 'write a host name, or "*." and a domain for every name under it')
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+

@@ -339,3 +339,34 @@ def test_store_changes_apply_to_the_next_request_of_a_kept_alive_connection(daem
         daemon.ctl("policy.add", {"tenant": "acme", "rule": {"id": "no-small", "action": "deny", "path_prefixes": ["/small"]}})
         head = exchange(s)
         assert head.startswith(b"HTTP/1.1 403") and b"X-Arcus-Rule: no-small" in head
+
+
+def test_tenant_by_the_proxy_name_it_uses_over_tls(tmp_path, curl, origin):
+    """Identification by SNI: the host name a client gives the proxy itself over TLS."""
+    from arcus.testing.daemon import DaemonProcess, render_profile
+    from tests.integration.test_https_proxy import TLS_SERVER, issue, make_ca, write_ca, write_pair
+
+    work = tmp_path / "arcus"
+    work.mkdir()
+    ca_key, ca = make_ca()
+    write_pair(work, *issue(ca_key, ca, names=("acme.proxy.test", "globex.proxy.test", "other.proxy.test")))
+    ca_file = write_ca(tmp_path / "ca.pem", ca)
+    profile = render_profile().replace("servers:\n", "servers:\n" + TLS_SERVER, 1)
+    with DaemonProcess(work, profile) as d:
+        port = int(d.listen("https").rsplit(":", 1)[1])
+        add_tenant(d, "acme", "10.77.0.0/16", proxy_hosts=["acme.proxy.test"])
+        add_tenant(d, "globex", "10.78.0.0/16", proxy_hosts=["*.proxy.test"], auth="required")
+
+        def via(name: str, *extra: str):
+            return run_curl(
+                curl, "-i", "--proxy", f"https://{name}:{port}", "--proxy-cacert", str(ca_file),
+                "--resolve", f"{name}:{port}:127.0.0.1", *extra, origin.url("/small"),
+            )
+
+        assert status(via("acme.proxy.test")) == 200
+        assert d.ctl("stats")["tenants"]["acme"]["requests"] == 1
+        assert status(via("other.proxy.test")) == 407  # the wildcard: globex, which wants credentials
+        # a source range that matches a tenant comes first; SNI never overrides it
+        d.ctl("tenant.add", {"name": "local", "sources": ["127.0.0.0/8"]})
+        assert status(via("other.proxy.test")) == 200
+        assert d.ctl("stats")["tenants"]["local"]["requests"] == 1

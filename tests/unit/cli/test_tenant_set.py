@@ -18,7 +18,8 @@ from tests.unit.cli.test_tenant import ServerThread
 from tests.unit.cli.test_user import SHA256_CRYPT, StandIn, recorded
 
 TENANT_KEYS = {"name", "display_name", "sources", "suspended", "created_at", "auth", "auth_exempt", "realm",
-               "default_action", "block_page", "max_conns", "rps", "bandwidth", "log_query"}
+               "default_action", "block_page", "max_conns", "rps", "bandwidth", "log_query",
+               "proxy_hosts"}
 PAGE = "<h1>Blocked</h1><p>{host} for {tenant}: {reason} (rule {rule}, request {request_id})</p>\n"
 
 
@@ -99,7 +100,8 @@ def test_units_and_unlimited(sock: Path, data_dir: Path, acme: None) -> None:
     [
         ((), ["error: nothing to change",
               "hint: give at least one of --max-conns, --rps, --bandwidth, --auth, --auth-exempt, --no-auth-exempt, "
-              "--realm, --default, --block-page, --no-block-page, --log-query/--no-log-query"]),
+              "--realm, --default, --block-page, --no-block-page, --log-query/--no-log-query, "
+              "--proxy-host, --no-proxy-hosts"]),
         (("--max-conns", "0"), ["error: invalid connection limit '0': it must be more than 0",
                                 "hint: use 'unlimited' to remove the limit, or suspend the tenant to stop its traffic"]),
         (("--max-conns", "5.5"), ["error: invalid connection limit '5.5'",
@@ -220,6 +222,7 @@ def test_show_prints_settings_limits_and_counts(sock: Path, data_dir: Path, acme
     assert lines[5:] == [
         'auth       required, realm "arcus acme" (default)',
         "exempt     10.20.9.0/24",
+        "proxy host -",
         "default    allow (when no rule decides)",
         "block page built-in",
         "log query  no",

@@ -233,6 +233,7 @@ def test_to_dict_is_json_ready(store: Store) -> None:
         "rps": None,
         "bandwidth": None,
         "log_query": False,
+        "proxy_hosts": [],
     }
     assert json.loads(json.dumps(d)) == d
 
