@@ -9,6 +9,8 @@ Identification order (per connection, refined per request):
 2. the authenticated user's tenant: ``alice@acme`` names tenant acme and must authenticate
    against acme's users; a plain ``alice`` is looked up in the tenant found by 3-4;
 3. the client's source address (longest prefix);
+3b. over TLS to the proxy, the name the client gave the proxy (SNI) matched against the tenants'
+   ``proxy_hosts`` (when the source address matched no tenant);
 4. an ``X-Tenant-ID`` header, honoured only from the server's ``trusted_proxies`` and only when
    the source address matched no tenant; it never overrides 1 or 2 and is stripped before
    forwarding;
