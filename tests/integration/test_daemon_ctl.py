@@ -20,7 +20,7 @@ import pytest
 
 from arcus.control.client import ControlClient, DaemonNotRunning
 from arcus.testing.daemon import DaemonProcess, render_profile
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, require_program
 from tests.integration.conftest import run_curl
 
 pytestmark = pytest.mark.integration
@@ -245,9 +245,7 @@ print(json.dumps({"replies": [json.loads(l) for l in data.splitlines() if l.stri
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to run a client as another uid")
 def test_a_peer_with_another_uid_is_refused(tmp_path):
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("setpriv is not installed; tests/unit/control/test_server.py covers the peer check")
+    setpriv = require_program("setpriv")  # util-linux: on every Debian system
     as_nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
     python = _python_for(as_nobody)
     if python is None:
