@@ -370,3 +370,73 @@ def test_tenant_by_the_proxy_name_it_uses_over_tls(tmp_path, curl, origin):
         d.ctl("tenant.add", {"name": "local", "sources": ["127.0.0.0/8"]})
         assert status(via("other.proxy.test")) == 200
         assert d.ctl("stats")["tenants"]["local"]["requests"] == 1
+
+
+def test_policy_matchers_host_port_source_time_each_through_curl(curl, daemon, origin):
+    add_tenant(daemon, "acme", "127.0.0.0/8")
+    port = origin.port
+    local = f"http://localhost:{port}/small"
+    literal = origin.url("/small")
+
+    def with_rule(rule: dict, url: str, *extra: str) -> int:
+        daemon.ctl("policy.add", {"tenant": "acme", "rule": rule})
+        try:
+            return status(get(curl, daemon, url, *extra))
+        finally:
+            daemon.ctl("policy.rm", {"tenant": "acme", "id": rule["id"]})
+
+    # loopback destinations are open to this local client; each rule below closes one way in
+    assert status(get(curl, daemon, local)) == 200
+    assert with_rule({"id": "exact", "action": "deny", "hosts": ["localhost"]}, local) == 403
+    assert with_rule({"id": "exact-other", "action": "deny", "hosts": ["localhost.example"]}, local) == 200
+    assert with_rule({"id": "wild", "action": "deny", "hosts": ["*host"]}, local) == 403
+    assert with_rule({"id": "regex", "action": "deny", "hosts": ["~^loc[a-z]+$"]}, local) == 403
+    assert with_rule({"id": "port", "action": "deny", "ports": [str(port)]}, literal) == 403
+    assert with_rule({"id": "ports", "action": "deny", "ports": [f"{port + 1}-{port + 9}"]}, literal) == 200
+    assert with_rule({"id": "src", "action": "deny", "sources": ["127.0.0.2/32"]}, literal, "--interface", "127.0.0.2") == 403
+    assert with_rule({"id": "src2", "action": "deny", "sources": ["127.0.0.2/32"]}, literal) == 200
+    assert with_rule({"id": "always", "action": "deny", "times": ["mon-sun"], "timezone": "Europe/Paris"}, literal) == 403
+    assert with_rule({"id": "method", "action": "deny", "methods": ["POST"]}, literal, "--data", "x") == 403
+    # and the child-domain form, with the trace that explains it
+    daemon.ctl("policy.add", {"tenant": "acme", "rule": {"id": "child", "action": "deny", "hosts": [".localhost"]}})
+    assert status(get(curl, daemon, local)) == 403
+    explained = daemon.arcus("policy", "explain", "acme", "--json", local)
+    assert explained.returncode == 0, explained.stderr
+    assert '"rule_id": "child"' in explained.stdout
+
+
+def test_default_tenant_can_be_set_to_deny(curl, daemon, origin):
+    daemon.ctl("tenant.set", {"name": "default", "default_action": "deny"})
+    r = get(curl, daemon, origin.url("/small"))
+    assert status(r) == 403 and b"X-Arcus-Error: denied" in r.stdout
+    add_tenant(daemon, "acme", "127.0.0.0/8")
+    assert status(get(curl, daemon, origin.url("/small"))) == 200
+
+
+def test_user_and_box_limits(tmp_path, curl, origin):
+    from arcus.testing.daemon import DaemonProcess, render_profile
+
+    profile = render_profile().replace("runtime:\n", "runtime:\n  rps: 3\n", 1)
+    with DaemonProcess(tmp_path / "a", profile) as d:
+        codes = run_curl(curl, "-s", "-w", "%{http_code}\n", "-x", f"http://{d.proxy}",
+                         *sum((["-o", "/dev/null", origin.url("/small")] for _ in range(10)), [])).stdout.split()
+        assert codes.count(b"429") >= 1 and codes.count(b"200") >= 3  # the whole box is limited
+    with DaemonProcess(tmp_path / "b") as d:
+        add_tenant(d, "acme", "127.0.0.0/8", auth="required")
+        add_user(d, "acme", "uma", "uma-pass")
+        add_user(d, "acme", "ned", "ned-pass")
+        d.ctl("user.set", {"tenant": "acme", "name": "uma", "rps": 2, "max_conns": 1})
+        urls = sum((["-o", "/dev/null", origin.url("/small")] for _ in range(10)), [])
+        limited = run_curl(curl, "-s", "-w", "%{http_code}\n", "-U", "uma:uma-pass", "-x", f"http://{d.proxy}", *urls)
+        free = run_curl(curl, "-s", "-w", "%{http_code}\n", "-U", "ned:ned-pass", "-x", f"http://{d.proxy}", *urls)
+        assert b"429" in limited.stdout.split()
+        assert free.stdout.split() == [b"200"] * 10  # another user of the same tenant is not slowed
+        # uma may hold one connection: a second one at the same time is refused
+        host, port = d.proxy.rsplit(":", 1)
+        cred = "Proxy-Authorization: Basic dW1hOnVtYS1wYXNz\r\n"  # uma:uma-pass
+        t = f"127.0.0.1:{origin.port}"
+        with socket.create_connection((host, int(port)), timeout=10) as first:
+            first.sendall(f"GET http://{t}/slow/2 HTTP/1.1\r\nHost: {t}\r\n{cred}\r\n".encode())
+            time.sleep(0.5)
+            out = raw_exchange(d.proxy, f"GET http://{t}/small HTTP/1.1\r\nHost: {t}\r\n{cred}Connection: close\r\n\r\n".encode())
+            assert out.startswith(b"HTTP/1.1 503") and b"user_conn_limit" in out
