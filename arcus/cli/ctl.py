@@ -180,3 +180,34 @@ def resolve(
     source = "from the cache" if result.get("cached") else f"asked in {float(result.get('elapsed') or 0) * 1000:.0f}ms"
     held = f"cached for {human_duration(ttl)}" if ttl > 0 else "not cached"
     print(f"{result.get('host', host)} via {result.get('resolver', resolver)}: {addresses} ({source}, {held})")
+
+
+@app.command()
+@errors_to_exit
+def escapers(socket: SocketOpt = None, json: JsonOpt = False) -> None:
+    """The running profile's escapers and what they keep live (pool health, float addresses)."""
+    result = _call(socket, "escaper.list")
+    if json:
+        print_json(result)
+        return
+    table = make_table("escapers", ("escaper", "type", "state"))
+    for e in result:
+        state = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("name", "type")) or "-"
+        table.add_row(str(e.get("name")), str(e.get("type")), state)
+    console().print(table)
+
+
+@app.command("float-set")
+@errors_to_exit
+def float_set(
+    escaper: Annotated[str, typer.Argument(metavar="ESCAPER", help="A direct_float escaper of the running profile")],
+    addresses: Annotated[list[str], typer.Argument(metavar="ADDRESS...", help="The egress addresses to choose from")],
+    socket: SocketOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Set the egress addresses of a direct_float escaper, live (kept across reloads)."""
+    result = _call(socket, "escaper.float.set", {"escaper": escaper, "addresses": list(addresses)})
+    if json:
+        print_json(result)
+        return
+    print(f"escaper {result.get('escaper', escaper)}: egress addresses {', '.join(result.get('addresses') or []) or 'none'}")

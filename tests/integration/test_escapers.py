@@ -336,3 +336,11 @@ def test_direct_float_egress_set_changes_live_and_survives_a_reload(tmp_path, cu
         with pytest.raises(ControlError) as err:
             d.ctl("escaper.float.set", {"escaper": "direct", "addresses": ["127.0.0.73"]})
         assert "not direct_float" in str(err.value)
+        # the same through the CLI an operator types
+        r = d.arcus("ctl", "float-set", "float", "127.0.0.74")
+        assert r.returncode == 0, r.stderr
+        assert "127.0.0.74" in r.stdout and peer() == "127.0.0.74"
+        r = d.arcus("ctl", "escapers")
+        assert r.returncode == 0 and "direct_float" in r.stdout
+        r = d.arcus("ctl", "float-set", "direct", "127.0.0.75")
+        assert r.returncode == 1 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
