@@ -70,24 +70,30 @@ def parse_host(host: str) -> str:
         raise ValueError(f'host "{host}" is not an IP address or localhost') from None
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``"127.0.0.1:3128"``, ``"[::1]:3128"``, ``"localhost:3128"`` → ``(host, port)``; port 0 allowed."""
+def split_host_port(text: str, what: str, hint: str) -> tuple[str, str, bool]:
+    """``"host:port"`` or ``"[v6]:port"`` -> (host, port text, bracketed); the port is not checked."""
     if text.startswith("["):
         end = text.find("]")
         if end < 0 or text[end + 1 : end + 2] != ":":
-            raise ValueError(f'invalid address "{text}"; {LISTEN_HINT}')
+            raise ValueError(f'invalid {what} "{text}"; {hint}')
         host, port_text = text[1:end], text[end + 2 :]
         try:
             if ipaddress.ip_address(host).version != 6:
                 raise ValueError
         except ValueError:
             raise ValueError(f'"{host}" in brackets is not an IPv6 address') from None
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f'invalid address "{text}"; {LISTEN_HINT}')
-        if ":" in host:
-            raise ValueError(f'write IPv6 addresses in brackets, e.g. "[{host}]:{port_text}"')
+        return host, port_text, True
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f'invalid {what} "{text}"; {hint}')
+    if ":" in host:
+        raise ValueError(f'write IPv6 addresses in brackets, e.g. "[{host}]:{port_text}"')
+    return host, port_text, False
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:3128"``, ``"[::1]:3128"``, ``"localhost:3128"`` → ``(host, port)``; port 0 allowed."""
+    host, port_text, _ = split_host_port(text, "address", LISTEN_HINT)
     if not port_text.isdigit() or not port_text.isascii():
         raise ValueError(f'invalid port "{port_text}" in "{text}"; write a number 0-65535')
     port = int(port_text)

@@ -21,6 +21,7 @@ from yaml.nodes import Node, ScalarNode
 from arcus.config.objects import Context, ObjectSection, TypeSpec
 from arcus.config.schema import ServerConfig
 from arcus.config.sections import parse_limits, parse_timeouts
+from arcus.config.values import split_host_port
 from arcus.config.yamlnodes import (
     BadValue,
     default_of,
@@ -55,22 +56,8 @@ class TcpStreamConfig(ServerConfig):
 
 def split_upstream(text: str) -> tuple[str, int]:
     """``"host:port"`` / ``"[v6]:port"`` -> (host, port); raises ValueError saying what to write."""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0 or text[end + 1 : end + 2] != ":":
-            raise ValueError(f'invalid upstream "{text}"; {UPSTREAM_HINT}')
-        host, port_text = text[1:end], text[end + 2 :]
-        try:
-            if ipaddress.ip_address(host).version != 6:
-                raise ValueError
-        except ValueError:
-            raise ValueError(f'"{host}" in brackets is not an IPv6 address') from None
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep or not host:
-            raise ValueError(f'invalid upstream "{text}"; {UPSTREAM_HINT}')
-        if ":" in host:
-            raise ValueError(f'write IPv6 addresses in brackets, e.g. "[{host}]:{port_text}"')
+    host, port_text, bracketed = split_host_port(text, "upstream", UPSTREAM_HINT)
+    if not bracketed:
         if not _is_ip(host):
             if len(host) > 253 or _DNS_NAME.fullmatch(host) is None:
                 raise ValueError(f'"{host}" is neither an IP address nor a host name; {UPSTREAM_HINT}')
