@@ -101,16 +101,19 @@ class DaemonProcess:
             env=self.env,
         )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"arcus serve exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                self.health = self.ctl("health")
-                return self
-            except DaemonNotRunning:
-                time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"arcus serve did not become ready in {timeout}s:\n{self.log()}")
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"arcus serve exited with {self.proc.returncode}:\n{self.log()}")
+                try:
+                    self.health = self.ctl("health")
+                    return self
+                except DaemonNotRunning:
+                    time.sleep(0.05)
+            raise RuntimeError(f"arcus serve did not become ready in {timeout}s:\n{self.log()}")
+        except BaseException:
+            self.kill()  # a daemon that failed to start is never left running
+            raise
 
     def log(self) -> str:
         try:
