@@ -14,13 +14,15 @@ import math
 _EPSILON = 1e-9
 
 
-def _check(rate: float | None, burst: float | None) -> tuple[float | None, float]:
+def _check(rate: float | None, burst: float | None, unit: str = "") -> tuple[float | None, float]:
     if rate is None:
         return None, 0.0
     rate = float(rate)
     if not math.isfinite(rate) or rate <= 0:
-        raise ValueError(f"rate must be a positive number, not {rate!r}")
-    burst = max(1.0, rate) if burst is None else float(burst)
+        raise ValueError(f"rate must be a positive number{unit}, not {rate!r}")
+    if burst is None:
+        raise ValueError("burst is required")  # pragma: no cover - callers fill the default
+    burst = float(burst)
     if not math.isfinite(burst) or burst <= 0:
         raise ValueError(f"burst must be a positive number, not {burst!r}")
     return rate, burst
@@ -39,14 +41,26 @@ class TokenBucket:
     """
 
     __slots__ = ("rate", "burst", "_tokens", "_last")
+    _unit = ""
 
     def __init__(self, rate: float | None, burst: float | None = None) -> None:
-        self.rate, self.burst = _check(rate, burst)
+        self.rate, self.burst = self._limits(rate, burst)
         self._tokens = self.burst
         self._last: float | None = None
 
     def __repr__(self) -> str:
-        return f"TokenBucket(rate={self.rate}, burst={self.burst})"
+        return f"{type(self).__name__}(rate={self.rate}, burst={self.burst})"
+
+    @classmethod
+    def _default_burst(cls, rate: float) -> float:
+        return max(1.0, rate)  # one second's worth, at least one token
+
+    @classmethod
+    def _limits(cls, rate: float | None, burst: float | None) -> tuple[float | None, float]:
+        if rate is not None and burst is None:
+            r = float(rate)
+            burst = cls._default_burst(r) if math.isfinite(r) and r > 0 else 1.0
+        return _check(rate, burst, cls._unit)
 
     def _refill(self, now: float) -> None:
         if self._last is None:
@@ -90,7 +104,7 @@ class TokenBucket:
         it does not hand out a sudden extra burst (the bucket fills up at the new rate). A
         bucket that was unlimited starts full.
         """
-        rate, burst = _check(rate, burst)
+        rate, burst = self._limits(rate, burst)
         if self.rate is not None and now is not None:
             self._refill(now)
         was_unlimited = self.rate is None

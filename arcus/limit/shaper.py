@@ -12,50 +12,34 @@ connection does not stop after every read.
 
 from __future__ import annotations
 
-import math
+from arcus.limit.bucket import TokenBucket
 
 MIN_BURST = 64 * 1024
 
 
-def _check(rate: float | None, burst: float | None) -> tuple[float | None, float]:
-    if rate is None:
-        return None, 0.0
-    rate = float(rate)
-    if not math.isfinite(rate) or rate <= 0:
-        raise ValueError(f"rate must be a positive number of bytes per second, not {rate!r}")
-    burst = max(rate / 4, MIN_BURST) if burst is None else float(burst)
-    if not math.isfinite(burst) or burst <= 0:
-        raise ValueError(f"burst must be a positive number of bytes, not {burst!r}")
-    return rate, burst
-
-
-class Shaper:
+class Shaper(TokenBucket):
     """``consume(now, nbytes)`` returns the pause in seconds (0.0 under the rate).
 
-    ``rate_bytes_per_s`` None means unlimited: no pause ever, nothing counted. One shaper per
-    direction (up, down) and per level (global, tenant, user); combine levels with
+    A token bucket of bytes (refill and live rate changes are ``TokenBucket``'s) that may go
+    into debt. ``rate_bytes_per_s`` None means unlimited: no pause ever, nothing counted. One
+    shaper per direction (up, down) and per level (global, tenant, user); combine levels with
     ``max_pause``.
     """
 
-    __slots__ = ("rate", "burst", "_tokens", "_last")
+    __slots__ = ()
+    _unit = " of bytes per second"
 
     def __init__(self, rate_bytes_per_s: float | None, burst_bytes: float | None = None) -> None:
-        self.rate, self.burst = _check(rate_bytes_per_s, burst_bytes)
-        self._tokens = self.burst
-        self._last: float | None = None
+        super().__init__(rate_bytes_per_s, burst_bytes)
 
-    def __repr__(self) -> str:
-        return f"Shaper(rate={self.rate}, burst={self.burst})"
+    @classmethod
+    def _default_burst(cls, rate: float) -> float:
+        return max(rate / 4, MIN_BURST)
 
-    def _refill(self, now: float) -> None:
-        if self._last is None:
-            self._last = now
-            return
-        elapsed = now - self._last
-        if elapsed > 0:
-            assert self.rate is not None
-            self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
-            self._last = now
+    def set_rate(self, rate_bytes_per_s: float | None, burst_bytes: float | None = None, now: float | None = None) -> None:
+        """Change the rate live: a debt is kept in bytes (capped at the new burst) and paid
+        off at the new rate; a shaper that was unlimited starts full."""
+        super().set_rate(rate_bytes_per_s, burst_bytes, now)
 
     def consume(self, now: float, nbytes: float) -> float:
         if self.rate is None or nbytes <= 0:
@@ -72,19 +56,6 @@ class Shaper:
             return 0.0
         self._refill(now)
         return -self._tokens / self.rate if self._tokens < 0 else 0.0
-
-    def set_rate(self, rate_bytes_per_s: float | None, burst_bytes: float | None = None, now: float | None = None) -> None:
-        """Change the rate live. Earned bytes (with ``now``) are credited at the old rate; the
-        fill, or the debt, is kept in bytes and capped at the new burst, so a debt is paid off
-        at the new rate. A shaper that was unlimited starts full."""
-        rate, burst = _check(rate_bytes_per_s, burst_bytes)
-        if self.rate is not None and now is not None:
-            self._refill(now)
-        was_unlimited = self.rate is None
-        self.rate, self.burst = rate, burst
-        if rate is None:
-            return
-        self._tokens = burst if was_unlimited else min(self._tokens, burst)
 
 
 def max_pause(now: float, nbytes: float, *shapers: Shaper | None) -> float:
