@@ -3,15 +3,13 @@ real control server (the daemon's stream over a real sink) and without a daemon 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import stat
 import tempfile
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,34 +23,12 @@ from arcus.cli import audit as audit_cli
 from arcus.cli.app import app
 from arcus.config.schema import AuditConfig
 from arcus.control import protocol as p
-from arcus.control.server import ControlServer, Handler
 from arcus.errors import OperatorError
 from tests.unit.audit.factory import event, fill
+from arcus.testing.control import ServerThread
 
 NOW = time.time()
 HOUR = 3600.0
-
-
-class ServerThread:
-    """A ControlServer on its own event loop in a background thread, as inside the daemon."""
-
-    def __init__(self, path: Path, handlers: Mapping[str, Handler]) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = ControlServer(path, handlers)
-        self._thread = threading.Thread(target=self.loop.run_forever, name="control-test", daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(10)
-            self.loop.close()
 
 
 EVENTS = [

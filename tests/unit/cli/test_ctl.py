@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,9 @@ from typer.testing import CliRunner, Result
 
 from arcus.cli.app import app
 from arcus.control import protocol as p
-from arcus.control.server import ControlServer, Handler
+from arcus.control.server import Handler
 from arcus.errors import NotFound, OperatorError
+from arcus.testing.control import ServerThread
 
 COUNTERS_EMPTY = {"conns_total": 0, "conns_active": 0, "requests": 0, "bytes_up": 0, "bytes_down": 0, "errors": {}}
 
@@ -54,28 +53,6 @@ CONNS = [
     {"id": 9, "server": "http", "tenant": "default", "client": "127.0.0.1:40000", "target": "",
      "age": 0.4, "bytes_up": 0, "bytes_down": 0, "state": "reading_request"},
 ]
-
-
-class ServerThread:
-    """A ControlServer on its own event loop in a background thread, as inside the daemon."""
-
-    def __init__(self, path: Path, handlers: Mapping[str, Handler], **kw: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = ControlServer(path, handlers, **kw)
-        self._thread = threading.Thread(target=self.loop.run_forever, name="control-test", daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(10)
-            self.loop.close()
 
 
 class FakeDaemon:

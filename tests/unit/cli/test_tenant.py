@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,9 @@ from typer.testing import CliRunner, Result
 
 from arcus.cli.app import app
 from arcus.control import protocol as p
-from arcus.control.server import ControlServer, Handler
+from arcus.control.server import Handler
 from arcus.store import Store
+from arcus.testing.control import ServerThread
 
 TENANT_KEYS = {
     "name", "display_name", "sources", "suspended", "created_at",
@@ -26,28 +26,6 @@ TENANT_KEYS = {
 }
 USAGE = {"conns_total": 12, "conns_active": 1, "requests": 40, "bytes_up": 2048, "bytes_down": 3 * 1024 * 1024,
          "errors": {"denied": 2}}
-
-
-class ServerThread:
-    """A ControlServer on its own event loop in a background thread, as inside the daemon."""
-
-    def __init__(self, path: Path, handlers: Mapping[str, Handler]) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = ControlServer(path, handlers)
-        self._thread = threading.Thread(target=self.loop.run_forever, name="control-test", daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(10)
-            self.loop.close()
 
 
 def store_handlers(store: Store, calls: list[str]) -> dict[str, Handler]:

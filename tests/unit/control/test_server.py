@@ -11,7 +11,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +19,9 @@ import pytest
 
 from arcus.control import protocol as p
 from arcus.control.client import AsyncControlClient, ControlClient, DaemonNotRunning, is_daemon_running
-from arcus.control.server import ControlServer, Handler
+from arcus.control.server import Handler
 from arcus.errors import ConfigError, ConfigIssue, NotFound, OperatorError
-
-
-class ServerThread:
-    """A ControlServer on its own event loop in a background thread (as in the daemon)."""
-
-    def __init__(self, path: Path, handlers: Mapping[str, Handler], **kw: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server = ControlServer(path, handlers, **kw)
-        self._thread = threading.Thread(target=self.loop.run_forever, name="control-test", daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self._thread.start()
-        self.run(self.server.start())
-        return self
-
-    def run(self, coro: Any, timeout: float = 10.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.run(self.server.close())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(10)
-            self.loop.close()
+from arcus.testing.control import ServerThread
 
 
 @pytest.fixture
