@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from arcus.config.schema import EscaperConfig
+from arcus.errors import EscapeError
 
 AddressCheck = Callable[[str], "str | bool | None"]
 ProtocolFactory = Callable[[], asyncio.Protocol]
@@ -103,16 +104,9 @@ class Escaper:
         return {"name": self.name, "type": self.type_name}
 
 
-def mark_hop_failure(exc: BaseException, escaper: str) -> BaseException:
-    """Record on an EscapeError that ``escaper`` could not reach its own next hop (an upstream
-    proxy down, refusing our TLS or credentials), as opposed to the destination failing behind
-    it. A pool (route_select) counts only these against its member."""
-    exc.hop_failed = escaper  # type: ignore[attr-defined]
-    return exc
-
-
 def hop_failed(exc: BaseException) -> str | None:
-    return getattr(exc, "hop_failed", None)
+    """The escaper that could not reach its own next hop (``EscapeError.hop``), else None."""
+    return exc.hop if isinstance(exc, EscapeError) else None
 
 
 def format_peer(addr: str, port: int) -> str:

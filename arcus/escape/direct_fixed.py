@@ -14,7 +14,7 @@ import errno
 from itertools import zip_longest
 
 from arcus.config.schema import EscaperConfig
-from arcus.errors import EscapeError
+from arcus.errors import ErrorCode, SOCKS5_HOST_UNREACHABLE, SOCKS5_NETWORK_UNREACHABLE, EscapeError
 from arcus.escape.base import Connected, Escaper, describe_os_error, format_peer, set_nodelay
 from arcus.escape.race import RaceFailed, staggered_race
 from arcus.policy.egress import EgressGuard
@@ -59,8 +59,7 @@ class DirectFixedEscaper(Escaper):
     def _no_source(self, host: str, port: int) -> EscapeError:
         return EscapeError(
             f"escaper {self.name} binds {self._bind}, which cannot reach any address of {host}",
-            code="upstream_connect",
-            status=502,
+            code=ErrorCode.UPSTREAM_CONNECT,
         )
 
     async def connect(
@@ -72,7 +71,7 @@ class DirectFixedEscaper(Escaper):
         if not addrs:
             raise EscapeError(
                 f"{host} has no address allowed by resolve strategy {self.config.resolve_strategy}",
-                code="resolve_failed",
+                code=ErrorCode.RESOLVE_FAILED,
             )
         allowed = []
         refusal = ""
@@ -88,7 +87,7 @@ class DirectFixedEscaper(Escaper):
                 refusal = why
         if not allowed:
             raise EscapeError(
-                f"destination {host}:{port} refused: {refusal}", code="denied", status=403, side="forbidden"
+                f"destination {host}:{port} refused: {refusal}", code=ErrorCode.DENIED
             )
         targets = [(addr, src) for addr in allowed if (src := self._source_for(addr)) is not SKIP]
         if not targets:
@@ -123,16 +122,20 @@ class DirectFixedEscaper(Escaper):
             errors = [e for e in failed.errors if e is not None and not isinstance(e, TimeoutError)]
             if failed.timed_out or not errors:
                 raise EscapeError(
-                    f"connecting to {host}:{port} timed out after {timeout:g}s", code="upstream_timeout", status=504
+                    f"connecting to {host}:{port} timed out after {timeout:g}s", code=ErrorCode.UPSTREAM_TIMEOUT
                 ) from None
             first = errors[0]
             if isinstance(first, EscapeError):
                 raise first from None
             reason = describe_os_error(first)
+            reply = _UNREACHABLE.get(first.errno) if isinstance(first, OSError) else None
             where = f" (from {targets[0][1]})" if targets[0][1] is not None and _is_bind_error(first) else ""
             raise EscapeError(
-                f"cannot connect to {host}:{port}{where}: {reason}", code="upstream_connect", status=502
+                f"cannot connect to {host}:{port}{where}: {reason}", code=ErrorCode.UPSTREAM_CONNECT, socks5=reply
             ) from None
+
+
+_UNREACHABLE = {errno.ENETUNREACH: SOCKS5_NETWORK_UNREACHABLE, errno.EHOSTUNREACH: SOCKS5_HOST_UNREACHABLE}
 
 
 def _is_bind_error(exc: BaseException) -> bool:

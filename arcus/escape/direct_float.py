@@ -11,7 +11,7 @@ import ipaddress
 import random
 
 from arcus.config.schema import EscaperConfig
-from arcus.errors import EscapeError
+from arcus.errors import ErrorCode, EscapeError
 from arcus.escape.base import Escaper
 from arcus.escape.direct_fixed import SKIP, DirectFixedEscaper
 from arcus.policy.egress import EgressGuard
@@ -63,8 +63,7 @@ class DirectFloatEscaper(DirectFixedEscaper):
         have = ", ".join(self.addresses) or "none"
         return EscapeError(
             f"escaper {self.name} has no egress address for the families of {host} (egress addresses: {have})",
-            code="upstream_connect",
-            status=502,
+            code=ErrorCode.UPSTREAM_CONNECT,
         )
 
     def info(self) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from arcus.errors import EscapeError
+from arcus.errors import ErrorCode, EscapeError
 from arcus.escape.base import Connected, Escaper
 
 
@@ -14,7 +14,5 @@ class DummyDenyEscaper(Escaper):
     ) -> Connected:
         raise EscapeError(
             f"escaper {self.name} (dummy_deny) refuses every destination",
-            code="denied",
-            status=403,
-            side="forbidden",
+            code=ErrorCode.DENIED,
         )

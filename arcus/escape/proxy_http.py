@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 
-from arcus.errors import EscapeError
+from arcus.errors import ErrorCode, EscapeError
 from arcus.escape.tunnel import Handshake, UpstreamProxyEscaper
 from arcus.proto import http1
 from arcus.proto.http1_syntax import Limits
@@ -40,7 +40,7 @@ class ProxyHttpEscaper(UpstreamProxyEscaper):
             if head.status >= 200:
                 break
         else:
-            raise self._fail(f"upstream proxy {self.proxy} ({self.name}) sent too many 1xx answers", "upstream_protocol")
+            raise self._fail(f"upstream proxy {self.proxy} ({self.name}) sent too many 1xx answers", ErrorCode.UPSTREAM_PROTOCOL)
         if 200 <= head.status < 300:
             return
         raise self._refusal(head.status, head.reason.decode("latin-1", "replace"), host, port)
@@ -50,9 +50,9 @@ class ProxyHttpEscaper(UpstreamProxyEscaper):
         target = f"{host}:{port}"
         if status in (401, 407):  # tinyproxy answers a failed Basic login with 401
             why = "our credentials were refused" if self.username else "it wants credentials (set username and password)"
-            return self._fail(f"{said} to CONNECT {target}: {why}", "upstream_auth", hop=True)
+            return self._fail(f"{said} to CONNECT {target}: {why}", ErrorCode.UPSTREAM_AUTH, hop=True)
         if status == 403:
-            return self._fail(f"{said} to CONNECT {target}", "upstream_denied", 403)
+            return self._fail(f"{said} to CONNECT {target}", ErrorCode.UPSTREAM_DENIED)
         if status == 504:
-            return self._fail(f"{said} to CONNECT {target}", "upstream_timeout", 504)
-        return self._fail(f"{said} to CONNECT {target}", "upstream_connect")
+            return self._fail(f"{said} to CONNECT {target}", ErrorCode.UPSTREAM_TIMEOUT)
+        return self._fail(f"{said} to CONNECT {target}", ErrorCode.UPSTREAM_CONNECT)

@@ -7,7 +7,7 @@ The destination is sent as given: a name as ATYP DOMAIN (the upstream resolves i
 
 from __future__ import annotations
 
-from arcus.errors import EscapeError
+from arcus.errors import ErrorCode, EscapeError
 from arcus.escape.tunnel import Handshake, UpstreamProxyEscaper
 from arcus.proto import socks
 
@@ -35,13 +35,13 @@ class ProxySocks5Escaper(UpstreamProxyEscaper):
             hs.write(socks.socks5_client_userpass(self.username, self.password))  # type: ignore[arg-type]
             if not await hs.read(socks.parse_auth_status):
                 raise self._fail(
-                    f"upstream SOCKS5 proxy {self.proxy} ({self.name}) refused our username/password", "upstream_auth", hop=True
+                    f"upstream SOCKS5 proxy {self.proxy} ({self.name}) refused our username/password", ErrorCode.UPSTREAM_AUTH, hop=True
                 )
         elif method == socks.NO_ACCEPTABLE or method != socks.NO_AUTH:
             why = "set username and password" if not with_auth else "it offers none we support"
             raise self._fail(
                 f"upstream SOCKS5 proxy {self.proxy} ({self.name}) accepts none of our authentication methods ({why})",
-                "upstream_auth",
+                ErrorCode.UPSTREAM_AUTH,
                 hop=True,
             )
         hs.write(socks.socks5_client_request(socks.CONNECT, host, port))
@@ -53,9 +53,9 @@ class ProxySocks5Escaper(UpstreamProxyEscaper):
         text = _REPLY_TEXT.get(rep, f"reply code {rep}")
         said = f"upstream SOCKS5 proxy {self.proxy} ({self.name}) refused {host}:{port}: {text}"
         if rep == socks.NOT_ALLOWED:
-            return self._fail(said, "upstream_denied", 403)
+            return self._fail(said, ErrorCode.UPSTREAM_DENIED)
         if rep == socks.TTL_EXPIRED:
-            return self._fail(said, "upstream_timeout", 504)
+            return self._fail(said, ErrorCode.UPSTREAM_TIMEOUT)
         if rep in (socks.HOST_UNREACHABLE, socks.NETWORK_UNREACHABLE, socks.CONNECTION_REFUSED):
-            return self._fail(said, "upstream_connect")
-        return self._fail(said, "upstream_protocol")
+            return self._fail(said, ErrorCode.UPSTREAM_CONNECT, socks5=rep)
+        return self._fail(said, ErrorCode.UPSTREAM_PROTOCOL)

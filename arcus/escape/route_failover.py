@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from arcus.config.schema import EscaperConfig
-from arcus.errors import EscapeError
+from arcus.errors import ErrorCode, EscapeError
 from arcus.escape.base import Connected, Escaper
 from arcus.escape.race import RaceFailed, staggered_race
 
@@ -63,8 +63,7 @@ class RouteFailoverEscaper(Escaper):
                 raise EscapeError(
                     f"neither {self.primary.name} nor {self.standby.name} connected to {host}:{port} "
                     f"within {timeout:g}s",
-                    code="upstream_timeout",
-                    status=504,
+                    code=ErrorCode.UPSTREAM_TIMEOUT,
                 ) from None
             last = standby if isinstance(standby, EscapeError) else primary
             parts = []
@@ -74,8 +73,8 @@ class RouteFailoverEscaper(Escaper):
                 text = exc.message if isinstance(exc, EscapeError) else ("timed out" if isinstance(exc, TimeoutError) else str(exc))
                 parts.append(f"{role} {escaper.name}: {text}")
             if isinstance(last, EscapeError):
-                raise EscapeError("; ".join(parts), code=last.code, status=last.status, side=last.side) from None
-            raise EscapeError("; ".join(parts) or "failover failed", code="upstream_connect", status=502) from None
+                raise EscapeError("; ".join(parts), code=last.code, socks5=last.socks5) from None
+            raise EscapeError("; ".join(parts) or "failover failed", code=ErrorCode.UPSTREAM_CONNECT) from None
 
     @property
     def next_escapers(self) -> tuple[Escaper, ...]:

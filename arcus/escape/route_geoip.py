@@ -17,7 +17,7 @@ from typing import Any
 import maxminddb
 
 from arcus.config.schema import EscaperConfig
-from arcus.errors import EscapeError
+from arcus.errors import ErrorCode, EscapeError
 from arcus.escape.base import Connected, Escaper
 from arcus.resolve.base import Resolver, ip_literal
 
@@ -87,8 +87,7 @@ class RouteGeoipEscaper(Escaper):
         except TimeoutError:
             raise EscapeError(
                 f"resolving {host} to route it by country took longer than {timeout:g}s",
-                code="resolve_timeout",
-                status=504,
+                code=ErrorCode.RESOLVE_TIMEOUT,
             ) from None
         return await escaper.connect(
             host,

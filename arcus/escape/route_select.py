@@ -24,7 +24,7 @@ import time
 import weakref
 
 from arcus.config.schema import EscaperConfig
-from arcus.errors import EscapeError
+from arcus.errors import ErrorCode, EscapeError
 from arcus.escape.base import Connected, Escaper, hop_failed
 from arcus.escape.health import UP, Breaker, Member, check_loop
 
@@ -142,7 +142,7 @@ class RouteSelectEscaper(Escaper):
         if not candidates:
             reasons = "; ".join(f"{m.name}: {m.last_error or m.state}" for m in self.breaker.members)
             raise EscapeError(
-                f"no upstream of pool {self.name} is in service ({reasons})", code="upstream_connect", status=502
+                f"no upstream of pool {self.name} is in service ({reasons})", code=ErrorCode.UPSTREAM_CONNECT
             )
         last: EscapeError | None = None
         for member in candidates[:MAX_TRIES]:
@@ -167,7 +167,7 @@ class RouteSelectEscaper(Escaper):
             self.breaker.success(member)
             return conn
         if last is None:
-            raise EscapeError(f"connecting through pool {self.name} timed out", code="upstream_timeout", status=504)
+            raise EscapeError(f"connecting through pool {self.name} timed out", code=ErrorCode.UPSTREAM_TIMEOUT)
         raise last
 
     # -- introspection

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 from arcus.config.escaper._common import is_ip, split_upstream
 from arcus.config.schema import EscaperConfig
-from arcus.errors import EscapeError, ProtocolError
-from arcus.escape.base import Connected, Escaper, describe_os_error, format_peer, mark_hop_failure, set_nodelay
+from arcus.errors import ErrorCode, EscapeError, ProtocolError
+from arcus.escape.base import Connected, Escaper, describe_os_error, format_peer, set_nodelay
 from arcus.escape.race import RaceFailed, staggered_race
 from arcus.resolve.base import Resolver, ip_literal
 
@@ -116,11 +116,10 @@ class UpstreamProxyEscaper(Escaper):
         raise NotImplementedError
 
     def _fail(
-        self, message: str, code: str = "upstream_connect", status: int = 502, side: str = "upstream", *, hop: bool = False
+        self, message: str, code: ErrorCode = ErrorCode.UPSTREAM_CONNECT, *, hop: bool = False, socks5: int | None = None
     ) -> EscapeError:
-        """``hop``: the failure is reaching the upstream proxy itself (see base.mark_hop_failure)."""
-        exc = EscapeError(message, code=code, status=status, side=side)
-        return mark_hop_failure(exc, self.name) if hop else exc  # type: ignore[return-value]
+        """``hop``: the failure is reaching the upstream proxy itself (``EscapeError.hop``)."""
+        return EscapeError(message, code=code, hop=self.name if hop else None, socks5=socks5)
 
     async def connect(
         self, host, port, client_ip, protocol_factory, *, timeout, ssl=None, check=None, user=None
@@ -131,7 +130,7 @@ class UpstreamProxyEscaper(Escaper):
         if literal is not None and check is not None:
             verdict = check(literal)
             if isinstance(verdict, str):
-                raise self._fail(f"destination {host}:{port} refused: {verdict}", "denied", 403, "forbidden")
+                raise self._fail(f"destination {host}:{port} refused: {verdict}", ErrorCode.DENIED)
         transport, hs, peer = await self._open(deadline, timeout)
         try:
             try:
@@ -140,8 +139,7 @@ class UpstreamProxyEscaper(Escaper):
                 raise self._fail(
                     f"upstream proxy {self.proxy} ({self.name}) did not answer the {self.protocol_name} handshake "
                     f"within {timeout:g}s",
-                    "upstream_timeout",
-                    504,
+                    ErrorCode.UPSTREAM_TIMEOUT,
                     hop=True,
                 ) from None
             except HandshakeClosed:
@@ -153,7 +151,7 @@ class UpstreamProxyEscaper(Escaper):
             except ProtocolError as exc:
                 raise self._fail(
                     f"upstream proxy {self.proxy} ({self.name}) broke the {self.protocol_name} protocol: {exc.message}",
-                    "upstream_protocol",
+                    ErrorCode.UPSTREAM_PROTOCOL,
                     hop=True,
                 ) from None
             if hs.lost:
@@ -198,20 +196,19 @@ class UpstreamProxyEscaper(Escaper):
             if failed.timed_out or not errors:
                 raise self._fail(
                     f"connecting to upstream proxy {self.proxy} ({self.name}) timed out after {timeout:g}s",
-                    "upstream_timeout",
-                    504,
+                    ErrorCode.UPSTREAM_TIMEOUT,
                     hop=True,
                 ) from None
             first = errors[0]
             if isinstance(first, ssl_module.SSLCertVerificationError):
                 raise self._fail(
                     f"upstream proxy {self.proxy} ({self.name}): certificate not trusted: {first.verify_message}",
-                    "upstream_tls",
+                    ErrorCode.UPSTREAM_TLS,
                     hop=True,
                 ) from None
             if isinstance(first, ssl_module.SSLError):
                 raise self._fail(
-                    f"upstream proxy {self.proxy} ({self.name}): TLS failed: {first.reason or first}", "upstream_tls", hop=True
+                    f"upstream proxy {self.proxy} ({self.name}): TLS failed: {first.reason or first}", ErrorCode.UPSTREAM_TLS, hop=True
                 ) from None
             raise self._fail(
                 f"cannot connect to upstream proxy {self.proxy} ({self.name}): {describe_os_error(first)}", hop=True
@@ -235,7 +232,7 @@ class UpstreamProxyEscaper(Escaper):
             if rest:
                 raise self._fail(
                     f"upstream proxy {self.proxy} ({self.name}) sent data before the TLS handshake with {host}",
-                    "upstream_protocol",
+                    ErrorCode.UPSTREAM_PROTOCOL,
                 )
             try:
                 tls_transport = await loop.start_tls(
@@ -247,11 +244,11 @@ class UpstreamProxyEscaper(Escaper):
                     ssl_handshake_timeout=max(0.001, deadline - loop.time()),
                 )
             except TimeoutError:
-                raise self._fail(f"TLS with {host} through {self.name} timed out", "upstream_timeout", 504) from None
+                raise self._fail(f"TLS with {host} through {self.name} timed out", ErrorCode.UPSTREAM_TIMEOUT) from None
             except ssl_module.SSLCertVerificationError as exc:
-                raise self._fail(f"{host}: certificate not trusted: {exc.verify_message}", "upstream_tls") from None
+                raise self._fail(f"{host}: certificate not trusted: {exc.verify_message}", ErrorCode.UPSTREAM_TLS) from None
             except (ssl_module.SSLError, OSError) as exc:
-                raise self._fail(f"TLS with {host} through {self.name} failed: {describe_os_error(exc)}", "upstream_tls") from None
+                raise self._fail(f"TLS with {host} through {self.name} failed: {describe_os_error(exc)}", ErrorCode.UPSTREAM_TLS) from None
             except TypeError:
                 # CPython 3.11's asyncio, TLS inside TLS: a failed inner handshake aborts the outer
                 # transport with SSLProtocol._abort(exc), which takes no argument, so the real
@@ -259,7 +256,7 @@ class UpstreamProxyEscaper(Escaper):
                 raise self._fail(
                     f"TLS with {host} through {self.name} failed (the handshake inside the proxy's TLS; "
                     "certificate not trusted or not valid for the name?)",
-                    "upstream_tls",
+                    ErrorCode.UPSTREAM_TLS,
                 ) from None
             if tls_transport is None:
                 raise self._fail(f"TLS with {host} through {self.name} failed: the tunnel closed")

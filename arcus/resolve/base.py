@@ -224,7 +224,7 @@ class Resolver:
 
     @staticmethod
     def _error(host: str, entry: _Entry) -> EscapeError:
-        return EscapeError(f"cannot resolve {host}: {entry.reason}", code=entry.code, status=502)
+        return EscapeError(f"cannot resolve {host}: {entry.reason}", code=entry.code)
 
     def describe(self) -> dict[str, Any]:
         """Name, type, cache size and counters: what ``arcus ctl resolve`` shows beside an answer."""

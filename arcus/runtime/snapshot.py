@@ -19,7 +19,8 @@ from arcus.escape import build_escapers
 from arcus.policy import Rule, compile_policy
 from arcus.resolve import build_resolver
 from arcus.serve.context import Snapshot
-from arcus.serve.tenancy import LimitSpec, Tenancy, TenantView, UserView
+from arcus.tenancy.directory import Tenancy
+from arcus.tenancy.views import LimitSpec, TenantView, UserView
 
 _RULE_FIELDS = {f.name for f in dataclasses.fields(Rule)}
 
@@ -48,7 +49,6 @@ def build_snapshot(generation: int, profile: Profile, data: StoreView, own_addre
     return Snapshot(
         generation=generation,
         profile=profile,
-        tenants=TenantTable.build(data.tenants),
         escapers=escapers,
         resolvers=resolvers,
         servers={s.name: s for s in profile.servers},
@@ -61,7 +61,6 @@ def with_store(snapshot: Snapshot, generation: int, data: StoreView) -> Snapshot
     return dataclasses.replace(
         snapshot,
         generation=generation,
-        tenants=TenantTable.build(data.tenants),
         tenancy=build_tenancy(snapshot.profile, data),
     )
 
@@ -120,6 +119,7 @@ def build_tenancy(profile: Profile, data: StoreView) -> Tenancy:
             log_query=bool(getattr(t, "log_query", False)),
             users=users,
             limits=_limits(t),
+            lock_sources=bool(getattr(t, "lock_sources", False)),  # the store column (ops-layer) when present
         )
     rt = profile.runtime
     box = LimitSpec(rt.max_connections, rt.rps, rt.bandwidth)
@@ -130,6 +130,7 @@ def build_tenancy(profile: Profile, data: StoreView) -> Tenancy:
             hosts.setdefault(pattern, t.name)
     return Tenancy(
         tenants=views,
+        sources=TenantTable.build(data.tenants),
         box=box,
         proxy_hosts=hosts,
         any_users=any(v.users or v.auth != "none" for v in views.values()),

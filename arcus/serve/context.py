@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from arcus.auth.credcache import CredentialCache, FailureThrottle
 from arcus.serve.pool import UpstreamPool
-from arcus.serve.tenancy import EMPTY_TENANCY, Limits, Tenancy, apply_limits
+from arcus.tenancy.directory import EMPTY_TENANCY, Tenancy
+from arcus.tenancy.views import Limits, Scope, apply_limits
 from arcus.stats import CounterSet
 
 if TYPE_CHECKING:
-    from arcus.auth.tenants import TenantTable
     from arcus.config.schema import Profile, ServerConfig
     from arcus.escape.base import Escaper
     from arcus.resolve.base import Resolver
@@ -34,11 +34,16 @@ class Snapshot:
 
     generation: int
     profile: "Profile"
-    tenants: "TenantTable"
     escapers: dict[str, "Escaper"]
     resolvers: dict[str, "Resolver"]
     servers: dict[str, "ServerConfig"] = field(default_factory=dict)
     tenancy: Tenancy = EMPTY_TENANCY
+
+
+def client_sni(transport) -> str | None:
+    """The name a TLS client gave the proxy itself (set by the listeners' SNI callbacks)."""
+    sslobj = transport.get_extra_info("ssl_object")
+    return getattr(sslobj, "arcus_sni", None) if sslobj is not None else None
 
 
 class Tracked:
@@ -98,12 +103,12 @@ class Shared:
         self.tenant_counters = CounterSet()
         self.user_counters = CounterSet()  # keyed "tenant/user"
         self.audit = None  # arcus.audit.sink.AuditSink when the profile enables the audit log
-        self.limits: dict[str, Limits] = {}  # live limiters by scope, kept across Snapshots
+        self.limits: dict[Scope, Limits] = {}  # live limiters by scope, kept across Snapshots
         self.credcache = CredentialCache()  # verified credentials: a KDF does not run per request
         self.throttle = FailureThrottle()  # failed logins per client address
         # set by the runtime: rehash(tenant, user, old_secret, password) upgrades a legacy hash
         self.rehash = None
-        apply_limits(self.limits, snapshot.tenancy, time.monotonic())
+        apply_limits(self.limits, snapshot.tenancy.box, snapshot.tenancy.tenants.values(), time.monotonic())
         self.draining = False
         self.ids = itertools.count(1)
         self.request_ids = itertools.count(1)
@@ -112,7 +117,7 @@ class Shared:
 
     def swap(self, snapshot: Snapshot) -> None:
         """Make ``snapshot`` current (on the event loop): limiter rates first, then the one reference."""
-        apply_limits(self.limits, snapshot.tenancy, time.monotonic())
+        apply_limits(self.limits, snapshot.tenancy.box, snapshot.tenancy.tenants.values(), time.monotonic())
         self.snapshot = snapshot
 
     def next_request_id(self) -> str:

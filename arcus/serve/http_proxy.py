@@ -16,13 +16,15 @@ import ssl as ssl_module
 import time
 
 from arcus.audit.events import AuditEvent
-from arcus.errors import EscapeError, ProtocolError
+from arcus.errors import ErrorCode, EscapeError, ProtocolError, Refusal
 from arcus.limit import max_pause
 from arcus.proto import http1
 from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, ChunkedScanner, Limits
-from arcus.serve import admission, gate
-from arcus.serve.context import Shared, Snapshot, Tracked, access_log
-from arcus.serve.tenancy import TenantView, UserView
+from arcus.serve import blockpage
+from arcus.serve.context import Shared, Snapshot, Tracked, access_log, client_sni
+from arcus.tenancy.admission import Admitted, Destination, Gate
+from arcus.tenancy.identify import X_TENANT_ID, Claims, identify, parse_basic, scan_headers
+from arcus.tenancy.views import TenantView, UserView
 from arcus.serve.upstream import UpstreamConnection
 
 log = logging.getLogger("arcus.serve")
@@ -43,19 +45,6 @@ STATE_NAMES = ("idle", "connecting", "request_body", "response", "tunnel", "clos
 PAUSE_UPSTREAM = 1  # the upstream cannot take more
 PAUSE_BUFFER = 2  # too much pipelined / early data buffered
 PAUSE_SHAPER = 4  # over a bandwidth limit: reading resumes when the shaper says so
-
-# whose fault an error was, for stats and the audit log (STYLE: errors say whose fault it was)
-_SIDES = {
-    "bad_request": "client", "uri_too_long": "client", "header_too_large": "client",
-    "version_not_supported": "client", "not_a_proxy_request": "client", "client_bad_request": "client",
-    "client_timeout": "client", "client_aborted": "client", "auth_required": "client",
-    "auth_throttled": "client", "rate_limited": "client", "user_conn_limit": "client",
-    "denied": "forbidden", "tenant_suspended": "forbidden", "user_blocked": "forbidden",
-    "user_expired": "forbidden", "unknown_tenant": "forbidden",
-    "upstream_connect": "upstream", "upstream_timeout": "upstream", "upstream_closed": "upstream",
-    "upstream_bad_response": "upstream", "resolve_failed": "upstream", "resolve_timeout": "upstream",
-    "server_busy": "internal", "box_conn_limit": "internal", "tenant_conn_limit": "client", "internal": "internal",
-}
 
 _client_ssl: ssl_module.SSLContext | None = None
 
@@ -79,7 +68,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         "req_left", "req_scanner", "resp", "resp_left", "resp_scanner", "ubuf", "keep_alive",
         "paused", "up_paused", "status", "resp_bytes", "task", "client_eof", "up_eof",
         "local_client", "head_sent", "retry_ok", "tenant_suspended", "error_code", "write_paused",
-        "scanned", "uscanned", "tview", "user", "conn_tenant", "held", "user_held", "shape_up", "shape_down",
+        "scanned", "uscanned", "tview", "user", "conn_tenant", "gate", "proxy_sni", "shape_up", "shape_down",
         "up_shaped", "decision", "rule_id", "reports", "check", "req_up0", "req_down0", "audited_user", "reject",
     )
 
@@ -118,8 +107,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.tview: TenantView | None = None
         self.user: UserView | None = None
         self.conn_tenant = "default"  # the tenant found at accept (server binding or source address)
-        self.held: list = []  # connection limiters this connection holds a slot in
-        self.user_held = ""  # the user whose connection slot this connection holds
+        self.gate: Gate | None = None  # admission: tenant, user, connection slots
+        self.proxy_sni: str | None = None  # over TLS, the name the client gave the proxy
         self.shape_up: tuple = ()  # bandwidth shapers for client -> upstream
         self.shape_down: tuple = ()
         self.up_shaped = False
@@ -129,7 +118,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.check = None  # per-address policy check handed to the escaper
         self.req_up0 = 0
         self.req_down0 = 0
-        self.reject: tuple[str, str] | None = None
+        self.reject: Refusal | None = None
         self.scanned = 0  # bytes of an incomplete request head already checked
         self.uscanned = 0  # the same for a response head
         self.status = 0
@@ -154,19 +143,12 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.client_ip = peer[0].split("%", 1)[0]
         self.client = _host_port(self.client_ip, peer[1])
-        if conf.tenant is not None:
-            self.tenant = conf.tenant
-        else:
-            self.tenant = snap.tenants.lookup(self.client_ip).name
-            if self.tenant == "default" and snap.tenancy.proxy_hosts:
-                # over TLS, the name the client gave the proxy itself can say whose client it is
-                sslobj = transport.get_extra_info("ssl_object")
-                by_sni = snap.tenancy.by_proxy_host(getattr(sslobj, "arcus_sni", None))
-                if by_sni is not None:
-                    self.tenant = by_sni.name
-        self.conn_tenant = self.tenant
-        self.tview = snap.tenancy.get(self.tenant)
-        self.tenant_suspended = self.tview.suspended
+        self.proxy_sni = client_sni(transport)
+        tv = identify(snap.tenancy, Claims(self.client_ip, conf.tenant, sni=self.proxy_sni)).tenant
+        self.gate = Gate(shared, tv, self.client)
+        self.tenant = self.conn_tenant = tv.name
+        self.tview = tv
+        self.tenant_suspended = tv.suspended
         self.local_client = self.client_ip.startswith("127.") or self.client_ip in ("::1", "::ffff:127.0.0.1")
         self.srv_stats = shared.server_counters.get(self.server)
         self.ten_stats = shared.tenant_counters.get(self.tenant)
@@ -177,30 +159,19 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.ten_stats.conns_active += 1
         shared.connections[self.id] = self
         if self.srv_stats.conns_active > conf.max_connections or shared.draining:
-            self._reject_connection("server_busy", "the proxy is at its connection limit; try again later")
+            self._reject_connection(Refusal(ErrorCode.SERVER_BUSY, "the proxy is at its connection limit; try again later"))
             return
-        refused = self._hold(shared.limits.get(""), "box_conn_limit")
-        if refused is None:
-            refused = self._hold(shared.limits.get("t:" + self.tenant), "tenant_conn_limit")
+        refused = self.gate.hold_connection()
         if refused is not None:
-            self._reject_connection(refused, f"too many connections ({refused.replace('_', ' ')}); try again later")
+            self._reject_connection(refused)
             return
         self.deadline = time.monotonic() + conf.timeouts.client_header
 
-    def _hold(self, lim, code: str) -> str | None:
-        """Take a connection slot in ``lim`` for the life of this connection; the error code if full."""
-        if lim is None or lim.spec.max_conns is None:
-            return None
-        if not lim.conns.try_acquire():
-            return code
-        self.held.append(lim)
-        return None
-
-    def _reject_connection(self, code: str, message: str) -> None:
+    def _reject_connection(self, refusal: Refusal) -> None:
         """Over a connection limit: answer 503 to the first request (reading it first, so the
         client's request is not met by a reset), then close."""
         self.keep_alive = False
-        self.reject = (code, message)
+        self.reject = refusal
         self.deadline = time.monotonic() + min(5.0, self.conf.timeouts.client_header)
 
     def data_received(self, data: bytes) -> None:
@@ -245,7 +216,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             return False  # nothing in flight: close
         if self.state == BODY:
             # the client gave up in the middle of its request body
-            self._count_error("client_aborted")
+            self._count_error(ErrorCode.CLIENT_ABORTED)
             self._close()
             return False
         return True  # request complete; still relaying the response: answer it, then close
@@ -277,10 +248,9 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             try:
                 parsed = http1.parse_request_head(self.buf, self.limits, scanned=self.scanned)
             except ProtocolError as exc:
-                self._count_error("client_bad_request")
+                self._count_error(ErrorCode.CLIENT_BAD_REQUEST)
                 self.keep_alive = False
-                code = "bad_request" if exc.status == 400 else {414: "uri_too_long", 431: "header_too_large", 505: "version_not_supported"}.get(exc.status, "bad_request")
-                self._send_simple(exc.status, code, exc.message)
+                self._send_simple(exc.status, ErrorCode.for_client_status(exc.status), exc.message)
                 self._close()
                 return
             if parsed is None:
@@ -316,8 +286,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.req_up0 = self.bytes_up
         self.req_down0 = self.bytes_down
         if self.reject is not None:
-            code, message = self.reject
-            self._refuse(503, code, message, "internal")
+            self._refuse(self.reject)
             return
         self.decision = ""
         self.rule_id = None
@@ -325,10 +294,10 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.check = None
         if req.form not in ("authority", "absolute"):
             self._refuse(
-                400,
-                "not_a_proxy_request",
-                "this is a proxy: send an absolute URI (http://host/path) or CONNECT host:port",
-                "client",
+                Refusal(
+                    ErrorCode.NOT_A_PROXY_REQUEST,
+                    "this is a proxy: send an absolute URI (http://host/path) or CONNECT host:port",
+                )
             )
             return
         self._identify(req)
@@ -336,40 +305,34 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
     # ------------------------------------------------------------------ the gate: who, whether, how fast
 
     def _identify(self, req: http1.RequestHead) -> None:
-        """Find the request's tenant and user (order: arcus.serve.gate), then authenticate."""
+        """Who is asking and may the request leave (``arcus.tenancy.admission``)."""
         username = password = header = None
         if self.snap.tenancy.any_users or self.conf.trusted_proxies:
-            auth_value, tenant_hdr = gate.scan_headers(req.headers)
+            auth_value, tenant_hdr = scan_headers(req.headers)
             if tenant_hdr is not None:
                 header = tenant_hdr.decode("latin-1")
             if auth_value is not None:
-                creds = gate.parse_basic(auth_value)
+                creds = parse_basic(auth_value)
                 if creds is None:
-                    tv = self.snap.tenancy.get(self.conn_tenant)
-                    self._refusal(admission.Refusal(407, "auth_required", "malformed Proxy-Authorization (expected Basic credentials)", realm=tv.realm))
+                    claims = Claims(self.client_ip, self.conf.tenant, self.conf.trusted_proxies, self.proxy_sni, None, None, header)
+                    tv = identify(self.snap.tenancy, claims).tenant
+                    self.user = self.gate.user = None
+                    self._set_tenant(tv)
+                    self._refusal(Refusal(ErrorCode.AUTH_REQUIRED, "malformed Proxy-Authorization (expected Basic credentials)", realm=tv.realm))
                     return
                 username, password = creds
-        who = admission.identify(
-            self.snap, self.conf.tenant, self.conf.trusted_proxies, self.conn_tenant, self.client_ip, username, password, header
-        )
-        if isinstance(who, admission.Refusal):
-            self._set_tenant(self.snap.tenancy.get(self.conn_tenant))
-            self._refusal(who)
-            return
-        if isinstance(who, TenantView):
-            self._set_tenant(who)
-            self.user = None
-            self._admit()
-            return
-        self._set_tenant(who.tenant)
-        known = admission.credentials_known(self.shared, who, self.client_ip)
-        if known is None:
-            # a key-derivation function takes a good part of a second: never on the event loop
+        claims = Claims(self.client_ip, self.conf.tenant, self.conf.trusted_proxies, self.proxy_sni, username, password, header)
+        tunnel = req.form == "authority"
+        path = None if tunnel else req.path.decode("latin-1")
+        self._check(claims, Destination(req.host, req.port, req.method.decode("latin-1"), path, tunnel))
+
+    def _check(self, claims: Claims, dest: Destination) -> None:
+        gate = self.gate
+        gate.check(self.snap, claims, dest, self._admitted)
+        if gate.task is not None and self.state != CLOSED:
+            # credentials are being verified off the loop
             self.state = CONNECTING
             self.deadline = 0.0
-            self.task = asyncio.get_running_loop().create_task(self._verify(who), name=f"arcus-auth-{self.id}")
-            return
-        self._authenticated(known)
 
     def _set_tenant(self, tv: TenantView) -> None:
         self.tview = tv
@@ -382,45 +345,13 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.ten_stats.conns_total += 1
         self.ten_stats.requests += 1
 
-    async def _verify(self, creds: admission.Credentials) -> None:
-        result = await admission.verify_credentials(self.shared, creds, self.client_ip)
-        self.task = None
-        if self.state != CLOSED:
-            self._authenticated(result)
-
-    def _authenticated(self, result: UserView | admission.Refusal) -> None:
-        if isinstance(result, admission.Refusal):
-            self._refusal(result)
+    def _admitted(self, verdict: Admitted | Refusal) -> None:
+        """The gate's verdict on the current request: tenant state, rate, policy."""
+        if self.state == CLOSED:
             return
-        user = result
-        self.user = user
-        if self.user_held != user.key:
-            if self.user_held:
-                admission.release_user_slot(self.shared, self.user_held)
-                self.user_held = ""
-            if not admission.hold_user_slot(self.shared, user):
-                self._refuse(503, "user_conn_limit", f"user {user.name} has too many connections open", "client")
-                return
-            self.user_held = user.key
-        self._admit()
-
-    def _admit(self) -> None:
-        """Tenant state, request rate, policy; then the request may leave."""
-        req = self.req
-        tunnel = req.form == "authority"
-        verdict = admission.admit(
-            self.shared,
-            self.snap,
-            self.tview,
-            self.user,
-            host=req.host,
-            port=req.port,
-            client_ip=self.client_ip,
-            method=req.method.decode("latin-1"),
-            path=None if tunnel else req.path.decode("latin-1"),
-            is_tunnel=tunnel,
-        )
-        if isinstance(verdict, admission.Refusal):
+        self._set_tenant(self.gate.tenant)
+        self.user = self.gate.user
+        if isinstance(verdict, Refusal):
             self._refusal(verdict)
             return
         self.decision = "allow"
@@ -429,12 +360,12 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.check = verdict.check
         self.shape_up = verdict.shape_up
         self.shape_down = verdict.shape_down
-        if tunnel:
+        if self.req.form == "authority":
             self._open_tunnel()
         else:
             self._forward()
 
-    def _refusal(self, r: admission.Refusal) -> None:
+    def _refusal(self, r: Refusal) -> None:
         """Answer a refusal of the admission steps in HTTP."""
         if r.status == 407:
             self._count_error(r.code)
@@ -444,23 +375,23 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
                 self.keep_alive = False
             self._send_simple(407, r.code, r.message, extra=[(b"Proxy-Authenticate", r.realm)])
             self._request_done()
-        elif r.code == "denied":
+        elif r.code is ErrorCode.DENIED:
             self.decision = "deny"
             self.rule_id = r.rule
             self._block(r.rule or "default", r.message)
-        elif r.status == 302:
+        elif r.code is ErrorCode.REDIRECTED:
             self.decision = "redirect"
             self.rule_id = r.rule
             self._redirect(r.redirect_to or "/")
         else:
-            self._refuse(r.status, r.code, r.message, _SIDES.get(r.code, "client"), retry_after=r.retry_after)
+            self._refuse(r)
 
     def _block(self, rule: str, reason: str) -> None:
-        self._count_error("denied")
+        self._count_error(ErrorCode.DENIED)
         req = self.req
         if req is not None and req.framing != NO_BODY:
             self.keep_alive = False
-        body = gate.render_block_page(
+        body = blockpage.render_block_page(
             self.tview.block_page if self.tview is not None else None,
             tenant=self.tenant,
             rule=rule,
@@ -469,7 +400,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             host=self.target,
         )
         self._send_simple(
-            403, "denied", reason, body=body, content_type=b"text/html; charset=utf-8", extra=[(b"X-Arcus-Rule", rule.encode())]
+            403, ErrorCode.DENIED, reason, body=body, content_type=b"text/html; charset=utf-8", extra=[(b"X-Arcus-Rule", rule.encode())]
         )
         self._request_done()
 
@@ -477,20 +408,21 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         req = self.req
         if req is not None and req.framing != NO_BODY:
             self.keep_alive = False
-        self._send_simple(302, "redirected", f"moved to {location}", extra=[(b"Location", location.encode())], error=False)
+        self._send_simple(302, ErrorCode.REDIRECTED, f"moved to {location}", extra=[(b"Location", location.encode())], error=False)
         self._request_done()
 
-    def _refuse(self, status: int, code: str, message: str, side: str, retry_after: float = 0.0) -> None:
+    def _refuse(self, r: Refusal) -> None:
         """Answer the current request ourselves. A request with a body closes the connection
         after the answer (its body is not read)."""
-        self._count_error(code)
+        status = r.status
+        self._count_error(r.code)
         if status == 403:
             self.decision = "deny"
         req = self.req
         if req is not None and req.framing != NO_BODY:
             self.keep_alive = False
-        extra = [(b"Retry-After", str(max(1, math.ceil(retry_after))).encode())] if status == 429 else None
-        self._send_simple(status, code, message, extra=extra)
+        extra = [(b"Retry-After", str(max(1, math.ceil(r.retry_after))).encode())] if status == 429 else None
+        self._send_simple(status, r.code, r.message, extra=extra)
         self._request_done()
 
     # ------------------------------------------------------------------ forwarding
@@ -555,13 +487,13 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.task = None
             if self.state == CLOSED:
                 return
-            self._upstream_failed(exc.status, exc.code, exc.message, exc.side)
+            self._upstream_failed(Refusal.of(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a bug must answer 500, not hang the client
             self.task = None
             log.exception("connect failed unexpectedly")
             if self.state != CLOSED:
-                self._upstream_failed(500, "internal", f"internal error: {type(exc).__name__}", "internal")
+                self._upstream_failed(Refusal(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}"))
             return
         self.task = None
         up: UpstreamConnection = conn.protocol  # type: ignore[assignment]
@@ -595,7 +527,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         out = [(b"Host", host.encode())]
         for name, value in headers:
             n = len(name)
-            if (n == 4 and name.lower() == b"host") or (n == 11 and name.lower() == gate.X_TENANT_ID):
+            if (n == 4 and name.lower() == b"host") or (n == 11 and name.lower() == X_TENANT_ID):
                 continue
             out.append((name, value))
         out.append((b"Via", (b"1.0 arcus" if req.version == b"1.0" else VIA)))
@@ -640,10 +572,10 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             try:
                 n = self.req_scanner.feed(data)
             except ProtocolError as exc:
-                self._count_error("client_bad_request")
+                self._count_error(ErrorCode.CLIENT_BAD_REQUEST)
                 self.keep_alive = False
                 if not self.head_sent or self.status == 0:
-                    self._send_simple(400, "bad_request", exc.message)
+                    self._send_simple(400, ErrorCode.BAD_REQUEST, exc.message)
                 self._close()
                 return
             done = self.req_scanner.done
@@ -699,7 +631,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             try:
                 parsed = http1.parse_response_head(self.ubuf, self.limits, req.method, scanned=self.uscanned)
             except ProtocolError as exc:
-                self._upstream_failed(502, "upstream_bad_response", f"invalid response from upstream: {exc.message}", "upstream")
+                self._upstream_failed(Refusal(ErrorCode.UPSTREAM_BAD_RESPONSE, f"invalid response from upstream: {exc.message}"))
                 return
             if parsed is None:
                 self.uscanned = len(self.ubuf)
@@ -725,7 +657,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         if resp.framing == CHUNKED and req.version == b"1.0":
             # we asked in HTTP/1.0, so the origin must not chunk; an HTTP/1.0 client could not decode it
             self._upstream_failed(
-                502, "upstream_bad_response", "the upstream answered an HTTP/1.0 request with a chunked body", "upstream"
+                Refusal(ErrorCode.UPSTREAM_BAD_RESPONSE, "the upstream answered an HTTP/1.0 request with a chunked body")
             )
             return
         self.resp = resp
@@ -769,9 +701,9 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
                 if head:  # nothing sent to the client yet: it can still get a proper 502
                     self.resp = None
                     self.status = 0
-                    self._upstream_failed(502, "upstream_bad_response", f"invalid response from upstream: {exc.message}", "upstream")
+                    self._upstream_failed(Refusal(ErrorCode.UPSTREAM_BAD_RESPONSE, f"invalid response from upstream: {exc.message}"))
                     return
-                self._count_error("upstream_bad_response")
+                self._count_error(ErrorCode.UPSTREAM_BAD_RESPONSE)
                 self._close()
                 return
             done = self.resp_scanner.done
@@ -890,7 +822,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             if resp.framing == UNTIL_CLOSE:
                 self._response_done(b"")
             else:
-                self._count_error("upstream_closed")
+                self._count_error(ErrorCode.UPSTREAM_CLOSED)
                 self._close()  # cut in the middle of a body: the client must see it was cut
             return
         if self.retry_ok and self.req is not None:
@@ -902,7 +834,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.task = asyncio.get_running_loop().create_task(self._connect(key), name=f"arcus-connect-{self.id}")
             return
         reason = f": {exc}" if exc else ""
-        self._upstream_failed(502, "upstream_closed", f"the upstream closed the connection before answering{reason}", "upstream")
+        self._upstream_failed(Refusal(ErrorCode.UPSTREAM_CLOSED, f"the upstream closed the connection before answering{reason}"))
 
     def upstream_pause(self) -> None:
         self._pause(PAUSE_UPSTREAM)
@@ -910,7 +842,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
     def upstream_resume(self) -> None:
         self._resume(PAUSE_UPSTREAM)
 
-    def _upstream_failed(self, status: int, code: str, message: str, side: str) -> None:
+    def _upstream_failed(self, r: Refusal) -> None:
+        code = r.code
         up, self.up = self.up, None
         if up is not None:
             up.abort()
@@ -922,7 +855,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.keep_alive = False
         self.state = RESPONSE
         self._count_error(code)
-        self._send_simple(status, code, message)
+        self._send_simple(r.status, code, r.message)
         self._request_done()
 
     # ------------------------------------------------------------------ tunnels
@@ -980,7 +913,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         if not self.paused and self.transport is not None and self.state != CLOSED:
             self.transport.resume_reading()
 
-    def _count_error(self, code: str) -> None:
+    def _count_error(self, code: ErrorCode) -> None:
         self.error_code = code
         self.srv_stats.errors[code] += 1
         self.ten_stats.errors[code] += 1
@@ -1071,8 +1004,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
                 duration=time.monotonic() - self.req_started,
                 decision=("report" if self.reports and self.decision == "allow" else self.decision) or None,
                 rule=",".join(self.reports) if self.reports and self.decision == "allow" else self.rule_id,
-                error_side=_SIDES.get(code) if code else None,
-                error_code=code or None,
+                error_side=code.side.value if code else None,
+                error_code=code.value if code else None,
                 request_id=self.req_id,
                 conn_id=self.id,
             )
@@ -1111,13 +1044,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
     def _teardown(self) -> None:
         self.state = CLOSED
         self.deadline = 0.0
-        for lim in self.held:
-            if lim.conns.active > 0:
-                lim.conns.release()
-        self.held = []
-        if self.user_held:
-            admission.release_user_slot(self.shared, self.user_held)
-            self.user_held = ""
+        if self.gate is not None:
+            self.gate.close()
         if self.task is not None:
             self.task.cancel()
             self.task = None
@@ -1138,25 +1066,25 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         state = self.state
         if state == HEAD:
             if self.buf:
-                self._count_error("client_timeout")
+                self._count_error(ErrorCode.CLIENT_TIMEOUT)
                 self.keep_alive = False
-                self._send_simple(408, "client_timeout", "the request head did not arrive in time")
+                self._send_simple(408, ErrorCode.CLIENT_TIMEOUT, "the request head did not arrive in time")
             self._close()
         elif state == BODY:
-            self._count_error("client_timeout")
+            self._count_error(ErrorCode.CLIENT_TIMEOUT)
             self.keep_alive = False
             if self.status == 0:
-                self._send_simple(408, "client_timeout", "the request body stalled")
+                self._send_simple(408, ErrorCode.CLIENT_TIMEOUT, "the request body stalled")
             self._close()
         elif state == RESPONSE:
             if self.status >= 200:
-                self._count_error("upstream_timeout")
+                self._count_error(ErrorCode.UPSTREAM_TIMEOUT)
                 self._close()
             else:
                 self.keep_alive = False
-                self._upstream_failed(504, "upstream_timeout", "the upstream did not answer in time", "upstream")
+                self._upstream_failed(Refusal(ErrorCode.UPSTREAM_TIMEOUT, "the upstream did not answer in time"))
         elif state == TUNNEL:
-            self._count_error("tunnel_idle")
+            self._count_error(ErrorCode.TUNNEL_IDLE)
             self._close()
         else:
             self._close()

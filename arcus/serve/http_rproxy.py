@@ -36,18 +36,19 @@ from typing import Any
 
 from arcus.config.server.http_rproxy import HttpRproxyConfig, RproxyHost
 from arcus.config.server.tcp_stream import split_upstream
-from arcus.errors import EscapeError
+from arcus.errors import ErrorCode, EscapeError, Refusal
 from arcus.proto import http1
 from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, ChunkedScanner
-from arcus.serve import admission, gate
 from arcus.serve.http_proxy import BODY, CLOSED, PAUSE_BUFFER, VIA, HttpProxyConnection, _host_port
 from arcus.serve.tls_stream import UpstreamTls
 from arcus.serve.upstream import UpstreamConnection
+from arcus.tenancy.admission import Admitted, Destination
+from arcus.tenancy.identify import X_TENANT_ID, Claims, in_ranges, scan_headers
 
 log = logging.getLogger("arcus.serve")
 
 X_FORWARDED_FOR = b"x-forwarded-for"
-_DROPPED = frozenset({b"host", gate.X_TENANT_ID, X_FORWARDED_FOR, b"x-forwarded-proto"})
+_DROPPED = frozenset({b"host", X_TENANT_ID, X_FORWARDED_FOR, b"x-forwarded-proto"})
 
 
 # ---------------------------------------------------------------------------------------- sites
@@ -194,14 +195,14 @@ class HttpRproxyConnection(HttpProxyConnection):
             self.site_port = 443
         self.target = _host_port(self.site_host, self.site_port) if self.site_host else ""
         if req.form not in ("origin", "absolute"):
-            self._refuse(400, "bad_request", "this is a web server (a reverse proxy): CONNECT and OPTIONS * are not served here", "client")
+            self._refuse(Refusal(ErrorCode.BAD_REQUEST, "this is a web server (a reverse proxy): CONNECT and OPTIONS * are not served here"))
             return
         site = self.sites.match(req.host) if req.host else self.sites.catch_all
         if site is None:
-            self._refuse(404, "unknown_host", f"no site here answers for host {self.site_host or '(none)'}", "client")
+            self._refuse(Refusal(ErrorCode.UNKNOWN_HOST, f"no site here answers for host {self.site_host or '(none)'}"))
             return
         if self.served_ctx is not None and site.server_ctx is not self.served_ctx:
-            self._refuse(421, "misdirected", f"this connection was not set up for host {self.site_host}; open a new one", "client")
+            self._refuse(Refusal(ErrorCode.MISDIRECTED, f"this connection was not set up for host {self.site_host}; open a new one"))
             return
         self.site = site
         # From here on the request travels as if the client had asked for the upstream itself.
@@ -211,51 +212,26 @@ class HttpRproxyConnection(HttpProxyConnection):
         self._identify(req)
 
     def _identify(self, req: http1.RequestHead) -> None:
+        """The tenant from the server's ``tenant:``, the source address or a trusted proxy's
+        X-Tenant-ID; no proxy credentials in front of a web site. The policy sees the host the
+        client asked for, not the upstream."""
         header = None
         if self.conf.trusted_proxies:
-            _, tenant_hdr = gate.scan_headers(req.headers)
+            _, tenant_hdr = scan_headers(req.headers)
             if tenant_hdr is not None:
                 header = tenant_hdr.decode("latin-1")
-        who = admission.identify(
-            self.snap, self.conf.tenant, self.conf.trusted_proxies, self.conn_tenant, self.client_ip, None, None, header
-        )
-        if isinstance(who, admission.Refusal):
-            tv = self.snap.tenancy.get(self.conn_tenant)
-            self._set_tenant(tv)
-            if who.status == 407:
-                who = admission.Refusal(
-                    403, "auth_required", f"tenant {tv.name} requires user credentials, which a reverse proxy cannot ask for"
-                )
-            self._refusal(who)
-            return
-        self._set_tenant(who)
-        self.user = None
-        self._admit()
+        claims = Claims(self.client_ip, self.conf.tenant, self.conf.trusted_proxies, self.proxy_sni, None, None, header)
+        self._check(claims, Destination(self.site_host, self.site_port, req.method.decode("latin-1"), req.path.decode("latin-1"), False))
 
-    def _admit(self) -> None:
-        req = self.req
-        verdict = admission.admit(
-            self.shared,
-            self.snap,
-            self.tview,
-            None,
-            host=self.site_host,
-            port=self.site_port,
-            client_ip=self.client_ip,
-            method=req.method.decode("latin-1"),
-            path=req.path.decode("latin-1"),
-            is_tunnel=False,
-        )
-        if isinstance(verdict, admission.Refusal):
-            self._refusal(verdict)
-            return
-        self.decision = "allow"
-        self.rule_id = verdict.rule
-        self.reports = verdict.reports
-        self.check = verdict.check
-        self.shape_up = verdict.shape_up
-        self.shape_down = verdict.shape_down
-        self._forward()
+    def _admitted(self, verdict: Admitted | Refusal) -> None:
+        if isinstance(verdict, Refusal) and verdict.status == 407:
+            # a tenant that requires credentials cannot be served: a web client is never asked for them
+            verdict = Refusal(
+                ErrorCode.AUTH_REQUIRED,
+                f"tenant {self.gate.tenant.name} requires user credentials, which a reverse proxy cannot ask for",
+                http_status=403,
+            )
+        super()._admitted(verdict)
 
     def _pool_key(self, scheme: bytes) -> tuple:
         req = self.req
@@ -277,13 +253,13 @@ class HttpRproxyConnection(HttpProxyConnection):
         except EscapeError as exc:
             self.task = None
             if self.state != CLOSED:
-                self._upstream_failed(exc.status, exc.code, exc.message, exc.side)
+                self._upstream_failed(Refusal.of(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a bug must answer 500, not hang the client
             self.task = None
             log.exception("connect failed unexpectedly")
             if self.state != CLOSED:
-                self._upstream_failed(500, "internal", f"internal error: {type(exc).__name__}", "internal")
+                self._upstream_failed(Refusal(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}"))
             return
         self.task = None
         if self.state == CLOSED:
@@ -304,7 +280,7 @@ class HttpRproxyConnection(HttpProxyConnection):
         for name, value in headers:
             lname = name.lower()
             if lname in _DROPPED:
-                if lname == X_FORWARDED_FOR and gate.in_ranges(self.client_ip, self.conf.trusted_proxies):
+                if lname == X_FORWARDED_FOR and in_ranges(self.client_ip, self.conf.trusted_proxies):
                     forwarded_for = value + b", " + forwarded_for  # a trusted proxy in front: keep its chain
                 continue
             out.append((name, value))
@@ -357,6 +333,7 @@ class RproxyFactory:
         return HttpRproxyConnection(self.shared, self.server)
 
     def sni_callback(self, sslobj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> int | None:
+        sslobj.arcus_sni = name  # type: ignore[attr-defined]  # tenants can be told apart by it
         try:
             conf = self.shared.snapshot.servers.get(self.server)
             if conf is None or not getattr(conf, "tls", False):

@@ -4,7 +4,7 @@ A tunnel server has a handshake of its own (a SOCKS request, a TLS ClientHello, 
 and then moves bytes both ways. ``RelayConnection`` does everything but the handshake, the way
 ``http_proxy`` does it for CONNECT: one callback-style ``asyncio.Protocol`` per client, the
 connection registered for ``ctl conns``/``kill``/drain, box and tenant connection slots held
-for its life, the admission steps of ``arcus.serve.admission`` (tenant, user, policy, rate,
+for its life, the admission steps of ``arcus.tenancy.admission`` (tenant, user, policy, rate,
 shapers), the upstream opened through the server's escaper, bytes relayed with backpressure
 and half-close, bandwidth shaping, deadlines checked by the sweeper (handshake, then
 ``tunnel_idle`` as an idle bound), stats per server, tenant and user, and one audit
@@ -15,13 +15,13 @@ A subclass implements only its handshake, with these hooks (all on the event loo
     def handshake_started(self) -> None      # accepted: may call open() at once (tcp_stream)
     def handshake_data(self) -> None         # client bytes are in self.buf: parse, consume
     def upstream_ready(self) -> None         # connected: write the protocol's success reply
-    def refused(self, f: Failure) -> None    # write the protocol's refusal (the base closes)
+    def refused(self, f: Refusal) -> None    # write the protocol's refusal (the base closes)
 
 and these calls::
 
-    self.authenticate(username, password, then)  # admission steps 1-3; then(Failure | None)
+    self.authenticate(username, password, then)  # admission steps 1-3; then(Refusal | None)
     self.open(host, port, ssl=..., server_hostname=...)  # steps 1-4, then the escaper
-    self.fail(code, message, side)           # a client protocol error: count it and close
+    self.fail(code, message)                 # a client protocol error: count it and close
 
 Bytes the client sent after its handshake (pipelined, or a ClientHello the SNI proxy only
 peeked at) stay in ``self.buf`` and go upstream first once the tunnel is up. Bytes the
@@ -36,15 +36,15 @@ import inspect
 import logging
 import ssl as ssl_module
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from arcus.audit.events import AuditEvent
-from arcus.errors import EscapeError
+from arcus.errors import ErrorCode, EscapeError, Refusal
 from arcus.limit import max_pause
-from arcus.serve import admission
-from arcus.serve.context import Shared, Snapshot, Tracked, access_log
-from arcus.serve.tenancy import TenantView, UserView
+from arcus.serve.context import Shared, Snapshot, Tracked, access_log, client_sni
+from arcus.tenancy.admission import Destination, Gate
+from arcus.tenancy.identify import Claims, identify
+from arcus.tenancy.views import TenantView, UserView
 from arcus.serve.upstream import UpstreamConnection
 
 log = logging.getLogger("arcus.serve")
@@ -66,31 +66,6 @@ STATE_NAMES = ("handshake", "auth", "connecting", "relay", "closed")
 PAUSE_UPSTREAM = 1  # the upstream cannot take more
 PAUSE_BUFFER = 2  # too much early data buffered while the tunnel is not up
 PAUSE_SHAPER = 4  # over a bandwidth limit: reading resumes when the shaper says so
-
-# whose fault an error was (STYLE: errors say whose fault it was); the code is the stats key
-SIDES = {
-    "client_bad_request": "client", "client_timeout": "client", "auth_required": "client",
-    "auth_throttled": "client", "rate_limited": "client", "user_conn_limit": "client",
-    "tenant_conn_limit": "client", "unsupported": "client",
-    "denied": "forbidden", "tenant_suspended": "forbidden", "user_blocked": "forbidden",
-    "user_expired": "forbidden", "unknown_tenant": "forbidden",
-    "upstream_connect": "upstream", "upstream_timeout": "upstream", "upstream_closed": "upstream",
-    "resolve_failed": "upstream", "resolve_timeout": "upstream", "tunnel_idle": "client",
-    "server_busy": "internal", "box_conn_limit": "internal", "internal": "internal",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Why a tunnel could not be opened, protocol-neutral: the subclass answers it in its own
-    terms (``arcus.proto.socks.socks5_rep_for(code)`` or ``(status)``, an alert, a close)."""
-
-    status: int  # HTTP meaning: 400 403 407 429 500 502 503 504
-    code: str  # stable error code (stats, audit, X-Arcus-Error)
-    message: str
-    side: str  # client | upstream | forbidden | internal
-    rule: str | None = None  # the policy rule that refused
-
 
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -183,8 +158,7 @@ class RelayConnection(asyncio.Protocol, Tracked):
         self.tview: TenantView | None = None
         self.user: UserView | None = None
         self.identified = False
-        self.held: list = []
-        self.user_held = ""
+        self.gate: Gate | None = None
         self.shape_up: tuple = ()
         self.shape_down: tuple = ()
         self.check = None
@@ -208,7 +182,7 @@ class RelayConnection(asyncio.Protocol, Tracked):
     def upstream_ready(self) -> None:
         """The upstream is connected: write the protocol's success reply (the relay starts next)."""
 
-    def refused(self, failure: Failure) -> None:
+    def refused(self, failure: Refusal) -> None:
         """Write the protocol's refusal; the base counts it and closes afterwards."""
 
     # ------------------------------------------------------------------ asyncio.Protocol
@@ -227,9 +201,11 @@ class RelayConnection(asyncio.Protocol, Tracked):
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.client_ip = str(peer[0]).split("%", 1)[0]
         self.client = _host_port(self.client_ip, peer[1])
-        self.tenant = conf.tenant if conf.tenant is not None else snap.tenants.lookup(self.client_ip).name
-        self.conn_tenant = self.tenant
-        self.tview = snap.tenancy.get(self.tenant)
+        self.proxy_sni = client_sni(transport)
+        tv = identify(snap.tenancy, Claims(self.client_ip, conf.tenant, sni=self.proxy_sni)).tenant
+        self.gate = Gate(shared, tv, str(self.client))
+        self.tenant = self.conn_tenant = tv.name
+        self.tview = tv
         self.srv_stats = shared.server_counters.get(self.server)
         self.ten_stats = shared.tenant_counters.get(self.tenant)
         self.id = next(shared.ids)
@@ -239,18 +215,16 @@ class RelayConnection(asyncio.Protocol, Tracked):
         self.ten_stats.conns_active += 1
         shared.connections[self.id] = self
         if self.srv_stats.conns_active > conf.max_connections or shared.draining:
-            self.accept_refused(Failure(503, "server_busy", "the proxy is at its connection limit", "internal"))
+            self.accept_refused(Refusal(ErrorCode.SERVER_BUSY, "the proxy is at its connection limit"))
             return
-        refused = self._hold(shared.limits.get(""), "box_conn_limit")
-        if refused is None:
-            refused = self._hold(shared.limits.get("t:" + self.tenant), "tenant_conn_limit")
+        refused = self.gate.hold_connection()
         if refused is not None:
-            self.accept_refused(Failure(503, refused, f"too many connections ({refused.replace('_', ' ')})", SIDES[refused]))
+            self.accept_refused(refused)
             return
         self.deadline = time.monotonic() + conf.timeouts.client_header
         self.handshake_started()
 
-    def accept_refused(self, failure: Failure) -> None:
+    def accept_refused(self, failure: Refusal) -> None:
         """The connection cannot be served (a connection limit at accept). By default it is refused
         at once; a protocol that can only answer the client's first message (SOCKS) may keep it
         until then (bounded by ``timeouts.client_header``) and call ``refuse`` itself."""
@@ -356,51 +330,31 @@ class RelayConnection(asyncio.Protocol, Tracked):
 
     # ------------------------------------------------------------------ the gate
 
-    def authenticate(self, username: str | None, password: str | None, then: Callable[[Failure | None], None]) -> None:
-        """Admission steps 1-3 (tenant, credentials, user slot); ``then(None)`` once identified,
-        ``then(failure)`` if not. ``then`` may run later (a key derivation runs off the loop)."""
-        verdict = admission.identify(
-            self.snap, self.conf.tenant, (), self.conn_tenant, self.client_ip, username, password
-        )
-        if isinstance(verdict, admission.Refusal):
-            then(self._failure(verdict))
-            return
-        if isinstance(verdict, TenantView):
-            self._set_tenant(verdict)
+    def authenticate(self, username: str | None, password: str | None, then: Callable[[Refusal | None], None]) -> None:
+        """Admission steps 1-4 (tenant, credentials, user and tenant slots); ``then(None)`` once
+        identified, ``then(refusal)`` if not. ``then`` may run later (a key derivation runs off
+        the loop; the connection is in state AUTH meanwhile)."""
+        gate = self.gate
+        claims = Claims(self.client_ip, self.conf.tenant, (), self.proxy_sni, username, password)
+
+        def done(refusal: Refusal | None) -> None:
+            if self.state == CLOSED:
+                return
+            if self.state == AUTH:
+                self.state = HANDSHAKE
+                self.deadline = time.monotonic() + self.conf.timeouts.client_header
+            self._set_tenant(gate.tenant)
+            self.user = gate.user
+            if refusal is not None:
+                then(self._failure(refusal))
+                return
             self.identified = True
             then(None)
-            return
-        creds = verdict
-        known = admission.credentials_known(self.shared, creds, self.client_ip)
-        if known is None:
+
+        gate.authenticate(self.snap, claims, done)
+        if gate.task is not None and self.state != CLOSED:
             self.state = AUTH
             self.deadline = 0.0  # the key derivation is bounded by its own cost
-            self.task = asyncio.get_running_loop().create_task(self._verify(creds, then), name=f"arcus-auth-{self.id}")
-            return
-        self._authenticated(creds, known, then)
-
-    async def _verify(self, creds: admission.Credentials, then: Callable[[Failure | None], None]) -> None:
-        result = await admission.verify_credentials(self.shared, creds, self.client_ip)
-        self.task = None
-        if self.state == CLOSED:
-            return
-        if self.state == AUTH:
-            self.state = HANDSHAKE
-            self.deadline = time.monotonic() + self.conf.timeouts.client_header
-        self._authenticated(creds, result, then)
-
-    def _authenticated(self, creds: admission.Credentials, result: UserView | admission.Refusal, then) -> None:
-        if isinstance(result, admission.Refusal):
-            then(self._failure(result))
-            return
-        self._set_tenant(creds.tenant)
-        if not admission.hold_user_slot(self.shared, result):
-            then(Failure(503, "user_conn_limit", f"user {result.name} has too many connections open", "client"))
-            return
-        self.user = result
-        self.user_held = result.key
-        self.identified = True
-        then(None)
 
     def _set_tenant(self, tv: TenantView) -> None:
         self.tview = tv
@@ -440,19 +394,8 @@ class RelayConnection(asyncio.Protocol, Tracked):
         self.state = CONNECTING
         self.deadline = 0.0
         self.ten_stats.requests += 1
-        verdict = admission.admit(
-            self.shared,
-            self.snap,
-            self.tview,
-            self.user,
-            host=self.host,
-            port=self.port,
-            client_ip=self.client_ip,
-            method=self.policy_method,
-            path=None,
-            is_tunnel=True,
-        )
-        if isinstance(verdict, admission.Refusal):
+        verdict = self.gate.admit(self.snap, Destination(self.host, self.port, self.policy_method, None, True), self.client_ip)
+        if isinstance(verdict, Refusal):
             self.refuse(self._failure(verdict))
             return
         self.decision = verdict.decision
@@ -462,10 +405,10 @@ class RelayConnection(asyncio.Protocol, Tracked):
         self.shape_down = verdict.shape_down
         self.task = asyncio.get_running_loop().create_task(self._connect(ssl), name=f"arcus-connect-{self.id}")
 
-    def _failure(self, r: admission.Refusal) -> Failure:
-        if r.status == 302:  # a policy redirect has no meaning in a tunnel: refused
-            return Failure(403, "denied", r.message, "forbidden", r.rule)
-        return Failure(r.status, r.code, r.message, SIDES.get(r.code, "client"), r.rule)
+    def _failure(self, r: Refusal) -> Refusal:
+        if r.code is ErrorCode.REDIRECTED:  # a policy redirect has no meaning in a tunnel: refused
+            return Refusal(ErrorCode.DENIED, r.message, rule=r.rule)
+        return r
 
     def _make_upstream(self) -> UpstreamConnection:
         # Owned from the start by a buffer of its own: a server-first upstream may speak before
@@ -491,13 +434,13 @@ class RelayConnection(asyncio.Protocol, Tracked):
         except EscapeError as exc:
             self.task = None
             if self.state != CLOSED:
-                self.refuse(Failure(exc.status, exc.code, exc.message, exc.side))
+                self.refuse(Refusal.of(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a bug must answer, not hang the client
             self.task = None
             log.exception("connect failed unexpectedly")
             if self.state != CLOSED:
-                self.refuse(Failure(500, "internal", f"internal error: {type(exc).__name__}", "internal"))
+                self.refuse(Refusal(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}"))
             return
         self.task = None
         up: UpstreamConnection = conn.protocol  # type: ignore[assignment]
@@ -505,7 +448,7 @@ class RelayConnection(asyncio.Protocol, Tracked):
             up.close()
             return
         if up.closed or up.transport is None:
-            self.refuse(Failure(502, "upstream_closed", f"{self.target} closed the connection at once", "upstream"))
+            self.refuse(Refusal(ErrorCode.UPSTREAM_CLOSED, f"{self.target} closed the connection at once"))
             return
         early = up.owner
         up.owner = self
@@ -599,24 +542,16 @@ class RelayConnection(asyncio.Protocol, Tracked):
         if not self.paused and self.transport is not None and self.state != CLOSED:
             self.transport.resume_reading()
 
-    def _hold(self, lim, code: str) -> str | None:
-        if lim is None or lim.spec.max_conns is None:
-            return None
-        if not lim.conns.try_acquire():
-            return code
-        self.held.append(lim)
-        return None
-
-    def count_error(self, code: str, side: str | None = None) -> None:
+    def count_error(self, code: ErrorCode) -> None:
         self.error_code = code
-        self.error_side = side or SIDES.get(code, "client")
+        self.error_side = code.side
         self.srv_stats.errors[code] += 1
         self.ten_stats.errors[code] += 1
 
-    def refuse(self, failure: Failure) -> None:
+    def refuse(self, failure: Refusal) -> None:
         if self.state == CLOSED:
             return
-        self.count_error(failure.code, failure.side)
+        self.count_error(failure.code)
         self.status = failure.status
         if failure.side == "forbidden" or failure.status == 403:
             self.decision = "deny"
@@ -626,12 +561,12 @@ class RelayConnection(asyncio.Protocol, Tracked):
         finally:
             self.close()
 
-    def fail(self, code: str, message: str, side: str = "client") -> None:
+    def fail(self, code: ErrorCode, message: str) -> None:
         """A protocol error (the subclass has written whatever reply applies): count it and close."""
         if self.state == CLOSED:
             return
         log.debug("connection %s: %s", self.id, message)
-        self.count_error(code, side)
+        self.count_error(code)
         self.status = self.status or 400
         self.close()
 
@@ -647,13 +582,8 @@ class RelayConnection(asyncio.Protocol, Tracked):
         was = self.state
         self.state = CLOSED
         self.deadline = 0.0
-        for lim in self.held:
-            if lim.conns.active > 0:
-                lim.conns.release()
-        self.held = []
-        if self.user_held:
-            admission.release_user_slot(self.shared, self.user_held)
-            self.user_held = ""
+        if self.gate is not None:
+            self.gate.close()
         if self.task is not None:
             self.task.cancel()
             self.task = None
@@ -715,8 +645,8 @@ class RelayConnection(asyncio.Protocol, Tracked):
                 duration=time.monotonic() - self.started,
                 decision=("report" if self.decision == "report" else self.decision) or None,
                 rule=self.rule_id,
-                error_side=self.error_side or None,
-                error_code=self.error_code or None,
+                error_side=self.error_code.side.value if self.error_code else None,
+                error_code=self.error_code.value if self.error_code else None,
                 request_id=None,
                 conn_id=self.id,
             )
@@ -735,11 +665,11 @@ class RelayConnection(asyncio.Protocol, Tracked):
         state = self.state
         if state == HANDSHAKE:
             if self.buf or self.bytes_up:
-                self.count_error("client_timeout")
+                self.count_error(ErrorCode.CLIENT_TIMEOUT)
             self.handshake_timeout()
             self.close()
         elif state == RELAY:
-            self.count_error("tunnel_idle")
+            self.count_error(ErrorCode.TUNNEL_IDLE)
             self.close()
         else:
             self.close()

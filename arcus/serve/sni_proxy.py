@@ -17,10 +17,10 @@ otherwise), or a short HTTP response with the status and ``X-Arcus-Error``.
 
 from __future__ import annotations
 
-from arcus.errors import ProtocolError
+from arcus.errors import ErrorCode, ProtocolError, Refusal
 from arcus.proto import http1
 from arcus.proto.tls import looks_like_tls, parse_client_hello
-from arcus.serve.relay import Failure, RelayConnection
+from arcus.serve.relay import RelayConnection
 
 # TLS alert descriptions (RFC 8446 6.2)
 ALERT_INTERNAL_ERROR = 80
@@ -34,10 +34,10 @@ def alert_record(description: int) -> bytes:
     return bytes((0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description))
 
 
-def alert_for(failure: Failure) -> int:
+def alert_for(failure: Refusal) -> int:
     if failure.status == 403 or failure.side == "forbidden":
         return ALERT_ACCESS_DENIED
-    if failure.code in ("resolve_failed", "resolve_timeout", "no_sni"):
+    if failure.code in (ErrorCode.RESOLVE_FAILED, ErrorCode.RESOLVE_TIMEOUT, ErrorCode.NO_SNI):
         return ALERT_UNRECOGNIZED_NAME
     if failure.status == 400:
         return ALERT_DECODE_ERROR
@@ -70,12 +70,12 @@ class SniProxyConnection(RelayConnection):
         try:
             hello = parse_client_hello(self.buf)
         except ProtocolError as exc:
-            self.refuse(Failure(400, "client_bad_request", exc.message, "client"))
+            self.refuse(Refusal(ErrorCode.CLIENT_BAD_REQUEST, exc.message))
             return
         if hello is None:
             return
         if hello.sni is None:
-            self.refuse(Failure(400, "no_sni", "the ClientHello names no server (no SNI extension)", "client"))
+            self.refuse(Refusal(ErrorCode.NO_SNI, "the ClientHello names no server (no SNI extension)"))
             return
         self.sni = hello.sni
         self.open(hello.sni, self.conf.tls_port)
@@ -87,7 +87,7 @@ class SniProxyConnection(RelayConnection):
                 self.buf, http1.Limits(lim.max_request_line, lim.max_header_bytes, lim.max_headers), scanned=self.scanned
             )
         except ProtocolError as exc:
-            self.refuse(Failure(exc.status, "client_bad_request", exc.message, "client"))
+            self.refuse(Refusal(ErrorCode.CLIENT_BAD_REQUEST, exc.message, http_status=exc.status))
             return
         if parsed is None:
             self.scanned = len(self.buf)
@@ -95,12 +95,12 @@ class SniProxyConnection(RelayConnection):
         req, _ = parsed
         if req.form == "authority" or not req.host:
             why = "CONNECT is not served here" if req.form == "authority" else "the request names no Host"
-            self.refuse(Failure(400, "client_bad_request", why, "client"))
+            self.refuse(Refusal(ErrorCode.CLIENT_BAD_REQUEST, why))
             return
         port = req.port if (req.form == "absolute" or _explicit_port(req)) and req.port else self.conf.http_port
         self.open(req.host, port)
 
-    def refused(self, failure: Failure) -> None:
+    def refused(self, failure: Refusal) -> None:
         t = self.transport
         if t is None or t.is_closing():
             return

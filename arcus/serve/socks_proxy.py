@@ -10,7 +10,7 @@ require them (or the client's address is exempt). A user may name another tenant
 ``user@tenant``. SOCKS4 has no password: its USERID is ignored, and a tenant that requires
 credentials refuses SOCKS4 clients.
 
-Every refusal gets its reply code (``socks5_reply_code``): policy -> NOT_ALLOWED, connection
+Every refusal gets its reply code (``ErrorCode.socks5``, ``arcus.errors``): policy -> NOT_ALLOWED, connection
 or rate limits -> GENERAL_FAILURE, name resolution -> HOST_UNREACHABLE, refused connect ->
 CONNECTION_REFUSED, connect timeout -> TTL_EXPIRED; SOCKS4 has one failure reply (91).
 
@@ -25,11 +25,12 @@ import logging
 import socket
 import time
 
-from arcus.errors import EscapeError, ProtocolError
+from arcus.errors import ErrorCode, EscapeError, ProtocolError, Refusal
 from arcus.limit import max_pause
 from arcus.proto import socks
-from arcus.serve import admission
-from arcus.serve.relay import CUSTOM, HANDSHAKE, Failure, RelayConnection, relay_factory
+from arcus.tenancy.admission import Admitted, Destination
+from arcus.tenancy.admission import admit as admit_request
+from arcus.serve.relay import CUSTOM, HANDSHAKE, RelayConnection, relay_factory
 
 log = logging.getLogger("arcus.serve")
 
@@ -46,18 +47,6 @@ UDP = CUSTOM  # the TCP connection holds a UDP association
 
 MAX_PENDING_RESOLVES = 32  # datagrams to names waiting for the resolver, per association
 MAX_DESTINATIONS = 1024  # policy verdicts and contacted peers kept per association
-
-
-def socks5_reply_code(f: Failure) -> int:
-    """The SOCKS5 REP for a refusal: by its error code first, then by its HTTP-like status."""
-    if f.code == "unsupported":
-        return socks.COMMAND_NOT_SUPPORTED
-    if f.code == "upstream_connect" and "unreachable" in f.message.lower():
-        return socks.NETWORK_UNREACHABLE if "network" in f.message.lower() else socks.HOST_UNREACHABLE
-    rep = socks.socks5_rep_for(f.code)
-    if rep == socks.GENERAL_FAILURE:
-        rep = socks.socks5_rep_for(f.status)
-    return rep
 
 
 def _norm_ip(ip: str) -> str:
@@ -78,9 +67,9 @@ class SocksConnection(RelayConnection):
         self.cmd = 0
         self.is_4a = False
         self.assoc: UdpAssociation | None = None
-        self.deferred: Failure | None = None  # refused at accept, answered at the request
+        self.deferred: Refusal | None = None  # refused at accept, answered at the request
 
-    def accept_refused(self, failure: Failure) -> None:
+    def accept_refused(self, failure: Refusal) -> None:
         # A SOCKS refusal is a reply to the request: read up to it (bounded by client_header), so
         # that a client over a connection limit hears GENERAL_FAILURE instead of a reset.
         self.deferred = failure
@@ -121,7 +110,7 @@ class SocksConnection(RelayConnection):
             self.transport.write(socks.socks5_auth_status(False))
         elif phase == P_SOCKS4:
             self.transport.write(socks.socks4_reply(False))
-        self.fail("client_bad_request", exc.message)
+        self.fail(ErrorCode.CLIENT_BAD_REQUEST, exc.message)
 
     def _start(self) -> None:
         version = socks.detect_version(self.buf)
@@ -130,7 +119,7 @@ class SocksConnection(RelayConnection):
                 self.transport.write(socks.socks5_method_selection(socks.NO_ACCEPTABLE))
             else:
                 self.transport.write(socks.socks4_reply(False))
-            self.fail("unsupported", f"SOCKS{version} is not accepted by server {self.server}")
+            self.fail(ErrorCode.UNSUPPORTED, f"SOCKS{version} is not accepted by server {self.server}")
             return
         self.version = version
         self.phase = P_GREETING if version == 5 else P_SOCKS4
@@ -154,7 +143,7 @@ class SocksConnection(RelayConnection):
         else:
             self.transport.write(socks.socks5_method_selection(socks.NO_ACCEPTABLE))
             self.status = 407
-            self.fail("auth_required", "the client offered no acceptable authentication method")
+            self.fail(ErrorCode.AUTH_REQUIRED, "the client offered no acceptable authentication method")
             return False
         return True
 
@@ -167,8 +156,8 @@ class SocksConnection(RelayConnection):
         self.phase = P_AUTHING
         self.authenticate(user or None, password, self._authenticated_5)
 
-    def _authenticated_5(self, failure: Failure | None) -> None:
-        if failure is not None and failure.status == 407:
+    def _authenticated_5(self, failure: Refusal | None) -> None:
+        if failure is not None and failure.code is ErrorCode.AUTH_REQUIRED:
             self.refuse(failure)  # wrong credentials: refused() answers the sub-negotiation (P_AUTHING)
             return
         # Good credentials of a user who may not pass now (blocked, expired, at a connection
@@ -198,7 +187,7 @@ class SocksConnection(RelayConnection):
         else:
             self.transport.write(socks.socks5_reply(socks.COMMAND_NOT_SUPPORTED))
             what = "BIND" if req.cmd == socks.BIND else "UDP ASSOCIATE"
-            self.fail("unsupported", f"SOCKS5 {what} is not supported by server {self.server}")
+            self.fail(ErrorCode.UNSUPPORTED, f"SOCKS5 {what} is not supported by server {self.server}")
 
     def _request4(self) -> None:
         parsed = socks.parse_socks4_request(self.buf)
@@ -213,13 +202,13 @@ class SocksConnection(RelayConnection):
             self.refuse(self.deferred)
         elif req.cmd != socks.CONNECT:
             self.transport.write(socks.socks4_reply(False))
-            self.fail("unsupported", "SOCKS4 BIND is not supported")
+            self.fail(ErrorCode.UNSUPPORTED, "SOCKS4 BIND is not supported")
         else:
             self.open(req.host, req.port)  # SOCKS4 carries no password: identified by address only
 
     def handshake_timeout(self) -> None:
         if self.deferred is not None:
-            self.count_error(self.deferred.code, self.deferred.side)
+            self.count_error(self.deferred.code)
 
     # ------------------------------------------------------------------ relay hooks
 
@@ -230,7 +219,7 @@ class SocksConnection(RelayConnection):
         else:
             self.transport.write(socks.socks4_reply(True, host if ":" not in host else "0.0.0.0", port))
 
-    def refused(self, failure: Failure) -> None:
+    def refused(self, failure: Refusal) -> None:
         if self.transport is None or self.transport.is_closing():
             return
         if self.version == 4:
@@ -238,7 +227,7 @@ class SocksConnection(RelayConnection):
         elif self.phase == P_AUTHING:
             self.transport.write(socks.socks5_auth_status(False))
         elif self.phase in (P_REQUEST, P_DONE):
-            self.transport.write(socks.socks5_reply(socks5_reply_code(failure)))
+            self.transport.write(socks.socks5_reply(failure.socks5_reply))
         # before the version is known (the server is full) there is no reply to give
 
     def audit_method(self) -> str | None:
@@ -255,12 +244,12 @@ class SocksConnection(RelayConnection):
         self.srv_stats.requests += 1
         self.deadline = 0.0
 
-        def identified(failure: Failure | None) -> None:
+        def identified(failure: Refusal | None) -> None:
             if failure is not None:
                 self.refuse(failure)
                 return
             if self.tview.suspended:
-                self.refuse(Failure(403, "tenant_suspended", f"tenant {self.tenant} is suspended", "forbidden"))
+                self.refuse(Refusal(ErrorCode.TENANT_SUSPENDED, f"tenant {self.tenant} is suspended"))
                 return
             self.ten_stats.requests += 1
             self.state = UDP
@@ -277,9 +266,8 @@ class SocksConnection(RelayConnection):
         guard = getattr(escaper, "guard", None)
         if resolver is None or guard is None:
             self.task = None
-            self.refuse(Failure(
-                501, "unsupported", f"escaper {escaper.name} ({escaper.type_name}) cannot relay UDP: only direct escapers can",
-                "client",
+            self.refuse(Refusal(
+                ErrorCode.UNSUPPORTED, f"escaper {escaper.name} ({escaper.type_name}) cannot relay UDP: only direct escapers can"
             ))
             return
         bind_host = self.conf.udp_bind
@@ -295,7 +283,7 @@ class SocksConnection(RelayConnection):
             self.task = None
             assoc.close()
             if self.state == UDP:
-                self.refuse(Failure(500, "internal", f"cannot open a UDP relay socket: {exc.strerror or exc}", "internal"))
+                self.refuse(Refusal(ErrorCode.INTERNAL, f"cannot open a UDP relay socket: {exc.strerror or exc}"))
             return
         self.task = None
         if self.state != UDP:  # closed while the sockets were being opened
@@ -359,7 +347,7 @@ class UdpAssociation:
     - Only the client may use it: datagrams from any other IP are dropped; the client's port is
       the one its request named (when it named one) or else the first it sends from.
     - Each destination is admitted once per association by the tenant's policy and rate
-      (``admission.admit``, method "UDP"), then each address it resolves to passes the
+      (``arcus.tenancy.admission.admit``, method "UDP"), then each address it resolves to passes the
       per-address policy check and the escaper's egress guard (loopback, metadata and the box's
       own addresses stay closed). Datagrams leave through the escaper's direct path (its
       resolver and its ``bind`` address), from one socket per address family.
@@ -383,7 +371,7 @@ class UdpAssociation:
         self.shape_down: tuple = ()
         self.relay: asyncio.DatagramTransport | None = None
         self.out: dict[int, asyncio.DatagramTransport] = {}  # family -> outbound socket
-        self.verdicts: dict[tuple[str, int], admission.Admitted | None] = {}
+        self.verdicts: dict[tuple[str, int], Admitted | None] = {}
         self.peers: dict[tuple[str, int], None] = {}  # contacted (ip, port), oldest first
         self.pending = 0
         self.closed = False
@@ -470,23 +458,20 @@ class UdpAssociation:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def _admit(self, host: str, port: int) -> admission.Admitted | None:
+    def _admit(self, host: str, port: int) -> Admitted | None:
         conn = self.conn
-        verdict = admission.admit(
-            conn.shared, conn.snap, conn.tview, conn.user,
-            host=host, port=port, client_ip=conn.client_ip, method="UDP", path=None, is_tunnel=True,
-        )
-        admitted = verdict if isinstance(verdict, admission.Admitted) else None
+        verdict = admit_request(conn.shared, conn.snap, conn.tview, conn.user, Destination(host, port, "UDP", None, True), conn.client_ip)
+        admitted = verdict if isinstance(verdict, Admitted) else None
         if admitted is not None:
             self.shape_up, self.shape_down = admitted.shape_up, admitted.shape_down
-        if isinstance(verdict, admission.Refusal) and verdict.status == 429:
+        if isinstance(verdict, Refusal) and verdict.code is ErrorCode.RATE_LIMITED:
             return None  # rate limited: not remembered, the next datagram asks again
         if len(self.verdicts) >= MAX_DESTINATIONS:
             self.verdicts.clear()
         self.verdicts[(host, port)] = admitted
         return admitted
 
-    async def _resolve_and_send(self, host: str, port: int, payload: bytes, verdict: admission.Admitted) -> None:
+    async def _resolve_and_send(self, host: str, port: int, payload: bytes, verdict: Admitted) -> None:
         try:
             try:
                 addrs = await asyncio.wait_for(self.resolver.resolve(host), self.conn.conf.timeouts.upstream_connect)
@@ -503,7 +488,7 @@ class UdpAssociation:
         finally:
             self.pending -= 1
 
-    def _allowed(self, ip: str, verdict: admission.Admitted) -> bool:
+    def _allowed(self, ip: str, verdict: Admitted) -> bool:
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         if family not in self.out:
             return False
@@ -515,7 +500,7 @@ class UdpAssociation:
             return False
         return self.guard.check(self.conn.client_ip, ip) is None
 
-    def _send(self, ip: str, port: int, payload, verdict: admission.Admitted, checked: bool = False) -> None:
+    def _send(self, ip: str, port: int, payload, verdict: Admitted, checked: bool = False) -> None:
         if self.closed:
             return
         if not checked and not self._allowed(ip, verdict):

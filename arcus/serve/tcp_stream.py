@@ -16,7 +16,8 @@ import random
 from collections import defaultdict
 
 from arcus.config.server.tcp_stream import split_upstream
-from arcus.serve.relay import CONNECTING, Failure, RelayConnection
+from arcus.errors import Refusal, Side
+from arcus.serve.relay import CONNECTING, RelayConnection
 
 log = logging.getLogger("arcus.serve")
 
@@ -51,8 +52,8 @@ class TcpStreamConnection(RelayConnection):
         self.attempt += 1
         self.open(host, port, ssl=self.upstream_ssl())
 
-    def refuse(self, failure: Failure) -> None:
-        if self.state == CONNECTING and failure.side == "upstream" and self.attempt < len(self.candidates):
+    def refuse(self, failure: Refusal) -> None:
+        if self.state == CONNECTING and failure.side is Side.UPSTREAM and self.attempt < len(self.candidates):
             log.info("connection %s: %s; trying the next upstream", self.id, failure.message)
             self.srv_stats.errors["upstream_failover"] += 1
             self.next_upstream()

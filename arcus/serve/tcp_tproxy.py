@@ -17,7 +17,8 @@ from __future__ import annotations
 import socket
 from collections import defaultdict
 
-from arcus.serve.relay import Failure, RelayConnection
+from arcus.errors import ErrorCode, Refusal
+from arcus.serve.relay import RelayConnection
 
 IP_TRANSPARENT = getattr(socket, "IP_TRANSPARENT", 19)
 IPV6_TRANSPARENT = getattr(socket, "IPV6_TRANSPARENT", 75)
@@ -37,11 +38,11 @@ class TcpTproxyConnection(RelayConnection):
     def handshake_started(self) -> None:
         local = self.transport.get_extra_info("sockname")
         if not local:
-            self.refuse(Failure(500, "internal", "the accepted socket has no local address", "internal"))
+            self.refuse(Refusal(ErrorCode.INTERNAL, "the accepted socket has no local address"))
             return
         host, port = original_destination(local)
         if (host, port) in _bound.get(self.server, ()):
-            self.refuse(Failure(400, "client_bad_request", "connected to the transparent proxy itself, not redirected to it", "client"))
+            self.refuse(Refusal(ErrorCode.CLIENT_BAD_REQUEST, "connected to the transparent proxy itself, not redirected to it"))
             return
         self.open(host, port)
 

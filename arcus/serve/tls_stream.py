@@ -13,8 +13,8 @@ import asyncio
 import ssl
 import time
 
-from arcus.errors import EscapeError
-from arcus.serve.relay import CLOSED, CONNECTING, RELAY, Failure
+from arcus.errors import ErrorCode, EscapeError, Refusal
+from arcus.serve.relay import CLOSED, CONNECTING, RELAY
 from arcus.serve.tcp_stream import TcpStreamConnection
 
 
@@ -70,7 +70,7 @@ class UpstreamTls:
     async def wrap(self, transport: asyncio.Transport, protocol: asyncio.Protocol, host: str, timeout: float) -> asyncio.Transport:
         """Upgrade ``transport`` (already connected by an escaper) to TLS; the new transport.
 
-        Raises EscapeError(code="upstream_tls", status=502) when the handshake or the
+        Raises EscapeError(code=ErrorCode.UPSTREAM_TLS) when the handshake or the
         verification fails, or "upstream_timeout" (504) when it does not finish in ``timeout``.
         """
         name = self.name or host
@@ -78,7 +78,7 @@ class UpstreamTls:
             ctx = await self.context()
         except (OSError, ssl.SSLError) as exc:
             transport.abort()
-            raise EscapeError(f"cannot load the CA file {self.cafile}: {exc}", code="internal", status=500, side="internal") from None
+            raise EscapeError(f"cannot load the CA file {self.cafile}: {exc}", code=ErrorCode.INTERNAL) from None
         loop = asyncio.get_running_loop()
         try:
             return await asyncio.wait_for(
@@ -87,11 +87,11 @@ class UpstreamTls:
             )
         except TimeoutError:
             transport.abort()
-            raise EscapeError(f"TLS handshake with {name} timed out after {timeout:g}s", code="upstream_timeout", status=504) from None
+            raise EscapeError(f"TLS handshake with {name} timed out after {timeout:g}s", code=ErrorCode.UPSTREAM_TIMEOUT) from None
         except (ssl.SSLError, ssl.CertificateError, OSError, ConnectionError) as exc:
             transport.abort()
             reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-            raise EscapeError(f"TLS with the upstream {name} failed: {reason}", code="upstream_tls", status=502) from None
+            raise EscapeError(f"TLS with the upstream {name} failed: {reason}", code=ErrorCode.UPSTREAM_TLS) from None
 
 
 # ------------------------------------------------------------------------------------ the server
@@ -140,7 +140,7 @@ class TlsStreamConnection(TcpStreamConnection):
             ctx = await tls.context()
         except (OSError, ssl.SSLError) as exc:
             self.task = None
-            self.refuse(Failure(500, "internal", f"cannot load the CA file {tls.cafile}: {exc}", "internal"))
+            self.refuse(Refusal(ErrorCode.INTERNAL, f"cannot load the CA file {tls.cafile}: {exc}"))
             return
         self.task = None
         if self.state == CLOSED:

@@ -10,7 +10,8 @@ import pytest
 from arcus.config.loader import parse_profile
 from arcus.runtime.snapshot import StoreView, build_snapshot
 from arcus.serve.context import Shared
-from arcus.serve.relay import CLOSED, Failure, RelayConnection, relay_factory
+from arcus.errors import Refusal
+from arcus.serve.relay import CLOSED, RelayConnection, relay_factory
 
 PROFILE = """\
 servers:
@@ -43,7 +44,7 @@ class LineRelay(RelayConnection):
     def upstream_ready(self) -> None:
         self.transport.write(b"OK\n")
 
-    def refused(self, failure: Failure) -> None:
+    def refused(self, failure: Refusal) -> None:
         self.transport.write(f"NO {failure.code}\n".encode())
 
 
@@ -177,19 +178,19 @@ def test_tenant_connection_slots_are_held_and_released(limit):
     async def main():
         shared, server, port = await _setup()
         from arcus.limit import ConcurrencyLimit  # noqa: F401 - the limiter the slot lives in
-        from arcus.serve.tenancy import LimitSpec, Limits
+        from arcus.tenancy.views import BOX, LimitSpec, Limits
 
-        shared.limits[""] = Limits(LimitSpec(max_conns=limit))
+        shared.limits[BOX] = Limits(LimitSpec(max_conns=limit))
         r1, w1 = await asyncio.open_connection("127.0.0.1", port)
         await asyncio.sleep(0.05)
         r2, w2 = await asyncio.open_connection("127.0.0.1", port)
         assert await r2.read(-1) == b"NO box_conn_limit\n"
         w1.close()
         for _ in range(100):
-            if shared.limits[""].conns.active == 0:
+            if shared.limits[BOX].conns.active == 0:
                 break
             await asyncio.sleep(0.01)
-        assert shared.limits[""].conns.active == 0
+        assert shared.limits[BOX].conns.active == 0
         server.close()
 
     run(main())

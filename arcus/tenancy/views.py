@@ -1,18 +1,39 @@
 """What the data plane knows of tenants and users: settings, compiled policies, live limits.
 
-Built by the runtime (``arcus.runtime.snapshot.build_tenancy``) off the event loop from one
-consistent read of the store, and carried by the Snapshot. Limiters are the exception to
-"immutable": their state (tokens, active connections) must survive reloads, so they live in
-``Limits`` objects kept in ``Shared.limits`` and only their rates are updated on a reload.
+Views are built by the runtime (``arcus.runtime.snapshot.build_tenancy``) off the event loop
+from one consistent read of the store and carried by the Snapshot (``arcus.tenancy.directory``).
+Limiters are the exception to "immutable": their state (tokens, active connections) must
+survive reloads, so they live in ``Limits`` objects kept in a registry keyed by ``Scope``
+(``Shared.limits``) and only their rates are updated on a reload.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from arcus.limit import ConcurrencyLimit, Shaper, TokenBucket
 from arcus.policy import Policy
+
+
+class Scope(NamedTuple):
+    """Whose limiters: the box, a tenant (by name) or a user (by ``tenant/user``)."""
+
+    kind: str  # "box" | "tenant" | "user"
+    name: str = ""
+
+    @staticmethod
+    def tenant(name: str) -> "Scope":
+        return Scope("tenant", name)
+
+    @staticmethod
+    def user(key: str) -> "Scope":
+        return Scope("user", key)
+
+
+BOX = Scope("box")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +106,8 @@ class TenantView:
     log_query: bool = False
     users: dict[str, UserView] = field(default_factory=dict)
     limits: LimitSpec = LimitSpec()
+    # from this tenant's source ranges only its own users are admitted (no user@other)
+    lock_sources: bool = False
 
     def is_exempt(self, client_ip: str) -> bool:
         if not self.exempt:
@@ -98,50 +121,19 @@ class TenantView:
         return any(addr in net for net in self.exempt)
 
 
-@dataclass(frozen=True, slots=True)
-class Tenancy:
-    tenants: dict[str, TenantView]
-    box: LimitSpec = LimitSpec()
-    any_users: bool = False  # some tenant has users: credentials must be looked at
-    any_limits: bool = False  # some scope has a rate or bandwidth limit: requests must be metered
-    proxy_hosts: dict[str, str] = field(default_factory=dict)  # "acme.proxy.example" or "*.x" -> tenant
+def apply_limits(registry: dict[Scope, Limits], box: LimitSpec, tenants: Iterable[TenantView], now: float) -> None:
+    """Create or update the live limiters (on the event loop, before a Snapshot swap).
 
-    def by_proxy_host(self, sni: str | None) -> TenantView | None:
-        """The tenant whose proxy host names include ``sni`` (exact first, then the nearest "*.")."""
-        if not sni or not self.proxy_hosts:
-            return None
-        name = sni.lower().rstrip(".")
-        owner = self.proxy_hosts.get(name)
-        if owner is None:
-            parts = name.split(".")
-            for i in range(1, len(parts)):
-                owner = self.proxy_hosts.get("*." + ".".join(parts[i:]))
-                if owner is not None:
-                    break
-        return self.tenants.get(owner) if owner is not None else None
-
-    def get(self, name: str) -> TenantView:
-        view = self.tenants.get(name)
-        return view if view is not None else TenantView(name=name, realm=f'Basic realm="arcus {name}"'.encode())
-
-
-EMPTY_TENANCY = Tenancy(tenants={})
-
-
-def apply_limits(registry: dict[str, Limits], tenancy: Tenancy, now: float) -> None:
-    """Create or update the live limiters for ``tenancy`` (on the event loop, before the swap).
-
-    Keys: "" for the box, "t:NAME" for tenants, "u:TENANT/USER" for users. Limiters of scopes
-    that are gone are kept while connections may still hold them; they are dropped when no
-    connection is active in them.
+    Limiters of scopes that are gone are kept while connections may still hold them; they are
+    dropped when no connection is active in them.
     """
-    wanted: dict[str, LimitSpec] = {"": tenancy.box}
-    for t in tenancy.tenants.values():
+    wanted: dict[Scope, LimitSpec] = {BOX: box}
+    for t in tenants:
         if t.limits.any:
-            wanted["t:" + t.name] = t.limits
+            wanted[Scope.tenant(t.name)] = t.limits
         for u in t.users.values():
             if u.limits.any:
-                wanted["u:" + u.key] = u.limits
+                wanted[Scope.user(u.key)] = u.limits
     for key, spec in wanted.items():
         lim = registry.get(key)
         if lim is None:

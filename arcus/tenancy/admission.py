@@ -1,0 +1,320 @@
+"""Admission: may this request leave, and how fast. One ``Gate`` per client connection.
+
+``Gate.check(claims, dest, then)`` is the one entry point a server calls per request (HTTP) or
+per tunnel; it runs, in order:
+
+1. identification (``arcus.tenancy.identify``): the tenant, and the credentials to verify;
+2. credentials: from the cache, or by the key-derivation function off the event loop
+   (``_verify``: the one call into ``arcus.auth``); a throttled address is refused first;
+3. the user: blocked, expired; the connection's user slot (moved when the user changes);
+4. the tenant slot: a connection whose requests switch tenant (by credentials or a trusted
+   ``X-Tenant-ID``) takes a slot in the new tenant and releases the old one;
+5. ``admit``: suspended tenant, request rate, bandwidth shapers, policy, and the per-address
+   check handed to the escaper (DNS rebinding).
+
+A protocol that authenticates before it knows the destination (SOCKS5) calls
+``authenticate`` (1-4) and later ``admit`` (5) itself. ``then`` runs at once or, when a key
+derivation is needed, from a task the gate owns (``close`` cancels it). Every verdict carries
+the tenant and the user the request is attributed to, refused or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from arcus.auth.secrets import needs_rehash, verify_secret
+from arcus.errors import ErrorCode, OperatorError, Refusal
+from arcus.policy import Request as PolicyRequest
+from arcus.tenancy.identify import Claims, Credentials, identify
+from arcus.tenancy.views import BOX, Limits, Scope, TenantView, UserView
+
+UTC = timezone.utc
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    host: str
+    port: int
+    method: str  # the HTTP method, "CONNECT" for a tunnel, "UDP" for a SOCKS datagram
+    path: str | None = None
+    is_tunnel: bool = False
+
+
+@dataclass(slots=True)
+class Admitted:
+    decision: str = "allow"  # allow | report (allowed, a report rule matched)
+    rule: str | None = None
+    reports: tuple = ()
+    check: Callable[[str], Any] | None = None  # per-address policy check for the escaper
+    shape_up: tuple = ()
+    shape_down: tuple = ()
+
+
+class Slots:
+    """The connection slots one client connection holds: the box's, its tenant's, its user's.
+
+    A slot is taken in a scope only when that scope has a connection limit. Moving to another
+    tenant or user takes the new slot first and releases the old one only if that succeeded.
+    """
+
+    __slots__ = ("limits", "held")
+
+    def __init__(self, limits: dict[Scope, Limits]) -> None:
+        self.limits = limits
+        self.held: dict[str, tuple[Scope, Limits]] = {}  # kind -> (scope, limiter)
+
+    def take(self, scope: Scope) -> bool:
+        """Hold a slot in ``scope`` instead of the one held for its kind; False when full."""
+        old = self.held.get(scope.kind)
+        if old is not None and old[0] == scope:
+            return True
+        lim = self.limits.get(scope)
+        if lim is not None and lim.spec.max_conns is not None:
+            if not lim.conns.try_acquire():
+                return False
+            self.held[scope.kind] = (scope, lim)
+        else:
+            self.held.pop(scope.kind, None)
+        if old is not None and old[1].conns.active > 0:
+            old[1].conns.release()
+        return True
+
+    def holds(self, kind: str) -> Scope | None:
+        entry = self.held.get(kind)
+        return entry[0] if entry is not None else None
+
+    def drop(self, kind: str) -> None:
+        entry = self.held.pop(kind, None)
+        if entry is not None and entry[1].conns.active > 0:
+            entry[1].conns.release()
+
+    def release(self) -> None:
+        for kind in list(self.held):
+            self.drop(kind)
+
+
+Verdict = Callable[[Admitted | Refusal], None]
+
+
+class Gate:
+    """Admission state of one client connection: tenant, user, slots, a pending verification."""
+
+    __slots__ = ("shared", "tenant", "user", "tenant_slot", "slots", "task", "name")
+
+    def __init__(self, shared: Any, tenant: TenantView, name: str = "") -> None:
+        self.shared = shared
+        self.tenant = tenant  # whom the current request (or the connection) is attributed to
+        self.user: UserView | None = None
+        self.tenant_slot = ""  # the tenant whose connection slot is held
+        self.slots = Slots(shared.limits)
+        self.task: asyncio.Task | None = None
+        self.name = name  # for task names
+
+    # -- at accept
+
+    def hold_connection(self) -> Refusal | None:
+        """The box's and the tenant's connection slots for the life of the connection."""
+        if not self.slots.take(BOX):
+            return Refusal(ErrorCode.BOX_CONN_LIMIT, "too many connections (box conn limit)")
+        if not self.slots.take(Scope.tenant(self.tenant.name)):
+            return Refusal(ErrorCode.TENANT_CONN_LIMIT, "too many connections (tenant conn limit)")
+        self.tenant_slot = self.tenant.name
+        return None
+
+    # -- per request
+
+    def check(self, snap: Any, claims: Claims, dest: Destination, then: Verdict) -> None:
+        """Steps 1-5 for one request or tunnel; ``then(Admitted | Refusal)``."""
+
+        def identified(refusal: Refusal | None) -> None:
+            then(refusal if refusal is not None else self.admit(snap, dest, claims.client_ip))
+
+        self.authenticate(snap, claims, identified)
+
+    def authenticate(self, snap: Any, claims: Claims, then: Callable[[Refusal | None], None]) -> None:
+        """Steps 1-4; ``then(None)`` once the request's tenant and user are settled."""
+        who = identify(snap.tenancy, claims)
+        self.tenant = who.tenant
+        self.user = None  # a request without credentials is nobody's, whatever came before
+        if who.refusal is not None:
+            then(who.refusal)
+            return
+        creds = who.credentials
+        if creds is None:
+            self.slots.drop("user")
+            then(self._settle_tenant())
+            return
+        known = credentials_known(self.shared, creds, claims.client_ip)
+        if known is None:
+            # a key-derivation function takes a good part of a second: never on the event loop
+            self.task = asyncio.get_running_loop().create_task(
+                self._verified(creds, claims.client_ip, then), name=f"arcus-auth-{self.name}"
+            )
+            return
+        then(self._accept_user(creds, known))
+
+    async def _verified(self, creds: Credentials, client_ip: str, then: Callable[[Refusal | None], None]) -> None:
+        result = await verify_credentials(self.shared, creds, client_ip)
+        self.task = None
+        then(self._accept_user(creds, result))
+
+    def _accept_user(self, creds: Credentials, result: UserView | Refusal) -> Refusal | None:
+        if isinstance(result, Refusal):
+            return result
+        if not self.slots.take(Scope.user(result.key)):
+            return Refusal(ErrorCode.USER_CONN_LIMIT, f"user {result.name} has too many connections open")
+        self.user = result
+        return self._settle_tenant()
+
+    def _settle_tenant(self) -> Refusal | None:
+        """The connection's tenant slot follows the tenant its requests are admitted in."""
+        name = self.tenant.name
+        if name == self.tenant_slot:
+            return None
+        if not self.slots.take(Scope.tenant(name)):
+            return Refusal(ErrorCode.TENANT_CONN_LIMIT, f"tenant {name} has too many connections open")
+        self.tenant_slot = name
+        return None
+
+    def admit(self, snap: Any, dest: Destination, client_ip: str) -> Admitted | Refusal:
+        """Step 5 for the settled tenant and user."""
+        return admit(self.shared, snap, self.tenant, self.user, dest, client_ip)
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        self.slots.release()
+        self.tenant_slot = ""
+
+
+# ------------------------------------------------------------------------------ credentials
+
+
+def _cache_key(tv: TenantView, user: UserView) -> str:
+    return f"{tv.name}\0{user.name}\0{user.secret}"
+
+
+def credentials_known(shared: Any, creds: Credentials, client_ip: str) -> UserView | Refusal | None:
+    """The verdict without a key derivation when it can be had: a throttled address, an unknown
+    user, or a cached result. None: the secret must be verified (``verify_credentials``)."""
+    now = time.monotonic()
+    wait = shared.throttle.blocked(client_ip, now)
+    if wait > 0:
+        return Refusal(ErrorCode.AUTH_THROTTLED, "too many failed logins from your address; wait and try again", retry_after=wait)
+    tv = creds.tenant
+    user = tv.users.get(creds.name)
+    if user is None:
+        shared.throttle.failed(client_ip, now)
+        return Refusal(ErrorCode.AUTH_REQUIRED, "unknown user or wrong password", realm=tv.realm)
+    known = shared.credcache.check(_cache_key(tv, user), creds.password, now)
+    if known is None:
+        return None
+    return _verdict(shared, creds, user, known, client_ip)
+
+
+async def _verify(secret: str, password: str) -> bool:
+    """The one call into password verification (a key-derivation function, off the loop)."""
+    try:
+        return await asyncio.to_thread(verify_secret, secret, password)
+    except OperatorError:
+        return False  # an unreadable stored secret admits nobody
+
+
+async def verify_credentials(shared: Any, creds: Credentials, client_ip: str) -> UserView | Refusal:
+    tv = creds.tenant
+    user = tv.users[creds.name]
+    ok = await _verify(user.secret, creds.password)
+    shared.credcache.remember(_cache_key(tv, user), creds.password, ok, time.monotonic())
+    if ok and shared.rehash is not None and needs_rehash(user.secret):
+        # a legacy hash (md5-crypt, G3 fast hash...): store a scrypt one for the password just verified
+        shared.rehash(tv.name, user.name, user.secret, creds.password)
+    return _verdict(shared, creds, user, ok, client_ip)
+
+
+def _verdict(shared: Any, creds: Credentials, user: UserView, ok: bool, client_ip: str) -> UserView | Refusal:
+    if not ok:
+        shared.throttle.failed(client_ip, time.monotonic())
+        return Refusal(ErrorCode.AUTH_REQUIRED, "unknown user or wrong password", realm=creds.tenant.realm)
+    shared.throttle.succeeded(client_ip)
+    if user.blocked:
+        return Refusal(ErrorCode.USER_BLOCKED, f"user {user.name} is blocked")
+    if user.expires is not None and time.time() >= user.expires:
+        return Refusal(ErrorCode.USER_EXPIRED, f"the account of user {user.name} has expired")
+    return user
+
+
+# ---------------------------------------------------------------------------------- policy
+
+
+def admit(
+    shared: Any, snap: Any, tv: TenantView, user: UserView | None, dest: Destination, client_ip: str
+) -> Admitted | Refusal:
+    """Suspension, request rate, shapers, policy (step 5), for a settled tenant and user."""
+    if tv.suspended:
+        return Refusal(ErrorCode.TENANT_SUSPENDED, f"tenant {tv.name} is suspended")
+    out = Admitted()
+    if snap.tenancy.any_limits:
+        limits = shared.limits
+        scopes = (
+            limits.get(BOX),
+            limits.get(Scope.tenant(tv.name)) if tv.limits.any else None,
+            limits.get(Scope.user(user.key)) if user is not None and user.limits.any else None,
+        )
+        buckets = [lim.rate for lim in scopes if lim is not None and lim.rate is not None]
+        if buckets:
+            now = time.monotonic()
+            wait = max(b.wait(now) for b in buckets)
+            if wait > 0:
+                return Refusal(ErrorCode.RATE_LIMITED, "too many requests; slow down", retry_after=wait)
+            for b in buckets:
+                b.take(now)
+        out.shape_up = tuple(lim.up for lim in scopes if lim is not None and lim.up is not None)
+        out.shape_down = tuple(lim.down for lim in scopes if lim is not None and lim.down is not None)
+    policy = tv.policy
+    if policy is None:
+        return out
+    ctx = PolicyRequest(
+        dest.host,
+        dest.port,
+        client_ip,
+        now=datetime.now(UTC),
+        user=user.name if user is not None else None,
+        method=dest.method,
+        path=dest.path,
+        is_tunnel=dest.is_tunnel,
+    )
+    decision = policy.decide(ctx)
+    out.rule = decision.rule_id
+    out.reports = decision.reports
+    if decision.action == "deny" or (decision.action == "redirect" and dest.is_tunnel):
+        return Refusal(ErrorCode.DENIED, decision.reason, rule=decision.rule_id or "default")
+    if decision.action == "redirect":
+        return Refusal(
+            ErrorCode.REDIRECTED, f"moved to {decision.redirect_to}", rule=decision.rule_id, redirect_to=decision.redirect_to or "/"
+        )
+    if decision.reports:
+        out.decision = "report"
+    if decision.needs_address:
+        out.check = address_check(policy, ctx, tv)
+    return out
+
+
+def address_check(policy: Any, ctx: PolicyRequest, tv: TenantView) -> Callable[[str], Any]:
+    """The policy, once more, for each address the name resolved to (DNS rebinding): a reason
+    string refuses, True opens a special-purpose address (an explicit allow rule), None leaves it
+    to the escaper's egress guard."""
+
+    def check(ip: str) -> str | bool | None:
+        d = policy.decide(dataclasses.replace(ctx, dest_ip=ip))
+        if d.action != "allow":
+            return f"denied by rule {d.rule_id or 'default'}: {d.reason}"
+        return True if d.rule_id in tv.explicit_ids else None
+
+    return check
