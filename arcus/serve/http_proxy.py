@@ -15,16 +15,16 @@ import math
 import ssl as ssl_module
 import time
 
-from arcus.audit.events import AuditEvent
-from arcus.errors import ErrorCode, EscapeError, ProtocolError, Refusal
-from arcus.limit import max_pause
+from arcus.errors import ErrorCode, ProtocolError, Refusal
 from arcus.proto import http1
 from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, ChunkedScanner, Limits
 from arcus.serve import blockpage
-from arcus.serve.context import Shared, Snapshot, Tracked, access_log, client_sni
-from arcus.tenancy.admission import Admitted, Destination, Gate
+from arcus.serve import records
+from arcus.serve.context import Shared
+from arcus.serve.flow import BUFFER, UPSTREAM_FULL
+from arcus.serve.session import Session, host_port
+from arcus.tenancy.admission import Admitted, Destination
 from arcus.tenancy.identify import X_TENANT_ID, Claims, identify, parse_basic, scan_headers
-from arcus.tenancy.views import TenantView, UserView
 from arcus.serve.upstream import UpstreamConnection
 
 log = logging.getLogger("arcus.serve")
@@ -41,11 +41,6 @@ TUNNEL = 4  # CONNECT or Upgrade: bytes both ways
 CLOSED = 5
 STATE_NAMES = ("idle", "connecting", "request_body", "response", "tunnel", "closed")
 
-# reasons to stop reading from the client (bit mask)
-PAUSE_UPSTREAM = 1  # the upstream cannot take more
-PAUSE_BUFFER = 2  # too much pipelined / early data buffered
-PAUSE_SHAPER = 4  # over a bandwidth limit: reading resumes when the shaper says so
-
 _client_ssl: ssl_module.SSLContext | None = None
 
 
@@ -56,116 +51,53 @@ def _origin_ssl() -> ssl_module.SSLContext:
     return _client_ssl
 
 
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class HttpProxyConnection(asyncio.Protocol, Tracked):
-    __slots__ = (
-        "shared", "snap", "conf", "limits", "transport", "buf", "state", "up", "id", "server",
-        "tenant", "client", "client_ip", "target", "started", "bytes_up", "bytes_down", "deadline",
-        "idle_window", "seen_activity", "srv_stats", "ten_stats", "req", "req_id", "req_started",
-        "req_left", "req_scanner", "resp", "resp_left", "resp_scanner", "ubuf", "keep_alive",
-        "paused", "up_paused", "status", "resp_bytes", "task", "client_eof", "up_eof",
-        "local_client", "head_sent", "retry_ok", "tenant_suspended", "error_code", "write_paused",
-        "scanned", "uscanned", "tview", "user", "conn_tenant", "gate", "proxy_sni", "shape_up", "shape_down",
-        "up_shaped", "decision", "rule_id", "reports", "check", "req_up0", "req_down0", "audited_user", "reject",
-    )
-
+class HttpProxyConnection(Session):
     def __init__(self, shared: Shared, server: str) -> None:
-        self.shared = shared
-        self.server = server
-        self.transport: asyncio.Transport | None = None
+        super().__init__(shared, server)
         self.buf = bytearray()
         self.state = HEAD
-        self.up: UpstreamConnection | None = None
-        self.id = 0
-        self.tenant = "default"
-        self.client = ""
-        self.client_ip = ""
-        self.target = ""
-        self.started = time.monotonic()
-        self.bytes_up = 0
-        self.bytes_down = 0
-        self.deadline = 0.0
-        self.idle_window = 0.0
-        self.seen_activity = 0
+        self.up: UpstreamConnection | None = None  # the upstream of the current exchange
         self.req: http1.RequestHead | None = None
         self.resp: http1.ResponseHead | None = None
         self.ubuf = bytearray()
-        self.paused = 0
-        self.up_paused = False
         self.task: asyncio.Task | None = None
         self.client_eof = False
         self.up_eof = False
         self.keep_alive = True
         self.req_scanner: ChunkedScanner | None = None
         self.resp_scanner: ChunkedScanner | None = None
-        self.error_code = ""
+        self.error_code: ErrorCode | str = ""
         self.req_id = "-"
-        self.write_paused = False  # the client's socket buffer is full
-        self.tview: TenantView | None = None
-        self.user: UserView | None = None
-        self.conn_tenant = "default"  # the tenant found at accept (server binding or source address)
-        self.gate: Gate | None = None  # admission: tenant, user, connection slots
-        self.proxy_sni: str | None = None  # over TLS, the name the client gave the proxy
-        self.shape_up: tuple = ()  # bandwidth shapers for client -> upstream
-        self.shape_down: tuple = ()
-        self.up_shaped = False
         self.decision = ""  # policy outcome for the audit log: allow, deny, redirect
         self.rule_id: str | None = None
         self.reports: tuple = ()
-        self.check = None  # per-address policy check handed to the escaper
         self.req_up0 = 0
         self.req_down0 = 0
+        self.req_started = 0.0
         self.reject: Refusal | None = None
         self.scanned = 0  # bytes of an incomplete request head already checked
         self.uscanned = 0  # the same for a response head
         self.status = 0
         self.retry_ok = False
         self.head_sent = False
+        self.unread = False  # the current request's body was not read: close gracefully after it
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        shared = self.shared
-        snap: Snapshot = shared.snapshot
-        self.snap = snap
-        conf = snap.servers.get(self.server)
-        if conf is None:  # the listener outlived its server in a reload: refuse rather than hang
-            self.state = CLOSED
-            transport.abort()
-            return
-        self.conf = conf
-        lim = conf.limits
+    def closed_at_accept(self) -> None:
+        self.state = CLOSED
+
+    def accepted(self) -> None:
+        self._configure()
+
+    def _configure(self) -> None:
+        lim = self.conf.limits
         self.limits = Limits(lim.max_request_line, lim.max_header_bytes, lim.max_headers)
-        peer = transport.get_extra_info("peername") or ("?", 0)
-        self.client_ip = peer[0].split("%", 1)[0]
-        self.client = _host_port(self.client_ip, peer[1])
-        self.proxy_sni = client_sni(transport)
-        tv = identify(snap.tenancy, Claims(self.client_ip, conf.tenant, sni=self.proxy_sni)).tenant
-        self.gate = Gate(shared, tv, self.client)
-        self.tenant = self.conn_tenant = tv.name
-        self.tview = tv
-        self.tenant_suspended = tv.suspended
         self.local_client = self.client_ip.startswith("127.") or self.client_ip in ("::1", "::ffff:127.0.0.1")
-        self.srv_stats = shared.server_counters.get(self.server)
-        self.ten_stats = shared.tenant_counters.get(self.tenant)
-        self.id = next(shared.ids)
-        self.srv_stats.conns_total += 1
-        self.ten_stats.conns_total += 1
-        self.srv_stats.conns_active += 1
-        self.ten_stats.conns_active += 1
-        shared.connections[self.id] = self
-        if self.srv_stats.conns_active > conf.max_connections or shared.draining:
-            self._reject_connection(Refusal(ErrorCode.SERVER_BUSY, "the proxy is at its connection limit; try again later"))
-            return
-        refused = self.gate.hold_connection()
-        if refused is not None:
-            self._reject_connection(refused)
-            return
-        self.deadline = time.monotonic() + conf.timeouts.client_header
+
+    def rejected(self, refusal: Refusal) -> None:
+        self._configure()
+        self._reject_connection(refusal)
 
     def _reject_connection(self, refusal: Refusal) -> None:
         """Over a connection limit: answer 503 to the first request (reading it first, so the
@@ -177,19 +109,13 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
     def data_received(self, data: bytes) -> None:
         state = self.state
         if state == TUNNEL:
-            self.bytes_up += len(data)
-            self.srv_stats.bytes_up += len(data)
-            self.ten_stats.bytes_up += len(data)
-            up = self.up
-            if up is not None:
-                up.write(data)
-            if self.shape_up:
-                self._shape_client(len(data))
+            self.tunnel.from_client(data)
             return
         if state == BODY and not self.buf:
             self._forward_body(data)
             return
         if state == CLOSED:
+            self.linger_data(data)
             return
         if state == HEAD and not self.buf:
             # first bytes of a request: the whole head must follow within client_header
@@ -201,16 +127,12 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         elif state == BODY:
             self._forward_body(b"")
         elif len(self.buf) > MAX_PENDING:
-            self._pause(PAUSE_BUFFER)
+            self.flow.pause_client(BUFFER)
 
     def eof_received(self) -> bool | None:
         self.client_eof = True
         if self.state == TUNNEL:
-            up = self.up
-            if up is not None and up.transport is not None and up.transport.can_write_eof():
-                up.transport.write_eof()
-            if self.up_eof:
-                self._close()
+            self.tunnel.from_client_eof()
             return True
         if self.state in (HEAD, CLOSED):
             return False  # nothing in flight: close
@@ -222,23 +144,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         return True  # request complete; still relaying the response: answer it, then close
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.state != CLOSED:
-            self._teardown()
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-        up = self.up
-        if up is not None and up.transport is not None and not self.up_paused:
-            self.up_paused = True
-            up.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        up = self.up
-        if self.up_paused:
-            self.up_paused = False
-            if up is not None and up.transport is not None:
-                up.transport.resume_reading()
+        self.teardown()
 
     # ------------------------------------------------------------------ requests
 
@@ -251,12 +157,12 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
                 self._count_error(ErrorCode.CLIENT_BAD_REQUEST)
                 self.keep_alive = False
                 self._send_simple(exc.status, ErrorCode.for_client_status(exc.status), exc.message)
-                self._close()
+                self._close(linger=True)
                 return
             if parsed is None:
                 self.scanned = len(self.buf)  # a head sent byte by byte costs linear work, not quadratic
-                if self.paused & PAUSE_BUFFER:
-                    self._resume(PAUSE_BUFFER)
+                if self.flow.client_paused & BUFFER:
+                    self.flow.resume_client(BUFFER)
                 return
             head, used = parsed
             self.scanned = 0
@@ -264,13 +170,24 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self._start(head)
 
     def _start(self, req: http1.RequestHead) -> None:
+        if not self._begin(req):
+            return
+        if req.form not in ("authority", "absolute"):
+            self._refuse(
+                Refusal(
+                    ErrorCode.NOT_A_PROXY_REQUEST,
+                    "this is a proxy: send an absolute URI (http://host/path) or CONNECT host:port",
+                )
+            )
+            return
+        self._identify(req)
+
+    def _begin(self, req: http1.RequestHead) -> bool:
+        """What every request starts with, forward or reverse: the current Snapshot (store changes
+        reach kept-alive connections; a request in flight keeps its own), a request id, fresh
+        per-request state, and the refusal of a connection rejected at accept. False: answered."""
         self.req = req
-        snap = self.shared.snapshot
-        if snap is not self.snap and self.server in snap.servers:
-            # Store changes take effect on the next request, even on a kept-alive connection;
-            # a request in flight keeps the Snapshot it started with.
-            self.snap = snap
-            self.conf = snap.servers[self.server]
+        self.refresh_snapshot()
         self.req_id = self.shared.next_request_id()
         self.req_started = time.monotonic()
         self.status = 0
@@ -282,25 +199,18 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.keep_alive = req.keep_alive and not self.shared.draining
         self.req_left = req.content_length if req.framing == LENGTH else 0
         self.req_scanner = ChunkedScanner(self.limits) if req.framing == CHUNKED else None
-        self.target = _host_port(req.host, req.port) if req.host else ""
+        self.target = host_port(req.host, req.port) if req.host else ""
         self.req_up0 = self.bytes_up
         self.req_down0 = self.bytes_down
-        if self.reject is not None:
-            self._refuse(self.reject)
-            return
+        self.unread = req.framing != NO_BODY
         self.decision = ""
         self.rule_id = None
         self.reports = ()
         self.check = None
-        if req.form not in ("authority", "absolute"):
-            self._refuse(
-                Refusal(
-                    ErrorCode.NOT_A_PROXY_REQUEST,
-                    "this is a proxy: send an absolute URI (http://host/path) or CONNECT host:port",
-                )
-            )
-            return
-        self._identify(req)
+        if self.reject is not None:
+            self._refuse(self.reject)
+            return False
+        return True
 
     # ------------------------------------------------------------------ the gate: who, whether, how fast
 
@@ -317,7 +227,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
                     claims = Claims(self.client_ip, self.conf.tenant, self.conf.trusted_proxies, self.proxy_sni, None, None, header)
                     tv = identify(self.snap.tenancy, claims).tenant
                     self.user = self.gate.user = None
-                    self._set_tenant(tv)
+                    self.set_tenant(tv)
+                    self.ten_stats.requests += 1
                     self._refusal(Refusal(ErrorCode.AUTH_REQUIRED, "malformed Proxy-Authorization (expected Basic credentials)", realm=tv.realm))
                     return
                 username, password = creds
@@ -334,22 +245,12 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.state = CONNECTING
             self.deadline = 0.0
 
-    def _set_tenant(self, tv: TenantView) -> None:
-        self.tview = tv
-        if tv.name != self.tenant:
-            # the request belongs to another tenant than the connection's source said
-            self.ten_stats.conns_active -= 1
-            self.tenant = tv.name
-            self.ten_stats = self.shared.tenant_counters.get(tv.name)
-            self.ten_stats.conns_active += 1
-            self.ten_stats.conns_total += 1
-        self.ten_stats.requests += 1
-
     def _admitted(self, verdict: Admitted | Refusal) -> None:
         """The gate's verdict on the current request: tenant state, rate, policy."""
         if self.state == CLOSED:
             return
-        self._set_tenant(self.gate.tenant)
+        self.set_tenant(self.gate.tenant)
+        self.ten_stats.requests += 1
         self.user = self.gate.user
         if isinstance(verdict, Refusal):
             self._refusal(verdict)
@@ -358,8 +259,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.rule_id = verdict.rule
         self.reports = verdict.reports
         self.check = verdict.check
-        self.shape_up = verdict.shape_up
-        self.shape_down = verdict.shape_down
+        self.flow.shape_up = verdict.shape_up
+        self.flow.shape_down = verdict.shape_down
         if self.req.form == "authority":
             self._open_tunnel()
         else:
@@ -435,26 +336,6 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             key += (self.client_ip, self.user.name if self.user is not None else None)
         return key
 
-    def _shape_client(self, n: int) -> None:
-        """Over a bandwidth limit: stop reading from the client for as long as the shapers say."""
-        pause = max_pause(time.monotonic(), n, *self.shape_up)
-        if pause > 0 and not self.paused & PAUSE_SHAPER:
-            self._pause(PAUSE_SHAPER)
-            asyncio.get_running_loop().call_later(pause, self._resume, PAUSE_SHAPER)
-
-    def _shape_upstream(self, n: int) -> None:
-        pause = max_pause(time.monotonic(), n, *self.shape_down)
-        up = self.up
-        if pause > 0 and up is not None and up.transport is not None and not self.up_shaped:
-            self.up_shaped = True
-            up.transport.pause_reading()
-            asyncio.get_running_loop().call_later(pause, self._unshape_upstream, up)
-
-    def _unshape_upstream(self, up: UpstreamConnection) -> None:
-        self.up_shaped = False
-        if up.transport is not None and not up.closed and not self.up_paused:
-            up.transport.resume_reading()
-
     def _forward(self) -> None:
         req = self.req
         key = self._pool_key(req.scheme)
@@ -470,32 +351,13 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
 
     async def _connect(self, key: tuple, retry: bool = False) -> None:
         req = self.req
-        escaper = self.snap.escapers[self.conf.escaper]
-        timeouts = self.conf.timeouts
-        try:
-            conn = await escaper.connect(
-                req.host,
-                req.port,
-                self.client_ip,
-                lambda: UpstreamConnection(key),
-                timeout=timeouts.upstream_connect,
-                ssl=_origin_ssl() if req.scheme == b"https" else None,
-                check=self.check,
-                user=self.user.name if self.user is not None else None,
-            )
-        except EscapeError as exc:
-            self.task = None
-            if self.state == CLOSED:
-                return
-            self._upstream_failed(Refusal.of(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - a bug must answer 500, not hang the client
-            self.task = None
-            log.exception("connect failed unexpectedly")
-            if self.state != CLOSED:
-                self._upstream_failed(Refusal(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}"))
-            return
+        ssl = _origin_ssl() if req.scheme == b"https" else None
+        conn = await self.connect_upstream(req.host, req.port, lambda: UpstreamConnection(key), ssl)
         self.task = None
+        if isinstance(conn, Refusal):
+            if self.state != CLOSED:
+                self._upstream_failed(conn)
+            return
         up: UpstreamConnection = conn.protocol  # type: ignore[assignment]
         if self.state == CLOSED:
             up.close()
@@ -512,10 +374,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.ubuf.clear()
         self.uscanned = 0
         self.up_eof = False
-        if self.write_paused and up.transport is not None:
-            # the client still has not taken the previous response: do not read ahead of it
-            self.up_paused = True
-            up.transport.pause_reading()
+        self.flow.attach(up.transport)  # paused at once if the client has not taken the last response
 
     def _send_request(self) -> None:
         req = self.req
@@ -551,8 +410,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.deadline = time.monotonic() + self.conf.timeouts.client_body
             self.idle_window = self.conf.timeouts.client_body
             self._forward_body(b"")
-            if self.state == BODY and self.paused & PAUSE_BUFFER:
-                self._resume(PAUSE_BUFFER)
+            if self.state == BODY and self.flow.client_paused & BUFFER:
+                self.flow.resume_client(BUFFER)
 
     def _forward_body(self, data: bytes) -> None:
         """Send request body bytes upstream: first what is buffered, then ``data``."""
@@ -576,7 +435,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
                 self.keep_alive = False
                 if not self.head_sent or self.status == 0:
                     self._send_simple(400, ErrorCode.BAD_REQUEST, exc.message)
-                self._close()
+                self._close(linger=True)
                 return
             done = self.req_scanner.done
         if n:
@@ -586,14 +445,14 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.ten_stats.bytes_up += n
             if self.up is not None:
                 self.up.write(chunk)
-            if self.shape_up:
-                self._shape_client(n)
+            self.flow.sent_up(n)
         if n < len(data):
             self.buf += data[n:]
         if done:
+            self.unread = False
             self._request_sent()
             if len(self.buf) > MAX_PENDING:
-                self._pause(PAUSE_BUFFER)
+                self.flow.pause_client(BUFFER)
 
     def _request_sent(self) -> None:
         if self.state == CLOSED:
@@ -610,15 +469,6 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
     # ------------------------------------------------------------------ responses (Owner of UpstreamConnection)
 
     def upstream_data(self, data: bytes) -> None:
-        if self.state == TUNNEL:
-            n = len(data)
-            self.bytes_down += n
-            self.srv_stats.bytes_down += n
-            self.ten_stats.bytes_down += n
-            self.transport.write(data)
-            if self.shape_down:
-                self._shape_upstream(n)
-            return
         if self.resp is not None and self.status >= 200:
             self._relay_body(data)
             return
@@ -720,8 +570,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.ten_stats.bytes_down += n
             body = data if n == len(data) else data[:n]
             self.transport.write(head + body if head else body)
-            if self.shape_down:
-                self._shape_upstream(n)
+            self.flow.sent_down(n)
         elif head:
             self.transport.write(head)
         if done:
@@ -741,10 +590,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         if up is not None:
             self.up = None
             up.owner = None
-            if self.up_paused:
-                self.up_paused = False
-                if up.transport is not None:
-                    up.transport.resume_reading()
+            self.flow.detach()
             if reusable:
                 up.pool = self.shared.pool
                 self.shared.pool.put(up, self.conf.timeouts.upstream_idle, self.conf.limits.max_pool_per_host)
@@ -756,51 +602,53 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self._request_done()
 
     def _request_done(self) -> None:
-        """The current exchange is over: log it, then wait for the next request or close."""
-        req = self.req
-        if req is not None:
-            self._account(req)
-        if req is not None and access_log.isEnabledFor(logging.INFO):
-            path = req.path.split(b"?", 1)[0].decode("latin-1") if req.path else ""
-            access_log.info(
-                "%s %s %s %s %s%s %d %d %d %.1fms %s",
-                self.req_id,
-                self.client,
-                self.tenant,
-                req.method.decode("latin-1"),
-                self.target,
-                path,
-                self.status,
-                self.bytes_up,
-                self.bytes_down,
-                (time.monotonic() - self.req_started) * 1000,
-                self.error_code or "-",
-            )
-        self.req = None
+        """The current exchange is over: record it, then wait for the next request or close."""
+        self._record_request()
         self.resp = None
         if not self.keep_alive or self.client_eof or self.state == CLOSED:
-            self._close()
+            self._close(linger=self.unread or bool(self.buf))
             return
         self.state = HEAD
         timeouts = self.conf.timeouts
         self.deadline = time.monotonic() + timeouts.client_idle
         self.idle_window = 0.0
-        if self.paused & PAUSE_BUFFER:
-            self._resume(PAUSE_BUFFER)
+        if self.flow.client_paused & BUFFER:
+            self.flow.resume_client(BUFFER)
         if self.buf:
             self.deadline = time.monotonic() + timeouts.client_header
             self._process()
 
+    def _record_request(self) -> None:
+        """The record of the current request (once): usage, access log, audit."""
+        req, self.req = self.req, None
+        if req is None:
+            return
+        tunnel = req.form == "authority"
+        path = None
+        if not tunnel and req.path:
+            raw = req.path.decode("latin-1")
+            path = raw if self.tview is not None and self.tview.log_query else raw.split("?", 1)[0]
+        allowed_report = self.reports and self.decision == "allow"
+        records.record(
+            self,
+            kind="request",
+            host=req.host or "",
+            port=req.port or 0,
+            method=req.method.decode("latin-1"),
+            path=path,
+            status=self.status,
+            up=self.bytes_up - self.req_up0,
+            down=self.bytes_down - self.req_down0,
+            duration=time.monotonic() - self.req_started,
+            decision="report" if allowed_report else self.decision,
+            rule=",".join(self.reports) if allowed_report else self.rule_id,
+            error=self.error_code,
+            request_id=self.req_id,
+            sni=self.tunnel.sni if self.tunnel is not None else None,
+        )
+
     def upstream_eof(self) -> None:
         self.up_eof = True
-        if self.state == TUNNEL:
-            if not self.transport.can_write_eof():
-                self._close()  # a TLS client side cannot be half-closed: the tunnel is over
-                return
-            self.transport.write_eof()
-            if self.client_eof:
-                self._close()
-            return
         resp = self.resp
         if resp is not None and self.status >= 200 and resp.framing == UNTIL_CLOSE:
             self._response_done(b"")
@@ -813,9 +661,6 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
     def upstream_lost(self, exc: Exception | None) -> None:
         self.up = None
         if self.state in (CLOSED, HEAD):
-            return
-        if self.state == TUNNEL:
-            self._close()
             return
         resp = self.resp
         if resp is not None and self.status >= 200:
@@ -837,15 +682,16 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self._upstream_failed(Refusal(ErrorCode.UPSTREAM_CLOSED, f"the upstream closed the connection before answering{reason}"))
 
     def upstream_pause(self) -> None:
-        self._pause(PAUSE_UPSTREAM)
+        self.flow.pause_client(UPSTREAM_FULL)
 
     def upstream_resume(self) -> None:
-        self._resume(PAUSE_UPSTREAM)
+        self.flow.resume_client(UPSTREAM_FULL)
 
     def _upstream_failed(self, r: Refusal) -> None:
         code = r.code
         up, self.up = self.up, None
         if up is not None:
+            self.flow.detach()
             up.abort()
         if self.resp is not None and self.status >= 200:
             self._count_error(code)
@@ -854,6 +700,12 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         if self.state == BODY or (self.req is not None and self.req.framing != NO_BODY):
             self.keep_alive = False
         self.state = RESPONSE
+        if code is ErrorCode.DENIED:
+            # refused on the way out (an address a rule or the egress guard closes): the block page
+            self.decision = "deny"
+            self.rule_id = r.rule or "egress"
+            self._block(self.rule_id, r.message)
+            return
         self._count_error(code)
         self._send_simple(r.status, code, r.message)
         self._request_done()
@@ -869,7 +721,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
     def _tunnel_ready(self) -> None:
         self.status = 200
         self.transport.write(b"HTTP/1.1 200 Connection established\r\nVia: 1.1 arcus\r\n\r\n")
-        self._enter_tunnel()
+        self._enter_tunnel(b"")
 
     def _switch_protocols(self, resp: http1.ResponseHead) -> None:
         self.status = 101
@@ -879,39 +731,18 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.transport.write(http1.build_response_head(101, resp.reason, headers, self.req.version))
         rest = bytes(self.ubuf)
         self.ubuf.clear()
-        self._enter_tunnel()
-        if rest:
-            self.upstream_data(rest)
+        self._enter_tunnel(rest)
 
-    def _enter_tunnel(self) -> None:
+    def _enter_tunnel(self, early_down: bytes) -> None:
+        """CONNECT answered 200, or an upgrade answered 101: the one tunnel relay from now on.
+        The request's record is written when the tunnel ends (``closing``)."""
         self.state = TUNNEL
-        timeouts = self.conf.timeouts
-        self.deadline = time.monotonic() + timeouts.tunnel_idle
-        self.idle_window = timeouts.tunnel_idle
-        self.seen_activity = self.bytes_up + self.bytes_down
-        if self.paused & PAUSE_BUFFER:
-            self._resume(PAUSE_BUFFER)
-        if self.buf:
-            early = bytes(self.buf)
-            self.buf.clear()
-            self.data_received(early)
-        if self.client_eof and self.up is not None and self.up.transport is not None:
-            if self.up.transport.can_write_eof():
-                self.up.transport.write_eof()
+        up, self.up = self.up, None
+        self.flow.resume_client(BUFFER)
+        early_up, self.buf = bytes(self.buf), bytearray()
+        self.start_tunnel(up, early_up, early_down, self.client_eof, self.up_eof)
 
     # ------------------------------------------------------------------ plumbing
-
-    def _pause(self, why: int) -> None:
-        if not self.paused and self.transport is not None:
-            self.transport.pause_reading()
-        self.paused |= why
-
-    def _resume(self, why: int) -> None:
-        if not self.paused & why:
-            return
-        self.paused &= ~why
-        if not self.paused and self.transport is not None and self.state != CLOSED:
-            self.transport.resume_reading()
 
     def _count_error(self, code: ErrorCode) -> None:
         self.error_code = code
@@ -921,7 +752,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
     def _send_simple(
         self,
         status: int,
-        code: str,
+        code: ErrorCode,
         message: str,
         *,
         body: bytes | None = None,
@@ -956,106 +787,42 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(out if head_only else out + body)
 
-    def _close(self) -> None:
-        """Close after what was written has been sent."""
-        if self.state == CLOSED:
+    def _close(self, linger: bool = False) -> None:
+        """Close after what was written has been sent (``linger``: gracefully, see Session.close)."""
+        if self.ended:
             return
-        self._teardown()
-        if self.transport is not None:
-            self.transport.close()
+        self.close(linger)
 
-    def _account(self, req: http1.RequestHead) -> None:
-        """Per-user counters and the audit event of one request."""
-        up = self.bytes_up - self.req_up0
-        down = self.bytes_down - self.req_down0
-        user = self.user
-        if user is not None:
-            c = self.shared.user_counters.get(user.key)
-            c.requests += 1
-            c.bytes_up += up
-            c.bytes_down += down
-            if self.error_code:
-                c.errors[self.error_code] += 1
-        sink = self.shared.audit
-        if sink is None:
-            return
-        tunnel = req.form == "authority"
-        path = None
-        if not tunnel and req.path:
-            raw = req.path.decode("latin-1")
-            path = raw if self.tview is not None and self.tview.log_query else raw.split("?", 1)[0]
-        code = self.error_code
-        sink.emit(
-            AuditEvent(
-                time=time.time(),
-                kind="request",
-                tenant=self.tenant,
-                user=user.name if user is not None else None,
-                client=self.client,
-                server=self.server,
-                escaper=self.conf.escaper,
-                host=req.host or "",
-                port=req.port or 0,
-                method=req.method.decode("latin-1"),
-                path=path,
-                status=self.status,
-                bytes_up=up,
-                bytes_down=down,
-                duration=time.monotonic() - self.req_started,
-                decision=("report" if self.reports and self.decision == "allow" else self.decision) or None,
-                rule=",".join(self.reports) if self.reports and self.decision == "allow" else self.rule_id,
-                error_side=code.side.value if code else None,
-                error_code=code.value if code else None,
-                request_id=self.req_id,
-                conn_id=self.id,
-            )
-        )
-
-    def _audit_connection(self) -> None:
-        sink = self.shared.audit
-        if sink is None or not hasattr(self, "conf"):
-            return
-        sink.emit(
-            AuditEvent(
-                time=time.time(),
-                kind="connection",
-                tenant=self.tenant,
-                user=self.user.name if self.user is not None else None,
-                client=self.client,
-                server=self.server,
-                escaper=self.conf.escaper,
-                host="",
-                port=0,
-                method=None,
-                path=None,
-                status=0,
-                bytes_up=self.bytes_up,
-                bytes_down=self.bytes_down,
-                duration=time.monotonic() - self.started,
-                decision=None,
-                rule=None,
-                error_side=None,
-                error_code=None,
-                request_id=None,
-                conn_id=self.id,
-            )
-        )
-
-    def _teardown(self) -> None:
+    def closing(self) -> None:
+        """Teardown: the pending task and upstream go; a request in flight is recorded (a tunnel
+        that ended, a response cut by the origin, a body the client gave up on)."""
         self.state = CLOSED
-        self.deadline = 0.0
-        if self.gate is not None:
-            self.gate.close()
         if self.task is not None:
             self.task.cancel()
             self.task = None
         up, self.up = self.up, None
         if up is not None:
             up.close()
-        if self.shared.connections.pop(self.id, None) is not None:
-            self.srv_stats.conns_active -= 1
-            self.ten_stats.conns_active -= 1
-            self._audit_connection()
+        if self.req is not None and self.tview is not None:
+            self._record_request()
+
+    def record_connection(self) -> None:
+        records.record(
+            self,
+            kind="connection",
+            host="",
+            port=0,
+            method=None,
+            path=None,
+            status=0,
+            up=self.bytes_up,
+            down=self.bytes_down,
+            duration=time.monotonic() - self.started,
+            decision=None,
+            rule=None,
+            error="",
+            request_id=None,
+        )
 
     # ------------------------------------------------------------------ Tracked
 
@@ -1088,14 +855,6 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self._close()
         else:
             self._close()
-
-    def abort(self, reason: str) -> None:
-        if self.state == CLOSED:
-            return
-        log.info("connection %s aborted: %s", self.id, reason)
-        self._teardown()
-        if self.transport is not None:
-            self.transport.abort()
 
     def drain(self) -> None:
         self.keep_alive = False

@@ -38,8 +38,10 @@ from arcus.config.server.http_rproxy import HttpRproxyConfig, RproxyHost
 from arcus.config.server.tcp_stream import split_upstream
 from arcus.errors import ErrorCode, EscapeError, Refusal
 from arcus.proto import http1
-from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, ChunkedScanner
-from arcus.serve.http_proxy import BODY, CLOSED, PAUSE_BUFFER, VIA, HttpProxyConnection, _host_port
+from arcus.proto.http1 import CHUNKED, NO_BODY
+from arcus.serve.flow import BUFFER
+from arcus.serve.http_proxy import BODY, CLOSED, VIA, HttpProxyConnection
+from arcus.serve.session import host_port
 from arcus.serve.tls_stream import UpstreamTls
 from arcus.serve.upstream import UpstreamConnection
 from arcus.tenancy.admission import Admitted, Destination
@@ -150,11 +152,9 @@ class HttpRproxyConnection(HttpProxyConnection):
         self.served_ctx: ssl.SSLContext | None = None
         self.tls_in = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        if self.state == CLOSED:
-            return
-        sslobj = transport.get_extra_info("ssl_object")
+    def _configure(self) -> None:
+        super()._configure()
+        sslobj = self.transport.get_extra_info("ssl_object")
         self.tls_in = sslobj is not None
         if self.tls_in != bool(getattr(self.conf, "tls", False)):
             # a reload switched tls on or off under a listener made for the other setting
@@ -170,30 +170,14 @@ class HttpRproxyConnection(HttpProxyConnection):
             self.served_ctx = sslobj.context
 
     def _start(self, req: http1.RequestHead) -> None:
-        self.req = req
-        self.req_id = self.shared.next_request_id()
-        self.req_started = time.monotonic()
-        self.status = 0
-        self.resp = None
-        self.resp_bytes = 0
-        self.head_sent = False
-        self.error_code = ""
-        self.srv_stats.requests += 1
-        self.keep_alive = req.keep_alive and not self.shared.draining
-        self.req_left = req.content_length if req.framing == LENGTH else 0
-        self.req_scanner = ChunkedScanner(self.limits) if req.framing == CHUNKED else None
-        self.req_up0 = self.bytes_up
-        self.req_down0 = self.bytes_down
-        self.decision = ""
-        self.rule_id = None
-        self.reports = ()
-        self.check = None
+        if self.state == CLOSED or not self._begin(req):
+            return
         self.site = None
         self.site_host = req.host or ""
         self.site_port = req.port or (443 if self.tls_in else 80)
         if self.tls_in and req.form == "origin" and req.port == 80 and not _explicit_port(req):
             self.site_port = 443
-        self.target = _host_port(self.site_host, self.site_port) if self.site_host else ""
+        self.target = host_port(self.site_host, self.site_port) if self.site_host else ""
         if req.form not in ("origin", "absolute"):
             self._refuse(Refusal(ErrorCode.BAD_REQUEST, "this is a web server (a reverse proxy): CONNECT and OPTIONS * are not served here"))
             return
@@ -241,27 +225,19 @@ class HttpRproxyConnection(HttpProxyConnection):
     async def _connect(self, key: tuple, retry: bool = False) -> None:
         req = self.req
         site = self.site
-        escaper = self.snap.escapers[self.conf.escaper]
-        timeout = self.conf.timeouts.upstream_connect
-        try:
-            conn = await escaper.connect(
-                req.host, req.port, self.client_ip, lambda: UpstreamConnection(key), timeout=timeout, check=self.check
-            )
+        conn = await self.connect_upstream(req.host, req.port, lambda: UpstreamConnection(key))
+        if not isinstance(conn, Refusal) and site is not None and site.upstream_tls is not None:
             up: UpstreamConnection = conn.protocol  # type: ignore[assignment]
-            if site is not None and site.upstream_tls is not None:
-                up.transport = await site.upstream_tls.wrap(conn.transport, up, req.host, timeout)
-        except EscapeError as exc:
-            self.task = None
-            if self.state != CLOSED:
-                self._upstream_failed(Refusal.of(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - a bug must answer 500, not hang the client
-            self.task = None
-            log.exception("connect failed unexpectedly")
-            if self.state != CLOSED:
-                self._upstream_failed(Refusal(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}"))
-            return
+            try:
+                up.transport = await site.upstream_tls.wrap(conn.transport, up, req.host, self.conf.timeouts.upstream_connect)
+            except EscapeError as exc:
+                conn = Refusal.of(exc)
         self.task = None
+        if isinstance(conn, Refusal):
+            if self.state != CLOSED:
+                self._upstream_failed(conn)
+            return
+        up = conn.protocol  # type: ignore[assignment]
         if self.state == CLOSED:
             up.close()
             return
@@ -308,8 +284,8 @@ class HttpRproxyConnection(HttpProxyConnection):
             self.deadline = time.monotonic() + self.conf.timeouts.client_body
             self.idle_window = self.conf.timeouts.client_body
             self._forward_body(b"")
-            if self.state == BODY and self.paused & PAUSE_BUFFER:
-                self._resume(PAUSE_BUFFER)
+            if self.state == BODY:
+                self.flow.resume_client(BUFFER)
 
 
 def _explicit_port(req: http1.RequestHead) -> bool:

@@ -1,26 +1,23 @@
 """The base of every tunnel server (socks_proxy, sni_proxy, tcp_stream, tls_stream, tcp_tproxy).
 
 A tunnel server has a handshake of its own (a SOCKS request, a TLS ClientHello, nothing at all)
-and then moves bytes both ways. ``RelayConnection`` does everything but the handshake, the way
-``http_proxy`` does it for CONNECT: one callback-style ``asyncio.Protocol`` per client, the
-connection registered for ``ctl conns``/``kill``/drain, box and tenant connection slots held
-for its life, the admission steps of ``arcus.tenancy.admission`` (tenant, user, policy, rate,
-shapers), the upstream opened through the server's escaper, bytes relayed with backpressure
-and half-close, bandwidth shaping, deadlines checked by the sweeper (handshake, then
-``tunnel_idle`` as an idle bound), stats per server, tenant and user, and one audit
-``connection`` event naming the target.
+and then moves bytes both ways. ``RelayConnection`` is a ``Session`` (accept, tenant, slots,
+registration, teardown: ``arcus.serve.session``) that runs the admission gate
+(``arcus.tenancy.admission``) for its one destination, opens the upstream through the server's
+escaper and hands the bytes to the one ``Tunnel`` relay. It leaves one record per connection
+(kind ``connection``): destination, decision and rule, bytes, duration, error side and code.
 
 A subclass implements only its handshake, with these hooks (all on the event loop)::
 
     def handshake_started(self) -> None      # accepted: may call open() at once (tcp_stream)
     def handshake_data(self) -> None         # client bytes are in self.buf: parse, consume
     def upstream_ready(self) -> None         # connected: write the protocol's success reply
-    def refused(self, f: Refusal) -> None    # write the protocol's refusal (the base closes)
+    def refused(self, r: Refusal) -> None    # write the protocol's refusal (the base closes)
 
 and these calls::
 
-    self.authenticate(username, password, then)  # admission steps 1-3; then(Refusal | None)
-    self.open(host, port, ssl=..., server_hostname=...)  # steps 1-4, then the escaper
+    self.authenticate(username, password, then)  # admission steps 1-4; then(Refusal | None)
+    self.open(host, port, ssl=...)           # admission, then the escaper, then the tunnel
     self.fail(code, message)                 # a client protocol error: count it and close
 
 Bytes the client sent after its handshake (pipelined, or a ClientHello the SNI proxy only
@@ -32,26 +29,23 @@ delivered after the subclass's success reply.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import ssl as ssl_module
 import time
-from typing import Any, Callable
+from typing import Callable
 
-from arcus.audit.events import AuditEvent
-from arcus.errors import ErrorCode, EscapeError, Refusal
-from arcus.limit import max_pause
-from arcus.serve.context import Shared, Snapshot, Tracked, access_log, client_sni
-from arcus.tenancy.admission import Destination, Gate
-from arcus.tenancy.identify import Claims, identify
-from arcus.tenancy.views import TenantView, UserView
+from arcus.errors import ErrorCode, Refusal
+from arcus.serve import records
+from arcus.serve.context import Shared
+from arcus.serve.flow import BUFFER
+from arcus.serve.session import Session, host_port
 from arcus.serve.upstream import UpstreamConnection
+from arcus.tenancy.admission import Destination
+from arcus.tenancy.identify import Claims
 
 log = logging.getLogger("arcus.serve")
 
 MAX_PENDING = 256 * 1024  # client (or upstream) bytes buffered while the tunnel is not up
-WRITE_HIGH = 1024 * 1024  # transport write buffer high-water mark while relaying
-WRITE_LOW = 256 * 1024
 
 # connection states (a subclass may add its own from CUSTOM on and name them in state_name)
 HANDSHAKE = 0  # reading the protocol's handshake
@@ -62,35 +56,9 @@ CLOSED = 4
 CUSTOM = 5
 STATE_NAMES = ("handshake", "auth", "connecting", "relay", "closed")
 
-# reasons to stop reading from the client (bit mask)
-PAUSE_UPSTREAM = 1  # the upstream cannot take more
-PAUSE_BUFFER = 2  # too much early data buffered while the tunnel is not up
-PAUSE_SHAPER = 4  # over a bandwidth limit: reading resumes when the shaper says so
-
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-_takes_user: dict[type, bool] = {}
-
-
-def _connect_kwargs(escaper: Any, user: UserView | None) -> dict:
-    """``user=`` for escapers whose connect takes it (route_client / consistent hash by user)."""
-    if user is None:
-        return {}
-    cls = type(escaper)
-    ok = _takes_user.get(cls)
-    if ok is None:
-        try:
-            ok = "user" in inspect.signature(cls.connect).parameters
-        except (TypeError, ValueError):
-            ok = False
-        _takes_user[cls] = ok
-    return {"user": user.name} if ok else {}
-
 
 class _Early:
-    """The owner of an upstream connection until the escaper hands it over: keeps what it says."""
+    """The owner of an upstream connection until the tunnel takes it: keeps what it says."""
 
     __slots__ = ("up", "data", "eof", "paused")
 
@@ -119,54 +87,26 @@ class _Early:
         pass
 
 
-class RelayConnection(asyncio.Protocol, Tracked):
+class RelayConnection(Session):
     """One client connection of a tunnel server. Subclasses implement the handshake hooks."""
 
     # Policy sees a tunnel as this method (http_proxy's CONNECT tunnels are "CONNECT" too).
     policy_method = "CONNECT"
 
     def __init__(self, shared: Shared, server: str) -> None:
-        self.shared = shared
-        self.server = server
-        self.transport: asyncio.Transport | None = None
+        super().__init__(shared, server)
         self.buf = bytearray()  # client bytes not yet consumed by the handshake or sent upstream
-        self.ubuf = bytearray()  # upstream bytes that arrived before the tunnel was up
         self.state = HANDSHAKE
-        self.up: UpstreamConnection | None = None
-        self.upt: asyncio.Transport | None = None  # the upstream transport while relaying
-        self.id = 0
-        self.tenant = "default"
-        self.conn_tenant = "default"
-        self.client = ""
-        self.client_ip = ""
-        self.target = ""
+        self.up: UpstreamConnection | None = None  # connected, not yet relaying
         self.host = ""
         self.port = 0
-        self.started = time.monotonic()
-        self.bytes_up = 0
-        self.bytes_down = 0
-        self.deadline = 0.0
-        self.idle_window = 0.0
-        self.seen_activity = 0
-        self.paused = 0
-        self.up_paused = False  # we paused the upstream's reading (client cannot take more)
-        self.up_shaped = False
-        self.write_paused = False
         self.client_eof = False
-        self.up_eof = False
         self.task: asyncio.Task | None = None
-        self.tview: TenantView | None = None
-        self.user: UserView | None = None
         self.identified = False
-        self.gate: Gate | None = None
-        self.shape_up: tuple = ()
-        self.shape_down: tuple = ()
-        self.check = None
         self.decision = ""
         self.rule_id: str | None = None
-        self.error_code = ""
-        self.error_side = ""
-        self.status = 0  # HTTP-like outcome for the audit log: 200 once relaying, else the refusal's
+        self.error_code: ErrorCode | str = ""
+        self.status = 0  # HTTP-like outcome for the record: 200 once relaying, else the refusal's
         self.peer = ""  # the upstream address actually connected to
         self.up_local: tuple = ("0.0.0.0", 0)  # our side of the upstream connection (SOCKS BND)
         self.opened = 0.0
@@ -185,63 +125,32 @@ class RelayConnection(asyncio.Protocol, Tracked):
     def refused(self, failure: Refusal) -> None:
         """Write the protocol's refusal; the base counts it and closes afterwards."""
 
-    # ------------------------------------------------------------------ asyncio.Protocol
+    # ------------------------------------------------------------------ Session
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        shared = self.shared
-        snap: Snapshot = shared.snapshot
-        self.snap = snap
-        conf = snap.servers.get(self.server)
-        if conf is None:  # the listener outlived its server in a reload: refuse rather than hang
-            self.state = CLOSED
-            transport.abort()
-            return
-        self.conf = conf
-        peer = transport.get_extra_info("peername") or ("?", 0)
-        self.client_ip = str(peer[0]).split("%", 1)[0]
-        self.client = _host_port(self.client_ip, peer[1])
-        self.proxy_sni = client_sni(transport)
-        tv = identify(snap.tenancy, Claims(self.client_ip, conf.tenant, sni=self.proxy_sni)).tenant
-        self.gate = Gate(shared, tv, str(self.client))
-        self.tenant = self.conn_tenant = tv.name
-        self.tview = tv
-        self.srv_stats = shared.server_counters.get(self.server)
-        self.ten_stats = shared.tenant_counters.get(self.tenant)
-        self.id = next(shared.ids)
-        self.srv_stats.conns_total += 1
-        self.ten_stats.conns_total += 1
-        self.srv_stats.conns_active += 1
-        self.ten_stats.conns_active += 1
-        shared.connections[self.id] = self
-        if self.srv_stats.conns_active > conf.max_connections or shared.draining:
-            self.accept_refused(Refusal(ErrorCode.SERVER_BUSY, "the proxy is at its connection limit"))
-            return
-        refused = self.gate.hold_connection()
-        if refused is not None:
-            self.accept_refused(refused)
-            return
-        self.deadline = time.monotonic() + conf.timeouts.client_header
+    def closed_at_accept(self) -> None:
+        self.state = CLOSED
+
+    def accepted(self) -> None:
         self.handshake_started()
 
-    def accept_refused(self, failure: Refusal) -> None:
+    def rejected(self, refusal: Refusal) -> None:
         """The connection cannot be served (a connection limit at accept). By default it is refused
         at once; a protocol that can only answer the client's first message (SOCKS) may keep it
         until then (bounded by ``timeouts.client_header``) and call ``refuse`` itself."""
+        self.accept_refused(refusal)
+
+    def accept_refused(self, failure: Refusal) -> None:
         self.refuse(failure)
+
+    # ------------------------------------------------------------------ asyncio.Protocol
 
     def data_received(self, data: bytes) -> None:
         state = self.state
         if state == RELAY:
-            n = len(data)
-            self.bytes_up += n
-            self.srv_stats.bytes_up += n
-            self.ten_stats.bytes_up += n
-            self.upt.write(data)
-            if self.shape_up:
-                self._shape_client(n)
+            self.tunnel.from_client(data)
             return
         if state == CLOSED:
+            self.linger_data(data)
             return
         self.buf += data
         if state == HANDSHAKE:
@@ -249,7 +158,7 @@ class RelayConnection(asyncio.Protocol, Tracked):
         elif state >= CUSTOM:
             self.custom_data()
         if self.state != CLOSED and len(self.buf) > MAX_PENDING:
-            self._pause(PAUSE_BUFFER)
+            self.flow.pause_client(BUFFER)
 
     def custom_data(self) -> None:
         """Client bytes in a subclass's own state (``CUSTOM`` and above); default: drop them."""
@@ -258,11 +167,7 @@ class RelayConnection(asyncio.Protocol, Tracked):
     def eof_received(self) -> bool | None:
         self.client_eof = True
         if self.state == RELAY:
-            upt = self.upt
-            if upt is not None and upt.can_write_eof():
-                upt.write_eof()
-            if self.up_eof:
-                self.close()
+            self.tunnel.from_client_eof()
             return True
         if self.state in (AUTH, CONNECTING):
             return True  # a request then a half-close: answer it, pass the EOF on once connected
@@ -271,62 +176,6 @@ class RelayConnection(asyncio.Protocol, Tracked):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state != CLOSED:
             self._teardown()
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-        up = self.up
-        if up is not None and up.transport is not None and not self.up_paused:
-            self.up_paused = True
-            up.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        if self.up_paused:
-            self.up_paused = False
-            up = self.up
-            if up is not None and up.transport is not None and not self.up_shaped:
-                up.transport.resume_reading()
-
-    # ------------------------------------------------------------------ Owner of the upstream
-
-    def upstream_data(self, data: bytes) -> None:
-        if self.state == RELAY:
-            n = len(data)
-            self.bytes_down += n
-            self.srv_stats.bytes_down += n
-            self.ten_stats.bytes_down += n
-            self.transport.write(data)
-            if self.shape_down:
-                self._shape_upstream(n)
-            return
-        if self.state == CLOSED:
-            return
-        # attached but not relaying yet (the subclass is writing its reply): keep it, bounded
-        self.ubuf += data
-        if len(self.ubuf) > MAX_PENDING and self.up is not None and self.up.transport is not None and not self.up_paused:
-            self.up_paused = True
-            self.up.transport.pause_reading()
-
-    def upstream_eof(self) -> None:
-        self.up_eof = True
-        if self.state == RELAY:
-            if self.transport.can_write_eof():
-                self.transport.write_eof()
-            if self.client_eof:
-                self.close()
-
-    def upstream_lost(self, exc: Exception | None) -> None:
-        self.up = None
-        self.upt = None
-        if self.state == RELAY:
-            self.close()
-        # while CONNECTING, the connect task sees the transport closed and fails the tunnel
-
-    def upstream_pause(self) -> None:
-        self._pause(PAUSE_UPSTREAM)
-
-    def upstream_resume(self) -> None:
-        self._resume(PAUSE_UPSTREAM)
 
     # ------------------------------------------------------------------ the gate
 
@@ -343,7 +192,7 @@ class RelayConnection(asyncio.Protocol, Tracked):
             if self.state == AUTH:
                 self.state = HANDSHAKE
                 self.deadline = time.monotonic() + self.conf.timeouts.client_header
-            self._set_tenant(gate.tenant)
+            self.set_tenant(gate.tenant)
             self.user = gate.user
             if refusal is not None:
                 then(self._failure(refusal))
@@ -356,37 +205,20 @@ class RelayConnection(asyncio.Protocol, Tracked):
             self.state = AUTH
             self.deadline = 0.0  # the key derivation is bounded by its own cost
 
-    def _set_tenant(self, tv: TenantView) -> None:
-        self.tview = tv
-        if tv.name != self.tenant:
-            self.ten_stats.conns_active -= 1
-            self.tenant = tv.name
-            self.ten_stats = self.shared.tenant_counters.get(tv.name)
-            self.ten_stats.conns_active += 1
-            self.ten_stats.conns_total += 1
-
-    def open(
-        self,
-        host: str,
-        port: int,
-        *,
-        ssl: ssl_module.SSLContext | None = None,
-        username: str | None = None,
-        password: str | None = None,
-    ) -> None:
+    def open(self, host: str, port: int, *, ssl: ssl_module.SSLContext | None = None) -> None:
         """Admit a tunnel to ``host:port`` and open it through the server's escaper; then
         ``upstream_ready()`` and the relay, or ``refused(failure)`` and close. ``ssl``: TLS to
         the upstream (tls_stream), verified against ``host``."""
         self.host = host
         self.port = port
-        self.target = _host_port(host, port)
+        self.target = host_port(host, port)
         self.state = CONNECTING
         self.deadline = 0.0
         self.srv_stats.requests += 1
         if self.identified:
             self._admit(ssl)
             return
-        self.authenticate(username, password, lambda f: self._admit(ssl) if f is None else self.refuse(f))
+        self.authenticate(None, None, lambda f: self._admit(ssl) if f is None else self.refuse(f))
 
     def _admit(self, ssl: ssl_module.SSLContext | None) -> None:
         if self.state == CLOSED:
@@ -401,8 +233,8 @@ class RelayConnection(asyncio.Protocol, Tracked):
         self.decision = verdict.decision
         self.rule_id = verdict.rule or (",".join(verdict.reports) if verdict.reports else None)
         self.check = verdict.check
-        self.shape_up = verdict.shape_up
-        self.shape_down = verdict.shape_down
+        self.flow.shape_up = verdict.shape_up
+        self.flow.shape_down = verdict.shape_down
         self.task = asyncio.get_running_loop().create_task(self._connect(ssl), name=f"arcus-connect-{self.id}")
 
     def _failure(self, r: Refusal) -> Refusal:
@@ -410,7 +242,8 @@ class RelayConnection(asyncio.Protocol, Tracked):
             return Refusal(ErrorCode.DENIED, r.message, rule=r.rule)
         return r
 
-    def _make_upstream(self) -> UpstreamConnection:
+    @staticmethod
+    def _make_upstream() -> UpstreamConnection:
         # Owned from the start by a buffer of its own: a server-first upstream may speak before
         # the escaper returns, and an escaper racing several addresses closes the losers.
         up = UpstreamConnection(("tunnel",))
@@ -418,31 +251,13 @@ class RelayConnection(asyncio.Protocol, Tracked):
         return up
 
     async def _connect(self, ssl: ssl_module.SSLContext | None) -> None:
-        escaper = self.snap.escapers[self.conf.escaper]
         self.opened = time.monotonic()
-        try:
-            conn = await escaper.connect(
-                self.host,
-                self.port,
-                self.client_ip,
-                self._make_upstream,
-                timeout=self.conf.timeouts.upstream_connect,
-                ssl=ssl,
-                check=self.check,
-                **_connect_kwargs(escaper, self.user),
-            )
-        except EscapeError as exc:
-            self.task = None
-            if self.state != CLOSED:
-                self.refuse(Refusal.of(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - a bug must answer, not hang the client
-            self.task = None
-            log.exception("connect failed unexpectedly")
-            if self.state != CLOSED:
-                self.refuse(Refusal(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}"))
-            return
+        conn = await self.connect_upstream(self.host, self.port, self._make_upstream, ssl)
         self.task = None
+        if isinstance(conn, Refusal):
+            if self.state != CLOSED:
+                self.refuse(conn)
+            return
         up: UpstreamConnection = conn.protocol  # type: ignore[assignment]
         if self.state == CLOSED:
             up.close()
@@ -450,14 +265,7 @@ class RelayConnection(asyncio.Protocol, Tracked):
         if up.closed or up.transport is None:
             self.refuse(Refusal(ErrorCode.UPSTREAM_CLOSED, f"{self.target} closed the connection at once"))
             return
-        early = up.owner
-        up.owner = self
         self.up = up
-        self.upt = up.transport
-        if isinstance(early, _Early):
-            self.ubuf = early.data
-            self.up_eof = early.eof
-            self.up_paused = early.paused
         self.peer = conn.peer
         local = up.transport.get_extra_info("sockname")
         if local:
@@ -467,84 +275,22 @@ class RelayConnection(asyncio.Protocol, Tracked):
         if self.state != CLOSED:
             self.start_relay()
 
-    # ------------------------------------------------------------------ relaying
-
     def start_relay(self) -> None:
         """Bytes both ways from now on (the subclass has written its success reply)."""
+        up, self.up = self.up, None
+        early = up.owner
         self.state = RELAY
-        timeouts = self.conf.timeouts
-        self.deadline = time.monotonic() + timeouts.tunnel_idle
-        self.idle_window = timeouts.tunnel_idle
-        self.seen_activity = self.bytes_up + self.bytes_down
-        for t in (self.transport, self.upt):
-            try:
-                t.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
-            except (AttributeError, NotImplementedError):
-                pass
-        if self.write_paused and not self.up_paused:
-            self.up_paused = True
-            self.upt.pause_reading()
-        if self.paused & PAUSE_BUFFER:
-            self._resume(PAUSE_BUFFER)
-        if self.buf:
-            early = bytes(self.buf)
-            self.buf.clear()
-            self.data_received(early)
-        if self.ubuf and self.state == RELAY:
-            first = bytes(self.ubuf)
-            self.ubuf.clear()
-            self.upstream_data(first)
-            if self.up_paused and not self.write_paused and self.upt is not None:
-                self.up_paused = False
-                self.upt.resume_reading()
-        if self.state != RELAY:
-            return
-        if self.client_eof and self.upt is not None and self.upt.can_write_eof():
-            self.upt.write_eof()
-        if self.up_eof:
-            if self.transport.can_write_eof():
-                self.transport.write_eof()
-            if self.client_eof:
-                self.close()
-        elif self.up is None or self.up.closed:
-            self.close()
-
-    def _shape_client(self, n: int) -> None:
-        pause = max_pause(time.monotonic(), n, *self.shape_up)
-        if pause > 0 and not self.paused & PAUSE_SHAPER:
-            self._pause(PAUSE_SHAPER)
-            asyncio.get_running_loop().call_later(pause, self._resume, PAUSE_SHAPER)
-
-    def _shape_upstream(self, n: int) -> None:
-        pause = max_pause(time.monotonic(), n, *self.shape_down)
-        up = self.up
-        if pause > 0 and up is not None and up.transport is not None and not self.up_shaped:
-            self.up_shaped = True
-            up.transport.pause_reading()
-            asyncio.get_running_loop().call_later(pause, self._unshape_upstream, up)
-
-    def _unshape_upstream(self, up: UpstreamConnection) -> None:
-        self.up_shaped = False
-        if up.transport is not None and not up.closed and not self.up_paused:
+        self.flow.resume_client(BUFFER)
+        data, self.buf = bytes(self.buf), bytearray()
+        down, eof, paused = (bytes(early.data), early.eof, early.paused) if isinstance(early, _Early) else (b"", False, False)
+        self.start_tunnel(up, data, down, self.client_eof, eof)
+        if paused and self.tunnel is not None and not self.flow.upstream_paused and up.transport is not None:
             up.transport.resume_reading()
 
-    # ------------------------------------------------------------------ plumbing
-
-    def _pause(self, why: int) -> None:
-        if not self.paused and self.transport is not None:
-            self.transport.pause_reading()
-        self.paused |= why
-
-    def _resume(self, why: int) -> None:
-        if not self.paused & why:
-            return
-        self.paused &= ~why
-        if not self.paused and self.transport is not None and self.state != CLOSED:
-            self.transport.resume_reading()
+    # ------------------------------------------------------------------ the end
 
     def count_error(self, code: ErrorCode) -> None:
         self.error_code = code
-        self.error_side = code.side
         self.srv_stats.errors[code] += 1
         self.ten_stats.errors[code] += 1
 
@@ -559,7 +305,7 @@ class RelayConnection(asyncio.Protocol, Tracked):
         try:
             self.refused(failure)
         finally:
-            self.close()
+            self.close(linger=bool(self.buf) and not self.client_eof)
 
     def fail(self, code: ErrorCode, message: str) -> None:
         """A protocol error (the subclass has written whatever reply applies): count it and close."""
@@ -568,88 +314,44 @@ class RelayConnection(asyncio.Protocol, Tracked):
         log.debug("connection %s: %s", self.id, message)
         self.count_error(code)
         self.status = self.status or 400
-        self.close()
+        self.close(linger=not self.client_eof)
 
-    def close(self) -> None:
+    def close(self, linger: bool = False) -> None:
         """Close after what was written has been sent."""
-        if self.state == CLOSED:
+        if self.state == CLOSED and self.ended:
             return
         self._teardown()
-        if self.transport is not None:
-            self.transport.close()
+        super().close(linger)
 
     def _teardown(self) -> None:
-        was = self.state
         self.state = CLOSED
-        self.deadline = 0.0
-        if self.gate is not None:
-            self.gate.close()
         if self.task is not None:
             self.task.cancel()
             self.task = None
         up, self.up = self.up, None
-        self.upt = None
         if up is not None:
             up.close()
-        self.closing()
-        if self.shared.connections.pop(self.id, None) is not None:
-            self.srv_stats.conns_active -= 1
-            self.ten_stats.conns_active -= 1
-            self._account(was)
+        self.teardown()
 
-    def closing(self) -> None:
-        """Release what a subclass holds (a UDP relay socket); called once, on teardown."""
-
-    def _account(self, was: int) -> None:
-        user = self.user
-        if user is not None:
-            c = self.shared.user_counters.get(user.key)
-            c.requests += 1 if self.host else 0
-            c.bytes_up += self.bytes_up
-            c.bytes_down += self.bytes_down
-            if self.error_code:
-                c.errors[self.error_code] += 1
-        if access_log.isEnabledFor(logging.INFO) and (self.host or self.error_code):
-            access_log.info(
-                "%s %s %s %s %s %d %d %d %.1fms %s",
-                self.id,
-                self.client,
-                self.tenant,
-                self.conf.type,
-                self.target or "-",
-                self.status,
-                self.bytes_up,
-                self.bytes_down,
-                (time.monotonic() - self.started) * 1000,
-                self.error_code or "-",
-            )
-        sink = self.shared.audit
-        if sink is None or not hasattr(self, "conf"):
+    def record_connection(self) -> None:
+        if self.conf is None:
             return
-        sink.emit(
-            AuditEvent(
-                time=time.time(),
-                kind="connection",
-                tenant=self.tenant,
-                user=user.name if user is not None else None,
-                client=self.client,
-                server=self.server,
-                escaper=self.conf.escaper,
-                host=self.host,
-                port=self.port,
-                method=self.audit_method(),
-                path=None,
-                status=self.status,
-                bytes_up=self.bytes_up,
-                bytes_down=self.bytes_down,
-                duration=time.monotonic() - self.started,
-                decision=("report" if self.decision == "report" else self.decision) or None,
-                rule=self.rule_id,
-                error_side=self.error_code.side.value if self.error_code else None,
-                error_code=self.error_code.value if self.error_code else None,
-                request_id=None,
-                conn_id=self.id,
-            )
+        records.record(
+            self,
+            kind="connection",
+            host=self.host,
+            port=self.port,
+            method=self.audit_method(),
+            path=None,
+            status=self.status,
+            up=self.bytes_up,
+            down=self.bytes_down,
+            duration=time.monotonic() - self.started,
+            decision=self.decision,
+            rule=self.rule_id,
+            error=self.error_code,
+            request_id=None,
+            sni=self.sni_seen,
         )
 
     def audit_method(self) -> str | None:

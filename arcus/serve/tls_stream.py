@@ -162,7 +162,7 @@ class TlsStreamConnection(TcpStreamConnection):
             self._eof_grace()
 
     def _eof_grace(self) -> None:
-        upt = self.upt
+        upt = self.tunnel.upt if self.tunnel is not None else None
         if self.state == RELAY and upt is not None and not upt.can_write_eof():
             self.idle_window = min(self.idle_window or EOF_GRACE, EOF_GRACE)
             self.deadline = time.monotonic() + self.idle_window

@@ -306,15 +306,27 @@ def admit(
     return out
 
 
-def address_check(policy: Any, ctx: PolicyRequest, tv: TenantView) -> Callable[[str], Any]:
+class AddressCheck:
     """The policy, once more, for each address the name resolved to (DNS rebinding): a reason
     string refuses, True opens a special-purpose address (an explicit allow rule), None leaves it
-    to the escaper's egress guard."""
+    to the escaper's egress guard. ``rule``: the rule that refused the last address refused, so
+    a denial decided on an address is reported with its rule like any other."""
 
-    def check(ip: str) -> str | bool | None:
-        d = policy.decide(dataclasses.replace(ctx, dest_ip=ip))
+    __slots__ = ("policy", "ctx", "explicit", "rule")
+
+    def __init__(self, policy: Any, ctx: PolicyRequest, tv: TenantView) -> None:
+        self.policy = policy
+        self.ctx = ctx
+        self.explicit = tv.explicit_ids
+        self.rule: str | None = None
+
+    def __call__(self, ip: str) -> str | bool | None:
+        d = self.policy.decide(dataclasses.replace(self.ctx, dest_ip=ip))
         if d.action != "allow":
-            return f"denied by rule {d.rule_id or 'default'}: {d.reason}"
-        return True if d.rule_id in tv.explicit_ids else None
+            self.rule = d.rule_id or "default"
+            return f"denied by rule {self.rule}: {d.reason}"
+        return True if d.rule_id in self.explicit else None
 
-    return check
+
+def address_check(policy: Any, ctx: PolicyRequest, tv: TenantView) -> AddressCheck:
+    return AddressCheck(policy, ctx, tv)

@@ -1,0 +1,259 @@
+"""One client session, whatever the server's protocol: the part every server shares.
+
+A ``Session`` is the ``asyncio.Protocol`` of one accepted client connection. It
+
+- pins the Snapshot current at accept (an HTTP connection refreshes it per request:
+  ``refresh_snapshot``), and the server's config in it;
+- identifies the connection's tenant (``arcus.tenancy``: server binding, source address, the
+  name a TLS client gave the proxy) and holds its admission ``Gate`` (box, tenant and user
+  connection slots, released once at teardown);
+- registers in ``Shared.connections`` for ``ctl conns``/``kill``/drain and the deadline
+  sweeper, and keeps the per-server and per-tenant connection counters;
+- refuses at accept a connection the server or a limit cannot take (``rejected``: by default
+  at once; a protocol that can only answer the client's first message overrides it);
+- owns the pair's ``Flow`` and, once a tunnel is up, its ``Tunnel``;
+- tears down once (``teardown``), emitting the connection record (``record_connection``);
+- closes gracefully after a refusal (RFC 9112 9.6): the answer is written, the write side is
+  half-closed, what the client still sends is read and dropped for a bounded time and size,
+  then the connection is closed, so a client that was refused mid-request reads why instead
+  of meeting a reset.
+
+A server type implements ``accepted`` (its protocol starts) and the ``asyncio.Protocol`` data
+callbacks; everything else is here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import Any
+
+from arcus.errors import ErrorCode, EscapeError, Refusal
+from arcus.escape.base import Connected
+from arcus.serve.context import Shared, Snapshot, Tracked, client_sni
+from arcus.serve.flow import Flow
+from arcus.serve.tunnel import Tunnel
+from arcus.serve.upstream import UpstreamConnection
+from arcus.tenancy.admission import AddressCheck, Gate
+from arcus.tenancy.identify import Claims, identify
+from arcus.tenancy.views import TenantView, UserView
+
+log = logging.getLogger("arcus.serve")
+
+LINGER = 2.0  # seconds a refused client's remaining input is read and dropped before the close
+LINGER_BYTES = 4 * 1024 * 1024  # and at most this much of it
+
+
+def host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Session(asyncio.Protocol, Tracked):
+    def __init__(self, shared: Shared, server: str) -> None:
+        self.shared = shared
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.snap: Snapshot | None = None
+        self.conf: Any = None
+        self.id = 0
+        self.tenant = "default"
+        self.conn_tenant = "default"  # the tenant found at accept
+        self.tview: TenantView | None = None
+        self.user: UserView | None = None
+        self.client = ""
+        self.client_ip = ""
+        self.proxy_sni: str | None = None  # over TLS, the name the client gave the proxy
+        self.target = ""
+        self.started = time.monotonic()
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self.deadline = 0.0
+        self.idle_window = 0.0
+        self.seen_activity = 0
+        self.gate: Gate | None = None
+        self.flow = Flow()
+        self.tunnel: Tunnel | None = None
+        self.sni_seen: str | None = None  # the server name of a ClientHello seen in the tunnel
+        self.check: Any = None  # the per-address policy check handed to the escaper
+        self.ended = False  # torn down
+        self.lingering = 0  # bytes dropped while closing gracefully
+
+    # ------------------------------------------------------------------ accept
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.flow.client = transport  # type: ignore[assignment]
+        shared = self.shared
+        snap = shared.snapshot
+        self.snap = snap
+        conf = snap.servers.get(self.server)
+        if conf is None:  # the listener outlived its server in a reload: refuse rather than hang
+            self.ended = True
+            self.closed_at_accept()
+            transport.abort()
+            return
+        self.conf = conf
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.client_ip = str(peer[0]).split("%", 1)[0]
+        self.client = host_port(self.client_ip, peer[1])
+        self.proxy_sni = client_sni(transport)
+        tv = identify(snap.tenancy, Claims(self.client_ip, conf.tenant, sni=self.proxy_sni)).tenant
+        self.gate = Gate(shared, tv, self.client)
+        self.tenant = self.conn_tenant = tv.name
+        self.tview = tv
+        self.srv_stats = shared.server_counters.get(self.server)
+        self.ten_stats = shared.tenant_counters.get(self.tenant)
+        self.id = next(shared.ids)
+        self.srv_stats.conns_total += 1
+        self.ten_stats.conns_total += 1
+        self.srv_stats.conns_active += 1
+        self.ten_stats.conns_active += 1
+        shared.connections[self.id] = self
+        refused = None
+        if self.srv_stats.conns_active > conf.max_connections or shared.draining:
+            refused = Refusal(ErrorCode.SERVER_BUSY, "the proxy is at its connection limit; try again later")
+        else:
+            refused = self.gate.hold_connection()
+        if refused is not None:
+            self.rejected(refused)
+            return
+        self.deadline = time.monotonic() + conf.timeouts.client_header
+        self.accepted()
+
+    def closed_at_accept(self) -> None:
+        """The connection is dropped before anything (its server is gone); subclasses mark their state."""
+
+    def accepted(self) -> None:
+        """The connection may be served: the protocol starts."""
+
+    def rejected(self, refusal: Refusal) -> None:
+        """The connection cannot be served (a connection limit). Subclasses answer it."""
+
+    def refresh_snapshot(self) -> None:
+        """Take the current Snapshot for what starts now (a new request on a kept-alive
+        connection): store changes reach kept-alive connections; what is in flight keeps its own."""
+        snap = self.shared.snapshot
+        if snap is not self.snap:
+            conf = snap.servers.get(self.server)
+            if conf is not None:
+                self.snap = snap
+                self.conf = conf
+
+    # ------------------------------------------------------------------ who
+
+    def set_tenant(self, tv: TenantView) -> None:
+        """The current request is ``tv``'s: the connection counters follow it."""
+        self.tview = tv
+        if tv.name != self.tenant:
+            self.ten_stats.conns_active -= 1
+            self.tenant = tv.name
+            self.ten_stats = self.shared.tenant_counters.get(tv.name)
+            self.ten_stats.conns_active += 1
+            self.ten_stats.conns_total += 1
+
+    # ------------------------------------------------------------------ upstream
+
+    async def connect_upstream(self, host: str, port: int, factory: Any, ssl: Any = None) -> Connected | Refusal:
+        """Open ``host:port`` through the server's escaper: the one call into the escapers."""
+        escaper = self.snap.escapers[self.conf.escaper]
+        try:
+            return await escaper.connect(
+                host,
+                port,
+                self.client_ip,
+                factory,
+                timeout=self.conf.timeouts.upstream_connect,
+                ssl=ssl,
+                check=self.check,
+                user=self.user.name if self.user is not None else None,
+            )
+        except EscapeError as exc:
+            refusal = Refusal.of(exc)
+            if refusal.code is ErrorCode.DENIED and isinstance(self.check, AddressCheck) and self.check.rule:
+                # refused on a resolved address by a policy rule: reported with that rule
+                refusal = dataclasses.replace(refusal, rule=self.check.rule)
+            return refusal
+        except Exception as exc:  # noqa: BLE001 - a bug must answer, not hang the client
+            log.exception("connect failed unexpectedly")
+            return Refusal(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+    # ------------------------------------------------------------------ tunnel
+
+    def start_tunnel(self, up: UpstreamConnection, early_up: bytes, early_down: bytes, client_eof: bool, up_eof: bool) -> None:
+        """Relay bytes both ways from now on (the success reply is written)."""
+        tunnel = self.tunnel = Tunnel(self, self.flow, up)
+        tunnel.start(self.conf.timeouts.tunnel_idle, early_up, early_down, client_eof, up_eof)
+
+    def tunnel_ended(self) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ backpressure
+
+    def pause_writing(self) -> None:
+        self.flow.client_full()
+
+    def resume_writing(self) -> None:
+        self.flow.client_drained()
+
+    # ------------------------------------------------------------------ the end
+
+    def teardown(self) -> None:
+        """Once: release the slots, the upstream, the registration; emit the connection record."""
+        if self.ended:
+            return
+        self.ended = True
+        self.deadline = 0.0
+        self.flow.closed = True
+        if self.gate is not None:
+            self.gate.close()
+        tunnel, self.tunnel = self.tunnel, None
+        if tunnel is not None:
+            self.sni_seen = tunnel.sni
+            tunnel.close()
+        self.closing()
+        if self.shared.connections.pop(self.id, None) is not None:
+            self.srv_stats.conns_active -= 1
+            self.ten_stats.conns_active -= 1
+            self.record_connection()
+
+    def closing(self) -> None:
+        """Release what a subclass holds (an upstream, a task, a UDP socket); called once."""
+
+    def record_connection(self) -> None:
+        """Emit the connection's record (and usage); called once, at teardown."""
+
+    def close(self, linger: bool = False) -> None:
+        """Close after what was written has been sent. ``linger``: the client may still be
+        sending a request we refused: close gracefully (see the module's docstring)."""
+        self.teardown()
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        if not linger:
+            t.close()
+            return
+        t.resume_reading()
+        if t.can_write_eof():
+            t.write_eof()
+        asyncio.get_running_loop().call_later(LINGER, self._linger_over)
+
+    def linger_data(self, data: bytes) -> None:
+        """Client bytes after the end: dropped, bounded."""
+        self.lingering += len(data)
+        if self.lingering > LINGER_BYTES and self.transport is not None:
+            self.transport.abort()
+
+    def _linger_over(self) -> None:
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.close()
+
+    def abort(self, reason: str) -> None:
+        if self.ended:
+            return
+        log.info("connection %s aborted: %s", self.id, reason)
+        self.teardown()
+        if self.transport is not None:
+            self.transport.abort()
