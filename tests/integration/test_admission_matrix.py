@@ -465,3 +465,112 @@ def test_a_denial_decided_on_the_resolved_address_is_a_denial_with_its_rule(matr
     rows = wait_rows(d, since, lambda rows: len([r for r in rows if r["host"] == "localhost"]) >= 2)
     seen = {(r["server"], r["decision"], r["rule"]) for r in rows if r["host"] == "localhost"}
     assert {("http", "deny", "no-loopback"), ("socks", "deny", "no-loopback")} <= seen, rows
+
+
+# ------------------------------------------------------------------------- locked source ranges
+
+
+def test_a_locked_range_admits_only_its_own_tenants_users(tmp_path):
+    """From acme's locked range, globex's ``bob@globex`` is refused (403 tenant_locked; SOCKS5
+    NOT_ALLOWED) on every server that takes credentials; acme's own ``al@acme`` is served."""
+    import asyncio
+    import base64
+    import dataclasses
+    import threading
+    from types import SimpleNamespace
+
+    from arcus.auth.secrets import hash_secret
+    from arcus.config.loader import parse_profile
+    from arcus.runtime.snapshot import StoreView, build_snapshot
+    from arcus.serve.context import Shared
+    from arcus.serve.registry import SERVER_TYPES
+    from arcus.store.tenants import Tenant
+    from arcus.store.users import User
+
+    profile = parse_profile(
+        render_profile().replace(
+            "servers:\n",
+            "servers:\n  - name: socks\n    type: socks_proxy\n    listen: 127.0.0.1:0\n    escaper: direct\n"
+            "  - name: intelli\n    type: intelli_proxy\n    listen: 127.0.0.1:0\n    escaper: direct\n",
+            1,
+        ),
+        "matrix.yaml",
+    )
+    now = "2026-01-01T00:00:00Z"
+
+    def tenant(name: str, source: str, **kw) -> Tenant:
+        return Tenant(name=name, display_name=name, sources=(source,), suspended=False, created_at=now, auth="optional", **kw)
+
+    def user(t: str, name: str, pw: str) -> User:
+        return User(t, name, hash_secret(pw), False, None, None, None, None, now)
+
+    # the store's rows as ops-layer's migration will give them: lock_sources on the tenant row
+    acme = tenant("acme", "127.0.0.0/8")
+    if "lock_sources" in {f.name for f in dataclasses.fields(Tenant)}:
+        acme = dataclasses.replace(acme, lock_sources=True)
+    else:  # until the column lands: the same row with the field build_tenancy reads
+        acme = SimpleNamespace(**{f.name: getattr(acme, f.name) for f in dataclasses.fields(Tenant)}, lock_sources=True)
+    data = StoreView([acme, tenant("globex", "10.2.0.0/16")], {"acme": [user("acme", "al", "al-pw")], "globex": [user("globex", "bob", "bob-pw")]}, {})
+    shared = Shared(build_snapshot(1, profile, data, frozenset()))
+    assert shared.snapshot.tenancy.tenants["acme"].lock_sources
+
+    loop = asyncio.new_event_loop()
+    servers: dict[str, str] = {}
+    ready = threading.Event()
+
+    async def start() -> None:
+        for conf in profile.servers:
+            kind = SERVER_TYPES[conf.type]
+            srv = await kind.listen(loop, kind.factory(shared, conf.name), "127.0.0.1", 0, conf)
+            await srv.start_serving()
+            servers[conf.name] = "127.0.0.1:%d" % srv.sockets[0].getsockname()[1]
+        ready.set()
+
+    thread = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        with Origin() as origin:
+
+            def http(addr: str, creds: str) -> Outcome:
+                auth = base64.b64encode(creds.encode()).decode()
+                with _connect(addr) as s:
+                    s.sendall(
+                        f"GET http://127.0.0.1:{origin.port}/small HTTP/1.1\r\nHost: x\r\n"
+                        f"Proxy-Authorization: Basic {auth}\r\nConnection: close\r\n\r\n".encode()
+                    )
+                    return _http_outcome(_recv_all(s))
+
+            def socks5(addr: str, creds: str) -> Outcome:
+                name, _, pw = creds.partition(":")
+                with _connect(addr) as s:
+                    s.sendall(socks.socks5_client_greeting(True))
+                    assert _recv_n(s, 2) == b"\x05\x02"
+                    s.sendall(bytes([1, len(name)]) + name.encode() + bytes([len(pw)]) + pw.encode())
+                    _recv_n(s, 2)
+                    s.sendall(socks.socks5_client_request(socks.CONNECT, "127.0.0.1", origin.port))
+                    reply = _recv_n(s, 10)
+                    if reply[1] != socks.SUCCEEDED:
+                        return Outcome(False, f"socks5:{reply[1]}")
+                    s.sendall(_get(origin.port, False))
+                    return _http_outcome(_recv_all(s))
+
+            for name, drive in (("http", http), ("socks", socks5), ("intelli", http), ("intelli", socks5)):
+                refused = drive(servers[name], "bob@globex:bob-pw")
+                expected = "tenant_locked" if drive is http else f"socks5:{socks.NOT_ALLOWED}"
+                assert (refused.ok, refused.code) == (False, expected), (name, refused)
+                assert drive(servers[name], "al@acme:al-pw").ok, name
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def _recv_n(s: socket.socket, n: int) -> bytes:
+    s.settimeout(5)
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
