@@ -653,10 +653,13 @@ class HttpProxyConnection(Session):
         if resp is not None and self.status >= 200 and resp.framing == UNTIL_CLOSE:
             self._response_done(b"")
             return
-        # EOF before the response ended: connection_lost follows and says what to do
+        # EOF before the response ended: the response was cut (or, on a reused connection, the
+        # origin had closed it): closing clears the owner, so say it here
         up = self.up
         if up is not None:
+            self.flow.detach()
             up.close()
+        self.upstream_lost(None)
 
     def upstream_lost(self, exc: Exception | None) -> None:
         self.up = None

@@ -1,0 +1,67 @@
+"""Issue 10 #6: a response the origin cuts mid-body still leaves its request record (and its
+access-log line), with error side upstream and code upstream_closed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.integration.conftest import run_curl
+
+pytestmark = pytest.mark.integration
+
+
+class CuttingOrigin:
+    """Answers every request with 10 bytes of a promised 1000, then closes."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"c" * 10)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_response_cut_by_the_origin_is_recorded(curl, daemon):
+    origin = CuttingOrigin()
+    try:
+        r = run_curl(curl, "-x", f"http://{daemon.proxy}", f"http://127.0.0.1:{origin.port}/cut")
+        assert r.returncode == 18, r.stderr  # curl: transfer closed with bytes remaining
+    finally:
+        origin.close()
+    deadline = time.monotonic() + 10
+    rows: list = []
+    while time.monotonic() < deadline:
+        out = daemon.arcus("audit", "search", "--json")
+        rows = [e for e in map(json.loads, out.stdout.splitlines()) if e["kind"] == "request"]
+        if rows:
+            break
+        time.sleep(0.2)
+    assert [(e["path"], e["status"], e["error_side"], e["error_code"]) for e in rows] == [
+        ("/cut", 200, "upstream", "upstream_closed")
+    ], rows
+    assert rows[0]["bytes_down"] == 10
+    log = daemon.log()
+    assert "/cut 200" in log and "upstream_closed" in log  # the access-log line
