@@ -10,26 +10,27 @@ bodies are scanned to find their end, not decoded).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
-import ssl as ssl_module
 import time
+from typing import Any
 
-from arcus.errors import ErrorCode, ProtocolError, Refusal
+from arcus.errors import ErrorCode, EscapeError, ProtocolError, Refusal
 from arcus.proto import http1
 from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, ChunkedScanner, Limits
 from arcus.serve import blockpage
 from arcus.serve import records
 from arcus.serve.context import Shared
 from arcus.serve.flow import BUFFER, UPSTREAM_FULL
+from arcus.serve.http_routing import VIA, ForwardRouting
 from arcus.serve.session import Session, host_port
 from arcus.tenancy.admission import Admitted, Destination
-from arcus.tenancy.identify import X_TENANT_ID, Claims, identify, parse_basic, scan_headers
+from arcus.tenancy.identify import Claims, identify
 from arcus.serve.upstream import UpstreamConnection
 
 log = logging.getLogger("arcus.serve")
 
-VIA = b"1.1 arcus"
 MAX_PENDING = 256 * 1024  # client bytes buffered while the upstream is not ready
 
 # connection states
@@ -41,19 +42,12 @@ TUNNEL = 4  # CONNECT or Upgrade: bytes both ways
 CLOSED = 5
 STATE_NAMES = ("idle", "connecting", "request_body", "response", "tunnel", "closed")
 
-_client_ssl: ssl_module.SSLContext | None = None
-
-
-def _origin_ssl() -> ssl_module.SSLContext:
-    global _client_ssl
-    if _client_ssl is None:
-        _client_ssl = ssl_module.create_default_context()
-    return _client_ssl
-
-
 class HttpProxyConnection(Session):
-    def __init__(self, shared: Shared, server: str) -> None:
+    """One HTTP client connection; ``routing`` says where its requests go (forward or reverse)."""
+
+    def __init__(self, shared: Shared, server: str, routing: Any = None) -> None:
         super().__init__(shared, server)
+        self.routing = routing if routing is not None else ForwardRouting()
         self.buf = bytearray()
         self.state = HEAD
         self.up: UpstreamConnection | None = None  # the upstream of the current exchange
@@ -90,14 +84,15 @@ class HttpProxyConnection(Session):
     def accepted(self) -> None:
         self._configure()
 
-    def _configure(self) -> None:
+    def _configure(self) -> bool:
         lim = self.conf.limits
         self.limits = Limits(lim.max_request_line, lim.max_header_bytes, lim.max_headers)
         self.local_client = self.client_ip.startswith("127.") or self.client_ip in ("::1", "::ffff:127.0.0.1")
+        return self.routing.configure(self)
 
     def rejected(self, refusal: Refusal) -> None:
-        self._configure()
-        self._reject_connection(refusal)
+        if self._configure():
+            self._reject_connection(refusal)
 
     def _reject_connection(self, refusal: Refusal) -> None:
         """Over a connection limit: answer 503 to the first request (reading it first, so the
@@ -170,15 +165,11 @@ class HttpProxyConnection(Session):
             self._start(head)
 
     def _start(self, req: http1.RequestHead) -> None:
-        if not self._begin(req):
+        if self.state == CLOSED or not self._begin(req):
             return
-        if req.form not in ("authority", "absolute"):
-            self._refuse(
-                Refusal(
-                    ErrorCode.NOT_A_PROXY_REQUEST,
-                    "this is a proxy: send an absolute URI (http://host/path) or CONNECT host:port",
-                )
-            )
+        refused = self.routing.route(self, req)
+        if refused is not None:
+            self._refuse(refused)
             return
         self._identify(req)
 
@@ -216,26 +207,15 @@ class HttpProxyConnection(Session):
 
     def _identify(self, req: http1.RequestHead) -> None:
         """Who is asking and may the request leave (``arcus.tenancy.admission``)."""
-        username = password = header = None
-        if self.snap.tenancy.any_users or self.conf.trusted_proxies:
-            auth_value, tenant_hdr = scan_headers(req.headers)
-            if tenant_hdr is not None:
-                header = tenant_hdr.decode("latin-1")
-            if auth_value is not None:
-                creds = parse_basic(auth_value)
-                if creds is None:
-                    claims = Claims(self.client_ip, self.conf.tenant, self.conf.trusted_proxies, self.proxy_sni, None, None, header)
-                    tv = identify(self.snap.tenancy, claims).tenant
-                    self.user = self.gate.user = None
-                    self.set_tenant(tv)
-                    self.ten_stats.requests += 1
-                    self._refusal(Refusal(ErrorCode.AUTH_REQUIRED, "malformed Proxy-Authorization (expected Basic credentials)", realm=tv.realm))
-                    return
-                username, password = creds
-        claims = Claims(self.client_ip, self.conf.tenant, self.conf.trusted_proxies, self.proxy_sni, username, password, header)
-        tunnel = req.form == "authority"
-        path = None if tunnel else req.path.decode("latin-1")
-        self._check(claims, Destination(req.host, req.port, req.method.decode("latin-1"), path, tunnel))
+        claims, refused = self.routing.claims(self, req)
+        if refused is not None:
+            tv = identify(self.snap.tenancy, dataclasses.replace(claims, username=None, password=None)).tenant
+            self.user = self.gate.user = None
+            self.set_tenant(tv)
+            self.ten_stats.requests += 1
+            self._refusal(dataclasses.replace(refused, realm=tv.realm))
+            return
+        self._check(claims, self.routing.destination(self, req))
 
     def _check(self, claims: Claims, dest: Destination) -> None:
         gate = self.gate
@@ -253,7 +233,7 @@ class HttpProxyConnection(Session):
         self.ten_stats.requests += 1
         self.user = self.gate.user
         if isinstance(verdict, Refusal):
-            self._refusal(verdict)
+            self._refusal(self.routing.refusal(self, verdict))
             return
         self.decision = "allow"
         self.rule_id = verdict.rule
@@ -334,7 +314,7 @@ class HttpProxyConnection(Session):
         if getattr(self.snap.escapers.get(self.conf.escaper), "varies_by_client", False):
             # routed by client or user: a connection opened for one route is not another's
             key += (self.client_ip, self.user.name if self.user is not None else None)
-        return key
+        return key + self.routing.pool_key_extra(self)
 
     def _forward(self) -> None:
         req = self.req
@@ -351,8 +331,13 @@ class HttpProxyConnection(Session):
 
     async def _connect(self, key: tuple, retry: bool = False) -> None:
         req = self.req
-        ssl = _origin_ssl() if req.scheme == b"https" else None
+        ssl = self.routing.upstream_ssl(req)
         conn = await self.connect_upstream(req.host, req.port, lambda: UpstreamConnection(key), ssl)
+        if not isinstance(conn, Refusal):
+            try:
+                await self.routing.connected(self, conn)
+            except EscapeError as exc:
+                conn = Refusal.of(exc)
         self.task = None
         if isinstance(conn, Refusal):
             if self.state != CLOSED:
@@ -379,25 +364,7 @@ class HttpProxyConnection(Session):
     def _send_request(self) -> None:
         req = self.req
         up = self.up
-        headers = http1.forward_headers(req.headers, req.connection_tokens)
-        host = f"[{req.host}]" if ":" in req.host else req.host
-        if req.port != (443 if req.scheme == b"https" else 80):
-            host = f"{host}:{req.port}"
-        out = [(b"Host", host.encode())]
-        for name, value in headers:
-            n = len(name)
-            if (n == 4 and name.lower() == b"host") or (n == 11 and name.lower() == X_TENANT_ID):
-                continue
-            out.append((name, value))
-        out.append((b"Via", (b"1.0 arcus" if req.version == b"1.0" else VIA)))
-        if req.framing == CHUNKED:
-            out.append((b"Transfer-Encoding", b"chunked"))
-        if req.upgrade:
-            # a protocol switch (WebSocket) must reach the origin: Upgrade is hop-by-hop, so it is re-added
-            out.extend((n, v) for n, v in req.headers if len(n) == 7 and n.lower() == b"upgrade")
-            out.append((b"Connection", b"upgrade"))
-        elif req.version == b"1.0":
-            out.append((b"Connection", b"close"))
+        out = self.routing.request_headers(self, req)
         up.write(http1.build_request_head(req.method, req.path, out, req.version))
         self.head_sent = True
         self.retry_ok = up.reused and req.framing == NO_BODY

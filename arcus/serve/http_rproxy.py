@@ -1,23 +1,23 @@
 """`http_rproxy`: a reverse proxy. The request's Host picks a site; the site names its upstream.
 
-The HTTP machinery is ``HttpProxyConnection``'s (keep-alive, bodies forwarded as they come,
-chunked scanning, the upstream pool, Upgrade/WebSocket tunnels, shaping, deadlines, stats and
-audit): this class changes only what a reverse proxy does differently, each in one override:
+The HTTP machinery is the one HTTP connection's (``arcus.serve.http_proxy``: keep-alive, bodies
+forwarded as they come, chunked scanning, the upstream pool, Upgrade/WebSocket tunnels, shaping,
+deadlines, stats, records, the accept-time limits and the per-request Snapshot); this module
+gives it ``ReverseRouting``, the strategy that says what a reverse proxy does differently:
 
-- ``_start``: an origin-form request (absolute-form accepted too) is routed by its Host to a
-  site (exact name, then the longest ``*.domain``, then ``*``); unknown host 404; CONNECT and
+- an origin-form request (absolute-form accepted too) is routed by its Host to a site (exact
+  name, then the longest ``*.domain``, then ``*``); unknown host 404; CONNECT and
   ``OPTIONS *`` 400. Over TLS, a request for a site whose certificate is not the one the
-  connection was set up with gets 421 (RFC 9110 15.5.20: a connection reused for another
-  host);
-- ``_identify``: the tenant comes from the server's ``tenant:`` or the source address (or a
-  trusted proxy's X-Tenant-ID); there are no proxy credentials in front of a web site, so a
-  tenant that requires them is refused with 403;
-- ``_admit``: the policy sees the host the client asked for, not the upstream;
-- ``_connect``: the escaper connects to the site's upstream; with ``upstream_tls`` the
-  connection is then upgraded to TLS and the upstream's certificate verified;
-- ``_send_request``: the client's Host goes upstream unchanged, with X-Forwarded-For and
-  X-Forwarded-Proto; an Upgrade request (WebSocket) keeps its Upgrade, and the upstream's 101
-  turns the connection into a tunnel.
+  connection was set up with gets 421 (RFC 9110 15.5.20: a connection reused for another host);
+- the tenant comes from the server's ``tenant:`` or the source address (or a trusted proxy's
+  X-Tenant-ID); there are no proxy credentials in front of a web site, so a tenant that
+  requires them is refused with 403;
+- the policy sees the host the client asked for, not the upstream;
+- with ``upstream_tls`` the escaper's connection is upgraded to TLS and the upstream's
+  certificate verified;
+- the client's Host goes upstream unchanged, with X-Forwarded-For and X-Forwarded-Proto; an
+  Upgrade request (WebSocket) keeps its Upgrade, and the upstream's 101 turns the connection
+  into a tunnel.
 
 TLS termination: the listener's SSLContext has an ``sni_callback`` that looks up the server's
 config in the *current* Snapshot and switches the handshake to the site's context, so
@@ -30,21 +30,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 from collections import OrderedDict
 from typing import Any
 
 from arcus.config.server.http_rproxy import HttpRproxyConfig, RproxyHost
 from arcus.config.server.tcp_stream import split_upstream
-from arcus.errors import ErrorCode, EscapeError, Refusal
+from arcus.errors import ErrorCode, Refusal
+from arcus.escape.base import Connected
 from arcus.proto import http1
-from arcus.proto.http1 import CHUNKED, NO_BODY
-from arcus.serve.flow import BUFFER
-from arcus.serve.http_proxy import BODY, CLOSED, VIA, HttpProxyConnection
+from arcus.proto.http1 import CHUNKED
+from arcus.serve.http_proxy import HttpProxyConnection
+from arcus.serve.http_routing import via
 from arcus.serve.session import host_port
 from arcus.serve.tls_stream import UpstreamTls
-from arcus.serve.upstream import UpstreamConnection
-from arcus.tenancy.admission import Admitted, Destination
+from arcus.tenancy.admission import Destination
 from arcus.tenancy.identify import X_TENANT_ID, Claims, in_ranges, scan_headers
 
 log = logging.getLogger("arcus.serve")
@@ -138,125 +137,107 @@ def sites_for(conf: HttpRproxyConfig) -> SiteTable:
     return table
 
 
-# ----------------------------------------------------------------------------------- connection
+# -------------------------------------------------------------------------------------- routing
 
 
-class HttpRproxyConnection(HttpProxyConnection):
+class ReverseRouting:
+    """``http_rproxy``'s routing (``arcus.serve.http_routing``): the Host picks a site, the site
+    names its upstream; the tenant comes from the server's ``tenant:``, the source address or a
+    trusted proxy's X-Tenant-ID (no proxy credentials in front of a web site); the policy sees
+    the host the client asked for."""
+
     __slots__ = ("sites", "site", "site_host", "site_port", "served_ctx", "tls_in")
 
-    def __init__(self, shared: Any, server: str) -> None:
-        super().__init__(shared, server)
+    def __init__(self) -> None:
+        self.sites: SiteTable | None = None
         self.site: Site | None = None
         self.site_host = ""
         self.site_port = 0
         self.served_ctx: ssl.SSLContext | None = None
         self.tls_in = False
 
-    def _configure(self) -> None:
-        super()._configure()
-        sslobj = self.transport.get_extra_info("ssl_object")
+    def configure(self, conn: Any) -> bool:
+        sslobj = conn.transport.get_extra_info("ssl_object")
         self.tls_in = sslobj is not None
-        if self.tls_in != bool(getattr(self.conf, "tls", False)):
+        if self.tls_in != bool(conn.conf.tls):
             # a reload switched tls on or off under a listener made for the other setting
-            self.abort("tls setting changed; the listener must be re-created")
-            return
+            conn.abort("tls setting changed; the listener must be re-created")
+            return False
         try:
-            self.sites = sites_for(self.conf)
+            self.sites = sites_for(conn.conf)
         except (OSError, ssl.SSLError) as exc:
-            log.error("server %s: cannot load its certificates: %s", self.server, exc)
-            self.abort("certificates unreadable")
-            return
+            log.error("server %s: cannot load its certificates: %s", conn.server, exc)
+            conn.abort("certificates unreadable")
+            return False
         if sslobj is not None:
             self.served_ctx = sslobj.context
+        return True
 
-    def _start(self, req: http1.RequestHead) -> None:
-        if self.state == CLOSED or not self._begin(req):
-            return
+    def route(self, conn: Any, req: http1.RequestHead) -> Refusal | None:
         self.site = None
         self.site_host = req.host or ""
         self.site_port = req.port or (443 if self.tls_in else 80)
         if self.tls_in and req.form == "origin" and req.port == 80 and not _explicit_port(req):
             self.site_port = 443
-        self.target = host_port(self.site_host, self.site_port) if self.site_host else ""
+        conn.target = host_port(self.site_host, self.site_port) if self.site_host else ""
         if req.form not in ("origin", "absolute"):
-            self._refuse(Refusal(ErrorCode.BAD_REQUEST, "this is a web server (a reverse proxy): CONNECT and OPTIONS * are not served here"))
-            return
+            return Refusal(ErrorCode.BAD_REQUEST, "this is a web server (a reverse proxy): CONNECT and OPTIONS * are not served here")
         site = self.sites.match(req.host) if req.host else self.sites.catch_all
         if site is None:
-            self._refuse(Refusal(ErrorCode.UNKNOWN_HOST, f"no site here answers for host {self.site_host or '(none)'}"))
-            return
+            return Refusal(ErrorCode.UNKNOWN_HOST, f"no site here answers for host {self.site_host or '(none)'}")
         if self.served_ctx is not None and site.server_ctx is not self.served_ctx:
-            self._refuse(Refusal(ErrorCode.MISDIRECTED, f"this connection was not set up for host {self.site_host}; open a new one"))
-            return
+            return Refusal(ErrorCode.MISDIRECTED, f"this connection was not set up for host {self.site_host}; open a new one")
         self.site = site
         # From here on the request travels as if the client had asked for the upstream itself.
         req.form = "absolute"
         req.scheme = b"https" if site.upstream_tls is not None else b"http"
         req.host, req.port = site.host, site.port
-        self._identify(req)
+        return None
 
-    def _identify(self, req: http1.RequestHead) -> None:
-        """The tenant from the server's ``tenant:``, the source address or a trusted proxy's
-        X-Tenant-ID; no proxy credentials in front of a web site. The policy sees the host the
-        client asked for, not the upstream."""
+    def claims(self, conn: Any, req: http1.RequestHead) -> tuple[Claims, Refusal | None]:
         header = None
-        if self.conf.trusted_proxies:
+        if conn.conf.trusted_proxies:
             _, tenant_hdr = scan_headers(req.headers)
             if tenant_hdr is not None:
                 header = tenant_hdr.decode("latin-1")
-        claims = Claims(self.client_ip, self.conf.tenant, self.conf.trusted_proxies, self.proxy_sni, None, None, header)
-        self._check(claims, Destination(self.site_host, self.site_port, req.method.decode("latin-1"), req.path.decode("latin-1"), False))
+        return Claims(conn.client_ip, conn.conf.tenant, conn.conf.trusted_proxies, conn.proxy_sni, None, None, header), None
 
-    def _admitted(self, verdict: Admitted | Refusal) -> None:
-        if isinstance(verdict, Refusal) and verdict.status == 407:
+    def destination(self, conn: Any, req: http1.RequestHead) -> Destination:
+        return Destination(self.site_host, self.site_port, req.method.decode("latin-1"), req.path.decode("latin-1"), False)
+
+    def refusal(self, conn: Any, r: Refusal) -> Refusal:
+        if r.status == 407:
             # a tenant that requires credentials cannot be served: a web client is never asked for them
-            verdict = Refusal(
+            return Refusal(
                 ErrorCode.AUTH_REQUIRED,
-                f"tenant {self.gate.tenant.name} requires user credentials, which a reverse proxy cannot ask for",
+                f"tenant {conn.tenant} requires user credentials, which a reverse proxy cannot ask for",
                 http_status=403,
             )
-        super()._admitted(verdict)
+        return r
 
-    def _pool_key(self, scheme: bytes) -> tuple:
-        req = self.req
+    def pool_key_extra(self, conn: Any) -> tuple:
+        return (self.site.tls_key if self.site is not None else None,)
+
+    def upstream_ssl(self, req: http1.RequestHead) -> None:
+        return None  # TLS to a site's upstream is started after the escaper (``connected``)
+
+    async def connected(self, conn: Any, connected: Connected) -> None:
         site = self.site
-        return (self.conf.escaper, self.tenant, self.local_client, scheme, req.host, req.port, site.tls_key if site else None)
+        if site is not None and site.upstream_tls is not None:
+            up = connected.protocol
+            up.transport = await site.upstream_tls.wrap(connected.transport, up, conn.req.host, conn.conf.timeouts.upstream_connect)
 
-    async def _connect(self, key: tuple, retry: bool = False) -> None:
-        req = self.req
-        site = self.site
-        conn = await self.connect_upstream(req.host, req.port, lambda: UpstreamConnection(key))
-        if not isinstance(conn, Refusal) and site is not None and site.upstream_tls is not None:
-            up: UpstreamConnection = conn.protocol  # type: ignore[assignment]
-            try:
-                up.transport = await site.upstream_tls.wrap(conn.transport, up, req.host, self.conf.timeouts.upstream_connect)
-            except EscapeError as exc:
-                conn = Refusal.of(exc)
-        self.task = None
-        if isinstance(conn, Refusal):
-            if self.state != CLOSED:
-                self._upstream_failed(conn)
-            return
-        up = conn.protocol  # type: ignore[assignment]
-        if self.state == CLOSED:
-            up.close()
-            return
-        self._attach(up)
-        self._send_request()
-
-    def _send_request(self) -> None:
-        req = self.req
-        up = self.up
+    def request_headers(self, conn: Any, req: http1.RequestHead) -> list[tuple[bytes, bytes]]:
         headers = http1.forward_headers(req.headers, req.connection_tokens)
         host_value = next((v for n, v in req.headers if len(n) == 4 and n.lower() == b"host"), None)
         if host_value is None:  # an HTTP/1.0 request without Host, served by the catch-all site
             host_value = (f"[{req.host}]" if ":" in req.host else req.host).encode()
         out = [(b"Host", host_value)]
-        forwarded_for = self.client_ip.encode()
+        forwarded_for = conn.client_ip.encode()
         for name, value in headers:
             lname = name.lower()
             if lname in _DROPPED:
-                if lname == X_FORWARDED_FOR and in_ranges(self.client_ip, self.conf.trusted_proxies):
+                if lname == X_FORWARDED_FOR and in_ranges(conn.client_ip, conn.conf.trusted_proxies):
                     forwarded_for = value + b", " + forwarded_for  # a trusted proxy in front: keep its chain
                 continue
             out.append((name, value))
@@ -267,25 +248,12 @@ class HttpRproxyConnection(HttpProxyConnection):
                 out.append((b"Connection", b"upgrade"))
         out.append((b"X-Forwarded-For", forwarded_for))
         out.append((b"X-Forwarded-Proto", b"https" if self.tls_in else b"http"))
-        out.append((b"Via", (b"1.0 arcus" if req.version == b"1.0" else VIA)))
+        out.append((b"Via", via(req)))
         if req.framing == CHUNKED:
             out.append((b"Transfer-Encoding", b"chunked"))
         if req.version == b"1.0":
             out.append((b"Connection", b"close"))
-        up.write(http1.build_request_head(req.method, req.path, out, req.version))
-        self.head_sent = True
-        self.retry_ok = up.reused and req.framing == NO_BODY
-        up.reused = False
-        self.resp_scanner = None
-        if req.framing == NO_BODY:
-            self._request_sent()
-        else:
-            self.state = BODY
-            self.deadline = time.monotonic() + self.conf.timeouts.client_body
-            self.idle_window = self.conf.timeouts.client_body
-            self._forward_body(b"")
-            if self.state == BODY:
-                self.flow.resume_client(BUFFER)
+        return out
 
 
 def _explicit_port(req: http1.RequestHead) -> bool:
@@ -305,8 +273,8 @@ class RproxyFactory:
         self.shared = shared
         self.server = server
 
-    def __call__(self) -> HttpRproxyConnection:
-        return HttpRproxyConnection(self.shared, self.server)
+    def __call__(self) -> HttpProxyConnection:
+        return HttpProxyConnection(self.shared, self.server, ReverseRouting())
 
     def sni_callback(self, sslobj: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> int | None:
         sslobj.arcus_sni = name  # type: ignore[attr-defined]  # tenants can be told apart by it
