@@ -12,18 +12,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 import time
 from typing import Any
 
 from arcus.errors import ErrorCode, EscapeError, ProtocolError, Refusal
 from arcus.proto import http1
-from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, ChunkedScanner, Limits
-from arcus.serve import blockpage
-from arcus.serve import records
+from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, Limits
+from arcus.serve.http_exchange import Exchange, answer_without_request
 from arcus.serve.context import Shared
 from arcus.serve.flow import BUFFER, UPSTREAM_FULL
-from arcus.serve.http_routing import VIA, ForwardRouting
+from arcus.serve.http_routing import ForwardRouting
 from arcus.serve.session import Session, host_port
 from arcus.tenancy.admission import Admitted, Destination
 from arcus.tenancy.identify import Claims, identify
@@ -51,30 +49,15 @@ class HttpProxyConnection(Session):
         self.buf = bytearray()
         self.state = HEAD
         self.up: UpstreamConnection | None = None  # the upstream of the current exchange
-        self.req: http1.RequestHead | None = None
-        self.resp: http1.ResponseHead | None = None
+        self.ex: Exchange | None = None  # the request in flight
         self.ubuf = bytearray()
         self.task: asyncio.Task | None = None
         self.client_eof = False
         self.up_eof = False
         self.keep_alive = True
-        self.req_scanner: ChunkedScanner | None = None
-        self.resp_scanner: ChunkedScanner | None = None
-        self.error_code: ErrorCode | str = ""
-        self.req_id = "-"
-        self.decision = ""  # policy outcome for the audit log: allow, deny, redirect
-        self.rule_id: str | None = None
-        self.reports: tuple = ()
-        self.req_up0 = 0
-        self.req_down0 = 0
-        self.req_started = 0.0
         self.reject: Refusal | None = None
         self.scanned = 0  # bytes of an incomplete request head already checked
         self.uscanned = 0  # the same for a response head
-        self.status = 0
-        self.retry_ok = False
-        self.head_sent = False
-        self.unread = False  # the current request's body was not read: close gracefully after it
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -151,7 +134,7 @@ class HttpProxyConnection(Session):
             except ProtocolError as exc:
                 self._count_error(ErrorCode.CLIENT_BAD_REQUEST)
                 self.keep_alive = False
-                self._send_simple(exc.status, ErrorCode.for_client_status(exc.status), exc.message)
+                self._write(answer_without_request(exc.status, ErrorCode.for_client_status(exc.status), exc.message, self.shared.next_request_id()))
                 self._close(linger=True)
                 return
             if parsed is None:
@@ -177,26 +160,11 @@ class HttpProxyConnection(Session):
         """What every request starts with, forward or reverse: the current Snapshot (store changes
         reach kept-alive connections; a request in flight keeps its own), a request id, fresh
         per-request state, and the refusal of a connection rejected at accept. False: answered."""
-        self.req = req
         self.refresh_snapshot()
-        self.req_id = self.shared.next_request_id()
-        self.req_started = time.monotonic()
-        self.status = 0
-        self.resp = None
-        self.resp_bytes = 0
-        self.head_sent = False
-        self.error_code = ""
+        self.ex = Exchange(req, self.shared.next_request_id(), self.limits, self.bytes_up, self.bytes_down)
         self.srv_stats.requests += 1
         self.keep_alive = req.keep_alive and not self.shared.draining
-        self.req_left = req.content_length if req.framing == LENGTH else 0
-        self.req_scanner = ChunkedScanner(self.limits) if req.framing == CHUNKED else None
         self.target = host_port(req.host, req.port) if req.host else ""
-        self.req_up0 = self.bytes_up
-        self.req_down0 = self.bytes_down
-        self.unread = req.framing != NO_BODY
-        self.decision = ""
-        self.rule_id = None
-        self.reports = ()
         self.check = None
         if self.reject is not None:
             self._refuse(self.reject)
@@ -213,7 +181,7 @@ class HttpProxyConnection(Session):
             self.user = self.gate.user = None
             self.set_tenant(tv)
             self.ten_stats.requests += 1
-            self._refusal(dataclasses.replace(refused, realm=tv.realm))
+            self._refuse(dataclasses.replace(refused, realm=tv.realm))
             return
         self._check(claims, self.routing.destination(self, req))
 
@@ -233,83 +201,35 @@ class HttpProxyConnection(Session):
         self.ten_stats.requests += 1
         self.user = self.gate.user
         if isinstance(verdict, Refusal):
-            self._refusal(self.routing.refusal(self, verdict))
+            self._refuse(self.routing.refusal(self, verdict))
             return
-        self.decision = "allow"
-        self.rule_id = verdict.rule
-        self.reports = verdict.reports
+        self.ex.decision = "allow"
+        self.ex.rule = verdict.rule
+        self.ex.reports = verdict.reports
         self.check = verdict.check
         self.flow.shape_up = verdict.shape_up
         self.flow.shape_down = verdict.shape_down
-        if self.req.form == "authority":
+        if self.ex.req.form == "authority":
             self._open_tunnel()
         else:
             self._forward()
 
-    def _refusal(self, r: Refusal) -> None:
-        """Answer a refusal of the admission steps in HTTP."""
-        if r.status == 407:
-            self._count_error(r.code)
-            self.decision = "deny"
-            req = self.req
-            if req is not None and req.framing != NO_BODY:
-                self.keep_alive = False
-            self._send_simple(407, r.code, r.message, extra=[(b"Proxy-Authenticate", r.realm)])
-            self._request_done()
-        elif r.code is ErrorCode.DENIED:
-            self.decision = "deny"
-            self.rule_id = r.rule
-            self._block(r.rule or "default", r.message)
-        elif r.code is ErrorCode.REDIRECTED:
-            self.decision = "redirect"
-            self.rule_id = r.rule
-            self._redirect(r.redirect_to or "/")
-        else:
-            self._refuse(r)
-
-    def _block(self, rule: str, reason: str) -> None:
-        self._count_error(ErrorCode.DENIED)
-        req = self.req
-        if req is not None and req.framing != NO_BODY:
-            self.keep_alive = False
-        body = blockpage.render_block_page(
-            self.tview.block_page if self.tview is not None else None,
-            tenant=self.tenant,
-            rule=rule,
-            reason=reason,
-            request_id=self.req_id,
-            host=self.target,
-        )
-        self._send_simple(
-            403, ErrorCode.DENIED, reason, body=body, content_type=b"text/html; charset=utf-8", extra=[(b"X-Arcus-Rule", rule.encode())]
-        )
-        self._request_done()
-
-    def _redirect(self, location: str) -> None:
-        req = self.req
-        if req is not None and req.framing != NO_BODY:
-            self.keep_alive = False
-        self._send_simple(302, ErrorCode.REDIRECTED, f"moved to {location}", extra=[(b"Location", location.encode())], error=False)
-        self._request_done()
-
     def _refuse(self, r: Refusal) -> None:
-        """Answer the current request ourselves. A request with a body closes the connection
-        after the answer (its body is not read)."""
-        status = r.status
-        self._count_error(r.code)
-        if status == 403:
-            self.decision = "deny"
-        req = self.req
-        if req is not None and req.framing != NO_BODY:
+        """Answer the current request ourselves (a refusal, an upstream failure): the exchange
+        says how. A request with a body closes the connection after the answer (its body is not
+        read: closed gracefully)."""
+        if r.code is not ErrorCode.REDIRECTED:
+            self._count_error(r.code)
+        if self.ex.req.framing != NO_BODY:
             self.keep_alive = False
-        extra = [(b"Retry-After", str(max(1, math.ceil(r.retry_after))).encode())] if status == 429 else None
-        self._send_simple(status, r.code, r.message, extra=extra)
+        template = self.tview.block_page if self.tview is not None else None
+        self._write(self.ex.refusal(r, self.keep_alive, template, self.tenant, self.target))
         self._request_done()
 
     # ------------------------------------------------------------------ forwarding
 
     def _pool_key(self, scheme: bytes) -> tuple:
-        req = self.req
+        req = self.ex.req
         key = (self.conf.escaper, self.tenant, self.local_client, scheme, req.host, req.port)
         if getattr(self.snap.escapers.get(self.conf.escaper), "varies_by_client", False):
             # routed by client or user: a connection opened for one route is not another's
@@ -317,7 +237,7 @@ class HttpProxyConnection(Session):
         return key + self.routing.pool_key_extra(self)
 
     def _forward(self) -> None:
-        req = self.req
+        req = self.ex.req
         key = self._pool_key(req.scheme)
         up = self.shared.pool.take(key) if self.check is None else None
         if up is not None:
@@ -330,7 +250,7 @@ class HttpProxyConnection(Session):
         self.task = asyncio.get_running_loop().create_task(self._connect(key), name=f"arcus-connect-{self.id}")
 
     async def _connect(self, key: tuple, retry: bool = False) -> None:
-        req = self.req
+        req = self.ex.req
         ssl = self.routing.upstream_ssl(req)
         conn = await self.connect_upstream(req.host, req.port, lambda: UpstreamConnection(key), ssl)
         if not isinstance(conn, Refusal):
@@ -362,14 +282,13 @@ class HttpProxyConnection(Session):
         self.flow.attach(up.transport)  # paused at once if the client has not taken the last response
 
     def _send_request(self) -> None:
-        req = self.req
+        req = self.ex.req
         up = self.up
         out = self.routing.request_headers(self, req)
         up.write(http1.build_request_head(req.method, req.path, out, req.version))
-        self.head_sent = True
-        self.retry_ok = up.reused and req.framing == NO_BODY
+        self.ex.head_sent = True
+        self.ex.retry_ok = up.reused and req.framing == NO_BODY
         up.reused = False
-        self.resp_scanner = None
         if req.framing == NO_BODY:
             self._request_sent()
         else:
@@ -389,22 +308,15 @@ class HttpProxyConnection(Session):
             self.buf.clear()
         if not data:
             return
-        req = self.req
-        if req.framing == LENGTH:
-            n = min(self.req_left, len(data))
-            self.req_left -= n
-            done = self.req_left == 0
-        else:
-            try:
-                n = self.req_scanner.feed(data)
-            except ProtocolError as exc:
-                self._count_error(ErrorCode.CLIENT_BAD_REQUEST)
-                self.keep_alive = False
-                if not self.head_sent or self.status == 0:
-                    self._send_simple(400, ErrorCode.BAD_REQUEST, exc.message)
-                self._close(linger=True)
-                return
-            done = self.req_scanner.done
+        try:
+            n, done = self.ex.request_body(data)
+        except ProtocolError as exc:
+            self._count_error(ErrorCode.CLIENT_BAD_REQUEST)
+            self.keep_alive = False
+            if not self.ex.head_sent or self.ex.status == 0:
+                self._write(self.ex.answer(400, ErrorCode.BAD_REQUEST, exc.message, False))
+            self._close(linger=True)
+            return
         if n:
             chunk = data if n == len(data) else data[:n]
             self.bytes_up += n
@@ -416,7 +328,6 @@ class HttpProxyConnection(Session):
         if n < len(data):
             self.buf += data[n:]
         if done:
-            self.unread = False
             self._request_sent()
             if len(self.buf) > MAX_PENDING:
                 self.flow.pause_client(BUFFER)
@@ -424,26 +335,26 @@ class HttpProxyConnection(Session):
     def _request_sent(self) -> None:
         if self.state == CLOSED:
             return
-        if self.resp is not None and self.status >= 200:
+        if self.ex.resp is not None and self.ex.status >= 200:
             # the response was complete before the body: nothing more to wait for
             self.state = RESPONSE
             return
         self.state = RESPONSE
         self.idle_window = 0.0
-        if self.status == 0:
+        if self.ex.status == 0:
             self.deadline = time.monotonic() + self.conf.timeouts.upstream_response
 
     # ------------------------------------------------------------------ responses (Owner of UpstreamConnection)
 
     def upstream_data(self, data: bytes) -> None:
-        if self.resp is not None and self.status >= 200:
+        if self.ex.resp is not None and self.ex.status >= 200:
             self._relay_body(data)
             return
         self.ubuf += data
         self._parse_response()
 
     def _parse_response(self) -> None:
-        req = self.req
+        req = self.ex.req
         while self.ubuf:
             try:
                 parsed = http1.parse_response_head(self.ubuf, self.limits, req.method, scanned=self.uscanned)
@@ -470,29 +381,16 @@ class HttpProxyConnection(Session):
                     self.transport.write(head)
 
     def _response_head(self, resp: http1.ResponseHead, rest: bytes) -> None:
-        req = self.req
+        req = self.ex.req
         if resp.framing == CHUNKED and req.version == b"1.0":
             # we asked in HTTP/1.0, so the origin must not chunk; an HTTP/1.0 client could not decode it
             self._upstream_failed(
                 Refusal(ErrorCode.UPSTREAM_BAD_RESPONSE, "the upstream answered an HTTP/1.0 request with a chunked body")
             )
             return
-        self.resp = resp
-        self.status = resp.status
-        self.resp_left = resp.content_length
-        self.resp_scanner = ChunkedScanner(self.limits, side="upstream", status=502) if resp.framing == CHUNKED else None
         if resp.framing == UNTIL_CLOSE or self.state == BODY:
             self.keep_alive = False
-        headers = http1.forward_headers(resp.headers, resp.connection_tokens)
-        if resp.framing == CHUNKED:
-            headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
-            headers.append((b"Transfer-Encoding", b"chunked"))
-        headers.append((b"Via", VIA))
-        if req.version == b"1.0":
-            headers.append((b"Connection", b"keep-alive" if self.keep_alive else b"close"))
-        elif not self.keep_alive:
-            headers.append((b"Connection", b"close"))
-        head = http1.build_response_head(resp.status, resp.reason, headers, req.version)
+        head = self.ex.response_head(resp, self.limits, self.keep_alive)
         self.deadline = time.monotonic() + self.conf.timeouts.upstream_body
         self.idle_window = self.conf.timeouts.upstream_body
         if resp.framing == NO_BODY or (resp.framing == LENGTH and resp.content_length == 0):
@@ -504,35 +402,20 @@ class HttpProxyConnection(Session):
             self.transport.write(head)
 
     def _relay_body(self, data: bytes, head: bytes = b"") -> None:
-        resp = self.resp
-        framing = resp.framing
-        if framing == LENGTH:
-            n = min(self.resp_left, len(data))
-            self.resp_left -= n
-            done = self.resp_left == 0
-        elif framing == CHUNKED:
-            try:
-                n = self.resp_scanner.feed(data)
-            except ProtocolError as exc:
-                log.info("connection %s: invalid chunked body from %s: %s", self.id, self.target, exc.message)
-                if head:  # nothing sent to the client yet: it can still get a proper 502
-                    self.resp = None
-                    self.status = 0
-                    self._upstream_failed(Refusal(ErrorCode.UPSTREAM_BAD_RESPONSE, f"invalid response from upstream: {exc.message}"))
-                    return
-                self._count_error(ErrorCode.UPSTREAM_BAD_RESPONSE)
-                self._close()
+        try:
+            n, done = self.ex.response_body(data)
+        except ProtocolError as exc:
+            log.info("connection %s: invalid chunked body from %s: %s", self.id, self.target, exc.message)
+            if head:  # nothing sent to the client yet: it can still get a proper 502
+                self.ex.resp = None
+                self.ex.status = 0
+                self._upstream_failed(Refusal(ErrorCode.UPSTREAM_BAD_RESPONSE, f"invalid response from upstream: {exc.message}"))
                 return
-            done = self.resp_scanner.done
-        elif framing == UNTIL_CLOSE:
-            n = len(data)
-            done = False
-        else:
-            n = 0
-            done = True
+            self._count_error(ErrorCode.UPSTREAM_BAD_RESPONSE)
+            self._close()
+            return
         if n:
             self.bytes_down += n
-            self.resp_bytes += n
             self.srv_stats.bytes_down += n
             self.ten_stats.bytes_down += n
             body = data if n == len(data) else data[:n]
@@ -545,7 +428,7 @@ class HttpProxyConnection(Session):
 
     def _response_done(self, extra: bytes) -> None:
         up = self.up
-        resp = self.resp
+        resp = self.ex.resp
         reusable = (
             up is not None
             and resp.keep_alive
@@ -570,10 +453,11 @@ class HttpProxyConnection(Session):
 
     def _request_done(self) -> None:
         """The current exchange is over: record it, then wait for the next request or close."""
-        self._record_request()
-        self.resp = None
+        ex, self.ex = self.ex, None
+        if ex is not None:
+            ex.record(self, self.bytes_up, self.bytes_down, None)
         if not self.keep_alive or self.client_eof or self.state == CLOSED:
-            self._close(linger=self.unread or bool(self.buf))
+            self._close(linger=(ex is not None and ex.unread) or bool(self.buf))
             return
         self.state = HEAD
         timeouts = self.conf.timeouts
@@ -585,39 +469,10 @@ class HttpProxyConnection(Session):
             self.deadline = time.monotonic() + timeouts.client_header
             self._process()
 
-    def _record_request(self) -> None:
-        """The record of the current request (once): usage, access log, audit."""
-        req, self.req = self.req, None
-        if req is None:
-            return
-        tunnel = req.form == "authority"
-        path = None
-        if not tunnel and req.path:
-            raw = req.path.decode("latin-1")
-            path = raw if self.tview is not None and self.tview.log_query else raw.split("?", 1)[0]
-        allowed_report = self.reports and self.decision == "allow"
-        records.record(
-            self,
-            kind="request",
-            host=req.host or "",
-            port=req.port or 0,
-            method=req.method.decode("latin-1"),
-            path=path,
-            status=self.status,
-            up=self.bytes_up - self.req_up0,
-            down=self.bytes_down - self.req_down0,
-            duration=time.monotonic() - self.req_started,
-            decision="report" if allowed_report else self.decision,
-            rule=",".join(self.reports) if allowed_report else self.rule_id,
-            error=self.error_code,
-            request_id=self.req_id,
-            sni=self.tunnel.sni if self.tunnel is not None else None,
-        )
-
     def upstream_eof(self) -> None:
         self.up_eof = True
-        resp = self.resp
-        if resp is not None and self.status >= 200 and resp.framing == UNTIL_CLOSE:
+        resp = self.ex.resp
+        if resp is not None and self.ex.status >= 200 and resp.framing == UNTIL_CLOSE:
             self._response_done(b"")
             return
         # EOF before the response ended: the response was cut (or, on a reused connection, the
@@ -632,20 +487,20 @@ class HttpProxyConnection(Session):
         self.up = None
         if self.state in (CLOSED, HEAD):
             return
-        resp = self.resp
-        if resp is not None and self.status >= 200:
+        resp = self.ex.resp
+        if resp is not None and self.ex.status >= 200:
             if resp.framing == UNTIL_CLOSE:
                 self._response_done(b"")
             else:
                 self._count_error(ErrorCode.UPSTREAM_CLOSED)
                 self._close()  # cut in the middle of a body: the client must see it was cut
             return
-        if self.retry_ok and self.req is not None:
+        if self.ex is not None and self.ex.retry_ok:
             # a pooled connection the origin had closed under us: try once on a fresh one
-            self.retry_ok = False
+            self.ex.retry_ok = False
             self.state = CONNECTING
             self.deadline = 0.0
-            key = self._pool_key(self.req.scheme)
+            key = self._pool_key(self.ex.req.scheme)
             self.task = asyncio.get_running_loop().create_task(self._connect(key), name=f"arcus-connect-{self.id}")
             return
         reason = f": {exc}" if exc else ""
@@ -658,27 +513,19 @@ class HttpProxyConnection(Session):
         self.flow.resume_client(UPSTREAM_FULL)
 
     def _upstream_failed(self, r: Refusal) -> None:
-        code = r.code
         up, self.up = self.up, None
         if up is not None:
             self.flow.detach()
             up.abort()
-        if self.resp is not None and self.status >= 200:
-            self._count_error(code)
+        if self.ex.resp is not None and self.ex.status >= 200:
+            self._count_error(r.code)
             self._close()
             return
-        if self.state == BODY or (self.req is not None and self.req.framing != NO_BODY):
-            self.keep_alive = False
         self.state = RESPONSE
-        if code is ErrorCode.DENIED:
-            # refused on the way out (an address a rule or the egress guard closes): the block page
-            self.decision = "deny"
-            self.rule_id = r.rule or "egress"
-            self._block(self.rule_id, r.message)
-            return
-        self._count_error(code)
-        self._send_simple(r.status, code, r.message)
-        self._request_done()
+        if r.code is ErrorCode.DENIED and r.rule is None:
+            # refused on the way out by the escaper's egress guard (the box's own addresses...)
+            r = dataclasses.replace(r, rule="egress")
+        self._refuse(r)
 
     # ------------------------------------------------------------------ tunnels
 
@@ -689,16 +536,12 @@ class HttpProxyConnection(Session):
         self.task = asyncio.get_running_loop().create_task(self._connect(key), name=f"arcus-connect-{self.id}")
 
     def _tunnel_ready(self) -> None:
-        self.status = 200
+        self.ex.status = 200
         self.transport.write(b"HTTP/1.1 200 Connection established\r\nVia: 1.1 arcus\r\n\r\n")
         self._enter_tunnel(b"")
 
     def _switch_protocols(self, resp: http1.ResponseHead) -> None:
-        self.status = 101
-        self.resp = resp
-        headers = [(n, v) for n, v in resp.headers if n.lower() not in (b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer")]
-        headers.append((b"Via", VIA))
-        self.transport.write(http1.build_response_head(101, resp.reason, headers, self.req.version))
+        self._write(self.ex.switching_head(resp))
         rest = bytes(self.ubuf)
         self.ubuf.clear()
         self._enter_tunnel(rest)
@@ -715,47 +558,15 @@ class HttpProxyConnection(Session):
     # ------------------------------------------------------------------ plumbing
 
     def _count_error(self, code: ErrorCode) -> None:
-        self.error_code = code
+        if self.ex is not None:
+            self.ex.error = code
         self.srv_stats.errors[code] += 1
         self.ten_stats.errors[code] += 1
 
-    def _send_simple(
-        self,
-        status: int,
-        code: ErrorCode,
-        message: str,
-        *,
-        body: bytes | None = None,
-        content_type: bytes = b"text/plain; charset=utf-8",
-        extra: list[tuple[bytes, bytes]] | None = None,
-        error: bool = True,
-    ) -> None:
-        self.status = status
-        if error:
-            self.error_code = code
-        if body is None:
-            body = f"{status} {http1.REASONS.get(status, b'Error').decode()}\n{message}\nrequest id: {self.req_id}\n".encode()
-        headers = [
-            (b"Content-Type", content_type),
-            (b"Content-Length", str(len(body)).encode()),
-        ]
-        if error:
-            headers.append((b"X-Arcus-Error", code.encode()))
-        headers.append((b"X-Arcus-Request-Id", self.req_id.encode()))
-        headers.append((b"Via", VIA))
-        if extra:
-            headers.extend(extra)
-        version = b"1.1"
-        req = self.req
-        if req is not None and req.version == b"1.0":
-            version = b"1.0"
-            headers.append((b"Connection", b"keep-alive" if self.keep_alive else b"close"))
-        elif not self.keep_alive:
-            headers.append((b"Connection", b"close"))
-        head_only = req is not None and req.method == b"HEAD"
-        out = http1.build_response_head(status, http1.REASONS.get(status, b"Error"), headers, version)
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(out if head_only else out + body)
+    def _write(self, data: bytes) -> None:
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.write(data)
 
     def _close(self, linger: bool = False) -> None:
         """Close after what was written has been sent (``linger``: gracefully, see Session.close)."""
@@ -773,26 +584,9 @@ class HttpProxyConnection(Session):
         up, self.up = self.up, None
         if up is not None:
             up.close()
-        if self.req is not None and self.tview is not None:
-            self._record_request()
-
-    def record_connection(self) -> None:
-        records.record(
-            self,
-            kind="connection",
-            host="",
-            port=0,
-            method=None,
-            path=None,
-            status=0,
-            up=self.bytes_up,
-            down=self.bytes_down,
-            duration=time.monotonic() - self.started,
-            decision=None,
-            rule=None,
-            error="",
-            request_id=None,
-        )
+        ex, self.ex = self.ex, None
+        if ex is not None and self.tview is not None:
+            ex.record(self, self.bytes_up, self.bytes_down, self.sni_seen)
 
     # ------------------------------------------------------------------ Tracked
 
@@ -805,16 +599,16 @@ class HttpProxyConnection(Session):
             if self.buf:
                 self._count_error(ErrorCode.CLIENT_TIMEOUT)
                 self.keep_alive = False
-                self._send_simple(408, ErrorCode.CLIENT_TIMEOUT, "the request head did not arrive in time")
+                self._write(answer_without_request(408, ErrorCode.CLIENT_TIMEOUT, "the request head did not arrive in time", self.shared.next_request_id()))
             self._close()
         elif state == BODY:
             self._count_error(ErrorCode.CLIENT_TIMEOUT)
             self.keep_alive = False
-            if self.status == 0:
-                self._send_simple(408, ErrorCode.CLIENT_TIMEOUT, "the request body stalled")
+            if self.ex.status == 0:
+                self._write(self.ex.answer(408, ErrorCode.CLIENT_TIMEOUT, "the request body stalled", False))
             self._close()
         elif state == RESPONSE:
-            if self.status >= 200:
+            if self.ex.status >= 200:
                 self._count_error(ErrorCode.UPSTREAM_TIMEOUT)
                 self._close()
             else:

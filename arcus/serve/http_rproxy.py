@@ -225,7 +225,7 @@ class ReverseRouting:
         site = self.site
         if site is not None and site.upstream_tls is not None:
             up = connected.protocol
-            up.transport = await site.upstream_tls.wrap(connected.transport, up, conn.req.host, conn.conf.timeouts.upstream_connect)
+            up.transport = await site.upstream_tls.wrap(connected.transport, up, conn.ex.req.host, conn.conf.timeouts.upstream_connect)
 
     def request_headers(self, conn: Any, req: http1.RequestHead) -> list[tuple[bytes, bytes]]:
         headers = http1.forward_headers(req.headers, req.connection_tokens)

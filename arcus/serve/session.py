@@ -32,6 +32,7 @@ from typing import Any
 
 from arcus.errors import ErrorCode, EscapeError, Refusal
 from arcus.escape.base import Connected
+from arcus.serve import records
 from arcus.serve.context import Shared, Snapshot, Tracked, client_sni
 from arcus.serve.flow import Flow
 from arcus.serve.tunnel import Tunnel
@@ -222,7 +223,13 @@ class Session(asyncio.Protocol, Tracked):
         """Release what a subclass holds (an upstream, a task, a UDP socket); called once."""
 
     def record_connection(self) -> None:
-        """Emit the connection's record (and usage); called once, at teardown."""
+        """Emit the connection's record; called once, at teardown. By default the connection as
+        such (its requests have records of their own); a tunnel server names its destination."""
+        records.record(
+            self, kind="connection", host="", port=0, method=None, path=None, status=0, up=self.bytes_up,
+            down=self.bytes_down, duration=time.monotonic() - self.started, decision=None, rule=None, error="",
+            request_id=None,
+        )
 
     def close(self, linger: bool = False) -> None:
         """Close after what was written has been sent. ``linger``: the client may still be

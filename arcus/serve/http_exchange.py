@@ -1,0 +1,227 @@
+"""One HTTP exchange: a request, its response, their framing, the decision, the request id and
+the request's record. The connection (``arcus.serve.http_proxy``) makes one per request and does
+the I/O; an exchange does no I/O: it says how many bytes of a body belong to it, builds the
+heads that go to the client, and writes its record once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from arcus.errors import ErrorCode, Refusal
+from arcus.proto import http1
+from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, ChunkedScanner, Limits
+from arcus.serve import blockpage, records
+from arcus.serve.http_routing import VIA
+
+# hop-by-hop fields a 101's head must not pass on
+_NOT_ON_101 = (b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer")
+
+
+def build_answer(
+    status: int,
+    code: ErrorCode,
+    message: str,
+    request_id: str,
+    version: bytes,
+    keep_alive: bool,
+    head_only: bool,
+    *,
+    body: bytes | None = None,
+    content_type: bytes = b"text/plain; charset=utf-8",
+    extra: list[tuple[bytes, bytes]] | None = None,
+    error: bool = True,
+) -> bytes:
+    if body is None:
+        body = f"{status} {http1.REASONS.get(status, b'Error').decode()}\n{message}\nrequest id: {request_id}\n".encode()
+    headers = [(b"Content-Type", content_type), (b"Content-Length", str(len(body)).encode())]
+    if error:
+        headers.append((b"X-Arcus-Error", code.encode()))
+    headers.append((b"X-Arcus-Request-Id", request_id.encode()))
+    headers.append((b"Via", VIA))
+    if extra:
+        headers.extend(extra)
+    if version == b"1.0":
+        headers.append((b"Connection", b"keep-alive" if keep_alive else b"close"))
+    else:
+        version = b"1.1"
+        if not keep_alive:
+            headers.append((b"Connection", b"close"))
+    out = http1.build_response_head(status, http1.REASONS.get(status, b"Error"), headers, version)
+    return out if head_only else out + body
+
+
+def answer_without_request(status: int, code: ErrorCode, message: str, request_id: str) -> bytes:
+    """An error answer before any request could be read (a malformed or unfinished head): closes."""
+    return build_answer(status, code, message, request_id, b"1.1", False, False)
+
+
+class Exchange:
+    __slots__ = (
+        "req", "resp", "id", "started", "status", "error", "decision", "rule", "reports", "head_sent",
+        "retry_ok", "unread", "req_left", "req_scanner", "resp_left", "resp_scanner", "up0", "down0", "recorded",
+    )
+
+    def __init__(self, req: http1.RequestHead, request_id: str, limits: Limits, bytes_up: int, bytes_down: int) -> None:
+        self.req = req
+        self.resp: http1.ResponseHead | None = None
+        self.id = request_id
+        self.started = time.monotonic()
+        self.status = 0  # what the client was (or is being) answered
+        self.error: ErrorCode | str = ""
+        self.decision = ""  # allow, deny, redirect (report: allow with report rules)
+        self.rule: str | None = None
+        self.reports: tuple = ()
+        self.head_sent = False  # the request head went upstream
+        self.retry_ok = False  # sent on a reused pooled connection, no body: one retry allowed
+        self.unread = req.framing != NO_BODY  # the body was not (all) read: close gracefully
+        self.req_left = req.content_length if req.framing == LENGTH else 0
+        self.req_scanner = ChunkedScanner(limits) if req.framing == CHUNKED else None
+        self.resp_left = 0
+        self.resp_scanner: ChunkedScanner | None = None
+        self.up0 = bytes_up  # the connection's counters when the exchange began
+        self.down0 = bytes_down
+        self.recorded = False
+
+    @property
+    def tunnel(self) -> bool:
+        return self.req.form == "authority"
+
+    # -- bodies (raise ProtocolError for a malformed chunked body)
+
+    def request_body(self, data: bytes) -> tuple[int, bool]:
+        """(bytes of ``data`` that belong to the request body, whether it is complete)."""
+        if self.req.framing == LENGTH:
+            n = min(self.req_left, len(data))
+            self.req_left -= n
+            done = self.req_left == 0
+        else:
+            n = self.req_scanner.feed(data)
+            done = self.req_scanner.done
+        if done:
+            self.unread = False
+        return n, done
+
+    def response_body(self, data: bytes) -> tuple[int, bool]:
+        """(bytes of ``data`` that belong to the response body, whether it is complete)."""
+        framing = self.resp.framing
+        if framing == LENGTH:
+            n = min(self.resp_left, len(data))
+            self.resp_left -= n
+            return n, self.resp_left == 0
+        if framing == CHUNKED:
+            n = self.resp_scanner.feed(data)
+            return n, self.resp_scanner.done
+        if framing == UNTIL_CLOSE:
+            return len(data), False
+        return 0, True
+
+    # -- heads to the client
+
+    def response_head(self, resp: http1.ResponseHead, limits: Limits, keep_alive: bool) -> bytes:
+        """Take the upstream's final response; the head the client gets."""
+        req = self.req
+        self.resp = resp
+        self.status = resp.status
+        self.resp_left = resp.content_length
+        self.resp_scanner = ChunkedScanner(limits, side="upstream", status=502) if resp.framing == CHUNKED else None
+        headers = http1.forward_headers(resp.headers, resp.connection_tokens)
+        if resp.framing == CHUNKED:
+            headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        headers.append((b"Via", VIA))
+        if req.version == b"1.0":
+            headers.append((b"Connection", b"keep-alive" if keep_alive else b"close"))
+        elif not keep_alive:
+            headers.append((b"Connection", b"close"))
+        return http1.build_response_head(resp.status, resp.reason, headers, req.version)
+
+    def switching_head(self, resp: http1.ResponseHead) -> bytes:
+        """Take the upstream's 101; the head the client gets (the exchange becomes a tunnel)."""
+        self.status = 101
+        self.resp = resp
+        headers = [(n, v) for n, v in resp.headers if n.lower() not in _NOT_ON_101]
+        headers.append((b"Via", VIA))
+        return http1.build_response_head(101, resp.reason, headers, self.req.version)
+
+    def answer(
+        self,
+        status: int,
+        code: ErrorCode,
+        message: str,
+        keep_alive: bool,
+        *,
+        body: bytes | None = None,
+        content_type: bytes = b"text/plain; charset=utf-8",
+        extra: list[tuple[bytes, bytes]] | None = None,
+        error: bool = True,
+    ) -> bytes:
+        """An answer of our own (a refusal, an error, a redirect): head and body."""
+        self.status = status
+        if error:
+            self.error = code
+        req = self.req
+        return build_answer(
+            status, code, message, self.id, req.version, keep_alive, req.method == b"HEAD",
+            body=body, content_type=content_type, extra=extra, error=error,
+        )
+
+    def refusal(self, r: Refusal, keep_alive: bool, block_page: str | None, tenant: str, host: str) -> bytes:
+        """The answer to a refusal (admission, policy, an upstream failure), in HTTP."""
+        code = r.code
+        if code is ErrorCode.DENIED:  # a policy (or the egress guard): the block page, naming the rule
+            self.decision = "deny"
+            rule = self.rule = r.rule or "default"
+            body = blockpage.render_block_page(block_page, tenant=tenant, rule=rule, reason=r.message, request_id=self.id, host=host)
+            return self.answer(
+                403, code, r.message, keep_alive, body=body, content_type=b"text/html; charset=utf-8",
+                extra=[(b"X-Arcus-Rule", rule.encode())],
+            )
+        if code is ErrorCode.REDIRECTED:
+            self.decision = "redirect"
+            self.rule = r.rule
+            location = r.redirect_to or "/"
+            return self.answer(302, code, f"moved to {location}", keep_alive, extra=[(b"Location", location.encode())], error=False)
+        status = r.status
+        extra = None
+        if status == 407:
+            extra = [(b"Proxy-Authenticate", r.realm)]
+        elif status == 429:
+            extra = [(b"Retry-After", str(max(1, math.ceil(r.retry_after))).encode())]
+        if status in (403, 407):
+            self.decision = "deny"
+        return self.answer(status, code, r.message, keep_alive, extra=extra)
+
+    # -- the record
+
+    def record(self, session: Any, bytes_up: int, bytes_down: int, sni: str | None) -> None:
+        """The exchange's record (once): usage, access-log line, audit event."""
+        if self.recorded:
+            return
+        self.recorded = True
+        req = self.req
+        path = None
+        if not self.tunnel and req.path:
+            raw = req.path.decode("latin-1")
+            tv = session.tview
+            path = raw if tv is not None and tv.log_query else raw.split("?", 1)[0]
+        allowed_report = self.reports and self.decision == "allow"
+        records.record(
+            session,
+            kind="request",
+            host=req.host or "",
+            port=req.port or 0,
+            method=req.method.decode("latin-1"),
+            path=path,
+            status=self.status,
+            up=bytes_up - self.up0,
+            down=bytes_down - self.down0,
+            duration=time.monotonic() - self.started,
+            decision="report" if allowed_report else self.decision,
+            rule=",".join(self.reports) if allowed_report else self.rule,
+            error=self.error,
+            request_id=self.id,
+            sni=sni,
+        )
