@@ -68,6 +68,21 @@ class Tracked:
     idle_window: float
     seen_activity: int
 
+    def track(self, shared: "Shared", server: str, tenant: str) -> None:
+        """The fields every tracked connection starts with (set in its ``__init__``)."""
+        self.shared = shared
+        self.server = server
+        self.id = 0
+        self.tenant = tenant
+        self.client = ""
+        self.target = ""
+        self.started = time.monotonic()
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self.deadline = 0.0
+        self.idle_window = 0.0
+        self.seen_activity = 0
+
     def state_name(self) -> str:
         raise NotImplementedError
 

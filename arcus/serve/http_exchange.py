@@ -62,6 +62,7 @@ class Exchange:
     __slots__ = (
         "req", "resp", "id", "started", "status", "error", "decision", "rule", "reports", "head_sent",
         "retry_ok", "unread", "req_left", "req_scanner", "resp_left", "resp_scanner", "up0", "down0", "recorded",
+        "resp_scanned",
     )
 
     def __init__(self, req: http1.RequestHead, request_id: str, limits: Limits, bytes_up: int, bytes_down: int) -> None:
@@ -84,6 +85,7 @@ class Exchange:
         self.up0 = bytes_up  # the connection's counters when the exchange began
         self.down0 = bytes_down
         self.recorded = False
+        self.resp_scanned = 0  # bytes of an incomplete response head already checked
 
     @property
     def tunnel(self) -> bool:
@@ -117,6 +119,30 @@ class Exchange:
         if framing == UNTIL_CLOSE:
             return len(data), False
         return 0, True
+
+    # -- the upstream's answer
+
+    def next_response(self, buf: bytearray, limits: Limits) -> tuple[str, Any, bytes] | None:
+        """The next response head in ``buf`` (consumed): ("final", head, the bytes after it),
+        ("switch", a 101 to an upgrade request, b""), ("interim", head, what the client gets of
+        it); None while incomplete. Raises ProtocolError for a malformed head."""
+        req = self.req
+        parsed = http1.parse_response_head(buf, limits, req.method, scanned=self.resp_scanned)
+        if parsed is None:
+            self.resp_scanned = len(buf)
+            return None
+        resp, used = parsed
+        self.resp_scanned = 0
+        if resp.status >= 200:
+            rest = bytes(buf[used:])
+            buf.clear()
+            return "final", resp, rest
+        del buf[:used]
+        if resp.status == 101 and req.upgrade:
+            return "switch", resp, b""
+        if req.version == b"1.1" and resp.status != 101:
+            return "interim", resp, http1.build_response_head(resp.status, resp.reason, http1.forward_headers(resp.headers, resp.connection_tokens))
+        return "interim", resp, b""
 
     # -- heads to the client
 

@@ -48,16 +48,13 @@ class HttpProxyConnection(Session):
         self.routing = routing if routing is not None else ForwardRouting()
         self.buf = bytearray()
         self.state = HEAD
-        self.up: UpstreamConnection | None = None  # the upstream of the current exchange
         self.ex: Exchange | None = None  # the request in flight
         self.ubuf = bytearray()
-        self.task: asyncio.Task | None = None
         self.client_eof = False
         self.up_eof = False
         self.keep_alive = True
         self.reject: Refusal | None = None
         self.scanned = 0  # bytes of an incomplete request head already checked
-        self.uscanned = 0  # the same for a response head
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -277,7 +274,7 @@ class HttpProxyConnection(Session):
         self.up = up
         up.owner = self
         self.ubuf.clear()
-        self.uscanned = 0
+        self.ex.resp_scanned = 0
         self.up_eof = False
         self.flow.attach(up.transport)  # paused at once if the client has not taken the last response
 
@@ -354,31 +351,22 @@ class HttpProxyConnection(Session):
         self._parse_response()
 
     def _parse_response(self) -> None:
-        req = self.ex.req
         while self.ubuf:
             try:
-                parsed = http1.parse_response_head(self.ubuf, self.limits, req.method, scanned=self.uscanned)
+                event = self.ex.next_response(self.ubuf, self.limits)
             except ProtocolError as exc:
                 self._upstream_failed(Refusal(ErrorCode.UPSTREAM_BAD_RESPONSE, f"invalid response from upstream: {exc.message}"))
                 return
-            if parsed is None:
-                self.uscanned = len(self.ubuf)
+            if event is None:
                 return
-            resp, used = parsed
-            self.uscanned = 0
-            if resp.status >= 200:
-                rest = bytes(self.ubuf[used:])
-                self.ubuf.clear()
-                self._response_head(resp, rest)
+            kind, resp, data = event
+            if kind == "final":
+                self._response_head(resp, data)
                 return
-            del self.ubuf[:used]
-            if resp.status < 200:
-                if resp.status == 101 and req.upgrade:
-                    self._switch_protocols(resp)
-                    return
-                if req.version == b"1.1" and resp.status != 101:
-                    head = http1.build_response_head(resp.status, resp.reason, http1.forward_headers(resp.headers, resp.connection_tokens))
-                    self.transport.write(head)
+            if kind == "switch":
+                self._switch_protocols(resp)
+                return
+            self._write(data)  # an interim response (1xx) the client may see
 
     def _response_head(self, resp: http1.ResponseHead, rest: bytes) -> None:
         req = self.ex.req
@@ -578,12 +566,7 @@ class HttpProxyConnection(Session):
         """Teardown: the pending task and upstream go; a request in flight is recorded (a tunnel
         that ended, a response cut by the origin, a body the client gave up on)."""
         self.state = CLOSED
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None
-        up, self.up = self.up, None
-        if up is not None:
-            up.close()
+        super().closing()
         ex, self.ex = self.ex, None
         if ex is not None and self.tview is not None:
             ex.record(self, self.bytes_up, self.bytes_down, self.sni_seen)

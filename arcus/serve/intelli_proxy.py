@@ -25,19 +25,8 @@ class SniffConnection(asyncio.Protocol, Tracked):
     )
 
     def __init__(self, shared: Shared, server: str) -> None:
-        self.shared = shared
-        self.server = server
+        self.track(shared, server, "-")
         self.transport: asyncio.Transport | None = None
-        self.id = 0
-        self.tenant = "-"
-        self.client = ""
-        self.target = ""
-        self.started = time.monotonic()
-        self.bytes_up = 0
-        self.bytes_down = 0
-        self.deadline = 0.0
-        self.idle_window = 0.0
-        self.seen_activity = 0
         self.done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -97,11 +97,9 @@ class RelayConnection(Session):
         super().__init__(shared, server)
         self.buf = bytearray()  # client bytes not yet consumed by the handshake or sent upstream
         self.state = HANDSHAKE
-        self.up: UpstreamConnection | None = None  # connected, not yet relaying
         self.host = ""
         self.port = 0
         self.client_eof = False
-        self.task: asyncio.Task | None = None
         self.identified = False
         self.decision = ""
         self.rule_id: str | None = None
@@ -325,12 +323,6 @@ class RelayConnection(Session):
 
     def _teardown(self) -> None:
         self.state = CLOSED
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None
-        up, self.up = self.up, None
-        if up is not None:
-            up.close()
         self.teardown()
 
     def record_connection(self) -> None:

@@ -53,29 +53,20 @@ def host_port(host: str, port: int) -> str:
 
 class Session(asyncio.Protocol, Tracked):
     def __init__(self, shared: Shared, server: str) -> None:
-        self.shared = shared
-        self.server = server
+        self.track(shared, server, "default")
         self.transport: asyncio.Transport | None = None
         self.snap: Snapshot | None = None
         self.conf: Any = None
-        self.id = 0
-        self.tenant = "default"
         self.conn_tenant = "default"  # the tenant found at accept
         self.tview: TenantView | None = None
         self.user: UserView | None = None
-        self.client = ""
         self.client_ip = ""
         self.proxy_sni: str | None = None  # over TLS, the name the client gave the proxy
-        self.target = ""
-        self.started = time.monotonic()
-        self.bytes_up = 0
-        self.bytes_down = 0
-        self.deadline = 0.0
-        self.idle_window = 0.0
-        self.seen_activity = 0
         self.gate: Gate | None = None
         self.flow = Flow()
         self.tunnel: Tunnel | None = None
+        self.task: asyncio.Task | None = None  # a connect (or TLS setup) in flight
+        self.up: UpstreamConnection | None = None  # an upstream not yet (or no longer) in a tunnel
         self.sni_seen: str | None = None  # the server name of a ClientHello seen in the tunnel
         self.check: Any = None  # the per-address policy check handed to the escaper
         self.ended = False  # torn down
@@ -220,7 +211,14 @@ class Session(asyncio.Protocol, Tracked):
             self.record_connection()
 
     def closing(self) -> None:
-        """Release what a subclass holds (an upstream, a task, a UDP socket); called once."""
+        """Release the task in flight and the upstream; a subclass releases what else it holds
+        (a UDP socket) and records what was in flight. Called once, at teardown."""
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        up, self.up = self.up, None
+        if up is not None:
+            up.close()
 
     def record_connection(self) -> None:
         """Emit the connection's record; called once, at teardown. By default the connection as

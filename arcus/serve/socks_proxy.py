@@ -299,6 +299,7 @@ class SocksConnection(RelayConnection):
         self.deadline = time.monotonic() + idle
 
     def closing(self) -> None:
+        super().closing()
         assoc, self.assoc = self.assoc, None
         if assoc is not None:
             assoc.close()

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from arcus.errors import ErrorCode, Refusal
 from arcus.tenancy.directory import DEFAULT, Tenancy
-from arcus.tenancy.views import TenantView
+from arcus.tenancy.views import TenantView, client_address
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,12 +162,9 @@ def split_user(username: str) -> tuple[str, str | None]:
 
 
 def in_ranges(client_ip: str, ranges: Iterable[str]) -> bool:
-    try:
-        addr = ipaddress.ip_address(client_ip)
-    except ValueError:
+    addr = client_address(client_ip)
+    if addr is None:
         return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
     for cidr in ranges:
         net = ipaddress.ip_network(cidr, strict=False)
         if addr.version == net.version and addr in net:

@@ -18,6 +18,18 @@ from arcus.limit import ConcurrencyLimit, Shaper, TokenBucket
 from arcus.policy import Policy
 
 
+def client_address(client_ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The client's address as ranges are matched (an IPv4-mapped IPv6 address as IPv4); None
+    when it is not an IP address (a Unix socket peer)."""
+    try:
+        addr = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
 class Scope(NamedTuple):
     """Whose limiters: the box, a tenant (by name) or a user (by ``tenant/user``)."""
 
@@ -112,13 +124,8 @@ class TenantView:
     def is_exempt(self, client_ip: str) -> bool:
         if not self.exempt:
             return False
-        try:
-            addr = ipaddress.ip_address(client_ip)
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self.exempt)
+        addr = client_address(client_ip)
+        return addr is not None and any(addr in net for net in self.exempt)
 
 
 def apply_limits(registry: dict[Scope, Limits], box: LimitSpec, tenants: Iterable[TenantView], now: float) -> None:
