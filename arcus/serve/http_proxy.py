@@ -557,10 +557,11 @@ class HttpProxyConnection(Session):
             t.write(data)
 
     def _close(self, linger: bool = False) -> None:
-        """Close after what was written has been sent (``linger``: gracefully, see Session.close)."""
+        """Close after what was written has been sent (``linger``: gracefully, see Session.close;
+        pointless once the client has sent its EOF)."""
         if self.ended:
             return
-        self.close(linger)
+        self.close(linger and not self.client_eof)
 
     def closing(self) -> None:
         """Teardown: the pending task and upstream go; a request in flight is recorded (a tunnel

@@ -3,9 +3,11 @@
 The first byte decides: 0x04 or 0x05 is SOCKS (``socks_proxy``), anything else HTTP
 (``http_proxy``). The connection is then handed to that protocol as if it had been accepted
 by it (``set_protocol``, ``connection_made``, ``data_received`` with the sniffed bytes), so
-the server's stats, limits and audit are exactly those of the protocol chosen. Until the first
-byte arrives the connection is registered (``ctl conns`` shows it "sniffing") and bounded by
-``timeouts.client_header``.
+the server's stats, limits and audit are exactly those of the protocol chosen. The box's and
+the tenant's connection slots are taken at accept, as every server does, and handed over with
+the connection (a client over a limit is answered in the protocol it then speaks). Until the
+first byte arrives the connection is registered (``ctl conns`` shows it "sniffing") and bounded
+by ``timeouts.client_header``.
 """
 
 from __future__ import annotations
@@ -13,21 +15,26 @@ from __future__ import annotations
 import asyncio
 import time
 
-from arcus.serve.context import Shared, Tracked
+from arcus.errors import Refusal
+from arcus.serve.context import Shared, Tracked, client_sni
 from arcus.serve.http_proxy import HttpProxyConnection
 from arcus.serve.socks_proxy import SocksConnection
+from arcus.tenancy.admission import Gate
+from arcus.tenancy.identify import Claims, identify
 
 
 class SniffConnection(asyncio.Protocol, Tracked):
     __slots__ = (
         "shared", "server", "transport", "id", "tenant", "client", "target", "started", "bytes_up",
-        "bytes_down", "deadline", "idle_window", "seen_activity", "done",
+        "bytes_down", "deadline", "idle_window", "seen_activity", "done", "gate", "refused",
     )
 
     def __init__(self, shared: Shared, server: str) -> None:
         self.track(shared, server, "-")
         self.transport: asyncio.Transport | None = None
         self.done = False
+        self.gate: Gate | None = None
+        self.refused: Refusal | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -38,6 +45,10 @@ class SniffConnection(asyncio.Protocol, Tracked):
             return
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.client = f"{peer[0]}:{peer[1]}"
+        client_ip = str(peer[0]).split("%", 1)[0]
+        tv = identify(self.shared.snapshot.tenancy, Claims(client_ip, conf.tenant, sni=client_sni(transport))).tenant
+        self.gate = Gate(self.shared, tv, self.client)
+        self.refused = self.gate.hold_connection()
         self.id = next(self.shared.ids)
         self.shared.connections[self.id] = self
         self.deadline = time.monotonic() + conf.timeouts.client_header
@@ -45,12 +56,13 @@ class SniffConnection(asyncio.Protocol, Tracked):
     def data_received(self, data: bytes) -> None:
         if self.done or not data:
             return
+        gate, self.gate = self.gate, None  # the slots go with the connection
         self._forget()
         cls = SocksConnection if data[0] in (4, 5) else HttpProxyConnection
         proto = cls(self.shared, self.server)
         transport = self.transport
         transport.set_protocol(proto)
-        proto.connection_made(transport)
+        proto.connection_made(transport, (gate, self.refused))
         if not transport.is_closing():
             proto.data_received(data)
 
@@ -66,6 +78,9 @@ class SniffConnection(asyncio.Protocol, Tracked):
             self.done = True
             self.deadline = 0.0
             self.shared.connections.pop(self.id, None)
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            gate.close()  # closed while sniffing: the slots are released
 
     # Tracked
     def state_name(self) -> str:

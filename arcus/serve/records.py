@@ -70,7 +70,7 @@ def record(
             session.tenant,
             method or session.conf.type,
             target,
-            path or "",
+            path.split("?", 1)[0] if path else "",  # never the query string: it may carry secrets
             status,
             up,
             down,

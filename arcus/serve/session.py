@@ -74,7 +74,9 @@ class Session(asyncio.Protocol, Tracked):
 
     # ------------------------------------------------------------------ accept
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport, held: tuple[Gate, Refusal | None] | None = None) -> None:
+        """Accepted. ``held``: the gate (with its slots) and the accept-time verdict of a sniffer
+        that accepted the connection first and hands it over (``intelli_proxy``)."""
         self.transport = transport  # type: ignore[assignment]
         self.flow.client = transport  # type: ignore[assignment]
         shared = self.shared
@@ -91,8 +93,12 @@ class Session(asyncio.Protocol, Tracked):
         self.client_ip = str(peer[0]).split("%", 1)[0]
         self.client = host_port(self.client_ip, peer[1])
         self.proxy_sni = client_sni(transport)
-        tv = identify(snap.tenancy, Claims(self.client_ip, conf.tenant, sni=self.proxy_sni)).tenant
-        self.gate = Gate(shared, tv, self.client)
+        if held is None:
+            tv = identify(snap.tenancy, Claims(self.client_ip, conf.tenant, sni=self.proxy_sni)).tenant
+            self.gate = Gate(shared, tv, self.client)
+        else:
+            self.gate = held[0]
+            tv = self.gate.tenant
         self.tenant = self.conn_tenant = tv.name
         self.tview = tv
         self.srv_stats = shared.server_counters.get(self.server)
@@ -103,11 +109,10 @@ class Session(asyncio.Protocol, Tracked):
         self.srv_stats.conns_active += 1
         self.ten_stats.conns_active += 1
         shared.connections[self.id] = self
-        refused = None
         if self.srv_stats.conns_active > conf.max_connections or shared.draining:
-            refused = Refusal(ErrorCode.SERVER_BUSY, "the proxy is at its connection limit; try again later")
+            refused: Refusal | None = Refusal(ErrorCode.SERVER_BUSY, "the proxy is at its connection limit; try again later")
         else:
-            refused = self.gate.hold_connection()
+            refused = self.gate.hold_connection() if held is None else held[1]
         if refused is not None:
             self.rejected(refused)
             return

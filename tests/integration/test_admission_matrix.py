@@ -355,8 +355,6 @@ def _hold(kind: str, addr: str, env: Env) -> socket.socket:
     s = _connect(addr)
     if kind == "https":
         return ssl.create_default_context(cafile=str(env.ca.cert_path)).wrap_socket(s, server_hostname="proxy.test")
-    if kind.startswith("intelli"):
-        s.sendall(b"\x05" if kind.endswith("socks5") else b"G")  # intelli_proxy picks the protocol at the first byte
     return s
 
 
