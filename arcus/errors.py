@@ -184,7 +184,7 @@ class EscapeError(ArcusError):
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.code = ErrorCode(code)
+        self.code = ErrorCode(code)  # type: ignore[call-arg]  # a lookup by value: unknown values raise
         self.hop = hop
         self.socks5 = socks5
 

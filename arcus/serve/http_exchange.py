@@ -100,6 +100,7 @@ class Exchange:
             self.req_left -= n
             done = self.req_left == 0
         else:
+            assert self.req_scanner is not None
             n = self.req_scanner.feed(data)
             done = self.req_scanner.done
         if done:
@@ -108,12 +109,14 @@ class Exchange:
 
     def response_body(self, data: bytes) -> tuple[int, bool]:
         """(bytes of ``data`` that belong to the response body, whether it is complete)."""
+        assert self.resp is not None
         framing = self.resp.framing
         if framing == LENGTH:
             n = min(self.resp_left, len(data))
             self.resp_left -= n
             return n, self.resp_left == 0
         if framing == CHUNKED:
+            assert self.resp_scanner is not None
             n = self.resp_scanner.feed(data)
             return n, self.resp_scanner.done
         if framing == UNTIL_CLOSE:

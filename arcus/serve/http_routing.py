@@ -81,6 +81,7 @@ class ForwardRouting:
         return claims, refusal
 
     def destination(self, conn: Any, req: http1.RequestHead) -> Destination:
+        assert req.host is not None and req.port is not None  # route() admits only forms that name them
         tunnel = req.form == "authority"
         return Destination(req.host, req.port, req.method.decode("latin-1"), None if tunnel else req.path.decode("latin-1"), tunnel)
 
@@ -98,6 +99,7 @@ class ForwardRouting:
         """A fresh upstream connection, before the request goes on it (raises EscapeError)."""
 
     def request_headers(self, conn: Any, req: http1.RequestHead) -> list[tuple[bytes, bytes]]:
+        assert req.host is not None
         headers = http1.forward_headers(req.headers, req.connection_tokens)
         host = f"[{req.host}]" if ":" in req.host else req.host
         if req.port != (443 if req.scheme == b"https" else 80):

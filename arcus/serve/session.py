@@ -86,7 +86,7 @@ class Session(asyncio.Protocol, Tracked):
         if conf is None:  # the listener outlived its server in a reload: refuse rather than hang
             self.ended = True
             self.closed_at_accept()
-            transport.abort()
+            transport.abort()  # type: ignore[attr-defined]  # a stream transport
             return
         self.conf = conf
         peer = transport.get_extra_info("peername") or ("?", 0)
@@ -154,6 +154,7 @@ class Session(asyncio.Protocol, Tracked):
 
     async def connect_upstream(self, host: str, port: int, factory: Any, ssl: Any = None) -> Connected | Refusal:
         """Open ``host:port`` through the server's escaper: the one call into the escapers."""
+        assert self.snap is not None
         escaper = self.snap.escapers[self.conf.escaper]
         try:
             return await escaper.connect(

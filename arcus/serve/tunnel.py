@@ -76,6 +76,8 @@ class Tunnel:
         owner.idle_window = idle
         owner.seen_activity = owner.bytes_up + owner.bytes_down
         for t in (self.client, self.upt):
+            if t is None:
+                continue
             try:
                 t.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
             except (AttributeError, NotImplementedError):
