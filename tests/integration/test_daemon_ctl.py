@@ -529,3 +529,12 @@ def test_serve_refuses_to_start_with_one_line_errors(tmp_path, daemon):
     assert r.returncode == 1
     assert r.stderr.startswith(f"{bad.profile_path}:5: "), r.stderr
     assert "nowhere" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_describes_every_command_the_daemon_answers(daemon):
+    listed = daemon.ctl("help")
+    names = [c["cmd"] for c in listed]
+    assert len(names) == len(set(names))
+    undescribed = [c["cmd"] for c in listed if not c["description"].strip()]
+    assert undescribed == [], f"commands answered without a description in control.protocol.COMMANDS: {undescribed}"
+    assert {"help", "health", "tenant.show", "policy.explain", "escaper.float.set", "audit.tail"} <= set(names)
