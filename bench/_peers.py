@@ -24,13 +24,16 @@ ARCUS = REPO / ".venv" / "bin" / "arcus"
 ARCUS_PROFILE = BENCH_DIR / "arcus-bench.yaml"
 ARCUS_PROFILE_LISTEN = "listen: 127.0.0.1:13128"  # rewritten to the run's free port
 ARCUS_PROFILE_SOCKS = "listen: 127.0.0.1:11080"  # the SOCKS5 server's, rewritten likewise
+ARCUS_ACCESS_OFF = "access: false"  # arcus-logs turns these two on
+ARCUS_AUDIT_OFF = "enabled: false"
 SQUID = "/usr/sbin/squid"
 PEERS_VENV = BENCH_DIR / ".venv-peers"
 PROXYPY_REQUIREMENT = "proxy.py==2.4.10"
 
-COLUMNS = ("baseline", "arcus", "squid", "proxy.py")
-PROXIES = ("arcus", "squid", "proxy.py")
-SOCKS_COLUMNS = ("baseline", "arcus")  # the columns the SOCKS5 metric applies to (squid, proxy.py: no SOCKS)
+COLUMNS = ("baseline", "arcus", "arcus-logs", "squid", "proxy.py")
+PROXIES = ("arcus", "arcus-logs", "squid", "proxy.py")
+# arcus-logs: the same profile with the access log and the audit log on, as the default profile has them
+SOCKS_COLUMNS = ("baseline", "arcus", "arcus-logs")  # the columns the SOCKS5 metric applies to (squid, proxy.py: no SOCKS)
 
 
 @dataclass
@@ -130,29 +133,32 @@ def _start_proxypy(tmp: Path, origin_port: int, cpus: set[int] | None, install: 
     return _ready("proxy.py", proc, port)
 
 
-def arcus_profile(tmp: Path, port: int, socks_port: int) -> Path:
+def arcus_profile(tmp: Path, port: int, socks_port: int, *, logs: bool = False) -> Path:
     text = ARCUS_PROFILE.read_text()
-    for line in (ARCUS_PROFILE_LISTEN, ARCUS_PROFILE_SOCKS):
+    lines = (ARCUS_PROFILE_LISTEN, ARCUS_PROFILE_SOCKS, *((ARCUS_ACCESS_OFF, ARCUS_AUDIT_OFF) if logs else ()))
+    for line in lines:
         if line not in text:
             raise BenchError(f"{ARCUS_PROFILE.name} lacks the line '{line}' the run rewrites")
-    out = tmp / "arcus" / "arcus-bench.yaml"
+    out = tmp / ("arcus-logs" if logs else "arcus") / "arcus-bench.yaml"
     text = text.replace(ARCUS_PROFILE_LISTEN, f"listen: 127.0.0.1:{port}")
+    if logs:  # the default profile's logging: access log to stderr (a file here), audit log in SQLite
+        text = text.replace(ARCUS_ACCESS_OFF, "access: true").replace(ARCUS_AUDIT_OFF, "enabled: true")
     out.write_text(text.replace(ARCUS_PROFILE_SOCKS, f"listen: 127.0.0.1:{socks_port}"))
     return out
 
 
-def _start_arcus(tmp: Path, origin_port: int, cpus: set[int] | None) -> Running:
+def _start_arcus(tmp: Path, origin_port: int, cpus: set[int] | None, *, logs: bool = False) -> Running:
     if not ARCUS.exists():
         raise BenchError(f"{ARCUS.relative_to(REPO)} not found (.venv/bin/pip install -e .)")
-    d = tmp / "arcus"
+    d = tmp / ("arcus-logs" if logs else "arcus")
     d.mkdir(parents=True, exist_ok=True)
     port = free_port()
     socks_port = free_port()
-    profile = arcus_profile(tmp, port, socks_port)
+    profile = arcus_profile(tmp, port, socks_port, logs=logs)
     argv = [str(ARCUS), "serve", "--profile", str(profile), "--data-dir", str(d / "data"), "--socket", str(d / "arcus.sock")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCUS_")}
-    proc = spawn("arcus", argv, log_dir=tmp / "logs", cpus=cpus, env=env, cwd=d)
-    running = _ready("arcus", proc, port)
+    proc = spawn(d.name, argv, log_dir=tmp / "logs", cpus=cpus, env=env, cwd=d)
+    running = _ready(d.name, proc, port)
     try:
         wait_port(proc, socks_port, timeout=10)
     except BenchError:
@@ -175,6 +181,7 @@ def start_proxy(name: str, tmp: Path, origin_port: int, cpus: set[int] | None, *
     """Start a fresh instance of proxy `name`; raise BenchError with the reason if it cannot serve."""
     starters: dict[str, Callable[[], Running]] = {
         "arcus": lambda: _start_arcus(tmp, origin_port, cpus),
+        "arcus-logs": lambda: _start_arcus(tmp, origin_port, cpus, logs=True),
         "squid": lambda: _start_squid(tmp, origin_port, cpus),
         "proxy.py": lambda: _start_proxypy(tmp, origin_port, cpus, install),
     }

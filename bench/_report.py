@@ -1,7 +1,9 @@
 """Ratios, targets and the three renderings of a run: terminal text, Markdown and JSON.
 
 The numbers that matter are ratios taken in the same run on the same machine (arcus ÷ peer);
-absolute values move with the machine. Targets come from issue 2.
+absolute values move with the machine. Targets come from issues 2 and 7. `arcus` runs without
+logs (as squid runs with access_log none); `arcus-logs` is the same profile with the access log
+and the audit log on, as the default profile has them; `logs÷off` is what logging costs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ from _metrics import METRICS, Cell, Settings
 from _peers import COLUMNS
 
 RATIO_PEERS = ("squid", "proxy.py", "baseline")
+EXTRA_RATIOS = (("arcus-logs", "squid"), ("arcus-logs", "arcus"))  # (numerator, denominator)
+PAIRS = (*(("arcus", p) for p in RATIO_PEERS), *EXTRA_RATIOS)
+
+
+def _label(num: str, den: str) -> str:
+    return "logs÷off" if (num, den) == ("arcus-logs", "arcus") else f"{num}÷{den}"
 
 
 @dataclass(frozen=True)
@@ -22,16 +30,17 @@ class Target:
     text: str
     peer: str | None  # ratio target against this column; None: absolute bound on arcus's value
     bound: float
+    of: str = "arcus"  # the column judged
 
     def judge(self, cells: dict[str, Cell]) -> tuple[str, str]:
         """("PASS"|"MISS"|"n/a", what was measured)."""
-        arcus = cells.get("arcus")
+        arcus = cells.get(self.of)
         if arcus is None or arcus.value is None:
-            return "n/a", "arcus not measured"
+            return "n/a", f"{self.of} not measured"
         if self.peer is None:
             ok = arcus.value <= self.bound
             return ("PASS" if ok else "MISS"), f"{arcus.value:.2f} KiB"
-        r = ratio(cells, self.peer)
+        r = ratio(cells, self.peer, of=self.of)
         if r is None:
             return "n/a", f"{self.peer} not measured"
         return ("PASS" if r >= self.bound else "MISS"), f"{r:.2f}×"
@@ -40,7 +49,10 @@ class Target:
 TARGETS = (
     Target("keepalive", "arcus ≥ 0.5× squid", "squid", 0.5),
     Target("keepalive", "arcus ≥ 1.0× proxy.py", "proxy.py", 1.0),
+    Target("keepalive", "arcus-logs (default logging) ≥ 1.0× squid", "squid", 1.0, of="arcus-logs"),
+    Target("keepalive", "logs cost ≤ 15% (arcus-logs ≥ 0.85× arcus)", "arcus", 0.85, of="arcus-logs"),
     Target("bulk", "arcus ≥ 1.0× squid", "squid", 1.0),
+    Target("bulk", "arcus ≥ 0.9× baseline (CONNECT tunnel)", "baseline", 0.9),
     Target("socks_bulk", "arcus ≥ 0.9× baseline", "baseline", 0.9),
     Target("rss", "arcus ≤ 8 KiB per idle tunnel", None, 8.0),
 )
@@ -62,9 +74,9 @@ DETAIL_ROWS = {
 }
 
 
-def ratio(cells: dict[str, Cell], peer: str, key: str | None = None) -> float | None:
-    """arcus ÷ peer on the value, or on details[key] when key is given."""
-    a, b = cells.get("arcus"), cells.get(peer)
+def ratio(cells: dict[str, Cell], peer: str, key: str | None = None, *, of: str = "arcus") -> float | None:
+    """``of`` ÷ peer on the value, or on details[key] when key is given."""
+    a, b = cells.get(of), cells.get(peer)
     if not a or not b:
         return None
     va, vb = (a.value, b.value) if key is None else (a.details.get(key), b.details.get(key))
@@ -82,10 +94,10 @@ def _fmt_value(metric: str, v: float | None) -> str:
 
 
 def _rows(metric: str, cells: dict[str, Cell]) -> tuple[list[str], list[list[str]]]:
-    header = ["", *COLUMNS, *(f"arcus÷{p}" for p in RATIO_PEERS)]
+    header = ["", *COLUMNS, *(_label(n, d) for n, d in PAIRS)]
     value_row = ["value", *(_fmt_value(metric, cells[c].value) if c in cells else "skipped" for c in COLUMNS)]
-    for peer in RATIO_PEERS:
-        r = ratio(cells, peer)
+    for num, den in PAIRS:
+        r = ratio(cells, den, of=num)
         value_row.append("—" if r is None else f"{r:.2f}")
     rows = [value_row]
     if metric in EFFICIENCY_ROWS:
@@ -94,8 +106,8 @@ def _rows(metric: str, cells: dict[str, Cell]) -> tuple[list[str], list[list[str
         for c in COLUMNS:
             v = cells[c].details.get(key) if c in cells else None
             row.append("" if v is None else _fmt_value(metric, v))
-        for peer in RATIO_PEERS:
-            r = ratio(cells, peer, key)
+        for num, den in PAIRS:
+            r = ratio(cells, den, key, of=num)
             row.append("" if r is None else f"{r:.2f}")
         rows.append(row)
     for label, key, fmt in DETAIL_ROWS[metric]:
@@ -103,13 +115,13 @@ def _rows(metric: str, cells: dict[str, Cell]) -> tuple[list[str], list[list[str
         for c in COLUMNS:
             v = cells[c].details.get(key) if c in cells else None
             row.append("" if v is None else fmt.format(v))
-        rows.append(row + [""] * len(RATIO_PEERS))
+        rows.append(row + [""] * len(PAIRS))
     if any("rounds" in cells[c].details for c in COLUMNS if c in cells):
         row = ["all rounds"]
         for c in COLUMNS:
             values = cells[c].details.get("rounds") if c in cells else None
             row.append("" if not values else " / ".join(_fmt_value(metric, v) for v in values))
-        rows.append(row + [""] * len(RATIO_PEERS))
+        rows.append(row + [""] * len(PAIRS))
     return header, rows
 
 
@@ -135,7 +147,7 @@ def to_json(meta: dict, results: dict[str, dict[str, Cell]], settings: Settings)
             "higher_is_better": m.higher_is_better,
             "method": m.describe(settings),
             "columns": {c: cell.to_dict() for c, cell in cells.items()},
-            "ratios": {f"arcus/{p}": ratio(cells, p) for p in RATIO_PEERS},
+            "ratios": {f"{n}/{d}": ratio(cells, d, of=n) for n, d in PAIRS},
             "ratios_per_proxy_cpu_second": {
                 f"arcus/{p}": ratio(cells, p, "per_proxy_cpu_second") for p in RATIO_PEERS if p != "baseline"
             },
