@@ -166,6 +166,7 @@ class Daemon:
         for conn in list(shared.connections.values()):
             conn.abort("shutdown")
         shared.pool.close_all()
+        shared.verifier.close()
         close_escapers(shared.snapshot)
         for resolver in shared.snapshot.resolvers.values():
             try:  # c-ares threads stop with nothing pending
