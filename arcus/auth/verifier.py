@@ -264,6 +264,16 @@ class Verifier:
         if ok:
             self.throttle.succeeded(source)
 
+    def info(self) -> dict:
+        """For ``ctl stats``: checks in the pool now, KDF runs and refusals so far, keys tracked."""
+        return {
+            "pending": self.pending,
+            "kdf_runs": self.kdf_runs,
+            "refused_busy": self.refused_busy,
+            "throttled_keys": len(self.throttle),
+            "cached": len(self.cache),
+        }
+
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="arcus-kdf")

@@ -409,6 +409,7 @@ class Daemon:
             "uptime": round(time.monotonic() - self.started, 3),
             "pooled_upstreams": len(shared.pool),
             "fds": self.fds.info(),
+            "auth": shared.verifier.info(),
         }
 
     async def _cmd_reload(self, args: dict) -> dict:

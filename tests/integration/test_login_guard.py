@@ -170,3 +170,6 @@ def test_wrong_password_flood_does_not_stall_the_control_plane_or_other_tenants(
         assert set(codes) <= {407, 429}  # memory is reported above, not asserted
         stats = d.ctl("stats")
         assert stats["tenants"]["acme"]["requests"] >= n
+        auth = stats["auth"]
+        assert auth["pending"] == 0 and auth["refused_busy"] > 0
+        assert auth["kdf_runs"] == 5 + 1  # the flood's five counted attempts, and globex's login
