@@ -66,6 +66,8 @@ def test_failed_logins_from_one_ipv6_address_throttle_its_whole_64(tmp_path, cur
             assert status(r) == 429, (source, r.stdout[:200])
             assert b"X-Arcus-Error: auth_throttled" in r.stdout
         assert status(get(OTHER_64, "wonderland")) == 200
+        # the throttled /64 cost no password check: one per guess, one for the other /64 (then cached)
+        assert d.ctl("stats")["auth"]["kdf_runs"] == 5 + 1
 
 
 # ---------------------------------------------------------------------------------- item 7
