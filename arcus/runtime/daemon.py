@@ -29,6 +29,7 @@ from arcus.errors import ConfigError, NotFound, OperatorError
 from arcus.names import validate_name
 from arcus.paths import STORE_FILE
 from arcus.runtime.escaper_cmds import close_escapers, escaper_handlers, start_escapers
+from arcus.runtime.fdwatch import FdWatch, raise_limit
 from arcus.runtime.hostaddrs import own_addresses
 from arcus.runtime.resolve_cmds import resolve_handlers
 from arcus.runtime.snapshot import build_snapshot, load_store, with_store
@@ -73,11 +74,13 @@ class Daemon:
         self._graceful = True
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
+        self.fds = FdWatch()
 
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
         """Load everything, bind everything; raise (and leave nothing behind) on failure."""
+        self.fds = FdWatch(raise_limit()[0])  # a soft limit of 1024 is far too low for a proxy
         profile = await asyncio.to_thread(load_profile, self.profile_arg)
         self.store = await asyncio.to_thread(Store.open, self.data_dir / STORE_FILE)
         data = await asyncio.to_thread(load_store, self.store)
@@ -166,6 +169,7 @@ class Daemon:
         for conn in list(shared.connections.values()):
             conn.abort("shutdown")
         shared.pool.close_all()
+        shared.verifier.close()
         close_escapers(shared.snapshot)
         for resolver in shared.snapshot.resolvers.values():
             try:  # c-ares threads stop with nothing pending
@@ -194,6 +198,7 @@ class Daemon:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             self.shared.sweep(time.monotonic())
+            self.fds.check(time.monotonic())  # out of descriptors, connections are reset unseen: say so
 
     # ------------------------------------------------------------------ listeners
 
@@ -403,6 +408,8 @@ class Daemon:
             "generation": self.generation,
             "uptime": round(time.monotonic() - self.started, 3),
             "pooled_upstreams": len(shared.pool),
+            "fds": self.fds.info(),
+            "auth": shared.verifier.info(),
         }
 
     async def _cmd_reload(self, args: dict) -> dict:

@@ -15,15 +15,14 @@ order):
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from arcus.auth.secrets import needs_rehash, verify_secret
-from arcus.errors import OperatorError
+from arcus.auth.secrets import needs_rehash
+from arcus.auth.verifier import Check, Outcome
 from arcus.policy import Request as PolicyRequest
 from arcus.serve import gate
 from arcus.serve.tenancy import Limits, TenantView, UserView
@@ -105,41 +104,29 @@ def _cache_key(tv: TenantView, user: UserView) -> str:
 def credentials_known(shared: Any, creds: Credentials, client_ip: str) -> UserView | Refusal | None:
     """The verdict without a key derivation when it can be had: a throttled address, an unknown
     user, or a cached result. None: the secret must be verified (``verify_credentials``)."""
-    now = time.monotonic()
-    wait = shared.throttle.blocked(client_ip, now)
-    if wait > 0:
-        return Refusal(429, "auth_throttled", "too many failed logins from your address; wait and try again", wait)
-    tv = creds.tenant
-    user = tv.users.get(creds.name)
-    if user is None:
-        shared.throttle.failed(client_ip, now)
-        return Refusal(407, "auth_required", "unknown user or wrong password", realm=tv.realm)
-    known = shared.credcache.check(_cache_key(tv, user), creds.password, now)
-    if known is None:
-        return None
-    return _verdict(shared, creds, user, known, client_ip)
+    user = creds.tenant.users.get(creds.name)
+    check = shared.verifier.known(None if user is None else _cache_key(creds.tenant, user), creds.password, client_ip)
+    return None if check is None else _verdict(creds, user, check)
 
 
 async def verify_credentials(shared: Any, creds: Credentials, client_ip: str) -> UserView | Refusal:
-    """Run the key-derivation function in a worker thread (it takes a good part of a second)."""
+    """Run the key-derivation function through the Verifier (its own bounded pool, throttled)."""
     tv = creds.tenant
     user = tv.users[creds.name]
-    try:
-        ok = await asyncio.to_thread(verify_secret, user.secret, creds.password)
-    except OperatorError:
-        ok = False  # an unreadable stored secret admits nobody
-    shared.credcache.remember(_cache_key(tv, user), creds.password, ok, time.monotonic())
-    if ok and shared.rehash is not None and needs_rehash(user.secret):
+    check = await shared.verifier.verify(_cache_key(tv, user), user.secret, creds.password, client_ip)
+    if check.outcome is Outcome.OK and shared.rehash is not None and needs_rehash(user.secret):
         # a legacy hash (md5-crypt, G3 fast hash...): store a scrypt one for the password just verified
         shared.rehash(tv.name, user.name, user.secret, creds.password)
-    return _verdict(shared, creds, user, ok, client_ip)
+    return _verdict(creds, user, check)
 
 
-def _verdict(shared: Any, creds: Credentials, user: UserView, ok: bool, client_ip: str) -> UserView | Refusal:
-    if not ok:
-        shared.throttle.failed(client_ip, time.monotonic())
+def _verdict(creds: Credentials, user: UserView | None, check: Check) -> UserView | Refusal:
+    if check.outcome is Outcome.THROTTLED:
+        return Refusal(429, "auth_throttled", "too many failed logins from your address; wait and try again", check.retry_after)
+    if check.outcome is Outcome.BUSY:
+        return Refusal(429, "auth_throttled", "too many logins are being checked; try again shortly", check.retry_after)
+    if check.outcome is Outcome.WRONG or user is None:
         return Refusal(407, "auth_required", "unknown user or wrong password", realm=creds.tenant.realm)
-    shared.throttle.succeeded(client_ip)
     if user.blocked:
         return Refusal(403, "user_blocked", f"user {user.name} is blocked")
     if user.expires is not None and time.time() >= user.expires:

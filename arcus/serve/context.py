@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from arcus.auth.credcache import CredentialCache, FailureThrottle
+from arcus.auth.verifier import Verifier
 from arcus.serve.pool import UpstreamPool
 from arcus.serve.tenancy import EMPTY_TENANCY, Limits, Tenancy, apply_limits
 from arcus.stats import CounterSet
@@ -100,7 +101,8 @@ class Shared:
         self.audit = None  # arcus.audit.sink.AuditSink when the profile enables the audit log
         self.limits: dict[str, Limits] = {}  # live limiters by scope, kept across Snapshots
         self.credcache = CredentialCache()  # verified credentials: a KDF does not run per request
-        self.throttle = FailureThrottle()  # failed logins per client address
+        self.throttle = FailureThrottle()  # failed logins per client address (IPv6: per /64)
+        self.verifier = Verifier(self.credcache, self.throttle)  # bounded password checks, own thread pool
         # set by the runtime: rehash(tenant, user, old_secret, password) upgrades a legacy hash
         self.rehash = None
         apply_limits(self.limits, snapshot.tenancy, time.monotonic())
