@@ -28,6 +28,7 @@ from arcus.control.server import ControlServer
 from arcus.errors import ConfigError, NotFound, OperatorError
 from arcus.names import validate_name
 from arcus.paths import STORE_FILE
+from arcus.policy.egress import HostAddresses
 from arcus.runtime.escaper_cmds import close_escapers, escaper_handlers, start_escapers
 from arcus.runtime.fdwatch import FdWatch, raise_limit
 from arcus.runtime.hostaddrs import own_addresses
@@ -69,7 +70,7 @@ class Daemon:
         self.control: ControlServer | None = None
         self.started = time.monotonic()
         self.generation = 0
-        self.own: frozenset[str] = frozenset()
+        self.own = HostAddresses()  # guards and the pool key read it; a reload replaces the set
         self._stop = asyncio.Event()
         self._graceful = True
         self._reload_lock = asyncio.Lock()
@@ -84,10 +85,11 @@ class Daemon:
         profile = await asyncio.to_thread(load_profile, self.profile_arg)
         self.store = await asyncio.to_thread(Store.open, self.data_dir / STORE_FILE)
         data = await asyncio.to_thread(load_store, self.store)
-        self.own = await asyncio.to_thread(own_addresses)
+        self.own.replace(await asyncio.to_thread(own_addresses))
         self.generation = 1
         snapshot = await asyncio.to_thread(build_snapshot, 1, profile, data, self.own)
         self.shared = Shared(snapshot)
+        self.shared.host = self.own
         await start_escapers(snapshot, None)
         self.shared.rehash = self._rehash
         try:
@@ -290,7 +292,7 @@ class Daemon:
                 )
             profile: Profile = await asyncio.to_thread(load_profile, self.profile_arg)
             data = await asyncio.to_thread(load_store, self.store)
-            self.own = await asyncio.to_thread(own_addresses)
+            self.shared.pool.drop_to(self.own.replace(await asyncio.to_thread(own_addresses))[0])
             generation = self.generation + 1
             snapshot = await asyncio.to_thread(build_snapshot, generation, profile, data, self.own)
             if self._stop.is_set():  # shutdown began while we were building

@@ -17,6 +17,7 @@ from arcus.config.schema import Profile
 from arcus.errors import OperatorError
 from arcus.escape import build_escapers
 from arcus.policy import Rule, compile_policy
+from arcus.policy.egress import HostAddresses
 from arcus.resolve import build_resolver
 from arcus.serve.context import Snapshot
 from arcus.serve.tenancy import LimitSpec, Tenancy, TenantView, UserView
@@ -42,7 +43,7 @@ def load_store(store: Any) -> StoreView:
     return StoreView(store.list_tenants(), {}, {})
 
 
-def build_snapshot(generation: int, profile: Profile, data: StoreView, own_addresses: frozenset[str]) -> Snapshot:
+def build_snapshot(generation: int, profile: Profile, data: StoreView, own_addresses: HostAddresses | frozenset[str]) -> Snapshot:
     resolvers = {r.name: build_resolver(r) for r in profile.resolvers}
     escapers = build_escapers(profile.escapers, resolvers, own_addresses, profile.source)
     return Snapshot(

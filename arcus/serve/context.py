@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from arcus.auth.credcache import CredentialCache, FailureThrottle
 from arcus.auth.verifier import Verifier
+from arcus.policy.egress import HostAddresses
 from arcus.serve.pool import UpstreamPool
 from arcus.serve.tenancy import EMPTY_TENANCY, Limits, Tenancy, apply_limits
 from arcus.stats import CounterSet
@@ -111,6 +112,7 @@ class Shared:
         self.request_ids = itertools.count(1)
         self.boot = format(int(time.time()) & 0xFFFFFF, "06x")
         self.pool = UpstreamPool()
+        self.host = HostAddresses()  # the box's own addresses, live: the runtime fills and updates it
 
     def swap(self, snapshot: Snapshot) -> None:
         """Make ``snapshot`` current (on the event loop): limiter rates first, then the one reference."""

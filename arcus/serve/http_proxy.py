@@ -167,7 +167,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self.conn_tenant = self.tenant
         self.tview = snap.tenancy.get(self.tenant)
         self.tenant_suspended = self.tview.suspended
-        self.local_client = self.client_ip.startswith("127.") or self.client_ip in ("::1", "::ffff:127.0.0.1")
+        self.local_client = shared.host.is_local(self.client_ip)  # the egress guard's notion: loopback or the box's own
         self.srv_stats = shared.server_counters.get(self.server)
         self.ten_stats = shared.tenant_counters.get(self.tenant)
         self.id = next(shared.ids)
@@ -526,7 +526,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
     def _forward(self) -> None:
         req = self.req
         key = self._pool_key(req.scheme)
-        up = self.shared.pool.take(key) if self.check is None else None
+        up = self.shared.pool.take(key, self.client_ip, self.snap.escapers.get(self.conf.escaper)) if self.check is None else None
         if up is not None:
             up.reused = True
             self._attach(up)
