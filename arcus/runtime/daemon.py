@@ -31,7 +31,7 @@ from arcus.paths import STORE_FILE
 from arcus.policy.egress import HostAddresses
 from arcus.runtime.escaper_cmds import close_escapers, escaper_handlers, start_escapers
 from arcus.runtime.fdwatch import FdWatch, raise_limit
-from arcus.runtime.hostaddrs import own_addresses
+from arcus.runtime.hostaddrs import AddressWatcher, own_addresses
 from arcus.runtime.resolve_cmds import resolve_handlers
 from arcus.runtime.snapshot import build_snapshot, load_store, with_store
 from arcus.runtime.tenancy import tenancy_handlers
@@ -70,7 +70,8 @@ class Daemon:
         self.control: ControlServer | None = None
         self.started = time.monotonic()
         self.generation = 0
-        self.own = HostAddresses()  # guards and the pool key read it; a reload replaces the set
+        self.own = HostAddresses()  # live: the watcher replaces the set as interfaces change
+        self.watcher = AddressWatcher(self.own)
         self._stop = asyncio.Event()
         self._graceful = True
         self._reload_lock = asyncio.Lock()
@@ -108,6 +109,8 @@ class Daemon:
             self.store.close()
             raise
         self._spawn(self._sweeper(), "arcus-sweeper")
+        self.watcher.on_gained = self.shared.pool.drop_to  # gained addresses: close idle connections to them
+        self.watcher.start()
         log.info(
             "arcus %s serving profile %s: %s (control socket %s, store %s)",
             __version__,
@@ -170,6 +173,7 @@ class Daemon:
                 log.warning("%d connection(s) still open after %gs; closing them", len(shared.connections), bound)
         for conn in list(shared.connections.values()):
             conn.abort("shutdown")
+        self.watcher.close()
         shared.pool.close_all()
         shared.verifier.close()
         close_escapers(shared.snapshot)
@@ -292,7 +296,7 @@ class Daemon:
                 )
             profile: Profile = await asyncio.to_thread(load_profile, self.profile_arg)
             data = await asyncio.to_thread(load_store, self.store)
-            self.shared.pool.drop_to(self.own.replace(await asyncio.to_thread(own_addresses))[0])
+            await self.watcher.refresh()
             generation = self.generation + 1
             snapshot = await asyncio.to_thread(build_snapshot, generation, profile, data, self.own)
             if self._stop.is_set():  # shutdown began while we were building

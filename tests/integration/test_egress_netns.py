@@ -165,3 +165,29 @@ def test_pooled_loopback_connection_never_serves_an_off_box_client(net, tmp_path
         assert d.ctl("stats")["servers"]["http"]["errors"].get("denied") == 8
     finally:
         d.stop()
+
+
+def test_address_gained_after_start_is_refused_without_reload(net, tmp_path):
+    """Issue 10, 2: an address the box gains while the daemon runs is one of its own at once:
+    an off-box client is refused it within a bounded poll, with no reload, and the pooled
+    connection made to that address before the box had it is closed, not reused."""
+    spare = net.spare
+    # before: the spare address is the off-box side's, with an origin of its own there
+    sh(net.ip, "-n", net.cl, "addr", "add", f"{spare}/32", "dev", net.cl_if)
+    sh(net.ip, "-n", net.box, "route", "add", f"{spare}/32", "via", net.cl_addr)
+    net.origin(net.cl, spare, tmp_path / "remote-origin.log")
+    d = GatewayDaemon(tmp_path / "arcus", PROFILE.format(box=net.box_addr), net).start()
+    proxy = f"{net.box_addr}:{PROXY_PORT}"
+    url = f"http://{spare}:{ORIGIN_PORT}/small"
+    try:
+        assert curl(net, net.cl, url, proxy) == "200"  # an ordinary remote destination
+        poll(lambda: pooled(d) == 1, "the connection to the remote origin was not pooled")
+
+        sh(net.ip, "-n", net.box, "addr", "add", f"{spare}/32", "dev", net.box_if)  # now the box's own
+        poll(lambda: pooled(d) == 0, "the idle connection to the address the box gained was kept")
+        poll(lambda: curl(net, net.cl, url, proxy) == "403", "the address the box gained is still reachable")
+        assert [curl(net, net.cl, url, proxy) for _ in range(8)] == ["403"] * 8
+        assert curl(net, net.box, url, proxy) == "200"  # the box's own address, for an on-box client
+        assert d.ctl("health")["generation"] == 1  # no reload was needed
+    finally:
+        d.stop()
