@@ -167,6 +167,21 @@ def test_pooled_loopback_connection_never_serves_an_off_box_client(net, tmp_path
         d.stop()
 
 
+def test_ipv6_forms_of_loopback_are_refused(net, tmp_path):
+    """Issue 10, also observed: [::127.0.0.1] (IPv4-compatible) is another path to loopback and
+    refused to every client; [::ffff:127.0.0.1] is loopback itself, open to on-box clients only."""
+    d = GatewayDaemon(tmp_path / "arcus", PROFILE.format(box=net.box_addr), net).start()
+    proxy = f"{net.box_addr}:{PROXY_PORT}"
+    try:
+        compat, mapped = f"http://[::127.0.0.1]:{ORIGIN_PORT}/small", f"http://[::ffff:127.0.0.1]:{ORIGIN_PORT}/small"
+        assert curl(net, net.cl, compat, proxy) == "403"
+        assert curl(net, net.box, compat, proxy) == "403"
+        assert curl(net, net.cl, mapped, proxy) == "403"
+        assert curl(net, net.box, mapped, proxy) == "200"
+    finally:
+        d.stop()
+
+
 def test_address_gained_after_start_is_refused_without_reload(net, tmp_path):
     """Issue 10, 2: an address the box gains while the daemon runs is one of its own at once:
     an off-box client is refused it within a bounded poll, with no reload, and the pooled
