@@ -11,7 +11,7 @@ from typer.testing import Result
 
 from arcus.store import Store
 from arcus.testing.control import ServerThread, TenancyDaemon
-from tests.unit.cli.harness import js, note, run
+from tests.unit.cli.harness import errors, js, note, run
 
 TENANT_KEYS = {
     "name", "display_name", "sources", "suspended", "created_at",
@@ -248,3 +248,16 @@ def test_daemon_refusing_is_not_a_reason_to_write_the_store(sock: Path, data_dir
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == "error: unknown command 'tenant.add'"
     assert not data_dir.exists()
+
+
+def test_names_differing_only_in_case_cannot_coexist(sock: Path, data_dir: Path) -> None:
+    tenant(sock, data_dir, "add", "acme")
+    assert errors(tenant(sock, data_dir, "add", "ACME")) == [
+        "error: tenant 'ACME' clashes with tenant 'acme'",
+        "hint: tenant names are unique regardless of case; use 'acme' or choose another name",
+    ]
+    assert errors(tenant(sock, data_dir, "show", "Acme")) == [
+        "error: tenant 'Acme' does not exist",
+        "hint: did you mean 'acme'? tenant names are matched exactly (and unique regardless of case)",
+    ]
+    assert [t["name"] for t in js(tenant(sock, data_dir, "list", "--json"))] == ["acme", "default"]

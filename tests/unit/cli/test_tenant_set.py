@@ -257,3 +257,22 @@ def test_daemon_path_same_shapes_as_store_path(daemon: TenancyDaemon, sock: Path
     args = ("set", "acme", "--max-conns", "9", "--bandwidth", "1G", "--auth", "required", "--json")
     drop = lambda t: {k: v for k, v in t.items() if k != "created_at"}  # noqa: E731
     assert drop(js(tenant(sock, data_dir, *args))) == drop(js(tenant(nowhere, data_dir, *args)))
+
+
+def test_lock_sources(sock: Path, data_dir: Path, acme: None) -> None:
+    result = tenant(sock, data_dir, "set", "acme", "--lock-sources")
+    assert result.stdout == "changed tenant acme: source ranges locked to its own users\n"
+    assert stored(data_dir).lock_sources is True
+    assert "locked     yes: only its own users are admitted from them" in tenant(sock, data_dir, "show", "acme").stdout
+    listed = js(tenant(sock, data_dir, "list", "--json"))
+    assert [(t["name"], t["lock_sources"]) for t in listed] == [("acme", True), ("default", False)]
+    out = js(tenant(sock, data_dir, "set", "acme", "--no-lock-sources", "--json"))
+    assert out["lock_sources"] is False and stored(data_dir).lock_sources is False
+
+
+def test_daemon_path_lock_sources_reaches_the_snapshot(daemon: TenancyDaemon, sock: Path, data_dir: Path) -> None:
+    assert daemon.shared.snapshot.tenancy.tenants["acme"].lock_sources is False
+    assert js(tenant(sock, data_dir, "set", "acme", "--lock-sources", "--json"))["lock_sources"] is True
+    assert daemon.calls == [("tenant.set", {"name": "acme", "lock_sources": True})]
+    assert daemon.shared.snapshot.tenancy.tenants["acme"].lock_sources is True
+    assert js(tenant(sock, data_dir, "show", "acme", "--json"))["lock_sources"] is True

@@ -4,10 +4,8 @@ is hashed in the CLI, and neither a password nor a hash is ever printed."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,24 +17,13 @@ from arcus.auth import secrets
 from arcus.auth.secrets import identify_secret, verify_secret
 from arcus.cli import user as user_cli
 from arcus.control import protocol as p
-from arcus.errors import OperatorError
 from arcus.store import Store
 from arcus.testing.control import TenancyDaemon
-from tests.unit.cli.harness import SHA256_CRYPT, SHA256_PW, js, run
+from tests.unit.cli.harness import SHA256_CRYPT, SHA256_PW, cheap_hash, js, run
 
 USER_KEYS = {"tenant", "name", "secret_scheme", "blocked", "expires_at", "max_conns", "rps", "bandwidth", "created_at"}
 PW = "Tr0ub4dor&3-horse"
 PW2 = "correct-horse-battery"
-
-
-def cheap_hash(password: str) -> str:
-    """A real, verifiable scrypt secret at a low cost (ln=4), so tests do not pay 0.3 s per user."""
-    if not password:
-        raise OperatorError("the password is empty", hint="choose a non-empty password")
-    salt = os.urandom(16)
-    key = hashlib.scrypt(password.encode(), salt=salt, n=16, r=8, p=1, dklen=32)
-    b64 = lambda b: base64.b64encode(b).decode().rstrip("=")  # noqa: E731
-    return f"$scrypt$ln=4,r=8,p=1${b64(salt)}${b64(key)}"
 
 
 @pytest.fixture(autouse=True)
