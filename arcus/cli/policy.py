@@ -35,7 +35,6 @@ from arcus.names import validate_name
 from arcus.ops import explain as ops_explain
 from arcus.ops import policies as ops
 from arcus.policy import Rule
-from arcus.runtime.tenancy import close_resolvers, egress_of, offline_snapshot
 from arcus.store import Store
 
 app = typer.Typer(no_args_is_help=True, help="Manage a tenant's policy: ordered allow/deny/redirect/report rules.")
@@ -328,6 +327,9 @@ def explain(
         args["method"] = method
 
     def offline(st: Store) -> dict[str, Any]:
+        # the daemon's code, imported only here: it is heavy and every `arcus` command loads this module
+        from arcus.runtime.tenancy import close_resolvers, egress_of, offline_snapshot
+
         async def run() -> dict[str, Any]:
             try:
                 snapshot = offline_snapshot(profile)

@@ -19,16 +19,18 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arcus.errors import EscapeError, OperatorError
-from arcus.escape.direct_fixed import order_addresses
 from arcus.names import validate_name
-from arcus.policy import Decision, Policy, Request, Rule, TraceEntry, compile_policy, explain as explain_policy
-from arcus.policy.egress import EgressGuard
-from arcus.resolve.base import Resolver
-from arcus.store import Store
 from arcus.ops.policies import rule_from_dict
+from arcus.policy import Decision, Policy, Request, Rule, TraceEntry, compile_policy
+from arcus.policy import explain as explain_policy
+from arcus.policy.egress import EgressGuard
+from arcus.store import Store
+
+if TYPE_CHECKING:
+    from arcus.resolve.base import Resolver
 
 MAX_URL = 8192
 DEFAULT_CLIENT = "127.0.0.1"
@@ -148,6 +150,9 @@ async def resolve(egress: Egress, host: str) -> tuple[list[str], str | None]:
         return [], exc.message
     except (OSError, UnicodeError) as exc:
         return [], f"cannot resolve {host}: {getattr(exc, 'strerror', None) or exc}"
+    # imported here: the escapers package is heavy and the CLI imports this module at start-up
+    from arcus.escape.direct_fixed import order_addresses
+
     ordered = order_addresses(list(dict.fromkeys(found)), egress.strategy)
     if found and not ordered:
         return [], f"{host} has no address allowed by resolve strategy {egress.strategy}"

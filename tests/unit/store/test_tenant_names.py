@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from arcus.errors import AlreadyExists, NotFound
-from arcus.store import SCHEMA_VERSION, Store
-from arcus.store import db, migrations
+from arcus.store import SCHEMA_VERSION, Store, db, migrations
 
 
 def make_v3_store(path: Path, monkeypatch: pytest.MonkeyPatch, names: tuple[str, ...]) -> None:
