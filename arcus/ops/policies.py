@@ -31,7 +31,7 @@ def _invalid(message: str, hint: str | None = None) -> OperatorError:
     return OperatorError(message, code="invalid", hint=hint)
 
 
-def rule_from_dict(data: Mapping[str, Any]) -> Rule:
+def rule_from_dict(data: object) -> Rule:
     """A Rule from a rule dict (lists for tuple fields). Unknown fields and wrong shapes are an
     OperatorError naming the field; the values themselves are checked by ``compile_policy``."""
     if not isinstance(data, Mapping):
