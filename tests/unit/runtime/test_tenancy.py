@@ -587,3 +587,17 @@ def test_no_argument_shape_escapes_as_anything_but_an_operator_error(ctl: Ctl, d
         return ran
 
     assert asyncio.run(run_all()) == 21 * 25
+
+
+def test_the_daemon_registers_each_tenancy_command_once_from_here(tmp_path: Path) -> None:
+    """One definition: every tenant, user and policy command the daemon answers is this module's
+    handler (tenant.show used to be registered twice, one of them dead)."""
+    from arcus.runtime.daemon import Daemon
+
+    handlers = Daemon(None, tmp_path, tmp_path / "s.sock")._handlers()
+    ours = set(tenancy_handlers(SimpleNamespace()))
+    for cmd, handler in handlers.items():
+        if cmd.split(".")[0] in ("tenant", "user", "policy"):
+            assert cmd in ours and handler.__qualname__.startswith("tenancy_handlers."), cmd
+    assert ours <= set(handlers)
+    assert not [name for name in vars(Daemon) if name.startswith("_cmd_tenant")]
