@@ -66,7 +66,7 @@ COMMANDS: Final[dict[str, str]] = {
     "tenant.rm": "remove a tenant",
     "tenant.suspend": "refuse a tenant's clients (403) until resumed",
     "tenant.resume": "serve a suspended tenant's clients again",
-    "tenant.set": "change a tenant's auth, policy default, block page and limits",
+    "tenant.set": "change a tenant's auth, policy default, block page, limits and locked source ranges",
     "user.add": "create a user of a tenant (the secret arrives hashed)",
     "user.list": "list a tenant's users (never their secrets)",
     "user.show": "one user, with usage counters",

@@ -26,7 +26,6 @@ from arcus.config import load_profile
 from arcus.config.schema import LogConfig, Profile, ServerConfig
 from arcus.control.server import ControlServer
 from arcus.errors import ConfigError, NotFound, OperatorError
-from arcus.names import validate_name
 from arcus.paths import STORE_FILE
 from arcus.policy.egress import HostAddresses
 from arcus.runtime.escaper_cmds import close_escapers, escaper_handlers, start_escapers
@@ -379,12 +378,6 @@ class Daemon:
             "conns": self._cmd_conns,
             "kill": self._cmd_kill,
             "shutdown": self._cmd_shutdown,
-            "tenant.add": self._cmd_tenant_add,
-            "tenant.list": self._cmd_tenant_list,
-            "tenant.show": self._cmd_tenant_show,
-            "tenant.rm": self._cmd_tenant_rm,
-            "tenant.suspend": self._cmd_tenant_suspend,
-            "tenant.resume": self._cmd_tenant_resume,
             **tenancy_handlers(self),
             **audit_handlers(lambda: self.shared.audit),
             **resolve_handlers(self),
@@ -452,47 +445,3 @@ class Daemon:
         # answer first, then stop
         asyncio.get_running_loop().call_soon(self.request_stop, graceful)
         return {"shutting_down": True, "graceful": graceful}
-
-    @staticmethod
-    def _name(args: dict) -> str:
-        name = args.get("name")
-        if not isinstance(name, str):
-            raise OperatorError("missing tenant name", code="invalid", hint="pass {\"name\": \"acme\"}")
-        return validate_name("tenant", name)
-
-    async def _cmd_tenant_add(self, args: dict) -> dict:
-        name = self._name(args)
-        sources = args.get("sources") or []
-        display = args.get("display_name")
-        if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
-            raise OperatorError("sources must be a list of CIDR strings", code="invalid")
-        if display is not None and not isinstance(display, str):
-            raise OperatorError("display_name must be a string", code="invalid")
-        tenant = await asyncio.to_thread(self.store.add_tenant, name, display, sources)
-        await self.refresh_tenants()
-        return tenant.to_dict()
-
-    async def _cmd_tenant_list(self, args: dict) -> list[dict]:
-        return [t.to_dict() for t in await asyncio.to_thread(self.store.list_tenants)]
-
-    async def _cmd_tenant_show(self, args: dict) -> dict:
-        tenant = await asyncio.to_thread(self.store.get_tenant, self._name(args))
-        out = tenant.to_dict()
-        out["usage"] = self.shared.tenant_counters.get(tenant.name).to_dict()
-        return out
-
-    async def _cmd_tenant_rm(self, args: dict) -> dict:
-        name = self._name(args)
-        await asyncio.to_thread(self.store.remove_tenant, name)
-        await self.refresh_tenants()
-        return {"removed": name}
-
-    async def _cmd_tenant_suspend(self, args: dict) -> dict:
-        tenant = await asyncio.to_thread(self.store.set_suspended, self._name(args), True)
-        await self.refresh_tenants()
-        return tenant.to_dict()
-
-    async def _cmd_tenant_resume(self, args: dict) -> dict:
-        tenant = await asyncio.to_thread(self.store.set_suspended, self._name(args), False)
-        await self.refresh_tenants()
-        return tenant.to_dict()

@@ -119,6 +119,7 @@ def build_tenancy(profile: Profile, data: StoreView) -> Tenancy:
             explicit_ids=frozenset(r.id for r in rules if r.action == "allow" and r.dest_cidrs),
             block_page=getattr(t, "block_page", None),
             log_query=bool(getattr(t, "log_query", False)),
+            lock_sources=t.lock_sources,
             users=users,
             limits=_limits(t),
         )

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from arcus.control import protocol as p
 from arcus.control.server import Handler
 from arcus.errors import NotFound, OperatorError
 from arcus.testing.control import ServerThread
+from tests.unit.cli.harness import invoke
 
 COUNTERS_EMPTY = {"conns_total": 0, "conns_active": 0, "requests": 0, "bytes_up": 0, "bytes_down": 0, "errors": {}}
 
@@ -100,17 +100,6 @@ class FakeDaemon:
 
 
 @pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="arcus-cli-") as d:  # AF_UNIX paths are short
-        yield Path(d)
-
-
-@pytest.fixture
-def sock(sock_dir: Path) -> Path:
-    return sock_dir / "arcus.sock"
-
-
-@pytest.fixture
 def fake() -> FakeDaemon:
     return FakeDaemon()
 
@@ -122,10 +111,7 @@ def daemon(sock: Path, fake: FakeDaemon) -> Iterator[FakeDaemon]:
 
 
 def ctl(sock: Path, *args: str, env: dict[str, str] | None = None) -> Result:
-    result = CliRunner().invoke(app, ["ctl", *args, "--socket", str(sock)], env=env)
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
+    return invoke("ctl", *args, "--socket", str(sock), env=env)
 
 
 # -- no daemon --------------------------------------------------------------------------
