@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 import aiodns
@@ -69,8 +71,8 @@ _PRIORITY = [
 class CAresResolver(Resolver):
     config: CAresResolverConfig
 
-    def __init__(self, config: CAresResolverConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: CAresResolverConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(config, clock=clock)
         self._dns: aiodns.DNSResolver | None = None
 
     def _channel(self) -> aiodns.DNSResolver:
