@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from arcus.privfiles import create_private_file, make_private_dirs, tighten_sqlite_modes
 from arcus.errors import OperatorError
+from arcus.privfiles import create_private_file, make_private_dirs, tighten_sqlite_modes
 
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds a writer waits for another writer before giving up
 

@@ -333,7 +333,7 @@ def test_udp_associate_relays_to_an_echo_server(tmp_path, udp_echo):
         try:
             assert reply.rep == socks.SUCCEEDED and reply.host == "127.0.0.1" and reply.port > 0
             relay = (reply.host, reply.port)
-            for i, (host, payload) in enumerate([("127.0.0.1", b"one"), ("localhost", b"two by name"), ("127.0.0.1", b"\x00" * 1400)]):
+            for host, payload in [("127.0.0.1", b"one"), ("localhost", b"two by name"), ("127.0.0.1", b"\x00" * 1400)]:
                 u.sendto(socks.build_udp_datagram(host, udp_echo.port, payload), relay)
                 data, src = u.recvfrom(65536)
                 assert src == relay

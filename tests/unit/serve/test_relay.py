@@ -177,7 +177,7 @@ def test_tenant_connection_slots_are_held_and_released(limit):
     async def main():
         shared, server, port = await _setup()
         from arcus.limit import ConcurrencyLimit  # noqa: F401 - the limiter the slot lives in
-        from arcus.serve.tenancy import LimitSpec, Limits
+        from arcus.serve.tenancy import Limits, LimitSpec
 
         shared.limits[""] = Limits(LimitSpec(max_conns=limit))
         r1, w1 = await asyncio.open_connection("127.0.0.1", port)

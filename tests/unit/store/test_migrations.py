@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from arcus.errors import OperatorError
-from arcus.store import SCHEMA_VERSION, Store
-from arcus.store import migrations
+from arcus.store import SCHEMA_VERSION, Store, migrations
 from arcus.store.migrations import MIGRATIONS, Migration
 
 
