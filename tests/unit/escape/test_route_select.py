@@ -11,6 +11,7 @@ import pytest
 from arcus.errors import EscapeError
 from arcus.escape.health import DOWN, TRIAL, UP, Breaker, Member, check_round
 from arcus.escape.route_select import RouteSelectEscaper, rendezvous_order
+from arcus.testing.clock import ManualClock
 from arcus.testing.wait import async_wait_until
 from tests.unit.escape.peers import Listener, Recorder, closed_port
 from tests.unit.escape.test_routes import build
@@ -171,17 +172,7 @@ HEALTH = """\
 """
 
 
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def health_pool(port: int, clock: Clock) -> RouteSelectEscaper:
+def health_pool(port: int, clock: ManualClock) -> RouteSelectEscaper:
     built = build(HEALTH.format(port=port))
     return RouteSelectEscaper(built["pool"].config, built, clock=clock)
 
@@ -191,21 +182,21 @@ def test_health_checks_take_a_dead_member_out_and_bring_it_back():
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        clock = Clock()
+        clock = ManualClock()
         esc = health_pool(port, clock)
         member = esc.breaker.members[0]
         states = []
-        for step in (0.0, 0.2):  # max_failures (2) failed checks take it out
-            clock.now += step
+        for step in (0.0, 0.25):  # max_failures (2) failed checks take it out
+            clock.advance(step)
             await check_round(esc.breaker, esc.health_timeout, clock)
             states.append(member.state)
         server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
         try:
-            clock.now += 0.2  # retry_after (300 ms) has not passed since it went down: no check
+            clock.advance(0.25)  # retry_after (300 ms) has not passed since it went down: no check
             await check_round(esc.breaker, esc.health_timeout, clock)
             states.append(member.state)
-            assert esc.info()["members"][0]["down_for"] == pytest.approx(0.2)
-            clock.now += 0.1  # it has: the next check is the trial, and it succeeds
+            assert esc.info()["members"][0]["down_for"] == 0.25
+            clock.advance(0.125)  # it has: the next check is the trial, and it succeeds
             await check_round(esc.breaker, esc.health_timeout, clock)
             states.append(member.state)
         finally:
@@ -235,7 +226,7 @@ def test_a_started_pool_runs_its_checks_until_closed():
 def test_without_checks_a_down_member_gets_one_trial_connection_after_retry_after():
     async def main():
         async with Listener("127.0.0.1") as origin:
-            clock = Clock()
+            clock = ManualClock()
             built = build(DEAD_PROXY.format(dead=closed_port()), {"svc.example": ["127.0.0.1"]})
             esc = RouteSelectEscaper(built["pool"].config, built, clock=clock)
             dead = esc.breaker.members[0]
@@ -247,9 +238,9 @@ def test_without_checks_a_down_member_gets_one_trial_connection_after_retry_afte
 
             vias = [await through() for _ in range(4)]  # round robin: dead is first every other time
             assert dead.state == DOWN and dead.down_since == clock.now
-            clock.now += 29.9  # retry_after is 30 s
+            clock.advance(29.5)  # retry_after is 30 s
             assert names(esc.order("10.0.0.1", None, clock())) == ["up"]
-            clock.now += 0.1
+            clock.advance(0.5)
             assert sorted(names(esc.order("10.0.0.1", None, clock()))) == ["dead", "up"]
             vias += [await through() for _ in range(2)]  # one of them is dead's trial, which fails
             return vias, dead.state, dead.down_since == clock.now

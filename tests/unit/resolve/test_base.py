@@ -16,6 +16,7 @@ import pytest
 from arcus.config.schema import ResolverConfig
 from arcus.errors import EscapeError
 from arcus.resolve.base import Answer, LookupFailed, Resolver
+from arcus.testing.clock import ManualClock
 from arcus.testing.wait import async_wait_until
 
 
@@ -25,21 +26,11 @@ class BoundedConfig(ResolverConfig):
     max_ttl: float = 3600.0
 
 
-class Clock:
-    """The resolver's clock, moved by hand: cache entries expire without waiting."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Scripted(Resolver):
     """Answers from ``script[host]``: an Answer, a list, an exception, or ("sleep", seconds)."""
 
-    def __init__(self, config: ResolverConfig, script: dict, clock: Clock | None = None) -> None:
-        super().__init__(config, clock=clock or Clock())
+    def __init__(self, config: ResolverConfig, script: dict, clock: ManualClock | None = None) -> None:
+        super().__init__(config, clock=clock or ManualClock())
         self.script = script
         self.calls: list[str] = []
 
@@ -75,14 +66,14 @@ def test_ip_literals_are_not_resolved_nor_counted() -> None:
 
 def test_answer_cached_for_its_ttl_then_asked_again() -> None:
     answers = iter([Answer(("192.0.2.1",), 0.5), Answer(("192.0.2.2",), 0.5)])
-    clock = Clock()
+    clock = ManualClock()
     r = Scripted(config(), {"h.example": lambda: next(answers)}, clock)
 
     async def go():
         first = await r.lookup("h.example")
-        clock.now += 0.25
+        clock.advance(0.25)
         second = await r.lookup("h.example")
-        clock.now += 0.25  # the TTL is over
+        clock.advance(0.25)  # the TTL is over
         third = await r.lookup("h.example")
         return first, second, third
 
@@ -136,7 +127,7 @@ def test_failure_is_502_with_reason_and_cached_for_negative_ttl() -> None:
             raise result
         return result
 
-    clock = Clock()
+    clock = ManualClock()
     r = Scripted(config(negative_ttl=0.5), {"nx.example": step}, clock)
 
     async def go():
@@ -145,7 +136,7 @@ def test_failure_is_502_with_reason_and_cached_for_negative_ttl() -> None:
             with pytest.raises(EscapeError) as info:
                 await r.resolve("nx.example")
             errors.append(info.value)
-            clock.now += 0.25  # the second is still inside negative_ttl, the third is not
+            clock.advance(0.25)  # the second is still inside negative_ttl, the third is not
         return errors, await r.resolve("nx.example")
 
     errors, later = run(go())

@@ -12,21 +12,12 @@ from arcus.config.resolver.c_ares import CAresResolverConfig
 from arcus.errors import EscapeError
 from arcus.resolve import build_resolver
 from arcus.resolve.c_ares import CAresResolver
+from arcus.testing.clock import ManualClock
 from tests.unit.resolve.dnspeer import NXDOMAIN, SERVFAIL, DnsPeer, Zone
 
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 30))
-
-
-class Clock:
-    """The resolver's cache clock, moved by hand (c-ares's own clock keeps real time)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def cares(server: str, clock=time.monotonic, **kw) -> CAresResolver:
@@ -76,13 +67,13 @@ def test_min_ttl_holds_a_zero_ttl_answer_and_max_ttl_cuts_a_long_one() -> None:
 def test_short_ttl_expires_and_the_new_record_is_seen() -> None:
     zone = Zone(records={"moving.test": [("192.0.2.1", 1)]})
 
-    clock = Clock()
+    clock = ManualClock()
 
     async def body(r, peer):
         first = await r.resolve("moving.test")
         zone.records["moving.test"] = [("192.0.2.2", 1)]
         still = await r.resolve("moving.test")
-        clock.now += 1
+        clock.advance(1)
         return first, still, await r.resolve("moving.test")
 
     first, still, after = run(with_peer(zone, body, clock, min_ttl=0.5))
@@ -92,13 +83,13 @@ def test_short_ttl_expires_and_the_new_record_is_seen() -> None:
 
 def test_past_max_ttl_the_server_is_asked_again_not_c_ares_own_cache() -> None:
     zone = Zone(records={"held.test": [("192.0.2.1", 300)]})
-    clock = Clock()
+    clock = ManualClock()
 
     async def body(r, peer):
         await r.resolve("held.test")
         # Past max_ttl for Arcus; in real time the record's 300 s are far from over, so an
         # answer from c-ares's own query cache would still be the old address.
-        clock.now += 0.25
+        clock.advance(0.25)
         zone.records["held.test"] = [("192.0.2.2", 300)]
         return await r.resolve("held.test")
 
