@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 
 from arcus.control.client import ControlClient, DaemonNotRunning
 from arcus.testing.daemon import DaemonProcess, render_profile
+from arcus.testing.wait import wait_until
 from tests.conftest import IN_CI, require_program
 from tests.integration.conftest import run_curl
 
@@ -48,16 +48,6 @@ def recv_until(s: socket.socket, marker: bytes, limit: int = 1 << 20) -> bytes:
             break
         out += data
     return out
-
-
-def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 # ---------------------------------------------------------------------------------- commands
@@ -153,7 +143,7 @@ def test_conns_lists_a_live_tunnel_and_kill_ends_it(daemon, origin):
         assert json.loads(r.stdout) == {"killed": remaining[0]["id"]}
         bystander.settimeout(5)
         assert bystander.recv(1) == b""
-        assert wait_for(lambda: daemon.ctl("conns") == [])
+        wait_until(lambda: daemon.ctl("conns") == [], what="no live connection")
     finally:
         tunnel.close()
         bystander.close()

@@ -95,7 +95,7 @@ def test_full_batches_are_written_at_once_and_the_rest_on_close(tmp_path: Path) 
     for i in range(120):
         sink.emit(event(i))
     assert wait_for(lambda: sink.written == 100, timeout=10)
-    time.sleep(0.2)
+    time.sleep(0.2)  # a window in which the partial batch must not be written: the behaviour under test
     assert sink.written == 100 and sink.queued == 20  # the partial batch waits for the interval
     assert batches == [50, 50]
     sink.close()
@@ -142,7 +142,7 @@ def test_close_is_bounded_when_the_disk_does_not_answer(tmp_path: Path) -> None:
         sink.start()
         for i in range(1, 13):
             sink.emit(event(i))
-        time.sleep(0.2)
+        assert wait_for(lambda: sink.queued < 12)  # the writer took a batch and waits for the lock
         started = time.monotonic()
         sink.close(timeout=0.5)
         assert time.monotonic() - started < 1.5

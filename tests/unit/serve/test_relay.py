@@ -11,6 +11,7 @@ from arcus.config.loader import parse_profile
 from arcus.runtime.snapshot import StoreView, build_snapshot
 from arcus.serve.context import Shared
 from arcus.serve.relay import CLOSED, Failure, RelayConnection, relay_factory
+from arcus.testing.wait import async_wait_until
 
 PROFILE = """\
 servers:
@@ -95,11 +96,7 @@ def test_relays_both_ways_with_half_close_and_accounts():
         await sender
         assert got == payload
         w.close()
-        for _ in range(100):
-            if not shared.connections:
-                break
-            await asyncio.sleep(0.01)
-        assert not shared.connections
+        await async_wait_until(lambda: not shared.connections, what="the relay to drop the connection")
         c = shared.server_counters.get("t")
         assert c.bytes_up == len(payload) + 5 and c.bytes_down == len(payload) + 5
         assert c.conns_active == 0 and c.requests == 1
@@ -160,7 +157,9 @@ def test_handshake_deadline_and_kill():
         shared, server, port = await _setup()
         r, w = await asyncio.open_connection("127.0.0.1", port)
         w.write(b"127.0.0.1")  # never finishes its line
-        await asyncio.sleep(0.1)
+        await async_wait_until(
+            lambda: [c for c in shared.connections.values() if c.buf == b"127.0.0.1"], what="the partial line read"
+        )
         (conn,) = shared.connections.values()
         assert conn.state_name() == "handshake"
         shared.sweep(conn.deadline + 0.01)
@@ -177,19 +176,15 @@ def test_tenant_connection_slots_are_held_and_released(limit):
     async def main():
         shared, server, port = await _setup()
         from arcus.limit import ConcurrencyLimit  # noqa: F401 - the limiter the slot lives in
-        from arcus.serve.tenancy import LimitSpec, Limits
+        from arcus.serve.tenancy import Limits, LimitSpec
 
         shared.limits[""] = Limits(LimitSpec(max_conns=limit))
         r1, w1 = await asyncio.open_connection("127.0.0.1", port)
-        await asyncio.sleep(0.05)
+        await async_wait_until(lambda: shared.limits[""].conns.active == 1, what="the first slot taken")
         r2, w2 = await asyncio.open_connection("127.0.0.1", port)
         assert await r2.read(-1) == b"NO box_conn_limit\n"
         w1.close()
-        for _ in range(100):
-            if shared.limits[""].conns.active == 0:
-                break
-            await asyncio.sleep(0.01)
-        assert shared.limits[""].conns.active == 0
+        await async_wait_until(lambda: shared.limits[""].conns.active == 0, what="the slot released")
         server.close()
 
     run(main())

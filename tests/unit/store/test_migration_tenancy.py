@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from arcus.errors import OperatorError
-from arcus.store import SCHEMA_VERSION, Store
-from arcus.store import db, migrations
+from arcus.store import SCHEMA_VERSION, Store, db, migrations
 
 
 def make_v1_store(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
