@@ -19,9 +19,9 @@ import pytest
 
 from arcus.auth.secrets import hash_secret, identify_secret
 from arcus.errors import AlreadyExists, NotFound, OperatorError
-from arcus.policy import Rule
 from arcus.ops.explain import parse_target
 from arcus.ops.policies import rule_from_dict, rule_to_dict
+from arcus.policy import Rule
 from arcus.runtime.tenancy import tenancy_handlers
 from arcus.store import Store
 from arcus.testing.control import TenancyDaemon
