@@ -1,8 +1,10 @@
 """The audit sink: events leave the hot path through a bounded queue and reach SQLite in batches.
 
-``emit()`` is what the data plane calls, on the event loop, once per connection and per
-request. It costs a length check and a ``deque.append``: no lock is waited for, no I/O is done,
-nothing is raised. When the queue holds ``audit.queue`` events, the *new* event is dropped and
+In the daemon the data plane emits into :mod:`arcus.audit.records`, whose writer thread hands
+each batch it gathered to :meth:`AuditSink.put_batch` (one queue on the hot path for the access
+log, the audit log and the records' other readers). ``emit()`` is the same step for a sink used
+on its own. It costs a length check and a ``deque.append``: no lock is waited for, no I/O is
+done, nothing is raised. When the queue holds ``audit.queue`` events, the *new* event is dropped and
 counted (``dropped``): under a flood the box keeps serving and says how much it did not record,
 rather than slowing every client down to the disk's pace.
 
@@ -84,6 +86,23 @@ class AuditSink:
                 self._wake.set()
         except Exception:  # pragma: no cover - nothing above raises; the promise is kept anyway
             self.dropped += 1
+
+    def put_batch(self, events: list[AuditEvent], lost: int = 0) -> None:
+        """Queue a batch the records writer has gathered, and write it now (no second wait).
+
+        ``lost`` counts events the records queue refused (full) since the last batch: they are
+        lost to the audit log too, so they are counted in ``dropped``. Called from one thread,
+        the records writer's; what does not fit in the queue is dropped and counted.
+        """
+        q = self._queue
+        room = 0 if self._closing else max(0, self._cap - len(q))
+        if room < len(events):
+            lost += len(events) - room
+            events = events[:room]
+        self.dropped += lost
+        if events:
+            q.extend(events)
+            self._wake.set()
 
     @property
     def queued(self) -> int:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from arcus.audit.records import Records
 from arcus.auth.credcache import CredentialCache, FailureThrottle
 from arcus.serve.pool import UpstreamPool
 from arcus.serve.tenancy import EMPTY_TENANCY, Limits, Tenancy, apply_limits
@@ -24,9 +25,6 @@ if TYPE_CHECKING:
     from arcus.config.schema import Profile, ServerConfig
     from arcus.escape.base import Escaper
     from arcus.resolve.base import Resolver
-
-access_log = logging.getLogger("arcus.access")
-
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -97,7 +95,7 @@ class Shared:
         self.server_counters = CounterSet()
         self.tenant_counters = CounterSet()
         self.user_counters = CounterSet()  # keyed "tenant/user"
-        self.audit = None  # arcus.audit.sink.AuditSink when the profile enables the audit log
+        self.records = Records()  # every connection's and request's record: access log, audit, readers
         self.limits: dict[str, Limits] = {}  # live limiters by scope, kept across Snapshots
         self.credcache = CredentialCache()  # verified credentials: a KDF does not run per request
         self.throttle = FailureThrottle()  # failed logins per client address
