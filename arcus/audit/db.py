@@ -53,10 +53,8 @@ SCHEMA = [
     "CREATE INDEX events_host ON events(host, time)",
 ]
 
-INSERT = (
-    "INSERT INTO events (id, " + ", ".join(f'"{n}"' for n in FIELDS) + ") VALUES (?"
-    + ", ?" * len(FIELDS) + ")"
-)
+INSERT = "INSERT INTO events (" + ", ".join(f'"{n}"' for n in FIELDS) + ") VALUES (" + ", ".join("?" * len(FIELDS)) + ")"
+"""Ids are left to AUTOINCREMENT (the writer knows which it gets: see AuditSink._insert)."""
 SELECT_COLUMNS = "id, " + ", ".join(f'"{n}"' for n in FIELDS)
 
 

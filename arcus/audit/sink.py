@@ -298,17 +298,21 @@ class AuditSink:
                     log.exception("audit subscriber failed")
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> list[tuple[int, tuple[Any, ...]]]:
-        """Insert ``rows`` in one transaction with explicit, increasing ids; return (id, row)."""
+        """Insert ``rows`` in one transaction; return (id, row) for each.
+
+        The ids are AUTOINCREMENT's: one above the larger of the highest id ever used
+        (sqlite_sequence) and the highest id in the table, then consecutive. They are read
+        inside the write lock, so no second writer (another daemon on this data dir) can take
+        them meanwhile; not binding them saves a tuple per row.
+        """
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            # Read inside the write lock: a second writer (another daemon on this data dir)
-            # cannot take the same ids. sqlite_sequence keeps ids from being reused.
             seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
             top = conn.execute("SELECT max(id) FROM events").fetchone()[0]
             base = max(seq[0] if seq else 0, top or 0) + 1
+            conn.executemany(INSERT, rows)
             numbered = [(base + i, row) for i, row in enumerate(rows)]
-            conn.executemany(INSERT, [(i, *row) for i, row in numbered])
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
