@@ -53,7 +53,9 @@ SCHEMA = [
     "CREATE INDEX events_host ON events(host, time)",
 ]
 
-INSERT = "INSERT INTO events (" + ", ".join(f'"{n}"' for n in FIELDS) + ") VALUES (" + ", ".join("?" * len(FIELDS)) + ")"
+INSERT = (
+    "INSERT INTO events (" + ", ".join(f'"{n}"' for n in FIELDS) + ") VALUES (" + ", ".join("?" * len(FIELDS)) + ")"
+)
 """Ids are left to AUTOINCREMENT (the writer knows which it gets: see AuditSink._insert)."""
 SELECT_COLUMNS = "id, " + ", ".join(f'"{n}"' for n in FIELDS)
 

@@ -4,8 +4,8 @@ In the daemon the data plane emits into :mod:`arcus.audit.records`, whose writer
 each batch it gathered to :meth:`AuditSink.put_batch` (one queue on the hot path for the access
 log, the audit log and the records' other readers). ``emit()`` is the same step for a sink used
 on its own. It costs a length check and a ``deque.append``: no lock is waited for, no I/O is
-done, nothing is raised. When the queue holds ``audit.queue`` events, the *new* event is dropped and
-counted (``dropped``): under a flood the box keeps serving and says how much it did not record,
+done, nothing is raised. When the queue holds ``audit.queue`` events, the *new* event is dropped
+and counted (``dropped``): under a flood the box keeps serving and says how much it did not record,
 rather than slowing every client down to the disk's pace.
 
 One writer thread takes what is queued in batches -- at most ``audit.batch`` events, or whatever
