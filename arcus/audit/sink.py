@@ -47,7 +47,8 @@ PRUNE_SOON = 5.0
 ERROR_LOG_INTERVAL = 60.0
 CLOSE_TIMEOUT = 10.0
 
-_PLAIN = frozenset({int, float, str, bool})
+_PLAIN = frozenset({int, float, str, bool, type(None)}).__contains__
+"""True for the types a stored value may have (``all(map(_PLAIN, map(type, row)))`` runs in C)."""
 
 Subscriber = Callable[[list[dict[str, Any]]], None]
 
@@ -264,7 +265,7 @@ class AuditSink:
             except AttributeError:
                 bad += 1
                 continue
-            if all(v is None or type(v) in _PLAIN for v in row):
+            if all(map(_PLAIN, map(type, row))):
                 rows.append(row)
             else:
                 bad += 1
