@@ -175,8 +175,8 @@ class Subscription:
     """Records for one reader, bounded: the writer thread adds each batch, the reader takes them.
 
     ``notify()`` runs in the writer thread after each batch that reached this subscription;
-    it must be quick and must not block (hand over to an event loop with
-    ``call_soon_threadsafe``, or take and count right there). Past ``limit`` records waiting,
+    it must be quick and must not block nor call :meth:`Records.flush` (hand over to an event
+    loop with ``call_soon_threadsafe``, or take and count right there). Past ``limit`` records waiting,
     new ones are skipped and counted, so a reader that stops reading costs bounded memory and
     never slows the writer. ``closed`` turns True (and ``notify`` runs once more) when the
     records close, so a stream can end.
@@ -313,6 +313,12 @@ class Records:
                 self._hand_on()
             finally:
                 self._lock.release()
+        # An emit() that passed its bound check just before the bound fell may have appended
+        # after the writer's last look: counted, not left behind unaccounted.
+        stranded = len(self._queue)
+        if stranded:
+            self.dropped += stranded
+            self._queue.clear()
         sink, self.audit = self.audit, None
         if sink is not None:
             sink.close(max(0.5, deadline - time.monotonic()))
