@@ -7,6 +7,11 @@ slotted dataclass (no validation, no copying, no formatting) because it is built
 path, once per request; the records writer thread turns it into an access-log line and the
 audit writer into a database row.
 
+Cost of building one in CPython 3.11, measured: 0.35 us with positional arguments, 1.1 us with
+21 keyword arguments (binding that many keywords is the difference, dict or not). A call site
+on the hot path may pass them positionally, in :data:`FIELDS` order (the table's column order,
+checked by :mod:`arcus.audit.db`), with ``server_type`` last.
+
 What an event never holds: credentials (the proxy authenticated the user and keeps only the
 user name) and URL query strings unless the tenant opted in (``log_query``). The data plane
 strips them before building the event; the audit log stores what it is given.
