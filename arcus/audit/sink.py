@@ -34,7 +34,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from arcus.audit.db import INSERT, audit_path, file_bytes, open_writer
+from arcus.audit.db import INSERT, INSERT_MANY, ROWS_PER_INSERT, audit_path, file_bytes, open_writer
 from arcus.audit.events import AuditEvent, as_row, row_dict
 from arcus.audit.retention import prune
 from arcus.config.schema import AuditConfig
@@ -313,7 +313,13 @@ class AuditSink:
             seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
             top = conn.execute("SELECT max(id) FROM events").fetchone()[0]
             base = max(seq[0] if seq else 0, top or 0) + 1
-            conn.executemany(INSERT, rows)
+            whole = len(rows) - len(rows) % ROWS_PER_INSERT
+            if whole:
+                flat = list(chain.from_iterable(rows[:whole]))
+                width = ROWS_PER_INSERT * len(rows[0])
+                conn.executemany(INSERT_MANY, [flat[i : i + width] for i in range(0, len(flat), width)])
+            if whole < len(rows):
+                conn.executemany(INSERT, rows[whole:])
             numbered = [(base + i, row) for i, row in enumerate(rows)]
             conn.execute("COMMIT")
         except BaseException:

@@ -333,3 +333,17 @@ def test_a_schema_1_file_is_upgraded_by_the_writer_and_readable_before(tmp_path:
     with AuditReader(path) as r:
         assert [row["request_id"] for row in r.search()] == ["req-0", "req-1"]
         assert [row["request_id"] for row in r.search(user="bob")] == ["req-1"]
+
+
+def test_a_batch_written_50_events_a_statement_keeps_order_and_ids(tmp_path: Path) -> None:
+    sink = AuditSink(tmp_path / "audit.db", config(batch=130, flush_interval=60.0))
+    seen: list[tuple[int, str]] = []
+    sink.subscribe(lambda rows: seen.extend((r["id"], r["request_id"]) for r in rows))
+    sink.start()
+    for i in range(130):  # two statements of 50 events, then 30 one by one
+        sink.emit(event(i, user=None if i % 3 else "alice"))
+    sink.close()
+    assert seen == [(i + 1, f"req-{i}") for i in range(130)]
+    with AuditReader(tmp_path / "audit.db") as r:
+        assert [(row["id"], row["request_id"]) for row in r.search(limit=1000)] == seen
+        assert [row["user"] for row in r.search(limit=1000)][:4] == ["alice", None, None, "alice"]
