@@ -19,8 +19,7 @@ from typing import Any
 
 from arcus import __version__
 from arcus.audit.feed import audit_handlers
-from arcus.audit.sink import apply_config as apply_audit_config
-from arcus.audit.sink import open_sink as open_audit_sink
+from arcus.audit.records import CLOSE_TIMEOUT as RECORDS_CLOSE_TIMEOUT
 from arcus.auth.secrets import hash_secret
 from arcus.config import load_profile
 from arcus.config.schema import LogConfig, Profile, ServerConfig
@@ -93,8 +92,10 @@ class Daemon:
         await start_escapers(snapshot, None)
         self.shared.rehash = self._rehash
         try:
-            # The audit log before the listeners: the first connections are recorded too.
-            self.shared.audit = await asyncio.to_thread(open_audit_sink, profile.audit, self.data_dir)
+            # The records' writer and the audit log before the listeners: the first connections
+            # are recorded too.
+            await asyncio.to_thread(self.shared.records.apply_audit, profile.audit, self.data_dir)
+            self.shared.records.start()
             # Listeners first: once the control socket answers `health`, the proxy serves.
             await self._start_serving(await self._bind_listeners(snapshot))
             self.control = ControlServer(self.socket_path, self._handlers(), log=log)
@@ -103,8 +104,7 @@ class Daemon:
             await self._close_listeners(set(self.listeners))
             if self.control is not None:
                 await self.control.close()
-            if self.shared.audit is not None:
-                await asyncio.to_thread(self.shared.audit.close)
+            await asyncio.to_thread(self.shared.records.close)
             self.store.close()
             raise
         self._spawn(self._sweeper(), "arcus-sweeper")
@@ -185,10 +185,10 @@ class Daemon:
             task.cancel()
         if self.control is not None:
             await self.control.close()
-        await asyncio.sleep(0)  # the aborted connections' last audit events are emitted
-        audit, shared.audit = shared.audit, None
-        if audit is not None:
-            await asyncio.to_thread(audit.close)  # flushes what is queued, bounded
+        await asyncio.sleep(0)  # the aborted connections' last records are emitted
+        # Access-log lines and audit events still queued are written, within the graceful bound.
+        bound = min(RECORDS_CLOSE_TIMEOUT, max(1.0, shared.snapshot.profile.runtime.graceful_timeout))
+        await asyncio.to_thread(shared.records.close, bound)
         if self.store is not None:
             self.store.close()
         log.info("stopped")
@@ -320,11 +320,10 @@ class Daemon:
                 except OperatorError as exc:
                     log.error("%s; still logging as before", exc.message)
             try:  # audit on/off, retention, queue and batch sizes
-                self.shared.audit = await asyncio.to_thread(
-                    apply_audit_config, self.shared.audit, profile.audit, self.data_dir
-                )
+                await asyncio.to_thread(self.shared.records.apply_audit, profile.audit, self.data_dir)
             except OperatorError as exc:
                 log.error("%s; the audit log is unchanged", exc.message)
+            self.shared.records.refresh()  # the access log may have been turned on or off
             log.info("reloaded profile %s: generation %d", profile.source, generation)
             return generation
 
@@ -379,7 +378,7 @@ class Daemon:
             "kill": self._cmd_kill,
             "shutdown": self._cmd_shutdown,
             **tenancy_handlers(self),
-            **audit_handlers(lambda: self.shared.audit),
+            **audit_handlers(lambda: self.shared.records.audit),
             **resolve_handlers(self),
             **escaper_handlers(self),
         }

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from arcus.audit.records import Records
 from arcus.auth.credcache import CredentialCache, FailureThrottle
 from arcus.auth.verifier import Verifier
 from arcus.policy.egress import HostAddresses
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
     from arcus.config.schema import Profile, ServerConfig
     from arcus.escape.base import Escaper
     from arcus.resolve.base import Resolver
-
-access_log = logging.getLogger("arcus.access")
-
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -99,7 +97,7 @@ class Shared:
         self.server_counters = CounterSet()
         self.tenant_counters = CounterSet()
         self.user_counters = CounterSet()  # keyed "tenant/user"
-        self.audit = None  # arcus.audit.sink.AuditSink when the profile enables the audit log
+        self.records = Records()  # every connection's and request's record: access log, audit, readers
         self.limits: dict[str, Limits] = {}  # live limiters by scope, kept across Snapshots
         self.credcache = CredentialCache()  # verified credentials: a KDF does not run per request
         self.throttle = FailureThrottle()  # failed logins per client address (IPv6: per /64)

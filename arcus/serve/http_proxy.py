@@ -21,7 +21,7 @@ from arcus.limit import max_pause
 from arcus.proto import http1
 from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, ChunkedScanner, Limits
 from arcus.serve import admission, gate
-from arcus.serve.context import Shared, Snapshot, Tracked, access_log
+from arcus.serve.context import Shared, Snapshot, Tracked
 from arcus.serve.tenancy import TenantView, UserView
 from arcus.serve.upstream import UpstreamConnection
 
@@ -824,26 +824,10 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         self._request_done()
 
     def _request_done(self) -> None:
-        """The current exchange is over: log it, then wait for the next request or close."""
+        """The current exchange is over: record it, then wait for the next request or close."""
         req = self.req
         if req is not None:
             self._account(req)
-        if req is not None and access_log.isEnabledFor(logging.INFO):
-            path = req.path.split(b"?", 1)[0].decode("latin-1") if req.path else ""
-            access_log.info(
-                "%s %s %s %s %s%s %d %d %d %.1fms %s",
-                self.req_id,
-                self.client,
-                self.tenant,
-                req.method.decode("latin-1"),
-                self.target,
-                path,
-                self.status,
-                self.bytes_up,
-                self.bytes_down,
-                (time.monotonic() - self.req_started) * 1000,
-                self.error_code or "-",
-            )
         self.req = None
         self.resp = None
         if not self.keep_alive or self.client_eof or self.state == CLOSED:
@@ -1032,7 +1016,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             self.transport.close()
 
     def _account(self, req: http1.RequestHead) -> None:
-        """Per-user counters and the audit event of one request."""
+        """Per-user counters and the record of one request (access log, audit)."""
         up = self.bytes_up - self.req_up0
         down = self.bytes_down - self.req_down0
         user = self.user
@@ -1043,8 +1027,8 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             c.bytes_down += down
             if self.error_code:
                 c.errors[self.error_code] += 1
-        sink = self.shared.audit
-        if sink is None:
+        records = self.shared.records
+        if not records.enabled:
             return
         tunnel = req.form == "authority"
         path = None
@@ -1052,7 +1036,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
             raw = req.path.decode("latin-1")
             path = raw if self.tview is not None and self.tview.log_query else raw.split("?", 1)[0]
         code = self.error_code
-        sink.emit(
+        records.emit(
             AuditEvent(
                 time=time.time(),
                 kind="request",
@@ -1079,10 +1063,10 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
         )
 
     def _audit_connection(self) -> None:
-        sink = self.shared.audit
-        if sink is None or not hasattr(self, "conf"):
+        records = self.shared.records
+        if not records.enabled or not hasattr(self, "conf"):
             return
-        sink.emit(
+        records.emit(
             AuditEvent(
                 time=time.time(),
                 kind="connection",
@@ -1105,6 +1089,7 @@ class HttpProxyConnection(asyncio.Protocol, Tracked):
                 error_code=None,
                 request_id=None,
                 conn_id=self.id,
+                server_type=self.conf.type,
             )
         )
 

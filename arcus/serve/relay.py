@@ -43,7 +43,7 @@ from arcus.audit.events import AuditEvent
 from arcus.errors import EscapeError
 from arcus.limit import max_pause
 from arcus.serve import admission
-from arcus.serve.context import Shared, Snapshot, Tracked, access_log
+from arcus.serve.context import Shared, Snapshot, Tracked
 from arcus.serve.tenancy import TenantView, UserView
 from arcus.serve.upstream import UpstreamConnection
 
@@ -679,24 +679,10 @@ class RelayConnection(asyncio.Protocol, Tracked):
             c.bytes_down += self.bytes_down
             if self.error_code:
                 c.errors[self.error_code] += 1
-        if access_log.isEnabledFor(logging.INFO) and (self.host or self.error_code):
-            access_log.info(
-                "%s %s %s %s %s %d %d %d %.1fms %s",
-                self.id,
-                self.client,
-                self.tenant,
-                self.conf.type,
-                self.target or "-",
-                self.status,
-                self.bytes_up,
-                self.bytes_down,
-                (time.monotonic() - self.started) * 1000,
-                self.error_code or "-",
-            )
-        sink = self.shared.audit
-        if sink is None or not hasattr(self, "conf"):
+        records = self.shared.records
+        if not records.enabled or not hasattr(self, "conf"):
             return
-        sink.emit(
+        records.emit(
             AuditEvent(
                 time=time.time(),
                 kind="connection",
@@ -719,6 +705,7 @@ class RelayConnection(asyncio.Protocol, Tracked):
                 error_code=self.error_code or None,
                 request_id=None,
                 conn_id=self.id,
+                server_type=self.conf.type,
             )
         )
 
