@@ -169,7 +169,11 @@ def test_commands_without_a_daemon_exit_3_saying_not_running(tmp_path):
     assert "Traceback" not in r.stderr
     r = d.arcus("ctl", "health", "--json")
     assert r.returncode == 3
-    assert json.loads(r.stdout) == {"status": "not_running", "socket": str(d.socket)}
+    out = json.loads(r.stdout)
+    assert (out["status"], out["socket"], out["error"]["code"]) == ("not_running", str(d.socket), "unavailable")
+    r = d.arcus("ctl", "stats", "--json")
+    assert r.returncode == 3
+    assert json.loads(r.stdout)["error"]["message"] == f"arcus is not running: nothing answers on {d.socket}"
     commands = [("stats",), ("conns",), ("reload",), ("kill", "1"), ("shutdown",), ("shutdown", "--graceful")]
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(pool.map(lambda args: d.arcus("ctl", *args), commands))
