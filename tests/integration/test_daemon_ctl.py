@@ -503,10 +503,25 @@ def test_serve_refuses_to_start_with_one_line_errors(tmp_path, daemon):
         assert r.stderr.splitlines()[0] == (
             f"error: {busy.profile_path}:2: server http cannot listen on 127.0.0.1:{port}: Address already in use"
         )
-        assert r.stderr.splitlines()[1].startswith("hint: ")
+        hint = r.stderr.splitlines()[1]
+        assert hint.startswith(f"hint: pid {os.getpid()} ("), hint  # this test holds it
+        assert hint.endswith(f" holds it; stop it, or pick a free port in {busy.profile_path}"), hint
         assert not busy.socket.exists()  # nothing left behind
     finally:
         holder.close()
+
+    # the port is taken by another arcus: said so, found by its control socket or through /proc
+    twin = DaemonProcess(tmp_path / "twin2", render_profile().replace("127.0.0.1:0", daemon.proxy))
+    for sock, told in (
+        (daemon.socket, f"another arcus (pid {daemon.proc.pid} on control socket {daemon.socket}) holds it; "
+                        f"stop it (`arcus ctl shutdown --socket {daemon.socket}`), "),
+        (twin.socket, f"another arcus (pid {daemon.proc.pid}) holds it; stop it, "),
+    ):
+        twin.socket = sock
+        r = _serve(twin)
+        assert r.returncode == 1
+        assert r.stderr.splitlines()[1] == f"hint: {told}or pick a free port in {twin.profile_path}", r.stderr
+    assert daemon.ctl("health")["status"] == "ok"
 
     # a log file that cannot be opened
     nolog = DaemonProcess(tmp_path / "nolog", render_profile().replace("target: stderr", "target: /nonexistent/dir/a.log"))
