@@ -10,7 +10,6 @@ import time
 import pytest
 
 from arcus.config.schema import HttpLimits
-from arcus.testing.origin import Origin
 from tests.integration.conftest import free_port, raw_exchange, run_curl
 
 
@@ -255,18 +254,11 @@ def shared_daemon(tmp_path_factory):
         yield d
 
 
-@pytest.fixture(scope="module")
-def shared_origin():
-    with Origin() as o:
-        yield o
-
-
 @pytest.mark.parametrize(("status", "code", "reason", "first", "rest"), [c[1:] for c in MALFORMED],
                          ids=[c[0] for c in MALFORMED])
-def test_malformed_requests_get_4xx_and_close(shared_daemon, shared_origin, status, code, reason, first, rest):
-    d, host = shared_daemon, f"127.0.0.1:{shared_origin.port}".encode()
+def test_malformed_requests_get_4xx_and_close(shared_daemon, origin, status, code, reason, first, rest):
+    d, host = shared_daemon, f"127.0.0.1:{origin.port}".encode()  # an origin of its own: it saw nothing else
     bad_before = d.ctl("stats")["servers"]["http"]["errors"].get("client_bad_request", 0)
-    forwarded_before = len(shared_origin.requests)
     first, rest = fill(first, host), fill(rest, host)
     assert (first + rest).count(host) == (2 if first.startswith((b"GET", b"POST")) else 0)  # target and Host:
     out, sent_rest = refusal(d.proxy, first, rest)
@@ -278,7 +270,7 @@ def test_malformed_requests_get_4xx_and_close(shared_daemon, shared_origin, stat
     assert reason.encode() in body.split(b"\n")[1], body  # the body's second line gives the reason
     assert not sent_rest or not rest, "the proxy waited for more than it needed to refuse"
     if not first.partition(b"\r\n\r\n")[2]:  # a bad head is never forwarded (a bad body may follow a good head)
-        assert len(shared_origin.requests) == forwarded_before, shared_origin.requests[forwarded_before:]
+        assert origin.requests == []
     # the daemon is still healthy and counted the bad request once; the connection is gone
     deadline = time.monotonic() + 5
     while True:
