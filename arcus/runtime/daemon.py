@@ -9,6 +9,7 @@ keep the Snapshot they were accepted with.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -30,6 +31,7 @@ from arcus.policy.egress import HostAddresses
 from arcus.runtime.escaper_cmds import close_escapers, escaper_handlers, start_escapers
 from arcus.runtime.fdwatch import FdWatch, raise_limit
 from arcus.runtime.hostaddrs import AddressWatcher, own_addresses
+from arcus.runtime.portholder import busy_hint
 from arcus.runtime.resolve_cmds import resolve_handlers
 from arcus.runtime.snapshot import build_snapshot, load_store, with_store
 from arcus.runtime.tenancy import tenancy_handlers
@@ -236,12 +238,7 @@ class Daemon:
                         f"{where}: server {server.name} cannot listen on {_fmt_addr(host, port)}: "
                         f"{os.strerror(exc.errno) if exc.errno else exc}",
                         code="invalid",
-                        hint=(
-                            f"this daemon listens there itself, as server {ours[0]}: a listener cannot move "
-                            "between servers in one reload (free the port in one reload, take it in the next)"
-                            if ours
-                            else "pick a free port in the profile, or stop what holds this one"
-                        ),
+                        hint=await self._listen_hint(snapshot, host, port, exc, ours),
                     ) from None
                 self.listeners[key] = srv
                 fresh.append(key)
@@ -249,6 +246,14 @@ class Daemon:
             await self._close_listeners(set(fresh))
             raise
         return fresh
+
+    async def _listen_hint(self, snapshot: Snapshot, host: str, port: int, exc: OSError, ours: list[str]) -> str:
+        if ours:
+            return (f"this daemon listens there itself, as server {ours[0]}: a listener cannot move "
+                    "between servers in one reload (free the port in one reload, take it in the next)")
+        if exc.errno == errno.EADDRINUSE:  # who holds it, and how to run elsewhere (looks around: off the loop)
+            return await asyncio.to_thread(busy_hint, snapshot.profile.source, host, port, self.socket_path)
+        return "pick another address in the profile, or stop what holds this one"
 
     def _stale(self, snapshot: Snapshot) -> set[ListenKey]:
         return set(self.listeners) - set(self._wanted(snapshot))

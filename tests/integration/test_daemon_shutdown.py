@@ -194,7 +194,7 @@ def test_a_keep_alive_response_in_flight_is_told_to_close(daemon, origin):
 
 def test_an_immediate_shutdown_cuts_a_graceful_drain_short(curl, tmp_path, origin):
     with DaemonProcess(tmp_path / "arcus", render_profile(graceful="30s")) as d:
-        proxy = d.proxy  # asked before the stop: health lists no listener once they closed
+        proxy = d.proxy  # read before the signal: a draining daemon lists no listen address
         slow = Background(curl, proxy, origin.url("/slow/20"))
         wait_in_flight(d)
         d.signal(signal.SIGTERM)
@@ -208,7 +208,7 @@ def test_an_immediate_shutdown_cuts_a_graceful_drain_short(curl, tmp_path, origi
 
 def test_a_second_ctrl_c_stops_now(curl, tmp_path, origin):
     with DaemonProcess(tmp_path / "arcus", render_profile(graceful="30s")) as d:
-        proxy = d.proxy  # asked before the stop: health lists no listener once they closed
+        proxy = d.proxy  # read before the signal: a draining daemon lists no listen address
         slow = Background(curl, proxy, origin.url("/slow/20"))
         wait_in_flight(d)
         d.signal(signal.SIGINT)
