@@ -4,6 +4,11 @@ Every proxy gets the same treatment: pinned to the proxy core, fd limit raised t
 files (config, pid, logs, data) inside the run's temp dir, no access log (squid `access_log none`,
 proxy.py at WARNING, Arcus `log.access: false`), so the numbers compare forwarding, not logging.
 A peer that cannot start raises BenchError and its column reads "n/a: <reason>".
+
+One more column, `arcus-logs`, is Arcus as the default profile runs it: access log on (level
+info, to stderr, which is the column's log file here) and audit log on (SQLite in the run's
+temp dir). Against `arcus` in the same run it says what logging costs; it is measured for the
+per-request metrics only (keepalive, newconn), where that cost lives.
 """
 
 from __future__ import annotations
@@ -28,8 +33,15 @@ SQUID = "/usr/sbin/squid"
 PEERS_VENV = BENCH_DIR / ".venv-peers"
 PROXYPY_REQUIREMENT = "proxy.py==2.4.10"
 
-COLUMNS = ("baseline", "arcus", "squid", "proxy.py")
-PROXIES = ("arcus", "squid", "proxy.py")
+COLUMNS = ("baseline", "arcus", "arcus-logs", "squid", "proxy.py")
+PROXIES = ("arcus", "arcus-logs", "squid", "proxy.py")
+LOG_COLUMN_METRICS = ("keepalive", "newconn")  # where arcus-logs is measured
+# bench/arcus-bench.yaml's lines that turn logging off, and what the default profile has instead
+ARCUS_LOGS_ON = {
+    "  level: warning\n": "  level: info\n",
+    "  access: false": "  access: true",
+    "  enabled: false": "  enabled: true",
+}
 SOCKS_COLUMNS = ("baseline", "arcus")  # the columns the SOCKS5 metric applies to (squid, proxy.py: no SOCKS)
 
 
@@ -130,29 +142,34 @@ def _start_proxypy(tmp: Path, origin_port: int, cpus: set[int] | None, install: 
     return _ready("proxy.py", proc, port)
 
 
-def arcus_profile(tmp: Path, port: int, socks_port: int) -> Path:
+def arcus_profile(tmp: Path, port: int, socks_port: int, name: str = "arcus") -> Path:
     text = ARCUS_PROFILE.read_text()
     for line in (ARCUS_PROFILE_LISTEN, ARCUS_PROFILE_SOCKS):
         if line not in text:
             raise BenchError(f"{ARCUS_PROFILE.name} lacks the line '{line}' the run rewrites")
-    out = tmp / "arcus" / "arcus-bench.yaml"
+    if name == "arcus-logs":
+        for off, on in ARCUS_LOGS_ON.items():
+            if text.count(off) != 1:
+                raise BenchError(f"{ARCUS_PROFILE.name} should have the line '{off.strip()}' once: arcus-logs rewrites it")
+            text = text.replace(off, on)
+    out = tmp / name / "arcus-bench.yaml"
     text = text.replace(ARCUS_PROFILE_LISTEN, f"listen: 127.0.0.1:{port}")
     out.write_text(text.replace(ARCUS_PROFILE_SOCKS, f"listen: 127.0.0.1:{socks_port}"))
     return out
 
 
-def _start_arcus(tmp: Path, origin_port: int, cpus: set[int] | None) -> Running:
+def _start_arcus(tmp: Path, origin_port: int, cpus: set[int] | None, name: str = "arcus") -> Running:
     if not ARCUS.exists():
         raise BenchError(f"{ARCUS.relative_to(REPO)} not found (.venv/bin/pip install -e .)")
-    d = tmp / "arcus"
+    d = tmp / name
     d.mkdir(parents=True, exist_ok=True)
     port = free_port()
     socks_port = free_port()
-    profile = arcus_profile(tmp, port, socks_port)
+    profile = arcus_profile(tmp, port, socks_port, name)
     argv = [str(ARCUS), "serve", "--profile", str(profile), "--data-dir", str(d / "data"), "--socket", str(d / "arcus.sock")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCUS_")}
-    proc = spawn("arcus", argv, log_dir=tmp / "logs", cpus=cpus, env=env, cwd=d)
-    running = _ready("arcus", proc, port)
+    proc = spawn(name, argv, log_dir=tmp / "logs", cpus=cpus, env=env, cwd=d)
+    running = _ready(name, proc, port)
     try:
         wait_port(proc, socks_port, timeout=10)
     except BenchError:
@@ -175,6 +192,7 @@ def start_proxy(name: str, tmp: Path, origin_port: int, cpus: set[int] | None, *
     """Start a fresh instance of proxy `name`; raise BenchError with the reason if it cannot serve."""
     starters: dict[str, Callable[[], Running]] = {
         "arcus": lambda: _start_arcus(tmp, origin_port, cpus),
+        "arcus-logs": lambda: _start_arcus(tmp, origin_port, cpus, "arcus-logs"),
         "squid": lambda: _start_squid(tmp, origin_port, cpus),
         "proxy.py": lambda: _start_proxypy(tmp, origin_port, cpus, install),
     }

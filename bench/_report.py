@@ -14,33 +14,41 @@ from _metrics import METRICS, Cell, Settings
 from _peers import COLUMNS
 
 RATIO_PEERS = ("squid", "proxy.py", "baseline")
+# The ratio columns: (subject, peer). arcus-logs÷arcus is what logging costs (1 - it).
+RATIOS = (*(("arcus", p) for p in RATIO_PEERS), ("arcus-logs", "squid"), ("arcus-logs", "arcus"))
 
 
 @dataclass(frozen=True)
 class Target:
     metric: str
     text: str
-    peer: str | None  # ratio target against this column; None: absolute bound on arcus's value
+    peer: str | None  # ratio target against this column; None: absolute bound on the subject's value
     bound: float
+    subject: str = "arcus"
 
     def judge(self, cells: dict[str, Cell]) -> tuple[str, str]:
         """("PASS"|"MISS"|"n/a", what was measured)."""
-        arcus = cells.get("arcus")
-        if arcus is None or arcus.value is None:
-            return "n/a", "arcus not measured"
+        own = cells.get(self.subject)
+        if own is None or own.value is None:
+            return "n/a", f"{self.subject} not measured"
         if self.peer is None:
-            ok = arcus.value <= self.bound
-            return ("PASS" if ok else "MISS"), f"{arcus.value:.2f} KiB"
-        r = ratio(cells, self.peer)
+            ok = own.value <= self.bound
+            return ("PASS" if ok else "MISS"), f"{own.value:.2f} KiB"
+        r = ratio(cells, self.peer, subject=self.subject)
         if r is None:
             return "n/a", f"{self.peer} not measured"
-        return ("PASS" if r >= self.bound else "MISS"), f"{r:.2f}×"
+        cpu = ratio(cells, self.peer, "per_proxy_cpu_second", self.subject)
+        per_cpu = "" if cpu is None else f"; per proxy CPU-second {cpu:.2f}×"
+        return ("PASS" if r >= self.bound else "MISS"), f"{r:.2f}×{per_cpu}"
 
 
 TARGETS = (
     Target("keepalive", "arcus ≥ 0.5× squid", "squid", 0.5),
     Target("keepalive", "arcus ≥ 1.0× proxy.py", "proxy.py", 1.0),
+    Target("keepalive", "arcus-logs (default profile's logging) ≥ 1.0× squid", "squid", 1.0, "arcus-logs"),
+    Target("keepalive", "logs on cost ≤ 15% (arcus-logs ≥ 0.85× arcus)", "arcus", 0.85, "arcus-logs"),
     Target("bulk", "arcus ≥ 1.0× squid", "squid", 1.0),
+    Target("bulk", "arcus ≥ 0.9× baseline (CONNECT tunnel)", "baseline", 0.9),
     Target("socks_bulk", "arcus ≥ 0.9× baseline", "baseline", 0.9),
     Target("rss", "arcus ≤ 8 KiB per idle tunnel", None, 8.0),
 )
@@ -62,9 +70,9 @@ DETAIL_ROWS = {
 }
 
 
-def ratio(cells: dict[str, Cell], peer: str, key: str | None = None) -> float | None:
-    """arcus ÷ peer on the value, or on details[key] when key is given."""
-    a, b = cells.get("arcus"), cells.get(peer)
+def ratio(cells: dict[str, Cell], peer: str, key: str | None = None, subject: str = "arcus") -> float | None:
+    """subject ÷ peer on the value, or on details[key] when key is given."""
+    a, b = cells.get(subject), cells.get(peer)
     if not a or not b:
         return None
     va, vb = (a.value, b.value) if key is None else (a.details.get(key), b.details.get(key))
@@ -82,10 +90,10 @@ def _fmt_value(metric: str, v: float | None) -> str:
 
 
 def _rows(metric: str, cells: dict[str, Cell]) -> tuple[list[str], list[list[str]]]:
-    header = ["", *COLUMNS, *(f"arcus÷{p}" for p in RATIO_PEERS)]
+    header = ["", *COLUMNS, *(f"{s}÷{p}" for s, p in RATIOS)]
     value_row = ["value", *(_fmt_value(metric, cells[c].value) if c in cells else "skipped" for c in COLUMNS)]
-    for peer in RATIO_PEERS:
-        r = ratio(cells, peer)
+    for subject, peer in RATIOS:
+        r = ratio(cells, peer, subject=subject)
         value_row.append("—" if r is None else f"{r:.2f}")
     rows = [value_row]
     if metric in EFFICIENCY_ROWS:
@@ -94,8 +102,8 @@ def _rows(metric: str, cells: dict[str, Cell]) -> tuple[list[str], list[list[str
         for c in COLUMNS:
             v = cells[c].details.get(key) if c in cells else None
             row.append("" if v is None else _fmt_value(metric, v))
-        for peer in RATIO_PEERS:
-            r = ratio(cells, peer, key)
+        for subject, peer in RATIOS:
+            r = ratio(cells, peer, key, subject)
             row.append("" if r is None else f"{r:.2f}")
         rows.append(row)
     for label, key, fmt in DETAIL_ROWS[metric]:
@@ -103,13 +111,13 @@ def _rows(metric: str, cells: dict[str, Cell]) -> tuple[list[str], list[list[str
         for c in COLUMNS:
             v = cells[c].details.get(key) if c in cells else None
             row.append("" if v is None else fmt.format(v))
-        rows.append(row + [""] * len(RATIO_PEERS))
+        rows.append(row + [""] * len(RATIOS))
     if any("rounds" in cells[c].details for c in COLUMNS if c in cells):
         row = ["all rounds"]
         for c in COLUMNS:
             values = cells[c].details.get("rounds") if c in cells else None
             row.append("" if not values else " / ".join(_fmt_value(metric, v) for v in values))
-        rows.append(row + [""] * len(RATIO_PEERS))
+        rows.append(row + [""] * len(RATIOS))
     return header, rows
 
 
@@ -135,9 +143,9 @@ def to_json(meta: dict, results: dict[str, dict[str, Cell]], settings: Settings)
             "higher_is_better": m.higher_is_better,
             "method": m.describe(settings),
             "columns": {c: cell.to_dict() for c, cell in cells.items()},
-            "ratios": {f"arcus/{p}": ratio(cells, p) for p in RATIO_PEERS},
+            "ratios": {f"{s}/{p}": ratio(cells, p, subject=s) for s, p in RATIOS},
             "ratios_per_proxy_cpu_second": {
-                f"arcus/{p}": ratio(cells, p, "per_proxy_cpu_second") for p in RATIO_PEERS if p != "baseline"
+                f"{s}/{p}": ratio(cells, p, "per_proxy_cpu_second", s) for s, p in RATIOS if p != "baseline"
             },
             "targets": [
                 dict(zip(("text", "status", "measured"), (t.text, *t.judge(cells)))) for t in TARGETS if t.metric == key

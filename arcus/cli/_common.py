@@ -14,8 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from arcus.control.client import DaemonNotRunning
+from arcus import paths
+from arcus.control import protocol as p
+from arcus.control.client import ControlClient, DaemonNotRunning
 from arcus.errors import OperatorError
+from arcus.store import Store
 
 SocketOpt = Annotated[
     Path | None,
@@ -26,6 +29,11 @@ DataDirOpt = Annotated[
     typer.Option("--data-dir", help="Where the store lives [env: ARCUS_DATA_DIR]", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")]
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option("--profile", help="With no daemon running: the profile whose escaper resolves and guards "
+                 "(a shipped name or a YAML path) [default: the embedded default]", show_default=False),
+]
 
 
 def print_json(value: Any) -> None:
@@ -130,3 +138,47 @@ def make_table(title: str, columns: Iterable[str], right: Iterable[str] = ()) ->
     for col in columns:
         table.add_column(col, justify="right" if col in right_set else "left")
     return table
+
+
+def run_or_store(
+    socket: Path | None,
+    data_dir: Path | None,
+    cmd: str,
+    args: dict[str, Any],
+    direct: Callable[[Store], Any],
+    *,
+    writes: bool,
+    timeout: float = 10.0,
+    quiet: bool = False,
+) -> Any:
+    """Send ``cmd`` to the daemon; with none running, do ``direct`` (the same :mod:`arcus.ops`
+    function the daemon's handler calls) on the store, and say so on stderr unless ``quiet``.
+
+    A request longer than the control socket takes (a large ``user import``) is refused with a
+    hint when a daemon runs, and goes to the store when none does.
+    """
+    sock = paths.socket_path(socket)
+    too_long = len(p.Request(0, cmd, args).encode()) > p.MAX_LINE
+    try:
+        with ControlClient(sock, timeout=timeout) as client:
+            if too_long:
+                try:
+                    client.call("help")  # is anyone there? DaemonNotRunning -> the store
+                except DaemonNotRunning:
+                    raise
+                except p.ControlError:
+                    pass  # any answer means a daemon is there
+                raise OperatorError(
+                    f"the request is larger than the control socket takes ({p.MAX_LINE // (1024 * 1024)} MiB)",
+                    hint="split the input into smaller parts, or stop the daemon to write the store directly",
+                )
+            return client.call(cmd, args)
+    except DaemonNotRunning:
+        pass
+    store_file = paths.store_path(data_dir)
+    with Store.open(store_file) as store:
+        result = direct(store)
+    if not quiet:
+        what = "changed the store at {} directly" if writes else "read the store at {} directly"
+        note(f"note: no daemon running at {sock}; " + what.format(store_file))
+    return result

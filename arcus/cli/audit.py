@@ -12,8 +12,10 @@ grows. Events hold no credentials, and URL query strings only for tenants that o
 
 from __future__ import annotations
 
+import contextlib
 import json as jsonlib
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -203,7 +205,7 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool, empty: str) -> None:
 @errors_to_exit
 def tail(
     lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="How many of the last events to show")] = 20,
-    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new events until Ctrl-C")] = False,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new events until Ctrl-C or SIGTERM")] = False,
     tenant: TenantOpt = None,
     json: JsonOpt = False,
     socket: SocketOpt = None,
@@ -217,11 +219,31 @@ def tail(
         return
     printer = _Printer(json)
     try:
-        _follow(printer, lines, tenant, socket, data_dir)
+        with _sigterm_interrupts():
+            _follow(printer, lines, tenant, socket, data_dir)
     except KeyboardInterrupt:
-        pass  # Ctrl-C is how a follow ends
+        pass  # Ctrl-C (or SIGTERM) is how a follow ends
     except BrokenPipeError:
         _quiet_stdout()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM ends a follow as Ctrl-C does, exit 0. A follow started in the background (``&``,
+    ``nohup``) inherits SIGINT ignored, so SIGTERM is how a script or service manager stops it."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (an embedding caller): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Printer:

@@ -2,12 +2,18 @@
 
 Every command is one control call and a formatter. Exit codes are for scripts: 0 done,
 1 the daemon refused (an error reply) or the request failed, 3 no daemon is running.
+With ``--json`` stdout always holds one JSON value, failures included: ``{"error": {"code",
+"message", "hint"?}}`` (the control protocol's error object); ``health`` with no daemon keeps its
+own shape, ``{"status": "not_running", "socket": PATH, "error": {...}}``. The one-line error and
+hint still go to stderr.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -26,9 +32,37 @@ from arcus.cli._common import (
     print_json,
 )
 from arcus.control.client import ControlClient, DaemonNotRunning
+from arcus.control.protocol import ControlError
 from arcus.errors import OperatorError
 
 app = typer.Typer(no_args_is_help=True, help="Control the running daemon over its socket.")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def error_object(exc: OperatorError) -> dict[str, Any]:
+    """The error as the control protocol carries it: ``{"code", "message", "hint"?}``."""
+    if isinstance(exc, ControlError):
+        return exc.to_dict()
+    return ControlError(exc.code, exc.message, exc.hint).to_dict()
+
+
+def ctl_command(func: Callable[P, R]) -> Callable[P, R]:
+    """The error boundary of a ctl command (``errors_to_exit``), and with ``--json`` the error
+    also on stdout as ``{"error": {...}}``: a script reading stdout always gets JSON."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except OperatorError as exc:
+            if kwargs.get("json"):
+                print_json({"error": error_object(exc)})
+            raise
+
+    return errors_to_exit(wrapper)
+
 
 def _call(socket: Path | None, cmd: str, args: dict[str, Any] | None = None) -> Any:
     with ControlClient(paths.socket_path(socket)) as client:
@@ -39,17 +73,14 @@ def _call(socket: Path | None, cmd: str, args: dict[str, Any] | None = None) -> 
 
 
 @app.command()
+@ctl_command
 def health(socket: SocketOpt = None, json: JsonOpt = False) -> None:
     """Is the daemon up? Exit 0 if it answers, 3 if it is not running."""
-    path = paths.socket_path(socket)
     try:
-        with ControlClient(path) as client:
-            result = client.call("health")
+        result = _call(socket, "health")
     except DaemonNotRunning as exc:
         if json:
-            print_json({"status": "not_running", "socket": str(path)})
-        raise fail(exc) from None
-    except OperatorError as exc:
+            print_json({"status": "not_running", "socket": str(exc.path), "error": error_object(exc)})
         raise fail(exc) from None
     if json:
         print_json(result)
@@ -71,7 +102,7 @@ def health(socket: SocketOpt = None, json: JsonOpt = False) -> None:
 
 
 @app.command()
-@errors_to_exit
+@ctl_command
 def stats(socket: SocketOpt = None, json: JsonOpt = False) -> None:
     """Counters per server and per tenant: connections, requests, bytes each way, errors."""
     result = _call(socket, "stats")
@@ -90,7 +121,7 @@ def stats(socket: SocketOpt = None, json: JsonOpt = False) -> None:
 
 
 @app.command()
-@errors_to_exit
+@ctl_command
 def reload(socket: SocketOpt = None, json: JsonOpt = False) -> None:
     """Rebuild the snapshot from profile and store; a bad profile is refused, the old one keeps serving."""
     result = _call(socket, "reload")
@@ -101,7 +132,7 @@ def reload(socket: SocketOpt = None, json: JsonOpt = False) -> None:
 
 
 @app.command()
-@errors_to_exit
+@ctl_command
 def conns(socket: SocketOpt = None, json: JsonOpt = False) -> None:
     """Live connections: id, server, tenant, client, target, age, bytes each way, state."""
     result = _call(socket, "conns")
@@ -130,7 +161,7 @@ def conns(socket: SocketOpt = None, json: JsonOpt = False) -> None:
 
 
 @app.command()
-@errors_to_exit
+@ctl_command
 def kill(
     conn_id: Annotated[int, typer.Argument(metavar="ID", help="Connection id, as `arcus ctl conns` shows it")],
     socket: SocketOpt = None,
@@ -145,7 +176,7 @@ def kill(
 
 
 @app.command()
-@errors_to_exit
+@ctl_command
 def shutdown(
     graceful: Annotated[
         bool, typer.Option("--graceful", help="Stop accepting, let live connections finish (bounded by the profile)")
@@ -163,7 +194,7 @@ def shutdown(
 
 
 @app.command()
-@errors_to_exit
+@ctl_command
 def resolve(
     resolver: Annotated[str, typer.Argument(metavar="NAME", help="A resolver of the running profile")],
     host: Annotated[str, typer.Argument(metavar="HOST", help="The domain name to look up")],
@@ -183,7 +214,7 @@ def resolve(
 
 
 @app.command()
-@errors_to_exit
+@ctl_command
 def escapers(socket: SocketOpt = None, json: JsonOpt = False) -> None:
     """The running profile's escapers and what they keep live (pool health, float addresses)."""
     result = _call(socket, "escaper.list")
@@ -198,7 +229,7 @@ def escapers(socket: SocketOpt = None, json: JsonOpt = False) -> None:
 
 
 @app.command("float-set")
-@errors_to_exit
+@ctl_command
 def float_set(
     escaper: Annotated[str, typer.Argument(metavar="ESCAPER", help="A direct_float escaper of the running profile")],
     addresses: Annotated[list[str], typer.Argument(metavar="ADDRESS...", help="The egress addresses to choose from")],

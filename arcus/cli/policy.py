@@ -4,29 +4,37 @@ A rule is checked by the policy compiler here, before anything is sent or stored
 mistake is refused with the rule and field at fault before the daemon or the store is asked
 (the daemon compiles the tenant's whole policy again before it keeps the rule).
 
-With no daemon running, these commands run the daemon's own handlers
-(:func:`arcus.runtime.tenancy.tenancy_handlers`) over the store, in this process: the checks,
-the results and the ``--json`` shapes are the same either way. ``explain`` then evaluates the
-stored policy with an egress guard of this box's addresses; the profile's ``allow_special``
-ranges are only known to a running daemon. ``docs/policy.md`` is the rule language;
-``docs/cli.md`` the commands.
+With no daemon running, these commands call the same :mod:`arcus.ops.policies` functions the
+daemon's handlers call, on the store: the checks, the results and the ``--json`` shapes are the
+same either way. ``explain`` then evaluates the stored policy with the resolver and egress guard
+of the profile given by ``--profile`` (the embedded default otherwise), built as the daemon
+builds them. ``docs/policy.md`` is the rule language; ``docs/cli.md`` the commands.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from functools import cached_property
 from typing import Annotated, Any
 
 import typer
 
-from arcus.cli._common import DataDirOpt, JsonOpt, SocketOpt, console, errors_to_exit, make_table, note, print_json
-from arcus.cli.tenant import run_or_store
-from arcus.errors import OperatorError
+from arcus.cli._common import (
+    DataDirOpt,
+    JsonOpt,
+    ProfileOpt,
+    SocketOpt,
+    console,
+    errors_to_exit,
+    make_table,
+    note,
+    print_json,
+    run_or_store,
+)
+from arcus.errors import ConfigError, OperatorError
 from arcus.names import validate_name
-from arcus.policy import Rule, compile_policy
-from arcus.runtime.tenancy import parse_target, rule_to_dict, tenancy_handlers
+from arcus.ops import explain as ops_explain
+from arcus.ops import policies as ops
+from arcus.policy import Rule
 from arcus.store import Store
 
 app = typer.Typer(no_args_is_help=True, help="Manage a tenant's policy: ordered allow/deny/redirect/report rules.")
@@ -35,37 +43,7 @@ TenantArg = Annotated[str, typer.Argument(metavar="TENANT", help="Tenant name", 
 RuleIdArg = Annotated[str, typer.Argument(metavar="RULE_ID", help="Rule id ([A-Za-z0-9._-])", show_default=False)]
 
 ACTION_HINT = "give exactly one of --allow, --deny, --report, --redirect URL (or --deny-host / --allow-host PATTERN)"
-DEFAULT_CLIENT = "127.0.0.1"
-
-
-class _Offline:
-    """What the tenancy handlers need of a daemon, when there is none: its store.
-
-    No live counters, no Snapshot (the store's policy is explained), nothing to refresh.
-    """
-
-    shared = None
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    @cached_property
-    def own(self) -> frozenset[str]:
-        from arcus.runtime.hostaddrs import own_addresses
-
-        return own_addresses()
-
-    async def refresh_tenants(self) -> None:
-        return None
-
-
-def offline(cmd: str, args: dict[str, Any]) -> Callable[[Store], Any]:
-    """The no-daemon path of ``cmd``: the daemon's handler, run here over the store."""
-
-    def run(store: Store) -> Any:
-        return asyncio.run(tenancy_handlers(_Offline(store))[cmd](dict(args)))
-
-    return run
+DEFAULT_CLIENT = ops_explain.DEFAULT_CLIENT
 
 
 def _tenant(name: str) -> None:
@@ -120,11 +98,6 @@ def _choose_action(allow: bool, deny: bool, report: bool, redirect: str | None,
         what = "no action given" if not chosen else "more than one action given (" + ", ".join(sorted(chosen)) + ")"
         raise OperatorError(what, hint=ACTION_HINT)
     return chosen.pop()
-
-
-def _check_alone(rule: Rule) -> None:
-    """Compile the rule by itself: every field error, named, before the daemon or the store."""
-    compile_policy([rule], guard=None)
 
 
 @app.command()
@@ -197,11 +170,12 @@ def add(
         comment=comment or "",
         user=user,
     )
-    _check_alone(rule)
-    args: dict[str, Any] = {"tenant": tenant, "rule": rule_to_dict(rule)}
+    ops.check_alone(rule)  # every field error, named, before the daemon or the store is asked
+    args: dict[str, Any] = {"tenant": tenant, "rule": ops.rule_to_dict(rule)}
     if position is not None:
         args["position"] = position
-    result = run_or_store(socket, data_dir, "policy.add", args, offline("policy.add", args), writes=True)
+    result = run_or_store(socket, data_dir, "policy.add", args, lambda st: ops.add(st, tenant, rule, position),
+                          writes=True)
     if json:
         print_json(result)
         return
@@ -219,7 +193,7 @@ def list_(tenant: TenantArg, socket: SocketOpt = None, data_dir: DataDirOpt = No
     """A tenant's rules in the order they are read (user rules first for their user)."""
     _tenant(tenant)
     args = {"tenant": tenant}
-    result = run_or_store(socket, data_dir, "policy.list", args, offline("policy.list", args), writes=False)
+    result = run_or_store(socket, data_dir, "policy.list", args, lambda st: ops.list_rules(st, tenant), writes=False)
     if json:
         print_json(result)
         return
@@ -239,7 +213,7 @@ def rm(
     _tenant(tenant)
     validate_name("rule", rule_id)
     args = {"tenant": tenant, "id": rule_id}
-    result = run_or_store(socket, data_dir, "policy.rm", args, offline("policy.rm", args), writes=True)
+    result = run_or_store(socket, data_dir, "policy.rm", args, lambda st: ops.remove(st, tenant, rule_id), writes=True)
     if json:
         print_json(result)
         return
@@ -262,7 +236,8 @@ def move(
     if position < 1:
         raise OperatorError(f"invalid position {position}", hint="positions start at 1 (the first rule)")
     args = {"tenant": tenant, "id": rule_id, "position": position}
-    result = run_or_store(socket, data_dir, "policy.move", args, offline("policy.move", args), writes=True)
+    result = run_or_store(socket, data_dir, "policy.move", args, lambda st: ops.move(st, tenant, rule_id, position),
+                          writes=True)
     if json:
         print_json(result)
         return
@@ -303,6 +278,8 @@ def _print_explained(result: dict[str, Any]) -> None:
     source = result.get("policy_source")
     if source is not None:
         out.print("policy    " + ("as the daemon serves it now" if source == "live" else "as stored"))
+    if result.get("escaper"):
+        out.print(f"escaper   {result['escaper']} (its resolver and egress guard)")
     resolved = result.get("resolved") or []
     out.print(f"resolved  {', '.join(resolved) if resolved else '-'}")
     table = make_table("rules evaluated, in order", ("rule", "matched", "why"))
@@ -331,6 +308,7 @@ def explain(
     method: Annotated[str | None, typer.Option(
         "--method", metavar="M", help="HTTP method of an http:// request [default: GET; CONNECT for tunnels]",
         show_default=False)] = None,
+    profile: ProfileOpt = None,
     socket: SocketOpt = None,
     data_dir: DataDirOpt = None,
     json: JsonOpt = False,
@@ -339,13 +317,33 @@ def explain(
     _tenant(tenant)
     if user is not None:
         validate_name("user", user)
-    parse_target(url)  # a bad URL is refused before anything is asked
-    args: dict[str, Any] = {"tenant": tenant, "url": url, "from": client if client is not None else DEFAULT_CLIENT}
+    target = ops_explain.parse_target(url)  # a bad URL, client or method is refused before anything is asked
+    source = ops_explain.parse_client(client)
+    ops_explain.parse_method(method, target)
+    args: dict[str, Any] = {"tenant": tenant, "url": url, "from": source}
     if user is not None:
         args["user"] = user
     if method is not None:
         args["method"] = method
-    result = run_or_store(socket, data_dir, "policy.explain", args, offline("policy.explain", args), writes=False)
+
+    def offline(st: Store) -> dict[str, Any]:
+        # the daemon's code, imported only here: it is heavy and every `arcus` command loads this module
+        from arcus.runtime.tenancy import close_resolvers, egress_of, offline_snapshot
+
+        async def run() -> dict[str, Any]:
+            try:
+                snapshot = offline_snapshot(profile)
+            except ConfigError as exc:
+                raise OperatorError(f"profile refused:\n{exc}", hint="check it with `arcus config check PATH`") from None
+            try:
+                return await ops_explain.explain(st, tenant, target, egress=egress_of(snapshot), client=source,
+                                                 method=method, user=user)
+            finally:
+                await close_resolvers(snapshot)
+
+        return asyncio.run(run())
+
+    result = run_or_store(socket, data_dir, "policy.explain", args, offline, writes=False)
     if result.get("resolve_error"):
         note(f"note: {result['resolve_error']}; explained by name only")
     if json:

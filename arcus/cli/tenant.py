@@ -1,21 +1,19 @@
 """`arcus tenant`: add, list, show, set, rm, suspend, resume.
 
 Through the running daemon when one answers on the socket (the change applies on the next
-connection); otherwise straight into the store, saying so on stderr. Both paths print the
-same shapes (``arcus.store.Tenant.to_dict()``), so ``--json`` output does not depend on
-whether a daemon was running.
+connection); otherwise the same :mod:`arcus.ops.tenants` function the daemon calls, on the
+store, saying so on stderr. Both paths print the same shapes, so ``--json`` output does not
+depend on whether a daemon was running (only the daemon adds live ``usage``).
 """
 
 from __future__ import annotations
 
 import string
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from arcus import paths
 from arcus.cli._common import (
     COUNTER_COLUMNS,
     DataDirOpt,
@@ -25,61 +23,18 @@ from arcus.cli._common import (
     counter_cells,
     errors_to_exit,
     make_table,
-    note,
     print_json,
+    run_or_store,
 )
-from arcus.control import protocol as p
-from arcus.control.client import ControlClient, DaemonNotRunning
 from arcus.errors import OperatorError
 from arcus.names import validate_name
-from arcus.store import Store, normalize_source
+from arcus.ops import tenants as ops
+from arcus.store import normalize_source
 from arcus.units import format_bandwidth, parse_bandwidth, parse_count, parse_rate
 
 app = typer.Typer(no_args_is_help=True, help="Manage tenants: who a client belongs to, and whether it is served.")
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="Tenant name ([A-Za-z0-9._-])", show_default=False)]
-
-
-def run_or_store(
-    socket: Path | None,
-    data_dir: Path | None,
-    cmd: str,
-    args: dict[str, Any],
-    direct: Callable[[Store], Any],
-    *,
-    writes: bool,
-    timeout: float = 10.0,
-) -> Any:
-    """Send ``cmd`` to the daemon; with none running, do ``direct`` on the store and say so.
-
-    Shared by the tenant, user and policy groups. A request longer than the control socket
-    takes (a large ``user import``) is refused with a hint when a daemon runs, and goes to
-    the store when none does.
-    """
-    sock = paths.socket_path(socket)
-    too_long = len(p.Request(0, cmd, args).encode()) > p.MAX_LINE
-    try:
-        with ControlClient(sock, timeout=timeout) as client:
-            if too_long:
-                try:
-                    client.call("help")  # is anyone there? DaemonNotRunning -> the store
-                except DaemonNotRunning:
-                    raise
-                except p.ControlError:
-                    pass  # any answer means a daemon is there
-                raise OperatorError(
-                    f"the request is larger than the control socket takes ({p.MAX_LINE // (1024 * 1024)} MiB)",
-                    hint="split the input into smaller parts, or stop the daemon to write the store directly",
-                )
-            return client.call(cmd, args)
-    except DaemonNotRunning:
-        pass
-    store_file = paths.store_path(data_dir)
-    with Store.open(store_file) as store:
-        result = direct(store)
-    what = "changed the store at {} directly" if writes else "read the store at {} directly"
-    note(f"note: no daemon running at {sock}; " + what.format(store_file))
-    return result
 
 
 def _tenant_name(name: str) -> str:
@@ -131,6 +86,8 @@ def _show_one(t: dict[str, Any]) -> None:
     out.print(f"tenant     {t['name']}")
     out.print(f"name       {t.get('display_name') or t['name']}")
     out.print(f"sources    {', '.join(t.get('sources') or []) or '-'}")
+    locked = "yes: only its own users are admitted from them" if t.get("lock_sources") else "no"
+    out.print(f"locked     {locked}")
     out.print(f"suspended  {'yes' if t.get('suspended') else 'no'}")
     out.print(f"created    {t.get('created_at', '')}")
     out.print(f"auth       {t.get('auth', 'none')}, realm {realm_text(t)}")
@@ -240,6 +197,8 @@ def describe_changes(args: dict[str, Any]) -> str:
             parts.append("query strings " + ("logged" if value else "not logged"))
         elif key == "proxy_hosts":
             parts.append("proxy hosts " + (", ".join(value) or "none"))
+        elif key == "lock_sources":
+            parts.append("source ranges " + ("locked to its own users" if value else "open to roaming users"))
         elif key == "expires_at":
             parts.append(f"expires {value or 'never'}")
     return ", ".join(parts)
@@ -271,7 +230,7 @@ def add(
         data_dir,
         "tenant.add",
         args,
-        lambda st: st.add_tenant(name, display_name, sources).to_dict(),
+        lambda st: ops.add(st, name, display_name, sources),
         writes=True,
     )
     if json:
@@ -286,7 +245,7 @@ def add(
 def list_(socket: SocketOpt = None, data_dir: DataDirOpt = None, json: JsonOpt = False) -> None:
     """List every tenant."""
     result = run_or_store(
-        socket, data_dir, "tenant.list", {}, lambda st: [t.to_dict() for t in st.list_tenants()], writes=False
+        socket, data_dir, "tenant.list", {}, ops.list_all, writes=False
     )
     if json:
         print_json(result)
@@ -312,10 +271,9 @@ def list_(socket: SocketOpt = None, data_dir: DataDirOpt = None, json: JsonOpt =
 def show(name: NameArg, socket: SocketOpt = None, data_dir: DataDirOpt = None, json: JsonOpt = False) -> None:
     """One tenant: settings, limits, user and rule counts, and live usage when the daemon is running."""
     _tenant_name(name)
-    def direct(st: Store) -> dict[str, Any]:
-        return {**st.get_tenant(name).to_dict(), "users": len(st.list_users(name)), "rules": len(st.list_rules(name))}
-
-    result = run_or_store(socket, data_dir, "tenant.show", {"name": name}, direct, writes=False)
+    result = run_or_store(
+        socket, data_dir, "tenant.show", {"name": name}, lambda st: ops.show(st, name), writes=False
+    )
     if json:
         print_json(result)
         return
@@ -358,6 +316,10 @@ def set_(
         help="Name (SNI) this tenant's clients use for the proxy over TLS, or *.domain; repeatable; replaces the list",
         show_default=False)] = None,
     no_proxy_hosts: Annotated[bool, typer.Option("--no-proxy-hosts", help="Empty the list of proxy host names")] = False,
+    lock_sources: Annotated[bool | None, typer.Option(
+        "--lock-sources/--no-lock-sources",
+        help="From this tenant's source ranges, admit only its own users (refuse other tenants' credentials)",
+        show_default=False)] = None,
     socket: SocketOpt = None,
     data_dir: DataDirOpt = None,
     json: JsonOpt = False,
@@ -399,19 +361,21 @@ def set_(
         changes["proxy_hosts"] = list(proxy_host)
     elif no_proxy_hosts:
         changes["proxy_hosts"] = []
+    if lock_sources is not None:
+        changes["lock_sources"] = lock_sources
     if not changes:
         raise OperatorError(
             "nothing to change",
             hint="give at least one of --max-conns, --rps, --bandwidth, --auth, --auth-exempt, --no-auth-exempt, "
             "--realm, --default, --block-page, --no-block-page, --log-query/--no-log-query, "
-            "--proxy-host, --no-proxy-hosts",
+            "--proxy-host, --no-proxy-hosts, --lock-sources/--no-lock-sources",
         )
     result = run_or_store(
         socket,
         data_dir,
         "tenant.set",
         {"name": name, **changes},
-        lambda st: st.set_tenant(name, **changes).to_dict(),
+        lambda st: ops.change(st, name, changes),
         writes=True,
     )
     if json:
@@ -425,12 +389,9 @@ def set_(
 def rm(name: NameArg, socket: SocketOpt = None, data_dir: DataDirOpt = None, json: JsonOpt = False) -> None:
     """Remove a tenant; its clients fall back to `default` on their next connection."""
     _tenant_name(name)
-
-    def direct(st: Store) -> dict[str, Any]:
-        st.remove_tenant(name)
-        return {"removed": name}
-
-    result = run_or_store(socket, data_dir, "tenant.rm", {"name": name}, direct, writes=True)
+    result = run_or_store(
+        socket, data_dir, "tenant.rm", {"name": name}, lambda st: ops.remove(st, name), writes=True
+    )
     if json:
         print_json(result)
         return
@@ -441,7 +402,7 @@ def _set_suspended(name: str, suspended: bool, socket: Path | None, data_dir: Pa
     _tenant_name(name)
     cmd = "tenant.suspend" if suspended else "tenant.resume"
     result = run_or_store(
-        socket, data_dir, cmd, {"name": name}, lambda st: st.set_suspended(name, suspended).to_dict(), writes=True
+        socket, data_dir, cmd, {"name": name}, lambda st: ops.set_suspended(st, name, suspended), writes=True
     )
     if json:
         print_json(result)

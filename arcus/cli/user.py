@@ -4,7 +4,12 @@ Passwords are hashed here, in the CLI process (scrypt, ``arcus.auth.secrets.hash
 only the hash travels over the control socket or reaches the store, and nothing this module
 prints, in text or ``--json``, ever holds a password or a hash (users are shown with their
 ``secret_scheme`` instead). Like ``arcus tenant``, every command goes through the running
-daemon when one answers, and writes the store directly (saying so on stderr) when none does.
+daemon when one answers, and calls the same :mod:`arcus.ops.users` function on the store
+(saying so on stderr) when none does.
+
+A password is asked for only once the tenant (and, for ``passwd``, the user) is known to exist,
+and only on a terminal: without one, ``--password-stdin`` reads it, and its absence is one line
+saying so (never Python's GetPassWarning or a bare "Aborted!").
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from arcus.cli._common import (
     errors_to_exit,
     make_table,
     print_json,
+    run_or_store,
 )
 from arcus.cli.tenant import (
     bandwidth_text,
@@ -40,11 +46,10 @@ from arcus.cli.tenant import (
     describe_changes,
     limit_lines,
     rate_text,
-    run_or_store,
 )
 from arcus.errors import OperatorError
 from arcus.names import validate_name
-from arcus.store import Store
+from arcus.ops import users as ops
 from arcus.units import parse_bandwidth, parse_count, parse_rate
 
 app = typer.Typer(no_args_is_help=True, help="Manage a tenant's users: passwords, expiry, blocking, limits.")
@@ -111,10 +116,16 @@ def expiry_text(expires_at: str | None, now: datetime | None = None) -> str:
     return expires_at
 
 
-def read_password(from_stdin: bool, who: str) -> str:
+def interactive() -> bool:
+    """Whether a person can be asked: standard input is a terminal."""
+    return sys.stdin.isatty()
+
+
+def read_password(from_stdin: bool, who: str, command: str) -> str:
     """The new password: one line of stdin, or typed twice at a hidden prompt (on stderr).
 
-    Never returns an empty password; the caller hashes it and forgets it.
+    Never returns an empty password; the caller hashes it and forgets it. ``command`` (``user
+    add acme alice``) is quoted in the one-line error given when there is no terminal to ask on.
     """
     if from_stdin:
         line = sys.stdin.readline()
@@ -125,6 +136,11 @@ def read_password(from_stdin: bool, who: str) -> str:
                 hint="give the password as the first line, e.g. `printf '%s\\n' \"$PW\" | arcus user add ...`",
             )
         return password
+    if not interactive():
+        raise OperatorError(
+            "no terminal to ask the password on",
+            hint=f"pipe it in with --password-stdin: printf '%s\\n' \"$PW\" | arcus {command} --password-stdin",
+        )
     # default="" lets an empty answer through (click would ask again forever) so it is refused.
     first = typer.prompt(f"password for {who}", default="", show_default=False, hide_input=True, err=True)
     if not first:
@@ -135,8 +151,18 @@ def read_password(from_stdin: bool, who: str) -> str:
     return first
 
 
-def new_secret(from_stdin: bool, who: str) -> str:
-    return hash_secret(read_password(from_stdin, who))
+def new_secret(from_stdin: bool, who: str, command: str) -> str:
+    return hash_secret(read_password(from_stdin, who, command))
+
+
+def check_exists(socket: Path | None, data_dir: Path | None, tenant: str, name: str | None = None) -> None:
+    """NotFound for a missing tenant (or user) before anything is asked for or hashed."""
+    if name is None:
+        run_or_store(socket, data_dir, "tenant.show", {"name": tenant},
+                     lambda st: ops.require_tenant(st, tenant), writes=False, quiet=True)
+    else:
+        run_or_store(socket, data_dir, "user.show", {"tenant": tenant, "name": name},
+                     lambda st: ops.show(st, tenant, name), writes=False, quiet=True)
 
 
 # -- printing -------------------------------------------------------------------------------
@@ -187,13 +213,14 @@ def add(
     """Add a user; the password is asked twice (hidden), or read from stdin with --password-stdin."""
     _names(tenant, name)
     expires_at = parse_expiry(expires) if expires is not None else None
-    secret = new_secret(password_stdin, f"{name}@{tenant}")
+    check_exists(socket, data_dir, tenant)
+    secret = new_secret(password_stdin, f"{name}@{tenant}", f"user add {tenant} {name}")
     args: dict[str, Any] = {"tenant": tenant, "name": name, "secret": secret}
     if expires_at is not None:
         args["expires_at"] = expires_at
     result = run_or_store(
         socket, data_dir, "user.add", args,
-        lambda st: st.add_user(tenant, name, secret, expires_at=expires_at).to_dict(),
+        lambda st: ops.add(st, tenant, name, secret, expires_at),
         writes=True,
     )
 
@@ -211,7 +238,7 @@ def list_(tenant: TenantArg, socket: SocketOpt = None, data_dir: DataDirOpt = No
     _names(tenant)
     result = run_or_store(
         socket, data_dir, "user.list", {"tenant": tenant},
-        lambda st: [u.to_dict() for u in st.list_users(tenant)],
+        lambda st: ops.list_all(st, tenant),
         writes=False,
     )
     if json:
@@ -248,7 +275,7 @@ def show(
     _names(tenant, name)
     result = run_or_store(
         socket, data_dir, "user.show", {"tenant": tenant, "name": name},
-        lambda st: st.get_user(tenant, name).to_dict(),
+        lambda st: ops.show(st, tenant, name),
         writes=False,
     )
     if json:
@@ -264,12 +291,8 @@ def rm(
 ) -> None:
     """Remove a user (and the policy rules written for it)."""
     _names(tenant, name)
-
-    def direct(st: Store) -> dict[str, Any]:
-        st.remove_user(tenant, name)
-        return {"removed": name}
-
-    result = run_or_store(socket, data_dir, "user.rm", {"tenant": tenant, "name": name}, direct, writes=True)
+    result = run_or_store(socket, data_dir, "user.rm", {"tenant": tenant, "name": name},
+                          lambda st: ops.remove(st, tenant, name), writes=True)
     _emit(result, json, lambda r: f"removed user {r.get('removed', name)} from tenant {tenant}")
 
 
@@ -285,10 +308,11 @@ def passwd(
 ) -> None:
     """Set a user's password (asked twice, or read from stdin with --password-stdin)."""
     _names(tenant, name)
-    secret = new_secret(password_stdin, f"{name}@{tenant}")
+    check_exists(socket, data_dir, tenant, name)
+    secret = new_secret(password_stdin, f"{name}@{tenant}", f"user passwd {tenant} {name}")
     result = run_or_store(
         socket, data_dir, "user.passwd", {"tenant": tenant, "name": name, "secret": secret},
-        lambda st: st.set_user(tenant, name, secret=secret).to_dict(),
+        lambda st: ops.passwd(st, tenant, name, secret),
         writes=True,
     )
     _emit(result, json, lambda u: f"changed the password of user {u['name']} of tenant {u['tenant']}")
@@ -299,7 +323,7 @@ def _set_blocked(tenant: str, name: str, blocked: bool, socket: Path | None, dat
     _names(tenant, name)
     result = run_or_store(
         socket, data_dir, "user.block" if blocked else "user.unblock", {"tenant": tenant, "name": name},
-        lambda st: st.set_user(tenant, name, blocked=blocked).to_dict(),
+        lambda st: ops.set_blocked(st, tenant, name, blocked),
         writes=True,
     )
     if blocked:
@@ -361,7 +385,7 @@ def set_(
         raise OperatorError("nothing to change", hint="give at least one of --expires, --max-conns, --rps, --bandwidth")
     result = run_or_store(
         socket, data_dir, "user.set", {"tenant": tenant, "name": name, **changes},
-        lambda st: st.set_user(tenant, name, **changes).to_dict(),
+        lambda st: ops.change(st, tenant, name, changes),
         writes=True,
     )
     _emit(result, json, lambda u: f"changed user {u['name']} of tenant {u['tenant']}: {describe_changes(changes)}")
@@ -517,11 +541,12 @@ def import_(
     """Add many users from a JSON file in one change: passwords, crypt/scrypt hashes or G3 tokens."""
     _names(tenant)
     entries = load_import_file(file)
+    check_exists(socket, data_dir, tenant)
     users = hash_passwords(entries, file)
     wire = [{"name": n, "secret": s, **({"expires_at": e} if e is not None else {})} for n, s, e in users]
     result = run_or_store(
         socket, data_dir, "user.import", {"tenant": tenant, "users": wire, "replace": replace},
-        lambda st: {"imported": st.import_users(tenant, users, replace=replace)},
+        lambda st: ops.import_users(st, tenant, users, replace=replace),
         writes=True,
         timeout=IMPORT_TIMEOUT,
     )

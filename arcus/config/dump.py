@@ -15,7 +15,6 @@ from arcus.config.loader import FAMILIES
 from arcus.config.schema import Profile
 from arcus.config.values import format_addr, format_duration
 
-
 SECRET_KEYS = frozenset({"password"})
 
 

@@ -13,10 +13,10 @@ from arcus.config.schema import AuditConfig, HttpLimits, LogConfig, RuntimeConfi
 from arcus.config.yamlnodes import (
     Reader,
     Section,
+    read_bandwidth,
     read_bool,
     read_choice,
     read_duration,
-    read_bandwidth,
     read_int,
     read_rate,
     read_size,

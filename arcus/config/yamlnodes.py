@@ -77,9 +77,8 @@ def compose(text: str, issues: Issues) -> Node | None:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        parts = [p for p in (exc.context, exc.problem) if p]
-        issues.add(mark.line + 1 if mark else 1, "invalid YAML: " + ", ".join(parts))
+        line, message = _syntax_error(exc, text)
+        issues.add(line, message)
         return None
     except yaml.reader.ReaderError as exc:
         issues.add(text.count("\n", 0, exc.position) + 1,
@@ -91,6 +90,55 @@ def compose(text: str, issues: Issues) -> Node | None:
     if root is not None:
         _check_duplicate_keys(root, issues)
     return root
+
+
+# Constructs PyYAML reads to their end before it can tell they are broken: the error surfaces
+# where reading stopped (often the end of the file), the fault is where the construct began.
+_OPENED = {
+    "while scanning a quoted scalar": "close the quote opened",
+    "while parsing a flow mapping": 'close the "{" opened',
+    "while parsing a flow sequence": 'close the "[" opened',
+    "while scanning a simple key": 'add the ":" after the key begun',
+    "while scanning a block scalar": "fix the block scalar begun",
+}
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, text: str) -> tuple[int, str]:
+    """The line to fix and the message of a YAML syntax error.
+
+    PyYAML marks where it noticed the problem. For a quoted string, a flow collection or a key
+    that never ends, that is where it gave up (``{a: 1`` on line 7 is noticed at line 9); the
+    line to fix is the one where the construct began, its context mark. A key missing its ":"
+    (``- name direct`` above ``type: x``) reads as plain text running on to the next line, where
+    the ":" is refused: the line to fix is where that text began.
+    """
+    problem = exc.problem_mark.line + 1 if exc.problem_mark else None
+    context = exc.context_mark.line + 1 if exc.context_mark else None
+    parts = [part for part in (exc.context, exc.problem) if part]
+    message = "invalid YAML: " + ", ".join(parts)
+    fix = _OPENED.get(exc.context or "")
+    if fix and context is not None and problem is not None and context < problem:
+        return context, f"{message} on line {problem}; {fix} on line {context}"
+    if exc.problem == "mapping values are not allowed here" and problem is not None:
+        begun = _plain_text_before_error(text)
+        if begun is not None and begun[0] < problem:
+            return begun[0], (f'{message} on line {problem}: the text "{begun[1]}" begun on line {begun[0]} '
+                              f'runs on to it; is a ":" missing on line {begun[0]}?')
+    return problem or context or 1, message
+
+
+def _plain_text_before_error(text: str) -> tuple[int, str] | None:
+    """Line and value of the last plain scalar PyYAML read before its scanner failed (error path only)."""
+    last = None
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, yaml.ScalarToken):
+                last = token
+    except yaml.YAMLError:
+        pass
+    if last is None or not last.plain:
+        return None
+    return last.start_mark.line + 1, last.value
 
 
 def _check_duplicate_keys(root: Node, issues: Issues) -> None:

@@ -66,7 +66,7 @@ COMMANDS: Final[dict[str, str]] = {
     "tenant.rm": "remove a tenant",
     "tenant.suspend": "refuse a tenant's clients (403) until resumed",
     "tenant.resume": "serve a suspended tenant's clients again",
-    "tenant.set": "change a tenant's auth, policy default, block page and limits",
+    "tenant.set": "change a tenant's auth, policy default, block page, limits and locked source ranges",
     "user.add": "create a user of a tenant (the secret arrives hashed)",
     "user.list": "list a tenant's users (never their secrets)",
     "user.show": "one user, with usage counters",
@@ -84,6 +84,9 @@ COMMANDS: Final[dict[str, str]] = {
     "audit.tail": "stream audit events as they are written",
     "audit.stats": "audit log counters: written, dropped, queued, size",
     "resolve": "ask a resolver of the running daemon (cache included): addresses, cached, ttl",
+    "escaper.list": "the running profile's escapers and what each keeps live (pool health, float addresses)",
+    "escaper.show": "one escaper's live state: health of a pool's members, a direct_float's published set",
+    "escaper.float.set": "replace a direct_float escaper's egress addresses, live (kept across reloads)",
 }
 
 

@@ -36,6 +36,10 @@ _PEERCRED = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid
 _PROBE_TIMEOUT = 1.0
 _WRITE_TIMEOUT = 10.0
 """A client that does not read its replies for this long is dropped (bounded buffers)."""
+BACKLOG = 1024
+"""Connections the kernel queues before we accept them (capped by net.core.somaxconn). asyncio's
+default of 100 refused a burst of 300 `ctl health` clients (EAGAIN); the data plane's listeners
+use 1024 too."""
 
 
 class ControlServer:
@@ -70,7 +74,9 @@ class ControlServer:
         if not parent.exists():
             parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         await self._clear_stale_socket()
-        self._server = await asyncio.start_unix_server(self._accept, path=str(self.path), limit=p.MAX_LINE)
+        self._server = await asyncio.start_unix_server(
+            self._accept, path=str(self.path), limit=p.MAX_LINE, backlog=BACKLOG
+        )
         # Bind then chmod: the window is tiny and the peer check refuses strangers anyway.
         os.chmod(self.path, 0o600)
         st = os.stat(self.path)

@@ -24,15 +24,15 @@ from arcus.escape.route_failover import RouteFailoverEscaper
 from arcus.escape.route_geoip import RouteGeoipEscaper, open_mmdb
 from arcus.escape.route_select import RouteSelectEscaper
 from arcus.escape.route_upstream import RouteUpstreamEscaper
-from arcus.policy.egress import EgressGuard
+from arcus.policy.egress import EgressGuard, HostAddresses
 from arcus.policy.hosts import PatternError
 from arcus.policy.nets import RangeError
 from arcus.resolve.base import Resolver
 
-Builder = Callable[[EscaperConfig, dict[str, Resolver], frozenset[str], dict[str, Escaper]], Escaper]
+Builder = Callable[[EscaperConfig, dict[str, Resolver], HostAddresses | frozenset[str], dict[str, Escaper]], Escaper]
 
 
-def _guard(config: EscaperConfig, own: frozenset[str]) -> EgressGuard:
+def _guard(config: EscaperConfig, own: HostAddresses | frozenset[str]) -> EgressGuard:
     return EgressGuard(config.allow_special, own, config.loopback_for_local_clients)
 
 
@@ -59,7 +59,7 @@ ESCAPER_TYPES = tuple(BUILDERS)
 def build_escaper(
     config: EscaperConfig,
     resolvers: dict[str, Resolver],
-    own_addresses: frozenset[str],
+    own_addresses: HostAddresses | frozenset[str],
     escapers: dict[str, Escaper] | None = None,
 ) -> Escaper:
     """One escaper; ``escapers`` holds the ones it names (built before it)."""
@@ -72,7 +72,7 @@ def build_escaper(
 def build_escapers(
     configs: Iterable[EscaperConfig],
     resolvers: dict[str, Resolver],
-    own_addresses: frozenset[str],
+    own_addresses: HostAddresses | frozenset[str],
     source: str = "profile",
 ) -> dict[str, Escaper]:
     """Every escaper of a profile, by name, in profile order; wrappers hold what they name.

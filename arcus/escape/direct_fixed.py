@@ -10,8 +10,10 @@ first to connect wins, and the whole is bounded by the connect timeout.
 from __future__ import annotations
 
 import asyncio
+import enum
 import errno
 from itertools import zip_longest
+from typing import Final, Literal
 
 from arcus.config.schema import EscaperConfig
 from arcus.errors import ErrorCode, SOCKS5_HOST_UNREACHABLE, SOCKS5_NETWORK_UNREACHABLE, EscapeError
@@ -22,7 +24,12 @@ from arcus.resolve.base import Resolver
 
 DEFAULT_HAPPY_EYEBALLS_DELAY = 0.25
 
-SKIP = object()  # _source_for: this destination address cannot be reached from our sources
+class _Skip(enum.Enum):
+    SKIP = "skip"
+
+
+SKIP: Final = _Skip.SKIP  # _source_for: this destination address cannot be reached from our sources
+Source = str | None | Literal[_Skip.SKIP]  # what _source_for returns
 
 
 def order_addresses(addrs: list[str], strategy: str) -> list[str]:
@@ -47,7 +54,7 @@ class DirectFixedEscaper(Escaper):
         self._bind = config.bind
         self.delay = getattr(config, "happy_eyeballs_delay", DEFAULT_HAPPY_EYEBALLS_DELAY)
 
-    def _source_for(self, addr: str) -> str | None | object:
+    def _source_for(self, addr: str) -> Source:
         """The source address for a connection to ``addr``: None for the system's choice,
         SKIP when no source of ours can reach that family."""
         if self._bind is None:

@@ -13,7 +13,7 @@ import random
 from arcus.config.schema import EscaperConfig
 from arcus.errors import ErrorCode, EscapeError
 from arcus.escape.base import Escaper
-from arcus.escape.direct_fixed import SKIP, DirectFixedEscaper
+from arcus.escape.direct_fixed import SKIP, DirectFixedEscaper, Source
 from arcus.policy.egress import EgressGuard
 from arcus.resolve.base import Resolver
 
@@ -53,7 +53,7 @@ class DirectFloatEscaper(DirectFixedEscaper):
             self._set(previous.addresses)
             self.published = True
 
-    def _source_for(self, addr: str) -> str | None | object:
+    def _source_for(self, addr: str) -> Source:
         pool = self._v6 if ":" in addr else self._v4
         if not pool:
             return SKIP

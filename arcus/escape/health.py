@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 UP = "up"
 DOWN = "down"
@@ -124,26 +125,41 @@ async def tcp_probe(host: str, port: int, timeout: float) -> str | None:
     return None
 
 
-async def check_loop(owner_ref: weakref.ref, interval: float, timeout: float, probe: Callable = tcp_probe) -> None:
-    """Check every member with a probe every ``interval`` while the owning escaper lives and is
-    not closed (held weakly: a Snapshot dropped without close() ends the loop too)."""
+Probe = Callable[[str, int, float], Awaitable[str | None]]
+
+
+async def check_round(breaker: Breaker, timeout: float, clock: Callable[[], float], probe: Probe = tcp_probe) -> None:
+    """Probe every member that is due, together, and feed the results to ``breaker``."""
+    now = clock()
+    due = [(m, m.probe) for m in breaker.members if m.probe is not None and breaker.due_for_check(m, now)]
+    if not due:
+        return
+    results = await asyncio.gather(*(probe(host, port, timeout) for _, (host, port) in due))
+    now = clock()
+    for (m, _), error in zip(due, results, strict=True):
+        m.last_check = now
+        if error is None:
+            m.checks_ok += 1
+            breaker.success(m)
+        else:
+            m.checks_failed += 1
+            breaker.failure(m, error, now)
+
+
+async def check_loop(
+    owner_ref: weakref.ref[Any],
+    interval: float,
+    timeout: float,
+    clock: Callable[[], float] = time.monotonic,
+    probe: Probe = tcp_probe,
+) -> None:
+    """A :func:`check_round` every ``interval`` while the owning escaper lives and is not
+    closed (held weakly: a Snapshot dropped without close() ends the loop too)."""
     while True:
         owner = owner_ref()
         if owner is None or owner.closed:
             return
         breaker: Breaker = owner.breaker
-        now = time.monotonic()
-        due = [m for m in breaker.members if m.probe is not None and breaker.due_for_check(m, now)]
         del owner
-        if due:
-            results = await asyncio.gather(*(probe(m.probe[0], m.probe[1], timeout) for m in due))
-            now = time.monotonic()
-            for m, error in zip(due, results):
-                m.last_check = now
-                if error is None:
-                    m.checks_ok += 1
-                    breaker.success(m)
-                else:
-                    m.checks_failed += 1
-                    breaker.failure(m, error, now)
+        await check_round(breaker, timeout, clock, probe)
         await asyncio.sleep(interval)

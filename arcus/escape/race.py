@@ -61,7 +61,7 @@ async def staggered_race(
         while True:
             now = loop.time()
             if now >= deadline:
-                for task, index in tasks.items():
+                for index in tasks.values():
                     errors[index] = TimeoutError()
                 raise RaceFailed(errors, timed_out=True)
             if not tasks:

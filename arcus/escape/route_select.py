@@ -22,6 +22,7 @@ import itertools
 import math
 import time
 import weakref
+from collections.abc import Callable
 
 from arcus.config.schema import EscaperConfig
 from arcus.errors import ErrorCode, EscapeError
@@ -50,8 +51,11 @@ def rendezvous_order(key: str, members: list[Member]) -> list[Member]:
 class RouteSelectEscaper(Escaper):
     type_name = "route_select"
 
-    def __init__(self, config: EscaperConfig, escapers: dict[str, Escaper]) -> None:
+    def __init__(
+        self, config: EscaperConfig, escapers: dict[str, Escaper], *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__(config)
+        self.clock = clock  # the breaker's time (retry_after, down_for); tests drive their own
         nodes = getattr(config, "next")
         self.pick: str = getattr(config, "pick")
         self.hash_by: str = getattr(config, "hash_by")
@@ -83,7 +87,7 @@ class RouteSelectEscaper(Escaper):
     async def start(self) -> None:
         if self._task is None and self.interval is not None and not self.closed:
             self._task = asyncio.get_running_loop().create_task(
-                check_loop(weakref.ref(self), self.interval, self.health_timeout), name=f"arcus-health-{self.name}"
+                check_loop(weakref.ref(self), self.interval, self.health_timeout, self.clock), name=f"arcus-health-{self.name}"
             )
 
     def close(self) -> None:
@@ -138,7 +142,7 @@ class RouteSelectEscaper(Escaper):
             await self.start()  # the runtime starts it; this covers a Snapshot it did not
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        candidates = self.order(client_ip, user, time.monotonic())
+        candidates = self.order(client_ip, user, self.clock())
         if not candidates:
             reasons = "; ".join(f"{m.name}: {m.last_error or m.state}" for m in self.breaker.members)
             raise EscapeError(
@@ -158,7 +162,7 @@ class RouteSelectEscaper(Escaper):
                 if hop_failed(exc) is None:
                     self.breaker.abandoned(member)
                     raise  # the destination, or policy: another member would not do better
-                self.breaker.failure(member, exc.message, time.monotonic())
+                self.breaker.failure(member, exc.message, self.clock())
                 last = exc
                 continue
             except BaseException:
@@ -181,7 +185,7 @@ class RouteSelectEscaper(Escaper):
         return self.pick == "consistent_hash" or super().varies_by_client
 
     def info(self) -> dict:
-        now = time.monotonic()
+        now = self.clock()
         return {
             **super().info(),
             "pick": self.pick,

@@ -27,6 +27,7 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 MAX_HOST_LENGTH = 253  # longest name DNS can carry (RFC 1035, in text form without the root dot)
 MAX_REGEX_LENGTH = 256
@@ -175,6 +176,10 @@ try:  # the parser is private; without it only the length limit applies
 except ImportError:  # pragma: no cover - other Python versions
     _sre = _sre_parse = None
 
+# One element of the private parser's output: (opcode, argument), the argument's shape depending
+# on the opcode (an int for LITERAL, (low, high, body) for a repeat, a list for IN, ...).
+_Item = tuple[Any, Any]
+
 _COST_HINT = (
     "avoid a repeat inside a repeat, '|' inside a repeat, backreferences and more than "
     f"{MAX_OPEN_REPEATS} open repeats like '.*'; a glob ('*casino*') or child pattern "
@@ -198,7 +203,7 @@ def _regex_literal(source: str) -> str:
     best = run = ""
     for op, av in _flatten(_sre_parse.parse(source, re.IGNORECASE)):
         if op is _sre.LITERAL:
-            run += chr(av)  # type: ignore[arg-type]
+            run += chr(av)
             if len(run) > len(best):
                 best = run
         else:
@@ -206,7 +211,7 @@ def _regex_literal(source: str) -> str:
     return best
 
 
-def _char_in(item: tuple[object, object], char: str) -> bool | None:
+def _char_in(item: _Item, char: str) -> bool | None:
     """Whether a one-character element can match ``char`` (either case); None if unsure."""
     op, av = item
     cands = {char, char.lower(), char.upper()}
@@ -219,7 +224,7 @@ def _char_in(item: tuple[object, object], char: str) -> bool | None:
     if op is _sre.IN:
         negate = False
         hit = False
-        for sub_op, sub_av in av:  # type: ignore[union-attr]
+        for sub_op, sub_av in av:
             if sub_op is _sre.NEGATE:
                 negate = True
             elif sub_op is _sre.LITERAL:
@@ -249,15 +254,15 @@ if _sre is not None:
     }
 
 
-def _single_char(body: list[tuple[object, object]]) -> tuple[object, object] | None:
+def _single_char(body: list[_Item]) -> _Item | None:
     if len(body) == 1 and body[0][0] in (_sre.LITERAL, _sre.NOT_LITERAL, _sre.ANY, _sre.IN):
         return body[0]
     return None
 
 
-def _delimited(seq: list[tuple[object, object]], i: int, cyclic: bool) -> bool:
+def _delimited(seq: list[_Item], i: int, cyclic: bool) -> bool:
     """Is seq[i] a one-character repeat followed by a literal character it cannot match?"""
-    elem = _single_char(list(seq[i][1][2]))  # type: ignore[index]
+    elem = _single_char(list(seq[i][1][2]))
     if elem is None:
         return False
     j = i + 1
@@ -268,20 +273,20 @@ def _delimited(seq: list[tuple[object, object]], i: int, cyclic: bool) -> bool:
     op, av = seq[j]
     if op is not _sre.LITERAL:
         return False
-    return _char_in(elem, chr(av)) is False  # type: ignore[arg-type]
+    return _char_in(elem, chr(av)) is False
 
 
-def _flatten(seq: Iterable[tuple[object, object]]) -> list[tuple[object, object]]:
-    out: list[tuple[object, object]] = []
+def _flatten(seq: Iterable[_Item]) -> list[_Item]:
+    out: list[_Item] = []
     for op, av in seq:
         if op is _sre.SUBPATTERN:
-            out.extend(_flatten(av[-1]))  # type: ignore[index]
+            out.extend(_flatten(av[-1]))
         else:
             out.append((op, av))
     return out
 
 
-def _scan(seq: list[tuple[object, object]], inside_repeat: bool) -> int:
+def _scan(seq: list[_Item], inside_repeat: bool) -> int:
     """Count open repeats in ``seq``; raise when a shape can backtrack exponentially."""
     seq = _flatten(seq)
     count = 0
@@ -289,7 +294,7 @@ def _scan(seq: list[tuple[object, object]], inside_repeat: bool) -> int:
         if op in (_sre.GROUPREF, _sre.GROUPREF_EXISTS):
             raise PatternError("backreferences are not supported in host regexes", _COST_HINT)
         if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT):
-            low, high, body = av  # type: ignore[misc]
+            low, high, body = av
             star = high > 1 and high != low
             delimited = _delimited(seq, i, cyclic=inside_repeat)
             if inside_repeat and not delimited:
@@ -302,13 +307,13 @@ def _scan(seq: list[tuple[object, object]], inside_repeat: bool) -> int:
         elif op is _sre.BRANCH:
             if inside_repeat:
                 raise PatternError("an alternation '|' inside a repeat can take exponential time", _COST_HINT)
-            count += max((_scan(list(branch), inside_repeat) for branch in av[1]), default=0)  # type: ignore[index]
+            count += max((_scan(list(branch), inside_repeat) for branch in av[1]), default=0)
         elif op in (_sre.ASSERT, _sre.ASSERT_NOT):
             if inside_repeat:
                 raise PatternError("a lookaround inside a repeat is not supported", _COST_HINT)
-            count += _scan(list(av[1]), inside_repeat)  # type: ignore[index]
+            count += _scan(list(av[1]), inside_repeat)
         elif op is _sre.ATOMIC_GROUP:
-            count += _scan(list(av), inside_repeat=False)  # type: ignore[arg-type]
+            count += _scan(list(av), inside_repeat=False)
     return count
 
 

@@ -198,6 +198,8 @@ def parse_request_head(
     if host_value:  # an empty Host is valid syntax (a target without authority)
         header_host = _host_port(host_value, 80, False)
 
+    host: str | None
+    port: int | None
     if scheme is not None and method != b"CONNECT":  # absolute-form, the proxy's usual case
         form = "absolute"
         scheme, host, port = _scheme_authority(scheme, authority)

@@ -565,7 +565,7 @@ def _encode_address(host: str, port: int) -> bytes:
         except UnicodeEncodeError:
             raise ValueError(f"host name is not ASCII (use its IDNA A-label): {host!r}") from None
         if not 0 < len(name) <= 255:
-            raise ValueError(f"host name must be 1 to 255 bytes: {host[:80]!r}")
+            raise ValueError(f"host name must be 1 to 255 bytes: {host[:80]!r}") from None
         return bytes((ATYP_DOMAIN, len(name))) + name + _U16.pack(port)
     atyp = ATYP_IPV4 if ip.version == 4 else ATYP_IPV6
     return bytes((atyp,)) + ip.packed + _U16.pack(port)

@@ -14,6 +14,7 @@ import ipaddress
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +82,7 @@ class ResolverStats:
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    expires: float  # monotonic
+    expires: float  # by the resolver's clock
     addresses: tuple[str, ...] | None  # None: a negative entry
     reason: str
     code: str
@@ -94,10 +95,14 @@ class Resolver:
     addresses, cached for ``cache_ttl``) and raise :class:`LookupFailed`, ``OSError`` or
     ``EscapeError`` on failure. TTLs of answers are clamped to ``min_ttl``/``max_ttl`` when the
     type's config has them; failures are cached for ``negative_ttl``.
+
+    ``clock`` gives the time cache entries expire by (seconds, monotonic); tests pass their
+    own to expire entries without waiting. The query ``timeout`` is the event loop's.
     """
 
-    def __init__(self, config: ResolverConfig) -> None:
+    def __init__(self, config: ResolverConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self.clock = clock
         self.name = config.name
         self.stats = ResolverStats()
         self._min_ttl: float = getattr(config, "min_ttl", 0.0)
@@ -116,7 +121,7 @@ class Resolver:
     def cached(self, host: str) -> list[str] | None:
         """The cached positive answer for ``host``, if any and not expired."""
         entry = self._cache.get(host)
-        if entry is not None and entry.expires > time.monotonic() and entry.addresses is not None:
+        if entry is not None and entry.expires > self.clock() and entry.addresses is not None:
             return list(entry.addresses)
         return None
 
@@ -134,14 +139,14 @@ class Resolver:
         if literal is not None:
             return Lookup(host, (literal,), 0.0, False)
         entry, hit = await self._entry(host)
-        return Lookup(host, entry.addresses or (), max(0.0, entry.expires - time.monotonic()), hit)
+        return Lookup(host, entry.addresses or (), max(0.0, entry.expires - self.clock()), hit)
 
     # ------------------------------------------------------------------ the cache
 
     async def _entry(self, host: str) -> tuple[_Entry, bool]:
         """The positive entry for ``host`` and whether it came from the cache; raise for a negative one."""
         self.stats.lookups += 1
-        now = time.monotonic()
+        now = self.clock()
         entry = self._cache.get(host)
         if entry is not None:
             if entry.expires > now:
@@ -204,10 +209,10 @@ class Resolver:
         if not answer.addresses:
             self.stats.failures += 1
             return _Entry(self._negative(), None, "no address", RESOLVE_FAILED)
-        return _Entry(time.monotonic() + self._ttl(answer.ttl), answer.addresses, "", "")
+        return _Entry(self.clock() + self._ttl(answer.ttl), answer.addresses, "", "")
 
     def _negative(self) -> float:
-        return time.monotonic() + self.config.negative_ttl
+        return self.clock() + self.config.negative_ttl
 
     def _ttl(self, ttl: float | None) -> float:
         if ttl is None:
@@ -215,7 +220,7 @@ class Resolver:
         return min(max(float(ttl), self._min_ttl), self._max_ttl)
 
     def _store(self, host: str, entry: _Entry) -> None:
-        if entry.expires <= time.monotonic():  # a TTL of 0 (and no min_ttl): not cached
+        if entry.expires <= self.clock():  # a TTL of 0 (and no min_ttl): not cached
             return
         self._cache[host] = entry
         self._cache.move_to_end(host)

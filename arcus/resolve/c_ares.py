@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
+from collections.abc import Callable
 from typing import Any
 
 import aiodns
@@ -34,7 +36,7 @@ from arcus.resolve.base import RESOLVE_FAILED, RESOLVE_TIMEOUT, Answer, LookupFa
 
 log = logging.getLogger("arcus.resolve")
 
-_ADDRESS_TYPES = {pycares.QUERY_TYPE_A, pycares.QUERY_TYPE_AAAA}
+_ADDRESS_DATA = (pycares.ARecordData, pycares.AAAARecordData)
 _OPT_QUERY_CACHE = 1 << 21  # ARES_OPT_QUERY_CACHE of ares.h (c-ares 1.23+); pycares does not export it
 _warned_query_cache = False
 
@@ -69,8 +71,8 @@ _PRIORITY = [
 class CAresResolver(Resolver):
     config: CAresResolverConfig
 
-    def __init__(self, config: CAresResolverConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: CAresResolverConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(config, clock=clock)
         self._dns: aiodns.DNSResolver | None = None
 
     def _channel(self) -> aiodns.DNSResolver:
@@ -104,7 +106,7 @@ class CAresResolver(Resolver):
                 continue
             if isinstance(result, BaseException):
                 raise result
-            found = [r.data.addr for r in result.answer if r.type in _ADDRESS_TYPES]
+            found = [r.data.addr for r in result.answer if isinstance(r.data, _ADDRESS_DATA)]
             if not found:
                 errors.append(pycares.errno.ARES_ENODATA)
                 continue
@@ -125,7 +127,7 @@ class CAresResolver(Resolver):
                 f"no answer from {servers} after {c.tries} {tries} of {c.each_timeout:g}s (resolver {self.name})",
                 code=RESOLVE_TIMEOUT,
             )
-        text, word = _REASONS.get(status, (f"DNS error: {pycares.errno.strerror(status)}", None))
+        text, word = _REASONS.get(status, (f"DNS error: {_strerror(status)}", None))
         source = f"{word} from {servers}" if word else f"from {servers}"
         return LookupFailed(f"{text} ({source}, resolver {self.name})", code=RESOLVE_FAILED)
 
@@ -141,6 +143,8 @@ def _turn_off_query_cache(channel: pycares.Channel) -> bool:
         from pycares import _ffi, _lib
 
         old = channel._channel
+        if old is None:
+            raise RuntimeError("the channel is closed")
         options = _ffi.new("struct ares_options *")
         mask = _ffi.new("int *")
         if _lib.ares_save_options(old[0], options, mask) != _lib.ARES_SUCCESS:
@@ -165,6 +169,11 @@ def _turn_off_query_cache(channel: pycares.Channel) -> bool:
             log.warning("c_ares resolvers keep c-ares's own query cache too (%s): answers may outlive "
                         "max_ttl and failures negative_ttl, up to the records' own TTLs", exc)
         return False
+
+
+def _strerror(status: int) -> str:
+    text = pycares.errno.strerror(status)  # str in pycares 4.4+, bytes (as its stubs say) before
+    return text.decode(errors="replace") if isinstance(text, bytes) else str(text)
 
 
 def _normal(address: str) -> str:

@@ -15,5 +15,5 @@ class SystemResolver(Resolver):
         seen: dict[str, None] = {}
         for family, _, _, _, sockaddr in infos:
             if family in (socket.AF_INET, socket.AF_INET6):
-                seen.setdefault(sockaddr[0].split("%", 1)[0], None)
+                seen.setdefault(str(sockaddr[0]).split("%", 1)[0], None)
         return list(seen)

@@ -9,6 +9,7 @@ keep the Snapshot they were accepted with.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -19,17 +20,18 @@ from typing import Any
 
 from arcus import __version__
 from arcus.audit.feed import audit_handlers
-from arcus.audit.sink import apply_config as apply_audit_config
-from arcus.audit.sink import open_sink as open_audit_sink
+from arcus.audit.records import CLOSE_TIMEOUT as RECORDS_CLOSE_TIMEOUT
 from arcus.auth.secrets import hash_secret
 from arcus.config import load_profile
 from arcus.config.schema import LogConfig, Profile, ServerConfig
 from arcus.control.server import ControlServer
 from arcus.errors import ConfigError, NotFound, OperatorError
-from arcus.names import validate_name
 from arcus.paths import STORE_FILE
+from arcus.policy.egress import HostAddresses
 from arcus.runtime.escaper_cmds import close_escapers, escaper_handlers, start_escapers
-from arcus.runtime.hostaddrs import own_addresses
+from arcus.runtime.fdwatch import FdWatch, raise_limit
+from arcus.runtime.hostaddrs import AddressWatcher, own_addresses
+from arcus.runtime.portholder import busy_hint
 from arcus.runtime.resolve_cmds import resolve_handlers
 from arcus.runtime.snapshot import build_snapshot, load_store, with_store
 from arcus.runtime.tenancy import tenancy_handlers
@@ -68,28 +70,34 @@ class Daemon:
         self.control: ControlServer | None = None
         self.started = time.monotonic()
         self.generation = 0
-        self.own: frozenset[str] = frozenset()
+        self.own = HostAddresses()  # live: the watcher replaces the set as interfaces change
+        self.watcher = AddressWatcher(self.own)
         self._stop = asyncio.Event()
         self._graceful = True
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
+        self.fds = FdWatch()
 
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
         """Load everything, bind everything; raise (and leave nothing behind) on failure."""
+        self.fds = FdWatch(raise_limit()[0])  # a soft limit of 1024 is far too low for a proxy
         profile = await asyncio.to_thread(load_profile, self.profile_arg)
         self.store = await asyncio.to_thread(Store.open, self.data_dir / STORE_FILE)
         data = await asyncio.to_thread(load_store, self.store)
-        self.own = await asyncio.to_thread(own_addresses)
+        self.own.replace(await asyncio.to_thread(own_addresses))
         self.generation = 1
         snapshot = await asyncio.to_thread(build_snapshot, 1, profile, data, self.own)
         self.shared = Shared(snapshot)
+        self.shared.host = self.own
         await start_escapers(snapshot, None)
         self.shared.rehash = self._rehash
         try:
-            # The audit log before the listeners: the first connections are recorded too.
-            self.shared.audit = await asyncio.to_thread(open_audit_sink, profile.audit, self.data_dir)
+            # The records' writer and the audit log before the listeners: the first connections
+            # are recorded too.
+            await asyncio.to_thread(self.shared.records.apply_audit, profile.audit, self.data_dir)
+            self.shared.records.start()
             # Listeners first: once the control socket answers `health`, the proxy serves.
             await self._start_serving(await self._bind_listeners(snapshot))
             self.control = ControlServer(self.socket_path, self._handlers(), log=log)
@@ -98,11 +106,12 @@ class Daemon:
             await self._close_listeners(set(self.listeners))
             if self.control is not None:
                 await self.control.close()
-            if self.shared.audit is not None:
-                await asyncio.to_thread(self.shared.audit.close)
+            await asyncio.to_thread(self.shared.records.close)
             self.store.close()
             raise
         self._spawn(self._sweeper(), "arcus-sweeper")
+        self.watcher.on_gained = self.shared.pool.drop_to  # gained addresses: close idle connections to them
+        self.watcher.start()
         log.info(
             "arcus %s serving profile %s: %s (control socket %s, store %s)",
             __version__,
@@ -165,7 +174,9 @@ class Daemon:
                 log.warning("%d connection(s) still open after %gs; closing them", len(shared.connections), bound)
         for conn in list(shared.connections.values()):
             conn.abort("shutdown")
+        self.watcher.close()
         shared.pool.close_all()
+        shared.verifier.close()
         close_escapers(shared.snapshot)
         for resolver in shared.snapshot.resolvers.values():
             try:  # c-ares threads stop with nothing pending
@@ -176,10 +187,10 @@ class Daemon:
             task.cancel()
         if self.control is not None:
             await self.control.close()
-        await asyncio.sleep(0)  # the aborted connections' last audit events are emitted
-        audit, shared.audit = shared.audit, None
-        if audit is not None:
-            await asyncio.to_thread(audit.close)  # flushes what is queued, bounded
+        await asyncio.sleep(0)  # the aborted connections' last records are emitted
+        # Access-log lines and audit events still queued are written, within the graceful bound.
+        bound = min(RECORDS_CLOSE_TIMEOUT, max(1.0, shared.snapshot.profile.runtime.graceful_timeout))
+        await asyncio.to_thread(shared.records.close, bound)
         if self.store is not None:
             self.store.close()
         log.info("stopped")
@@ -194,6 +205,7 @@ class Daemon:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             self.shared.sweep(time.monotonic())
+            self.fds.check(time.monotonic())  # out of descriptors, connections are reset unseen: say so
 
     # ------------------------------------------------------------------ listeners
 
@@ -226,12 +238,7 @@ class Daemon:
                         f"{where}: server {server.name} cannot listen on {_fmt_addr(host, port)}: "
                         f"{os.strerror(exc.errno) if exc.errno else exc}",
                         code="invalid",
-                        hint=(
-                            f"this daemon listens there itself, as server {ours[0]}: a listener cannot move "
-                            "between servers in one reload (free the port in one reload, take it in the next)"
-                            if ours
-                            else "pick a free port in the profile, or stop what holds this one"
-                        ),
+                        hint=await self._listen_hint(snapshot, host, port, exc, ours),
                     ) from None
                 self.listeners[key] = srv
                 fresh.append(key)
@@ -239,6 +246,14 @@ class Daemon:
             await self._close_listeners(set(fresh))
             raise
         return fresh
+
+    async def _listen_hint(self, snapshot: Snapshot, host: str, port: int, exc: OSError, ours: list[str]) -> str:
+        if ours:
+            return (f"this daemon listens there itself, as server {ours[0]}: a listener cannot move "
+                    "between servers in one reload (free the port in one reload, take it in the next)")
+        if exc.errno == errno.EADDRINUSE:  # who holds it, and how to run elsewhere (looks around: off the loop)
+            return await asyncio.to_thread(busy_hint, snapshot.profile.source, host, port, self.socket_path)
+        return "pick another address in the profile, or stop what holds this one"
 
     def _stale(self, snapshot: Snapshot) -> set[ListenKey]:
         return set(self.listeners) - set(self._wanted(snapshot))
@@ -285,7 +300,7 @@ class Daemon:
                 )
             profile: Profile = await asyncio.to_thread(load_profile, self.profile_arg)
             data = await asyncio.to_thread(load_store, self.store)
-            self.own = await asyncio.to_thread(own_addresses)
+            await self.watcher.refresh()
             generation = self.generation + 1
             snapshot = await asyncio.to_thread(build_snapshot, generation, profile, data, self.own)
             if self._stop.is_set():  # shutdown began while we were building
@@ -310,11 +325,10 @@ class Daemon:
                 except OperatorError as exc:
                     log.error("%s; still logging as before", exc.message)
             try:  # audit on/off, retention, queue and batch sizes
-                self.shared.audit = await asyncio.to_thread(
-                    apply_audit_config, self.shared.audit, profile.audit, self.data_dir
-                )
+                await asyncio.to_thread(self.shared.records.apply_audit, profile.audit, self.data_dir)
             except OperatorError as exc:
                 log.error("%s; the audit log is unchanged", exc.message)
+            self.shared.records.refresh()  # the access log may have been turned on or off
             log.info("reloaded profile %s: generation %d", profile.source, generation)
             return generation
 
@@ -368,14 +382,8 @@ class Daemon:
             "conns": self._cmd_conns,
             "kill": self._cmd_kill,
             "shutdown": self._cmd_shutdown,
-            "tenant.add": self._cmd_tenant_add,
-            "tenant.list": self._cmd_tenant_list,
-            "tenant.show": self._cmd_tenant_show,
-            "tenant.rm": self._cmd_tenant_rm,
-            "tenant.suspend": self._cmd_tenant_suspend,
-            "tenant.resume": self._cmd_tenant_resume,
             **tenancy_handlers(self),
-            **audit_handlers(lambda: self.shared.audit),
+            **audit_handlers(lambda: self.shared.records.audit),
             **resolve_handlers(self),
             **escaper_handlers(self),
         }
@@ -403,6 +411,8 @@ class Daemon:
             "generation": self.generation,
             "uptime": round(time.monotonic() - self.started, 3),
             "pooled_upstreams": len(shared.pool),
+            "fds": self.fds.info(),
+            "auth": shared.verifier.info(),
         }
 
     async def _cmd_reload(self, args: dict) -> dict:
@@ -439,47 +449,3 @@ class Daemon:
         # answer first, then stop
         asyncio.get_running_loop().call_soon(self.request_stop, graceful)
         return {"shutting_down": True, "graceful": graceful}
-
-    @staticmethod
-    def _name(args: dict) -> str:
-        name = args.get("name")
-        if not isinstance(name, str):
-            raise OperatorError("missing tenant name", code="invalid", hint="pass {\"name\": \"acme\"}")
-        return validate_name("tenant", name)
-
-    async def _cmd_tenant_add(self, args: dict) -> dict:
-        name = self._name(args)
-        sources = args.get("sources") or []
-        display = args.get("display_name")
-        if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
-            raise OperatorError("sources must be a list of CIDR strings", code="invalid")
-        if display is not None and not isinstance(display, str):
-            raise OperatorError("display_name must be a string", code="invalid")
-        tenant = await asyncio.to_thread(self.store.add_tenant, name, display, sources)
-        await self.refresh_tenants()
-        return tenant.to_dict()
-
-    async def _cmd_tenant_list(self, args: dict) -> list[dict]:
-        return [t.to_dict() for t in await asyncio.to_thread(self.store.list_tenants)]
-
-    async def _cmd_tenant_show(self, args: dict) -> dict:
-        tenant = await asyncio.to_thread(self.store.get_tenant, self._name(args))
-        out = tenant.to_dict()
-        out["usage"] = self.shared.tenant_counters.get(tenant.name).to_dict()
-        return out
-
-    async def _cmd_tenant_rm(self, args: dict) -> dict:
-        name = self._name(args)
-        await asyncio.to_thread(self.store.remove_tenant, name)
-        await self.refresh_tenants()
-        return {"removed": name}
-
-    async def _cmd_tenant_suspend(self, args: dict) -> dict:
-        tenant = await asyncio.to_thread(self.store.set_suspended, self._name(args), True)
-        await self.refresh_tenants()
-        return tenant.to_dict()
-
-    async def _cmd_tenant_resume(self, args: dict) -> dict:
-        tenant = await asyncio.to_thread(self.store.set_suspended, self._name(args), False)
-        await self.refresh_tenants()
-        return tenant.to_dict()

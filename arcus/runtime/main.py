@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from arcus.audit.records import LOG_FORMAT
 from arcus.config.schema import LogConfig
 from arcus.errors import OperatorError
 from arcus.runtime.daemon import Daemon
@@ -17,7 +18,8 @@ def setup_logging(config: LogConfig) -> None:
 
     The new handler is opened before the old one is dropped, so a target that cannot be opened
     raises OperatorError and leaves logging as it was. A reload (SIGHUP from logrotate) reopens
-    a log file.
+    a log file. Access-log lines are written by the records writer thread
+    (:class:`arcus.audit.records.AccessLog`), in batches, to the handler set up here.
     """
     if config.target == "stderr":
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
@@ -30,7 +32,7 @@ def setup_logging(config: LogConfig) -> None:
                 code="invalid",
                 hint="create its directory, or set log.target in the profile to stderr or another file",
             ) from None
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger("arcus")
     old = list(root.handlers)
     root.handlers[:] = [handler]

@@ -17,6 +17,7 @@ from arcus.config.schema import Profile
 from arcus.errors import OperatorError
 from arcus.escape import build_escapers
 from arcus.policy import Rule, compile_policy
+from arcus.policy.egress import HostAddresses
 from arcus.resolve import build_resolver
 from arcus.serve.context import Snapshot
 from arcus.tenancy.directory import Tenancy
@@ -43,7 +44,7 @@ def load_store(store: Any) -> StoreView:
     return StoreView(store.list_tenants(), {}, {})
 
 
-def build_snapshot(generation: int, profile: Profile, data: StoreView, own_addresses: frozenset[str]) -> Snapshot:
+def build_snapshot(generation: int, profile: Profile, data: StoreView, own_addresses: HostAddresses | frozenset[str]) -> Snapshot:
     resolvers = {r.name: build_resolver(r) for r in profile.resolvers}
     escapers = build_escapers(profile.escapers, resolvers, own_addresses, profile.source)
     return Snapshot(
@@ -117,9 +118,9 @@ def build_tenancy(profile: Profile, data: StoreView) -> Tenancy:
             explicit_ids=frozenset(r.id for r in rules if r.action == "allow" and r.dest_cidrs),
             block_page=getattr(t, "block_page", None),
             log_query=bool(getattr(t, "log_query", False)),
+            lock_sources=t.lock_sources,
             users=users,
             limits=_limits(t),
-            lock_sources=bool(getattr(t, "lock_sources", False)),  # the store column (ops-layer) when present
         )
     rt = profile.runtime
     box = LimitSpec(rt.max_connections, rt.rps, rt.bandwidth)

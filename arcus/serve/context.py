@@ -14,7 +14,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from arcus.audit.records import Records
 from arcus.auth.credcache import CredentialCache, FailureThrottle
+from arcus.auth.verifier import Verifier
+from arcus.policy.egress import HostAddresses
 from arcus.serve.pool import UpstreamPool
 from arcus.tenancy.directory import EMPTY_TENANCY, Tenancy
 from arcus.tenancy.views import Limits, Scope, apply_limits
@@ -24,9 +27,6 @@ if TYPE_CHECKING:
     from arcus.config.schema import Profile, ServerConfig
     from arcus.escape.base import Escaper
     from arcus.resolve.base import Resolver
-
-access_log = logging.getLogger("arcus.access")
-
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
@@ -117,10 +117,11 @@ class Shared:
         self.server_counters = CounterSet()
         self.tenant_counters = CounterSet()
         self.user_counters = CounterSet()  # keyed "tenant/user"
-        self.audit = None  # arcus.audit.sink.AuditSink when the profile enables the audit log
+        self.records = Records()  # every connection's and request's record: access log, audit, readers
         self.limits: dict[Scope, Limits] = {}  # live limiters by scope, kept across Snapshots
         self.credcache = CredentialCache()  # verified credentials: a KDF does not run per request
-        self.throttle = FailureThrottle()  # failed logins per client address
+        self.throttle = FailureThrottle()  # failed logins per client address (IPv6: per /64)
+        self.verifier = Verifier(self.credcache, self.throttle)  # bounded password checks, own thread pool
         # set by the runtime: rehash(tenant, user, old_secret, password) upgrades a legacy hash
         self.rehash = None
         apply_limits(self.limits, snapshot.tenancy.box, snapshot.tenancy.tenants.values(), time.monotonic())
@@ -129,6 +130,7 @@ class Shared:
         self.request_ids = itertools.count(1)
         self.boot = format(int(time.time()) & 0xFFFFFF, "06x")
         self.pool = UpstreamPool()
+        self.host = HostAddresses()  # the box's own addresses, live: the runtime fills and updates it
 
     def swap(self, snapshot: Snapshot) -> None:
         """Make ``snapshot`` current (on the event loop): limiter rates first, then the one reference."""

@@ -67,7 +67,7 @@ class HttpProxyConnection(Session):
     def _configure(self) -> bool:
         lim = self.conf.limits
         self.limits = Limits(lim.max_request_line, lim.max_header_bytes, lim.max_headers)
-        self.local_client = self.client_ip.startswith("127.") or self.client_ip in ("::1", "::ffff:127.0.0.1")
+        self.local_client = self.shared.host.is_local(self.client_ip)  # the egress guard's own notion of "on the box"
         return self.routing.configure(self)
 
     def rejected(self, refusal: Refusal) -> None:
@@ -236,7 +236,7 @@ class HttpProxyConnection(Session):
     def _forward(self) -> None:
         req = self.ex.req
         key = self._pool_key(req.scheme)
-        up = self.shared.pool.take(key) if self.check is None else None
+        up = self.shared.pool.take(key, self.client_ip, self.snap.escapers.get(self.conf.escaper)) if self.check is None else None
         if up is not None:
             up.reused = True
             self._attach(up)

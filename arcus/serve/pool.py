@@ -1,7 +1,18 @@
 """Idle keep-alive connections to origins, kept for reuse.
 
 Keyed by (escaper, tenant, client locality, scheme, host, port): a connection opened for one
-tenant, or opened under the loopback allowance of a local client, is never handed to another.
+tenant, or opened under the loopback allowance of a client on the box, is never handed to
+another. Locality is the egress guard's own answer (``HostAddresses.is_local``: loopback or
+one of the box's addresses), so a client reaching the proxy at the box's LAN address does not
+share connections with off-box clients.
+
+Defence in depth: each idle connection remembers the address it is connected to, and
+``take`` asks the egress guards of the escaper again with the new client before handing it
+over; a connection the guard would now refuse (another client, or a destination that has
+since become one of the box's addresses) is closed instead. ``drop_to`` closes the idle
+connections to addresses the box has just gained; ones in use finish their exchange and are
+refused by ``take`` afterwards.
+
 Bounded per key; idle ones expire after the server's ``upstream_idle``; an idle connection
 that receives bytes or EOF is dropped.
 """
@@ -10,31 +21,79 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from arcus.policy.egress import EgressGuard, IPAddress, parse_ip
+
 if TYPE_CHECKING:
+    from arcus.escape.base import Escaper
     from arcus.serve.upstream import UpstreamConnection
 
 PoolKey = tuple
 
 
+def guards_of(escaper: Escaper | None) -> tuple[EgressGuard, ...]:
+    """The egress guards of every direct escaper ``escaper`` may leave by (itself or behind a
+    route). Proxy escapers have none: their connection goes to the configured proxy."""
+    out: list[EgressGuard] = []
+    seen: set[int] = set()
+    todo = [escaper] if escaper is not None else []
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        guard = getattr(e, "guard", None)
+        if isinstance(guard, EgressGuard):
+            out.append(guard)
+        todo.extend(e.next_escapers)
+    return tuple(out)
+
+
+def _peer_of(conn: UpstreamConnection) -> str | None:
+    transport = conn.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    if not peer:
+        return None
+    return str(peer[0]).split("%", 1)[0]
+
+
 class UpstreamPool:
     def __init__(self) -> None:
         self._idle: dict[PoolKey, deque[UpstreamConnection]] = {}
+        self._peer: dict[UpstreamConnection, str | None] = {}  # idle connection -> address it reaches
 
-    def take(self, key: PoolKey) -> UpstreamConnection | None:
+    def take(self, key: PoolKey, client: str, escaper: Escaper | None) -> UpstreamConnection | None:
+        """An idle connection for ``key`` that ``escaper``'s guards let ``client`` use, or None."""
         q = self._idle.get(key)
+        if not q:
+            return None
+        guards = guards_of(escaper)
         while q:
             conn = q.pop()  # most recently used first: warmest, least likely to be closed
             if not q:
                 del self._idle[key]
+            peer = self._peer.pop(conn, None)
             conn.pool = None
-            if conn.usable():
+            if conn.usable() and self._allowed(guards, client, peer):
                 conn.pooled = False
                 return conn
+            conn.pooled = False
             conn.close()
             q = self._idle.get(key)
         return None
+
+    @staticmethod
+    def _allowed(guards: tuple[EgressGuard, ...], client: str, peer: str | None) -> bool:
+        if not guards:
+            return True
+        if peer is None:  # cannot tell where it goes: not worth the risk
+            return False
+        try:
+            return all(g.check(client, peer) is None for g in guards)
+        except ValueError:
+            return False
 
     def put(self, conn: UpstreamConnection, idle_for: float, max_per_key: int) -> None:
         if not conn.usable() or idle_for <= 0:
@@ -47,9 +106,11 @@ class UpstreamPool:
         conn.pooled = True
         conn.pool = self
         conn.idle_until = time.monotonic() + idle_for
+        self._peer[conn] = _peer_of(conn)
         q.append(conn)
 
     def discard(self, conn: UpstreamConnection) -> None:
+        self._peer.pop(conn, None)
         q = self._idle.get(conn.key)
         if q is not None:
             try:
@@ -59,19 +120,46 @@ class UpstreamPool:
             if not q:
                 del self._idle[conn.key]
 
-    def expire(self, now: float) -> None:
+    def _drop_where(self, doomed: Callable[[UpstreamConnection], bool]) -> int:
+        """Close every idle connection ``doomed`` says so of; how many."""
+        dropped = 0
         for key in list(self._idle):
-            q = self._idle[key]
-            keep = deque(c for c in q if c.idle_until > now and c.usable())
-            for c in q:
-                if c not in keep:
-                    c.pooled = False
-                    c.pool = None
-                    c.close()
+            keep: deque[UpstreamConnection] = deque()
+            for c in self._idle[key]:
+                if not doomed(c):
+                    keep.append(c)
+                    continue
+                self._peer.pop(c, None)
+                c.pooled = False
+                c.pool = None
+                c.close()
+                dropped += 1
             if keep:
                 self._idle[key] = keep
             else:
                 del self._idle[key]
+        return dropped
+
+    def expire(self, now: float) -> None:
+        self._drop_where(lambda c: c.idle_until <= now or not c.usable())
+
+    def drop_to(self, addresses: Iterable[IPAddress]) -> int:
+        """Close the idle connections to any of ``addresses`` (ones the box has just gained,
+        now special destinations); how many."""
+        targets = frozenset(addresses)
+        if not targets or not self._idle:
+            return 0
+
+        def doomed(c: UpstreamConnection) -> bool:
+            peer = self._peer.get(c)
+            if peer is None:
+                return False
+            try:
+                return parse_ip(peer) in targets
+            except ValueError:
+                return False
+
+        return self._drop_where(doomed)
 
     def close_all(self) -> None:
         for q in self._idle.values():
@@ -80,6 +168,7 @@ class UpstreamPool:
                 c.pool = None
                 c.close()
         self._idle.clear()
+        self._peer.clear()
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._idle.values())

@@ -1,35 +1,16 @@
-"""Where the data plane's records leave it: one place for the audit log and the access log.
+"""Where the data plane's records leave it: one place, ``record``, for every exchange and tunnel.
 
-``emit`` is the one call that writes a record (the ``records`` work moves both logs off the
-event loop behind ``shared.records.emit(event)``; this is the call site to change).
+The record is one ``AuditEvent`` handed to ``shared.records.emit`` (``arcus.audit.records``: off
+the event loop, it feeds the access log, the audit log and the subscribers); the user's usage
+counters move here too, from the same facts.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
 from arcus.audit.events import AuditEvent
-
-access_log = logging.getLogger("arcus.access")
-
-
-def emit(shared: Any, event: AuditEvent) -> None:
-    """Write one record to the audit log (when the profile enables it)."""
-    sink = shared.audit
-    if sink is not None:
-        sink.emit(event)
-
-
-def access(fmt: str, *args: Any) -> None:
-    """One access-log line (formatted only when the access log is on)."""
-    if access_log.isEnabledFor(logging.INFO):
-        access_log.info(fmt, *args)
-
-
-def wants_access() -> bool:
-    return access_log.isEnabledFor(logging.INFO)
 
 
 def record(
@@ -50,8 +31,9 @@ def record(
     request_id: str | None,
     sni: str | None = None,
 ) -> None:
-    """The record of one exchange or one tunnel: the user's usage, an access-log line and an
-    audit event, from the same facts. ``error``: an ``ErrorCode`` or ""."""
+    """The record of one exchange or one tunnel: the user's usage and one event (access log,
+    audit, subscribers). ``error``: an ``ErrorCode`` or "". ``sni``: the server name a TLS
+    client sent through a tunnel (``AuditEvent`` has no field for it yet)."""
     shared = session.shared
     user = session.user
     if user is not None:
@@ -61,27 +43,10 @@ def record(
         c.bytes_down += down
         if error:
             c.errors[error] += 1
-    if access_log.isEnabledFor(logging.INFO):
-        target = (f"[{host}]:{port}" if ":" in host else f"{host}:{port}") if host else "-"
-        access_log.info(
-            "%s %s %s %s %s%s %d %d %d %.1fms %s%s",
-            request_id or session.id,
-            session.client,
-            session.tenant,
-            method or session.conf.type,
-            target,
-            path.split("?", 1)[0] if path else "",  # never the query string: it may carry secrets
-            status,
-            up,
-            down,
-            duration * 1000,
-            error or "-",
-            f" sni={sni}" if sni else "",
-        )
-    if shared.audit is None:
+    records = shared.records
+    if not records.enabled:
         return
-    emit(
-        shared,
+    records.emit(
         AuditEvent(
             time=time.time(),
             kind=kind,
@@ -104,5 +69,6 @@ def record(
             error_code=error.value if error else None,
             request_id=request_id,
             conn_id=session.id,
+            server_type=session.conf.type,
         ),
     )

@@ -12,14 +12,15 @@ in the frozen binary to work around rather than to use.
 from __future__ import annotations
 
 import sqlite3
+import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from arcus.privfiles import create_private_file, make_private_dirs, tighten_sqlite_modes
 from arcus.errors import OperatorError
+from arcus.privfiles import create_private_file, make_private_dirs, tighten_sqlite_modes
 
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds a writer waits for another writer before giving up
 
@@ -63,8 +64,8 @@ def connect(path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> sqlite
         ) from None
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
+        mode = _enable_wal(conn, busy_timeout)
+        if mode.lower() != "wal":
             raise OperatorError(
                 f"cannot open store {path}: WAL mode unavailable (journal mode is {mode})",
                 hint="put the data dir on a local file system (WAL needs shared memory)",
@@ -79,6 +80,31 @@ def connect(path: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> sqlite
         raise
     tighten_sqlite_modes(path)
     return conn
+
+
+def _enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> str:
+    """Switch ``conn`` to WAL mode; return the journal mode SQLite reports.
+
+    Switching writes the file header: SQLite reads it (a read transaction), then upgrades to a
+    write. When several processes open a new store at once, one holds the write lock while
+    another already holds its read lock, and SQLite fails that upgrade with SQLITE_BUSY at
+    once, without calling the busy handler (waiting while holding a read lock could
+    deadlock). So this statement, alone of the ones run on open, is retried here, within the
+    same bound as the busy timeout; a retry usually finds the header already switched by the
+    other process and writes nothing. (``BEGIN IMMEDIATE`` cannot help: the journal mode
+    cannot change inside a transaction.)
+    """
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.001
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            remaining = deadline - time.monotonic()
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or remaining <= 0:
+                raise
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.05)
 
 
 def translate(exc: sqlite3.Error, path: Path) -> OperatorError:

@@ -131,10 +131,43 @@ def _m3_proxy_hosts(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE tenants ADD COLUMN proxy_hosts TEXT NOT NULL DEFAULT '[]'")
 
 
+def _m4_locked_sources_and_names(conn: sqlite3.Connection) -> None:
+    # lock_sources: from the tenant's source ranges only its own users are admitted (a client
+    # there presenting another tenant's credentials is refused).
+    conn.execute(
+        "ALTER TABLE tenants ADD COLUMN lock_sources INTEGER NOT NULL DEFAULT 0 CHECK (lock_sources IN (0, 1))"
+    )
+    # Tenant names are unique without regard to ASCII case (names are [A-Za-z0-9._-], which
+    # NOCASE folds entirely). A store may already hold two names differing only in case: they
+    # are both kept (no data is lost, the store opens), so the rule is a trigger and not a
+    # UNIQUE index, which could not be created over them. New clashes are refused by
+    # arcus.store.tenants.insert with a message and, as a backstop, by these triggers.
+    conn.execute("CREATE INDEX tenants_name_nocase ON tenants(name COLLATE NOCASE)")
+    for event in ("INSERT", "UPDATE OF name"):
+        table_ref = "" if event == "INSERT" else " AND id != NEW.id"
+        conn.execute(
+            f"""
+            CREATE TRIGGER tenants_name_unique_nocase_{event.split()[0].lower()}
+            BEFORE {event} ON tenants
+            WHEN EXISTS (SELECT 1 FROM tenants WHERE name = NEW.name COLLATE NOCASE{table_ref})
+            BEGIN SELECT RAISE(ABORT, 'tenant name clash: names are unique regardless of case'); END
+            """
+        )
+    clashes = conn.execute(
+        "SELECT group_concat(name, ', ') FROM tenants GROUP BY name COLLATE NOCASE HAVING count(*) > 1"
+    ).fetchall()
+    if clashes:
+        conn.execute(
+            "INSERT INTO changes (time, action, object, detail) VALUES (?, ?, ?, ?)",
+            (utc_now(), "store.name_clash", "tenants", json.dumps({"kept": [c[0] for c in clashes]})),
+        )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tenants, their source ranges, change history; the default tenant", _m1_tenants),
     Migration(2, "tenant auth, policy and limit settings; users; policy rules", _m2_tenancy),
     Migration(3, "tenant proxy host names (identification by SNI on TLS listeners)", _m3_proxy_hosts),
+    Migration(4, "locked source ranges; tenant names unique regardless of case", _m4_locked_sources_and_names),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

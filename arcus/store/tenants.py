@@ -42,6 +42,7 @@ class Tenant:
     bandwidth: float | None = None  # bytes/s, each direction
     log_query: bool = False  # the audit log keeps URL query strings only when True
     proxy_hosts: tuple[str, ...] = ()  # names (SNI) its clients use to reach the proxy over TLS
+    lock_sources: bool = False  # from its source ranges, only its own users are admitted
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class Tenant:
             "bandwidth": self.bandwidth,
             "log_query": self.log_query,
             "proxy_hosts": list(self.proxy_hosts),
+            "lock_sources": self.lock_sources,
         }
 
 
@@ -74,6 +76,7 @@ SETTINGS = (
     "bandwidth",
     "log_query",
     "proxy_hosts",
+    "lock_sources",
 )
 
 
@@ -105,15 +108,15 @@ def check_settings(changes: dict[str, Any]) -> dict[str, Any]:
             out[key] = values.rate_limit("bandwidth", value, "bytes")
         elif key == "proxy_hosts":
             out[key] = values.host_patterns("proxy_hosts", value)
-        else:  # log_query
-            out[key] = values.flag("log_query", value)
+        else:  # log_query, lock_sources
+            out[key] = values.flag(key, value)
     return out
 
 
 def _column(key: str, value: Any) -> Any:
     if key in ("auth_exempt", "proxy_hosts"):
         return json.dumps(list(value))
-    if key == "log_query":
+    if key in ("log_query", "lock_sources"):
         return int(value)
     return value
 
@@ -155,14 +158,33 @@ def validate_display_name(value: str | None, name: str) -> str:
     return text
 
 
-def not_found(name: str) -> NotFound:
+def not_found(name: str, spelled: str | None = None) -> NotFound:
+    """``spelled``: the tenant whose name differs from ``name`` only in case, if there is one."""
+    if spelled is not None:
+        return NotFound(
+            f"tenant {name!r} does not exist",
+            hint=f"did you mean {spelled!r}? tenant names are matched exactly (and unique regardless of case)",
+        )
     return NotFound(f"tenant {name!r} does not exist", hint=LIST_HINT)
+
+
+def same_but_case(conn: sqlite3.Connection, name: str) -> str | None:
+    """The stored name that equals ``name`` regardless of ASCII case (the exact one first)."""
+    row = conn.execute(
+        "SELECT name FROM tenants WHERE name = ? COLLATE NOCASE ORDER BY name = ? DESC, name LIMIT 1",
+        (name, name),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _missing(conn: sqlite3.Connection, name: str) -> NotFound:
+    return not_found(name, same_but_case(conn, name))
 
 
 def tenant_id(conn: sqlite3.Connection, name: str) -> int:
     row = conn.execute("SELECT id FROM tenants WHERE name = ?", (name,)).fetchone()
     if row is None:
-        raise not_found(name)
+        raise _missing(conn, name)
     return int(row[0])
 
 
@@ -189,7 +211,7 @@ def _sources_by_tenant(conn: sqlite3.Connection, tenant_id: int | None) -> dict[
 
 def _build(row: tuple[Any, ...], sources: list[str]) -> Tenant:
     (_, name, display_name, suspended, created_at, auth, auth_exempt, realm, default_action,
-     block_page, max_conns, rps, bandwidth, log_query, proxy_hosts) = row
+     block_page, max_conns, rps, bandwidth, log_query, proxy_hosts, lock_sources) = row
     return Tenant(
         name=name,
         display_name=display_name,
@@ -206,12 +228,13 @@ def _build(row: tuple[Any, ...], sources: list[str]) -> Tenant:
         bandwidth=bandwidth,
         log_query=bool(log_query),
         proxy_hosts=tuple(json.loads(proxy_hosts)),
+        lock_sources=bool(lock_sources),
     )
 
 
 _COLUMNS = (
     "id, name, display_name, suspended, created_at, auth, auth_exempt, realm, default_action, "
-    "block_page, max_conns, rps, bandwidth, log_query, proxy_hosts"
+    "block_page, max_conns, rps, bandwidth, log_query, proxy_hosts, lock_sources"
 )
 
 
@@ -224,7 +247,7 @@ def select_all(conn: sqlite3.Connection) -> list[Tenant]:
 def select_one(conn: sqlite3.Connection, name: str) -> Tenant:
     row = conn.execute(f"SELECT {_COLUMNS} FROM tenants WHERE name = ?", (name,)).fetchone()
     if row is None:
-        raise not_found(name)
+        raise _missing(conn, name)
     return _build(row, _sources_by_tenant(conn, int(row[0])).get(int(row[0]), []))
 
 
@@ -247,7 +270,14 @@ def insert(conn: sqlite3.Connection, new: NewTenant) -> None:
 
     Ranges are inserted one by one and a conflict is detected by the UNIQUE constraint on
     the very insert that hits it: the caller's transaction must roll the earlier inserts back.
+    Names are unique regardless of case: ``ACME`` is refused while ``acme`` exists.
     """
+    existing = same_but_case(conn, new.name)
+    if existing is not None and existing != new.name:
+        raise AlreadyExists(
+            f"tenant {new.name!r} clashes with tenant {existing!r}",
+            hint=f"tenant names are unique regardless of case; use {existing!r} or choose another name",
+        )
     try:
         cursor = conn.execute(
             "INSERT INTO tenants (name, display_name, suspended, created_at) VALUES (?, ?, 0, ?)",

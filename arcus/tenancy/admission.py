@@ -5,7 +5,8 @@ per tunnel; it runs, in order:
 
 1. identification (``arcus.tenancy.identify``): the tenant, and the credentials to verify;
 2. credentials: from the cache, or by the key-derivation function off the event loop
-   (``_verify``: the one call into ``arcus.auth``); a throttled address is refused first;
+   (``verify_credentials``: the one call into ``arcus.auth.verifier``); a throttled address is
+   refused first;
 3. the user: blocked, expired; the connection's user slot (moved when the user changes);
 4. the tenant slot: a connection whose requests switch tenant (by credentials or a trusted
    ``X-Tenant-ID``) takes a slot in the new tenant and releases the old one;
@@ -28,8 +29,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from arcus.auth.secrets import needs_rehash, verify_secret
-from arcus.errors import ErrorCode, OperatorError, Refusal
+from arcus.auth.secrets import needs_rehash
+from arcus.auth.verifier import Check, Outcome
+from arcus.errors import ErrorCode, Refusal
 from arcus.policy import Request as PolicyRequest
 from arcus.tenancy.identify import Claims, Credentials, identify
 from arcus.tenancy.views import BOX, Limits, Scope, TenantView, UserView
@@ -204,45 +206,32 @@ def _cache_key(tv: TenantView, user: UserView) -> str:
 def credentials_known(shared: Any, creds: Credentials, client_ip: str) -> UserView | Refusal | None:
     """The verdict without a key derivation when it can be had: a throttled address, an unknown
     user, or a cached result. None: the secret must be verified (``verify_credentials``)."""
-    now = time.monotonic()
-    wait = shared.throttle.blocked(client_ip, now)
-    if wait > 0:
-        return Refusal(ErrorCode.AUTH_THROTTLED, "too many failed logins from your address; wait and try again", retry_after=wait)
-    tv = creds.tenant
-    user = tv.users.get(creds.name)
-    if user is None:
-        shared.throttle.failed(client_ip, now)
-        return Refusal(ErrorCode.AUTH_REQUIRED, "unknown user or wrong password", realm=tv.realm)
-    known = shared.credcache.check(_cache_key(tv, user), creds.password, now)
-    if known is None:
-        return None
-    return _verdict(shared, creds, user, known, client_ip)
-
-
-async def _verify(secret: str, password: str) -> bool:
-    """The one call into password verification (a key-derivation function, off the loop)."""
-    try:
-        return await asyncio.to_thread(verify_secret, secret, password)
-    except OperatorError:
-        return False  # an unreadable stored secret admits nobody
+    user = creds.tenant.users.get(creds.name)
+    check = shared.verifier.known(None if user is None else _cache_key(creds.tenant, user), creds.password, client_ip)
+    return None if check is None else _verdict(creds, user, check)
 
 
 async def verify_credentials(shared: Any, creds: Credentials, client_ip: str) -> UserView | Refusal:
+    """The one call into password verification: ``arcus.auth.verifier`` (its own bounded pool,
+    attempts throttled and counted before hashing)."""
     tv = creds.tenant
     user = tv.users[creds.name]
-    ok = await _verify(user.secret, creds.password)
-    shared.credcache.remember(_cache_key(tv, user), creds.password, ok, time.monotonic())
-    if ok and shared.rehash is not None and needs_rehash(user.secret):
+    check = await shared.verifier.verify(_cache_key(tv, user), user.secret, creds.password, client_ip)
+    if check.outcome is Outcome.OK and shared.rehash is not None and needs_rehash(user.secret):
         # a legacy hash (md5-crypt, G3 fast hash...): store a scrypt one for the password just verified
         shared.rehash(tv.name, user.name, user.secret, creds.password)
-    return _verdict(shared, creds, user, ok, client_ip)
+    return _verdict(creds, user, check)
 
 
-def _verdict(shared: Any, creds: Credentials, user: UserView, ok: bool, client_ip: str) -> UserView | Refusal:
-    if not ok:
-        shared.throttle.failed(client_ip, time.monotonic())
+def _verdict(creds: Credentials, user: UserView | None, check: Check) -> UserView | Refusal:
+    if check.outcome is Outcome.THROTTLED:
+        return Refusal(
+            ErrorCode.AUTH_THROTTLED, "too many failed logins from your address; wait and try again", retry_after=check.retry_after
+        )
+    if check.outcome is Outcome.BUSY:
+        return Refusal(ErrorCode.AUTH_THROTTLED, "too many logins are being checked; try again shortly", retry_after=check.retry_after)
+    if check.outcome is Outcome.WRONG or user is None:
         return Refusal(ErrorCode.AUTH_REQUIRED, "unknown user or wrong password", realm=creds.tenant.realm)
-    shared.throttle.succeeded(client_ip)
     if user.blocked:
         return Refusal(ErrorCode.USER_BLOCKED, f"user {user.name} is blocked")
     if user.expires is not None and time.time() >= user.expires:

@@ -116,6 +116,7 @@ class TenantView:
     explicit_ids: frozenset[str] = frozenset()  # allow rules with dest_cidrs: they open special ranges
     block_page: str | None = None
     log_query: bool = False
+    lock_sources: bool = False  # from its source ranges, only its own users are admitted
     users: dict[str, UserView] = field(default_factory=dict)
     limits: LimitSpec = LimitSpec()
     # from this tenant's source ranges only its own users are admitted (no user@other)

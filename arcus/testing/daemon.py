@@ -159,8 +159,12 @@ class DaemonProcess:
             return client.call(cmd, args)
 
     def listen(self, server: str = "http") -> str:
-        for s in self.ctl("health")["servers"]:
+        health = self.ctl("health")
+        for s in health["servers"]:
             if s["name"] == server:
+                if not s["listen"]:
+                    # A draining daemon has closed its listeners: read the address before the stop.
+                    raise AssertionError(f"server {server} listens nowhere (daemon status {health.get('status')})")
                 return s["listen"][0]
         raise KeyError(server)
 

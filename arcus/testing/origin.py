@@ -185,3 +185,17 @@ class Origin:
             send("404 Not Found", b"no such path")
         await writer.drain()
         return (seen.header("connection") or "").lower() != "close"
+
+
+def main() -> None:
+    """``python -m arcus.testing.origin``: serve on 127.0.0.1, print the port, stop when stdin closes
+    (for a test that needs the origin in another network namespace)."""
+    import sys
+
+    with Origin() as origin:
+        print(origin.port, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()

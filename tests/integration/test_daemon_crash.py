@@ -116,7 +116,7 @@ def test_kill_9_during_tenant_adds_leaves_a_whole_store_and_the_daemon_starts_ag
             while not adder.acked and time.monotonic() < deadline and adder.is_alive():
                 time.sleep(0.01)
             assert adder.acked, (adder.ended_by, d.log())
-            time.sleep(rng.uniform(0.05, 0.8))
+            time.sleep(rng.uniform(0.05, 0.8))  # a kill at a random moment: the behaviour under test
             os.kill(d.proc.pid, signal.SIGKILL)
             assert d.proc.wait(10) == -signal.SIGKILL
             adder.join(15)

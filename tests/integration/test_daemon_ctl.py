@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -20,6 +19,8 @@ import pytest
 
 from arcus.control.client import ControlClient, DaemonNotRunning
 from arcus.testing.daemon import DaemonProcess, render_profile
+from arcus.testing.privatebox import PrivateBox
+from arcus.testing.wait import wait_until
 from tests.conftest import IN_CI, require_program
 from tests.integration.conftest import run_curl
 
@@ -48,16 +49,6 @@ def recv_until(s: socket.socket, marker: bytes, limit: int = 1 << 20) -> bytes:
             break
         out += data
     return out
-
-
-def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
 
 
 # ---------------------------------------------------------------------------------- commands
@@ -153,7 +144,7 @@ def test_conns_lists_a_live_tunnel_and_kill_ends_it(daemon, origin):
         assert json.loads(r.stdout) == {"killed": remaining[0]["id"]}
         bystander.settimeout(5)
         assert bystander.recv(1) == b""
-        assert wait_for(lambda: daemon.ctl("conns") == [])
+        wait_until(lambda: daemon.ctl("conns") == [], what="no live connection")
     finally:
         tunnel.close()
         bystander.close()
@@ -179,7 +170,11 @@ def test_commands_without_a_daemon_exit_3_saying_not_running(tmp_path):
     assert "Traceback" not in r.stderr
     r = d.arcus("ctl", "health", "--json")
     assert r.returncode == 3
-    assert json.loads(r.stdout) == {"status": "not_running", "socket": str(d.socket)}
+    out = json.loads(r.stdout)
+    assert (out["status"], out["socket"], out["error"]["code"]) == ("not_running", str(d.socket), "unavailable")
+    r = d.arcus("ctl", "stats", "--json")
+    assert r.returncode == 3
+    assert json.loads(r.stdout)["error"]["message"] == f"arcus is not running: nothing answers on {d.socket}"
     commands = [("stats",), ("conns",), ("reload",), ("kill", "1"), ("shutdown",), ("shutdown", "--graceful")]
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(pool.map(lambda args: d.arcus("ctl", *args), commands))
@@ -410,71 +405,87 @@ def test_the_first_health_answer_already_lists_every_listener(tmp_path):
             d._log.close()
 
 
-def _default_socket(env: dict[str, str]) -> Path:
-    r = subprocess.run(
-        [sys.executable, "-c", "from arcus.paths import default_socket_path; print(default_socket_path())"],
-        capture_output=True, text=True, timeout=30, env=env,
-    )
-    assert r.returncode == 0, r.stderr
-    return Path(r.stdout.strip())
-
-
 def _busy(message: str) -> None:
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
 
 
-def test_arcus_serve_with_no_profile_and_no_socket_uses_the_defaults(curl, tmp_path, origin):
-    """127.0.0.1:3128 and the default control socket, which `arcus ctl` finds by itself."""
-    d = DaemonProcess(tmp_path / "arcus")  # its env has no ARCUS_SOCKET
-    default_socket = _default_socket(d.env)
-    probe = socket.socket()
-    try:
-        probe.bind(("127.0.0.1", 3128))
-    except OSError as exc:
-        _busy(f"port 127.0.0.1:3128 is busy ({exc.strerror}); the default profile needs it")
-    finally:
-        probe.close()
-    try:
-        with ControlClient(default_socket, timeout=5) as c:
-            c.call("health")
-        _busy(f"an arcus daemon already answers on the default socket {default_socket}")
-    except DaemonNotRunning:
-        pass
+class BoxDaemon(DaemonProcess):
+    """The real daemon (and its CLI) inside a PrivateBox: its own 127.0.0.1:3128 and /run."""
 
-    d._log = open(d.log_path, "ab")
-    d.proc = subprocess.Popen(
-        d.command("serve", "--data-dir", str(d.data_dir)),
-        stdout=d._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=d.env,
-    )
-    d.socket = default_socket
-    try:
-        health = None
-        deadline = time.monotonic() + 20
-        while health is None and time.monotonic() < deadline and d.proc.poll() is None:
-            try:
-                health = d.ctl("health")
-            except DaemonNotRunning:
-                time.sleep(0.05)
-        assert health is not None, d.log()
-        assert health["profile"] == "<embedded:default>"
-        assert health["servers"][0]["listen"] == ["127.0.0.1:3128"]
-        assert stat.S_IMODE(os.lstat(default_socket).st_mode) == 0o600
-        r = run_curl(curl, "-x", "http://127.0.0.1:3128", origin.url("/small"))
-        assert (r.returncode, r.stdout) == (0, b"x" * 100), r.stderr
+    def __init__(self, workdir: Path, box: PrivateBox) -> None:
+        super().__init__(workdir)
+        self.box = box
 
-        # `arcus ctl` with neither --socket nor ARCUS_SOCKET finds it
-        ctl = subprocess.run(d.command("ctl", "health", "--json"), capture_output=True, text=True, timeout=30, env=d.env)
-        assert ctl.returncode == 0, ctl.stderr
-        assert json.loads(ctl.stdout)["pid"] == d.proc.pid
-        ctl = subprocess.run(d.command("ctl", "shutdown", "--graceful"), capture_output=True, text=True, timeout=30, env=d.env)
-        assert ctl.returncode == 0, ctl.stderr
-        assert d.proc.wait(20) == 0
-        assert not default_socket.exists()
-    finally:
-        d.stop()
-        d._log.close()
+    def command(self, *args: str) -> list[str]:
+        return self.box.command(*super().command(*args))
+
+
+def test_arcus_serve_with_no_profile_and_no_socket_uses_the_defaults(curl, tmp_path):
+    """127.0.0.1:3128 and the default control socket, which `arcus ctl` finds by itself: in a
+    network namespace and a /run of the test's own, so a daemon left running on this box (`make
+    serve`) neither makes this test fail nor is disturbed by it."""
+    why = PrivateBox.unavailable()
+    if why is not None:
+        _busy(why)
+    with PrivateBox(tmp_path / "box") as box:
+        d = BoxDaemon(tmp_path / "arcus", box)  # its env has no ARCUS_SOCKET
+        where = subprocess.run(
+            box.command(sys.executable, "-c", "from arcus.paths import default_socket_path; print(default_socket_path())"),
+            capture_output=True, text=True, timeout=30, env=d.env,
+        )
+        assert where.stdout.strip() == "/run/arcus/arcus.sock", where.stderr  # root's default
+        origin = subprocess.Popen(box.command(sys.executable, "-m", "arcus.testing.origin"),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        d._log = open(d.log_path, "ab")
+        d.proc = subprocess.Popen(
+            d.command("serve", "--data-dir", str(d.data_dir)),
+            stdout=d._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=d.env,
+        )
+        d.socket = box.host_path("/run/arcus/arcus.sock")
+        try:
+            origin_port = int(origin.stdout.readline())
+            health = None
+            deadline = time.monotonic() + 20
+            while health is None and time.monotonic() < deadline and d.proc.poll() is None:
+                try:
+                    health = d.ctl("health")
+                except DaemonNotRunning:
+                    time.sleep(0.05)
+            assert health is not None, d.log()
+            assert health["profile"] == "<embedded:default>"
+            assert health["servers"][0]["listen"] == ["127.0.0.1:3128"]
+            assert stat.S_IMODE(os.lstat(d.socket).st_mode) == 0o600
+            r = subprocess.run(box.command(curl, "-sS", "--max-time", "20", "-x", "http://127.0.0.1:3128",
+                                           f"http://127.0.0.1:{origin_port}/small"), capture_output=True, timeout=30)
+            assert (r.returncode, r.stdout) == (0, b"x" * 100), r.stderr
+
+            # a second `arcus serve` on the defaults: the port is busy, held by the first arcus
+            second = subprocess.run(d.command("serve", "--data-dir", str(tmp_path / "data2")), capture_output=True,
+                                    text=True, timeout=30, env=d.env, stdin=subprocess.DEVNULL)
+            assert second.returncode == 1
+            assert second.stderr.splitlines() == [
+                "error: <embedded:default>:4: server http cannot listen on 127.0.0.1:3128: Address already in use",
+                f"hint: another arcus (pid {d.proc.pid} on control socket /run/arcus/arcus.sock) holds it; stop it "
+                "(`arcus ctl shutdown --socket /run/arcus/arcus.sock`), or run on another port: "
+                "`arcus config show > my.yaml`, change `listen:` in my.yaml, then `arcus serve --profile my.yaml`",
+            ]
+
+            # `arcus ctl` with neither --socket nor ARCUS_SOCKET finds it
+            ctl = subprocess.run(d.command("ctl", "health", "--json"), capture_output=True, text=True, timeout=30, env=d.env)
+            assert ctl.returncode == 0, ctl.stderr
+            assert json.loads(ctl.stdout)["pid"] == d.proc.pid
+            ctl = subprocess.run(d.command("ctl", "shutdown", "--graceful"), capture_output=True, text=True, timeout=30,
+                                 env=d.env)
+            assert ctl.returncode == 0, ctl.stderr
+            assert d.proc.wait(20) == 0
+            assert not d.socket.exists()
+        finally:
+            d.stop()
+            d._log.close()
+            origin.stdin.close()
+            origin.wait(10)
 
 
 def _serve(d: DaemonProcess, *extra: str) -> subprocess.CompletedProcess:
@@ -509,10 +520,25 @@ def test_serve_refuses_to_start_with_one_line_errors(tmp_path, daemon):
         assert r.stderr.splitlines()[0] == (
             f"error: {busy.profile_path}:2: server http cannot listen on 127.0.0.1:{port}: Address already in use"
         )
-        assert r.stderr.splitlines()[1].startswith("hint: ")
+        hint = r.stderr.splitlines()[1]
+        assert hint.startswith(f"hint: pid {os.getpid()} ("), hint  # this test holds it
+        assert hint.endswith(f" holds it; stop it, or pick a free port in {busy.profile_path}"), hint
         assert not busy.socket.exists()  # nothing left behind
     finally:
         holder.close()
+
+    # the port is taken by another arcus: said so, found by its control socket or through /proc
+    twin = DaemonProcess(tmp_path / "twin2", render_profile().replace("127.0.0.1:0", daemon.proxy))
+    for sock, told in (
+        (daemon.socket, f"another arcus (pid {daemon.proc.pid} on control socket {daemon.socket}) holds it; "
+                        f"stop it (`arcus ctl shutdown --socket {daemon.socket}`), "),
+        (twin.socket, f"another arcus (pid {daemon.proc.pid}) holds it; stop it, "),
+    ):
+        twin.socket = sock
+        r = _serve(twin)
+        assert r.returncode == 1
+        assert r.stderr.splitlines()[1] == f"hint: {told}or pick a free port in {twin.profile_path}", r.stderr
+    assert daemon.ctl("health")["status"] == "ok"
 
     # a log file that cannot be opened
     nolog = DaemonProcess(tmp_path / "nolog", render_profile().replace("target: stderr", "target: /nonexistent/dir/a.log"))
@@ -529,3 +555,12 @@ def test_serve_refuses_to_start_with_one_line_errors(tmp_path, daemon):
     assert r.returncode == 1
     assert r.stderr.startswith(f"{bad.profile_path}:5: "), r.stderr
     assert "nowhere" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_describes_every_command_the_daemon_answers(daemon):
+    listed = daemon.ctl("help")
+    names = [c["cmd"] for c in listed]
+    assert len(names) == len(set(names))
+    undescribed = [c["cmd"] for c in listed if not c["description"].strip()]
+    assert undescribed == [], f"commands answered without a description in control.protocol.COMMANDS: {undescribed}"
+    assert {"help", "health", "tenant.show", "policy.explain", "escaper.float.set", "audit.tail"} <= set(names)

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from arcus.testing.daemon import DaemonProcess, render_profile
+from arcus.testing.wait import wait_until
 from tests.integration.conftest import run_curl
 
 pytestmark = pytest.mark.integration
@@ -53,13 +54,10 @@ def generation(d: DaemonProcess) -> int:
 
 
 def wait_generation(d: DaemonProcess, at_least: int, timeout: float = 10.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        g = generation(d)
-        if g >= at_least:
-            return g
-        time.sleep(0.02)
-    raise AssertionError(f"generation stayed {generation(d)}, wanted {at_least}\n{d.log()}")
+    try:
+        return wait_until(lambda: (g := generation(d)) >= at_least and g, timeout=timeout, interval=0.02)
+    except AssertionError:
+        raise AssertionError(f"generation stayed {generation(d)}, wanted {at_least}\n{d.log()}") from None
 
 
 def refused(addr: str) -> bool:
@@ -213,9 +211,7 @@ def test_sighup_with_a_bad_profile_logs_it_and_keeps_serving(curl, daemon, origi
     bad = good.replace("log:\n", "log:\n  colour: blue\n")
     daemon.profile_path.write_text(bad)
     daemon.signal(signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while "reload refused" not in daemon.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: "reload refused" in daemon.log(), what="the refused reload in the log")
     log = daemon.log()
     assert "reload refused, still serving generation 1" in log
     assert f"{daemon.profile_path}:{line_of(bad, 'colour:')}: " in log
@@ -249,9 +245,7 @@ def test_requests_and_tunnels_in_flight_survive_a_reload_even_of_their_own_serve
     try:
         tunnel.sendall(f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         assert tunnel.recv(4096).startswith(b"HTTP/1.1 200 ")
-        deadline = time.monotonic() + 10
-        while len(daemon.ctl("conns")) < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: len(daemon.ctl("conns")) >= 3, what="three connections in flight")
         assert len(daemon.ctl("conns")) == 3
 
         daemon.profile_path.write_text(original)  # the reload removes the server "second" itself
@@ -380,9 +374,11 @@ def test_removing_a_server_while_clients_hammer_it_leaves_no_hung_connection(dae
         second = next(s["listen"][0] for s in daemon.ctl("health")["servers"] if s["name"] == "second")
         stop = threading.Event()
         workers = [threading.Thread(target=hammer, args=(second, stop)) for _ in range(3)]
+        served = outcomes["served"]
         for w in workers:
             w.start()
-        time.sleep(0.15)
+        # the reload must meet connections in flight: wait until the hammer is hitting the server
+        wait_until(lambda served=served: outcomes["served"] >= served + 3 or problems, what="requests through the second server")
         daemon.profile_path.write_text(base)
         daemon.ctl("reload")
         stop.set()
@@ -394,12 +390,23 @@ def test_removing_a_server_while_clients_hammer_it_leaves_no_hung_connection(dae
     assert daemon.ctl("conns") == []
 
 
+def logged(path, text: str, count: int = 1, timeout: float = 10.0) -> bool:
+    """Poll (bounded) until ``path`` holds ``text`` ``count`` times: access-log lines are
+    written by the records writer thread, within the profile's audit.flush_interval."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().count(text) >= count:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_reload_applies_the_log_section_and_sighup_reopens_a_rotated_log_file(curl, tmp_path, origin):
     log_file = tmp_path / "arcus.log"
     profile = render_profile().replace("target: stderr", f"target: {log_file}")
     with DaemonProcess(tmp_path / "arcus", profile) as d:
         assert status_of(curl, d.proxy, origin.url("/small?first")) == (200, "")
-        assert "/small 200" in log_file.read_text()
+        assert logged(log_file, "/small 200")
 
         # logrotate: move the file away, then SIGHUP; the daemon writes to a new file
         rotated = tmp_path / "arcus.log.1"
@@ -407,8 +414,7 @@ def test_reload_applies_the_log_section_and_sighup_reopens_a_rotated_log_file(cu
         d.signal(signal.SIGHUP)
         wait_generation(d, 2)
         assert status_of(curl, d.proxy, origin.url("/small?second")) == (200, "")
-        assert log_file.exists()
-        assert "/small 200" in log_file.read_text()
+        assert logged(log_file, "/small 200")
         assert rotated.read_text().count("/small 200") == 1
 
         # access log off, level warning: requests leave no line, reloads neither

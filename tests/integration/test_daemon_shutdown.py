@@ -194,10 +194,11 @@ def test_a_keep_alive_response_in_flight_is_told_to_close(daemon, origin):
 
 def test_an_immediate_shutdown_cuts_a_graceful_drain_short(curl, tmp_path, origin):
     with DaemonProcess(tmp_path / "arcus", render_profile(graceful="30s")) as d:
-        slow = Background(curl, d.proxy, origin.url("/slow/20"))
+        proxy = d.proxy  # read before the signal: a draining daemon lists no listen address
+        slow = Background(curl, proxy, origin.url("/slow/20"))
         wait_in_flight(d)
         d.signal(signal.SIGTERM)
-        wait_refused(d.proxy)
+        wait_refused(proxy)
         r = d.arcus("ctl", "shutdown")  # the operator does not want to wait 30s after all
         assert r.returncode == 0, r.stderr
         code, took = exit_status(d, 10)
@@ -207,10 +208,11 @@ def test_an_immediate_shutdown_cuts_a_graceful_drain_short(curl, tmp_path, origi
 
 def test_a_second_ctrl_c_stops_now(curl, tmp_path, origin):
     with DaemonProcess(tmp_path / "arcus", render_profile(graceful="30s")) as d:
-        slow = Background(curl, d.proxy, origin.url("/slow/20"))
+        proxy = d.proxy  # read before the signal: a draining daemon lists no listen address
+        slow = Background(curl, proxy, origin.url("/slow/20"))
         wait_in_flight(d)
         d.signal(signal.SIGINT)
-        wait_refused(d.proxy)
+        wait_refused(proxy)
         assert d.proc.poll() is None  # the first one only drains
         d.signal(signal.SIGINT)
         code, took = exit_status(d, 10)

@@ -156,7 +156,7 @@ def test_list_and_show_json_shapes(daemon, curl, origin):
         assert set(t) == {
             "name", "display_name", "sources", "suspended", "created_at",
             "auth", "auth_exempt", "realm", "default_action", "block_page",
-            "max_conns", "rps", "bandwidth", "log_query", "proxy_hosts",
+            "max_conns", "rps", "bandwidth", "log_query", "proxy_hosts", "lock_sources",
         }
         assert t["created_at"].endswith("Z")
     acme = listed[0]

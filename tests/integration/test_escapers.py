@@ -9,7 +9,6 @@ stopped by their PID at the end.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import select
 import socket
+import time
 
+import pytest
+
+from arcus.config.schema import HttpLimits
 from tests.integration.conftest import free_port, raw_exchange, run_curl
 
 
@@ -162,40 +167,120 @@ def test_origin_form_to_proxy_is_400(daemon):
     assert b"X-Arcus-Error: not_a_proxy_request" in out
 
 
+LIMITS = HttpLimits()  # the test profile sets none: the daemon runs with these
+
+# (id, status, X-Arcus-Error, the reason the error body gives, what the client sends first,
+#  what it sends only if no answer came yet). "{h}" is the origin's host:port; every case
+# is a well-formed request except for the one defect its id names. The first part is all
+# the proxy needs to refuse: the client reads the answer before it would send the rest, so
+# the proxy never closes on unread bytes (which a client sees as a reset, not an answer).
 MALFORMED = [
-    b"GET http://H/ HTTP/1.1\r\nHost: H\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-    b"GET http://H/ HTTP/1.1\r\nHost: H\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-    b"POST http://H/ HTTP/1.1\r\nHost: H\r\nTransfer-Encoding: xchunked\r\n\r\n",
-    b"POST http://H/ HTTP/1.1\r\nHost: H\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
-    b"POST http://H/echo HTTP/1.1\r\nHost: H\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-    b"POST http://H/echo HTTP/1.1\r\nHost: H\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
-    b"GET http://H/ HTTP/1.1\nHost: H\n\n",
-    b"GET http://H/ HTTP/1.1\r\nHost: H\r\nX: a\x00b\r\n\r\n",
-    b"GET http://H/ HTTP/1.1\r\nHost: H\r\nX: a\r\n  folded\r\n\r\n",
-    b"GET http://H/ HTTP/1.1\r\nHost: H\r\nContent-Length: -1\r\n\r\n",
-    b"GET http://H/ HTTP/1.1\r\nHost: H\r\nContent-Length: 1e3\r\n\r\n",
-    b"GET http://H/ HTTP/1.1\r\nHost : H\r\n\r\n",
-    b"GET  http://H/ HTTP/1.1\r\nHost: H\r\n\r\n",
-    b"GET http://H/ HTTP/2.0\r\nHost: H\r\n\r\n",
-    b"GET http://H/" + b"a" * 20000 + b" HTTP/1.1\r\nHost: H\r\n\r\n",
-    b"GET http://H/ HTTP/1.1\r\nHost: H\r\nX-Big: " + b"v" * 70000 + b"\r\n\r\n",
-    b"GET http://H/ HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(500)) + b"\r\n",
-    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40),
+    ("content-length-and-transfer-encoding", 400, "bad_request", "both Content-Length and Transfer-Encoding",
+     b"POST http://{h}/echo HTTP/1.1\r\nHost: {h}\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+     b"3\r\nabc\r\n0\r\n\r\n"),
+    ("two-content-lengths", 400, "bad_request", "more than one Content-Length header",
+     b"POST http://{h}/echo HTTP/1.1\r\nHost: {h}\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+     b"abcd" + b"z" * 200 * 1024),
+    ("unknown-transfer-coding", 400, "bad_request", "unsupported Transfer-Encoding b'xchunked'",
+     b"POST http://{h}/echo HTTP/1.1\r\nHost: {h}\r\nTransfer-Encoding: xchunked\r\n\r\n", b"abc"),
+    ("chunked-not-the-last-coding", 400, "bad_request", "unsupported Transfer-Encoding b'chunked, identity'",
+     b"POST http://{h}/echo HTTP/1.1\r\nHost: {h}\r\nTransfer-Encoding: chunked, identity\r\n\r\n", b"abc"),
+    ("chunk-size-not-hexadecimal", 400, "bad_request", "chunk size is not hexadecimal",
+     b"POST http://{h}/echo HTTP/1.1\r\nHost: {h}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", b""),
+    ("bare-lf-in-chunked-body", 400, "bad_request", "bare LF in chunked body",
+     b"POST http://{h}/echo HTTP/1.1\r\nHost: {h}\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n", b""),
+    ("bare-lf-in-head", 400, "bad_request", "bare LF in a head",
+     b"GET http://{h}/ HTTP/1.1\nHost: {h}\n\n", b""),
+    ("nul-in-field-value", 400, "bad_request", "NUL byte in value of header b'X'",
+     b"GET http://{h}/ HTTP/1.1\r\nHost: {h}\r\nX: a\x00b\r\n\r\n", b""),
+    ("obs-fold", 400, "bad_request", "obs-fold",
+     b"GET http://{h}/ HTTP/1.1\r\nHost: {h}\r\nX: a\r\n  folded\r\n\r\n", b""),
+    ("negative-content-length", 400, "bad_request", "invalid Content-Length b'-1'",
+     b"POST http://{h}/echo HTTP/1.1\r\nHost: {h}\r\nContent-Length: -1\r\n\r\n", b"x"),
+    ("content-length-not-digits", 400, "bad_request", "invalid Content-Length b'1e3'",
+     b"POST http://{h}/echo HTTP/1.1\r\nHost: {h}\r\nContent-Length: 1e3\r\n\r\n", b"x" * 1000),
+    ("space-before-colon", 400, "bad_request", "whitespace between header field name and colon: b'Host '",
+     b"GET http://{h}/ HTTP/1.1\r\nHost : {h}\r\n\r\n", b""),
+    ("two-spaces-in-request-line", 400, "bad_request", "malformed request line",
+     b"GET  http://{h}/ HTTP/1.1\r\nHost: {h}\r\n\r\n", b""),
+    ("http-2.0-request-line", 505, "version_not_supported", "HTTP/2.0 is not supported",
+     b"GET http://{h}/ HTTP/2.0\r\nHost: {h}\r\n\r\n", b""),
+    ("request-line-too-long", 414, "uri_too_long", f"request line longer than {LIMITS.max_request_line} bytes",
+     b"GET http://{h}/" + b"a" * (LIMITS.max_request_line + 1), b" HTTP/1.1\r\nHost: {h}\r\n\r\n"),
+    # A 70,000-byte head: the proxy refuses once it holds max_header_bytes of it, having read every
+    # byte sent so far (the first part is padded with "v" to exactly that size).
+    ("head-too-large", 431, "header_too_large", f"head larger than {LIMITS.max_header_bytes} bytes",
+     (b"GET http://{h}/ HTTP/1.1\r\nHost: {h}\r\nX-Big: ", LIMITS.max_header_bytes),
+     b"v" * (70000 - LIMITS.max_header_bytes) + b"\r\n\r\n"),
+    ("too-many-header-fields", 431, "header_too_large", f"more than {LIMITS.max_headers} header fields",
+     b"GET http://{h}/ HTTP/1.1\r\nHost: {h}\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(500)) + b"\r\n", b""),
+    ("tls-client-hello-to-the-plain-port", 400, "bad_request", "NUL byte in a head",
+     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40), b""),
 ]
 
 
-def test_malformed_requests_get_4xx_and_close(daemon, origin):
-    host = f"127.0.0.1:{origin.port}".encode()
-    for payload in MALFORMED:
-        payload = payload.replace(b"H", host) if payload.startswith((b"GET", b"POST")) else payload
-        out = raw_exchange(daemon.proxy, payload)
-        assert b"<timeout>" not in out, payload[:80]
-        assert int(out[9:12]) in (400, 414, 431, 505), (payload[:80], out[:200])
-        assert b"Connection: close" in out.split(b"\r\n\r\n")[0]
-    # the daemon is still healthy and counted every bad request
-    stats = daemon.ctl("stats")["servers"]["http"]
-    assert stats["errors"]["client_bad_request"] == len(MALFORMED)
-    assert stats["conns_active"] == 0
+def fill(part: bytes | tuple[bytes, int], host: bytes) -> bytes:
+    """A case's bytes with the origin's address in; ``(prefix, size)`` is prefix padded to size."""
+    if isinstance(part, tuple):
+        prefix, size = part[0].replace(b"{h}", host), part[1]
+        return prefix + b"v" * (size - len(prefix))
+    return part.replace(b"{h}", host)
+
+
+def refusal(addr: str, first: bytes, rest: bytes, *, timeout: float = 5.0) -> tuple[bytes, bool]:
+    """Send ``first``; send ``rest`` only if no answer came within ``timeout``; read until the proxy
+    closes (bounded). Returns what was read and whether ``rest`` had to be sent."""
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(first)
+        answered, _, _ = select.select([s], [], [], timeout)
+        if not answered and rest:
+            s.sendall(rest)
+        chunks = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = s.recv(65536)
+            if not data:
+                return b"".join(chunks), not answered
+            chunks.append(data)
+        raise AssertionError(f"the proxy did not close within {timeout}s: {b''.join(chunks)[:200]!r}")
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory):
+    from arcus.testing.daemon import DaemonProcess
+
+    with DaemonProcess(tmp_path_factory.mktemp("malformed")) as d:
+        yield d
+
+
+@pytest.mark.parametrize(("status", "code", "reason", "first", "rest"), [c[1:] for c in MALFORMED],
+                         ids=[c[0] for c in MALFORMED])
+def test_malformed_requests_get_4xx_and_close(shared_daemon, origin, status, code, reason, first, rest):
+    d, host = shared_daemon, f"127.0.0.1:{origin.port}".encode()  # an origin of its own: it saw nothing else
+    bad_before = d.ctl("stats")["servers"]["http"]["errors"].get("client_bad_request", 0)
+    first, rest = fill(first, host), fill(rest, host)
+    assert (first + rest).count(host) == (2 if first.startswith((b"GET", b"POST")) else 0)  # target and Host:
+    out, sent_rest = refusal(d.proxy, first, rest)
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0].startswith(b"HTTP/1.1 %d " % status), out[:300]
+    assert f"X-Arcus-Error: {code}".encode() in lines, head
+    assert b"Connection: close" in lines, head
+    assert reason.encode() in body.split(b"\n")[1], body  # the body's second line gives the reason
+    assert not sent_rest or not rest, "the proxy waited for more than it needed to refuse"
+    if not first.partition(b"\r\n\r\n")[2]:  # a bad head is never forwarded (a bad body may follow a good head)
+        assert origin.requests == []
+    # the daemon is still healthy and counted the bad request once; the connection is gone
+    deadline = time.monotonic() + 5
+    while True:
+        stats = d.ctl("stats")["servers"]["http"]
+        done = stats["errors"].get("client_bad_request", 0) == bad_before + 1 and stats["conns_active"] == 0
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert stats["errors"]["client_bad_request"] == bad_before + 1, stats
+    assert stats["conns_active"] == 0, stats
 
 
 def test_pipelined_requests_answered_in_order(daemon, origin):

@@ -4,7 +4,6 @@ certificates chosen by SNI (``--resolve`` + ``--cacert``), upstream TLS, admissi
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 

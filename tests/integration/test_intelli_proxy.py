@@ -6,6 +6,7 @@ import socket
 import time
 
 from arcus.testing.daemon import DaemonProcess, render_profile
+from arcus.testing.wait import wait_until
 from tests.integration.conftest import run_curl
 
 SERVER = "  - name: one\n    type: intelli_proxy\n    listen: 127.0.0.1:0\n    escaper: direct\n"
@@ -23,19 +24,15 @@ def test_one_port_serves_http_and_every_socks_version(tmp_path, curl, origin):
             assert r.stdout == b"b" * 100000, args
         stats = d.ctl("stats")["servers"]["one"]
         assert stats["requests"] == 6 and stats["conns_total"] == 6 and stats["errors"] == {}
-        deadline = time.monotonic() + 5  # the last client's close may still be on its way
-        while stats["conns_active"] and time.monotonic() < deadline:
-            time.sleep(0.05)
-            stats = d.ctl("stats")["servers"]["one"]
-        assert stats["conns_active"] == 0
+        # the last client's close may still be on its way
+        wait_until(lambda: d.ctl("stats")["servers"]["one"]["conns_active"] == 0, what="no active connection")
         # the HTTP side is the real http_proxy: its own error answers
         r = run_curl(curl, "-i", "-x", f"http://{port}", "http://127.0.0.1:1/")
         assert b"502" in r.stdout.split(b"\r\n", 1)[0]
         # a client that connects and says nothing is closed after client_header (1s)
         h, p = port.rsplit(":", 1)
         with socket.create_connection((h, int(p)), timeout=5) as s:
-            time.sleep(0.2)
-            assert [c["state"] for c in d.ctl("conns")] == ["sniffing"]
+            assert wait_until(lambda: [c["state"] for c in d.ctl("conns")], what="the connection") == ["sniffing"]
             started = time.monotonic()
             assert s.recv(10) == b""
             assert time.monotonic() - started < 3.5

@@ -23,6 +23,7 @@ import pytest
 from arcus.config.resolver.c_ares import CAresResolverConfig
 from arcus.errors import EscapeError
 from arcus.resolve import build_resolver
+from arcus.testing.clock import ManualClock
 from arcus.testing.daemon import DaemonProcess
 from tests.conftest import require_program
 from tests.integration.conftest import run_curl
@@ -137,11 +138,11 @@ def dnsmasq(tmp_path):
         server.stop()
 
 
-def resolver(server: str, **kw):
+def resolver(server: str, clock=time.monotonic, **kw):
     kw.setdefault("each_timeout", 0.5)
     kw.setdefault("tries", 2)
     kw.setdefault("timeout", 5.0)
-    return build_resolver(CAresResolverConfig(name="dns", type="c_ares", servers=(server,), **kw))
+    return build_resolver(CAresResolverConfig(name="dns", type="c_ares", servers=(server,), **kw), clock=clock)
 
 
 def run(coro):
@@ -152,13 +153,14 @@ def run(coro):
 
 
 def test_short_ttl_record_that_changes_is_seen_once_the_ttl_expires(dnsmasq):
-    r = resolver(dnsmasq.address, min_ttl=0.1)
+    clock = ManualClock()
+    r = resolver(dnsmasq.address, clock, min_ttl=0.1)
 
     async def go():
         first = await r.lookup("moving.test.example")
         dnsmasq.set_hosts({"moving.test.example": "127.0.0.3"})
         within = await r.lookup("moving.test.example")
-        await asyncio.sleep(first.ttl + 0.1)
+        clock.advance(first.ttl)
         after = await r.lookup("moving.test.example")
         await r.close()
         return first, within, after
@@ -171,25 +173,27 @@ def test_short_ttl_record_that_changes_is_seen_once_the_ttl_expires(dnsmasq):
 
 
 def test_long_ttl_is_cut_to_max_ttl_and_the_server_asked_again(dnsmasq):
-    r = resolver(dnsmasq.address, min_ttl=0.1, max_ttl=0.5)
+    clock = ManualClock()
+    r = resolver(dnsmasq.address, clock, min_ttl=0.1, max_ttl=0.5)
 
     async def go():
         long = await r.lookup("long.test.example")
-        await asyncio.sleep(0.6)
+        clock.advance(0.5)
         again = await r.lookup("long.test.example")
         alias = await r.lookup("alias.test.example")
         await r.close()
         return long, again, alias
 
     long, again, alias = run(go())
-    assert long.addresses == ("127.0.0.1",) and 0.4 < long.ttl <= 0.5  # the record says 3600
+    assert long.addresses == ("127.0.0.1",) and long.ttl == 0.5  # the record says 3600
     assert again.addresses == ("127.0.0.1",) and not again.cached
     assert dnsmasq.queries("long.test.example", 4) == 4  # asked again: neither cache held it past max_ttl
     assert alias.addresses == ("127.0.0.1",)  # a CNAME chain
 
 
 def test_nxdomain_is_negatively_cached_for_negative_ttl(dnsmasq):
-    r = resolver(dnsmasq.address, negative_ttl=1.5, min_ttl=0.1)
+    clock = ManualClock()
+    r = resolver(dnsmasq.address, clock, negative_ttl=1.5, min_ttl=0.1)
 
     async def go():
         with pytest.raises(EscapeError) as first:
@@ -198,7 +202,7 @@ def test_nxdomain_is_negatively_cached_for_negative_ttl(dnsmasq):
         with pytest.raises(EscapeError) as cached:
             await r.resolve("later.test.example")
         asked = dnsmasq.queries("later.test.example", 2)
-        await asyncio.sleep(1.6)
+        clock.advance(1.5)
         found = await r.resolve("later.test.example")
         await r.close()
         return first.value, cached.value, asked, found

@@ -16,6 +16,7 @@ from pathlib import Path
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
+from arcus.testing.wait import wait_until
 from tests.integration.conftest import run_curl
 from tests.integration.test_escapers import arcus, profile, tinyproxy
 
@@ -201,14 +202,19 @@ def test_pool_health_checks_take_a_killed_upstream_out_and_bring_it_back(tmp_pat
             def connects(tp) -> int:
                 return tp.log().count(f"CONNECT 127.0.0.1:{echo.port}")
 
+            def up1_state() -> str:
+                return d.ctl("escaper.show", {"escaper": "pool"})["members"][0]["state"]
+
             send(4)
             assert (connects(tp1), connects(tp2)) == (2, 2)  # round robin
             tp1.stop()
-            time.sleep(1.5)  # > max_failures health checks (300 ms apart) fail: up1 is out
+            # max_failures health checks (300 ms apart) fail: up1 is out
+            wait_until(lambda: up1_state() == "down", what="the pool to take up1 out")
             send(4)  # every request goes to up2, none fails
             assert connects(tp2) == 6
             tp1.start()  # back on the same port
-            time.sleep(1.5)  # retry_after passes, the next check lets it in again
+            # retry_after passes, the next check lets it in again
+            wait_until(lambda: up1_state() == "up", what="the pool to bring up1 back")
             before = connects(tp1)
             send(4)
             assert connects(tp1) - before == 2 and connects(tp2) == 8  # round robin again

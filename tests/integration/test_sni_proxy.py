@@ -167,7 +167,7 @@ def test_fragmented_multi_record_hello_is_forwarded_and_the_handshake_completes(
         with socket.create_connection(addr(d), timeout=10) as s:
             for rec in records:  # every record in two writes, with pauses: the proxy must wait for all
                 s.sendall(rec[:3])
-                time.sleep(0.005)
+                time.sleep(0.005)  # a dribbling client: the behaviour under test
                 s.sendall(rec[3:])
             client.finish(s, deadline)
             out = client.request(s, b"GET /small HTTP/1.1\r\nHost: localhost\r\n\r\n", deadline)

@@ -14,6 +14,7 @@ import pytest
 from arcus.auth.secrets import hash_secret
 from arcus.proto import socks
 from arcus.testing.daemon import DaemonProcess, render_profile
+from arcus.testing.wait import wait_until
 from tests.integration.conftest import run_curl
 
 _HASHES: dict[str, str] = {}
@@ -173,7 +174,7 @@ def test_limits_answer_general_failure(curl, sd, origin):
     h, p = proxy.rsplit(":", 1)
     held = socket.create_connection((h, int(p)), timeout=5)
     try:
-        time.sleep(0.2)
+        wait_until(lambda: sd.ctl("stats")["tenants"].get("acme", {}).get("conns_active") == 1, what="acme's held connection")
         # over the connection limit: the request is read, then answered GENERAL_FAILURE
         assert rep_of(proxy, "127.0.0.1", origin.port) == socks.GENERAL_FAILURE
         r = run_curl(curl, "--socks4", proxy, origin.url("/small"))
@@ -333,7 +334,7 @@ def test_udp_associate_relays_to_an_echo_server(tmp_path, udp_echo):
         try:
             assert reply.rep == socks.SUCCEEDED and reply.host == "127.0.0.1" and reply.port > 0
             relay = (reply.host, reply.port)
-            for i, (host, payload) in enumerate([("127.0.0.1", b"one"), ("localhost", b"two by name"), ("127.0.0.1", b"\x00" * 1400)]):
+            for host, payload in [("127.0.0.1", b"one"), ("localhost", b"two by name"), ("127.0.0.1", b"\x00" * 1400)]:
                 u.sendto(socks.build_udp_datagram(host, udp_echo.port, payload), relay)
                 data, src = u.recvfrom(65536)
                 assert src == relay
@@ -355,8 +356,10 @@ def test_udp_associate_relays_to_an_echo_server(tmp_path, udp_echo):
             u.sendto(socks.build_udp_datagram("169.254.169.254", 53, b"meta"), relay)
             # a fragment is dropped (no reassembly)
             u.sendto(b"\x00\x00\x01" + socks.build_udp_datagram("127.0.0.1", udp_echo.port, b"frag")[3:], relay)
-            time.sleep(0.3)
-            stats = d.ctl("stats")["servers"]["socks"]
+            stats = wait_until(
+                lambda: (s := d.ctl("stats")["servers"]["socks"])["errors"].get("udp_bad_datagram") and s,
+                what="the fragment counted",
+            )
             assert stats["errors"]["udp_foreign_source"] == 1
             assert stats["errors"]["denied"] == 1 and stats["errors"]["udp_bad_datagram"] == 1
             assert stats["bytes_up"] == 3 + 11 + 1400
@@ -383,8 +386,7 @@ def test_udp_association_ends_with_its_tcp_connection(sd, udp_echo):
     u.sendto(socks.build_udp_datagram("127.0.0.1", udp_echo.port, b"hi"), relay)
     assert u.recvfrom(100)[0].endswith(b"echo:hi")
     ctl.close()
-    time.sleep(0.3)
-    assert not [c for c in sd.ctl("conns") if c["server"] == "socks"]
+    wait_until(lambda: not [c for c in sd.ctl("conns") if c["server"] == "socks"], what="the association to end")
     u.settimeout(0.5)
     u.sendto(socks.build_udp_datagram("127.0.0.1", udp_echo.port, b"after"), relay)
     with pytest.raises(socket.timeout):
@@ -481,14 +483,12 @@ def test_request_then_half_close_is_still_served_and_audited(sd, origin):
         while chunk := s.recv(65536):
             data += chunk
     assert data.endswith(b"x" * 100)
-    deadline = time.monotonic() + 10
-    events: list = []
-    while time.monotonic() < deadline and not events:
-        time.sleep(0.3)
+    def socks_events() -> list:
         out = sd.arcus("audit", "search", "--json")
         assert out.returncode == 0, out.stderr
-        events = [e for e in map(json.loads, out.stdout.splitlines()) if e["server"] == "socks"]
-    (event,) = events
+        return [e for e in map(json.loads, out.stdout.splitlines()) if e["server"] == "socks"]
+
+    (event,) = wait_until(socks_events, interval=0.3, what="the SOCKS connection's audit record")
     assert event["kind"] == "connection" and event["method"] == "SOCKS5 CONNECT"
     assert (event["host"], event["port"], event["status"]) == ("127.0.0.1", origin.port, 200)
     assert event["bytes_down"] > 100 and event["decision"] == "allow"

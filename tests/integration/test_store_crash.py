@@ -105,10 +105,10 @@ def test_kill_9_mid_write_leaves_nothing_half_written(tmp_path: Path) -> None:
         try:
             if rnd % 4 == 0:
                 # anywhere from interpreter start-up through open/migration into writing
-                time.sleep(rng.uniform(0.0, 0.6))
+                time.sleep(rng.uniform(0.0, 0.6))  # a kill at a random moment: the behaviour under test
             else:
                 assert wait_ready(proc, 10.0), stderr_file.read_text()
-                time.sleep(rng.uniform(0.01, 0.9))
+                time.sleep(rng.uniform(0.01, 0.9))  # likewise, once it is writing
             if proc.poll() is None:
                 killed_while_running += 1
             os.kill(proc.pid, signal.SIGKILL)

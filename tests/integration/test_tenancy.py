@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 from arcus.auth.secrets import hash_secret
+from arcus.testing.wait import wait_until
 from tests.integration.conftest import raw_exchange, run_curl
 
 # hashing is deliberately slow: hash each test password once per session
@@ -33,6 +33,10 @@ def add_user(d, tenant: str, name: str, password: str) -> None:
 
 def get(curl, d, url: str, *extra: str):
     return run_curl(curl, "-i", "-x", f"http://{d.proxy}", *extra, url)
+
+
+def tenant_conns(d, tenant: str) -> int:
+    return d.ctl("stats")["tenants"].get(tenant, {}).get("conns_active", 0)
 
 
 def status(r) -> int:
@@ -216,13 +220,13 @@ def test_tenant_connection_limit_is_503(curl, daemon, origin):
     host, port = daemon.proxy.rsplit(":", 1)
     held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(2)]
     try:
-        time.sleep(0.2)
+        wait_until(lambda: tenant_conns(daemon, "acme") == 2, what="acme's two connections")
         out = raw_exchange(daemon.proxy, f"GET {origin.url('/small')} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         assert out.startswith(b"HTTP/1.1 503") and b"tenant_conn_limit" in out
     finally:
         for s in held:
             s.close()
-    time.sleep(0.3)
+    wait_until(lambda: tenant_conns(daemon, "acme") == 0, what="acme's connections to end")
     assert status(get(curl, daemon, origin.url("/small"))) == 200
 
 
@@ -275,16 +279,13 @@ def test_audit_records_requests_and_connections_without_secrets(curl, daemon, or
     daemon.ctl("policy.add", {"tenant": "acme", "rule": {"id": "no-admin", "action": "deny", "path_prefixes": ["/admin"]}})
     assert status(get(curl, daemon, origin.url("/small?token=s3cr3t"), "-U", "ada:ada-secret")) == 200
     assert status(get(curl, daemon, origin.url("/admin"), "-U", "ada:ada-secret")) == 403
-    deadline = time.monotonic() + 10
-    rows: list = []
-    while time.monotonic() < deadline:
+    def request_records() -> list | None:
         r = daemon.arcus("audit", "search", "--tenant", "acme", "--json")
         rows = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
-        if len([x for x in rows if x.get("kind") == "request"]) >= 2:
-            break
-        time.sleep(0.3)
-    requests = [x for x in rows if x.get("kind") == "request"]
-    assert len(requests) >= 2, rows
+        found = [x for x in rows if x.get("kind") == "request"]
+        return found if len(found) >= 2 else None
+
+    requests = wait_until(request_records, interval=0.3, what="two request records in acme's audit log")
     ok = next(x for x in requests if x["path"] == "/small")
     assert ok["user"] == "ada" and ok["status"] == 200 and ok["bytes_down"] >= 100
     denied = next(x for x in requests if x["path"] == "/admin")
@@ -303,14 +304,12 @@ def test_legacy_hash_is_accepted_and_upgraded_at_login(curl, daemon, origin):
     daemon.ctl("user.add", {"tenant": "acme", "name": "old", "secret": legacy})
     assert daemon.ctl("user.show", {"tenant": "acme", "name": "old"})["secret_scheme"] != "scrypt"
     assert status(get(curl, daemon, origin.url("/small"), "-U", "old:Hello world!")) == 200
-    deadline = time.monotonic() + 15
-    scheme = ""
-    while time.monotonic() < deadline:
-        scheme = daemon.ctl("user.show", {"tenant": "acme", "name": "old"})["secret_scheme"]
-        if scheme == "scrypt":
-            break
-        time.sleep(0.2)
-    assert scheme == "scrypt"
+    wait_until(
+        lambda: daemon.ctl("user.show", {"tenant": "acme", "name": "old"})["secret_scheme"] == "scrypt",
+        timeout=15,
+        interval=0.2,
+        what="the legacy hash to be upgraded to scrypt",
+    )
     assert status(get(curl, daemon, origin.url("/small"), "-U", "old:Hello world!")) == 200
 
 
@@ -435,8 +434,10 @@ def test_user_and_box_limits(tmp_path, curl, origin):
         host, port = d.proxy.rsplit(":", 1)
         cred = "Proxy-Authorization: Basic dW1hOnVtYS1wYXNz\r\n"  # uma:uma-pass
         t = f"127.0.0.1:{origin.port}"
+        requests = d.ctl("stats")["tenants"]["acme"]["requests"]
         with socket.create_connection((host, int(port)), timeout=10) as first:
             first.sendall(f"GET http://{t}/slow/2 HTTP/1.1\r\nHost: {t}\r\n{cred}\r\n".encode())
-            time.sleep(0.5)
+            # Once its request is counted (served, or refused by uma's rate), the connection holds uma's slot.
+            wait_until(lambda: d.ctl("stats")["tenants"]["acme"]["requests"] > requests, what="uma's first request")
             out = raw_exchange(d.proxy, f"GET http://{t}/small HTTP/1.1\r\nHost: {t}\r\n{cred}Connection: close\r\n\r\n".encode())
             assert out.startswith(b"HTTP/1.1 503") and b"user_conn_limit" in out

@@ -6,9 +6,16 @@ Imports are explicit (no discovery by string) so a frozen binary sees every modu
 from __future__ import annotations
 
 from arcus.config.objects import Family
-from arcus.config.server import http_proxy
-from arcus.config.server import http_rproxy, sni_proxy, tcp_stream, tcp_tproxy, tls_stream
-from arcus.config.server import intelli_proxy, socks_proxy
+from arcus.config.server import (
+    http_proxy,
+    http_rproxy,
+    intelli_proxy,
+    sni_proxy,
+    socks_proxy,
+    tcp_stream,
+    tcp_tproxy,
+    tls_stream,
+)
 
 SERVERS = Family(
     name="server",

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from arcus.config.objects import Context, ObjectSection, TypeSpec
+from arcus.config.server.tcp_stream import KEYS as STREAM_KEYS
 from arcus.config.server.tcp_stream import (
-    KEYS as STREAM_KEYS,
     TcpStreamConfig,
     common_ok,
     parse_common,

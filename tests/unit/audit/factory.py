@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from arcus.audit.events import AuditEvent
 from arcus.audit.sink import AuditSink
 from arcus.config.schema import AuditConfig
+from arcus.testing.wait import wait_until
 
 NOW = 1_750_000_000.0  # a fixed "now" for tests that compare times
 
@@ -59,10 +59,5 @@ def fill(path: Path, events: Iterable[AuditEvent], **config: Any) -> AuditSink:
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` passes (bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+    """Poll ``predicate`` until true; fail the test when ``timeout`` passes (arcus.testing.wait)."""
+    return bool(wait_until(predicate, timeout=timeout, interval=interval))

@@ -11,6 +11,7 @@ from arcus.audit.feed import audit_handlers, follow_sink
 from arcus.audit.sink import AuditSink
 from arcus.config.schema import AuditConfig
 from arcus.errors import OperatorError
+from arcus.testing.wait import async_wait_until
 
 from .factory import event, fill
 
@@ -65,7 +66,7 @@ def test_events_written_while_the_backlog_is_read_are_not_lost_or_doubled(tmp_pa
             for i in range(50):
                 sink.emit(event(i))
                 if i % 10 == 0:
-                    await asyncio.sleep(0.005)
+                    await asyncio.sleep(0.005)  # let the backlog read run between emits: the case under test
             # Everything emitted comes out exactly once, whether from the backlog or live.
             rows = await take(agen, 50)
             return [r["id"] for r in rows]
@@ -85,8 +86,8 @@ def test_a_slow_reader_gets_a_skipped_count_not_unbounded_memory(tmp_path: Path)
 
     async def main() -> list[dict]:
         agen = follow_sink(sink, max_pending=5)
-        first = asyncio.ensure_future(anext(agen))  # subscribed, waiting
-        await asyncio.sleep(0.05)
+        first = asyncio.ensure_future(anext(agen))
+        await async_wait_until(lambda: sink._subscribers, what="the stream to subscribe")
         for i in range(20):
             sink.emit(event(i))
         try:
@@ -108,7 +109,7 @@ def test_the_stream_ends_when_the_sink_closes(tmp_path: Path) -> None:
     async def main() -> list[dict]:
         agen = follow_sink(sink)
         first = asyncio.ensure_future(anext(agen))
-        await asyncio.sleep(0.05)
+        await async_wait_until(lambda: sink._subscribers, what="the stream to subscribe")
         sink.emit(event(1))
         await asyncio.to_thread(sink.close)  # a reload turned audit off
         rows = [await asyncio.wait_for(first, 10)]
@@ -127,7 +128,8 @@ def test_a_stream_before_any_file_has_no_backlog(tmp_path: Path) -> None:
     async def main() -> None:
         agen = follow_sink(sink, n=10)
         pending = asyncio.ensure_future(anext(agen))
-        await asyncio.sleep(0.05)
+        await async_wait_until(lambda: sink._subscribers, what="the stream to subscribe")
+        await asyncio.sleep(0.05)  # a window in which nothing may arrive: the behaviour under test
         assert not pending.done()  # nothing to show, waiting for live events
         pending.cancel()  # as the control server does when the client leaves
         with pytest.raises(asyncio.CancelledError):

@@ -7,25 +7,23 @@ import json
 import os
 import re
 import stat
-import tempfile
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from arcus.audit.feed import follow_sink
 from arcus.audit.sink import AuditSink
 from arcus.cli import audit as audit_cli
-from arcus.cli.app import app
 from arcus.config.schema import AuditConfig
 from arcus.control import protocol as p
 from arcus.errors import OperatorError
 from tests.unit.audit.factory import event, fill
 from arcus.testing.control import ServerThread
+from tests.unit.cli.harness import invoke
 
 NOW = time.time()
 HOUR = 3600.0
@@ -47,17 +45,6 @@ EVENTS = [
 
 
 @pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="arcus-audit-") as d:  # AF_UNIX paths are short
-        yield Path(d)
-
-
-@pytest.fixture
-def sock(sock_dir: Path) -> Path:
-    return sock_dir / "arcus.sock"
-
-
-@pytest.fixture
 def data(tmp_path: Path) -> Path:
     fill(tmp_path / "audit.db", EVENTS)
     return tmp_path
@@ -67,10 +54,7 @@ def audit(sock: Path, data: Path, *args: str) -> Result:
     extra = [] if args[0] == "stats" else ["--data-dir", str(data)]
     if args[0] in ("tail", "stats"):
         extra += ["--socket", str(sock)]
-    result = CliRunner().invoke(app, ["audit", *args, *extra])
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
+    return invoke("audit", *args, *extra)
 
 
 def json_rids(text: str) -> list[int]:

@@ -1,68 +1,32 @@
-"""`arcus policy`: add, list, rm, move, explain, with no daemon (the daemon's handlers run in the
-CLI over the store) and through a real control server running those handlers for a stand-in
-daemon. Explained requests use literal addresses, or names whose decision needs no address, so
+"""`arcus policy`: add, list, rm, move, explain, with no daemon (the arcus.ops functions run in the
+CLI over the store) and through a real control server running the daemon's handlers over its own
+store and Snapshot. Explained requests use literal addresses, or names whose decision needs no address, so
 that no test depends on DNS (except `localhost`, from /etc/hosts)."""
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from arcus.cli.app import app
 from arcus.policy import Rule
 from arcus.store import Store
-from tests.unit.cli.test_tenant import ServerThread
-from tests.unit.cli.test_user import SHA256_CRYPT, StandIn, recorded
+from arcus.testing.control import TenancyDaemon
+from tests.unit.cli.harness import SHA256_CRYPT, errors, js, run
 
 RULE_KEYS = {"id", "action", "hosts", "dest_cidrs", "ports", "sources", "methods", "path_prefixes", "times",
              "timezone", "redirect_to", "comment", "user"}
 assert RULE_KEYS == set(Rule.__dataclass_fields__)
-EXPLAIN_KEYS = {"tenant", "request", "decision", "trace", "resolved", "addresses", "resolve_error", "policy_source"}
+EXPLAIN_KEYS = {"tenant", "request", "decision", "trace", "resolved", "addresses", "resolve_error", "policy_source",
+                "escaper"}
 ACTION_HINT = "hint: give exactly one of --allow, --deny, --report, --redirect URL (or --deny-host / --allow-host PATTERN)"
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="arcus-cli-") as d:  # AF_UNIX paths are short
-        yield Path(d)
-
-
-@pytest.fixture
-def sock(sock_dir: Path) -> Path:
-    return sock_dir / "none.sock"
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-def run(sock: Path, data_dir: Path, *args: str) -> Result:
-    result = CliRunner().invoke(app, [*args, "--socket", str(sock), "--data-dir", str(data_dir)])
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
 
 
 def policy(sock: Path, data_dir: Path, *args: str) -> Result:
     return run(sock, data_dir, "policy", *args)
-
-
-def js(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def errors(result: Result) -> list[str]:
-    assert result.exit_code == 1, result.output
-    assert result.stdout == ""
-    return result.stderr.splitlines()
 
 
 def stored_rules(data_dir: Path, tenant: str = "acme") -> list[dict[str, Any]]:
@@ -270,7 +234,8 @@ def test_explain_a_deny_with_its_trace(sock: Path, data_dir: Path, acme: None) -
     lines = result.stdout.splitlines()
     assert lines[0] == "request   GET www.casino.example:80/poker?x=1 from 10.20.1.7, tenant acme"
     assert lines[1] == "policy    as stored"
-    assert lines[2] == "resolved  -"  # a deny by name needs no address
+    assert lines[2] == "escaper   direct (its resolver and egress guard)"  # the default profile's
+    assert lines[3] == "resolved  -"  # a deny by name needs no address
     assert table_rows(result.stdout) == [["block-gambling", "yes", "host www.casino.example matches *.casino.example"]]
     assert lines[-2:] == [
         "decision  deny by rule 'block-gambling'",
@@ -356,15 +321,12 @@ def test_explain_a_method_inside_a_tunnel_is_refused(sock: Path, data_dir: Path,
 
 
 @pytest.fixture
-def daemon(sock: Path, tmp_path: Path) -> Iterator[StandIn]:
-    with Store.open(tmp_path / "daemon" / "arcus.db") as store:
-        d = StandIn(store)
-        store.add_tenant("acme", None, ["10.20.0.0/16"])
-        with ServerThread(sock, recorded(d)):
-            yield d
+def daemon(daemon: TenancyDaemon) -> Iterator[TenancyDaemon]:
+    daemon.seed(lambda st: st.add_tenant("acme", None, ["10.20.0.0/16"]))
+    yield daemon
 
 
-def test_daemon_path_every_command(daemon: StandIn, sock: Path, data_dir: Path) -> None:
+def test_daemon_path_every_command(daemon: TenancyDaemon, sock: Path, data_dir: Path) -> None:
     added = js(policy(sock, data_dir, "add", "acme", "block-gambling", "--deny-host", "*.casino.example", "--json"))
     assert set(added["rule"]) == RULE_KEYS and added["position"] == 1
     assert daemon.calls[-1] == ("policy.add", {"tenant": "acme", "rule": added["rule"]})
@@ -373,7 +335,7 @@ def test_daemon_path_every_command(daemon: StandIn, sock: Path, data_dir: Path) 
     assert daemon.calls[-1][1]["position"] == 1
     assert [r["id"] for r in js(policy(sock, data_dir, "list", "acme", "--json"))] == ["office", "block-gambling"]
     explained = js(policy(sock, data_dir, "explain", "acme", "http://www.casino.example/", "--json"))
-    assert explained["decision"]["rule_id"] == "block-gambling" and explained["policy_source"] == "store"
+    assert explained["decision"]["rule_id"] == "block-gambling" and explained["policy_source"] == "live"
     assert daemon.calls[-1] == ("policy.explain", {"tenant": "acme", "url": "http://www.casino.example/",
                                                    "from": "127.0.0.1"})
     moved = js(policy(sock, data_dir, "move", "acme", "office", "2", "--json"))
@@ -386,16 +348,19 @@ def test_daemon_path_every_command(daemon: StandIn, sock: Path, data_dir: Path) 
     assert not data_dir.exists()
 
 
-def test_daemon_path_same_shapes_as_store_path(daemon: StandIn, sock: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_daemon_path_same_shapes_as_store_path(daemon: TenancyDaemon, sock: Path, data_dir: Path, tmp_path: Path) -> None:
     nowhere = tmp_path / "n.sock"
     run(nowhere, data_dir, "tenant", "add", "acme", "--source", "10.20.0.0/16")
     for s in (sock, nowhere):
         policy(s, data_dir, "add", "acme", "block-gambling", "--deny-host", "*.casino.example")
-    for args in (("list", "acme"), ("explain", "acme", "http://www.casino.example/x", "--from", "10.20.1.7")):
-        assert js(policy(sock, data_dir, *args, "--json")) == js(policy(nowhere, data_dir, *args, "--json"))
+    assert js(policy(sock, data_dir, "list", "acme", "--json")) == js(policy(nowhere, data_dir, "list", "acme", "--json"))
+    args = ("explain", "acme", "http://www.casino.example/x", "--from", "10.20.1.7", "--json")
+    live, stored = js(policy(sock, data_dir, *args)), js(policy(nowhere, data_dir, *args))
+    assert (live.pop("policy_source"), stored.pop("policy_source")) == ("live", "store")
+    assert live == stored
 
 
-def test_daemon_path_refuses_a_bad_rule_without_asking(daemon: StandIn, sock: Path, data_dir: Path) -> None:
+def test_daemon_path_refuses_a_bad_rule_without_asking(daemon: TenancyDaemon, sock: Path, data_dir: Path) -> None:
     assert errors(policy(sock, data_dir, "add", "acme", "r1", "--deny", "--port", "70000"))[0].startswith(
         "error: rule 'r1': ports:")
     assert errors(policy(sock, data_dir, "explain", "acme", "gopher://x/"))[0] == "error: unsupported URL scheme 'gopher'"

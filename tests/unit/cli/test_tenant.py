@@ -3,116 +3,33 @@ real control server whose handlers use a Store (the daemon path)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import tempfile
-from collections.abc import Iterator
+from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from arcus.cli.app import app
-from arcus.control import protocol as p
-from arcus.control.server import Handler
 from arcus.store import Store
-from arcus.testing.control import ServerThread
+from arcus.testing.control import ServerThread, TenancyDaemon
+from tests.unit.cli.harness import errors, js, note, run
 
 TENANT_KEYS = {
     "name", "display_name", "sources", "suspended", "created_at",
     "auth", "auth_exempt", "realm", "default_action", "block_page", "max_conns", "rps", "bandwidth", "log_query",
-    "proxy_hosts",
+    "proxy_hosts", "lock_sources",
 }
 USAGE = {"conns_total": 12, "conns_active": 1, "requests": 40, "bytes_up": 2048, "bytes_down": 3 * 1024 * 1024,
          "errors": {"denied": 2}}
 
 
-def store_handlers(store: Store, calls: list[str]) -> dict[str, Handler]:
-    """The tenant commands as the daemon answers them: the store, off the event loop."""
-
-    def name(args: dict[str, Any]) -> str:
-        return p.arg(args, "name", str)
-
-    async def add(args: dict[str, Any]) -> Any:
-        calls.append("tenant.add")
-        tenant = await asyncio.to_thread(
-            store.add_tenant, name(args), p.arg(args, "display_name", str, None), p.arg_list_of_str(args, "sources", [])
-        )
-        return tenant.to_dict()
-
-    async def list_(args: dict[str, Any]) -> Any:
-        calls.append("tenant.list")
-        return [t.to_dict() for t in await asyncio.to_thread(store.list_tenants)]
-
-    async def show(args: dict[str, Any]) -> Any:
-        calls.append("tenant.show")
-        out = (await asyncio.to_thread(store.get_tenant, name(args))).to_dict()
-        out["usage"] = USAGE
-        return out
-
-    async def rm(args: dict[str, Any]) -> Any:
-        calls.append("tenant.rm")
-        await asyncio.to_thread(store.remove_tenant, name(args))
-        return {"removed": name(args)}
-
-    async def suspend(args: dict[str, Any]) -> Any:
-        calls.append("tenant.suspend")
-        return (await asyncio.to_thread(store.set_suspended, name(args), True)).to_dict()
-
-    async def resume(args: dict[str, Any]) -> Any:
-        calls.append("tenant.resume")
-        return (await asyncio.to_thread(store.set_suspended, name(args), False)).to_dict()
-
-    return {"tenant.add": add, "tenant.list": list_, "tenant.show": show, "tenant.rm": rm,
-            "tenant.suspend": suspend, "tenant.resume": resume}
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="arcus-cli-") as d:  # AF_UNIX paths are short
-        yield Path(d)
-
-
-@pytest.fixture
-def sock(sock_dir: Path) -> Path:
-    return sock_dir / "none.sock"
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-class Daemon:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.calls: list[str] = []
-
-
-@pytest.fixture
-def daemon(sock: Path, tmp_path: Path) -> Iterator[Daemon]:
-    with Store.open(tmp_path / "daemon" / "arcus.db") as store:
-        d = Daemon(store)
-        with ServerThread(sock, store_handlers(store, d.calls)):
-            yield d
-
-
 def tenant(sock: Path, data_dir: Path, *args: str) -> Result:
-    result = CliRunner().invoke(app, ["tenant", *args, "--socket", str(sock), "--data-dir", str(data_dir)])
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
+    return run(sock, data_dir, "tenant", *args)
 
 
-def js(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def note(sock: Path, data_dir: Path, *, writes: bool) -> str:
-    what = "changed the store at {} directly" if writes else "read the store at {} directly"
-    return f"note: no daemon running at {sock}; " + what.format(data_dir / "arcus.db") + "\n"
+def live_usage(daemon: TenancyDaemon, name: str) -> None:
+    c = daemon.shared.tenant_counters.get(name)
+    c.conns_total, c.conns_active, c.requests, c.bytes_up, c.bytes_down = 12, 1, 40, 2048, 3 * 1024 * 1024
+    c.errors = Counter({"denied": 2})
 
 
 # -- no daemon: the store directly ------------------------------------------------------
@@ -165,7 +82,8 @@ def test_show(sock: Path, data_dir: Path) -> None:
     result = tenant(sock, data_dir, "show", "acme")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[:4] == ["tenant     acme", "name       Acme Corp", "sources    10.20.0.0/16", "suspended  no"]
+    assert lines[:5] == ["tenant     acme", "name       Acme Corp", "sources    10.20.0.0/16", "locked     no",
+                         "suspended  no"]
     assert "usage" not in result.stdout  # the store has no live counters
     assert result.stderr == note(sock, data_dir, writes=False)
     out = js(tenant(sock, data_dir, "show", "acme", "--json"))
@@ -255,35 +173,40 @@ def test_source_owned_by_another_tenant(sock: Path, data_dir: Path) -> None:
 # -- through the daemon -----------------------------------------------------------------
 
 
-def test_daemon_path_changes_the_daemons_store_not_the_data_dir(daemon: Daemon, sock: Path, data_dir: Path) -> None:
+def test_daemon_path_changes_the_daemons_store_not_the_data_dir(daemon: TenancyDaemon, sock: Path, data_dir: Path) -> None:
     result = tenant(sock, data_dir, "add", "acme", "--name", "Acme Corp", "--source", "10.20.0.0/16",
                     "--source", "2001:db8::/48")
     assert result.exit_code == 0, result.output
     assert result.stdout == "added tenant acme (Acme Corp): 10.20.0.0/16, 2001:db8::/48\n"
     assert result.stderr == ""  # no note: the daemon did it
     assert daemon.store.get_tenant("acme").sources == ("10.20.0.0/16", "2001:db8::/48")
-    assert daemon.calls == ["tenant.add"]
+    assert [c for c, _ in daemon.calls] == ["tenant.add"]
+    assert daemon.refreshes == 1  # the change is in the Snapshot the daemon serves
+    assert "acme" in daemon.shared.snapshot.tenancy.tenants
     assert not data_dir.exists()
 
 
-def test_daemon_path_every_command(daemon: Daemon, sock: Path, data_dir: Path) -> None:
+def test_daemon_path_every_command(daemon: TenancyDaemon, sock: Path, data_dir: Path) -> None:
     added = js(tenant(sock, data_dir, "add", "acme", "--source", "10.20.0.0/16", "--json"))
     assert set(added) == TENANT_KEYS
     listed = js(tenant(sock, data_dir, "list", "--json"))
     assert [t["name"] for t in listed] == ["acme", "default"]
+    live_usage(daemon, "acme")
     shown = js(tenant(sock, data_dir, "show", "acme", "--json"))
-    assert shown == {**added, "usage": USAGE}
+    assert shown == {**added, "users": 0, "rules": 0, "usage": USAGE}
     assert js(tenant(sock, data_dir, "suspend", "acme", "--json"))["suspended"] is True
     assert daemon.store.get_tenant("acme").suspended is True
     assert js(tenant(sock, data_dir, "resume", "acme", "--json"))["suspended"] is False
     assert js(tenant(sock, data_dir, "rm", "acme", "--json")) == {"removed": "acme"}
     assert [t.name for t in daemon.store.list_tenants()] == ["default"]
-    assert daemon.calls == ["tenant.add", "tenant.list", "tenant.show", "tenant.suspend", "tenant.resume", "tenant.rm"]
+    assert [c for c, _ in daemon.calls] == [
+        "tenant.add", "tenant.list", "tenant.show", "tenant.suspend", "tenant.resume", "tenant.rm"]
     assert not data_dir.exists()
 
 
-def test_daemon_path_show_has_usage(daemon: Daemon, sock: Path, data_dir: Path) -> None:
+def test_daemon_path_show_has_usage(daemon: TenancyDaemon, sock: Path, data_dir: Path) -> None:
     tenant(sock, data_dir, "add", "acme")
+    live_usage(daemon, "acme")
     result = tenant(sock, data_dir, "show", "acme")
     assert result.exit_code == 0
     assert result.stderr == ""
@@ -291,7 +214,7 @@ def test_daemon_path_show_has_usage(daemon: Daemon, sock: Path, data_dir: Path) 
     assert [c.strip() for c in row.strip("│ ").split("│")] == ["12", "1", "40", "2.0 KiB", "3.0 MiB", "denied=2"]
 
 
-def test_daemon_path_same_shapes_as_store_path(daemon: Daemon, sock: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_daemon_path_same_shapes_as_store_path(daemon: TenancyDaemon, sock: Path, data_dir: Path, tmp_path: Path) -> None:
     via_daemon = js(tenant(sock, data_dir, "add", "acme", "--name", "A", "--source", "10.0.0.0/8", "--json"))
     nowhere = tmp_path / "n.sock"
     via_store = js(tenant(nowhere, data_dir, "add", "acme", "--name", "A", "--source", "10.0.0.0/8", "--json"))
@@ -299,7 +222,7 @@ def test_daemon_path_same_shapes_as_store_path(daemon: Daemon, sock: Path, data_
     assert drop(via_daemon) == drop(via_store)
 
 
-def test_daemon_path_errors(daemon: Daemon, sock: Path, data_dir: Path) -> None:
+def test_daemon_path_errors(daemon: TenancyDaemon, sock: Path, data_dir: Path) -> None:
     tenant(sock, data_dir, "add", "acme")
     result = tenant(sock, data_dir, "add", "acme")
     assert result.exit_code == 1
@@ -312,10 +235,10 @@ def test_daemon_path_errors(daemon: Daemon, sock: Path, data_dir: Path) -> None:
     assert result.stderr.splitlines() == ["error: tenant 'ghost' does not exist", "hint: see `arcus tenant list`"]
 
 
-def test_daemon_path_validates_before_sending(daemon: Daemon, sock: Path, data_dir: Path) -> None:
+def test_daemon_path_validates_before_sending(daemon: TenancyDaemon, sock: Path, data_dir: Path) -> None:
     assert tenant(sock, data_dir, "add", "acme", "--source", "10.0.0.0/33").exit_code == 1
     assert tenant(sock, data_dir, "add", "bad name").exit_code == 1
-    assert daemon.calls == []
+    assert daemon.calls == [] and daemon.refreshes == 0
 
 
 def test_daemon_refusing_is_not_a_reason_to_write_the_store(sock: Path, data_dir: Path) -> None:
@@ -325,3 +248,16 @@ def test_daemon_refusing_is_not_a_reason_to_write_the_store(sock: Path, data_dir
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == "error: unknown command 'tenant.add'"
     assert not data_dir.exists()
+
+
+def test_names_differing_only_in_case_cannot_coexist(sock: Path, data_dir: Path) -> None:
+    tenant(sock, data_dir, "add", "acme")
+    assert errors(tenant(sock, data_dir, "add", "ACME")) == [
+        "error: tenant 'ACME' clashes with tenant 'acme'",
+        "hint: tenant names are unique regardless of case; use 'acme' or choose another name",
+    ]
+    assert errors(tenant(sock, data_dir, "show", "Acme")) == [
+        "error: tenant 'Acme' does not exist",
+        "hint: did you mean 'acme'? tenant names are matched exactly (and unique regardless of case)",
+    ]
+    assert [t["name"] for t in js(tenant(sock, data_dir, "list", "--json"))] == ["acme", "default"]

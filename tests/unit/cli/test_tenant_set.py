@@ -3,58 +3,25 @@ daemon (the store directly) and through a real control server running the daemon
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from arcus.cli.app import app
 from arcus.store import Store
-from tests.unit.cli.test_tenant import ServerThread
-from tests.unit.cli.test_user import SHA256_CRYPT, StandIn, recorded
+from arcus.testing.control import TenancyDaemon
+from tests.unit.cli.harness import SHA256_CRYPT, errors, js, run
 
 TENANT_KEYS = {"name", "display_name", "sources", "suspended", "created_at", "auth", "auth_exempt", "realm",
                "default_action", "block_page", "max_conns", "rps", "bandwidth", "log_query",
-               "proxy_hosts"}
+               "proxy_hosts", "lock_sources"}
 PAGE = "<h1>Blocked</h1><p>{host} for {tenant}: {reason} (rule {rule}, request {request_id})</p>\n"
 
 
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="arcus-cli-") as d:  # AF_UNIX paths are short
-        yield Path(d)
-
-
-@pytest.fixture
-def sock(sock_dir: Path) -> Path:
-    return sock_dir / "none.sock"
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
 def tenant(sock: Path, data_dir: Path, *args: str) -> Result:
-    result = CliRunner().invoke(app, ["tenant", *args, "--socket", str(sock), "--data-dir", str(data_dir)])
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
-
-
-def js(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def errors(result: Result) -> list[str]:
-    assert result.exit_code == 1, result.output
-    assert result.stdout == ""
-    return result.stderr.splitlines()
+    return run(sock, data_dir, "tenant", *args)
 
 
 def stored(data_dir: Path, name: str = "acme") -> Any:
@@ -101,7 +68,7 @@ def test_units_and_unlimited(sock: Path, data_dir: Path, acme: None) -> None:
         ((), ["error: nothing to change",
               "hint: give at least one of --max-conns, --rps, --bandwidth, --auth, --auth-exempt, --no-auth-exempt, "
               "--realm, --default, --block-page, --no-block-page, --log-query/--no-log-query, "
-              "--proxy-host, --no-proxy-hosts"]),
+              "--proxy-host, --no-proxy-hosts, --lock-sources/--no-lock-sources"]),
         (("--max-conns", "0"), ["error: invalid connection limit '0': it must be more than 0",
                                 "hint: use 'unlimited' to remove the limit, or suspend the tenant to stop its traffic"]),
         (("--max-conns", "5.5"), ["error: invalid connection limit '5.5'",
@@ -218,8 +185,9 @@ def test_show_prints_settings_limits_and_counts(sock: Path, data_dir: Path, acme
     result = tenant(sock, data_dir, "show", "acme")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[:4] == ["tenant     acme", "name       acme", "sources    10.20.0.0/16", "suspended  no"]
-    assert lines[5:] == [
+    assert lines[:5] == ["tenant     acme", "name       acme", "sources    10.20.0.0/16", "locked     no",
+                         "suspended  no"]
+    assert lines[6:] == [
         'auth       required, realm "arcus acme" (default)',
         "exempt     10.20.9.0/24",
         "proxy host -",
@@ -243,15 +211,12 @@ def test_show_prints_settings_limits_and_counts(sock: Path, data_dir: Path, acme
 
 
 @pytest.fixture
-def daemon(sock: Path, tmp_path: Path) -> Iterator[StandIn]:
-    with Store.open(tmp_path / "daemon" / "arcus.db") as store:
-        d = StandIn(store)
-        store.add_tenant("acme", None, ["10.20.0.0/16"])
-        with ServerThread(sock, recorded(d)):
-            yield d
+def daemon(daemon: TenancyDaemon) -> Iterator[TenancyDaemon]:
+    daemon.seed(lambda st: st.add_tenant("acme", None, ["10.20.0.0/16"]))
+    yield daemon
 
 
-def test_daemon_path_set_and_show_limits_beside_usage(daemon: StandIn, sock: Path, data_dir: Path,
+def test_daemon_path_set_and_show_limits_beside_usage(daemon: TenancyDaemon, sock: Path, data_dir: Path,
                                                       tmp_path: Path) -> None:
     page = tmp_path / "p.html"
     page.write_text(PAGE)
@@ -274,7 +239,7 @@ def test_daemon_path_set_and_show_limits_beside_usage(daemon: StandIn, sock: Pat
     result = tenant(sock, data_dir, "show", "acme")
     assert result.exit_code == 0 and result.stderr == ""
     lines = result.stdout.splitlines()
-    assert lines[5] == 'auth       optional, realm "Acme"'
+    assert lines[6] == 'auth       optional, realm "Acme"'
     limits = lines.index("connections 3 / 500")
     assert lines[limits:limits + 3] == ["connections 3 / 500", "rate limit  200 req/s", "bandwidth   50Mbit/s each way"]
     rows = [[c.strip() for c in line.strip()[1:-1].split("│")] for line in lines if line.startswith("│")]
@@ -286,9 +251,28 @@ def test_daemon_path_set_and_show_limits_beside_usage(daemon: StandIn, sock: Pat
     assert not data_dir.exists()
 
 
-def test_daemon_path_same_shapes_as_store_path(daemon: StandIn, sock: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_daemon_path_same_shapes_as_store_path(daemon: TenancyDaemon, sock: Path, data_dir: Path, tmp_path: Path) -> None:
     nowhere = tmp_path / "n.sock"
     tenant(nowhere, data_dir, "add", "acme", "--source", "10.20.0.0/16")
     args = ("set", "acme", "--max-conns", "9", "--bandwidth", "1G", "--auth", "required", "--json")
     drop = lambda t: {k: v for k, v in t.items() if k != "created_at"}  # noqa: E731
     assert drop(js(tenant(sock, data_dir, *args))) == drop(js(tenant(nowhere, data_dir, *args)))
+
+
+def test_lock_sources(sock: Path, data_dir: Path, acme: None) -> None:
+    result = tenant(sock, data_dir, "set", "acme", "--lock-sources")
+    assert result.stdout == "changed tenant acme: source ranges locked to its own users\n"
+    assert stored(data_dir).lock_sources is True
+    assert "locked     yes: only its own users are admitted from them" in tenant(sock, data_dir, "show", "acme").stdout
+    listed = js(tenant(sock, data_dir, "list", "--json"))
+    assert [(t["name"], t["lock_sources"]) for t in listed] == [("acme", True), ("default", False)]
+    out = js(tenant(sock, data_dir, "set", "acme", "--no-lock-sources", "--json"))
+    assert out["lock_sources"] is False and stored(data_dir).lock_sources is False
+
+
+def test_daemon_path_lock_sources_reaches_the_snapshot(daemon: TenancyDaemon, sock: Path, data_dir: Path) -> None:
+    assert daemon.shared.snapshot.tenancy.tenants["acme"].lock_sources is False
+    assert js(tenant(sock, data_dir, "set", "acme", "--lock-sources", "--json"))["lock_sources"] is True
+    assert daemon.calls == [("tenant.set", {"name": "acme", "lock_sources": True})]
+    assert daemon.shared.snapshot.tenancy.tenants["acme"].lock_sources is True
+    assert js(tenant(sock, data_dir, "show", "acme", "--json"))["lock_sources"] is True

@@ -4,47 +4,26 @@ is hashed in the CLI, and neither a password nor a hash is ever printed."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from arcus.auth import secrets
 from arcus.auth.secrets import identify_secret, verify_secret
 from arcus.cli import user as user_cli
-from arcus.cli.app import app
 from arcus.control import protocol as p
-from arcus.control.server import Handler
-from arcus.errors import OperatorError
-from arcus.runtime.tenancy import tenancy_handlers
-from arcus.stats import CounterSet
 from arcus.store import Store
-from tests.unit.cli.test_tenant import ServerThread
+from arcus.testing.control import TenancyDaemon
+from tests.unit.cli.harness import SHA256_CRYPT, SHA256_PW, cheap_hash, js, run
 
 USER_KEYS = {"tenant", "name", "secret_scheme", "blocked", "expires_at", "max_conns", "rps", "bandwidth", "created_at"}
 PW = "Tr0ub4dor&3-horse"
 PW2 = "correct-horse-battery"
-# glibc's sha256-crypt test vector: "Hello world!" with salt "saltstring" (docs/users-and-limits.md).
-SHA256_CRYPT = "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"
-SHA256_PW = "Hello world!"
-
-
-def cheap_hash(password: str) -> str:
-    """A real, verifiable scrypt secret at a low cost (ln=4), so tests do not pay 0.3 s per user."""
-    if not password:
-        raise OperatorError("the password is empty", hint="choose a non-empty password")
-    salt = os.urandom(16)
-    key = hashlib.scrypt(password.encode(), salt=salt, n=16, r=8, p=1, dklen=32)
-    b64 = lambda b: base64.b64encode(b).decode().rstrip("=")  # noqa: E731
-    return f"$scrypt$ln=4,r=8,p=1${b64(salt)}${b64(key)}"
 
 
 @pytest.fixture(autouse=True)
@@ -52,36 +31,15 @@ def fast_hash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(user_cli, "hash_secret", cheap_hash)
 
 
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="arcus-cli-") as d:  # AF_UNIX paths are short
-        yield Path(d)
-
-
-@pytest.fixture
-def sock(sock_dir: Path) -> Path:
-    return sock_dir / "none.sock"
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
-
-
-def run(sock: Path, data_dir: Path, *args: str, input: str | None = None) -> Result:
-    result = CliRunner().invoke(app, [*args, "--socket", str(sock), "--data-dir", str(data_dir)], input=input)
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
+@pytest.fixture(autouse=True)
+def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CliRunner's stdin is no terminal: stand in for one, so the hidden prompt is asked (the
+    tests without a terminal run ``arcus`` in a process of its own, with no controlling tty)."""
+    monkeypatch.setattr(user_cli, "interactive", lambda: True)
 
 
 def user(sock: Path, data_dir: Path, *args: str, input: str | None = None) -> Result:
     return run(sock, data_dir, "user", *args, input=input)
-
-
-def js(result: Result) -> Any:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def stored(data_dir: Path, tenant: str, name: str) -> Any:
@@ -470,43 +428,14 @@ def test_import_a_bad_password_stops_before_the_store(sock: Path, data_dir: Path
 USAGE = {"conns_total": 7, "conns_active": 2, "requests": 30, "bytes_up": 0, "bytes_down": 0, "errors": {}}
 
 
-class StandIn:
-    """What the tenancy handlers need of the daemon: its store, counters, and a refresh."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.shared = SimpleNamespace(tenant_counters=CounterSet(), user_counters=CounterSet(), snapshot=None)
-        self.own: tuple[str, ...] = ()
-        self.refreshes = 0
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    async def refresh_tenants(self) -> None:
-        self.refreshes += 1
-
-
-def recorded(daemon: StandIn) -> dict[str, Handler]:
-    """The daemon's real tenancy handlers, each call and its arguments recorded."""
-
-    def wrap(cmd: str, handler: Handler) -> Handler:
-        async def h(args: dict[str, Any]) -> Any:
-            daemon.calls.append((cmd, json.loads(json.dumps(args))))
-            return await handler(args)
-        return h
-
-    return {cmd: wrap(cmd, h) for cmd, h in tenancy_handlers(daemon).items()}
-
-
 @pytest.fixture
-def daemon(sock: Path, tmp_path: Path) -> Iterator[StandIn]:
-    with Store.open(tmp_path / "daemon" / "arcus.db") as store:
-        d = StandIn(store)
-        store.add_tenant("acme", None, [])
-        with ServerThread(sock, recorded(d)):
-            yield d
+def daemon(daemon: TenancyDaemon) -> Iterator[TenancyDaemon]:
+    daemon.seed(lambda st: st.add_tenant("acme", None, []))
+    yield daemon
 
 
 def test_daemon_path_every_command_and_only_hashes_on_the_wire(
-    daemon: StandIn, sock: Path, data_dir: Path, tmp_path: Path
+    daemon: TenancyDaemon, sock: Path, data_dir: Path, tmp_path: Path
 ) -> None:
     added = js(user(sock, data_dir, "add", "acme", "alice", "--expires", "2030-01-01", "--json",
                     input=f"{PW}\n{PW}\n"))
@@ -542,15 +471,15 @@ def test_daemon_path_every_command_and_only_hashes_on_the_wire(
     assert verify_secret(args["users"][0]["secret"], PW) and args["users"][1]["secret"] == SHA256_CRYPT
     assert js(user(sock, data_dir, "rm", "acme", "alice", "--json")) == {"removed": "alice"}
     assert [c for c, _ in daemon.calls] == [
-        "user.add", "user.list", "user.show", "user.show", "user.passwd", "user.block", "user.unblock", "user.set",
-        "user.import", "user.rm",
+        "tenant.show", "user.add", "user.list", "user.show", "user.show", "user.show", "user.passwd", "user.block",
+        "user.unblock", "user.set", "tenant.show", "user.import", "user.rm",
     ]
     assert PW not in json.dumps([a for _, a in daemon.calls]) and PW2 not in json.dumps([a for _, a in daemon.calls])
     assert daemon.refreshes == 7  # every change, none of the reads
     assert not data_dir.exists()
 
 
-def test_daemon_path_errors_are_one_line(daemon: StandIn, sock: Path, data_dir: Path) -> None:
+def test_daemon_path_errors_are_one_line(daemon: TenancyDaemon, sock: Path, data_dir: Path) -> None:
     result = user(sock, data_dir, "show", "acme", "ghost")
     assert result.exit_code == 1
     assert result.stderr.splitlines() == ["error: user 'ghost' of tenant 'acme' does not exist",
@@ -558,7 +487,7 @@ def test_daemon_path_errors_are_one_line(daemon: StandIn, sock: Path, data_dir: 
 
 
 def test_an_import_too_large_for_the_socket_is_refused_with_a_hint(
-    daemon: StandIn, sock: Path, data_dir: Path, tmp_path: Path
+    daemon: TenancyDaemon, sock: Path, data_dir: Path, tmp_path: Path
 ) -> None:
     count = p.MAX_LINE // len(SHA256_CRYPT) + 10
     path = write(tmp_path, [{"name": f"u{i}", "hash": SHA256_CRYPT} for i in range(count)])
@@ -568,7 +497,7 @@ def test_an_import_too_large_for_the_socket_is_refused_with_a_hint(
         "error: the request is larger than the control socket takes (1 MiB)",
         "hint: split the input into smaller parts, or stop the daemon to write the store directly",
     ]
-    assert [c for c, _ in daemon.calls] == []
+    assert [c for c, _ in daemon.calls] == ["tenant.show"]  # it exists: then the file is hashed
 
 
 def test_a_large_import_without_a_daemon_goes_to_the_store(sock: Path, data_dir: Path, acme: None,

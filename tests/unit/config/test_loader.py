@@ -177,6 +177,36 @@ def test_yaml_syntax_error_names_its_line(tmp_path: Path) -> None:
     assert issues(tmp_path, text) == ["P:3: invalid YAML: mapping values are not allowed here"]
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # a flow mapping never closed on line 7: PyYAML notices at line 9 (issue 11)
+        ("  - name: direct\n    type: direct_fixed\n    resolver: system\n",
+         "  - {name: direct, type: direct_fixed\n\n    resolver: system}\n",
+         "P:7: invalid YAML: while parsing a flow mapping, expected ',' or '}', but got ':' on line 9; "
+         'close the "{" opened on line 7'),
+        ("  - name: direct\n", '  - name: "direct\n',
+         "P:7: invalid YAML: while scanning a quoted scalar, found unexpected end of stream on line 15; "
+         "close the quote opened on line 7"),
+        ("    listen: 127.0.0.1:3128\n", "    listen: [127.0.0.1:3128\n",
+         "P:4: invalid YAML: while parsing a flow sequence, expected ',' or ']', but got ':' on line 5; "
+         'close the "[" opened on line 4'),
+        ("  - name: direct\n", "  - name direct\n",
+         'P:7: invalid YAML: mapping values are not allowed here on line 8: the text "name direct type" begun '
+         'on line 7 runs on to it; is a ":" missing on line 7?'),
+        # where PyYAML's mark is already the line to fix, it stays
+        ("    type: direct_fixed\n", "   type: direct_fixed\n",
+         "P:8: invalid YAML: while parsing a block collection, expected <block end>, but found '<block mapping start>'"),
+        ("  - name: direct\n", "  - name: direct: x\n", "P:7: invalid YAML: mapping values are not allowed here"),
+    ],
+    ids=["unclosed-flow-mapping", "unclosed-quote", "unclosed-flow-sequence", "key-without-colon", "bad-indent",
+         "colon-in-value"],
+)
+def test_yaml_syntax_error_points_at_the_line_to_fix(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    assert old in VALID
+    assert issues(tmp_path, VALID.replace(old, new)) == [expected]
+
+
 def test_unacceptable_character_is_located(tmp_path: Path) -> None:
     assert issues(tmp_path, "servers:\n  - name: a\x07\n") == ["P:2: invalid YAML: unacceptable character #x0007"]
 

@@ -39,6 +39,7 @@ def path(sock_dir: Path) -> Path:
 class Events:
     def __init__(self) -> None:
         self.stream_closed = threading.Event()
+        self.stream_started = threading.Event()
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
 
@@ -72,7 +73,7 @@ def handlers(events: Events) -> dict[str, Handler]:
         raise ConfigError([ConfigIssue("edge.yaml", 4, "unknown key 'lisen'"), ConfigIssue("edge.yaml", 9, "bad port")])
 
     async def slow(args: dict[str, Any]) -> Any:
-        await asyncio.sleep(float(args.get("s", 5)))
+        await asyncio.sleep(float(args.get("s", 5)))  # a slow handler: the behaviour under test
         return "late"
 
     async def count(args: dict[str, Any]) -> AsyncIterator[Any]:
@@ -85,13 +86,14 @@ def handlers(events: Events) -> dict[str, Handler]:
             while True:
                 yield {"i": i}
                 i += 1
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # a stream that never ends, paced
         finally:
             events.stream_closed.set()
 
     async def silent(args: dict[str, Any]) -> AsyncIterator[Any]:
         try:
-            await asyncio.sleep(60)
+            events.stream_started.set()
+            await asyncio.sleep(60)  # a stream that says nothing: the behaviour under test
             yield "never"
         finally:
             events.stream_closed.set()
@@ -488,7 +490,7 @@ def test_client_closing_ends_the_stream(daemon: ServerThread, path: Path, events
 def test_client_closing_ends_a_silent_stream(daemon: ServerThread, path: Path, events: Events) -> None:
     raw = Raw(path)
     raw.send(b'{"v":1,"id":1,"cmd":"silent"}\n')
-    time.sleep(0.1)
+    assert events.stream_started.wait(5)
     raw.close()
     assert events.stream_closed.wait(5)
 
@@ -560,7 +562,7 @@ def test_async_client_daemon_not_running(path: Path) -> None:
 def test_next_request_ends_a_stream_and_is_answered(daemon: ServerThread, path: Path, events: Events) -> None:
     raw = Raw(path)
     raw.send(b'{"v":1,"id":1,"cmd":"silent"}\n')
-    time.sleep(0.1)
+    assert events.stream_started.wait(5)
     raw.send(b'{"v":1,"id":2,"cmd":"health"}\n')
     assert raw.reply() == {"id": 1, "ok": True, "result": None, "more": False}
     assert raw.reply()["id"] == 2

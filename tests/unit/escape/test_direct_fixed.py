@@ -12,6 +12,7 @@ from arcus.errors import EscapeError
 from arcus.escape.direct_fixed import DirectFixedEscaper, order_addresses
 from arcus.escape.direct_float import DirectFloatEscaper
 from arcus.policy.egress import EgressGuard
+from arcus.testing.wait import async_wait_until
 from tests.unit.escape.peers import FixedResolver, Listener, Recorder, closed_port, hanging_port
 
 
@@ -142,12 +143,13 @@ def test_float_picks_from_the_set_and_the_set_changes_live():
             for _ in range(12):
                 conn = await esc.connect("svc.test", good.port, "127.0.0.1", Recorder, timeout=2)
                 conn.transport.close()
+            await async_wait_until(lambda: len(good.peers) == 12, what="the listener to see all 12")
             first = set(good.peers)
             good.peers.clear()
             assert esc.set_addresses(["127.0.0.23", "127.0.0.23"]) == ("127.0.0.23",)
             conn = await esc.connect("svc.test", good.port, "127.0.0.1", Recorder, timeout=2)
             conn.transport.close()
-            await asyncio.sleep(0.05)
+            await async_wait_until(lambda: good.peers, what="the listener to see the connection")
             return first, good.peers
 
     first, after = asyncio.run(main())

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from arcus.escape.race import RaceFailed, staggered_race
+from arcus.testing.wait import async_wait_until
 
 
 def run(coro):
@@ -23,7 +24,7 @@ def test_second_attempt_starts_after_the_delay_and_wins_while_the_first_hangs():
         async def hang():
             starts.append(loop.time() - t0)
             try:
-                await asyncio.sleep(10)
+                await asyncio.sleep(10)  # an attempt that hangs: the case under test
             except asyncio.CancelledError:
                 cancelled.append(True)
                 raise
@@ -33,7 +34,7 @@ def test_second_attempt_starts_after_the_delay_and_wins_while_the_first_hangs():
             return "b"
 
         index, value = await staggered_race([hang, quick], 0.2, t0 + 5, lambda v: None)
-        await asyncio.sleep(0)
+        await async_wait_until(lambda: cancelled, what="the loser's cancellation")
         return index, value, starts, cancelled
 
     index, value, starts, cancelled = run(main())
@@ -78,7 +79,7 @@ def test_deadline_bounds_the_whole_race():
         t0 = loop.time()
 
         async def hang():
-            await asyncio.sleep(10)
+            await asyncio.sleep(10)  # attempts that hang: the case under test
 
         try:
             await staggered_race([hang, hang], 0.1, t0 + 0.3, lambda v: None)
@@ -94,7 +95,7 @@ def test_a_second_success_in_the_same_turn_is_discarded():
     async def main():
         discarded = []
 
-        async def a():
+        async def a():  # a and b finish in the same turn of the loop: the case under test
             await asyncio.sleep(0.05)
             return "a"
 
@@ -103,7 +104,7 @@ def test_a_second_success_in_the_same_turn_is_discarded():
             return "b"
 
         result = await staggered_race([a, b], 0.0, asyncio.get_running_loop().time() + 5, discarded.append)
-        await asyncio.sleep(0.1)
+        await async_wait_until(lambda: discarded, what="the second success to be discarded")
         return result, discarded
 
     (index, value), discarded = run(main())

@@ -9,8 +9,10 @@ import socket
 import pytest
 
 from arcus.errors import EscapeError
-from arcus.escape.health import DOWN, TRIAL, UP, Breaker, Member
-from arcus.escape.route_select import rendezvous_order
+from arcus.escape.health import DOWN, TRIAL, UP, Breaker, Member, check_round
+from arcus.escape.route_select import RouteSelectEscaper, rendezvous_order
+from arcus.testing.clock import ManualClock
+from arcus.testing.wait import async_wait_until
 from tests.unit.escape.peers import Listener, Recorder, closed_port
 from tests.unit.escape.test_routes import build
 
@@ -170,37 +172,80 @@ HEALTH = """\
 """
 
 
+def health_pool(port: int, clock: ManualClock) -> RouteSelectEscaper:
+    built = build(HEALTH.format(port=port))
+    return RouteSelectEscaper(built["pool"].config, built, clock=clock)
+
+
 def test_health_checks_take_a_dead_member_out_and_bring_it_back():
     async def main():
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        esc = build(HEALTH.format(port=port))["pool"]
+        clock = ManualClock()
+        esc = health_pool(port, clock)
+        member = esc.breaker.members[0]
+        states = []
+        for step in (0.0, 0.25):  # max_failures (2) failed checks take it out
+            clock.advance(step)
+            await check_round(esc.breaker, esc.health_timeout, clock)
+            states.append(member.state)
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+        try:
+            clock.advance(0.25)  # retry_after (300 ms) has not passed since it went down: no check
+            await check_round(esc.breaker, esc.health_timeout, clock)
+            states.append(member.state)
+            assert esc.info()["members"][0]["down_for"] == 0.25
+            clock.advance(0.125)  # it has: the next check is the trial, and it succeeds
+            await check_round(esc.breaker, esc.health_timeout, clock)
+            states.append(member.state)
+        finally:
+            server.close()
+            await server.wait_closed()
+        return states, esc.info()["members"][0]
+
+    states, member = asyncio.run(main())
+    assert states == [UP, DOWN, DOWN, UP]
+    assert member["checks_ok"] == 1 and member["checks_failed"] == 2
+
+
+def test_a_started_pool_runs_its_checks_until_closed():
+    async def main():
+        esc = build(HEALTH.format(port=closed_port()))["pool"]
         await esc.start()
         try:
-            seen = []
-            for _ in range(40):  # bounded: 40 x 50 ms
-                await asyncio.sleep(0.05)
-                if esc.breaker.members[0].state == DOWN:
-                    break
-            seen.append(esc.breaker.members[0].state)
-            server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
-            try:
-                for _ in range(40):
-                    await asyncio.sleep(0.05)
-                    if esc.breaker.members[0].state == UP:
-                        break
-                seen.append(esc.breaker.members[0].state)
-            finally:
-                server.close()
-                await server.wait_closed()
-            return seen, esc.info()["members"][0]
+            member = esc.breaker.members[0]
+            await async_wait_until(lambda: member.state == DOWN, timeout=10, what="the dead member to go down")
         finally:
             esc.close()
+        return esc._task
 
-    seen, member = asyncio.run(main())
-    assert seen == [DOWN, UP]
-    assert member["checks_ok"] >= 1 and member["checks_failed"] >= 2
+    assert asyncio.run(main()) is None
+
+
+def test_without_checks_a_down_member_gets_one_trial_connection_after_retry_after():
+    async def main():
+        async with Listener("127.0.0.1") as origin:
+            clock = ManualClock()
+            built = build(DEAD_PROXY.format(dead=closed_port()), {"svc.example": ["127.0.0.1"]})
+            esc = RouteSelectEscaper(built["pool"].config, built, clock=clock)
+            dead = esc.breaker.members[0]
+
+            async def through() -> str:
+                conn = await esc.connect("svc.example", origin.port, "127.0.0.1", Recorder, timeout=2)
+                conn.transport.close()
+                return conn.via
+
+            vias = [await through() for _ in range(4)]  # round robin: dead is first every other time
+            assert dead.state == DOWN and dead.down_since == clock.now
+            clock.advance(29.5)  # retry_after is 30 s
+            assert names(esc.order("10.0.0.1", None, clock())) == ["up"]
+            clock.advance(0.5)
+            assert sorted(names(esc.order("10.0.0.1", None, clock()))) == ["dead", "up"]
+            vias += [await through() for _ in range(2)]  # one of them is dead's trial, which fails
+            return vias, dead.state, dead.down_since == clock.now
+
+    assert asyncio.run(main()) == (["up"] * 6, DOWN, True)  # down again for another 30 s
 
 
 def test_health_checks_need_an_address(tmp_path):

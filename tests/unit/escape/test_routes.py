@@ -13,6 +13,7 @@ from netaddr import IPSet
 from arcus.config.loader import parse_profile
 from arcus.errors import ConfigError, EscapeError, OperatorError
 from arcus.escape import build_escapers
+from arcus.testing.wait import async_wait_until
 from tests.unit.escape.peers import FixedResolver, Listener, Recorder, closed_port, hanging_port
 
 HEAD = """\
@@ -166,7 +167,7 @@ def test_failover_uses_the_primary_while_it_connects():
             esc = build(FAILOVER, {"svc.example": ["127.0.0.1"]})["fo"]
             conn = await esc.connect("svc.example", origin.port, "127.0.0.1", Recorder, timeout=2)
             conn.transport.close()
-            await asyncio.sleep(0.05)
+            await async_wait_until(lambda: origin.peers, what="the origin to see the connection")
             return origin.peers, conn.via
 
     peers, via = asyncio.run(main())
@@ -186,7 +187,7 @@ def test_failover_to_the_standby_at_once_when_the_primary_is_refused():
             conn = await esc.connect("svc.example", origin.port, "127.0.0.1", Recorder, timeout=2)
             took = loop.time() - t0
             conn.transport.close()
-            await asyncio.sleep(0.05)
+            await async_wait_until(lambda: origin.peers, what="the origin to see the connection")
             return origin.peers, took
 
     peers, took = asyncio.run(main())

@@ -293,7 +293,7 @@ def test_limits_are_inclusive() -> None:
         (Limits(max_request_line=30, max_header_bytes=len(data) - 1, max_headers=2), 431),
         (Limits(max_request_line=30, max_header_bytes=len(data), max_headers=1), 431),
     ):
-        raises_status(lambda b: parse_request_head(b, limits), data, status)
+        raises_status(lambda b, limits=limits: parse_request_head(b, limits), data, status)
 
 
 # --- malformed requests ----------------------------------------------------------------------

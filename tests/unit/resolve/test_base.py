@@ -16,6 +16,8 @@ import pytest
 from arcus.config.schema import ResolverConfig
 from arcus.errors import EscapeError
 from arcus.resolve.base import Answer, LookupFailed, Resolver
+from arcus.testing.clock import ManualClock
+from arcus.testing.wait import async_wait_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +29,8 @@ class BoundedConfig(ResolverConfig):
 class Scripted(Resolver):
     """Answers from ``script[host]``: an Answer, a list, an exception, or ("sleep", seconds)."""
 
-    def __init__(self, config: ResolverConfig, script: dict) -> None:
-        super().__init__(config)
+    def __init__(self, config: ResolverConfig, script: dict, clock: ManualClock | None = None) -> None:
+        super().__init__(config, clock=clock or ManualClock())
         self.script = script
         self.calls: list[str] = []
 
@@ -36,7 +38,7 @@ class Scripted(Resolver):
         self.calls.append(host)
         step = self.script[host]
         if isinstance(step, tuple) and step[0] == "sleep":
-            await asyncio.sleep(step[1])
+            await asyncio.sleep(step[1])  # a slow type: the behaviour under test
             return ["192.0.2.9"]
         if isinstance(step, BaseException):
             raise step
@@ -63,19 +65,21 @@ def test_ip_literals_are_not_resolved_nor_counted() -> None:
 
 
 def test_answer_cached_for_its_ttl_then_asked_again() -> None:
-    answers = iter([Answer(("192.0.2.1",), 0.3), Answer(("192.0.2.2",), 0.3)])
-    r = Scripted(config(), {"h.example": lambda: next(answers)})
+    answers = iter([Answer(("192.0.2.1",), 0.5), Answer(("192.0.2.2",), 0.5)])
+    clock = ManualClock()
+    r = Scripted(config(), {"h.example": lambda: next(answers)}, clock)
 
     async def go():
         first = await r.lookup("h.example")
+        clock.advance(0.25)
         second = await r.lookup("h.example")
-        await asyncio.sleep(0.35)
+        clock.advance(0.25)  # the TTL is over
         third = await r.lookup("h.example")
         return first, second, third
 
     first, second, third = run(go())
-    assert first.addresses == ("192.0.2.1",) and not first.cached and 0.25 < first.ttl <= 0.3
-    assert second.addresses == ("192.0.2.1",) and second.cached
+    assert first.addresses == ("192.0.2.1",) and not first.cached and first.ttl == 0.5
+    assert second.addresses == ("192.0.2.1",) and second.cached and second.ttl == 0.25
     assert third.addresses == ("192.0.2.2",) and not third.cached
     assert r.calls == ["h.example", "h.example"]
     assert r.stats.to_dict() == {"lookups": 3, "cache_hits": 1, "negative_hits": 0, "queries": 2,
@@ -93,9 +97,7 @@ def test_ttl_clamped_to_min_and_max() -> None:
         return [await r.lookup(h) for h in ("zero.example", "long.example", "mid.example")]
 
     zero, long, mid = run(go())
-    assert 29 < zero.ttl <= 30
-    assert 59 < long.ttl <= 60
-    assert 44 < mid.ttl <= 45
+    assert (zero.ttl, long.ttl, mid.ttl) == (30, 60, 45)
 
 
 def test_ttl_zero_without_min_is_not_cached() -> None:
@@ -113,7 +115,7 @@ def test_answer_without_ttl_uses_cache_ttl() -> None:
     r = Scripted(config(cache_ttl=7.0), {"s.example": ["192.0.2.1", "2001:db8::1"]})
     found = run(r.lookup("s.example"))
     assert found.addresses == ("192.0.2.1", "2001:db8::1")
-    assert 6.5 < found.ttl <= 7.0
+    assert found.ttl == 7.0
 
 
 def test_failure_is_502_with_reason_and_cached_for_negative_ttl() -> None:
@@ -125,7 +127,8 @@ def test_failure_is_502_with_reason_and_cached_for_negative_ttl() -> None:
             raise result
         return result
 
-    r = Scripted(config(negative_ttl=0.3), {"nx.example": step})
+    clock = ManualClock()
+    r = Scripted(config(negative_ttl=0.5), {"nx.example": step}, clock)
 
     async def go():
         errors = []
@@ -133,7 +136,7 @@ def test_failure_is_502_with_reason_and_cached_for_negative_ttl() -> None:
             with pytest.raises(EscapeError) as info:
                 await r.resolve("nx.example")
             errors.append(info.value)
-        await asyncio.sleep(0.35)
+            clock.advance(0.25)  # the second is still inside negative_ttl, the third is not
         return errors, await r.resolve("nx.example")
 
     errors, later = run(go())
@@ -193,7 +196,8 @@ def test_a_caller_that_goes_away_does_not_cancel_the_others() -> None:
     async def go():
         first = asyncio.ensure_future(r.resolve("d.example"))
         second = asyncio.ensure_future(r.resolve("d.example"))
-        await asyncio.sleep(0.05)
+        # Both callers are waiting on the one query once it has started and both were counted.
+        await async_wait_until(lambda: r.calls and r.stats.lookups == 2, what="both callers to wait")
         first.cancel()
         result = await second
         assert first.cancelled()

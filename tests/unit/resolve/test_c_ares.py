@@ -12,6 +12,7 @@ from arcus.config.resolver.c_ares import CAresResolverConfig
 from arcus.errors import EscapeError
 from arcus.resolve import build_resolver
 from arcus.resolve.c_ares import CAresResolver
+from arcus.testing.clock import ManualClock
 from tests.unit.resolve.dnspeer import NXDOMAIN, SERVFAIL, DnsPeer, Zone
 
 
@@ -19,18 +20,18 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 30))
 
 
-def cares(server: str, **kw) -> CAresResolver:
+def cares(server: str, clock=time.monotonic, **kw) -> CAresResolver:
     kw.setdefault("each_timeout", 0.3)
     kw.setdefault("tries", 1)
     kw.setdefault("timeout", 3.0)
-    resolver = build_resolver(CAresResolverConfig(name="dns", type="c_ares", servers=(server,), **kw))
+    resolver = build_resolver(CAresResolverConfig(name="dns", type="c_ares", servers=(server,), **kw), clock=clock)
     assert isinstance(resolver, CAresResolver)
     return resolver
 
 
-async def with_peer(zone: Zone, body, **kw):
+async def with_peer(zone: Zone, body, clock=time.monotonic, **kw):
     async with DnsPeer(zone) as peer:
-        resolver = cares(peer.address, **kw)
+        resolver = cares(peer.address, clock, **kw)
         try:
             return await body(resolver, peer)
         finally:
@@ -66,28 +67,33 @@ def test_min_ttl_holds_a_zero_ttl_answer_and_max_ttl_cuts_a_long_one() -> None:
 def test_short_ttl_expires_and_the_new_record_is_seen() -> None:
     zone = Zone(records={"moving.test": [("192.0.2.1", 1)]})
 
+    clock = ManualClock()
+
     async def body(r, peer):
         first = await r.resolve("moving.test")
         zone.records["moving.test"] = [("192.0.2.2", 1)]
         still = await r.resolve("moving.test")
-        await asyncio.sleep(1.1)
+        clock.advance(1)
         return first, still, await r.resolve("moving.test")
 
-    first, still, after = run(with_peer(zone, body, min_ttl=0.5))
+    first, still, after = run(with_peer(zone, body, clock, min_ttl=0.5))
     assert (first, still, after) == (["192.0.2.1"], ["192.0.2.1"], ["192.0.2.2"])
     assert zone.asked[("moving.test", "A")] == 2
 
 
 def test_past_max_ttl_the_server_is_asked_again_not_c_ares_own_cache() -> None:
     zone = Zone(records={"held.test": [("192.0.2.1", 300)]})
+    clock = ManualClock()
 
     async def body(r, peer):
         await r.resolve("held.test")
-        await asyncio.sleep(0.3)
+        # Past max_ttl for Arcus; in real time the record's 300 s are far from over, so an
+        # answer from c-ares's own query cache would still be the old address.
+        clock.advance(0.25)
         zone.records["held.test"] = [("192.0.2.2", 300)]
         return await r.resolve("held.test")
 
-    assert run(with_peer(zone, body, min_ttl=0.1, max_ttl=0.2)) == ["192.0.2.2"]
+    assert run(with_peer(zone, body, clock, min_ttl=0.1, max_ttl=0.2)) == ["192.0.2.2"]
     assert zone.asked[("held.test", "A")] == 2 and zone.asked[("held.test", "AAAA")] == 2
 
 

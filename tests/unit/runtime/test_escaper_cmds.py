@@ -9,6 +9,7 @@ import pytest
 
 from arcus.errors import NotFound, OperatorError
 from arcus.runtime.escaper_cmds import close_escapers, escaper_handlers, start_escapers
+from arcus.testing.wait import async_wait_until
 from tests.unit.escape.test_routes import build
 
 ESCAPERS = """\
@@ -74,12 +75,14 @@ def test_start_adopts_live_state_and_close_stops_only_what_the_new_snapshot_drop
         new.escapers["direct"] = old.escapers["direct"]  # kept as is (a store-only refresh keeps all)
         await start_escapers(new, old)
         assert new.escapers["float"].addresses == ("127.0.0.99",)
+        old_task = old_pool._task
         close_escapers(old, new)
-        await asyncio.sleep(0)
         assert old_pool.closed and old_pool._task is None
+        await async_wait_until(old_task.done, what="the dropped pool's health checks to stop")
         assert new.escapers["pool"]._task is not None and not new.escapers["pool"].closed
+        new_task = new.escapers["pool"]._task
         close_escapers(new)
-        await asyncio.sleep(0)
+        await async_wait_until(new_task.done, what="the health checks to stop")
         return new.escapers["pool"].closed
 
     assert asyncio.run(main()) is True

@@ -1,8 +1,8 @@
-"""The tenancy control handlers against a real Store, with a stand-in daemon.
+"""The tenancy control handlers against a real Store and a real Snapshot.
 
-The stand-in has what the handlers use: ``store``, ``refresh_tenants()`` (counted, so each test
-can assert a change was made live, and that a refused one was not) and ``shared`` with counters
-and, for explain, an optional live Snapshot.
+:class:`arcus.testing.control.TenancyDaemon` has what the handlers use of the daemon: ``store``,
+``shared`` (counters, the Snapshot of the embedded default profile) and ``refresh_tenants()``
+(counted, so each test can assert a change was made live, and that a refused one was not).
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import pytest
 
 from arcus.auth.secrets import hash_secret, identify_secret
 from arcus.errors import AlreadyExists, NotFound, OperatorError
-from arcus.policy import Rule, compile_policy
-from arcus.runtime import tenancy
-from arcus.runtime.tenancy import parse_target, rule_from_dict, rule_to_dict, tenancy_handlers
-from arcus.stats import CounterSet
+from arcus.ops.explain import parse_target
+from arcus.ops.policies import rule_from_dict, rule_to_dict
+from arcus.policy import Rule
+from arcus.runtime.tenancy import tenancy_handlers
 from arcus.store import Store
+from arcus.testing.control import TenancyDaemon
 
 SHA512 = "$6$saltsalt$" + "a" * 86
 G3MD5 = "$g3md5$0011223344556677$" + "0" * 32
@@ -31,24 +32,10 @@ PLAIN = "hunter2-not-hashed"
 ZEROS = {"conns_total": 0, "conns_active": 0, "requests": 0, "bytes_up": 0, "bytes_down": 0, "errors": {}}
 
 
-class StandInDaemon:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.shared = SimpleNamespace(
-            tenant_counters=CounterSet(), user_counters=CounterSet(), snapshot=None
-        )
-        self.own: frozenset[str] = frozenset()
-        self.refreshes = 0
-
-    async def refresh_tenants(self) -> int:
-        self.refreshes += 1
-        return self.refreshes
-
-
 class Ctl:
     """Calls handlers the way the control server does: by command name, with an args dict."""
 
-    def __init__(self, daemon: StandInDaemon) -> None:
+    def __init__(self, daemon: TenancyDaemon) -> None:
         self.daemon = daemon
         self.handlers = tenancy_handlers(daemon)
 
@@ -60,17 +47,19 @@ class Ctl:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[StandInDaemon]:
+def daemon(tmp_path: Path) -> Iterator[TenancyDaemon]:
     store = Store.open(tmp_path / "arcus.db")
-    store.add_tenant("acme", sources=["10.20.0.0/16"])
     try:
-        yield StandInDaemon(store)
+        d = TenancyDaemon(store)
+        d.seed(lambda st: st.add_tenant("acme", sources=["10.20.0.0/16"]))
+        yield d
+        asyncio.run(d.close())
     finally:
         store.close()
 
 
 @pytest.fixture
-def ctl(daemon: StandInDaemon) -> Ctl:
+def ctl(daemon: TenancyDaemon) -> Ctl:
     return Ctl(daemon)
 
 
@@ -85,7 +74,7 @@ def refused(ctl: Ctl, cmd: str, args: Any, error: type[OperatorError] = Operator
 
 def test_commands_offered() -> None:
     assert set(tenancy_handlers(SimpleNamespace())) == {
-        "tenant.set", "tenant.show",
+        "tenant.add", "tenant.list", "tenant.show", "tenant.set", "tenant.rm", "tenant.suspend", "tenant.resume",
         "user.add", "user.list", "user.show", "user.rm", "user.passwd", "user.block", "user.unblock",
         "user.set", "user.import",
         "policy.add", "policy.list", "policy.rm", "policy.move", "policy.explain",
@@ -128,7 +117,7 @@ def test_tenant_set_unknown(ctl: Ctl) -> None:
     assert str(refused(ctl, "tenant.set", {"name": "nope", "auth": "none"}, NotFound)) == "tenant 'nope' does not exist"
 
 
-def test_tenant_show_with_usage_and_counts(ctl: Ctl, daemon: StandInDaemon) -> None:
+def test_tenant_show_with_usage_and_counts(ctl: Ctl, daemon: TenancyDaemon) -> None:
     daemon.shared.tenant_counters.get("acme").requests = 7
     daemon.shared.tenant_counters.get("acme").conns_active = 2
     daemon.store.add_user("acme", "alice", SHA512)
@@ -146,7 +135,7 @@ def test_tenant_show_with_usage_and_counts(ctl: Ctl, daemon: StandInDaemon) -> N
 # -- users -----------------------------------------------------------------------------------
 
 
-def test_user_add_with_a_real_hash(ctl: Ctl, daemon: StandInDaemon) -> None:
+def test_user_add_with_a_real_hash(ctl: Ctl, daemon: TenancyDaemon) -> None:
     secret = hash_secret("correct horse battery staple")
     out = ctl("user.add", tenant="acme", name="alice", secret=secret, expires_at="2027-01-31")
     assert out == {
@@ -166,7 +155,7 @@ def test_user_add_with_a_real_hash(ctl: Ctl, daemon: StandInDaemon) -> None:
         "$6$salt$tooshort",
     ],
 )
-def test_user_add_refuses_secret_identify_secret_rejects(ctl: Ctl, daemon: StandInDaemon, secret: str) -> None:
+def test_user_add_refuses_secret_identify_secret_rejects(ctl: Ctl, daemon: TenancyDaemon, secret: str) -> None:
     with pytest.raises(OperatorError):
         identify_secret(secret)
     exc = refused(ctl, "user.add", {"tenant": "acme", "name": "alice", "secret": secret})
@@ -199,7 +188,7 @@ def test_user_add_duplicate_and_unknown_tenant(ctl: Ctl) -> None:
     refused(ctl, "user.add", {"tenant": "nope", "name": "alice", "secret": SHA512}, NotFound)
 
 
-def test_user_list_show_rm(ctl: Ctl, daemon: StandInDaemon) -> None:
+def test_user_list_show_rm(ctl: Ctl, daemon: TenancyDaemon) -> None:
     ctl("user.add", tenant="acme", name="bob", secret=SHA512)
     ctl("user.add", tenant="acme", name="alice", secret=G3MD5)
     assert [(u["name"], u["secret_scheme"]) for u in ctl("user.list", tenant="acme")] == [("alice", "g3-md5"), ("bob", "sha512-crypt")]
@@ -214,14 +203,13 @@ def test_user_list_show_rm(ctl: Ctl, daemon: StandInDaemon) -> None:
     refused(ctl, "user.rm", {"tenant": "acme", "name": "alice"}, NotFound)
 
 
-def test_user_show_without_user_counters(ctl: Ctl, daemon: StandInDaemon) -> None:
-    """Before the data plane has user counters, usage is zeros rather than an error."""
-    del daemon.shared.user_counters
+def test_user_show_before_any_traffic(ctl: Ctl, daemon: TenancyDaemon) -> None:
+    """A user the data plane has not counted yet: usage is zeros rather than an error."""
     ctl("user.add", tenant="acme", name="alice", secret=SHA512)
     assert ctl("user.show", tenant="acme", name="alice")["usage"] == ZEROS
 
 
-def test_user_passwd_block_unblock_set(ctl: Ctl, daemon: StandInDaemon) -> None:
+def test_user_passwd_block_unblock_set(ctl: Ctl, daemon: TenancyDaemon) -> None:
     ctl("user.add", tenant="acme", name="alice", secret=SHA512)
     assert ctl("user.passwd", tenant="acme", name="alice", secret=G3MD5)["secret_scheme"] == "g3-md5"
     assert daemon.store.get_user("acme", "alice").secret == G3MD5
@@ -259,7 +247,7 @@ def test_user_changes_refused(ctl: Ctl, cmd: str, args: dict, message: str) -> N
     assert ctl.daemon.store.get_user("acme", "alice").secret == SHA512
 
 
-def test_user_import(ctl: Ctl, daemon: StandInDaemon) -> None:
+def test_user_import(ctl: Ctl, daemon: TenancyDaemon) -> None:
     users = [{"name": "alice", "secret": SHA512, "expires_at": "2027-01-31"}, {"name": "bob", "secret": G3MD5}]
     assert ctl("user.import", tenant="acme", users=users) == {"imported": 2}
     assert daemon.refreshes == 1
@@ -298,7 +286,7 @@ def test_user_import_refused(ctl: Ctl, args: dict, message: str) -> None:
 # -- policies --------------------------------------------------------------------------------
 
 
-def test_policy_add_list_rm_move(ctl: Ctl, daemon: StandInDaemon) -> None:
+def test_policy_add_list_rm_move(ctl: Ctl, daemon: TenancyDaemon) -> None:
     out = ctl("policy.add", tenant="acme", rule={"id": "no-casino", "action": "deny", "hosts": ["*.casino.example"],
                                                    "comment": "gambling"})
     full = {"id": "no-casino", "action": "deny", "hosts": ["*.casino.example"], "dest_cidrs": [], "ports": [],
@@ -318,7 +306,7 @@ def test_policy_add_list_rm_move(ctl: Ctl, daemon: StandInDaemon) -> None:
     assert daemon.refreshes == 5
 
 
-def test_policy_list_fills_defaults_of_a_sparse_stored_rule(ctl: Ctl, daemon: StandInDaemon) -> None:
+def test_policy_list_fills_defaults_of_a_sparse_stored_rule(ctl: Ctl, daemon: TenancyDaemon) -> None:
     daemon.store.add_rule("acme", {"id": "r", "action": "deny"})  # e.g. written by the CLI without a daemon
     [r] = ctl("policy.list", tenant="acme")
     assert r == {**rule_to_dict(Rule("r", "deny")), "position": 1}
@@ -445,7 +433,7 @@ def test_explain_deny_with_trace(ctl: Ctl) -> None:
     assert [(t["rule_id"], t["matched"]) for t in out["trace"]] == [("admin", False), ("casino", True)]
     assert all(t["why"] for t in out["trace"])
     assert out["resolved"] == [] and out["addresses"] == []  # a deny needs no address
-    assert out["policy_source"] == "store"
+    assert out["policy_source"] == "live"  # acme is in the Snapshot the daemon serves
     assert ctl.daemon.refreshes == 2  # explain changes nothing
 
 
@@ -507,41 +495,54 @@ def test_explain_resolves_names_and_decides_per_address(ctl: Ctl) -> None:
 
 
 def test_explain_resolution_failure_is_reported(ctl: Ctl, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tenancy, "RESOLVE_TIMEOUT", 2.0)
     out = ctl("policy.explain", tenant="acme", url="http://no-such-host.invalid/")
     assert out["resolved"] == [] and out["addresses"] == []
     assert out["resolve_error"].startswith(("cannot resolve no-such-host.invalid", "resolving no-such-host.invalid"))
     assert out["decision"]["action"] == "allow"  # the name-level answer; the data plane fails to resolve it
 
 
-def test_explain_uses_the_live_policy(ctl: Ctl, daemon: StandInDaemon) -> None:
+def test_explain_uses_the_live_policy(ctl: Ctl, daemon: TenancyDaemon) -> None:
     """The Snapshot serving now wins over the store (they differ only while a change is applied)."""
-    add_rules(ctl, {"id": "stored", "action": "deny", "hosts": ["x.example"]})
-    live = compile_policy([Rule("live", "deny", hosts=("x.example",))], guard=None)
-    daemon.shared.snapshot = SimpleNamespace(tenancy=SimpleNamespace(tenants={"acme": SimpleNamespace(policy=live)}))
+    add_rules(ctl, {"id": "live", "action": "deny", "hosts": ["x.example"]})
+    daemon.store.add_rule("acme", {"id": "stored", "action": "deny", "hosts": ["x.example"]}, position=1)
     out = ctl("policy.explain", tenant="acme", url="http://x.example/")
     assert (out["decision"]["rule_id"], out["policy_source"]) == ("live", "live")
-    # the other place the live policies may be kept
-    daemon.shared.snapshot = SimpleNamespace(tenancy=SimpleNamespace(policies={"acme": live}))
-    assert ctl("policy.explain", tenant="acme", url="http://x.example/")["decision"]["rule_id"] == "live"
+    asyncio.run(daemon.refresh_tenants())
+    assert ctl("policy.explain", tenant="acme", url="http://x.example/")["decision"]["rule_id"] == "stored"
     # a live tenant without a policy (no rule, default allow): the guard still applies
-    daemon.shared.snapshot = SimpleNamespace(tenancy=SimpleNamespace(tenants={"acme": SimpleNamespace(policy=None)}))
-    out = ctl("policy.explain", tenant="acme", url="http://10.0.0.1/")
+    daemon.seed(lambda st: st.add_tenant("beta"))
+    out = ctl("policy.explain", tenant="beta", url="http://10.0.0.1/")
     assert (out["decision"]["action"], out["decision"]["rule_id"], out["policy_source"]) == ("allow", None, "live")
-    out = ctl("policy.explain", tenant="acme", url="http://127.0.0.1/", **{"from": "10.20.1.1"})
+    out = ctl("policy.explain", tenant="beta", url="http://127.0.0.1/", **{"from": "10.20.1.1"})
     assert out["decision"]["rule_id"] == "builtin:special-destination"
+    # a tenant the Snapshot does not serve yet: the store's policy
+    daemon.store.add_tenant("gamma")
+    assert ctl("policy.explain", tenant="gamma", url="http://10.0.0.1/")["policy_source"] == "store"
 
 
-def test_explain_uses_the_first_servers_escaper_guard(ctl: Ctl, daemon: StandInDaemon) -> None:
-    from arcus.policy.egress import EgressGuard
+PROFILE = """
+servers:
+  - {name: http, type: http_proxy, listen: "127.0.0.1:0", escaper: pool}
+escapers:
+  - {name: pool, type: route_failover, primary: open, standby: closed}
+  - {name: open, type: direct_fixed, resolver: system, allow_special: [169.254.0.0/16]}
+  - {name: closed, type: direct_fixed, resolver: system}
+resolvers:
+  - {name: system, type: system}
+"""
 
-    guard = EgressGuard(allow=["169.254.0.0/16"])
-    daemon.shared.snapshot = SimpleNamespace(
-        profile=SimpleNamespace(servers=[SimpleNamespace(escaper="direct")]),
-        escapers={"direct": SimpleNamespace(guard=guard)},
-    )
-    out = ctl("policy.explain", tenant="acme", url="http://169.254.169.254/", **{"from": "10.20.1.1"})
-    assert out["decision"]["action"] == "allow"
+
+def test_explain_uses_the_first_servers_escaper_guard(tmp_path: Path) -> None:
+    """Through a route escaper, the first member that resolves and guards: its allow_special opens
+    the metadata range, as it would for a client of that server."""
+    profile = tmp_path / "p.yaml"
+    profile.write_text(PROFILE)
+    with Store.open(tmp_path / "p.db") as store:
+        store.add_tenant("acme")
+        d = TenancyDaemon(store, str(profile))
+        out = Ctl(d)("policy.explain", tenant="acme", url="http://169.254.169.254/", **{"from": "10.20.1.1"})
+        asyncio.run(d.close())
+    assert out["decision"]["action"] == "allow" and out["escaper"] == "open"
 
 
 def test_explain_default_deny_of_the_tenant(ctl: Ctl) -> None:
@@ -559,7 +560,7 @@ def test_rule_round_trip() -> None:
     assert rule_from_dict(rule_to_dict(rule)) == rule
 
 
-def test_no_argument_shape_escapes_as_anything_but_an_operator_error(ctl: Ctl, daemon: StandInDaemon) -> None:
+def test_no_argument_shape_escapes_as_anything_but_an_operator_error(ctl: Ctl, daemon: TenancyDaemon) -> None:
     daemon.store.add_user("acme", "alice", SHA512)
     daemon.store.add_rule("acme", {"id": "r", "action": "deny"})
     keys = ["tenant", "name", "secret", "expires_at", "rule", "position", "id", "url", "user", "from", "method",
@@ -585,4 +586,18 @@ def test_no_argument_shape_escapes_as_anything_but_an_operator_error(ctl: Ctl, d
                 await handlers[cmd](["not", "a", "dict"])  # type: ignore[arg-type]
         return ran
 
-    assert asyncio.run(run_all()) == 16 * 25
+    assert asyncio.run(run_all()) == 21 * 25
+
+
+def test_the_daemon_registers_each_tenancy_command_once_from_here(tmp_path: Path) -> None:
+    """One definition: every tenant, user and policy command the daemon answers is this module's
+    handler (tenant.show used to be registered twice, one of them dead)."""
+    from arcus.runtime.daemon import Daemon
+
+    handlers = Daemon(None, tmp_path, tmp_path / "s.sock")._handlers()
+    ours = set(tenancy_handlers(SimpleNamespace()))
+    for cmd, handler in handlers.items():
+        if cmd.split(".")[0] in ("tenant", "user", "policy"):
+            assert cmd in ours and handler.__qualname__.startswith("tenancy_handlers."), cmd
+    assert ours <= set(handlers)
+    assert not [name for name in vars(Daemon) if name.startswith("_cmd_tenant")]

@@ -8,9 +8,9 @@ import asyncio
 import pytest
 
 from arcus.config.loader import parse_profile
+from arcus.errors import Refusal
 from arcus.runtime.snapshot import StoreView, build_snapshot
 from arcus.serve.context import Shared
-from arcus.errors import Refusal
 from arcus.serve.relay import CLOSED, RelayConnection, relay_factory
 
 PROFILE = """\
@@ -178,7 +178,7 @@ def test_tenant_connection_slots_are_held_and_released(limit):
     async def main():
         shared, server, port = await _setup()
         from arcus.limit import ConcurrencyLimit  # noqa: F401 - the limiter the slot lives in
-        from arcus.tenancy.views import BOX, LimitSpec, Limits
+        from arcus.tenancy.views import BOX, Limits, LimitSpec
 
         shared.limits[BOX] = Limits(LimitSpec(max_conns=limit))
         r1, w1 = await asyncio.open_connection("127.0.0.1", port)

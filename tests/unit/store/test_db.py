@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,3 +103,57 @@ def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
     assert info.value.code == "invalid"
     assert str(info.value) == f"cannot create store {path}: Not a directory"
     assert info.value.hint == "choose a data dir this user can write (--data-dir, ARCUS_DATA_DIR)"
+
+
+@pytest.fixture
+def writer_on_new_file(db_path: Path) -> Iterator[sqlite3.Connection]:
+    """Another opener of a new store, holding the write lock (as while it migrates)."""
+    db_path.parent.mkdir(mode=0o700, parents=True)
+    conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()
+
+
+def test_first_open_waits_out_the_busy_timeout_before_saying_busy(
+    db_path: Path, writer_on_new_file: sqlite3.Connection
+) -> None:
+    # Switching a new file to WAL upgrades a read lock to a write lock, which SQLite fails at
+    # once without calling the busy handler; the open must still wait its full busy timeout.
+    started = time.monotonic()
+    with pytest.raises(OperatorError) as info:
+        Store.open(db_path, busy_timeout=0.3)
+    assert info.value.code == "busy"
+    assert 0.3 <= time.monotonic() - started < 5
+
+
+def test_first_open_proceeds_when_the_other_opener_commits(
+    db_path: Path, writer_on_new_file: sqlite3.Connection
+) -> None:
+    opened: list[Store] = []
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        try:
+            opened.append(Store.open(db_path, busy_timeout=10))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    opener = threading.Thread(target=open_store)
+    opener.start()
+    # The other opener holds its lock for a while: that is the situation under test.
+    time.sleep(0.2)
+    writer_on_new_file.execute("COMMIT")
+    opener.join(timeout=15)
+    assert errors == []
+    with opened[0] as s:
+        assert [t.name for t in s.list_tenants()] == ["default"]
+        check = sqlite3.connect(db_path)
+        try:
+            assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        finally:
+            check.close()

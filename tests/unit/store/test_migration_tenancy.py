@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from arcus.errors import OperatorError
-from arcus.store import SCHEMA_VERSION, Store
-from arcus.store import db, migrations
+from arcus.store import SCHEMA_VERSION, Store, db, migrations
 
 
 def make_v1_store(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,7 +71,7 @@ def test_v1_store_upgraded_with_data_intact(db_path: Path, monkeypatch: pytest.M
         assert [u.name for u in s.list_users("acme")] == ["alice"]
     conn = sqlite3.connect(db_path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     finally:
         conn.close()
 

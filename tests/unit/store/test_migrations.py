@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from arcus.errors import OperatorError
-from arcus.store import SCHEMA_VERSION, Store
-from arcus.store import migrations
+from arcus.store import SCHEMA_VERSION, Store, migrations
 from arcus.store.migrations import MIGRATIONS, Migration
 
 
@@ -74,6 +76,33 @@ def test_concurrent_first_opens_migrate_once(db_path: Path) -> None:
     finally:
         for s in stores:
             s.close()
+
+
+OPENER = """
+import sys, time
+from pathlib import Path
+from arcus.store import Store
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process opens at the same instant
+Store.open(Path(sys.argv[1])).close()
+"""
+
+
+def test_concurrent_first_opens_from_processes_migrate_once(db_path: Path) -> None:
+    # A daemon and a CLI opening a new store together: separate processes, separate locks.
+    start_at = time.time() + 1.0
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPENER, str(db_path), str(start_at)], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in procs]
+    for p in procs:
+        if p.stderr:
+            p.stderr.close()
+    assert [rc for rc, _ in results] == [0, 0, 0, 0], [err for _, err in results]
+    with Store.open(db_path) as s:
+        assert [t.name for t in s.list_tenants()] == ["default"]
+        assert len(s.history()) == 1
+    assert user_version(db_path) == SCHEMA_VERSION
 
 
 def test_newer_schema_refused(db_path: Path) -> None:

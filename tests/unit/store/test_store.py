@@ -234,6 +234,7 @@ def test_to_dict_is_json_ready(store: Store) -> None:
         "bandwidth": None,
         "log_query": False,
         "proxy_hosts": [],
+        "lock_sources": False,
     }
     assert json.loads(json.dumps(d)) == d
 

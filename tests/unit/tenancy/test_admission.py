@@ -6,6 +6,7 @@ import asyncio
 
 from arcus.auth.credcache import CredentialCache, FailureThrottle
 from arcus.auth.secrets import hash_secret
+from arcus.auth.verifier import Verifier
 from arcus.errors import ErrorCode, Refusal
 from arcus.tenancy.admission import Destination, Gate, Slots
 from arcus.tenancy.identify import Claims
@@ -36,6 +37,7 @@ class FakeShared:
         self.limits = limits
         self.credcache = CredentialCache()
         self.throttle = FailureThrottle()
+        self.verifier = Verifier(self.credcache, self.throttle)
         self.rehash = None
 
 

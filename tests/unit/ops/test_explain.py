@@ -1,0 +1,91 @@
+"""arcus.ops.explain with the data plane's own pieces: a Snapshot of a profile built by
+build_snapshot, its escaper's resolver (the system one: `localhost` comes from /etc/hosts) and
+egress guard."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arcus.errors import NotFound, OperatorError
+from arcus.ops import explain as ops
+from arcus.ops.explain import Egress, parse_client, parse_method, parse_target
+from arcus.policy import Rule, compile_policy
+from arcus.runtime.tenancy import close_resolvers, egress_of, offline_snapshot
+from arcus.serve.context import Snapshot
+from arcus.store import Store
+
+PROFILE = """
+servers:
+  - {name: http, type: http_proxy, listen: "127.0.0.1:0", escaper: direct}
+escapers:
+  - {name: direct, type: direct_fixed, resolver: system, resolve_strategy: ipv6_only}
+resolvers:
+  - {name: system, type: system}
+"""
+
+
+@pytest.fixture
+def snapshot() -> Iterator[Snapshot]:
+    snap = offline_snapshot(None)
+    yield snap
+    asyncio.run(close_resolvers(snap))
+
+
+def explain(store: Store, snap: Snapshot, url: str, **kw: Any) -> dict[str, Any]:
+    return asyncio.run(ops.explain(store, "acme", parse_target(url), egress=egress_of(snap), **kw))
+
+
+def test_a_name_is_resolved_by_the_escapers_resolver_and_each_address_guarded(store: Store, snapshot: Snapshot) -> None:
+    out = explain(store, snapshot, "http://localhost:8080/", client="10.20.1.5")
+    assert out["escaper"] == "direct" and "127.0.0.1" in out["resolved"] and out["resolve_error"] is None
+    assert out["decision"]["rule_id"] == "builtin:special-destination"
+    assert explain(store, snapshot, "http://localhost:8080/")["decision"]["action"] == "allow"  # a local client
+
+
+def test_the_escapers_resolve_strategy_orders_and_filters(store: Store, tmp_path: Path) -> None:
+    profile = tmp_path / "p.yaml"
+    profile.write_text(PROFILE)
+    snap = offline_snapshot(str(profile))
+    try:
+        out = explain(store, snap, "http://localhost/", client="10.20.1.5")
+    finally:
+        asyncio.run(close_resolvers(snap))
+    assert all(":" in a for a in out["resolved"])  # ipv6_only: no 127.0.0.1
+
+
+def test_an_escaper_that_does_not_resolve_says_so(store: Store) -> None:
+    store.add_rule("acme", {"id": "no-lan", "action": "deny", "dest_cidrs": ["192.168.0.0/16"]})
+    out = asyncio.run(ops.explain(store, "acme", parse_target("http://localhost/"), egress=Egress("up", None, None)))
+    assert out["resolved"] == [] and out["resolve_error"] == "escaper up does not resolve names (its upstream does)"
+
+
+def test_served_policy_wins_over_the_store(store: Store, snapshot: Snapshot) -> None:
+    store.add_rule("acme", {"id": "stored", "action": "deny", "hosts": ["x.example"]})
+    served = {"acme": compile_policy([Rule("live", "deny", hosts=("x.example",))], guard=None)}
+    out = explain(store, snapshot, "http://x.example/", served=served)
+    assert (out["decision"]["rule_id"], out["policy_source"]) == ("live", "live")
+    out = explain(store, snapshot, "http://x.example/")
+    assert (out["decision"]["rule_id"], out["policy_source"]) == ("stored", "store")
+
+
+def test_unknown_tenant_and_user(store: Store, snapshot: Snapshot) -> None:
+    with pytest.raises(NotFound):
+        explain(store, snapshot, "http://x.example/", user="bob")
+    with pytest.raises(NotFound):
+        asyncio.run(ops.explain(store, "ghost", parse_target("http://x/"), egress=egress_of(snapshot)))
+
+
+def test_argument_parsers() -> None:
+    assert parse_target("example.com:22") == ops.Target("example.com", 22, None, True)
+    assert parse_target("http://example.com/a?b") == ops.Target("example.com", 80, "/a?b", False)
+    assert parse_client(None) == "127.0.0.1" and parse_client(" ::1 ") == "::1"
+    assert parse_method(None, parse_target("https://x/")) == "CONNECT"
+    for bad in (lambda: parse_target("ftp://x/"), lambda: parse_client("nowhere"),
+                lambda: parse_method("POST", parse_target("https://x/"))):
+        with pytest.raises(OperatorError):
+            bad()

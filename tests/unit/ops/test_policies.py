@@ -1,0 +1,53 @@
+"""arcus.ops.policies: rules checked alone and within the whole policy before they are stored."""
+
+from __future__ import annotations
+
+import pytest
+
+from arcus.errors import AlreadyExists, NotFound, OperatorError
+from arcus.ops import policies
+from arcus.policy import Rule
+from arcus.store import Store
+
+
+def ids(store: Store) -> list[str]:
+    return [r["id"] for r in policies.list_rules(store, "acme")]
+
+
+def test_add_list_move_remove(store: Store) -> None:
+    out = policies.add(store, "acme", Rule("a", "deny", hosts=("*.casino.example",)))
+    assert out["position"] == 1 and out["rule"]["hosts"] == ["*.casino.example"]
+    policies.add(store, "acme", Rule("b", "allow"))
+    policies.add(store, "acme", Rule("c", "report"), position=1)
+    assert ids(store) == ["c", "a", "b"]
+    listed = policies.list_rules(store, "acme")
+    assert [r["position"] for r in listed] == [1, 2, 3] and set(listed[0]) == set(policies.RULE_FIELDS) | {"position"}
+    assert [r["id"] for r in policies.move(store, "acme", "c", 3)] == ["a", "b", "c"]
+    assert policies.remove(store, "acme", "b") == {"removed": "b"}
+    assert ids(store) == ["a", "c"]
+
+
+def test_refusals_store_nothing(store: Store) -> None:
+    policies.add(store, "acme", Rule("a", "deny"))
+    with pytest.raises(AlreadyExists, match="rule 'a' already exists"):
+        policies.add(store, "acme", Rule("a", "allow"))
+    with pytest.raises(OperatorError, match="rule 'bad'"):
+        policies.add(store, "acme", Rule("bad", "deny", ports=("70000",)))
+    with pytest.raises(OperatorError, match="invalid position 0"):
+        policies.add(store, "acme", Rule("b", "deny"), position=0)
+    with pytest.raises(NotFound):
+        policies.add(store, "ghost", Rule("b", "deny"))
+    with pytest.raises(NotFound):
+        policies.move(store, "acme", "nope", 1)
+    assert ids(store) == ["a"]
+
+
+def test_rule_dict_round_trip_and_shapes() -> None:
+    rule = Rule("r", "deny", hosts=("a.example",), ports=("443",), comment="c")
+    assert policies.rule_from_dict(policies.rule_to_dict(rule)) == rule
+    with pytest.raises(OperatorError, match="unknown rule field 'colour'"):
+        policies.rule_from_dict({"id": "r", "action": "deny", "colour": "red"})
+    with pytest.raises(OperatorError, match="rule field 'hosts' must be a list"):
+        policies.rule_from_dict({"id": "r", "action": "deny", "hosts": "a.example"})
+    with pytest.raises(OperatorError, match="a rule needs its action"):
+        policies.rule_from_dict({"id": "r"})
