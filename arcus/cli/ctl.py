@@ -93,6 +93,8 @@ def health(socket: SocketOpt = None, json: JsonOpt = False) -> None:
         f"up {human_duration(float(result.get('uptime', 0)))}, profile {result.get('profile', '?')}, "
         f"generation {result.get('generation', '?')}"
     )
+    for p in result.get("problems") or []:
+        out.print(f"  problem: {p.get('detail', p.get('problem'))} ({p.get('count')} in the last minute)")
     servers = result.get("servers") or []
     if servers:
         table = make_table("servers", ("server", "type", "listen"))

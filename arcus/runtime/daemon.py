@@ -30,6 +30,7 @@ from arcus.paths import STORE_FILE
 from arcus.policy.egress import HostAddresses
 from arcus.runtime.escaper_cmds import close_escapers, escaper_handlers, start_escapers
 from arcus.runtime.fdwatch import FdWatch, raise_limit
+from arcus.runtime.health import HealthWatch
 from arcus.runtime.hostaddrs import AddressWatcher, own_addresses
 from arcus.runtime.portholder import busy_hint
 from arcus.runtime.resolve_cmds import resolve_handlers
@@ -77,6 +78,7 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
         self.fds = FdWatch()
+        self.health = HealthWatch()  # what ctl health reports beyond "up"
 
     # ------------------------------------------------------------------ life cycle
 
@@ -204,8 +206,10 @@ class Daemon:
     async def _sweeper(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
-            self.shared.sweep(time.monotonic())
-            self.fds.check(time.monotonic())  # out of descriptors, connections are reset unseen: say so
+            now = time.monotonic()
+            self.shared.sweep(now)
+            self.fds.check(now)  # out of descriptors, connections are reset unseen: say so
+            self.health.observe(now, self._trouble_counters())
 
     # ------------------------------------------------------------------ listeners
 
@@ -388,9 +392,21 @@ class Daemon:
             **escaper_handlers(self),
         }
 
-    async def _cmd_health(self, args: dict) -> dict:
+    def _trouble_counters(self) -> dict[str, int]:
+        """The running counters whose movement makes the box degraded (``arcus.runtime.health``)."""
+        records = self.shared.records
+        sink = records.audit
         return {
-            "status": "draining" if self.shared.draining else "ok",
+            "audit_dropped": sink.dropped if sink is not None else 0,
+            "records_dropped": records.dropped,
+            "fds_low": self.fds.low,
+        }
+
+    async def _cmd_health(self, args: dict) -> dict:
+        problems = self.health.problems(time.monotonic())
+        return {
+            "status": "draining" if self.shared.draining else ("degraded" if problems else "ok"),
+            "problems": problems,
             "pid": os.getpid(),
             "version": __version__,
             "uptime": round(time.monotonic() - self.started, 3),
