@@ -81,7 +81,7 @@ class Topology:
                 if item.name is None or item.name in names:
                     continue
                 names.append(item.name)
-                kind = getattr(item.config, "type", None) or "?"
+                kind = item.config.type if item.config is not None else "?"  # every family's config has a type
                 nodes.append(Node(family, item.name, kind, item.name_line, details.get((family, item.name), "")))
         edges: list[Edge] = []
         for family, items in parsed.items():

@@ -63,6 +63,11 @@ class EscaperConfig:
     loopback_for_local_clients: bool = True
     line: int | None = None
 
+    @property
+    def next_escapers(self) -> tuple[str, ...]:
+        """Names of the escapers this one hands connections to (route types override it); a leaf: none."""
+        return ()
+
 
 @dataclass(frozen=True, slots=True)
 class ResolverConfig:

@@ -8,8 +8,19 @@ Imports are explicit (no discovery by string) so a frozen binary sees every modu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
+from arcus.config.escaper.direct_fixed import DirectFixedEscaperConfig
+from arcus.config.escaper.direct_float import DirectFloatEscaperConfig
 from arcus.config.escaper.graph import build_order, edges
+from arcus.config.escaper.proxy_http import ProxyHttpEscaperConfig
+from arcus.config.escaper.proxy_https import ProxyHttpsEscaperConfig
+from arcus.config.escaper.proxy_socks5 import ProxySocks5EscaperConfig
+from arcus.config.escaper.route_client import RouteClientEscaperConfig
+from arcus.config.escaper.route_failover import RouteFailoverEscaperConfig
+from arcus.config.escaper.route_geoip import RouteGeoipEscaperConfig
+from arcus.config.escaper.route_select import RouteSelectEscaperConfig
+from arcus.config.escaper.route_upstream import RouteUpstreamEscaperConfig
 from arcus.config.schema import EscaperConfig
 from arcus.errors import OperatorError
 from arcus.escape.base import Connected, Escaper
@@ -30,6 +41,15 @@ from arcus.policy.nets import RangeError
 from arcus.resolve.base import Resolver
 
 Builder = Callable[[EscaperConfig, dict[str, Resolver], HostAddresses | frozenset[str], dict[str, Escaper]], Escaper]
+C = TypeVar("C", bound=EscaperConfig)
+
+
+def _typed(cls: type[C], config: EscaperConfig) -> C:
+    """``config`` as the config class its escaper type reads (the loader builds that class for
+    each ``type:``); a mismatch is a bug in whoever built the config, refused with both names."""
+    if not isinstance(config, cls):
+        raise TypeError(f"escaper {config.name} of type {config.type} needs a {cls.__name__}, not a {type(config).__name__}")
+    return config
 
 
 def _guard(config: EscaperConfig, own: HostAddresses | frozenset[str]) -> EgressGuard:
@@ -40,18 +60,24 @@ def _resolver(config: EscaperConfig, resolvers: dict[str, Resolver]) -> Resolver
     return resolvers.get(config.resolver or "")
 
 
+def _route_geoip(c: EscaperConfig, r: dict[str, Resolver], e: dict[str, Escaper]) -> Escaper:
+    config = _typed(RouteGeoipEscaperConfig, c)
+    return RouteGeoipEscaper(config, e, r[config.resolver or ""], open_mmdb(config.mmdb))
+
+
+# type name -> builder; each narrows the config to its escaper's own config class.
 BUILDERS: dict[str, Builder] = {
     "dummy_deny": lambda c, r, o, e: DummyDenyEscaper(c),
-    "direct_fixed": lambda c, r, o, e: DirectFixedEscaper(c, r[c.resolver or ""], _guard(c, o)),
-    "direct_float": lambda c, r, o, e: DirectFloatEscaper(c, r[c.resolver or ""], _guard(c, o)),
-    "proxy_http": lambda c, r, o, e: ProxyHttpEscaper(c, _resolver(c, r)),
-    "proxy_https": lambda c, r, o, e: ProxyHttpsEscaper(c, _resolver(c, r)),
-    "proxy_socks5": lambda c, r, o, e: ProxySocks5Escaper(c, _resolver(c, r)),
-    "route_upstream": lambda c, r, o, e: RouteUpstreamEscaper(c, e),
-    "route_client": lambda c, r, o, e: RouteClientEscaper(c, e),
-    "route_failover": lambda c, r, o, e: RouteFailoverEscaper(c, e),
-    "route_geoip": lambda c, r, o, e: RouteGeoipEscaper(c, e, r[c.resolver or ""], open_mmdb(c.mmdb)),  # type: ignore[attr-defined]
-    "route_select": lambda c, r, o, e: RouteSelectEscaper(c, e),
+    "direct_fixed": lambda c, r, o, e: DirectFixedEscaper(_typed(DirectFixedEscaperConfig, c), r[c.resolver or ""], _guard(c, o)),
+    "direct_float": lambda c, r, o, e: DirectFloatEscaper(_typed(DirectFloatEscaperConfig, c), r[c.resolver or ""], _guard(c, o)),
+    "proxy_http": lambda c, r, o, e: ProxyHttpEscaper(_typed(ProxyHttpEscaperConfig, c), _resolver(c, r)),
+    "proxy_https": lambda c, r, o, e: ProxyHttpsEscaper(_typed(ProxyHttpsEscaperConfig, c), _resolver(c, r)),
+    "proxy_socks5": lambda c, r, o, e: ProxySocks5Escaper(_typed(ProxySocks5EscaperConfig, c), _resolver(c, r)),
+    "route_upstream": lambda c, r, o, e: RouteUpstreamEscaper(_typed(RouteUpstreamEscaperConfig, c), e),
+    "route_client": lambda c, r, o, e: RouteClientEscaper(_typed(RouteClientEscaperConfig, c), e),
+    "route_failover": lambda c, r, o, e: RouteFailoverEscaper(_typed(RouteFailoverEscaperConfig, c), e),
+    "route_geoip": lambda c, r, o, e: _route_geoip(c, r, e),
+    "route_select": lambda c, r, o, e: RouteSelectEscaper(_typed(RouteSelectEscaperConfig, c), e),
 }
 ESCAPER_TYPES = tuple(BUILDERS)
 

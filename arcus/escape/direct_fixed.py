@@ -15,14 +15,13 @@ import errno
 from itertools import zip_longest
 from typing import Final, Literal
 
-from arcus.config.schema import EscaperConfig
-from arcus.errors import ErrorCode, SOCKS5_HOST_UNREACHABLE, SOCKS5_NETWORK_UNREACHABLE, EscapeError
+from arcus.config.escaper.direct_fixed import DirectFixedEscaperConfig
+from arcus.errors import SOCKS5_HOST_UNREACHABLE, SOCKS5_NETWORK_UNREACHABLE, ErrorCode, EscapeError
 from arcus.escape.base import Connected, Escaper, describe_os_error, format_peer, set_nodelay
 from arcus.escape.race import RaceFailed, staggered_race
 from arcus.policy.egress import EgressGuard
 from arcus.resolve.base import Resolver
 
-DEFAULT_HAPPY_EYEBALLS_DELAY = 0.25
 
 class _Skip(enum.Enum):
     SKIP = "skip"
@@ -46,13 +45,14 @@ def order_addresses(addrs: list[str], strategy: str) -> list[str]:
 
 class DirectFixedEscaper(Escaper):
     type_name = "direct_fixed"
+    config: DirectFixedEscaperConfig
 
-    def __init__(self, config: EscaperConfig, resolver: Resolver, guard: EgressGuard) -> None:
+    def __init__(self, config: DirectFixedEscaperConfig, resolver: Resolver, guard: EgressGuard) -> None:
         super().__init__(config)
         self.resolver = resolver
         self.guard = guard
         self._bind = config.bind
-        self.delay = getattr(config, "happy_eyeballs_delay", DEFAULT_HAPPY_EYEBALLS_DELAY)
+        self.delay = config.happy_eyeballs_delay
 
     def _source_for(self, addr: str) -> Source:
         """The source address for a connection to ``addr``: None for the system's choice,
@@ -135,7 +135,7 @@ class DirectFixedEscaper(Escaper):
             if isinstance(first, EscapeError):
                 raise first from None
             reason = describe_os_error(first)
-            reply = _UNREACHABLE.get(first.errno) if isinstance(first, OSError) else None
+            reply = _UNREACHABLE.get(first.errno) if isinstance(first, OSError) and first.errno is not None else None
             where = f" (from {targets[0][1]})" if targets[0][1] is not None and _is_bind_error(first) else ""
             raise EscapeError(
                 f"cannot connect to {host}:{port}{where}: {reason}", code=ErrorCode.UPSTREAM_CONNECT, socks5=reply

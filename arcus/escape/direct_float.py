@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import random
 
-from arcus.config.schema import EscaperConfig
+from arcus.config.escaper.direct_float import DirectFloatEscaperConfig
 from arcus.errors import ErrorCode, EscapeError
 from arcus.escape.base import Escaper
 from arcus.escape.direct_fixed import SKIP, DirectFixedEscaper, Source
@@ -20,12 +20,13 @@ from arcus.resolve.base import Resolver
 
 class DirectFloatEscaper(DirectFixedEscaper):
     type_name = "direct_float"
+    config: DirectFloatEscaperConfig
 
-    def __init__(self, config: EscaperConfig, resolver: Resolver, guard: EgressGuard) -> None:
+    def __init__(self, config: DirectFloatEscaperConfig, resolver: Resolver, guard: EgressGuard) -> None:
         super().__init__(config, resolver, guard)
         self._bind = None
         self.published = False  # True once the set was replaced live
-        self._set(tuple(getattr(config, "addresses", ())))
+        self._set(config.addresses)
         self._random = random.Random()
 
     def _set(self, addresses: tuple[str, ...]) -> None:
@@ -48,7 +49,7 @@ class DirectFloatEscaper(DirectFixedEscaper):
         if (
             isinstance(previous, DirectFloatEscaper)
             and previous.published
-            and getattr(previous.config, "addresses", ()) == getattr(self.config, "addresses", ())
+            and previous.config.addresses == self.config.addresses
         ):
             self._set(previous.addresses)
             self.published = True

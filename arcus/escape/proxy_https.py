@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl as ssl_module
 
-from arcus.config.schema import EscaperConfig
+from arcus.config.escaper.proxy_https import ProxyHttpsEscaperConfig
 from arcus.escape.proxy_http import ProxyHttpEscaper
 from arcus.resolve.base import Resolver
 
@@ -25,9 +25,10 @@ def proxy_tls_context(ca_file: str | None) -> ssl_module.SSLContext:
 class ProxyHttpsEscaper(ProxyHttpEscaper):
     type_name = "proxy_https"
     protocol_name = "HTTPS CONNECT"
+    config: ProxyHttpsEscaperConfig
 
-    def __init__(self, config: EscaperConfig, resolver: Resolver | None) -> None:
-        super().__init__(config, resolver, proxy_tls_context(getattr(config, "ca_file", None)))
+    def __init__(self, config: ProxyHttpsEscaperConfig, resolver: Resolver | None) -> None:
+        super().__init__(config, resolver, proxy_tls_context(config.ca_file), config.tls_name)
 
     def info(self) -> dict:
         return {**super().info(), "tls_name": self.tls_name}

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from arcus.config.schema import EscaperConfig
+from arcus.config.escaper.route_client import RouteClientEscaperConfig
 from arcus.escape.base import Connected, Escaper
 from arcus.policy.nets import NetSet, parse_address, parse_cidr
 
 
 class RouteClientEscaper(Escaper):
     type_name = "route_client"
+    config: RouteClientEscaperConfig
 
-    def __init__(self, config: EscaperConfig, escapers: dict[str, Escaper]) -> None:
+    def __init__(self, config: RouteClientEscaperConfig, escapers: dict[str, Escaper]) -> None:
         super().__init__(config)
-        rules = getattr(config, "rules")
+        rules = config.rules
         self.routes: tuple[Escaper, ...] = tuple(escapers[r.escaper] for r in rules)
-        self.fallback = escapers[getattr(config, "fallback")]
+        self.fallback = escapers[config.fallback]
         self.clients = tuple(NetSet(parse_cidr(c) for c in r.clients) if r.clients else None for r in rules)
         self.users = tuple(frozenset(r.users) for r in rules)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from arcus.config.schema import EscaperConfig
+from arcus.config.escaper.route_failover import RouteFailoverEscaperConfig
 from arcus.errors import ErrorCode, EscapeError
 from arcus.escape.base import Connected, Escaper
 from arcus.escape.race import RaceFailed, staggered_race
@@ -23,12 +23,13 @@ def _final(exc: BaseException) -> bool:
 
 class RouteFailoverEscaper(Escaper):
     type_name = "route_failover"
+    config: RouteFailoverEscaperConfig
 
-    def __init__(self, config: EscaperConfig, escapers: dict[str, Escaper]) -> None:
+    def __init__(self, config: RouteFailoverEscaperConfig, escapers: dict[str, Escaper]) -> None:
         super().__init__(config)
-        self.primary = escapers[getattr(config, "primary")]
-        self.standby = escapers[getattr(config, "standby")]
-        self.delay: float = getattr(config, "fallback_delay")
+        self.primary = escapers[config.primary]
+        self.standby = escapers[config.standby]
+        self.delay = config.fallback_delay
 
     async def connect(
         self, host, port, client_ip, protocol_factory, *, timeout, ssl=None, check=None, user=None

@@ -16,7 +16,7 @@ from typing import Any
 
 import maxminddb
 
-from arcus.config.schema import EscaperConfig
+from arcus.config.escaper.route_geoip import RouteGeoipEscaperConfig
 from arcus.errors import ErrorCode, EscapeError
 from arcus.escape.base import Connected, Escaper
 from arcus.resolve.base import Resolver, ip_literal
@@ -47,14 +47,15 @@ def place_of(record: Any) -> tuple[str | None, str | None]:
 
 class RouteGeoipEscaper(Escaper):
     type_name = "route_geoip"
+    config: RouteGeoipEscaperConfig
 
-    def __init__(self, config: EscaperConfig, escapers: dict[str, Escaper], resolver: Resolver, reader: Any) -> None:
+    def __init__(self, config: RouteGeoipEscaperConfig, escapers: dict[str, Escaper], resolver: Resolver, reader: Any) -> None:
         super().__init__(config)
-        rules = getattr(config, "rules")
+        rules = config.rules
         self.routes: tuple[Escaper, ...] = tuple(escapers[r.escaper] for r in rules)
         self.countries = tuple(frozenset(r.countries) for r in rules)
         self.continents = tuple(frozenset(r.continents) for r in rules)
-        self.default = escapers[getattr(config, "default")]
+        self.default = escapers[config.default]
         self.resolver = resolver
         self.reader = reader
 
@@ -106,7 +107,7 @@ class RouteGeoipEscaper(Escaper):
 
     def info(self) -> dict:
         meta = getattr(self.reader, "metadata", None)
-        out = {**super().info(), "mmdb": getattr(self.config, "mmdb", "")}
+        out = {**super().info(), "mmdb": self.config.mmdb}
         if callable(meta):
             m = meta()
             out["database_type"] = m.database_type

@@ -24,7 +24,7 @@ import time
 import weakref
 from collections.abc import Callable
 
-from arcus.config.schema import EscaperConfig
+from arcus.config.escaper.route_select import RouteSelectEscaperConfig
 from arcus.errors import ErrorCode, EscapeError
 from arcus.escape.base import Connected, Escaper, hop_failed
 from arcus.escape.health import UP, Breaker, Member, check_loop
@@ -50,17 +50,18 @@ def rendezvous_order(key: str, members: list[Member]) -> list[Member]:
 
 class RouteSelectEscaper(Escaper):
     type_name = "route_select"
+    config: RouteSelectEscaperConfig
 
     def __init__(
-        self, config: EscaperConfig, escapers: dict[str, Escaper], *, clock: Callable[[], float] = time.monotonic
+        self, config: RouteSelectEscaperConfig, escapers: dict[str, Escaper], *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         super().__init__(config)
         self.clock = clock  # the breaker's time (retry_after, down_for); tests drive their own
-        nodes = getattr(config, "next")
-        self.pick: str = getattr(config, "pick")
-        self.hash_by: str = getattr(config, "hash_by")
-        self.interval: float | None = getattr(config, "health_interval")
-        self.health_timeout: float = getattr(config, "health_timeout")
+        nodes = config.next
+        self.pick = config.pick
+        self.hash_by = config.hash_by
+        self.interval = config.health_interval
+        self.health_timeout = config.health_timeout
         members = []
         for node in nodes:
             escaper = escapers[node.escaper]
@@ -71,7 +72,7 @@ class RouteSelectEscaper(Escaper):
             elif self.interval is not None:
                 probe = escaper.probe_address()
             members.append(Member(escaper, node.escaper, node.weight, probe))
-        self.breaker = Breaker(members, getattr(config, "max_failures"), getattr(config, "retry_after"), self.interval is not None)
+        self.breaker = Breaker(members, config.max_failures, config.retry_after, self.interval is not None)
         self._rr = itertools.count()
         self.closed = False
         self._task: asyncio.Task | None = None

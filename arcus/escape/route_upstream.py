@@ -7,7 +7,7 @@ stays cheap. ``nets`` match destinations given as IP addresses (names are not re
 
 from __future__ import annotations
 
-from arcus.config.schema import EscaperConfig
+from arcus.config.escaper.route_upstream import RouteUpstreamEscaperConfig
 from arcus.escape.base import Connected, Escaper
 from arcus.policy.hosts import HostIndex, normalize_host, parse_host_pattern
 from arcus.policy.nets import NetSet, parse_address, parse_cidr
@@ -15,14 +15,15 @@ from arcus.policy.nets import NetSet, parse_address, parse_cidr
 
 class RouteUpstreamEscaper(Escaper):
     type_name = "route_upstream"
+    config: RouteUpstreamEscaperConfig
 
-    def __init__(self, config: EscaperConfig, escapers: dict[str, Escaper]) -> None:
+    def __init__(self, config: RouteUpstreamEscaperConfig, escapers: dict[str, Escaper]) -> None:
         """Raises ``arcus.policy.hosts.PatternError`` / ``arcus.policy.nets.RangeError``
         (with a hint) for a pattern the matchers refuse."""
         super().__init__(config)
-        rules = getattr(config, "rules")
+        rules = config.rules
         self.routes: tuple[Escaper, ...] = tuple(escapers[r.escaper] for r in rules)
-        self.fallback = escapers[getattr(config, "fallback")]
+        self.fallback = escapers[config.fallback]
         self.index = HostIndex(
             (i, [parse_host_pattern(h) for h in r.hosts]) for i, r in enumerate(rules) if r.hosts
         )

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from arcus.config.escaper._common import is_ip, split_upstream
-from arcus.config.schema import EscaperConfig
+from arcus.config.escaper.proxy_http import UpstreamProxyConfig
 from arcus.errors import ErrorCode, EscapeError, ProtocolError
 from arcus.escape.base import Connected, Escaper, describe_os_error, format_peer, set_nodelay
 from arcus.escape.race import RaceFailed, staggered_race
@@ -95,16 +95,24 @@ class UpstreamProxyEscaper(Escaper):
     """Common to proxy_http, proxy_https and proxy_socks5."""
 
     protocol_name = ""  # "HTTP", "SOCKS5": for messages
+    config: UpstreamProxyConfig
 
-    def __init__(self, config: EscaperConfig, resolver: Resolver | None, tls: ssl_module.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        config: UpstreamProxyConfig,
+        resolver: Resolver | None,
+        tls: ssl_module.SSLContext | None = None,
+        tls_name: str | None = None,
+    ) -> None:
+        """``tls``: TLS to the proxy itself (proxy_https), verified for ``tls_name`` (default: the proxy's host)."""
         super().__init__(config)
         self.resolver = resolver
-        self.proxy = getattr(config, "proxy")
+        self.proxy = config.proxy
         self.proxy_host, self.proxy_port = split_upstream(self.proxy)
-        self.username: str | None = getattr(config, "username", None)
-        self.password: str | None = getattr(config, "password", None)
+        self.username = config.username
+        self.password = config.password
         self.tls = tls
-        self.tls_name: str | None = getattr(config, "tls_name", None) or self.proxy_host
+        self.tls_name = tls_name or self.proxy_host
 
     def probe_address(self) -> tuple[str, int] | None:
         return (self.proxy_host, self.proxy_port)

@@ -93,20 +93,27 @@ class Resolver:
 
     Subclasses implement ``_query(host)`` returning an :class:`Answer` (or a plain list of
     addresses, cached for ``cache_ttl``) and raise :class:`LookupFailed`, ``OSError`` or
-    ``EscapeError`` on failure. TTLs of answers are clamped to ``min_ttl``/``max_ttl`` when the
-    type's config has them; failures are cached for ``negative_ttl``.
+    ``EscapeError`` on failure. TTLs of answers are clamped to ``min_ttl``/``max_ttl`` (a type whose
+    answers carry TTLs passes them from its config); failures are cached for ``negative_ttl``.
 
     ``clock`` gives the time cache entries expire by (seconds, monotonic); tests pass their
     own to expire entries without waiting. The query ``timeout`` is the event loop's.
     """
 
-    def __init__(self, config: ResolverConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: ResolverConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        min_ttl: float = 0.0,
+        max_ttl: float = math.inf,
+    ) -> None:
         self.config = config
         self.clock = clock
         self.name = config.name
         self.stats = ResolverStats()
-        self._min_ttl: float = getattr(config, "min_ttl", 0.0)
-        self._max_ttl: float = getattr(config, "max_ttl", math.inf)
+        self._min_ttl = min_ttl
+        self._max_ttl = max_ttl
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._inflight: dict[str, asyncio.Task[_Entry]] = {}
 

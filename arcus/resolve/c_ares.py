@@ -72,7 +72,7 @@ class CAresResolver(Resolver):
     config: CAresResolverConfig
 
     def __init__(self, config: CAresResolverConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(config, clock=clock)
+        super().__init__(config, clock=clock, min_ttl=config.min_ttl, max_ttl=config.max_ttl)
         self._dns: aiodns.DNSResolver | None = None
 
     def _channel(self) -> aiodns.DNSResolver:

@@ -280,7 +280,7 @@ class RproxyFactory:
         sslobj.arcus_sni = name  # type: ignore[attr-defined]  # tenants can be told apart by it
         try:
             conf = self.shared.snapshot.servers.get(self.server)
-            if conf is None or not getattr(conf, "tls", False):
+            if not isinstance(conf, HttpRproxyConfig) or not conf.tls:
                 return None
             table = sites_for(conf)
             site = table.match(name) if name else None

@@ -26,6 +26,7 @@ import socket
 import time
 
 from arcus.errors import ErrorCode, EscapeError, ProtocolError, Refusal
+from arcus.escape.direct_fixed import DirectFixedEscaper
 from arcus.limit import max_pause
 from arcus.proto import socks
 from arcus.tenancy.admission import Admitted, Destination
@@ -262,9 +263,7 @@ class SocksConnection(RelayConnection):
 
     async def _udp_open(self, req: socks.Socks5Request) -> None:
         escaper = self.snap.escapers[self.conf.escaper]
-        resolver = getattr(escaper, "resolver", None)
-        guard = getattr(escaper, "guard", None)
-        if resolver is None or guard is None:
+        if not isinstance(escaper, DirectFixedEscaper):  # direct_float is one too
             self.task = None
             self.refuse(Refusal(
                 ErrorCode.UNSUPPORTED, f"escaper {escaper.name} ({escaper.type_name}) cannot relay UDP: only direct escapers can"
@@ -276,7 +275,7 @@ class SocksConnection(RelayConnection):
             bind_host = str(local[0]).split("%", 1)[0] if local else "0.0.0.0"
         # DST.PORT, when given, is the port the client will send from; its DST.ADDR is not used
         # (behind a NAT the client does not know its own address): the TCP peer's IP is.
-        assoc = UdpAssociation(self, resolver, guard, getattr(escaper.config, "bind", None), req.port or None)
+        assoc = UdpAssociation(self, escaper.resolver, escaper.guard, escaper.config.bind, req.port or None)
         try:
             host, port = await assoc.open(bind_host)
         except OSError as exc:

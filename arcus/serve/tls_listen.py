@@ -18,8 +18,10 @@ import logging
 import os
 import ssl
 import time
-from typing import Any
+from collections.abc import Callable
 
+from arcus.config.schema import ServerConfig
+from arcus.config.server.http_proxy import HttpProxyServerConfig
 from arcus.config.server.tls import TlsListenConfig
 
 log = logging.getLogger("arcus.serve")
@@ -79,8 +81,10 @@ class CertificateHolder:
         return None
 
 
-async def tls_listen(loop: asyncio.AbstractEventLoop, factory, host: str, port: int, config: Any) -> asyncio.AbstractServer:
-    tls: TlsListenConfig | None = getattr(config, "tls", None)
+async def tls_listen(
+    loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol], host: str, port: int, config: ServerConfig
+) -> asyncio.AbstractServer:
+    tls = config.tls if isinstance(config, HttpProxyServerConfig) else None
     if tls is None:
         return await loop.create_server(factory, host, port, backlog=1024, reuse_address=True, start_serving=False)
     holder = await asyncio.to_thread(CertificateHolder, tls)  # reads files: off the loop

@@ -339,13 +339,13 @@ def test_the_tenant_connection_limit_holds_on_every_server(matrix):
         for kind, (server, drive, _) in SERVERS.items():
             held = _hold(kind, addrs[server], env)  # one connection, idle: it holds acme's only slot
             try:
-                o = _until(lambda: drive(addrs[server], env), lambda o: not o.ok)
+                o = _until(lambda drive=drive, server=server: drive(addrs[server], env), lambda o: not o.ok)
                 assert not o.ok, kind
                 if expected_code(kind, "tenant_conn_limit") is not None:
                     assert o.code == expected_code(kind, "tenant_conn_limit"), (kind, o)
             finally:
                 held.close()
-            assert _until(lambda: drive(addrs[server], env), lambda o: o.ok).ok, kind
+            assert _until(lambda drive=drive, server=server: drive(addrs[server], env), lambda o: o.ok).ok, kind
     finally:
         d.ctl("tenant.set", {"name": "acme", "max_conns": None})
 
@@ -376,7 +376,7 @@ def test_the_box_connection_limit_holds_on_every_server(matrix):
         for kind, (server, drive, _) in SERVERS.items():
             held = _connect(addrs["http"])  # a connection on any server holds the box's only slot
             try:
-                o = _until(lambda: drive(addrs[server], env), lambda o: not o.ok)
+                o = _until(lambda drive=drive, server=server: drive(addrs[server], env), lambda o: not o.ok)
                 assert not o.ok, kind
                 if expected_code(kind, "box_conn_limit") is not None:
                     assert o.code == expected_code(kind, "box_conn_limit"), (kind, o)

@@ -13,8 +13,8 @@ from arcus.config.schema import EscaperConfig
 
 
 def next_escapers(config: EscaperConfig) -> tuple[str, ...]:
-    """Names ``config`` hands connections to, in its own order (route types define the property)."""
-    return tuple(getattr(config, "next_escapers", ()))
+    """Names ``config`` hands connections to, in its own order (route types override the property)."""
+    return config.next_escapers
 
 
 def edges(escapers: Iterable[EscaperConfig]) -> dict[str, tuple[str, ...]]:

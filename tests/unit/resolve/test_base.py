@@ -30,7 +30,8 @@ class Scripted(Resolver):
     """Answers from ``script[host]``: an Answer, a list, an exception, or ("sleep", seconds)."""
 
     def __init__(self, config: ResolverConfig, script: dict, clock: ManualClock | None = None) -> None:
-        super().__init__(config, clock=clock or ManualClock())
+        bounds = {"min_ttl": config.min_ttl, "max_ttl": config.max_ttl} if isinstance(config, BoundedConfig) else {}
+        super().__init__(config, clock=clock or ManualClock(), **bounds)
         self.script = script
         self.calls: list[str] = []
 

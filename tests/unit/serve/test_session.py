@@ -8,7 +8,7 @@ import socket
 
 from arcus.errors import Refusal
 from arcus.serve.session import Session
-from arcus.tenancy.views import BOX, LimitSpec, Limits
+from arcus.tenancy.views import BOX, Limits, LimitSpec
 from tests.unit.serve.test_relay import PROFILE
 
 

@@ -54,18 +54,17 @@ async def _pair(early_up: bytes = b"", early_down: bytes = b""):
     """(client socket, origin socket, owner): the tunnel in between, started."""
     loop = asyncio.get_running_loop()
     origin_l = socket.create_server(("127.0.0.1", 0))
-    owner_box: list[Owner] = []
+    accepted: asyncio.Future[Owner] = loop.create_future()
 
     def make() -> Owner:
-        owner_box.append(Owner())
-        return owner_box[0]
+        owner = Owner()
+        accepted.set_result(owner)
+        return owner
 
     server = await loop.create_server(make, "127.0.0.1", 0)
     client = socket.create_connection(server.sockets[0].getsockname())
     client.setblocking(False)
-    while not owner_box:
-        await asyncio.sleep(0.01)
-    owner = owner_box[0]
+    owner = await asyncio.wait_for(accepted, 10)
     await owner.made
     _, up = await loop.create_connection(UpstreamConnection, *origin_l.getsockname())
     origin, _ = await loop.sock_accept(origin_l)

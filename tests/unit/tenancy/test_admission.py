@@ -10,7 +10,7 @@ from arcus.auth.verifier import Verifier
 from arcus.errors import ErrorCode, Refusal
 from arcus.tenancy.admission import Destination, Gate, Slots
 from arcus.tenancy.identify import Claims
-from arcus.tenancy.views import BOX, LimitSpec, Limits, Scope, UserView
+from arcus.tenancy.views import BOX, Limits, LimitSpec, Scope, UserView
 from tests.unit.tenancy.test_identify import tenancy as base_tenancy
 
 
