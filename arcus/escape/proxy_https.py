@@ -7,19 +7,10 @@ proxy's TLS (TLS in TLS).
 
 from __future__ import annotations
 
-import ssl as ssl_module
-
 from arcus.config.escaper.proxy_https import ProxyHttpsEscaperConfig
 from arcus.escape.proxy_http import ProxyHttpEscaper
 from arcus.resolve.base import Resolver
-
-
-def proxy_tls_context(ca_file: str | None) -> ssl_module.SSLContext:
-    """Client context for the upstream proxy: verification on, TLS 1.2 at least."""
-    ctx = ssl_module.create_default_context(cafile=ca_file)
-    ctx.minimum_version = ssl_module.TLSVersion.TLSv1_2
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
+from arcus.tls.contexts import proxy_context
 
 
 class ProxyHttpsEscaper(ProxyHttpEscaper):
@@ -28,7 +19,7 @@ class ProxyHttpsEscaper(ProxyHttpEscaper):
     config: ProxyHttpsEscaperConfig
 
     def __init__(self, config: ProxyHttpsEscaperConfig, resolver: Resolver | None) -> None:
-        super().__init__(config, resolver, proxy_tls_context(config.ca_file), config.tls_name)
+        super().__init__(config, resolver, proxy_context(config.ca_file), config.tls_name)
 
     def info(self) -> dict:
         return {**super().info(), "tls_name": self.tls_name}

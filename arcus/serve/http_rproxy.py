@@ -45,6 +45,7 @@ from arcus.serve.session import host_port
 from arcus.serve.tls_stream import UpstreamTls
 from arcus.tenancy.admission import Destination
 from arcus.tenancy.identify import X_TENANT_ID, Claims, in_ranges, scan_headers
+from arcus.tls.contexts import listener_context
 
 log = logging.getLogger("arcus.serve")
 
@@ -68,14 +69,6 @@ class Site:
         self.tls_key = (conf.upstream_ca, conf.upstream_tls_name) if conf.upstream_tls else None
 
 
-def server_context(cert: str, key: str) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
-
-
 class SiteTable:
     """Host name -> Site for one server config. Built once per config object (so once per reload)."""
 
@@ -93,7 +86,7 @@ class SiteTable:
                 pair = (host.certificate, host.private_key)
                 ctx = contexts.get(pair)
                 if ctx is None:
-                    ctx = contexts[pair] = server_context(*pair)
+                    ctx = contexts[pair] = listener_context(*pair)
             site = Site(host, ctx)
             sites.append(site)
             for name in host.names:
@@ -302,9 +295,7 @@ def _listen_context(factory: RproxyFactory, config: HttpRproxyConfig) -> ssl.SSL
     table = sites_for(config)
     default = table.cert_default
     assert default is not None and default.conf.certificate and default.conf.private_key  # the config check guarantees it
-    ctx = server_context(default.conf.certificate, default.conf.private_key)
-    ctx.sni_callback = factory.sni_callback
-    return ctx
+    return listener_context(default.conf.certificate, default.conf.private_key, sni_callback=factory.sni_callback)
 
 
 async def rproxy_listen(loop, factory, host: str, port: int, config: Any) -> asyncio.AbstractServer:

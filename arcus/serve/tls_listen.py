@@ -23,20 +23,11 @@ from collections.abc import Callable
 from arcus.config.schema import ServerConfig
 from arcus.config.server.http_proxy import HttpProxyServerConfig
 from arcus.config.server.tls import TlsListenConfig
+from arcus.tls.contexts import listener_context
 
 log = logging.getLogger("arcus.serve")
 
 RECHECK = 1.0  # seconds between looks at the certificate files
-
-
-def server_context(tls: TlsListenConfig) -> ssl.SSLContext:
-    """A TLS server context: TLS 1.2 or later, HTTP/1.1 by ALPN, the profile's certificate."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.options |= ssl.OP_NO_COMPRESSION | getattr(ssl, "OP_NO_RENEGOTIATION", 0)
-    ctx.set_alpn_protocols(["http/1.1"])
-    ctx.load_cert_chain(tls.certificate, tls.private_key)
-    return ctx
 
 
 class CertificateHolder:
@@ -45,8 +36,7 @@ class CertificateHolder:
     def __init__(self, tls: TlsListenConfig) -> None:
         self.tls = tls
         self.stamp = self._stamp()
-        self.context = server_context(tls)
-        self.context.sni_callback = self._on_hello
+        self.context = listener_context(tls.certificate, tls.private_key, sni_callback=self._on_hello)
         self.checked = time.monotonic()
 
     def _stamp(self) -> tuple:
@@ -68,11 +58,10 @@ class CertificateHolder:
             stamp = self._stamp()
             if stamp != self.stamp and None not in stamp:
                 try:
-                    fresh = server_context(self.tls)
+                    fresh = listener_context(self.tls.certificate, self.tls.private_key, sni_callback=self._on_hello)
                 except (ssl.SSLError, OSError) as exc:  # a half-written renewal: keep the old pair
                     log.warning("TLS certificate %s not reloaded: %s", self.tls.certificate, exc)
                 else:
-                    fresh.sni_callback = self._on_hello
                     self.context = fresh
                     self.stamp = stamp
                     log.info("TLS certificate %s reloaded", self.tls.certificate)

@@ -1,7 +1,7 @@
 """`tls_stream`: TCP from the client, TLS to a fixed upstream, the upstream's certificate verified.
 
 Also the upstream-TLS helpers other servers use (``http_rproxy`` with ``upstream_tls``): a
-client context per CA file, built off the event loop (loading the system's roots takes tens
+client context per CA file (``arcus.tls.contexts.upstream_context``), built off the event loop (loading the system's roots takes tens
 of milliseconds), and the upgrade of an escaper's connection to TLS with our own server name.
 The TLS layer is added after the escaper connected, so it works through any escaper chain
 and verifies the name the profile says, not the address connected to.
@@ -16,33 +16,7 @@ import time
 from arcus.errors import ErrorCode, EscapeError, Refusal
 from arcus.serve.relay import CLOSED, CONNECTING, RELAY
 from arcus.serve.tcp_stream import TcpStreamConnection
-
-
-class NamedContext(ssl.SSLContext):
-    """A client context that sends and verifies one configured name, whatever name the code
-    opening the connection passes (an escaper passes the host it connects to, often an IP).
-    asyncio and uvloop both create the TLS object with ``wrap_bio``, so this holds through
-    every escaper, ``create_connection(ssl=...)`` and ``start_tls`` alike."""
-
-    tls_name: str = ""
-
-    def wrap_bio(self, incoming, outgoing, server_side=False, server_hostname=None, session=None):  # noqa: ANN001
-        return super().wrap_bio(incoming, outgoing, server_side, self.tls_name or server_hostname, session)
-
-
-def build_client_context(cafile: str | None, name: str | None = None) -> ssl.SSLContext:
-    """Verification on (CERT_REQUIRED, host name checked), TLS 1.2 or later; only ``cafile``'s
-    CAs when given, else the system's roots; ``name``, when given, is the name sent (SNI) and
-    verified. Blocking (reads files): call it off the loop."""
-    ctx = NamedContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname by default
-    if name:
-        ctx.tls_name = name
-    if cafile:
-        ctx.load_verify_locations(cafile=cafile)
-    else:
-        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
+from arcus.tls.contexts import upstream_context
 
 
 class UpstreamTls:
@@ -61,9 +35,7 @@ class UpstreamTls:
     async def context(self) -> ssl.SSLContext:
         ctx = self._ctx
         if ctx is None:
-            ctx = await asyncio.to_thread(build_client_context, self.cafile, self.name)
-            if self.alpn:
-                ctx.set_alpn_protocols(list(self.alpn))
+            ctx = await asyncio.to_thread(upstream_context, self.cafile, self.name, alpn=self.alpn)
             self._ctx = ctx
         return ctx
 

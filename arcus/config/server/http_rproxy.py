@@ -43,6 +43,7 @@ from arcus.config.server.tcp_stream import (
     read_upstream,
 )
 from arcus.config.yamlnodes import BadValue, Section, line_of, read_bool, read_list, scalar_text
+from arcus.tls.contexts import check_pair, pair_error
 
 TYPE = "http_rproxy"
 KEYS = COMMON_KEYS + ("tls", "hosts")
@@ -87,14 +88,10 @@ def _optional(reader):
 
 
 def _check_pair(sec: Section, cert: str, key: str) -> None:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        ctx.load_cert_chain(cert, key)
+        check_pair(cert, key)
     except (ssl.SSLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
-        if reason == "KEY_VALUES_MISMATCH":
-            reason = "the private key does not belong to the certificate"
-        sec.error(f"cannot load the certificate {cert} with the key {key}: {reason}", sec.value_line("certificate"))
+        sec.error(f"cannot load the certificate {cert} with the key {key}: {pair_error(exc)}", sec.value_line("certificate"))
 
 
 def _parse_host(node: MappingNode, ctx: Context, where: str, tls: bool) -> RproxyHost | None:

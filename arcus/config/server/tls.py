@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from arcus.config.objects import Context, ObjectSection
 from arcus.config.server.tcp_stream import read_path
+from arcus.tls.contexts import check_pair, pair_error
 
 TLS_KEYS = ("certificate", "private_key")
 
@@ -38,12 +39,10 @@ def parse_tls(sec: ObjectSection, ctx: Context, key: str = "tls") -> TlsListenCo
     cert = sub.need("certificate", read_path(ctx))
     key_path = sub.need("private_key", read_path(ctx))
     if sub.ok and cert is not None and key_path is not None:
-        probe = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         try:
-            probe.load_cert_chain(cert, key_path)
+            check_pair(cert, key_path)
         except (ssl.SSLError, OSError) as exc:
-            reason = getattr(exc, "reason", None) or str(exc)
-            sub.error(f"cannot load the certificate {cert} with the key {key_path}: {reason}",
+            sub.error(f"cannot load the certificate {cert} with the key {key_path}: {pair_error(exc)}",
                       sub.value_line("certificate"), key="certificate")
     sub.finish()
     sec.ok = sec.ok and sub.ok
