@@ -9,8 +9,9 @@ issues read ``file:line: message``. Nothing here starts, binds or resolves anyth
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from yaml.nodes import MappingNode, SequenceNode
 
@@ -18,7 +19,7 @@ from arcus.config.escaper import ESCAPERS
 from arcus.config.graph import Topology
 from arcus.config.objects import Context, Family, Item, parse_family
 from arcus.config.resolver import RESOLVERS
-from arcus.config.schema import HttpLimits, Profile, Timeouts
+from arcus.config.schema import EscaperConfig, HttpLimits, Profile, ResolverConfig, ServerConfig, Timeouts
 from arcus.config.sections import parse_audit, parse_limits, parse_log, parse_runtime, parse_timeouts
 from arcus.config.server import SERVERS
 from arcus.config.sources import profile_text, shipped_names
@@ -98,9 +99,9 @@ def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue], d
     return (
         Profile(
             source=source,
-            servers=tuple(i.config for i in parsed["server"]),
-            escapers=tuple(i.config for i in parsed["escaper"]),
-            resolvers=tuple(i.config for i in parsed["resolver"]),
+            servers=tuple(_configs(parsed["server"], ServerConfig)),
+            escapers=tuple(_configs(parsed["escaper"], EscaperConfig)),
+            resolvers=tuple(_configs(parsed["resolver"], ResolverConfig)),
             log=log,
             runtime=runtime,
             audit=audit,
@@ -162,6 +163,17 @@ def _check_cycles(parsed: dict[str, list[Item]], issues: Issues) -> None:
 
 def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
+
+
+C = TypeVar("C")
+
+
+def _configs(items: Sequence[Item], cls: type[C]) -> Iterator[C]:
+    """The parsed configs of one family, once the profile has no issue (every item parsed)."""
+    for item in items:
+        if not isinstance(item.config, cls):
+            raise TypeError(f"{item.where}: parsed as {type(item.config).__name__}, not a {cls.__name__}")
+        yield item.config
 
 
 def _replace(config: object, key: str, value: str) -> object:

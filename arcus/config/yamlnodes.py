@@ -25,6 +25,7 @@ from arcus.errors import ConfigIssue
 from arcus.names import is_valid_name
 
 T = TypeVar("T")
+D = TypeVar("D")  # a default, which may be of another type than what the reader gives (None, ())
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
@@ -244,7 +245,7 @@ class Section:
                 self.error(message, line, key=key)
             return False, None
 
-    def take(self, key: str, reader: Reader[T], default: T) -> T:
+    def take(self, key: str, reader: Reader[T], default: D) -> T | D:
         """The value of an optional key, or ``default`` when absent or invalid (the error is recorded)."""
         node = self.value_node(key)
         if node is None:
@@ -353,8 +354,8 @@ read_size: Reader[int] = _from_text(values.parse_size, "a size such as 64KiB")
 read_ip: Reader[str] = _from_text(values.parse_ip, "an IP address")
 read_cidr: Reader[str] = _from_text(values.parse_cidr, "a CIDR network")
 read_address: Reader[tuple[str, int]] = _from_text(values.parse_listen, 'an address such as "127.0.0.1:3128"')
-read_rate: Reader[float] = _from_text(values.parse_rate, "a rate per second such as 200")
-read_bandwidth: Reader[float] = _from_text(values.parse_bandwidth, "a bandwidth such as 50Mbit or 10MB")
+read_rate: Reader[float | None] = _from_text(values.parse_rate, "a rate per second such as 200")
+read_bandwidth: Reader[float | None] = _from_text(values.parse_bandwidth, "a bandwidth such as 50Mbit or 10MB")
 
 
 def read_choice(choices: Iterable[str]) -> Reader[str]:

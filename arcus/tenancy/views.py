@@ -119,8 +119,6 @@ class TenantView:
     lock_sources: bool = False  # from its source ranges, only its own users are admitted
     users: dict[str, UserView] = field(default_factory=dict)
     limits: LimitSpec = LimitSpec()
-    # from this tenant's source ranges only its own users are admitted (no user@other)
-    lock_sources: bool = False
 
     def is_exempt(self, client_ip: str) -> bool:
         if not self.exempt:

@@ -21,6 +21,7 @@ from arcus.config.objects import Context, ObjectSection, Reference
 from arcus.config.yamlnodes import BadValue, Section, line_of, read_name, scalar_text
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 _NULL = "tag:yaml.org,2002:null"
 UPSTREAM_HINT = 'write "host:port" with an IP address or a DNS name, e.g. "proxy.example.net:3128" or "[2001:db8::1]:1080"'
@@ -171,7 +172,7 @@ def nested_reference(sec: ObjectSection, sub: Section, key: str, family: str = "
     return name
 
 
-def take_optional(sub: Section, key: str, reader: Callable[[Node], T], default: T) -> T:
+def take_optional(sub: Section, key: str, reader: Callable[[Node], T], default: D) -> T | D:
     """Like ``Section.take``, and an explicit null means the default (``config show`` writes
     nulls for unset nested fields)."""
     node = sub.value_node(key)

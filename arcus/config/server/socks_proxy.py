@@ -76,16 +76,18 @@ def parse_socks(sec: ObjectSection) -> dict[str, Any]:
     versions = sec.take("versions", read_list(read_version, allow_empty=False), default_of(base, "versions"))
     if len(set(versions)) != len(versions):
         sec.error("each version may be listed once", sec.value_line("versions"), key="versions")
+    unique = tuple(sorted(set(versions)))
+    udp = sec.take("udp", read_bool, default_of(base, "udp"))
     out = {
-        "versions": tuple(sorted(set(versions))),
-        "udp": sec.take("udp", read_bool, default_of(base, "udp")),
+        "versions": unique,
+        "udp": udp,
         "udp_idle": sec.take("udp_idle", read_duration, default_of(base, "udp_idle")),
         "udp_bind": sec.take("udp_bind", read_ip, None),
     }
-    if 5 not in out["versions"] or not out["udp"]:
+    if 5 not in unique or not udp:
         for key in ("udp_idle", "udp_bind"):
             if sec.has(key):
-                why = "SOCKS5 is not among versions" if 5 not in out["versions"] else "udp is false"
+                why = "SOCKS5 is not among versions" if 5 not in unique else "udp is false"
                 sec.error(f"only used with UDP ASSOCIATE, and {why}", sec.key_line(key), key=key)
     return out
 
