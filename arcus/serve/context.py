@@ -54,8 +54,12 @@ class Tracked:
     set, the deadline is an idle bound: moved on as long as bytes keep flowing.
     """
 
-    __slots__ = ()
+    __slots__ = (
+        "shared", "server", "id", "tenant", "client", "target", "started", "bytes_up", "bytes_down", "deadline",
+        "idle_window", "seen_activity",
+    )
 
+    shared: "Shared"
     id: int
     server: str
     tenant: str

@@ -43,6 +43,7 @@ from arcus.serve.http_proxy import HttpProxyConnection
 from arcus.serve.http_routing import via
 from arcus.serve.session import host_port
 from arcus.serve.tls_stream import UpstreamTls
+from arcus.serve.upstream import UpstreamConnection
 from arcus.tenancy.admission import Destination
 from arcus.tenancy.identify import X_TENANT_ID, Claims, in_ranges, scan_headers
 from arcus.tls.contexts import listener_context
@@ -175,7 +176,9 @@ class ReverseRouting:
         conn.target = host_port(self.site_host, self.site_port) if self.site_host else ""
         if req.form not in ("origin", "absolute"):
             return Refusal(ErrorCode.BAD_REQUEST, "this is a web server (a reverse proxy): CONNECT and OPTIONS * are not served here")
-        site = self.sites.match(req.host) if req.host else self.sites.catch_all
+        sites = self.sites
+        assert sites is not None  # configure() ran when the connection was accepted
+        site = sites.match(req.host) if req.host else sites.catch_all
         if site is None:
             return Refusal(ErrorCode.UNKNOWN_HOST, f"no site here answers for host {self.site_host or '(none)'}")
         if self.served_ctx is not None and site.server_ctx is not self.served_ctx:
@@ -218,13 +221,15 @@ class ReverseRouting:
         site = self.site
         if site is not None and site.upstream_tls is not None:
             up = connected.protocol
+            assert isinstance(up, UpstreamConnection)  # the factory the exchange gave the escaper
             up.transport = await site.upstream_tls.wrap(connected.transport, up, conn.ex.req.host, conn.conf.timeouts.upstream_connect)
 
     def request_headers(self, conn: Any, req: http1.RequestHead) -> list[tuple[bytes, bytes]]:
         headers = http1.forward_headers(req.headers, req.connection_tokens)
         host_value = next((v for n, v in req.headers if len(n) == 4 and n.lower() == b"host"), None)
         if host_value is None:  # an HTTP/1.0 request without Host, served by the catch-all site
-            host_value = (f"[{req.host}]" if ":" in req.host else req.host).encode()
+            host = req.host or ""  # route() set it to the site's upstream host
+            host_value = (f"[{host}]" if ":" in host else host).encode()
         out = [(b"Host", host_value)]
         forwarded_for = conn.client_ip.encode()
         for name, value in headers:

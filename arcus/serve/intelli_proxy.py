@@ -24,14 +24,12 @@ from arcus.tenancy.identify import Claims, identify
 
 
 class SniffConnection(asyncio.Protocol, Tracked):
-    __slots__ = (
-        "shared", "server", "transport", "id", "tenant", "client", "target", "started", "bytes_up",
-        "bytes_down", "deadline", "idle_window", "seen_activity", "done", "gate", "refused",
-    )
+    __slots__ = ("transport", "done", "gate", "refused")  # and Tracked's
+
+    transport: asyncio.Transport  # set by connection_made, before any other callback
 
     def __init__(self, shared: Shared, server: str) -> None:
         self.track(shared, server, "-")
-        self.transport: asyncio.Transport | None = None
         self.done = False
         self.gate: Gate | None = None
         self.refused: Refusal | None = None
@@ -41,7 +39,7 @@ class SniffConnection(asyncio.Protocol, Tracked):
         conf = self.shared.snapshot.servers.get(self.server)
         if conf is None or self.shared.draining:
             self.done = True
-            transport.abort()
+            self.transport.abort()
             return
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.client = f"{peer[0]}:{peer[1]}"
@@ -57,6 +55,7 @@ class SniffConnection(asyncio.Protocol, Tracked):
         if self.done or not data:
             return
         gate, self.gate = self.gate, None  # the slots go with the connection
+        assert gate is not None  # set at accept; only _forget (which sets done) clears it
         self._forget()
         cls = SocksConnection if data[0] in (4, 5) else HttpProxyConnection
         proto = cls(self.shared, self.server)
@@ -88,13 +87,11 @@ class SniffConnection(asyncio.Protocol, Tracked):
 
     def on_timeout(self) -> None:
         self._forget()
-        if self.transport is not None:
-            self.transport.close()
+        self.transport.close()
 
     def abort(self, reason: str) -> None:
         self._forget()
-        if self.transport is not None:
-            self.transport.abort()
+        self.transport.abort()
 
     def drain(self) -> None:
         self.on_timeout()

@@ -145,7 +145,9 @@ class RelayConnection(Session):
     def data_received(self, data: bytes) -> None:
         state = self.state
         if state == RELAY:
-            self.tunnel.from_client(data)
+            tunnel = self.tunnel
+            assert tunnel is not None  # RELAY starts with the tunnel
+            tunnel.from_client(data)
             return
         if state == CLOSED:
             self.linger_data(data)
@@ -165,7 +167,9 @@ class RelayConnection(Session):
     def eof_received(self) -> bool | None:
         self.client_eof = True
         if self.state == RELAY:
-            self.tunnel.from_client_eof()
+            tunnel = self.tunnel
+            assert tunnel is not None  # RELAY starts with the tunnel
+            tunnel.from_client_eof()
             return True
         if self.state in (AUTH, CONNECTING):
             return True  # a request then a half-close: answer it, pass the EOF on once connected
@@ -276,6 +280,7 @@ class RelayConnection(Session):
     def start_relay(self) -> None:
         """Bytes both ways from now on (the subclass has written its success reply)."""
         up, self.up = self.up, None
+        assert up is not None  # upstream_connected keeps the upstream for this
         early = up.owner
         self.state = RELAY
         self.flow.resume_client(BUFFER)

@@ -52,17 +52,20 @@ def host_port(host: str, port: int) -> str:
 
 
 class Session(asyncio.Protocol, Tracked):
+    # Set by connection_made before any other callback can run (the first two before anything
+    # can fail; a connection whose server is gone ends there, before the gate exists).
+    transport: asyncio.Transport
+    snap: Snapshot
+    tview: TenantView  # the tenant of the current request (identified at accept, then per request)
+    gate: Gate
+
     def __init__(self, shared: Shared, server: str) -> None:
         self.track(shared, server, "default")
-        self.transport: asyncio.Transport | None = None
-        self.snap: Snapshot | None = None
         self.conf: Any = None
         self.conn_tenant = "default"  # the tenant found at accept
-        self.tview: TenantView | None = None
         self.user: UserView | None = None
         self.client_ip = ""
         self.proxy_sni: str | None = None  # over TLS, the name the client gave the proxy
-        self.gate: Gate | None = None
         self.flow = Flow()
         self.tunnel: Tunnel | None = None
         self.task: asyncio.Task | None = None  # a connect (or TLS setup) in flight
@@ -154,7 +157,6 @@ class Session(asyncio.Protocol, Tracked):
 
     async def connect_upstream(self, host: str, port: int, factory: Any, ssl: Any = None) -> Connected | Refusal:
         """Open ``host:port`` through the server's escaper: the one call into the escapers."""
-        assert self.snap is not None
         escaper = self.snap.escapers[self.conf.escaper]
         try:
             return await escaper.connect(
@@ -204,8 +206,7 @@ class Session(asyncio.Protocol, Tracked):
         self.ended = True
         self.deadline = 0.0
         self.flow.closed = True
-        if self.gate is not None:
-            self.gate.close()
+        self.gate.close()
         tunnel, self.tunnel = self.tunnel, None
         if tunnel is not None:
             self.sni_seen = tunnel.sni
@@ -240,7 +241,7 @@ class Session(asyncio.Protocol, Tracked):
         sending a request we refused: close gracefully (see the module's docstring)."""
         self.teardown()
         t = self.transport
-        if t is None or t.is_closing():
+        if t.is_closing():
             return
         if not linger:
             t.close()
@@ -253,18 +254,16 @@ class Session(asyncio.Protocol, Tracked):
     def linger_data(self, data: bytes) -> None:
         """Client bytes after the end: dropped, bounded."""
         self.lingering += len(data)
-        if self.lingering > LINGER_BYTES and self.transport is not None:
+        if self.lingering > LINGER_BYTES:
             self.transport.abort()
 
     def _linger_over(self) -> None:
-        t = self.transport
-        if t is not None and not t.is_closing():
-            t.close()
+        if not self.transport.is_closing():
+            self.transport.close()
 
     def abort(self, reason: str) -> None:
         if self.ended:
             return
         log.info("connection %s aborted: %s", self.id, reason)
         self.teardown()
-        if self.transport is not None:
-            self.transport.abort()
+        self.transport.abort()

@@ -115,7 +115,7 @@ class SocksConnection(RelayConnection):
 
     def _start(self) -> None:
         version = socks.detect_version(self.buf)
-        if version not in self.conf.versions:
+        if version is None or version not in self.conf.versions:
             if version == 5:
                 self.transport.write(socks.socks5_method_selection(socks.NO_ACCEPTABLE))
             else:
@@ -405,8 +405,8 @@ class UdpAssociation:
             t.cancel()
         if self.relay is not None:
             self.relay.close()
-        for t in self.out.values():
-            t.close()
+        for out in self.out.values():
+            out.close()
         self.out.clear()
 
     def _drop(self, code: str) -> None:
@@ -538,7 +538,9 @@ class UdpAssociation:
         if self.shape_down and max_pause(time.monotonic(), n, *self.shape_down) > 0:
             self._drop("udp_over_bandwidth")
             return
-        self.relay.sendto(socks.build_udp_datagram(ip, port, data), self.client_addr)
+        relay = self.relay
+        assert relay is not None  # opened before any destination socket
+        relay.sendto(socks.build_udp_datagram(ip, port, data), self.client_addr)
         conn.bytes_down += n
         conn.srv_stats.bytes_down += n
         conn.ten_stats.bytes_down += n

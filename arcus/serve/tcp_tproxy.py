@@ -14,9 +14,12 @@ it would connect the proxy to itself.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections import defaultdict
+from collections.abc import Callable
 
+from arcus.config.schema import ServerConfig
 from arcus.errors import ErrorCode, Refusal
 from arcus.serve.relay import RelayConnection
 
@@ -81,7 +84,9 @@ def transparent_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def tproxy_listen(loop, factory, host: str, port: int, config) -> object:
+async def tproxy_listen(
+    loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol], host: str, port: int, config: ServerConfig
+) -> asyncio.AbstractServer:
     sock = transparent_socket(host, port)
     try:
         srv = await loop.create_server(factory, sock=sock, backlog=1024, start_serving=False)

@@ -39,8 +39,8 @@ class CertificateHolder:
         self.context = listener_context(tls.certificate, tls.private_key, sni_callback=self._on_hello)
         self.checked = time.monotonic()
 
-    def _stamp(self) -> tuple:
-        out = []
+    def _stamp(self) -> tuple[tuple[int, int, int] | None, ...]:
+        out: list[tuple[int, int, int] | None] = []
         for path in (self.tls.certificate, self.tls.private_key):
             try:
                 st = os.stat(path)

@@ -53,7 +53,7 @@ class UpstreamTls:
             raise EscapeError(f"cannot load the CA file {self.cafile}: {exc}", code=ErrorCode.INTERNAL) from None
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(
+            tls = await asyncio.wait_for(
                 loop.start_tls(transport, protocol, ctx, server_side=False, server_hostname=name, ssl_handshake_timeout=timeout),
                 timeout,
             )
@@ -64,6 +64,9 @@ class UpstreamTls:
             transport.abort()
             reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or str(exc) or type(exc).__name__
             raise EscapeError(f"TLS with the upstream {name} failed: {reason}", code=ErrorCode.UPSTREAM_TLS) from None
+        if tls is None:  # start_tls gives None when the connection is already closing
+            raise EscapeError(f"TLS with the upstream {name} failed: the connection closed", code=ErrorCode.UPSTREAM_TLS)
+        return tls
 
 
 # ------------------------------------------------------------------------------------ the server

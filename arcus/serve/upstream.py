@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from arcus.serve.pool import UpstreamPool
 
 
 class Owner(Protocol):
@@ -25,7 +28,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_until = 0.0
         self.closed = False
         self.eof = False
-        self.pool = None  # set while idle in a pool, to leave it on close
+        self.pool: UpstreamPool | None = None  # set while idle in a pool, to leave it on close
         self.reused = False
 
     # asyncio.Protocol
