@@ -33,6 +33,7 @@ import ssl
 from collections import OrderedDict
 from typing import Any
 
+from arcus.config.schema import ServerConfig
 from arcus.config.server.http_rproxy import HttpRproxyConfig, RproxyHost
 from arcus.config.server.tcp_stream import split_upstream
 from arcus.errors import ErrorCode, Refusal
@@ -303,9 +304,11 @@ def _listen_context(factory: RproxyFactory, config: HttpRproxyConfig) -> ssl.SSL
     return listener_context(default.conf.certificate, default.conf.private_key, sni_callback=factory.sni_callback)
 
 
-async def rproxy_listen(loop, factory, host: str, port: int, config: Any) -> asyncio.AbstractServer:
+async def rproxy_listen(
+    loop: asyncio.AbstractEventLoop, factory: RproxyFactory, host: str, port: int, config: ServerConfig
+) -> asyncio.AbstractServer:
     ctx = None
-    if config.tls:
+    if isinstance(config, HttpRproxyConfig) and config.tls:
         ctx = await asyncio.to_thread(_listen_context, factory, config)  # reads certificate files
     return await loop.create_server(
         factory,

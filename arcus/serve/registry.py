@@ -14,16 +14,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from arcus.config.schema import ServerConfig
 from arcus.serve.http_proxy import http_proxy_factory
 from arcus.serve import intelli_proxy, socks_proxy, tls_listen
 from arcus.serve.http_rproxy import http_rproxy_factory, rproxy_listen
 from arcus.serve import sni_proxy, tcp_stream, tcp_tproxy, tls_stream
 
 Factory = Callable[[Any, str], Callable[[], asyncio.Protocol]]
-Listen = Callable[[asyncio.AbstractEventLoop, Callable[[], asyncio.Protocol], str, int, Any], Awaitable[asyncio.AbstractServer]]
+# The factory is the one ``factory`` made for this server type (rproxy_listen takes its own).
+Listen = Callable[[asyncio.AbstractEventLoop, Any, str, int, ServerConfig], Awaitable[asyncio.AbstractServer]]
 
 
-async def plain_listen(loop, factory, host: str, port: int, config: Any) -> asyncio.AbstractServer:
+async def plain_listen(
+    loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol], host: str, port: int, config: ServerConfig
+) -> asyncio.AbstractServer:
     return await loop.create_server(factory, host, port, backlog=1024, reuse_address=True, start_serving=False)
 
 

@@ -331,8 +331,6 @@ class RelayConnection(Session):
         self.teardown()
 
     def record_connection(self) -> None:
-        if self.conf is None:
-            return
         records.record(
             self,
             kind="connection",

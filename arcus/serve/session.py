@@ -28,8 +28,9 @@ import asyncio
 import dataclasses
 import logging
 import time
-from typing import Any
+from typing import Any, ClassVar
 
+from arcus.config.schema import ServerConfig
 from arcus.errors import ErrorCode, EscapeError, Refusal
 from arcus.escape.base import Connected
 from arcus.serve import records
@@ -56,12 +57,13 @@ class Session(asyncio.Protocol, Tracked):
     # can fail; a connection whose server is gone ends there, before the gate exists).
     transport: asyncio.Transport
     snap: Snapshot
+    conf: ServerConfig  # the server's config in ``snap``; a subclass narrows it with config_type
     tview: TenantView  # the tenant of the current request (identified at accept, then per request)
     gate: Gate
+    config_type: ClassVar[type[ServerConfig]] = ServerConfig  # the config class this server type reads
 
     def __init__(self, shared: Shared, server: str) -> None:
         self.track(shared, server, "default")
-        self.conf: Any = None
         self.conn_tenant = "default"  # the tenant found at accept
         self.user: UserView | None = None
         self.client_ip = ""
@@ -86,7 +88,8 @@ class Session(asyncio.Protocol, Tracked):
         snap = shared.snapshot
         self.snap = snap
         conf = snap.servers.get(self.server)
-        if conf is None:  # the listener outlived its server in a reload: refuse rather than hang
+        if not isinstance(conf, self.config_type):
+            # the listener outlived its server (or its type) in a reload: refuse rather than hang
             self.ended = True
             self.closed_at_accept()
             transport.abort()  # type: ignore[attr-defined]  # a stream transport
@@ -137,7 +140,7 @@ class Session(asyncio.Protocol, Tracked):
         snap = self.shared.snapshot
         if snap is not self.snap:
             conf = snap.servers.get(self.server)
-            if conf is not None:
+            if isinstance(conf, self.config_type):  # a reload may have given the name another type
                 self.snap = snap
                 self.conf = conf
 

@@ -17,6 +17,7 @@ otherwise), or a short HTTP response with the status and ``X-Arcus-Error``.
 
 from __future__ import annotations
 
+from arcus.config.server.sni_proxy import SniProxyConfig
 from arcus.errors import ErrorCode, ProtocolError, Refusal
 from arcus.proto import http1
 from arcus.proto.tls import looks_like_tls, parse_client_hello
@@ -50,6 +51,8 @@ def _explicit_port(req: http1.RequestHead) -> bool:
 
 
 class SniProxyConnection(RelayConnection):
+    config_type = SniProxyConfig
+    conf: SniProxyConfig
     kind = ""  # "tls" or "http" once the first bytes told
     scanned = 0
     sni: str | None = None

@@ -25,6 +25,7 @@ import logging
 import socket
 import time
 
+from arcus.config.server.socks_proxy import SocksProxyServerConfig
 from arcus.errors import ErrorCode, EscapeError, ProtocolError, Refusal
 from arcus.escape.direct_fixed import DirectFixedEscaper
 from arcus.limit import max_pause
@@ -61,6 +62,9 @@ def _norm_ip(ip: str) -> str:
 
 
 class SocksConnection(RelayConnection):
+    config_type = SocksProxyServerConfig  # intelli_proxy's is one too
+    conf: SocksProxyServerConfig
+
     def __init__(self, shared, server: str) -> None:
         super().__init__(shared, server)
         self.version = 0

@@ -15,7 +15,7 @@ import logging
 import random
 from collections import defaultdict
 
-from arcus.config.server.tcp_stream import split_upstream
+from arcus.config.server.tcp_stream import TcpStreamConfig, split_upstream
 from arcus.errors import Refusal, Side
 from arcus.serve.relay import CONNECTING, RelayConnection
 
@@ -35,6 +35,8 @@ def upstream_order(server: str, upstreams: tuple[str, ...], balance: str) -> lis
 
 
 class TcpStreamConnection(RelayConnection):
+    config_type = TcpStreamConfig  # tls_stream's is one too
+    conf: TcpStreamConfig
     candidates: list[tuple[str, int]] = []
     attempt = 0
 

@@ -13,6 +13,7 @@ import asyncio
 import ssl
 import time
 
+from arcus.config.server.tls_stream import TlsStreamConfig
 from arcus.errors import ErrorCode, EscapeError, Refusal
 from arcus.serve.relay import CLOSED, CONNECTING, RELAY
 from arcus.serve.tcp_stream import TcpStreamConnection
@@ -96,6 +97,9 @@ class TlsStreamConnection(TcpStreamConnection):
     cannot be passed on: instead the upstream is given EOF_GRACE seconds of silence to finish
     its answer (each byte it sends restarts the wait), then both sides are closed.
     """
+
+    config_type = TlsStreamConfig
+    conf: TlsStreamConfig
 
     ctx = None
 
