@@ -48,7 +48,7 @@ def _typed(cls: type[C], config: EscaperConfig) -> C:
     """``config`` as the config class its escaper type reads (the loader builds that class for
     each ``type:``); a mismatch is a bug in whoever built the config, refused with both names."""
     if not isinstance(config, cls):
-        raise TypeError(f"escaper {config.name} of type {config.type} needs a {cls.__name__}, not a {type(config).__name__}")
+        raise TypeError(f"escaper {config.name} of type {config.type} needs a {cls.__name__}, got {type(config).__name__}")
     return config
 
 

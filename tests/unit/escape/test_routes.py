@@ -329,3 +329,21 @@ def test_a_loop_among_escapers_is_refused_by_the_loader_and_when_building():
     ]
     with pytest.raises(OperatorError, match="loop: a -> b -> a"):
         build_escapers(configs, {}, frozenset())
+
+
+def test_an_escaper_is_built_only_from_its_own_config_class() -> None:
+    """The registry hands each escaper type the config class it reads; a config of the base
+    class (or another type's) under that type name is refused, naming both classes."""
+    from arcus.config.escaper.route_failover import RouteFailoverEscaperConfig
+    from arcus.config.schema import EscaperConfig
+
+    wrong = [EscaperConfig(name="direct", type="dummy_deny"), EscaperConfig(name="a", type="route_failover")]
+    with pytest.raises(TypeError, match="escaper a of type route_failover needs a RouteFailoverEscaperConfig, got EscaperConfig"):
+        build_escapers(wrong, {}, frozenset())
+    right = [
+        EscaperConfig(name="direct", type="dummy_deny"),
+        RouteFailoverEscaperConfig(name="a", type="route_failover", primary="direct", standby="direct", fallback_delay=0.5),
+    ]
+    built = build_escapers(right, {}, frozenset())
+    assert built["a"].next_escapers == (built["direct"], built["direct"])
+    assert built["a"].delay == 0.5
