@@ -85,7 +85,7 @@ class CAStore:
                 return own, tenant
         box = self.current(None)
         if box is None:
-            raise NotFound(f"{who(tenant)} has no CA and the box has none",
+            raise NotFound(f"{who(tenant)} has no CA and the box has none" if tenant else "the box has no CA",
                            hint="create one with `arcus ca init` (or `arcus ca init --tenant T` for one tenant)")
         return box, None
 
