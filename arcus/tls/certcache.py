@@ -182,9 +182,12 @@ class LeafFactory:
         if cached is not None:
             return cached, True
         cert = leaflib.issue(ca, req.sni, req.upstream, req.ips, now=now, days=self._leaf_days)
-        if not ca.leaves_dir.is_dir():
+        data = cert_pem(cert) + ca.served_chain_pem
+        try:
+            atomic_write(path, data, durable=False)
+        except FileNotFoundError:  # the leaves directory was removed by hand
             make_private_dirs(ca.leaves_dir)
-        atomic_write(path, cert_pem(cert) + ca.served_chain_pem, durable=False)
+            atomic_write(path, data, durable=False)
         return Leaf(cert, path, ca.leaf_key_file, cert.not_valid_after_utc), False
 
     def _from_disk(self, ca: CertificateAuthority, path: Path, now: dt.datetime) -> Leaf | None:

@@ -28,9 +28,11 @@ def atomic_write(path: Path, data: bytes, *, mode: int = FILE_MODE, durable: boo
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, mode)
+    done = False
     try:
         try:
-            os.fchmod(fd, mode)
+            if durable:
+                os.fchmod(fd, mode)  # exactly ``mode`` whatever the umask (a cache file is never wider)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
@@ -40,11 +42,14 @@ def atomic_write(path: Path, data: bytes, *, mode: int = FILE_MODE, durable: boo
             os.close(fd)
         if exclusive:
             os.link(tmp, path)
+            os.unlink(tmp)
         else:
             os.replace(tmp, path)
+        done = True
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if not done:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
     if durable:
         sync_dir(path.parent)
 
