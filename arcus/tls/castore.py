@@ -153,6 +153,7 @@ class CAStore:
                  chain: list[x509.Certificate], origin: str, *, replace: bool, now: dt.datetime) -> CertificateAuthority:
         home = self.home(tenant)
         with locked(home):
+            _sweep(home)
             old_name = self.current_name(tenant)
             if old_name is not None and not replace:
                 raise AlreadyExists(f"{who(tenant)} already has a CA",
@@ -208,6 +209,16 @@ class CAStore:
                 with contextlib.suppress(OSError):
                     os.rename(gen, trash)
                     shutil.rmtree(trash, ignore_errors=True)
+
+
+def _sweep(home: Path) -> None:
+    """Remove what a killed writer left behind (``.new-*`` directories, ``.*.tmp`` files); under the lock."""
+    for p in home.iterdir():
+        if p.name.startswith((".new-", ".gone-")) and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.name.startswith(".") and p.name.endswith(".tmp"):
+            with contextlib.suppress(OSError):
+                p.unlink()
 
 
 def _flag(tenant: str | None) -> str:

@@ -105,3 +105,19 @@ def test_bad_input_is_one_line(data_dir: Path, tmp_path: Path) -> None:
     assert errors(ca(data_dir, "export", "--format", "der"))[0] == "error: DER is binary: give --out FILE"
     assert errors(ca(data_dir, "export", "--format", "txt", "--out", str(tmp_path / "x")))[0] == \
         "error: unknown format 'txt'"
+
+
+def test_import_an_intermediate_with_its_chain(data_dir: Path, tmp_path: Path) -> None:
+    root = make_ca("Corp Root", path_length=1)
+    inter = make_ca("Corp Proxy CA", root, path_length=0)
+    (tmp_path / "inter.pem").write_bytes(cert_pem(inter[0]))
+    (tmp_path / "inter.key").write_bytes(key_pem(inter[1]))
+    (tmp_path / "root.pem").write_bytes(cert_pem(root[0]))
+    out = js(ca(data_dir, "import", "--cert", str(tmp_path / "inter.pem"), "--key", str(tmp_path / "inter.key"),
+                "--chain", str(tmp_path / "root.pem"), "--json"))
+    assert out["current"]["subject"] == "CN=Corp Proxy CA" and out["current"]["chain"] == 1
+    # what clients must trust is the root at the top of the chain
+    assert ca(data_dir, "export").stdout.encode() == cert_pem(root[0])
+    # the wrong order is refused
+    assert errors(ca(data_dir, "import", "--cert", str(tmp_path / "root.pem"), "--key", str(tmp_path / "inter.key"),
+                     "--tenant", "acme"))[0] == "error: the key does not match the certificate"

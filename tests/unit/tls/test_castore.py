@@ -175,3 +175,14 @@ def test_a_failed_write_leaves_no_half_generation(tmp_path: Path, monkeypatch: p
         CAStore(tmp_path).init("acme")
     assert tree(tmp_path / "ca" / "tenants" / "acme") == [".lock"]
 
+
+
+def test_leftovers_of_a_killed_writer_are_swept(tmp_path: Path) -> None:
+    store = CAStore(tmp_path)
+    store.init(None)
+    home = tmp_path / "ca" / "box"
+    (home / ".new-123-abcd").mkdir()
+    (home / ".new-123-abcd" / KEY_FILE).write_bytes(b"half")
+    (home / ".current.1.2.tmp").write_bytes(b"half")
+    store.rotate(None, now=utcnow() + dt.timedelta(seconds=2))
+    assert not [p for p in home.iterdir() if p.name not in (".lock", "current") and p.name.startswith(".")]
