@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -91,13 +92,23 @@ def signature_hash(key: CAKey) -> hashes.SHA256 | hashes.SHA384:
         else hashes.SHA256()
 
 
-def ca_subject(tenant: str | None, now: dt.datetime) -> x509.Name:
-    who = f"tenant {tenant}" if tenant else "box"
+def ca_subject(tenant: str | None, public: object) -> x509.Name:
+    """``O=Arcus, OU=<tenant>`` (``OU=the box`` for the box: a space no tenant name can hold) and a
+    CN that differs for every CA (the start of its key identifier), so two generations of one
+    tenant's CA are told apart in a trust store."""
+    ski = x509.SubjectKeyIdentifier.from_public_key(public).digest.hex()[:8]  # type: ignore[arg-type]
     return x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Arcus"),
-        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, who),
-        x509.NameAttribute(NameOID.COMMON_NAME, f"Arcus CA {who} {now:%Y-%m-%d %H:%M}"[:64]),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, tenant or "the box"),
+        x509.NameAttribute(NameOID.COMMON_NAME, f"Arcus CA {(tenant or 'box')[:45]} {ski}"),
     ])
+
+
+def kind_of(key: CAKey) -> KeyType:
+    """The key type to make a CA like this one with (``ca rotate`` keeps it)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "rsa3072" if key.key_size >= 3072 else "rsa2048"
+    return "ec"
 
 
 def generate(tenant: str | None, kind: KeyType = "ec", days: int = DEFAULT_DAYS,
@@ -107,8 +118,8 @@ def generate(tenant: str | None, kind: KeyType = "ec", days: int = DEFAULT_DAYS,
         raise OperatorError(f"--days must be between 1 and {MAX_DAYS}, not {days}")
     now = now or utcnow()
     key = generate_key(kind)
-    name = ca_subject(tenant, now)
     public = key.public_key()
+    name = ca_subject(tenant, public)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -193,8 +204,9 @@ def check(cert: x509.Certificate, key: CAKey, chain: list[x509.Certificate], now
     for i, upper in enumerate(chain):
         try:
             below.verify_directly_issued_by(upper)
-        except (ValueError, TypeError, Exception) as exc:  # InvalidSignature, or a name mismatch
-            raise OperatorError(f"chain certificate {i + 1} did not issue the certificate below it ({exc or 'bad signature'})",
+        except (ValueError, TypeError, InvalidSignature) as exc:  # a name mismatch, a key type, a signature
+            why = str(exc) or "bad signature"
+            raise OperatorError(f"chain certificate {i + 1} did not issue the certificate below it ({why})",
                                 hint="give the chain in order: the issuer of the CA first, up to the root") from None
         below = upper
 
@@ -214,7 +226,7 @@ def self_signed(cert: x509.Certificate) -> bool:
         return False
     try:
         cert.verify_directly_issued_by(cert)
-    except Exception:
+    except (ValueError, TypeError, InvalidSignature):
         return False
     return True
 
@@ -236,7 +248,8 @@ class CertificateAuthority:
         chain_path = directory / CHAIN_FILE
         chain = tuple(x509.load_pem_x509_certificates(chain_path.read_bytes())) if chain_path.exists() else ()
         leaf_key = serialization.load_pem_private_key((directory / LEAF_KEY_FILE).read_bytes(), password=None)
-        assert isinstance(leaf_key, ec.EllipticCurvePrivateKey)
+        if not isinstance(leaf_key, ec.EllipticCurvePrivateKey):
+            raise OperatorError(f"{directory / LEAF_KEY_FILE} is not an EC key")
         return cls(directory, cert, key, chain, leaf_key)
 
     @functools.cached_property

@@ -141,8 +141,7 @@ class CAStore:
         if old is None:
             raise NotFound(f"{who(tenant)} has no CA to rotate", hint=f"create one with `arcus ca init{_flag(tenant)}`")
         if kind is None:
-            kind = "ec" if calib.key_text(old.key).startswith("EC") else (
-                "rsa3072" if calib.key_text(old.key) == "RSA 3072" else "rsa2048")
+            kind = calib.kind_of(old.key)
         if days is None:
             lifetime = old.cert.not_valid_after_utc - old.cert.not_valid_before_utc
             days = max(1, min(calib.MAX_DAYS, round(lifetime.total_seconds() / 86400)))

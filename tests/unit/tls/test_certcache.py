@@ -188,3 +188,33 @@ def test_an_error_reaches_every_asker(store: CAStore) -> None:
     finally:
         factory.close()
     assert all(isinstance(r, certcache.leaflib.LeafError) for r in results)
+
+
+def test_a_restart_serves_a_leaf_with_its_chain_from_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from arcus.tls.ca import cert_pem, key_pem
+    from tests.unit.tls.helpers import handshake, make_ca
+
+    calls = count_issues(monkeypatch)
+    root = make_ca("Corp Root", path_length=1)
+    inter = make_ca("Corp Proxy CA", root, path_length=0)
+    ca = CAStore(tmp_path).import_(None, cert_pem(inter[0]), key_pem(inter[1]), cert_pem(root[0]))
+    first = LeafFactory()
+    try:
+        leaf = first.get_blocking(ca, "app.corp.example")
+    finally:
+        first.close()
+    again = LeafFactory()
+    try:
+        cached = again.get_blocking(CAStore(tmp_path).current(None), "app.corp.example")  # type: ignore[arg-type]
+    finally:
+        again.close()
+    assert len(calls) == 1 and again.stats.disk_hits == 1 and cached.cert == leaf.cert
+    assert handshake(cached, cert_pem(root[0]), "app.corp.example") == "app.corp.example"
+
+
+def test_rotation_gives_distinct_subjects(store: CAStore) -> None:
+    old = store.current("acme")
+    new = store.rotate("acme")
+    assert old is not None and old.cert.subject != new.cert.subject
+    assert new.cert.subject.rfc4514_string().startswith("CN=Arcus CA acme ")
+    assert "OU=acme,O=Arcus" in new.cert.subject.rfc4514_string()
