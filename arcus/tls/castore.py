@@ -71,11 +71,22 @@ class CAStore:
             return (self.home(tenant) / CURRENT).read_text().strip() or None
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise OperatorError(f"cannot read the CA of {who(tenant)}: {exc.strerror}: {exc.filename}") from None
 
     def current(self, tenant: str | None) -> CertificateAuthority | None:
         """The tenant's own CA in use (None when it has none)."""
         name = self.current_name(tenant)
-        return None if name is None else CertificateAuthority.load(self.home(tenant) / name)
+        if name is None:
+            return None
+        directory = self.home(tenant) / name
+        try:
+            return CertificateAuthority.load(directory)
+        except (OSError, ValueError) as exc:
+            why = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise OperatorError(f"the CA of {who(tenant)} cannot be read ({why})",
+                                hint=f"restore {directory} from a backup, or point {self.home(tenant) / CURRENT} "
+                                     "at a generation that is intact") from None
 
     def resolve(self, tenant: str | None) -> tuple[CertificateAuthority, str | None]:
         """The CA that signs leaves for ``tenant``: its own, else the box's; and whose it is."""
@@ -151,6 +162,15 @@ class CAStore:
     def _install(self, tenant: str | None, cert: x509.Certificate, key: calib.CAKey,
                  chain: list[x509.Certificate], origin: str, *, replace: bool, now: dt.datetime) -> CertificateAuthority:
         home = self.home(tenant)
+        try:
+            return self._install_locked(home, tenant, cert, key, chain, origin, replace=replace, now=now)
+        except OSError as exc:
+            raise OperatorError(f"cannot write the CA of {who(tenant)} under {home}: {exc.strerror or exc}",
+                                hint="check the permissions and free space of the data dir (--data-dir)") from None
+
+    def _install_locked(self, home: Path, tenant: str | None, cert: x509.Certificate, key: calib.CAKey,
+                        chain: list[x509.Certificate], origin: str, *, replace: bool,
+                        now: dt.datetime) -> CertificateAuthority:
         with locked(home):
             _sweep(home)
             old_name = self.current_name(tenant)

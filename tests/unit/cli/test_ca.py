@@ -121,3 +121,15 @@ def test_import_an_intermediate_with_its_chain(data_dir: Path, tmp_path: Path) -
     # the wrong order is refused
     assert errors(ca(data_dir, "import", "--cert", str(tmp_path / "root.pem"), "--key", str(tmp_path / "inter.key"),
                      "--tenant", "acme"))[0] == "error: the key does not match the certificate"
+
+
+def test_an_unwritable_data_dir_is_one_line(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        blocked = tmp_path / "file"
+        blocked.write_text("not a directory")
+        data_dir = blocked / "data"
+    else:
+        data_dir = tmp_path / "ro" / "data"
+        (tmp_path / "ro").mkdir(mode=0o500)
+    lines = errors(ca(data_dir, "init"))
+    assert lines[0].startswith("error: cannot write the CA of the box under ") and len(lines) == 2

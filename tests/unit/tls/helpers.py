@@ -79,3 +79,50 @@ def handshake(leaf: Leaf, trusted_pem: bytes, server_hostname: str) -> str:
             await server.wait_closed()
 
     return asyncio.run(main())
+
+
+class TLSServer:
+    """A loopback HTTPS server (a thread, blocking sockets) that answers every request with
+    ``hello from <sni>``; for real clients such as curl."""
+
+    def __init__(self, leaf: Leaf) -> None:
+        import socket
+        import threading
+
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(leaf.chain_file, leaf.key_file)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tls-test-server", daemon=True)
+
+    def __enter__(self) -> "TLSServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.sock.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(5)
+            try:
+                with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        chunk = tls.recv(4096)
+                        if not chunk:
+                            break
+                        head += chunk
+                    body = b"hello over intercepted TLS\n"
+                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                                % (len(body), body))
+            except (OSError, ssl.SSLError):
+                conn.close()  # the client refused our certificate: that is what some tests want

@@ -171,8 +171,10 @@ def test_a_failed_write_leaves_no_half_generation(tmp_path: Path, monkeypatch: p
         real(path, data, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(castore, "atomic_write", failing)
-    with pytest.raises(OSError):
+    with pytest.raises(OperatorError) as err:
         CAStore(tmp_path).init("acme")
+    assert str(err.value) == f"cannot write the CA of tenant 'acme' under {tmp_path / 'ca/tenants/acme'}: " \
+        "No space left on device"
     assert tree(tmp_path / "ca" / "tenants" / "acme") == [".lock"]
 
 
@@ -186,3 +188,12 @@ def test_leftovers_of_a_killed_writer_are_swept(tmp_path: Path) -> None:
     (home / ".current.1.2.tmp").write_bytes(b"half")
     store.rotate(None, now=utcnow() + dt.timedelta(seconds=2))
     assert not [p for p in home.iterdir() if p.name not in (".lock", "current") and p.name.startswith(".")]
+
+
+def test_a_damaged_ca_is_one_clear_error(tmp_path: Path) -> None:
+    store = CAStore(tmp_path)
+    ca = store.init("acme")
+    (ca.directory / KEY_FILE).unlink()
+    with pytest.raises(OperatorError) as err:
+        store.resolve("acme")
+    assert str(err.value).startswith("the CA of tenant 'acme' cannot be read (No such file or directory: ")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from arcus.tls.ca import CertificateAuthority, cert_pem, key_pem, utcnow
 from arcus.tls.castore import CAStore
 from arcus.tls.certcache import LeafFactory
 from arcus.tls.leaf import LeafError, Upstream
-from tests.unit.tls.helpers import handshake, make_ca
+from tests.unit.tls.helpers import TLSServer, handshake, make_ca
 
 NOW = utcnow()
 
@@ -140,3 +141,26 @@ def test_tls_handshake_through_an_imported_intermediate(tmp_path: Path) -> None:
         assert chain[-1] == root[0]
     finally:
         factory.close()
+
+
+def test_curl_trusts_the_exported_ca_and_refuses_another_tenants(cas: dict, tmp_path: Path, curl: str) -> None:
+    factory = LeafFactory()
+    try:
+        leaf = factory.get_blocking(cas["acme"], "shop.example.com")
+    finally:
+        factory.close()
+    acme, beta = tmp_path / "acme.pem", tmp_path / "beta.pem"
+    acme.write_bytes(ops.export(cas["_data"], "acme"))
+    beta.write_bytes(ops.export(cas["_data"], "beta"))
+    with TLSServer(leaf) as server:
+        url = f"https://shop.example.com:{server.port}/"
+        resolve = f"shop.example.com:{server.port}:127.0.0.1"
+
+        def run(cacert: Path) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([curl, "-sS", "--max-time", "10", "--cacert", str(cacert), "--resolve", resolve, url],
+                                  capture_output=True, text=True, timeout=30)
+
+        ok = run(acme)
+        assert ok.returncode == 0 and ok.stdout == "hello over intercepted TLS\n", ok.stderr
+        refused = run(beta)
+        assert refused.returncode == 60, refused.stderr  # CURLE_PEER_FAILED_VERIFICATION
