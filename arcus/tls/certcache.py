@@ -5,7 +5,8 @@ two files ``ssl.SSLContext.load_cert_chain(leaf.chain_file, leaf.key_file)`` tak
 ``ssl`` loads a server certificate from files only).
 
 1. Memory: an ``OrderedDict`` LRU of ``memory_entries`` leaves, looked up on the loop (a dict
-   lookup and one comparison of dates); a leaf within ``renew_before`` of its end is dropped.
+   lookup and a comparison of dates); a leaf within ``renew_before`` of its end is dropped, unless
+   a new one could not end later (the upstream's certificate or the CA ends as soon).
 2. Coalescing: the first request for a key starts one job in the factory's own small
    ``ThreadPoolExecutor``; every concurrent request for the same key awaits that job (shielded,
    so a cancelled client does not cancel the others' leaf). One signature per host however many
@@ -108,7 +109,7 @@ class LeafFactory:
     async def get(self, ca: CertificateAuthority, sni: str | None, upstream: Upstream | None = None,
                   ips: Sequence[str] = ()) -> Leaf:
         req = request(ca, sni, upstream, ips)
-        hit = self._memory_hit(req.key)
+        hit = self._memory_hit(req)
         if hit is not None:
             return hit
         job = self._pending.get(req.key)
@@ -125,7 +126,7 @@ class LeafFactory:
                      ips: Sequence[str] = ()) -> Leaf:
         """The same lookup from a thread that is not an event loop (tools, the bench); no coalescing."""
         req = request(ca, sni, upstream, ips)
-        hit = self._memory_hit(req.key)
+        hit = self._memory_hit(req)
         if hit is not None:
             return hit
         leaf, from_disk = self._produce(req)
@@ -141,11 +142,23 @@ class LeafFactory:
 
     # -- on the loop -------------------------------------------------------------------------------
 
-    def _memory_hit(self, key: Key) -> Leaf | None:
+    def _fresh(self, req: _Request, not_after: dt.datetime, now: dt.datetime) -> bool:
+        """Still worth serving: not near its end, or no new leaf could end later."""
+        if not_after <= now:
+            return False
+        if not_after - now > self._renew_before:
+            return True
+        best = min(now + dt.timedelta(days=self._leaf_days), req.ca.cert.not_valid_after_utc)
+        if req.upstream is not None:
+            best = min(best, req.upstream.not_after)
+        return not_after >= best.replace(microsecond=0)  # certificates keep whole seconds
+
+    def _memory_hit(self, req: _Request) -> Leaf | None:
+        key = req.key
         leaf = self._memory.get(key)
         if leaf is None:
             return None
-        if leaf.not_after - self._clock() <= self._renew_before:
+        if not self._fresh(req, leaf.not_after, self._clock()):
             del self._memory[key]
             return None
         self._memory.move_to_end(key)
@@ -178,7 +191,7 @@ class LeafFactory:
         ca = req.ca
         path = ca.leaves_dir / f"{req.digest}.pem"
         now = self._clock()
-        cached = self._from_disk(ca, path, now)
+        cached = self._from_disk(req, path, now)
         if cached is not None:
             return cached, True
         cert = leaflib.issue(ca, req.sni, req.upstream, req.ips, now=now, days=self._leaf_days)
@@ -190,7 +203,8 @@ class LeafFactory:
             atomic_write(path, data, durable=False)
         return Leaf(cert, path, ca.leaf_key_file, cert.not_valid_after_utc), False
 
-    def _from_disk(self, ca: CertificateAuthority, path: Path, now: dt.datetime) -> Leaf | None:
+    def _from_disk(self, req: _Request, path: Path, now: dt.datetime) -> Leaf | None:
+        ca = req.ca
         try:
             data = path.read_bytes()
             cert = x509.load_pem_x509_certificate(data)
@@ -198,7 +212,7 @@ class LeafFactory:
             return None  # absent, or torn by a crash: issue again
         if cert.issuer != ca.cert.subject or cert.public_key() != ca.leaf_public_key:
             return None
-        if cert.not_valid_after_utc - now <= self._renew_before or cert.not_valid_before_utc > now:
+        if cert.not_valid_before_utc > now or not self._fresh(req, cert.not_valid_after_utc, now):
             return None
         return Leaf(cert, path, ca.leaf_key_file, cert.not_valid_after_utc)
 

@@ -218,3 +218,25 @@ def test_rotation_gives_distinct_subjects(store: CAStore) -> None:
     assert old is not None and old.cert.subject != new.cert.subject
     assert new.cert.subject.rfc4514_string().startswith("CN=Arcus CA acme ")
     assert "OU=acme,O=Arcus" in new.cert.subject.rfc4514_string()
+
+
+def test_a_leaf_bounded_by_a_soon_ending_upstream_is_not_reissued_every_time(
+        store: CAStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_issues(monkeypatch)
+    ca = store.current(None)
+    assert ca is not None
+    clock = [utcnow()]
+    up = Upstream(("soon.example",), (), clock[0] + dt.timedelta(minutes=30))
+    factory = LeafFactory(clock=lambda: clock[0])
+    try:
+        first = factory.get_blocking(ca, "soon.example", up)
+        clock[0] += dt.timedelta(minutes=10)
+        assert factory.get_blocking(ca, "soon.example", up) is first  # a new leaf could not end later
+        factory.forget_memory()
+        assert factory.get_blocking(ca, "soon.example", up).cert == first.cert  # nor from disk
+        clock[0] += dt.timedelta(minutes=25)  # now past the upstream's end: the leaf is not served
+        with pytest.raises(certcache.leaflib.LeafError):
+            factory.get_blocking(ca, "soon.example", up)
+    finally:
+        factory.close()
+    assert len(calls) == 2 and factory.stats.issued == 1 and factory.stats.disk_hits == 1
