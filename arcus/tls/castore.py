@@ -39,6 +39,7 @@ from arcus.names import validate_name
 from arcus.privfiles import DIR_MODE, make_private_dirs
 from arcus.tls import ca as calib
 from arcus.tls.ca import CertificateAuthority, KeyType
+from arcus.tls.certcache import cached_count
 from arcus.tls.files import atomic_write, locked, sync_dir
 from arcus.tls.leaf import LEAF_MAX_DAYS
 
@@ -121,7 +122,8 @@ class CAStore:
                 continue
             meta = _read_meta(gen)
             info = {"generation": gen.name, "status": "current" if gen.name == current else "retired",
-                    "origin": meta.get("origin", "generated"), **authority.describe()}
+                    "origin": meta.get("origin", "generated"), **authority.describe(),
+                    "cached_leaves": cached_count(authority)}
             if gen.name != current:
                 info["retired_at"] = meta.get("retired_at")
                 info["retired_until"] = meta.get("retired_until") or authority.cert.not_valid_after_utc.isoformat()

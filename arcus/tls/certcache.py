@@ -18,7 +18,8 @@ two files ``ssl.SSLContext.load_cert_chain(leaf.chain_file, leaf.key_file)`` tak
 The key is a SHA-256 over the CA's fingerprint, the SNI, the upstream names and end date and the
 IPs: a rotated CA (another fingerprint, another directory) never serves a leaf of the old one,
 and an upstream that renewed its certificate gets a new leaf. The disk cache is not pruned here;
-files of expired leaves are replaced when asked for again (``prune`` removes them in bulk).
+files of expired leaves are replaced when asked for again, and :func:`prune` removes expired ones
+and bounds their number (for a periodic task of the daemon).
 """
 
 from __future__ import annotations
@@ -217,21 +218,41 @@ class LeafFactory:
         return Leaf(cert, path, ca.leaf_key_file, cert.not_valid_after_utc)
 
 
-def prune(ca: CertificateAuthority, now: dt.datetime | None = None) -> int:
-    """Delete cached leaves of ``ca`` that have expired; return how many."""
+def prune(ca: CertificateAuthority, now: dt.datetime | None = None, keep: int | None = None) -> int:
+    """Delete cached leaves of ``ca`` that have expired or do not parse, then (with ``keep``) the
+    least recently written beyond ``keep``; return how many. For a periodic task of the daemon."""
     now = now or utcnow()
-    removed = 0
     if not ca.leaves_dir.is_dir():
         return 0
+    removed = 0
+    alive: list[tuple[float, Path]] = []
     for path in ca.leaves_dir.glob("*.pem"):
         try:
             cert = x509.load_pem_x509_certificate(path.read_bytes())
+            mtime = path.stat().st_mtime
         except (OSError, ValueError):
             cert = None
         if cert is None or cert.not_valid_after_utc <= now:
-            try:
-                os.unlink(path)
-                removed += 1
-            except FileNotFoundError:
-                pass
+            removed += _unlink(path)
+        else:
+            alive.append((mtime, path))
+    if keep is not None and len(alive) > keep:
+        alive.sort()
+        for _, path in alive[:len(alive) - keep]:
+            removed += _unlink(path)
     return removed
+
+
+def _unlink(path: Path) -> int:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return 0
+    return 1
+
+
+def cached_count(ca: CertificateAuthority) -> int:
+    try:
+        return sum(1 for p in os.scandir(ca.leaves_dir) if p.name.endswith(".pem"))
+    except FileNotFoundError:
+        return 0

@@ -14,6 +14,10 @@ from tests.unit.cli.harness import errors, invoke, js
 from tests.unit.tls.helpers import make_ca
 
 
+CA_KEYS = {"subject", "issuer", "fingerprint_sha256", "serial", "not_before", "not_after", "key", "self_signed",
+           "chain", "directory"}
+
+
 def ca(data_dir: Path, *args: str) -> Result:
     return invoke("ca", *args, "--data-dir", str(data_dir))
 
@@ -24,7 +28,10 @@ def files(data_dir: Path) -> list[str]:
 
 def test_init_show_export(data_dir: Path, tmp_path: Path) -> None:
     out = js(ca(data_dir, "init", "--json"))
-    assert out["uses"] == "box" and out["current"]["key"] == "EC P-256"
+    assert set(out) == {"tenant", "uses", "current", "generations", "tenants_with_own_ca"}
+    assert set(out["current"]) == CA_KEYS
+    assert set(out["generations"][0]) == CA_KEYS | {"generation", "status", "origin", "cached_leaves"}
+    assert out["uses"] == "box" and out["current"]["key"] == "EC P-256" and out["tenant"] is None
     assert [g["status"] for g in out["generations"]] == ["current"]
     key_file = Path(out["current"]["directory"]) / "ca.key"
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600

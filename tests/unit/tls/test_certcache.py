@@ -240,3 +240,21 @@ def test_a_leaf_bounded_by_a_soon_ending_upstream_is_not_reissued_every_time(
     finally:
         factory.close()
     assert len(calls) == 2 and factory.stats.issued == 1 and factory.stats.disk_hits == 1
+
+
+def test_prune_removes_expired_and_bounds_the_count(store: CAStore) -> None:
+    ca = store.current(None)
+    assert ca is not None
+    factory = LeafFactory()
+    try:
+        for i in range(5):
+            leaf = factory.get_blocking(ca, f"p{i}.example")
+            os.utime(leaf.chain_file, (1000 + i, 1000 + i))  # p0 written first
+    finally:
+        factory.close()
+    (ca.leaves_dir / "torn.pem").write_bytes(b"-----BEGIN CERT")
+    assert certcache.cached_count(ca) == 6
+    assert certcache.prune(ca, keep=3) == 3  # the torn file, then p0 and p1
+    left = sorted(p.name for p in ca.leaves_dir.iterdir())
+    assert len(left) == 3 and certcache.cached_count(ca) == 3
+    assert certcache.prune(ca, utcnow() + dt.timedelta(days=31)) == 3  # all expired by then
