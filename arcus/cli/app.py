@@ -47,6 +47,9 @@ def _register() -> None:
     from arcus.cli import audit as audit_cmd
 
     app.add_typer(audit_cmd.app, name="audit")
+    from arcus.cli import ca as ca_cmd
+
+    app.add_typer(ca_cmd.app, name="ca")
 
 
 _register()
