@@ -4,13 +4,18 @@ socket (at least two updates; a subscriber that never reads is dropped, curl unh
 
 from __future__ import annotations
 
+import json
+import signal
 import socket
+import subprocess
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from arcus.control.client import ControlClient
 from arcus.control.protocol import ControlError
 from arcus.testing.daemon import DaemonProcess, render_profile
 from arcus.testing.wait import wait_until
@@ -159,3 +164,77 @@ def test_metrics_listen_conflict_is_refused_with_the_line(tmp_path):
             d.start(timeout=20)
         d.stop()
         assert f"profile.yaml:{METRICS_PROFILE.splitlines().index('metrics:') + 2}: metrics cannot listen on 127.0.0.1:{port}" in d.log()
+
+
+# -- stats.watch -------------------------------------------------------------------------------
+
+
+def test_stats_watch_streams_updates_that_follow_the_traffic(curl, daemon, origin):
+    d = daemon
+    with ControlClient(d.socket) as client:
+        updates = client.stream("stats.watch", {"interval": 0.05}, idle_timeout=10)
+        try:
+            first = next(updates)
+            second = next(updates)
+            assert second["uptime"] > first["uptime"]
+            assert set(first) >= {"servers", "tenants", "generation", "uptime", "reloads"}
+            r = run_curl(curl, "-x", f"http://{d.proxy}", origin.url("/small"))
+            assert r.returncode == 0, r.stderr
+            seen = first["servers"]["http"]["requests"]
+            for update in updates:  # bounded by idle_timeout per update and the test's timeout
+                if update["servers"]["http"]["requests"] == seen + 1 and update["servers"]["http"]["conns_active"] == 0:
+                    assert update["servers"]["http"]["bytes_down"] == first["servers"]["http"]["bytes_down"] + 100
+                    break
+        finally:
+            updates.close()
+    with pytest.raises(ControlError) as exc:
+        next(ControlClient(d.socket).stream("stats.watch", {"interval": 0}))
+    assert exc.value.code == "bad_request"
+
+
+def test_a_subscriber_that_never_reads_is_dropped_and_curl_is_not_slowed(curl, daemon, origin):
+    d = daemon
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    silent.connect(str(d.socket))
+    silent.sendall(json.dumps({"v": 1, "id": 1, "cmd": "stats.watch", "args": {"interval": 0.05}}).encode() + b"\n")
+    try:
+        started = time.monotonic()
+        durations = []
+        dropped = False
+        while time.monotonic() - started < 60 and not dropped:  # bounded: the drop takes seconds
+            t0 = time.monotonic()
+            r = run_curl(curl, "-x", f"http://{d.proxy}", origin.url("/small"))
+            durations.append(time.monotonic() - t0)
+            assert r.returncode == 0 and len(r.stdout) == 100, r.stderr
+            dropped = "the subscriber stopped reading; dropped" in d.log()
+        assert dropped, "the silent subscriber was never dropped"
+        took = time.monotonic() - started
+        # The proxy was not slowed: every request answered well within its usual time.
+        assert max(durations) < 2.0, durations
+        assert took < 30, took
+        # Its connection is closed: what is left to read ends (the daemon closed it).
+        silent.settimeout(10)
+        while silent.recv(65536):
+            pass
+    finally:
+        silent.close()
+    assert d.ctl("health")["status"] == "ok"
+
+
+def test_ctl_stats_watch_json_prints_one_line_per_update(daemon):
+    d = daemon
+    proc = subprocess.Popen(
+        d.command("ctl", "stats", "--watch", "--json", "--interval", "0.05", "--socket", str(d.socket)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=d.env,
+    )
+    try:
+        assert proc.stdout is not None
+        first, second = (json.loads(proc.stdout.readline()) for _ in range(2))
+        assert second["uptime"] > first["uptime"] and "http" in first["servers"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
