@@ -238,3 +238,43 @@ def test_ctl_stats_watch_json_prints_one_line_per_update(daemon):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_reload_adds_moves_and_removes_the_listener(mdaemon):
+    d = mdaemon
+    first = d.ctl("health")["metrics"]
+    d.profile_path.write_text(render_profile())
+    d.ctl("reload")
+    assert d.ctl("health")["metrics"] is None
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://{first}/health", timeout=5)
+    d.profile_path.write_text(render_profile() + "metrics:\n  listen: '[::1]:0'\n")
+    d.ctl("reload")
+    again = d.ctl("health")["metrics"]
+    assert again.startswith("[::1]:")
+    assert fetch(d, "/ready") == (200, "ready\n")
+    assert value(samples(d), "arcus_reloads_total", result="done") == 2
+
+
+def test_ready_turns_503_while_draining(curl, mdaemon, origin):
+    d = mdaemon
+    held = socket.create_connection(("127.0.0.1", d.proxy_port), timeout=10)  # a client that stays
+    try:
+        held.sendall(f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert held.recv(1024).startswith(b"HTTP/1.1 200")
+        url = d.ctl("health")["metrics"]
+        d.ctl("shutdown", {"graceful": True})
+
+        def not_ready() -> bool:
+            try:
+                urllib.request.urlopen(f"http://{url}/ready", timeout=5)
+            except urllib.error.HTTPError as exc:
+                return exc.code == 503 and exc.read() == b"not ready: shutting down\n"
+            return False
+
+        wait_until(not_ready, timeout=10)
+        with urllib.request.urlopen(f"http://{url}/health", timeout=5) as r:
+            assert r.status == 200  # alive, draining
+    finally:
+        held.close()
+    assert d.wait(20) == 0
