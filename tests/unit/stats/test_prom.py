@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from arcus.stats.counters import CounterSet
+from arcus.stats.counters import Counters, CounterSet
 from arcus.stats.latency import Latency
 from arcus.stats.prom import OTHER_USER, Figures, fold_users, render
 
@@ -15,19 +15,27 @@ def counts(requests: int, down: int = 0, **errors: int) -> dict:
     return {"conns_total": 0, "conns_active": 0, "requests": requests, "bytes_up": 0, "bytes_down": down, "errors": errors}
 
 
+def counters(requests: int, down: int = 0, **errors: int) -> Counters:
+    c = Counters()
+    c.requests, c.bytes_down = requests, down
+    c.errors.update(errors)
+    return c
+
+
 def test_fold_keeps_the_first_seen_users_and_sums_the_rest_per_tenant() -> None:
     items = [
-        ("acme/zed", counts(1, 10)),
-        ("acme/alice", counts(2, 20, denied=1)),
-        ("beta/bob", counts(3, 30, denied=2, upstream_connect=1)),
-        ("acme/carol", counts(4, 40, denied=5)),
-        ("beta/dave", counts(5, 50)),
+        ("acme/zed", counters(1, 10)),
+        ("acme/alice", counters(2, 20, denied=1)),
+        ("beta/bob", counters(3, 30, denied=2, upstream_connect=1)),
+        ("acme/carol", counters(4, 40, denied=5)),
+        ("beta/dave", counters(5, 50)),
     ]
     out = fold_users(items, 2)
     assert list(out) == [("acme", "zed"), ("acme", "alice"), ("beta", OTHER_USER), ("acme", OTHER_USER)]
     assert out[("acme", OTHER_USER)] == counts(4, 40, denied=5)
     assert out[("beta", OTHER_USER)] == counts(8, 80, denied=2, upstream_connect=1)
-    assert items[2][1] == counts(3, 30, denied=2, upstream_connect=1)  # the inputs are not changed
+    assert items[2][1].to_dict() == counts(3, 30, denied=2, upstream_connect=1)  # the inputs are not changed
+    assert out[("acme", "alice")] == counts(2, 20, denied=1)
     assert fold_users(items, 0) == {("acme", OTHER_USER): counts(7, 70, denied=6), ("beta", OTHER_USER): counts(8, 80, denied=2, upstream_connect=1)}
     assert len(fold_users(items, 100)) == 5
 
