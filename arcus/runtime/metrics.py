@@ -14,6 +14,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arcus import __version__
@@ -175,7 +176,8 @@ class Metrics:
 
 def _read_store(path: str) -> None:
     """Open the store read-only on a connection of its own and read one page: is it readable?"""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=STORE_PROBE_TIMEOUT)
+    uri = Path(path).absolute().as_uri() + "?mode=ro"  # percent-encoded: a '?' or '#' in the path is a name
+    conn = sqlite3.connect(uri, uri=True, timeout=STORE_PROBE_TIMEOUT)
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     finally:
