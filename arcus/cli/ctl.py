@@ -11,11 +11,15 @@ hint still go to stderr.
 from __future__ import annotations
 
 import functools
+import json as jsonlib
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from rich.console import Group
+from rich.live import Live
 
 from arcus import paths
 from arcus.cli._common import (
@@ -105,21 +109,47 @@ def health(socket: SocketOpt = None, json: JsonOpt = False) -> None:
 
 @app.command()
 @ctl_command
-def stats(socket: SocketOpt = None, json: JsonOpt = False) -> None:
+def stats(
+    socket: SocketOpt = None,
+    json: JsonOpt = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh in place (JSON: one line per update) until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between updates with --watch.", min=0.05)] = 1.0,
+) -> None:
     """Counters per server and per tenant: connections, requests, bytes each way, errors."""
-    result = _call(socket, "stats")
-    if json:
-        print_json(result)
+    if not watch:
+        result = _call(socket, "stats")
+        if json:
+            print_json(result)
+        else:
+            console().print(_stats_view(result))
         return
-    out = console()
-    out.print(
+    with ControlClient(paths.socket_path(socket)) as client:
+        updates = client.stream("stats.watch", {"interval": interval}, idle_timeout=interval + 10)
+        try:
+            if json:
+                for result in updates:  # one compact line per update, flushed: a pipe sees each
+                    sys.stdout.write(jsonlib.dumps(result, sort_keys=True) + "\n")
+                    sys.stdout.flush()
+                return
+            with Live(console=console(), auto_refresh=False) as live:
+                for result in updates:
+                    live.update(_stats_view(result), refresh=True)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            updates.close()
+
+
+def _stats_view(result: dict[str, Any]) -> Group:
+    parts: list[Any] = [
         f"generation {result.get('generation', '?')}, up {human_duration(float(result.get('uptime', 0)))}"
-    )
+    ]
     for group, label in (("servers", "server"), ("tenants", "tenant")):
         table = make_table(group, (label, *COUNTER_COLUMNS), right=COUNTER_COLUMNS[:-1])
         for name, counters in sorted((result.get(group) or {}).items()):
             table.add_row(name, *counter_cells(counters or {}))
-        out.print(table)
+        parts.append(table)
+    return Group(*parts)
 
 
 @app.command()

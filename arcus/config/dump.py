@@ -27,6 +27,8 @@ def profile_to_dict(profile: Profile, *, reveal_secrets: bool = False) -> dict[s
     out["log"] = _plain(profile.log)
     out["runtime"] = _runtime(profile)
     out["audit"] = _plain(profile.audit)
+    if profile.metrics.listen is not None:
+        out["metrics"] = {"listen": format_addr(*profile.metrics.listen), "max_users": profile.metrics.max_users}
     return out
 
 

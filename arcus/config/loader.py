@@ -20,7 +20,7 @@ from arcus.config.graph import Topology
 from arcus.config.objects import Context, Family, Item, parse_family
 from arcus.config.resolver import RESOLVERS
 from arcus.config.schema import EscaperConfig, HttpLimits, Profile, ResolverConfig, ServerConfig, Timeouts
-from arcus.config.sections import parse_audit, parse_limits, parse_log, parse_runtime, parse_timeouts
+from arcus.config.sections import parse_audit, parse_limits, parse_log, parse_metrics, parse_runtime, parse_timeouts
 from arcus.config.server import SERVERS
 from arcus.config.sources import profile_text, shipped_names
 from arcus.config.values import format_addr
@@ -30,7 +30,7 @@ from arcus.errors import ConfigError, ConfigIssue
 __all__ = ["FAMILIES", "check_profile", "load_profile", "parse_profile", "parse_topology", "profile_text", "shipped_names"]
 
 FAMILIES: tuple[Family, ...] = (SERVERS, ESCAPERS, RESOLVERS)
-TOP_KEYS = ("servers", "escapers", "resolvers", "timeouts", "limits", "log", "runtime", "audit")
+TOP_KEYS = ("servers", "escapers", "resolvers", "timeouts", "limits", "log", "runtime", "audit", "metrics")
 
 
 def load_profile(name_or_path: str | None) -> Profile:
@@ -83,6 +83,7 @@ def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue], d
     log = parse_log(top)
     runtime = parse_runtime(top)
     audit = parse_audit(top)
+    metrics = parse_metrics(top)
     parsed: dict[str, list[Item]] = {}
     unreadable: set[str] = set()  # families whose section is not a list: their names are unknown
     for family in FAMILIES:
@@ -105,6 +106,7 @@ def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue], d
             log=log,
             runtime=runtime,
             audit=audit,
+            metrics=metrics,
         ),
         [],
         parsed,

@@ -109,6 +109,15 @@ class AuditConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The metrics listener: Prometheus text at ``/metrics``, ``/health`` and ``/ready`` over HTTP."""
+
+    listen: tuple[str, int] | None = None  # None: no listener
+    max_users: int = 100  # users with a label of their own; the others are folded into user="_other"
+    line: int | None = None  # where the section was declared, for bind errors
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     source: str  # the file name (or "<embedded:default>") errors refer to
     servers: tuple[ServerConfig, ...]
@@ -117,6 +126,7 @@ class Profile:
     log: LogConfig = field(default_factory=LogConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def escaper(self, name: str) -> EscaperConfig:
         return next(e for e in self.escapers if e.name == name)

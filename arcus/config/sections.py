@@ -1,4 +1,4 @@
-"""The profile's plain sections: ``timeouts``, ``limits``, ``log``, ``runtime``.
+"""The profile's plain sections: ``timeouts``, ``limits``, ``log``, ``runtime``, ``audit``, ``metrics``.
 
 ``timeouts`` and ``limits`` appear at the top level (defaults for every server) and inside a
 server (overriding those defaults key by key), so both are parsed against a base value.
@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 
-from arcus.config.schema import AuditConfig, HttpLimits, LogConfig, RuntimeConfig, Timeouts
+from arcus.config.schema import AuditConfig, HttpLimits, LogConfig, MetricsConfig, RuntimeConfig, Timeouts
 from arcus.config.yamlnodes import (
     Reader,
     Section,
+    read_address,
     read_bandwidth,
     read_bool,
     read_choice,
@@ -107,6 +108,22 @@ def parse_audit(parent: Section) -> AuditConfig:
         queue=sec.take("queue", read_int(1), base.queue),
         batch=sec.take("batch", read_int(1), base.batch),
         flush_interval=sec.take("flush_interval", read_duration, base.flush_interval),
+    )
+    sec.finish()
+    parent.ok = parent.ok and sec.ok
+    return config
+
+
+def parse_metrics(parent: Section) -> MetricsConfig:
+    """``metrics: {listen: 127.0.0.1:9090, max_users: 100}``; no section: no listener."""
+    base = MetricsConfig()
+    sec = parent.section("metrics", ("listen", "max_users"))
+    if sec is None:
+        return base
+    config = MetricsConfig(
+        listen=sec.need("listen", read_address),
+        max_users=sec.take("max_users", read_int(0), base.max_users),
+        line=sec.line,
     )
     sec.finish()
     parent.ok = parent.ok and sec.ok

@@ -36,6 +36,14 @@ _PEERCRED = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid
 _PROBE_TIMEOUT = 1.0
 _WRITE_TIMEOUT = 10.0
 """A client that does not read its replies for this long is dropped (bounded buffers)."""
+STREAM_SNDBUF = 16384
+STREAM_HIGH_WATER = 16384
+STREAM_WRITE_TIMEOUT = 2.0
+"""A stream's subscriber (``stats.watch``, ``audit.tail``) is bounded tighter than a plain client:
+the kernel's send buffer of its socket is shrunk to ``STREAM_SNDBUF`` and ours to
+``STREAM_HIGH_WATER``, and once both are full a subscriber that takes nothing for
+``STREAM_WRITE_TIMEOUT`` is dropped. A stream's items are made when they can be sent, so a
+slow subscriber costs these buffers at most and never holds up anything but its own stream."""
 BACKLOG = 1024
 """Connections the kernel queues before we accept them (capped by net.core.somaxconn). asyncio's
 default of 100 refused a burst of 300 `ctl health` clients (EAGAIN); the data plane's listeners
@@ -232,6 +240,7 @@ class ControlServer:
         only other way to notice a vanished client. Returns _CLOSED, the line the client sent
         (to be answered next), or None (the stream ended on our side).
         """
+        _bound_stream(writer)
         watch = asyncio.create_task(_read_line(reader), name="arcus-control-stream-watch")
         ended = False  # the end marker or an error reply has been sent
         try:
@@ -265,7 +274,11 @@ class ControlServer:
                     ended = True
                     await _send(writer, _internal(rid))
                     break
-                await _send(writer, data)
+                try:
+                    await _send(writer, data, STREAM_WRITE_TIMEOUT)
+                except TimeoutError:
+                    self._log.warning("control stream %s: the subscriber stopped reading; dropped", rid)
+                    return _CLOSED
                 if watch.done():
                     break
             if not watch.done():
@@ -322,9 +335,18 @@ def _encode_result(rid: int | None, result: Any, log: logging.Logger) -> bytes:
         return _internal(rid)
 
 
-async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
+async def _send(writer: asyncio.StreamWriter, data: bytes, timeout: float = _WRITE_TIMEOUT) -> None:
     writer.write(data)
-    await asyncio.wait_for(writer.drain(), timeout=_WRITE_TIMEOUT)
+    await asyncio.wait_for(writer.drain(), timeout=timeout)
+
+
+def _bound_stream(writer: asyncio.StreamWriter) -> None:
+    """Tighter buffers for a stream's connection (see ``STREAM_SNDBUF``)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
+    writer.transport.set_write_buffer_limits(high=STREAM_HIGH_WATER)
 
 
 async def _read_line(reader: asyncio.StreamReader) -> bytes | None:

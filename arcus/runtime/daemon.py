@@ -32,6 +32,7 @@ from arcus.runtime.escaper_cmds import close_escapers, escaper_handlers, start_e
 from arcus.runtime.fdwatch import FdWatch, raise_limit
 from arcus.runtime.health import HealthWatch
 from arcus.runtime.hostaddrs import AddressWatcher, own_addresses
+from arcus.runtime.metrics import Metrics
 from arcus.runtime.portholder import busy_hint
 from arcus.runtime.resolve_cmds import resolve_handlers
 from arcus.runtime.snapshot import build_snapshot, load_store, with_store
@@ -79,6 +80,7 @@ class Daemon:
         self._tasks: set[asyncio.Task] = set()
         self.fds = FdWatch()
         self.health = HealthWatch()  # what ctl health reports beyond "up"
+        self.metrics = Metrics(self)  # the optional /metrics listener, reload counts, stats.watch
 
     # ------------------------------------------------------------------ life cycle
 
@@ -104,7 +106,9 @@ class Daemon:
             await self._start_serving(await self._bind_listeners(snapshot))
             self.control = ControlServer(self.socket_path, self._handlers(), log=log)
             await self.control.start()
+            await self.metrics.apply(profile.metrics, profile.source)
         except BaseException:
+            await self.metrics.close()
             await self._close_listeners(set(self.listeners))
             if self.control is not None:
                 await self.control.close()
@@ -189,6 +193,7 @@ class Daemon:
             task.cancel()
         if self.control is not None:
             await self.control.close()
+        await self.metrics.close()
         await asyncio.sleep(0)  # the aborted connections' last records are emitted
         # Access-log lines and audit events still queued are written, within the graceful bound.
         bound = min(RECORDS_CLOSE_TIMEOUT, max(1.0, shared.snapshot.profile.runtime.graceful_timeout))
@@ -294,6 +299,15 @@ class Daemon:
 
     async def reload(self) -> int:
         """Re-read the profile and the store; swap in the new Snapshot or raise and keep the old."""
+        try:
+            generation = await self._reload()
+        except BaseException:
+            self.metrics.reloads["refused"] += 1
+            raise
+        self.metrics.reloads["done"] += 1
+        return generation
+
+    async def _reload(self) -> int:
         async with self._reload_lock:
             if self._stop.is_set():
                 # shutdown has closed the listeners; a reload would open them again
@@ -333,6 +347,10 @@ class Daemon:
             except OperatorError as exc:
                 log.error("%s; the audit log is unchanged", exc.message)
             self.shared.records.refresh()  # the access log may have been turned on or off
+            try:  # the metrics listener moved, appeared or went away
+                await self.metrics.apply(profile.metrics, profile.source)
+            except OperatorError as exc:
+                log.error("%s; no metrics listener until the next reload", exc.message)
             log.info("reloaded profile %s: generation %d", profile.source, generation)
             return generation
 
@@ -382,6 +400,7 @@ class Daemon:
         return {
             "health": self._cmd_health,
             "stats": self._cmd_stats,
+            "stats.watch": self.metrics.watch,
             "reload": self._cmd_reload,
             "conns": self._cmd_conns,
             "kill": self._cmd_kill,
@@ -414,6 +433,7 @@ class Daemon:
             "generation": self.generation,
             "servers": self._server_info(),
             "store": str(self.store.path),
+            "metrics": self.metrics.address,
         }
 
     async def _cmd_stats(self, args: dict) -> dict:
@@ -429,6 +449,7 @@ class Daemon:
             "pooled_upstreams": len(shared.pool),
             "fds": self.fds.info(),
             "auth": shared.verifier.info(),
+            "reloads": dict(self.metrics.reloads),
         }
 
     async def _cmd_reload(self, args: dict) -> dict:

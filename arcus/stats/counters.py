@@ -41,5 +41,9 @@ class CounterSet:
             c = self._by_name[name] = Counters()
         return c
 
+    def items(self) -> list[tuple[str, Counters]]:
+        """``(name, Counters)`` in the order the names were first seen."""
+        return list(self._by_name.items())
+
     def to_dict(self) -> dict[str, dict]:
         return {name: c.to_dict() for name, c in sorted(self._by_name.items())}

@@ -1,0 +1,184 @@
+"""The daemon's side of the metrics: what a scrape reads, readiness, the listener, ``stats.watch``.
+
+Everything here reads what the data plane already counts (``Shared``'s counter sets, the
+records' and audit log's figures, the resolvers', the verifier's, the descriptor watch) at the
+moment it is asked, on the event loop; nothing is added to the hot path. The request-duration
+histogram is fed by a records subscription in the records writer thread
+(:mod:`arcus.stats.latency`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from arcus import __version__
+from arcus.config.schema import MetricsConfig
+from arcus.config.values import format_addr
+from arcus.errors import OperatorError
+from arcus.stats.httpd import MetricsServer
+from arcus.stats.latency import Latency
+from arcus.stats.prom import CONTENT_TYPE, Figures, fold_users, render
+
+if TYPE_CHECKING:
+    from arcus.runtime.daemon import Daemon
+
+log = logging.getLogger("arcus.metrics")
+
+STORE_PROBE_TIMEOUT = 2.0
+WATCH_INTERVAL = 1.0
+WATCH_MIN_INTERVAL = 0.05
+LATENCY_BACKLOG = 100_000
+"""Records the histogram's subscription holds between two writer batches at most."""
+
+
+class Metrics:
+    """Owned by the daemon: the optional listener, the latency feed, reload counts."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.reloads = {"done": 0, "refused": 0}
+        self.latency = Latency()
+        self.server: MetricsServer | None = None
+        self.config = MetricsConfig()
+        self._sub: Any = None
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def apply(self, config: MetricsConfig, source: str) -> None:
+        """Bind (or move, or close) the listener as ``config`` says; raise OperatorError if it cannot bind."""
+        if config.listen == self.config.listen and (self.server is not None) == (config.listen is not None):
+            self.config = config
+            return
+        await self.close()
+        self.config = config
+        if config.listen is None:
+            return
+        assert self.daemon.shared is not None
+        self._sub = self.daemon.shared.records.subscribe(self._take_records, limit=LATENCY_BACKLOG)
+        server = MetricsServer(self.scrape, self.not_ready, CONTENT_TYPE)
+        host, port = config.listen
+        try:
+            await server.start(host, port)
+        except OSError as exc:
+            await self.close()
+            where = f"{source}:{config.line}" if config.line else source
+            raise OperatorError(
+                f"{where}: metrics cannot listen on {format_addr(host, port)}: {exc.strerror or exc}",
+                code="invalid",
+                hint="pick another metrics.listen address, or stop what holds this one",
+            ) from None
+        self.server = server
+        log.info("metrics listening on http://%s/metrics", self.address)
+
+    def _take_records(self) -> None:
+        """In the records writer thread, after each batch: durations into the histogram."""
+        sub = self._sub
+        if sub is not None:  # None only before subscribe() returned: taken with the next batch
+            self.latency.observe_batch(sub.take()[0])
+
+    async def close(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            await server.close()
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            sub.close()
+
+    @property
+    def address(self) -> str | None:
+        addr = self.server.address if self.server is not None else None
+        return format_addr(*addr) if addr else None
+
+    # -- what is read --------------------------------------------------------------------
+
+    def figures(self) -> Figures:
+        """A copy of every counter, on the event loop (plain dicts: safe to format in a thread)."""
+        d = self.daemon
+        shared = d.shared
+        assert shared is not None
+        servers: dict[str, Any] = shared.server_counters.to_dict()
+        for s in shared.snapshot.profile.servers:
+            servers.setdefault(s.name, shared.server_counters.get(s.name).to_dict())
+        audit = shared.records.audit
+        return Figures(
+            version=__version__,
+            uptime=time.monotonic() - d.started,
+            generation=d.generation,
+            servers=servers,
+            tenants=dict(shared.tenant_counters.to_dict()),
+            users=fold_users(shared.user_counters.items(), self.config.max_users),
+            resolvers={name: r.stats.to_dict() for name, r in shared.snapshot.resolvers.items()},
+            records=shared.records.stats(),
+            audit=audit.stats() if audit is not None else None,
+            fds=d.fds.info(),
+            reloads=dict(self.reloads),
+            pool=len(shared.pool),
+            auth=shared.verifier.info(),
+            latency=self.latency.snapshot(),
+        )
+
+    async def scrape(self) -> bytes:
+        return await asyncio.to_thread(render, self.figures())
+
+    async def not_ready(self) -> str | None:
+        """None when every configured listener is bound and serving and the store reads; else why not."""
+        d = self.daemon
+        assert d.shared is not None and d.store is not None
+        if d.shared.draining or d._stop.is_set():
+            return "shutting down"
+        missing = [
+            f"{name} on {format_addr(host, port)}"
+            for (name, host, port) in d._wanted(d.shared.snapshot)
+            if (srv := d.listeners.get((name, host, port))) is None or not srv.is_serving()
+        ]
+        if missing:
+            return "listener not bound: " + ", ".join(missing)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(_read_store, str(d.store.path)), STORE_PROBE_TIMEOUT)
+        except TimeoutError:
+            return f"store {d.store.path} did not answer within {STORE_PROBE_TIMEOUT:g}s"
+        except sqlite3.Error as exc:
+            return f"store {d.store.path} is not readable: {exc}"
+        return None
+
+    # -- stats.watch ---------------------------------------------------------------------
+
+    async def watch(self, args: dict[str, Any]) -> AsyncIterator[dict]:
+        """``stats.watch {"interval": s}``: the ``stats`` result now, then every interval.
+
+        Pull-based: an update is computed when the control server is ready to send it, so a
+        subscriber that reads slowly gets fewer updates, and nothing queues up for it; one that
+        stops reading is dropped by the control server (bounded write buffer, write timeout).
+        """
+        interval = args.get("interval", WATCH_INTERVAL)
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < WATCH_MIN_INTERVAL:
+            raise OperatorError(
+                f"stats.watch interval must be a number of seconds >= {WATCH_MIN_INTERVAL:g}",
+                code="bad_request",
+                hint='e.g. {"interval": 1}',
+            )
+        return self._ticks(float(interval))
+
+    async def _ticks(self, interval: float) -> AsyncIterator[dict]:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while not self.daemon._stop.is_set():
+            yield await self.daemon._cmd_stats({})
+            due = max(due + interval, loop.time())
+            await asyncio.sleep(due - loop.time())
+
+
+def _read_store(path: str) -> None:
+    """Open the store read-only on a connection of its own and read one page: is it readable?"""
+    uri = Path(path).absolute().as_uri() + "?mode=ro"  # percent-encoded: a '?' or '#' in the path is a name
+    conn = sqlite3.connect(uri, uri=True, timeout=STORE_PROBE_TIMEOUT)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        conn.close()
