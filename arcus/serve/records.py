@@ -38,9 +38,10 @@ def record(
     user = session.user
     if user is not None:
         c = shared.user_counters.get(user.key)
-        c.requests += 1 if host else 0
-        c.bytes_up += up
-        c.bytes_down += down
+        if host:  # an exchange or a tunnel; an HTTP connection's own record repeats its requests' bytes
+            c.requests += 1
+            c.bytes_up += up
+            c.bytes_down += down
         if error:
             c.errors[error] += 1
     records = shared.records

@@ -115,11 +115,6 @@ def test_metrics_count_real_traffic(curl, mdaemon, origin):
     assert value(snap, "arcus_reloads_total", result="refused") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="arcus/serve/records.record() adds the bytes of an HTTP connection's own record to the "
-    "user's counters again, after its requests' records did (core's area): users count bytes twice",
-)
 def test_user_bytes_are_counted_once(curl, mdaemon, origin):
     d = mdaemon
     add_tenant(d, "acme", "127.0.0.0/8", auth="required")
