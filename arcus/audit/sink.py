@@ -34,7 +34,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from arcus.audit.db import INSERT, INSERT_MANY, ROWS_PER_INSERT, audit_path, file_bytes, open_writer
+from arcus.audit.db import INSERT, INSERT_MANY, ROWS_PER_INSERT, audit_path, file_bytes, is_strict, open_writer
 from arcus.audit.events import AuditEvent, as_row, row_dict
 from arcus.audit.retention import prune
 from arcus.config.schema import AuditConfig
@@ -50,7 +50,8 @@ CLOSE_TIMEOUT = 10.0
 
 _PLAIN = frozenset({int, float, str, bool, type(None)})
 """The types a stored value may have (any other, bytes above all, would be stored as a BLOB or
-adapted; readers expect none). Checked over a whole batch in one C-level pass."""
+adapted; readers expect none). Checked over a whole batch in one C-level pass, for a table that
+is not STRICT (a file from before schema 3): a STRICT table refuses such a value itself."""
 
 Subscriber = Callable[[list[dict[str, Any]]], None]
 
@@ -69,6 +70,7 @@ class AuditSink:
         self._closing = False
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
+        self._check_types = True
         self._subscribers: tuple[Subscriber, ...] = ()
         self._closers: dict[Subscriber, Callable[[], None]] = {}
         self._sub_lock = threading.Lock()
@@ -118,6 +120,7 @@ class AuditSink:
         if self._thread is not None:
             return
         self._conn = open_writer(self.path)
+        self._check_types = not is_strict(self._conn)
         self._thread = threading.Thread(target=self._run, name="arcus-audit-writer", daemon=True)
         self._thread.start()
 
@@ -266,7 +269,7 @@ class AuditSink:
                 rows.append(as_row(event))
             except AttributeError:
                 bad += 1
-        if not _PLAIN.issuperset(map(type, chain.from_iterable(rows))):  # a bug somewhere: find it
+        if self._check_types and not _PLAIN.issuperset(map(type, chain.from_iterable(rows))):  # a bug: find it
             plain = [row for row in rows if _PLAIN.issuperset(map(type, row))]
             bad += len(rows) - len(plain)
             rows = plain
@@ -313,13 +316,16 @@ class AuditSink:
             seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
             top = conn.execute("SELECT max(id) FROM events").fetchone()[0]
             base = max(seq[0] if seq else 0, top or 0) + 1
-            whole = len(rows) - len(rows) % ROWS_PER_INSERT
-            if whole:
-                flat = list(chain.from_iterable(rows[:whole]))
-                width = ROWS_PER_INSERT * len(rows[0])
-                conn.executemany(INSERT_MANY, [flat[i : i + width] for i in range(0, len(flat), width)])
-            if whole < len(rows):
-                conn.executemany(INSERT, rows[whole:])
+            done = 0
+            for per in ROWS_PER_INSERT:
+                whole = (len(rows) - done) // per * per
+                if whole:
+                    flat = list(chain.from_iterable(rows[done : done + whole]))
+                    width = per * len(rows[0])
+                    conn.executemany(INSERT_MANY[per], [flat[i : i + width] for i in range(0, len(flat), width)])
+                    done += whole
+            if done < len(rows):
+                conn.executemany(INSERT, rows[done:])
             numbered = [(base + i, row) for i, row in enumerate(rows)]
             conn.execute("COMMIT")
         except BaseException:
