@@ -7,9 +7,10 @@ write lock, nor share its size limit. Two files, two locks, two retention storie
 The file is created 0600 with ``os.open`` before SQLite touches it (events name users and the
 hosts they visit), in WAL mode (readers -- the CLI -- never block the writer thread), with
 ``auto_vacuum = INCREMENTAL`` so pages freed by retention can be given back to the file system
-(see :mod:`arcus.audit.retention`). ``synchronous = NORMAL``: in WAL mode a power cut may lose
-the last batches but never corrupts the file, and a commit does not wait for an fsync -- an
-audit log trades the last second of events for throughput, the tenant store does not.
+(see :mod:`arcus.audit.retention`). ``synchronous = NORMAL``: in WAL mode the log is synced at
+checkpoints only, so a power cut may lose the events since the last one (up to
+:data:`WAL_CHECKPOINT_PAGES` pages of log) but never corrupts the file, and a commit does not
+wait for an fsync -- an audit log trades those events for throughput, the tenant store does not.
 
 Event ids come from an ``AUTOINCREMENT`` key so they are never reused, even after retention
 emptied the table: ``audit tail -f`` polls for ids above the last one it printed.
