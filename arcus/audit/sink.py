@@ -232,10 +232,11 @@ class AuditSink:
             self._conn = None
 
     def _prune(self) -> bool:
-        config = self.config
+        config, conn = self.config, self._conn
+        assert conn is not None, "pruned by the writer thread, between start and its end"
         try:
             result = prune(
-                self._conn,
+                conn,
                 retention=config.retention,
                 max_size=config.max_size,
                 between_chunks=self._write_full_batches,
@@ -311,6 +312,7 @@ class AuditSink:
         them meanwhile; not binding them saves a tuple per row.
         """
         conn = self._conn
+        assert conn is not None, "written by the writer thread, between start and its end"
         conn.execute("BEGIN IMMEDIATE")
         try:
             seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
