@@ -279,8 +279,9 @@ class AuditSink:
             self._error("audit: %d event(s) with fields of the wrong type dropped", bad)
         if not rows:
             return
+        written: list[tuple[int, list[tuple[Any, ...]]]]  # (first id, rows numbered from it)
         try:
-            written = self._insert(rows)
+            written = [(self._insert(rows), rows)]
         except sqlite3.OperationalError as exc:  # disk full, I/O error, locked for too long
             self.dropped += len(rows)
             self._error("audit: %d event(s) lost: %s", len(rows), exc)
@@ -289,22 +290,22 @@ class AuditSink:
             written = []  # one row SQLite refuses (e.g. an integer beyond 64 bits): find it
             for row in rows:
                 try:
-                    written += self._insert([row])
+                    written.append((self._insert([row]), [row]))
                 except Exception as exc:
                     self.dropped += 1
                     self._error("audit: an event could not be written: %s", exc)
-        self.written += len(written)
+        self.written += sum(len(part) for _, part in written)
         subscribers = self._subscribers
         if subscribers and written:
-            out = [row_dict(event_id, row) for event_id, row in written]
+            out = [row_dict(first + i, row) for first, part in written for i, row in enumerate(part)]
             for callback in subscribers:
                 try:
                     callback(out)
                 except Exception:
                     log.exception("audit subscriber failed")
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> list[tuple[int, tuple[Any, ...]]]:
-        """Insert ``rows`` in one transaction; return (id, row) for each.
+    def _insert(self, rows: list[tuple[Any, ...]]) -> int:
+        """Insert ``rows`` in one transaction; return the first one's id (the others follow).
 
         The ids are AUTOINCREMENT's: one above the larger of the highest id ever used
         (sqlite_sequence) and the highest id in the table, then consecutive. They are read
@@ -321,20 +322,21 @@ class AuditSink:
             done = 0
             for per in ROWS_PER_INSERT:
                 whole = (len(rows) - done) // per * per
-                if whole:
+                if whole == per:  # one statement (a full batch): no list of parameter lists
+                    conn.execute(INSERT_MANY[per], list(chain.from_iterable(rows[done : done + whole])))
+                elif whole:
                     flat = list(chain.from_iterable(rows[done : done + whole]))
                     width = per * len(rows[0])
                     conn.executemany(INSERT_MANY[per], [flat[i : i + width] for i in range(0, len(flat), width)])
-                    done += whole
+                done += whole
             if done < len(rows):
                 conn.executemany(INSERT, rows[done:])
-            numbered = [(base + i, row) for i, row in enumerate(rows)]
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return numbered
+        return base
 
     def _error(self, message: str, *args: Any) -> None:
         now = time.monotonic()
