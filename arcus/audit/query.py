@@ -27,12 +27,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from arcus.audit.db import SELECT_COLUMNS, open_reader
+from arcus.audit.db import SELECT_COLUMNS, ids_from, open_reader
 from arcus.audit.events import BLOCKED_STATUSES, row_dict
 from arcus.config.values import parse_duration
 from arcus.errors import OperatorError
 
 FOLLOW_BATCH = 1000
+CLOCK_SLACK = 1.0
+"""Seconds added around --since/--until when they are turned into a range of ids: events are
+numbered in the order they were emitted, a moment apart at most from their time's order."""
 WHEN_HINT = 'write a date or time (2025-01-31, 2025-01-31T08:00, 2025-01-31 08:00:00+02:00) or an age (30m, 1h, 7d)'
 _RELATIVE = re.compile(r"\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*\Z")
 
@@ -66,6 +69,12 @@ class Filters:
     since: float | None = None
     until: float | None = None
     blocked: bool = False
+
+    @property
+    def indexed(self) -> bool:
+        """Whether an index answers this filter (tenant, user, exact host: (value, time))."""
+        exact_host = self.host is not None and not self.host.strip().startswith((".", "*."))
+        return self.tenant is not None or self.user is not None or exact_host
 
     def where(self) -> tuple[str, list[Any]]:
         """The SQL condition (``"1"`` when none) and its parameters."""
@@ -131,6 +140,24 @@ class AuditReader:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
 
+    def _where(self, filters: Filters) -> tuple[str, list[Any]]:
+        """``filters.where()``, and for a time range no index answers, the range of ids it
+        covers (:func:`~arcus.audit.db.ids_from`): the scan reads those rows only, not the
+        whole table, as an index on time would (the file has none since schema 3)."""
+        where, params = filters.where()
+        if filters.indexed or (filters.since is None and filters.until is None):
+            return where, params
+        try:
+            if filters.since is not None:
+                where += " AND id >= ?"
+                params.append(ids_from(self._conn, float(filters.since) - CLOCK_SLACK))
+            if filters.until is not None:
+                where += " AND id < ?"
+                params.append(ids_from(self._conn, float(filters.until) + CLOCK_SLACK))
+        except sqlite3.Error as exc:
+            raise OperatorError(f"cannot read audit log {self.path}: {exc}", code="internal") from None
+        return where, params
+
     def _rows(self, sql: str, params: list[Any]) -> Iterator[dict[str, Any]]:
         try:
             cursor = self._conn.execute(sql, params)
@@ -162,7 +189,7 @@ class AuditReader:
         ``after_id`` < id <= ``upto_id`` when given (how :meth:`follow` pages)."""
         if order not in ("asc", "desc"):
             raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
-        where, params = Filters(tenant, user, host, since, until, blocked).where()
+        where, params = self._where(Filters(tenant, user, host, since, until, blocked))
         if after_id is not None:
             where += " AND id > ?"
             params.append(int(after_id))
@@ -185,7 +212,7 @@ class AuditReader:
         until: float | None = None,
         blocked: bool = False,
     ) -> int:
-        where, params = Filters(tenant, user, host, since, until, blocked).where()
+        where, params = self._where(Filters(tenant, user, host, since, until, blocked))
         try:
             return int(self._conn.execute(f"SELECT count(*) FROM events WHERE {where}", params).fetchone()[0])
         except sqlite3.Error as exc:

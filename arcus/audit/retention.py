@@ -10,7 +10,7 @@ over ``max_size``, the oldest events go until it is under 90 % of it (the margin
 batch from triggering another prune at the edge). Deleted rows free pages inside the file;
 ``PRAGMA incremental_vacuum`` (the file is ``auto_vacuum = INCREMENTAL``) then gives them back
 to the file system, so ``du`` agrees with the limit. The -wal file is outside ``max_size``: it
-holds the pages written since the last checkpoint; SQLite checkpoints it every ~1000 pages and
+holds the pages written since the last checkpoint; the writer checkpoints it every 8000 pages and
 ``journal_size_limit`` truncates it afterwards (to 64 MiB at most), and after a prune we ask for
 a ``TRUNCATE`` checkpoint (skipped silently while a reader holds an old snapshot).
 """
@@ -22,6 +22,8 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from arcus.audit.db import ID_RANGE, ids_from
 
 CHUNK = 5000
 """Rows deleted per transaction."""
@@ -70,9 +72,13 @@ def prune(
     result = PruneResult()
     cutoff = (time.time() if now is None else now) - retention
     chunks = 0
-    by_age = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time < ? LIMIT ?)"
+    # No index on time: the events older than the cutoff are those below the first id at the
+    # cutoff (ids_from, a bisection on the key), read in id order. The time condition stays, so
+    # an event out of order (a wall clock stepped back) is never deleted early.
+    by_age = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < ? AND time < ? ORDER BY id LIMIT ?)"
+    boundary = ids_from(conn, cutoff)
     while chunks < MAX_CHUNKS:
-        n = _delete(conn, by_age, (cutoff, CHUNK))
+        n = _delete(conn, by_age, (boundary, cutoff, CHUNK))
         chunks += 1
         result.by_age += n
         if n < CHUNK:
@@ -94,7 +100,8 @@ def prune(
                 result.finished = False
                 break
             # Ids only ever go from the oldest end: max - min + 1 counts the rows in O(log n).
-            count = conn.execute("SELECT coalesce(max(id) - min(id) + 1, 0) FROM events").fetchone()[0]
+            lo, hi = conn.execute(ID_RANGE).fetchone()
+            count = 0 if lo is None else hi - lo + 1
             if count <= 0:
                 break  # the rest is schema and empty pages: nothing of ours to delete
             want = min(CHUNK, max(1, math.ceil((used - target) / (used / count))))

@@ -34,7 +34,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from arcus.audit.db import INSERT, INSERT_MANY, ROWS_PER_INSERT, audit_path, file_bytes, open_writer
+from arcus.audit.db import INSERT, INSERT_MANY, ROWS_PER_INSERT, audit_path, file_bytes, is_strict, open_writer
 from arcus.audit.events import AuditEvent, as_row, row_dict
 from arcus.audit.retention import prune
 from arcus.config.schema import AuditConfig
@@ -50,7 +50,8 @@ CLOSE_TIMEOUT = 10.0
 
 _PLAIN = frozenset({int, float, str, bool, type(None)})
 """The types a stored value may have (any other, bytes above all, would be stored as a BLOB or
-adapted; readers expect none). Checked over a whole batch in one C-level pass."""
+adapted; readers expect none). Checked over a whole batch in one C-level pass, for a table that
+is not STRICT (a file from before schema 3): a STRICT table refuses such a value itself."""
 
 Subscriber = Callable[[list[dict[str, Any]]], None]
 
@@ -69,6 +70,7 @@ class AuditSink:
         self._closing = False
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
+        self._check_types = True
         self._subscribers: tuple[Subscriber, ...] = ()
         self._closers: dict[Subscriber, Callable[[], None]] = {}
         self._sub_lock = threading.Lock()
@@ -118,6 +120,7 @@ class AuditSink:
         if self._thread is not None:
             return
         self._conn = open_writer(self.path)
+        self._check_types = not is_strict(self._conn)
         self._thread = threading.Thread(target=self._run, name="arcus-audit-writer", daemon=True)
         self._thread.start()
 
@@ -229,10 +232,11 @@ class AuditSink:
             self._conn = None
 
     def _prune(self) -> bool:
-        config = self.config
+        config, conn = self.config, self._conn
+        assert conn is not None, "pruned by the writer thread, between start and its end"
         try:
             result = prune(
-                self._conn,
+                conn,
                 retention=config.retention,
                 max_size=config.max_size,
                 between_chunks=self._write_full_batches,
@@ -266,7 +270,7 @@ class AuditSink:
                 rows.append(as_row(event))
             except AttributeError:
                 bad += 1
-        if not _PLAIN.issuperset(map(type, chain.from_iterable(rows))):  # a bug somewhere: find it
+        if self._check_types and not _PLAIN.issuperset(map(type, chain.from_iterable(rows))):  # a bug: find it
             plain = [row for row in rows if _PLAIN.issuperset(map(type, row))]
             bad += len(rows) - len(plain)
             rows = plain
@@ -275,8 +279,9 @@ class AuditSink:
             self._error("audit: %d event(s) with fields of the wrong type dropped", bad)
         if not rows:
             return
+        written: list[tuple[int, list[tuple[Any, ...]]]]  # (first id, rows numbered from it)
         try:
-            written = self._insert(rows)
+            written = [(self._insert(rows), rows)]
         except sqlite3.OperationalError as exc:  # disk full, I/O error, locked for too long
             self.dropped += len(rows)
             self._error("audit: %d event(s) lost: %s", len(rows), exc)
@@ -285,22 +290,22 @@ class AuditSink:
             written = []  # one row SQLite refuses (e.g. an integer beyond 64 bits): find it
             for row in rows:
                 try:
-                    written += self._insert([row])
+                    written.append((self._insert([row]), [row]))
                 except Exception as exc:
                     self.dropped += 1
                     self._error("audit: an event could not be written: %s", exc)
-        self.written += len(written)
+        self.written += sum(len(part) for _, part in written)
         subscribers = self._subscribers
         if subscribers and written:
-            out = [row_dict(event_id, row) for event_id, row in written]
+            out = [row_dict(first + i, row) for first, part in written for i, row in enumerate(part)]
             for callback in subscribers:
                 try:
                     callback(out)
                 except Exception:
                     log.exception("audit subscriber failed")
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> list[tuple[int, tuple[Any, ...]]]:
-        """Insert ``rows`` in one transaction; return (id, row) for each.
+    def _insert(self, rows: list[tuple[Any, ...]]) -> int:
+        """Insert ``rows`` in one transaction; return the first one's id (the others follow).
 
         The ids are AUTOINCREMENT's: one above the larger of the highest id ever used
         (sqlite_sequence) and the highest id in the table, then consecutive. They are read
@@ -308,25 +313,30 @@ class AuditSink:
         them meanwhile; not binding them saves a tuple per row.
         """
         conn = self._conn
+        assert conn is not None, "written by the writer thread, between start and its end"
         conn.execute("BEGIN IMMEDIATE")
         try:
             seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
             top = conn.execute("SELECT max(id) FROM events").fetchone()[0]
             base = max(seq[0] if seq else 0, top or 0) + 1
-            whole = len(rows) - len(rows) % ROWS_PER_INSERT
-            if whole:
-                flat = list(chain.from_iterable(rows[:whole]))
-                width = ROWS_PER_INSERT * len(rows[0])
-                conn.executemany(INSERT_MANY, [flat[i : i + width] for i in range(0, len(flat), width)])
-            if whole < len(rows):
-                conn.executemany(INSERT, rows[whole:])
-            numbered = [(base + i, row) for i, row in enumerate(rows)]
+            done = 0
+            for per in ROWS_PER_INSERT:
+                whole = (len(rows) - done) // per * per
+                if whole == per:  # one statement (a full batch): no list of parameter lists
+                    conn.execute(INSERT_MANY[per], list(chain.from_iterable(rows[done : done + whole])))
+                elif whole:
+                    flat = list(chain.from_iterable(rows[done : done + whole]))
+                    width = per * len(rows[0])
+                    conn.executemany(INSERT_MANY[per], [flat[i : i + width] for i in range(0, len(flat), width)])
+                done += whole
+            if done < len(rows):
+                conn.executemany(INSERT, rows[done:])
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return numbered
+        return base
 
     def _error(self, message: str, *args: Any) -> None:
         now = time.monotonic()

@@ -203,3 +203,33 @@ def test_parse_when_refuses_with_the_forms_it_reads(text: str) -> None:
         parse_when(text)
     assert info.value.message == f"invalid time {text!r}"
     assert "7d" in (info.value.hint or "") and "2025-01-31" in (info.value.hint or "")
+
+
+def test_a_time_range_no_index_answers_reads_its_range_of_ids(tmp_path: Path) -> None:
+    from arcus.audit.query import Filters
+
+    path = tmp_path / "audit.db"
+    events = [event(i, time=NOW + 10 * i, host=f"h{i % 3}.example.com") for i in range(3000)]
+    events[150].time = NOW + 10 * 150 - 0.5  # emitted a moment out of order: within the slack
+    fill(path, events)
+    assert Filters(since=1.0).indexed is False and Filters(host=".example.com").indexed is False
+    assert Filters(tenant="acme").indexed and Filters(user="u").indexed and Filters(host="a.example").indexed
+    with AuditReader(path) as r:
+        steps = 0
+
+        def count_steps() -> int:
+            nonlocal steps
+            steps += 1
+            return 0
+
+        r._conn.set_progress_handler(count_steps, 100)
+        got = rids(r.search(since=NOW + 1000, until=NOW + 1500, host="*.example.com"))
+        narrow = steps
+        assert got == list(range(100, 151))  # 150 happened at +1499.5
+        assert r.count(since=NOW + 1495, until=NOW + 1510.5) == 2  # 150 (out of order) and 151
+        assert rids(r.search(since=NOW + 29990)) == [2999]
+        assert rids(r.search(until=NOW + 10)) == [0]
+        assert r.count(since=NOW + 30000) == 0
+        steps = 0
+        assert len(rids(r.search(host="*.example.com", limit=5000))) == 3000
+        assert narrow * 10 < steps  # 51 events of 3000 read (and a few probes), not all of them

@@ -139,3 +139,46 @@ def test_the_sink_keeps_the_file_under_max_size_while_writing(tmp_path: Path, mo
     with AuditReader(path) as r:
         assert r.last_id() == 15_000  # the newest are there
         assert r.count() < 15_000
+
+
+def test_by_age_finds_its_range_of_ids_without_an_index_on_time(tmp_path: Path) -> None:
+    from arcus.audit.db import ids_from
+
+    path = tmp_path / "audit.db"
+    # ids 1-100: 40 days old, one second apart; 101: a clock stepped back (old time, new id);
+    # 102-150: 10 days old.
+    old = [event(i, time=NOW - 40 * DAY + i) for i in range(100)]
+    stepped = [event(100, time=NOW - 50 * DAY)]
+    new = [event(101 + i, time=NOW - 10 * DAY + i) for i in range(49)]
+    fill(path, old + stepped + new)
+    conn = open_writer(path)
+    assert "events_time" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert ids_from(conn, NOW - 40 * DAY + 50) == 51
+    assert ids_from(conn, NOW - 100 * DAY) == 1
+    assert ids_from(conn, NOW) == 151  # nothing that late: one above the last id
+    result = prune(conn, retention=30 * DAY, max_size=1 << 30, now=NOW)
+    with AuditReader(path) as r:
+        left = [row["request_id"] for row in r.search(limit=1000)]
+    # nothing newer than the cutoff goes; the event out of order goes now or in a later pass
+    assert [i for i in left if i != "req-100"] == [f"req-{101 + i}" for i in range(49)]
+    assert result.by_age == 150 - len(left) and result.finished
+    result = prune(conn, retention=9 * DAY, max_size=1 << 30, now=NOW)
+    conn.close()
+    with AuditReader(path) as r:
+        assert r.count() == 0  # the boundary is past everything: all of it goes
+
+
+def test_by_age_on_an_empty_log_and_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "audit.db"
+    fill(path, [])
+    conn = open_writer(path)
+    assert prune(conn, retention=DAY, max_size=1 << 30, now=NOW).by_age == 0
+    conn.close()
+    fill(path, [event(i, time=NOW - 2 * DAY + i) for i in range(25)] + [event(100 + i) for i in range(5)])
+    monkeypatch.setattr(retention, "CHUNK", 10)
+    conn = open_writer(path)
+    result = prune(conn, retention=DAY, max_size=1 << 30, now=NOW + 10)
+    conn.close()
+    assert (result.by_age, result.finished) == (25, True)
+    with AuditReader(path) as r:
+        assert [row["request_id"] for row in r.search()] == [f"req-{100 + i}" for i in range(5)]

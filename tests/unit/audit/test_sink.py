@@ -17,7 +17,7 @@ from arcus.audit.sink import AuditSink, apply_config, open_sink
 from arcus.config.schema import AuditConfig
 from arcus.errors import OperatorError
 
-from .factory import event, fill, wait_for
+from .factory import NOW, event, fill, wait_for
 
 
 def config(**kw) -> AuditConfig:
@@ -182,7 +182,14 @@ def test_wal_mode_and_indexes(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
     indexes = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
-    assert {"events_time", "events_tenant", "events_user", "events_host"} <= set(indexes)
+    assert set(indexes) == {"events_tenant", "events_user", "events_host"}  # none on time alone (schema 3)
+    table = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+    assert table.endswith(") STRICT")
+    from arcus.audit.db import WAL_CHECKPOINT_PAGES, open_writer
+
+    writer = open_writer(path)
+    assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_CHECKPOINT_PAGES > 1000
+    writer.close()
     plan = " ".join(str(r) for r in conn.execute(
         "EXPLAIN QUERY PLAN SELECT id FROM events WHERE tenant = 'acme' AND time >= 1"))
     assert "events_tenant" in plan
@@ -310,40 +317,100 @@ def test_anonymous_events_take_no_user_index_entry_and_user_search_uses_the_inde
         assert [row["request_id"] for row in r.search(user="alice")] == ["req-1"]
 
 
-def test_a_schema_1_file_is_upgraded_by_the_writer_and_readable_before(tmp_path: Path) -> None:
-    from arcus.audit.db import INSERT, SCHEMA, SCHEMA_VERSION
+def old_file(path: Path, version: int, events: list) -> None:
+    """An audit.db as arcus wrote it at schema 1 or 2, holding ``events`` (ids 1..n)."""
+    from arcus.audit.db import CREATE_TABLE, INSERT
     from arcus.audit.events import as_row
 
-    path = tmp_path / "audit.db"
     conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode = WAL")
-    for statement in SCHEMA:  # schema 1: the user index covered every event
-        conn.execute(statement.replace(' WHERE "user" IS NOT NULL', ""))
-    conn.execute(INSERT, as_row(event(0, user=None)))
-    conn.execute("PRAGMA user_version = 1")
+    user_index = 'CREATE INDEX events_user ON events("user", time)'
+    for statement in [
+        CREATE_TABLE.removesuffix(" STRICT"),  # not STRICT before schema 3
+        "CREATE INDEX events_time ON events(time)",
+        "CREATE INDEX events_tenant ON events(tenant, time)",
+        user_index if version == 1 else user_index + ' WHERE "user" IS NOT NULL',
+        "CREATE INDEX events_host ON events(host, time)",
+    ]:
+        conn.execute(statement)
+    for e in events:
+        conn.execute(INSERT, as_row(e))
+    conn.execute(f"PRAGMA user_version = {version}")
     conn.close()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_old_file_is_upgraded_by_the_writer_keeping_its_events_and_readable_before(
+    tmp_path: Path, version: int
+) -> None:
+    from arcus.audit.db import SCHEMA_VERSION
+
+    path = tmp_path / "audit.db"
+    old_file(path, version, [event(i, user=None if i % 2 else "alice") for i in range(40)])
     with AuditReader(path) as r:  # the CLI reads a file the daemon has not upgraded yet
-        assert [row["request_id"] for row in r.search()] == ["req-0"]
-    fill(path, [event(1, user="bob")])
+        assert r.count() == 40
+        assert [row["request_id"] for row in r.search(since=NOW + 38)] == ["req-38", "req-39"]
+    fill(path, [event(40, user="bob")])
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
-    sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events_user'").fetchone()[0]
-    assert sql.endswith('WHERE "user" IS NOT NULL')
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    indexes = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
+    assert set(indexes) == {"events_tenant", "events_user", "events_host"}
+    assert indexes["events_user"].endswith('WHERE "user" IS NOT NULL')
+    assert not conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0].endswith("STRICT")
     conn.close()
     with AuditReader(path) as r:
-        assert [row["request_id"] for row in r.search()] == ["req-0", "req-1"]
-        assert [row["request_id"] for row in r.search(user="bob")] == ["req-1"]
+        assert [row["id"] for row in r.search(limit=1000)] == list(range(1, 42))  # every old event kept
+        assert [row["request_id"] for row in r.search(since=NOW + 39)] == ["req-39", "req-40"]
+        assert [row["request_id"] for row in r.search(user="bob")] == ["req-40"]
+        assert r.count(user="alice") == 20
 
 
-def test_a_batch_written_50_events_a_statement_keeps_order_and_ids(tmp_path: Path) -> None:
-    sink = AuditSink(tmp_path / "audit.db", config(batch=130, flush_interval=60.0))
+def test_an_upgraded_file_not_strict_still_refuses_values_of_the_wrong_type(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    old_file(path, 2, [event(0)])
+    fill(path, [event(1)])  # upgraded
+    sink = AuditSink(path, config(batch=10, flush_interval=0.01))
+    sink.start()
+    sink.emit(event(2, host=b"bytes.example"))  # would be a BLOB in a table that is not STRICT
+    sink.emit(event(3))
+    sink.close()
+    assert (sink.written, sink.dropped) == (1, 1)
+    assert ids_in(path) == ["req-0", "req-1", "req-3"]
+
+
+def test_a_strict_table_refuses_values_of_the_wrong_type_without_the_python_check(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    sink = AuditSink(path, config(batch=10, flush_interval=60.0))
+    sink.start()
+    assert sink._check_types is False
+    for i, over in enumerate([{}, {"host": b"bytes.example"}, {"path": bytearray(b"/x")}, {"status": "200 OK"}, {}]):
+        sink.emit(event(i, **over))
+    sink.close()
+    assert (sink.written, sink.dropped) == (2, 3)
+    assert ids_in(path) == ["req-0", "req-4"]
+
+
+def test_a_newer_schema_is_refused_by_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    old_file(path, 2, [])
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 4")
+    conn.commit()
+    conn.close()
+    with pytest.raises(OperatorError, match="newer arcus"):
+        AuditSink(path, config()).start()
+
+
+def test_a_batch_written_500_then_50_events_a_statement_keeps_order_and_ids(tmp_path: Path) -> None:
+    sink = AuditSink(tmp_path / "audit.db", config(batch=630, flush_interval=60.0))
     seen: list[tuple[int, str]] = []
     sink.subscribe(lambda rows: seen.extend((r["id"], r["request_id"]) for r in rows))
     sink.start()
-    for i in range(130):  # two statements of 50 events, then 30 one by one
+    for i in range(630):  # one statement of 500 events, two of 50, then 30 one by one
         sink.emit(event(i, user=None if i % 3 else "alice"))
     sink.close()
-    assert seen == [(i + 1, f"req-{i}") for i in range(130)]
+    assert seen == [(i + 1, f"req-{i}") for i in range(630)]
     with AuditReader(tmp_path / "audit.db") as r:
         assert [(row["id"], row["request_id"]) for row in r.search(limit=1000)] == seen
         assert [row["user"] for row in r.search(limit=1000)][:4] == ["alice", None, None, "alice"]
