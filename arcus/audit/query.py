@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from arcus.audit.db import SELECT_COLUMNS, ids_from, open_reader
+from arcus.audit.db import ids_from, open_reader, select_columns
 from arcus.audit.events import BLOCKED_STATUSES, row_dict
 from arcus.config.values import parse_duration
 from arcus.errors import OperatorError
@@ -120,6 +120,7 @@ class AuditReader:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._conn = open_reader(self.path)
+        self._columns = select_columns(self._conn.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
         self._conn.close()
@@ -196,7 +197,7 @@ class AuditReader:
         if upto_id is not None:
             where += " AND id <= ?"
             params.append(int(upto_id))
-        sql = f"SELECT {SELECT_COLUMNS} FROM events WHERE {where} ORDER BY id {order.upper()}"
+        sql = f"SELECT {self._columns} FROM events WHERE {where} ORDER BY id {order.upper()}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(0, int(limit)))

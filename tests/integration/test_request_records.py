@@ -65,3 +65,30 @@ def test_a_response_cut_by_the_origin_is_recorded(curl, daemon):
     assert rows[0]["bytes_down"] == 10
     log = daemon.log()
     assert "/cut 200" in log and "upstream_closed" in log  # the access-log line
+
+
+def _audit_rows(daemon, want, timeout: float = 10.0) -> list:
+    deadline = time.monotonic() + timeout
+    rows: list = []
+    while time.monotonic() < deadline:
+        out = daemon.arcus("audit", "search", "--json")
+        rows = [e for e in map(json.loads, out.stdout.splitlines()) if want(e)]
+        if rows:
+            return rows
+        time.sleep(0.1)
+    return rows
+
+
+def test_a_tls_tunnel_records_the_server_name_its_client_sent(curl, daemon, tmp_path):
+    from tests.integration.tls_peers import LocalCA, TlsOrigin
+
+    ca = LocalCA(tmp_path / "ca")
+    with TlsOrigin(ca, "localhost") as origin:
+        r = run_curl(curl, "--cacert", str(ca.cert_path), "-p", "-x", f"http://{daemon.proxy}",
+                     f"https://localhost:{origin.port}/small")
+        assert r.returncode == 0, r.stderr
+    rows = _audit_rows(daemon, lambda e: e["method"] == "CONNECT")
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert (row["host"], row["port"], row["sni"], row["decision"]) == ("localhost", origin.port, "localhost", "allow")
+    assert row["bytes_down"] > 0 and row["bytes_up"] > 0

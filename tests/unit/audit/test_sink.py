@@ -318,29 +318,34 @@ def test_anonymous_events_take_no_user_index_entry_and_user_search_uses_the_inde
 
 
 def old_file(path: Path, version: int, events: list) -> None:
-    """An audit.db as arcus wrote it at schema 1 or 2, holding ``events`` (ids 1..n)."""
-    from arcus.audit.db import CREATE_TABLE, INSERT
+    """An audit.db as arcus wrote it at schema 1, 2 or 3, holding ``events`` (ids 1..n): no
+    ``sni`` column (schema 4), STRICT from schema 3, an index on time alone before it."""
+    from arcus.audit.db import _COLUMN_TYPES
     from arcus.audit.events import as_row
 
+    columns = {n: t for n, t in _COLUMN_TYPES.items() if n != "sni"}
+    table = "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, " + ", ".join(
+        f'"{n}" {t}' for n, t in columns.items()) + (") STRICT" if version >= 3 else ")")
+    insert = "INSERT INTO events (" + ", ".join(f'"{n}"' for n in columns) + ") VALUES (" + ", ".join("?" * len(columns)) + ")"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode = WAL")
     user_index = 'CREATE INDEX events_user ON events("user", time)'
     for statement in [
-        CREATE_TABLE.removesuffix(" STRICT"),  # not STRICT before schema 3
-        "CREATE INDEX events_time ON events(time)",
+        table,
+        *(["CREATE INDEX events_time ON events(time)"] if version < 3 else []),
         "CREATE INDEX events_tenant ON events(tenant, time)",
         user_index if version == 1 else user_index + ' WHERE "user" IS NOT NULL',
         "CREATE INDEX events_host ON events(host, time)",
     ]:
         conn.execute(statement)
     for e in events:
-        conn.execute(INSERT, as_row(e))
+        conn.execute(insert, as_row(e)[: len(columns)])
     conn.execute(f"PRAGMA user_version = {version}")
     conn.close()
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_an_old_file_is_upgraded_by_the_writer_keeping_its_events_and_readable_before(
     tmp_path: Path, version: int
 ) -> None:
@@ -353,17 +358,20 @@ def test_an_old_file_is_upgraded_by_the_writer_keeping_its_events_and_readable_b
         assert [row["request_id"] for row in r.search(since=NOW + 38)] == ["req-38", "req-39"]
     fill(path, [event(40, user="bob")])
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     indexes = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
     assert set(indexes) == {"events_tenant", "events_user", "events_host"}
     assert indexes["events_user"].endswith('WHERE "user" IS NOT NULL')
-    assert not conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0].endswith("STRICT")
+    strict = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0].endswith("STRICT")
+    assert strict == (version >= 3)  # a table is never rebuilt: it stays as it was created
+    assert "sni" in [r[1] for r in conn.execute("PRAGMA table_info(events)")]
     conn.close()
     with AuditReader(path) as r:
         assert [row["id"] for row in r.search(limit=1000)] == list(range(1, 42))  # every old event kept
         assert [row["request_id"] for row in r.search(since=NOW + 39)] == ["req-39", "req-40"]
         assert [row["request_id"] for row in r.search(user="bob")] == ["req-40"]
         assert r.count(user="alice") == 20
+        assert {row["sni"] for row in r.search(limit=1000)} == {None}  # old rows: no server name
 
 
 def test_an_upgraded_file_not_strict_still_refuses_values_of_the_wrong_type(tmp_path: Path) -> None:
@@ -395,7 +403,7 @@ def test_a_newer_schema_is_refused_by_the_writer(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
     old_file(path, 2, [])
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 4")
+    conn.execute("PRAGMA user_version = 5")
     conn.commit()
     conn.close()
     with pytest.raises(OperatorError, match="newer arcus"):
