@@ -1,6 +1,6 @@
 """One HTTP exchange: a request, its response, their framing, the decision, the request id and
-the request's record. The connection (``arcus.serve.http_proxy``) makes one per request and does
-the I/O; an exchange does no I/O: it says how many bytes of a body belong to it, builds the
+the request's record. The connection (``arcus.serve.http_machine``, through its adapter
+``arcus.serve.http_proxy``) makes one per request; an exchange does no I/O: it says how many bytes of a body belong to it, builds the
 heads that go to the client, and writes its record once.
 """
 

@@ -1,8 +1,9 @@
 """How an HTTP request finds its destination: forward or reverse proxying, as a strategy object.
 
-The HTTP connection (``arcus.serve.http_proxy.HttpConnection``) runs every request the same
-way (parse, admit, connect or reuse, forward, relay, record); where forward and reverse
-proxying differ it asks its ``Routing``:
+The HTTP connection (``arcus.serve.http_machine.HttpMachine``, run by the asyncio adapter
+``arcus.serve.http_proxy.HttpProxyConnection``) runs every request the same way (parse, admit,
+connect or reuse, forward, relay, record); where forward and reverse proxying differ the adapter
+asks its ``Routing``:
 
 - ``configure(conn)``: once per connection (a reverse proxy checks its TLS setting, loads its
   sites); False: the connection was aborted;
