@@ -34,6 +34,7 @@ from arcus.proto import http1
 from arcus.proto.http1 import CHUNKED
 from arcus.tenancy.admission import Destination
 from arcus.tenancy.identify import X_TENANT_ID, Claims, parse_basic, scan_headers
+from arcus.tls.contexts import origin_context
 
 VIA = b"1.1 arcus"
 
@@ -44,7 +45,7 @@ def origin_ssl() -> ssl.SSLContext:
     """TLS to an origin for an https:// request: the system's roots, the name verified."""
     global _client_ssl
     if _client_ssl is None:
-        _client_ssl = ssl.create_default_context()
+        _client_ssl = origin_context()
     return _client_ssl
 
 
