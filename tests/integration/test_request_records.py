@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 
 import pytest
 
+from arcus.testing.wait import wait_until
 from tests.integration.conftest import run_curl
 
 pytestmark = pytest.mark.integration
@@ -51,32 +51,23 @@ def test_a_response_cut_by_the_origin_is_recorded(curl, daemon):
         assert r.returncode == 18, r.stderr  # curl: transfer closed with bytes remaining
     finally:
         origin.close()
-    deadline = time.monotonic() + 10
-    rows: list = []
-    while time.monotonic() < deadline:
-        out = daemon.arcus("audit", "search", "--json")
-        rows = [e for e in map(json.loads, out.stdout.splitlines()) if e["kind"] == "request"]
-        if rows:
-            break
-        time.sleep(0.2)
+    rows = _audit_rows(daemon, lambda e: e["kind"] == "request")
     assert [(e["path"], e["status"], e["error_side"], e["error_code"]) for e in rows] == [
         ("/cut", 200, "upstream", "upstream_closed")
     ], rows
     assert rows[0]["bytes_down"] == 10
-    log = daemon.log()
-    assert "/cut 200" in log and "upstream_closed" in log  # the access-log line
+    # the access-log line: written off the loop after the audit row, within flush_interval
+    wait_until(lambda: "/cut 200" in daemon.log() and "upstream_closed" in daemon.log(), what="the access-log line")
 
 
 def _audit_rows(daemon, want, timeout: float = 10.0) -> list:
-    deadline = time.monotonic() + timeout
-    rows: list = []
-    while time.monotonic() < deadline:
+    """The audit events ``want`` accepts, once there is one (bounded poll)."""
+
+    def rows() -> list:
         out = daemon.arcus("audit", "search", "--json")
-        rows = [e for e in map(json.loads, out.stdout.splitlines()) if want(e)]
-        if rows:
-            return rows
-        time.sleep(0.1)
-    return rows
+        return [e for e in map(json.loads, out.stdout.splitlines()) if want(e)]
+
+    return wait_until(rows, timeout=timeout, interval=0.1, what="the audit record")
 
 
 def test_a_tls_tunnel_records_the_server_name_its_client_sent(curl, daemon, tmp_path):
