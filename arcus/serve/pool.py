@@ -20,6 +20,7 @@ that receives bytes or EOF is dropped.
 from __future__ import annotations
 
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -33,12 +34,26 @@ if TYPE_CHECKING:
 PoolKey = tuple
 
 
+_GUARDS: weakref.WeakKeyDictionary[Escaper, tuple[EgressGuard, ...]] = weakref.WeakKeyDictionary()
+"""guards_of per escaper: an escaper's graph never changes (a reload builds new escapers), so the
+walk runs once per escaper, not once per pooled request."""
+
+
 def guards_of(escaper: Escaper | None) -> tuple[EgressGuard, ...]:
     """The egress guards of every direct escaper ``escaper`` may leave by (itself or behind a
     route). Proxy escapers have none: their connection goes to the configured proxy."""
+    if escaper is None:
+        return ()
+    known = _GUARDS.get(escaper)
+    if known is None:
+        known = _GUARDS[escaper] = _walk_guards(escaper)
+    return known
+
+
+def _walk_guards(escaper: Escaper) -> tuple[EgressGuard, ...]:
     out: list[EgressGuard] = []
     seen: set[int] = set()
-    todo = [escaper] if escaper is not None else []
+    todo = [escaper]
     while todo:
         e = todo.pop()
         if id(e) in seen:
