@@ -6,14 +6,14 @@ Reading needs no daemon: tail, search and export open ``audit.db`` in the data d
 committed -- and otherwise polls the file. ``stats`` asks the daemon (its counters live there).
 
 Output for people is one line per event with fixed columns; ``--json`` prints JSON lines, one
-event per line, the same objects ``export`` writes, so a stream can be piped to ``jq`` as it
-grows. Events hold no credentials, and URL query strings only for tenants that opted in.
+event per line, the same objects ``export`` writes (its ``nl`` format; ``json`` and ``csv`` too:
+:mod:`arcus.audit.export`), so a stream can be piped to ``jq`` as it grows. Events hold no
+credentials, and URL query strings only for tenants that opted in.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json as jsonlib
 import os
 import signal
 import sys
@@ -26,9 +26,12 @@ from typing import IO, Annotated, Any
 import typer
 
 from arcus import paths
+from arcus.audit import export as formats
 from arcus.audit.db import audit_path
+from arcus.audit.export import json_line as _json_line
 from arcus.audit.query import AuditReader, parse_when
 from arcus.cli._common import DataDirOpt, JsonOpt, SocketOpt, errors_to_exit, human_bytes, note, print_json
+from arcus.cli._progress import progress
 from arcus.control import protocol as p
 from arcus.control.client import ControlClient, DaemonNotRunning
 from arcus.errors import OperatorError
@@ -37,7 +40,7 @@ app = typer.Typer(no_args_is_help=True, help="Read the audit log: one event per 
 
 POLL_INTERVAL = 0.5
 PROGRESS_THRESHOLD = 10_000
-"""Exports of at least this many events show a progress bar on stderr."""
+"""Exports of at least this many events show a progress bar on a terminal (arcus.cli._progress)."""
 
 TenantOpt = Annotated[str | None, typer.Option("--tenant", help="Only this tenant's events", show_default=False)]
 UserOpt = Annotated[str | None, typer.Option("--user", help="Only this user's events", show_default=False)]
@@ -179,10 +182,6 @@ class Lines:
 
     def header(self) -> str:
         return self.line({k: k.upper() for k in COLUMNS})
-
-
-def _json_line(row: dict[str, Any]) -> str:
-    return jsonlib.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
 
 
 def _print_rows(rows: list[dict[str, Any]], as_json: bool, empty: str) -> None:
@@ -355,6 +354,10 @@ def export(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="At most N events (the oldest matching)", show_default=False)
     ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="nl|json|csv",
+                          help="nl: JSON lines; json: one JSON array; csv: a header row, then one row per event")
+    ] = "nl",
     output: Annotated[
         Path | None,
         typer.Option("-o", "--output", help="Write to FILE (created 0600) instead of stdout", show_default=False,
@@ -362,19 +365,21 @@ def export(
     ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Matching events as JSON lines, oldest first; a progress bar on stderr for large exports."""
+    """Matching events, oldest first, streamed; a progress bar on a terminal for large exports."""
+    formats.check_format(fmt)  # before anything is opened or created
     filters = _filters(tenant, user, host, since, until, blocked)
     with _reader(data_dir) as reader, reader.snapshot():
         total = reader.count(**filters)
         if limit is not None:
             total = min(total, limit)
         rows = reader.search(limit=limit, order="asc", **filters)
-        if output is None:
-            done = _export(rows, sys.stdout, total)
-            sys.stdout.flush()
-        else:
-            with _open_private(output) as out:
-                done = _export(rows, out, total)
+        with progress("exporting", total, minimum=PROGRESS_THRESHOLD, data_on_stdout=output is None) as tick:
+            if output is None:
+                done = formats.write(rows, sys.stdout, fmt, tick)
+                sys.stdout.flush()
+            else:
+                with _open_private(output) as out:
+                    done = formats.write(rows, out, fmt, tick)
     note(f"exported {done} event{'s' if done != 1 else ''}" + (f" to {output}" if output is not None else ""))
 
 
@@ -383,34 +388,7 @@ def _open_private(path: Path) -> IO[str]:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise OperatorError(f"cannot write {path}: {exc.strerror or exc}", hint="choose a path you can write") from None
-    return os.fdopen(fd, "w", encoding="utf-8")
-
-
-def _export(rows: Iterator[dict[str, Any]], out: IO[str], total: int) -> int:
-    """Write ``rows`` as JSON lines; with a progress bar on stderr when ``total`` is large."""
-    if total < PROGRESS_THRESHOLD:
-        done = 0
-        for row in rows:
-            out.write(_json_line(row))
-            done += 1
-        return done
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(
-        TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=False,
-    )
-    done = 0
-    with progress:
-        task = progress.add_task("export", total=total)
-        for row in rows:
-            out.write(_json_line(row))
-            done += 1
-            if done % 1000 == 0:
-                progress.update(task, completed=done)
-        progress.update(task, completed=done)
-    return done
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
 
 
 def _quiet_stdout() -> None:
