@@ -225,8 +225,8 @@ def test_export_round_trips_in_every_format(sock: Path, data: Path, tmp_path: Pa
         assert tuple(reader.fieldnames or ()) == export_formats.COLUMNS
         parsed = list(reader)
     assert [int(r["id"]) for r in parsed] == [e["id"] for e in events]
-    for row, event in zip(parsed, events):  # every value as text; null as an empty cell
-        assert row == {k: "" if event[k] is None else str(event[k]) for k in export_formats.COLUMNS}
+    for row, exported in zip(parsed, events):  # every value as text; null as an empty cell
+        assert row == {k: "" if exported[k] is None else str(exported[k]) for k in export_formats.COLUMNS}
     assert parsed[2]["user"] == "" and parsed[1]["decision"] == "deny" and parsed[0]["path"] == "/a"
 
 
