@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA_PLANE = ("arcus.runtime.daemon", "arcus.runtime.main", "arcus.serve.http_proxy")
-FORBIDDEN = ("typer", "rich", "textual", "click")
+FORBIDDEN = ("typer", "rich", "textual", "click", "sqlite_utils")
 
 PROBE = """
 import importlib, json, sys
