@@ -124,3 +124,20 @@ def test_a_database_replaced_after_the_load_is_refused_when_built(tmp_path):
         build_escapers(profile.escapers, {"system": FixedResolver({})}, frozenset(), source)
     assert info.value.message.startswith(f'{source}:{MMDB_LINE - 2}: escaper "geo": ')
     assert "'GeoLite2-ASN' database, which has no country records" in info.value.message
+
+
+def test_config_check_names_the_line_of_a_database_of_another_type(tmp_path):
+    from tests.unit.cli.harness import invoke
+
+    write(tmp_path / "geo.mmdb", "GeoIP2-ISP", {"127.0.0.2/32": {"isp": "Example"}})
+    source = tmp_path / "p.yaml"
+    source.write_text(HEAD + GEO)
+    result = invoke("config", "check", str(source))
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == (
+        f"{source}:{MMDB_LINE}: escaper \"geo\": mmdb: {tmp_path}/geo.mmdb is a 'GeoIP2-ISP' database, which has no "
+        "country records; route_geoip needs a Country, City or Enterprise database (e.g. GeoLite2-Country.mmdb)\n"
+    )
+    write(tmp_path / "geo.mmdb", "GeoLite2-City", PLACES)
+    ok = invoke("config", "check", str(source))
+    assert ok.exit_code == 0 and ok.stdout.startswith(f"{source}: ok")
