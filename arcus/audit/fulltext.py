@@ -140,9 +140,15 @@ class TextIndex:
         if self.events.detect_fts() is None and fts_indexed_upto(self.conn) is None:
             return False
         try:
-            with self.db.atomic():
-                self.events.disable_fts()
+            self.conn.execute("BEGIN IMMEDIATE")  # waits for the writer (a deferred BEGIN could not)
+            try:
+                self.events.disable_fts()  # sqlite-utils nests its own transaction as a savepoint
                 self.conn.execute(f"DROP TABLE IF EXISTS {FTS_STATE}")
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
         except sqlite3.Error as exc:
             raise self._fail(exc) from None
         return True
