@@ -1,0 +1,206 @@
+"""`arcus tui`: the live dashboard of one daemon, over its control socket.
+
+The app owns the :class:`arcus.tui.link.DaemonLink` and three kinds of worker: one follows
+``stats.watch`` (the heartbeat: the overview, and the line that says whether the daemon is
+reachable), one follows ``events.watch`` (the audit tail), and one per command a widget asks
+for with :class:`arcus.tui.messages.Send`. When the daemon goes away the streams retry with a
+bounded backoff and the top line says so; the last figures stay on screen until new ones come.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+from arcus.control.protocol import ControlError
+from arcus.tui.forms import FORM_CSS, MessageScreen, error_text
+from arcus.tui.link import DaemonLink, Down, Item, Sleep, Up
+from arcus.tui.messages import Answer, EventArrived, EventsState, LinkChanged, Send, StatsArrived, TenantsListed
+from arcus.tui.model import Backoff, StatsModel
+from arcus.tui.panes import AuditPane, ConnsPane, OverviewPane, TenantsPane
+
+EVENTS_BACKLOG = 100
+"""Audit events a daemon without ``events.watch`` sends first from its ``audit.tail`` backlog."""
+
+CSS = """
+#link { height: 1; background: $panel; padding: 0 1; }
+#link.down { background: $error 40%; height: auto; max-height: 3; }
+TabbedContent { height: 1fr; }
+TabPane { padding: 0; }
+#box, #health { height: 1; padding: 0 1; }
+#box-trend { height: 2; margin: 0 1; }
+#conns-filter, #audit-filter { height: 1; border: none; padding: 0 1; }
+#conns-info, #tenants-info, #audit-info { height: 1; padding: 0 1; color: $text-muted; }
+DataTable, RichLog { height: 1fr; }
+""" + FORM_CSS
+
+
+class ArcusApp(App[None]):
+    TITLE = "arcus"
+    CSS = CSS
+    BINDINGS = [
+        Binding("1", "show('overview')", "overview"),
+        Binding("2", "show('connections')", "conns"),
+        Binding("3", "show('tenants')", "tenants"),
+        Binding("4", "show('audit')", "audit"),
+        Binding("ctrl+r", "reload", "reload"),
+        Binding("q", "quit", "quit"),
+    ]
+
+    def __init__(self, socket: Path, *, interval: float = 1.0, conns_every: float = 2.0,
+                 backoff: Callable[[], Backoff] = Backoff, sleep: Sleep = asyncio.sleep) -> None:
+        """``interval``: seconds between ``stats.watch`` updates; ``conns_every``: seconds between
+        refreshes of the connections tab while it is shown; ``backoff`` and ``sleep`` pace the
+        reconnection attempts (tests make them short)."""
+        super().__init__()
+        self.socket = Path(socket)
+        self.interval = interval
+        self.conns_every = conns_every
+        self.link = DaemonLink(self.socket, backoff=backoff, sleep=sleep)
+        self.model = StatsModel()
+        self.connected = False
+        self.ever_connected = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"connecting to {self.socket}…", id="link", markup=False)
+        with TabbedContent(initial="overview"):
+            with TabPane("1 Overview", id="overview"):
+                yield OverviewPane()
+            with TabPane("2 Connections", id="connections"):
+                yield ConnsPane(id="conns-pane")
+            with TabPane("3 Tenants", id="tenants"):
+                yield TenantsPane(id="tenants-pane")
+            with TabPane("4 Audit", id="audit"):
+                yield AuditPane(id="audit-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.run_worker(self._follow_stats(), name="stats.watch", group="streams")
+        self.run_worker(self._follow_events(), name="events.watch", group="streams")
+        self.set_interval(self.conns_every, self._poll_conns, name="conns poll")
+
+    async def on_unmount(self) -> None:
+        await self.link.close()
+
+    # -- the streams ------------------------------------------------------------------------
+
+    async def _follow_stats(self) -> None:
+        async for ev in self.link.follow("stats.watch", {"interval": self.interval},
+                                         idle_timeout=self.interval + 10):
+            if isinstance(ev, Up):
+                self.post_message(LinkChanged(True))
+            elif isinstance(ev, Item):
+                if isinstance(ev.value, dict):
+                    self.post_message(StatsArrived(ev.value))
+            elif isinstance(ev, Down):
+                self.post_message(LinkChanged(False, ev.error, ev.retry_in, ev.attempt))
+
+    async def _follow_events(self) -> None:
+        # A daemon without events.watch (older than the dashboard) still has its audit tail.
+        fallback = ("audit.tail", {"n": EVENTS_BACKLOG})
+        async for ev in self.link.follow("events.watch", {}, fallback=fallback):
+            if isinstance(ev, Up):
+                self.post_message(EventsState(source=ev.cmd))
+            elif isinstance(ev, Item):
+                if isinstance(ev.value, dict):
+                    self.post_message(EventArrived(ev.value))
+            elif isinstance(ev, Down):
+                self.post_message(EventsState(error=ev.error, retry_in=ev.retry_in))
+
+    def on_stats_arrived(self, message: StatsArrived) -> None:
+        self.model.update(message.stats)
+        self.query_one(OverviewPane).show(self.model)
+        if self.connected:
+            self._show_link()
+
+    def on_tenants_listed(self, message: TenantsListed) -> None:
+        self.model.set_known(message.names)
+        self.query_one(OverviewPane).show(self.model)
+
+    def on_link_changed(self, message: LinkChanged) -> None:
+        bar = self.query_one("#link", Static)
+        if message.up:
+            self.connected = self.ever_connected = True
+            bar.remove_class("down")
+            self._show_link()
+            # a (re)started daemon: fetch the lists afresh
+            self.query_one(TenantsPane).action_refresh()
+            self.query_one(ConnsPane).action_refresh()
+            return
+        self.connected = False
+        bar.add_class("down")
+        err = message.error
+        text = f"○ {err.message if err else 'daemon unreachable'}  · retrying in {message.retry_in:g}s " \
+               f"(attempt {message.attempt})"
+        if not self.ever_connected and err is not None and err.hint:
+            text += f"\n  {err.hint}; q quits"
+        elif self.ever_connected:
+            text += "; figures below are the last received"
+        bar.update(text)
+
+    def _show_link(self) -> None:
+        m = self.model
+        gen = f" · generation {m.generation}" if m.generation is not None else ""
+        self.query_one("#link", Static).update(f"● arcus · {self.socket}{gen}")
+
+    def on_event_arrived(self, message: EventArrived) -> None:
+        self.query_one(AuditPane).add(message.event)
+
+    def on_events_state(self, message: EventsState) -> None:
+        pane = self.query_one(AuditPane)
+        if message.error is None:
+            pane.set_state(message.source)
+        else:
+            pane.set_state(None, f"{message.error.message} (retrying in {message.retry_in:g}s)")
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def on_send(self, message: Send) -> None:
+        message.stop()
+        self.run_worker(self._send(message), group="commands")
+
+    async def _send(self, message: Send) -> None:
+        try:
+            result: Any = await self.link.call(message.cmd, message.args)
+        except ControlError as exc:
+            answer = Answer(message, error=exc)
+        else:
+            answer = Answer(message, result)
+        target = message.origin or self
+        if target is self or target.is_attached:  # type: ignore[attr-defined]
+            target.post_message(answer)
+
+    def on_answer(self, answer: Answer) -> None:
+        if answer.request.cmd != "reload":
+            return
+        if answer.error is None:
+            gen = (answer.result or {}).get("generation")
+            self.notify(f"reloaded: now serving generation {gen}")
+        elif answer.error.code == "invalid":
+            self.push_screen(MessageScreen("Reload refused", answer.error.message))
+        else:
+            self.notify(error_text(answer.error), title="reload failed", severity="error")
+
+    def action_reload(self) -> None:
+        self.post_message(Send("reload", origin=self))
+
+    def action_show(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        if self.connected and tab == "connections":
+            self.query_one(ConnsPane).action_refresh()
+        elif self.connected and tab == "tenants":
+            self.query_one(TenantsPane).action_refresh()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        table = event.pane.query("DataTable, RichLog").first()
+        table.focus()
+
+    def _poll_conns(self) -> None:
+        if self.connected and self.query_one(TabbedContent).active == "connections":
+            self.query_one(ConnsPane).action_refresh()
