@@ -10,6 +10,7 @@ bounded backoff and the top line says so; the last figures stay on screen until 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ EVENTS_BACKLOG = 100
 
 CSS = """
 #link { height: 1; background: $panel; padding: 0 1; }
-#link.down { background: $error 40%; height: auto; max-height: 3; }
+#link.down { background: $error 40%; height: auto; max-height: 5; }
 TabbedContent { height: 1fr; }
 TabPane { padding: 0; }
 #box, #health { height: 1; padding: 0 1; }
@@ -81,8 +82,11 @@ class ArcusApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.run_worker(self._follow_stats(), name="stats.watch", group="streams")
-        self.run_worker(self._follow_events(), name="events.watch", group="streams")
+        # Workers get the coroutine function, not a coroutine: one that never starts (the app
+        # quit first) leaves nothing un-awaited behind.
+        # (textual types run_worker's work as returning Never: the ignores are for that)
+        self.run_worker(self._follow_stats, name="stats.watch", group="streams")  # type: ignore[arg-type]
+        self.run_worker(self._follow_events, name="events.watch", group="streams")  # type: ignore[arg-type]
         self.set_interval(self.conns_every, self._poll_conns, name="conns poll")
 
     async def on_unmount(self) -> None:
@@ -136,12 +140,14 @@ class ArcusApp(App[None]):
         self.connected = False
         bar.add_class("down")
         err = message.error
-        text = f"○ {err.message if err else 'daemon unreachable'}  · retrying in {message.retry_in:g}s " \
+        text = f"○ {err.message if err else 'daemon unreachable'}\n  retrying in {message.retry_in:g}s " \
                f"(attempt {message.attempt})"
-        if not self.ever_connected and err is not None and err.hint:
-            text += f"\n  {err.hint}; q quits"
-        elif self.ever_connected:
-            text += "; figures below are the last received"
+        if self.ever_connected:
+            text += "; the figures below are the last received"
+        else:
+            text += "; q quits"
+            if err is not None and err.hint:
+                text += f"\n  {err.hint}"
         bar.update(text)
 
     def _show_link(self) -> None:
@@ -163,7 +169,8 @@ class ArcusApp(App[None]):
 
     def on_send(self, message: Send) -> None:
         message.stop()
-        self.run_worker(self._send(message), group="commands")
+        self.run_worker(functools.partial(self._send, message), name=message.cmd,  # type: ignore[arg-type]
+                        group="commands")
 
     async def _send(self, message: Send) -> None:
         try:
@@ -183,7 +190,7 @@ class ArcusApp(App[None]):
             gen = (answer.result or {}).get("generation")
             self.notify(f"reloaded: now serving generation {gen}")
         elif answer.error.code == "invalid":
-            self.push_screen(MessageScreen("Reload refused", answer.error.message))
+            self.push_screen(MessageScreen("Reload refused", error_text(answer.error)))
         else:
             self.notify(error_text(answer.error), title="reload failed", severity="error")
 

@@ -333,6 +333,7 @@ def event_kind(ev: Mapping[str, Any]) -> str:
 
 
 def event_blocked(ev: Mapping[str, Any]) -> bool:
+    """A client refused by the gateway: what ``events.watch``'s ``refused`` means for records."""
     if ev.get("decision") == "deny":
         return True
     code = ev.get("error_code")
@@ -365,6 +366,21 @@ def event_summary(ev: Mapping[str, Any]) -> str:
         if ev.get("client"):
             parts.append(f"from {ev['client']}")
         return "  ".join(parts)
+    kind = event_kind(ev)
+    if kind == "reload":
+        return f"reloaded: generation {ev.get('generation')}, profile {ev.get('profile')}"
+    if kind == "reload_refused":
+        lines = str(ev.get("message") or "").splitlines() or ["?"]
+        problems = [line for line in lines if not line.startswith("profile refused")] or lines
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        return f"reload refused: {problems[0]}{more}"
+    if kind == "change":
+        who = " ".join(str(ev[k]) for k in ("tenant", "user", "rule") if ev.get(k))
+        return f"{ev.get('cmd')} {who}".rstrip() + (f" (generation {ev['generation']})" if ev.get("generation") else "")
+    if kind == "problem":
+        return f"problem {ev.get('problem')}: {ev.get('detail')}"
+    if kind == "dropped":
+        return f"fell behind, {ev.get('skipped')} events lost; resubscribing ({ev.get('reason')})"
     message = ev.get("message") or ev.get("msg")
     if isinstance(message, str) and message:
         return message

@@ -326,7 +326,8 @@ class AuditPane(Vertical):
         text.append(event_time(ev), style="dim")
         text.append(f" {event_kind(ev):<10.10} ", style="cyan")
         text.append(f"{str(ev.get('tenant') or '-'):<10.10} ", style="bold")
-        text.append(event_summary(ev), style="red" if event_blocked(ev) else "")
+        warn = event_blocked(ev) or event_kind(ev) in ("reload_refused", "problem", "dropped")
+        text.append(event_summary(ev), style="red" if warn else "")
         return text
 
     def set_state(self, source: str | None, problem: str = "") -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,37 @@ from typing import Any
 from arcus.errors import NotFound
 from arcus.store import Store
 from arcus.testing.control import ServerThread, TenancyDaemon
-from arcus.testing.wait import wait_until
+from arcus.testing.wait import async_wait_until
+
+
+async def _cancel_others() -> None:
+    me = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not me]
+    for t in others:
+        t.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+
+
+class _Subscription:
+    """One subscriber's stream: the items the test pushes, in order. A plain async iterator
+    rather than an async generator, so a daemon stopped mid-stream leaves nothing to finalize."""
+
+    def __init__(self, subscribers: list[asyncio.Queue[Any]], first: Any) -> None:
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.subscribers = subscribers
+        subscribers.append(self.queue)
+        if first is not None:
+            self.queue.put_nowait(first)
+
+    def __aiter__(self) -> _Subscription:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self.queue.get()
+
+    async def aclose(self) -> None:
+        if self.queue in self.subscribers:
+            self.subscribers.remove(self.queue)
 
 
 def counters(active: int = 0, requests: int = 0, up: int = 0, down: int = 0, **errors: int) -> dict[str, Any]:
@@ -52,8 +83,10 @@ class ScriptedDaemon:
         self.reload_error: Exception | None = None
         self.generation = 1
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.has_events_watch = True
-        self._subscribers: dict[str, list[asyncio.Queue[Any]]] = {"stats.watch": [], "events.watch": []}
+        self.pushed: list[dict[str, Any]] = []
+        self.events_cmd = "events.watch"
+        """Where the events are: ``audit.tail`` plays a daemon from before events.watch."""
+        self._subscribers: dict[str, list[asyncio.Queue[Any]]] = defaultdict(list)
         self._thread: ServerThread | None = None
 
     # -- the script -------------------------------------------------------------------------
@@ -63,13 +96,15 @@ class ScriptedDaemon:
         self._broadcast("stats.watch", value)
 
     def push_event(self, event: dict[str, Any]) -> None:
-        self._broadcast("events.watch", event)
+        self.pushed.append(event)
+        self._broadcast(self.events_cmd, event)
 
     def subscribers(self, cmd: str) -> int:
         return len(self._subscribers[cmd])
 
-    def wait_subscribed(self, cmd: str, n: int = 1) -> None:
-        wait_until(lambda: self.subscribers(cmd) >= n, what=f"{n} {cmd} subscriber(s)")
+    async def subscribed(self, cmd: str, n: int = 1) -> None:
+        """Wait (on the test's loop, where the dashboard runs) for ``n`` subscribers of ``cmd``."""
+        await async_wait_until(lambda: self.subscribers(cmd) >= n, what=f"{n} {cmd} subscriber(s)")
 
     def _broadcast(self, cmd: str, value: Any) -> None:
         assert self._thread is not None
@@ -93,8 +128,7 @@ class ScriptedDaemon:
             "kill": self._kill,
             "reload": self._reload,
         }
-        if self.has_events_watch:
-            own["events.watch"] = self._events_watch
+        own[self.events_cmd] = self._events_watch
         return {**self.tenancy.handlers(), **{cmd: recorded(cmd, fn) for cmd, fn in own.items()}}
 
     async def _stats(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -104,19 +138,11 @@ class ScriptedDaemon:
         return self._follow("stats.watch", first=self.current)
 
     async def _events_watch(self, args: dict[str, Any]) -> AsyncIterator[Any]:
-        return self._follow("events.watch")
+        return self._follow(self.events_cmd)
 
-    async def _follow(self, cmd: str, first: Any = None) -> AsyncIterator[Any]:
-        q: asyncio.Queue[Any] = asyncio.Queue()
-        self._subscribers[cmd].append(q)
-        try:
-            if first is not None:
-                yield first
-            while True:
-                yield await q.get()
-        finally:
-            if q in self._subscribers[cmd]:
-                self._subscribers[cmd].remove(q)
+    def _follow(self, cmd: str, first: Any = None) -> _Subscription:
+        sub = _Subscription(self._subscribers[cmd], first)
+        return sub
 
     async def _conns(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         return self.conns
@@ -148,8 +174,12 @@ class ScriptedDaemon:
         if thread is not None:
             if last:
                 thread.run(self.tenancy.close())
+            thread.run(thread.server.close())
+            # ControlServer._stream leaves the task reading the next item pending when its
+            # connection is cancelled; end it here so it is not collected after the loop closed.
+            thread.run(_cancel_others())
             thread.__exit__(None, None, None)
-            self._subscribers = {k: [] for k in self._subscribers}
+            self._subscribers = defaultdict(list)
 
     def __enter__(self) -> ScriptedDaemon:
         return self.start()
