@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Static, TabbedContent, TabPane
@@ -67,18 +68,26 @@ class ArcusApp(App[None]):
         self.model = StatsModel()
         self.connected = False
         self.ever_connected = False
+        # The widgets of the main screen, kept: App.query_one() searches the active screen,
+        # which is a dialog while one is open, and the streams go on meanwhile.
+        self.bar = Static(f"connecting to {self.socket}…", id="link", markup=False)
+        self.tabs = TabbedContent(initial="overview")
+        self.overview = OverviewPane()
+        self.conns = ConnsPane(id="conns-pane")
+        self.tenants = TenantsPane(id="tenants-pane")
+        self.audit = AuditPane(id="audit-pane")
 
     def compose(self) -> ComposeResult:
-        yield Static(f"connecting to {self.socket}…", id="link", markup=False)
-        with TabbedContent(initial="overview"):
+        yield self.bar
+        with self.tabs:
             with TabPane("1 Overview", id="overview"):
-                yield OverviewPane()
+                yield self.overview
             with TabPane("2 Connections", id="connections"):
-                yield ConnsPane(id="conns-pane")
+                yield self.conns
             with TabPane("3 Tenants", id="tenants"):
-                yield TenantsPane(id="tenants-pane")
+                yield self.tenants
             with TabPane("4 Audit", id="audit"):
-                yield AuditPane(id="audit-pane")
+                yield self.audit
         yield Footer()
 
     def on_mount(self) -> None:
@@ -119,23 +128,23 @@ class ArcusApp(App[None]):
 
     def on_stats_arrived(self, message: StatsArrived) -> None:
         self.model.update(message.stats)
-        self.query_one(OverviewPane).show(self.model)
+        self.overview.show(self.model)
         if self.connected:
             self._show_link()
 
     def on_tenants_listed(self, message: TenantsListed) -> None:
         self.model.set_known(message.names)
-        self.query_one(OverviewPane).show(self.model)
+        self.overview.show(self.model)
 
     def on_link_changed(self, message: LinkChanged) -> None:
-        bar = self.query_one("#link", Static)
+        bar = self.bar
         if message.up:
             self.connected = self.ever_connected = True
             bar.remove_class("down")
             self._show_link()
             # a (re)started daemon: fetch the lists afresh
-            self.query_one(TenantsPane).action_refresh()
-            self.query_one(ConnsPane).action_refresh()
+            self.tenants.action_refresh()
+            self.conns.action_refresh()
             return
         self.connected = False
         bar.add_class("down")
@@ -153,13 +162,14 @@ class ArcusApp(App[None]):
     def _show_link(self) -> None:
         m = self.model
         gen = f" · generation {m.generation}" if m.generation is not None else ""
-        self.query_one("#link", Static).update(f"● arcus · {self.socket}{gen}")
+        line = Text(f"● arcus{gen} · {self.socket}", no_wrap=True, overflow="ellipsis")
+        self.bar.update(line)
 
     def on_event_arrived(self, message: EventArrived) -> None:
-        self.query_one(AuditPane).add(message.event)
+        self.audit.add(message.event)
 
     def on_events_state(self, message: EventsState) -> None:
-        pane = self.query_one(AuditPane)
+        pane = self.audit
         if message.error is None:
             pane.set_state(message.source)
         else:
@@ -198,16 +208,16 @@ class ArcusApp(App[None]):
         self.post_message(Send("reload", origin=self))
 
     def action_show(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
+        self.tabs.active = tab
         if self.connected and tab == "connections":
-            self.query_one(ConnsPane).action_refresh()
+            self.conns.action_refresh()
         elif self.connected and tab == "tenants":
-            self.query_one(TenantsPane).action_refresh()
+            self.tenants.action_refresh()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         table = event.pane.query("DataTable, RichLog").first()
         table.focus()
 
     def _poll_conns(self) -> None:
-        if self.connected and self.query_one(TabbedContent).active == "connections":
-            self.query_one(ConnsPane).action_refresh()
+        if self.connected and self.tabs.active == "connections":
+            self.conns.action_refresh()

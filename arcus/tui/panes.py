@@ -68,6 +68,8 @@ class OverviewPane(Vertical):
         yield table
 
     def show(self, model: StatsModel) -> None:
+        if not self.query("#rates"):
+            return  # not composed yet, or being torn down as the app quits: the next update shows it
         if model.generation is not None:  # else no stats yet: only the tenants the store has
             self.query_one("#box", Static).update("box  " + model.box_line())
             self.query_one("#health", Static).update("     " + model.health_line())
@@ -314,6 +316,8 @@ class AuditPane(Vertical):
 
     def add(self, event: dict[str, Any]) -> None:
         self.events.append(event)
+        if not self._composed():
+            return
         if not select_events([event], self.filter):
             self._info()
             return
@@ -336,7 +340,16 @@ class AuditPane(Vertical):
         self.problem = problem
         self._info()
 
+    def on_mount(self) -> None:
+        self.redraw()  # what arrived before the pane was composed
+
+    def _composed(self) -> bool:
+        """False before compose and while the app quits (a stream may still deliver then)."""
+        return bool(self.query("#audit-info")) and bool(self.query("#audit-log"))
+
     def _info(self) -> None:
+        if not self._composed():
+            return
         shown = len(select_events(self.events, self.filter)) if self.filter else len(self.events)
         parts = [f"{shown} of {len(self.events)} events" if self.filter else f"{len(self.events)} events"]
         if self.source:
@@ -346,6 +359,8 @@ class AuditPane(Vertical):
         self.query_one("#audit-info", Static).update("  ·  ".join(parts))
 
     def redraw(self) -> None:
+        if not self._composed():
+            return
         log = self.query_one("#audit-log", RichLog)
         log.clear()
         for ev in select_events(self.events, self.filter):
