@@ -199,6 +199,10 @@ class StatsModel:
             rates[name] = Rates()
         self.tenants = dict(sorted(rates.items()))
 
+    def counts(self, tenant: str) -> Counts | None:
+        """The tenant's counters in the last update (None before it was first counted)."""
+        return self._counts.get(tenant)
+
     def trend(self, tenant: str) -> Sequence[float]:
         return self._trend.get(tenant, ())
 
