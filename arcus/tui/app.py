@@ -36,7 +36,7 @@ CSS = """
 TabbedContent { height: 1fr; }
 TabPane { padding: 0; }
 #box, #health { height: 1; padding: 0 1; }
-#box-trend { height: 2; margin: 0 1; }
+#box-trend { height: 1; padding: 0 1; color: $accent; }
 #conns-filter, #audit-filter { height: 1; border: none; padding: 0 1; }
 #conns-info, #tenants-info, #audit-info { height: 1; padding: 0 1; color: $text-muted; }
 DataTable, RichLog { height: 1fr; }

@@ -363,7 +363,7 @@ def event_summary(ev: Mapping[str, Any]) -> str:
             parts.append(str(ev["status"]))
         if ev.get("decision") and ev.get("decision") != "allow":
             parts.append(str(ev["decision"]) + (f" by {ev['rule']}" if ev.get("rule") else ""))
-        if ev.get("error_code"):
+        if ev.get("error_code") and not (ev.get("decision") == "deny" and ev["error_code"] == "denied"):
             parts.append(str(ev["error_code"]))
         if ev.get("user"):
             parts.append(f"user {ev['user']}")

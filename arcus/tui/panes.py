@@ -11,12 +11,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Input, RichLog, Sparkline, Static
+from textual.widgets import DataTable, Input, RichLog, Static
 
 from arcus.tui.forms import ConfirmScreen, TenantAddForm, TenantLimitsForm, error_text
 from arcus.tui.messages import Answer, Send, TenantsListed
 from arcus.tui.model import (
     CONN_COLUMNS,
+    HISTORY,
     Filter,
     StatsModel,
     compact,
@@ -32,6 +33,8 @@ from arcus.tui.model import (
 from arcus.units import format_bandwidth
 
 TREND_WIDTH = 12
+TREND_SPARE = 70
+"""Columns the overview's other figures need (tenant names up to ~12 characters)."""
 
 
 def _keep_cursor(table: DataTable[Any], key: str | None) -> None:
@@ -59,7 +62,7 @@ class OverviewPane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("waiting for the daemon…", id="box", markup=False)
         yield Static("", id="health", markup=False)
-        yield Sparkline([], id="box-trend", summary_function=max)
+        yield Static("", id="box-trend", markup=False)
         table: DataTable[Any] = DataTable(id="rates", cursor_type="row", zebra_stripes=True)
         table.add_column("tenant", key="tenant")
         for label in ("active", "req/s", "up/s", "down/s", "blk/s", "err"):
@@ -73,15 +76,21 @@ class OverviewPane(Vertical):
         if model.generation is not None:  # else no stats yet: only the tenants the store has
             self.query_one("#box", Static).update("box  " + model.box_line())
             self.query_one("#health", Static).update("     " + model.health_line())
-        # a flat line of zeros would be drawn as full bars (Sparkline scales min..max)
-        self.query_one("#box-trend", Sparkline).data = list(model.box_trend) if any(model.box_trend) else []
+        # the box's request rate, one column a sample, newest on the right, scaled to its peak
+        trend = self.query_one("#box-trend", Static)
+        peak = max(model.box_trend, default=0.0)
+        label = f"peak {compact(peak)} req/s "
+        width = max(0, trend.size.width - len(label))
+        trend.update(label + sparkline(model.box_trend, width) if peak else "")
         table = self.query_one("#rates", DataTable)
+        # the trend column takes what a wide terminal has beyond the figures (one column a sample)
+        trend_width = min(HISTORY, max(TREND_WIDTH, self.size.width - TREND_SPARE))
         keep = _cursor_key(table)
         table.clear()
         for name, r in model.tenants.items():
             cells = [str(r.active), compact(r.rps), compact(r.up), compact(r.down), compact(r.blocked), str(r.errors)]
             table.add_row(name, *(Text(c, justify="right") for c in cells),
-                          sparkline(model.trend(name), TREND_WIDTH), key=name)
+                          sparkline(model.trend(name), trend_width), key=name)
         _keep_cursor(table, keep)
 
 
@@ -364,7 +373,8 @@ class AuditPane(Vertical):
         log = self.query_one("#audit-log", RichLog)
         log.clear()
         for ev in select_events(self.events, self.filter):
-            log.write(self.line(ev))
+            log.write(self.line(ev), scroll_end=False)
+        log.scroll_end(animate=False, x_axis=False)  # the newest, as a tail shows
         self._info()
 
     def on_input_changed(self, event: Input.Changed) -> None:
