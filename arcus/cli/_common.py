@@ -19,6 +19,7 @@ from arcus.control import protocol as p
 from arcus.control.client import ControlClient, DaemonNotRunning
 from arcus.errors import OperatorError
 from arcus.store import Store
+from arcus.units import format_duration as human_duration  # noqa: F401  (the CLI's name for it)
 
 SocketOpt = Annotated[
     Path | None,
@@ -97,20 +98,6 @@ def human_bytes(n: int) -> str:
             return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
-
-
-def human_duration(seconds: float) -> str:
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    if h < 24:
-        return f"{h}h{m:02d}m"
-    d, h = divmod(h, 24)
-    return f"{d}d{h:02d}h"
 
 
 def errors_text(errors: dict[str, int] | None) -> str:

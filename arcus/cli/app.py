@@ -50,6 +50,9 @@ def _register() -> None:
     from arcus.cli import ca as ca_cmd
 
     app.add_typer(ca_cmd.app, name="ca")
+    from arcus.cli.tui import tui
+
+    app.command("tui")(tui)
 
 
 _register()
