@@ -230,9 +230,11 @@ class Exchange:
         if self.recorded:
             return
         self.recorded = True
+        if session.user is None and not session.shared.records.enabled:
+            return  # nobody reads it: no usage to count, no log, no subscriber (see records.record)
         req = self.req
         path = None
-        if not self.tunnel and req.path:
+        if req.form != "authority" and req.path:  # not a tunnel
             raw = req.path.decode("latin-1")
             tv = session.tview
             path = raw if tv is not None and tv.log_query else raw.split("?", 1)[0]

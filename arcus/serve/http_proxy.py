@@ -41,6 +41,10 @@ class HttpProxyConnection(Session):
         self.m = HttpMachine(self)
         self.target = ""
         self.local_client = False
+        self.escaper: Any = None  # the server's escaper in ``snap`` (looked up again when the Snapshot changes)
+        self.varies = False  # ... whether its route depends on the client (the pool key then says who)
+        self.own_claims: tuple | None = None  # (config, Claims) when requests cannot claim more (routing.claims)
+        self.upstream_data = self.m.upstream_data  # type: ignore[method-assign]  # the machine's event, without a hop
 
     @property
     def ex(self) -> Exchange | None:
@@ -127,7 +131,8 @@ class HttpProxyConnection(Session):
     def exchange(self, req: http1.RequestHead) -> Exchange:
         """A new request: the current Snapshot (store changes reach kept-alive connections; a
         request in flight keeps its own), a request id, fresh per-request state."""
-        self.refresh_snapshot()
+        if self.snap is not self.shared.snapshot:
+            self.refresh_snapshot()
         self.m.timeouts = self.conf.timeouts
         self.srv_stats.requests += 1
         self.target = host_port(req.host, req.port or 0) if req.host else ""
@@ -164,7 +169,8 @@ class HttpProxyConnection(Session):
         gate = self.gate
         if m.state == CLOSED or gate is None:
             return
-        self.set_tenant(gate.tenant)
+        if gate.tenant is not self.tview:
+            self.set_tenant(gate.tenant)
         self.ten_stats.requests += 1
         self.user = gate.user
         if isinstance(verdict, Refusal):
@@ -193,12 +199,16 @@ class HttpProxyConnection(Session):
     # ------------------------------------------------------------------ actions: the upstream
 
     def _pool_key(self, req: http1.RequestHead) -> tuple:
-        assert self.snap is not None
+        escaper = self.snap.escapers.get(self.conf.escaper)
+        if escaper is not self.escaper:  # an escaper's graph is fixed: asked once per escaper
+            self.escaper = escaper
+            self.varies = bool(getattr(escaper, "varies_by_client", False))
         key: tuple = (self.conf.escaper, self.tenant, self.local_client, req.scheme, req.host, req.port)
-        if getattr(self.snap.escapers.get(self.conf.escaper), "varies_by_client", False):
+        if self.varies:
             # routed by client or user: a connection opened for one route is not another's
             key += (self.client_ip, self.user.name if self.user is not None else None)
-        return key + self.routing.pool_key_extra(self)
+        extra = self.routing.pool_key_extra
+        return key if extra is None else key + extra(self)
 
     def open_upstream(self, tunnel: bool, reuse: bool) -> bool:
         """A pooled upstream attached now (True), or a connect started (its end is an event)."""
@@ -207,7 +217,7 @@ class HttpProxyConnection(Session):
         req = ex.req
         key = ("tunnel",) if tunnel else self._pool_key(req)
         if reuse and self.check is None:
-            up = self.shared.pool.take(key, self.client_ip, self.snap.escapers.get(self.conf.escaper))
+            up = self.shared.pool.take(key, self.client_ip, self.escaper)
             if up is not None:
                 self._attach(up)
                 return True
@@ -237,13 +247,18 @@ class HttpProxyConnection(Session):
     def _attach(self, up: UpstreamConnection) -> None:
         self.up = up
         up.owner = self
-        self.flow.attach(up.transport)  # paused at once if the client has not taken the last response
+        flow = self.flow
+        if flow.upstream_paused:
+            flow.attach(up.transport)  # paused at once if the client has not taken the last response
+        else:
+            flow.upstream = up.transport  # nothing to carry over: what attach does, inline on the hot path
 
     def send_head(self, ex: Exchange) -> None:
         req = ex.req
         out = self.routing.request_headers(self, req)
-        assert self.up is not None
-        self.up.write(http1.build_request_head(req.method, req.path, out, req.version))
+        up = self.up
+        assert up is not None and up.transport is not None  # attached: a live transport
+        up.transport.write(http1.build_request_head(req.method, req.path, out, req.version))
 
     def forward_up(self, data: bytes, n: int) -> None:
         self.bytes_up += n
@@ -258,17 +273,21 @@ class HttpProxyConnection(Session):
         self.bytes_down += n
         self.srv_stats.bytes_down += n
         self.ten_stats.bytes_down += n
-        t = self.transport
-        assert t is not None
-        t.write(data)
-        self.flow.sent_down(n)
+        self.transport.write(data)
+        flow = self.flow
+        if flow.shape_down:
+            flow.sent_down(n)
 
     def release_upstream(self, reusable: bool) -> None:
         up, self.up = self.up, None
         if up is None:
             return
         up.owner = None
-        self.flow.detach()
+        flow = self.flow
+        if flow.upstream_paused:
+            flow.detach()
+        else:
+            flow.upstream = None  # nothing paused: what detach does, inline on the hot path
         if reusable:
             up.pool = self.shared.pool  # type: ignore[assignment]  # UpstreamConnection.pool is typed None
             self.shared.pool.put(up, self.conf.timeouts.upstream_idle, self.conf.limits.max_pool_per_host)

@@ -18,7 +18,9 @@ class Owner(Protocol):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("transport", "owner", "key", "pooled", "idle_until", "closed", "eof", "pool", "reused")
+    __slots__ = (
+        "transport", "owner", "key", "pooled", "idle_until", "closed", "eof", "pool", "reused", "peer", "cleared_for",
+    )
 
     def __init__(self, key: tuple = ()) -> None:
         self.transport: asyncio.Transport | None = None
@@ -30,10 +32,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.eof = False
         self.pool: UpstreamPool | None = None  # set while idle in a pool, to leave it on close
         self.reused = False
+        self.peer: str | None = None  # the address it is connected to (the pool's re-check reads it)
+        self.cleared_for: tuple | None = None  # (client, escaper, pool generation) the pool last checked it for
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]).split("%", 1)[0] if peer else None
 
     def data_received(self, data: bytes) -> None:
         owner = self.owner
