@@ -1,0 +1,83 @@
+"""EventHub with real Records (no daemon): filters, the per-subscriber bound and the final
+notice, daemon events, and that no subscription exists while nobody watches."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from arcus.audit.events import AuditEvent
+from arcus.audit.records import Records
+from arcus.errors import OperatorError
+from arcus.runtime.events import EventHub, change_fields
+
+
+def event(kind="request", tenant="acme", user="alice", status=200, error=None, host="example.com", decision="allow"):
+    return AuditEvent(1796402400.5, kind, tenant, user, "10.0.0.1:5000", "http", "direct", host, 80,
+                      "GET" if kind == "request" else None, "/", status, 1, 2, 0.01, decision, None,
+                      "upstream" if error else None, error, "rid", 7, None, "http_proxy")
+
+
+async def take(it, n):
+    return [await asyncio.wait_for(anext(it), 2) for _ in range(n)]
+
+
+def test_filters_and_shapes():
+    async def main():
+        records = Records()
+        hub = EventHub(lambda: records)
+        assert not records.enabled  # nobody watches: the data plane may skip the record
+        acme = await hub.watch({"tenant": "acme", "errors": True})
+        conns = await hub.watch({"types": ["connection", "tunnel"]})
+        assert records.enabled
+        for e in (event(), event(error="upstream_connect"), event(tenant="other", error="x"),
+                  event(kind="connection", host=""), event(kind="connection", host="h")):
+            records.emit(e)
+        await asyncio.to_thread(records.flush)
+        (got,) = await take(acme, 1)
+        assert got["type"] == "request" and got["error_code"] == "upstream_connect" and got["at"] == "2026-12-04T16:40:00.500Z"
+        assert got["server_type"] == "http_proxy" and got["conn_id"] == 7
+        assert [e["type"] for e in await take(conns, 2)] == ["connection", "tunnel"]
+        hub.publish("reload", generation=2, profile="p.yaml")
+        hub.publish("change", **change_fields("user.passwd", {"tenant": "acme", "name": "bob", "secret": "h"}, {}), generation=3)
+        allv = await hub.watch({})
+        hub.publish("change", **change_fields("policy.add", {"tenant": "acme"}, {"rule": {"id": "r1"}}), generation=4)
+        (c,) = await take(allv, 1)
+        assert c == {**c, "type": "change", "cmd": "policy.add", "tenant": "acme", "rule": "r1", "generation": 4}
+        with pytest.raises(TimeoutError):  # errors-only: neither the reload nor the changes reached it
+            await asyncio.wait_for(anext(acme), 0.2)
+        for it in (acme, conns, allv):
+            await it.aclose()
+        assert hub.watchers == 0 and not records.enabled
+
+    asyncio.run(main())
+
+
+def test_a_full_buffer_ends_the_stream_with_one_notice():
+    async def main():
+        records = Records()
+        hub = EventHub(lambda: records)
+        slow = await hub.watch({"buffer": 3})
+        fast = await hub.watch({"buffer": 100})
+        for _ in range(10):
+            records.emit(event())
+        await asyncio.to_thread(records.flush)
+        notice = await asyncio.wait_for(anext(slow), 2)
+        assert notice["type"] == "dropped" and notice["skipped"] == 10 and notice["buffer"] == 3
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(anext(slow), 2)
+        assert len(await take(fast, 10)) == 10
+        assert hub.dropped_watchers == 1 and hub.watchers == 1
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("args", [{"types": ["x"]}, {"buffer": 10_001}, {"errors": "yes"}, {"user": 1}, {"nope": 1}])
+def test_bad_arguments(args):
+    async def main():
+        with pytest.raises(OperatorError) as exc:
+            await EventHub(Records).watch(args)
+        assert exc.value.code == "bad_request"
+
+    asyncio.run(main())
