@@ -22,7 +22,7 @@ from arcus.config.schema import MetricsConfig
 from arcus.config.values import format_addr
 from arcus.errors import OperatorError
 from arcus.stats.httpd import MetricsServer
-from arcus.stats.latency import Latency
+from arcus.stats.latency import Recorded
 from arcus.stats.prom import CONTENT_TYPE, Figures, fold_users, render
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class Metrics:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.reloads = {"done": 0, "refused": 0}
-        self.latency = Latency()
+        self.recorded = Recorded()  # histograms and escaper counters, from the records
         self.server: MetricsServer | None = None
         self.config = MetricsConfig()
         self._sub: Any = None
@@ -52,6 +52,7 @@ class Metrics:
 
     async def apply(self, config: MetricsConfig, source: str) -> None:
         """Bind (or move, or close) the listener as ``config`` says; raise OperatorError if it cannot bind."""
+        self.recorded.max_users = config.max_users
         if config.listen == self.config.listen and (self.server is not None) == (config.listen is not None):
             self.config = config
             return
@@ -80,7 +81,7 @@ class Metrics:
         """In the records writer thread, after each batch: durations into the histogram."""
         sub = self._sub
         if sub is not None:  # None only before subscribe() returned: taken with the next batch
-            self.latency.observe_batch(sub.take()[0])
+            self.recorded.observe_batch(sub.take()[0])
 
     async def close(self) -> None:
         server, self.server = self.server, None
@@ -120,11 +121,24 @@ class Metrics:
             reloads=dict(self.reloads),
             pool=len(shared.pool),
             auth=shared.verifier.info(),
-            latency=self.latency.snapshot(),
+            histograms=self.recorded.snapshot(),
+            escapers=self.recorded.escapers(),
+            listeners_down=len(self.down_listeners()),
         )
 
     async def scrape(self) -> bytes:
         return await asyncio.to_thread(render, self.figures())
+
+    def down_listeners(self) -> list[str]:
+        """The profile's listeners not bound, or closed under us (uvloop closes a listener whose
+        accept fails with an error it cannot get past, e.g. out of descriptors), as ``name on addr``."""
+        d = self.daemon
+        assert d.shared is not None
+        return [
+            f"{name} on {format_addr(host, port)}"
+            for (name, host, port) in d._wanted(d.shared.snapshot)
+            if (srv := d.listeners.get((name, host, port))) is None or not srv.is_serving()
+        ]
 
     async def not_ready(self) -> str | None:
         """None when every configured listener is bound and serving and the store reads; else why not."""
@@ -132,11 +146,7 @@ class Metrics:
         assert d.shared is not None and d.store is not None
         if d.shared.draining or d._stop.is_set():
             return "shutting down"
-        missing = [
-            f"{name} on {format_addr(host, port)}"
-            for (name, host, port) in d._wanted(d.shared.snapshot)
-            if (srv := d.listeners.get((name, host, port))) is None or not srv.is_serving()
-        ]
+        missing = self.down_listeners()
         if missing:
             return "listener not bound: " + ", ".join(missing)
         try:
