@@ -109,10 +109,22 @@ class AuditConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StatsdConfig:
+    """The figures of ``/metrics`` pushed to a StatsD server over UDP (DogStatsD tags)."""
+
+    target: tuple[str, int]
+    interval: float = 10.0  # seconds between two flushes
+    prefix: str = "arcus"  # metric names start with it and a dot
+    max_packet: int = 1432  # bytes per datagram at most (fits an Ethernet MTU with headers)
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsConfig:
-    """The metrics listener: Prometheus text at ``/metrics``, ``/health`` and ``/ready`` over HTTP."""
+    """The metrics listener: Prometheus text at ``/metrics``, ``/health`` and ``/ready`` over HTTP;
+    and StatsD."""
 
     listen: tuple[str, int] | None = None  # None: no listener
+    statsd: StatsdConfig | None = None  # None: no StatsD
     max_users: int = 100  # users with a label of their own; the others are folded into user="_other"
     line: int | None = None  # where the section was declared, for bind errors
 

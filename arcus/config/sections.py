@@ -7,9 +7,10 @@ Every key is a field of the schema dataclass of the same name; defaults live in 
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields, replace
 
-from arcus.config.schema import AuditConfig, HttpLimits, LogConfig, MetricsConfig, RuntimeConfig, Timeouts
+from arcus.config.schema import AuditConfig, HttpLimits, LogConfig, MetricsConfig, RuntimeConfig, StatsdConfig, Timeouts
 from arcus.config.yamlnodes import (
     Reader,
     Section,
@@ -114,17 +115,50 @@ def parse_audit(parent: Section) -> AuditConfig:
     return config
 
 
+STATSD_MIN_INTERVAL = 0.1
+STATSD_MAX_INTERVAL = 3600.0
+
+
 def parse_metrics(parent: Section) -> MetricsConfig:
-    """``metrics: {listen: 127.0.0.1:9090, max_users: 100}``; no section: no listener."""
+    """``metrics: {listen: 127.0.0.1:9090, max_users: 100, statsd: {...}}``; no section: neither.
+
+    A section needs ``listen``, ``statsd`` or both."""
     base = MetricsConfig()
-    sec = parent.section("metrics", ("listen", "max_users"))
+    sec = parent.section("metrics", ("listen", "max_users", "statsd"))
     if sec is None:
         return base
-    config = MetricsConfig(
-        listen=sec.need("listen", read_address),
-        max_users=sec.take("max_users", read_int(0), base.max_users),
-        line=sec.line,
-    )
+    listen = sec.take("listen", read_address, None)
+    max_users = sec.take("max_users", read_int(0), base.max_users)
+    statsd = parse_statsd(sec)
+    if sec.ok and listen is None and statsd is None:
+        sec.error('give "listen" (the /metrics listener), "statsd" (a StatsD target) or both')
+    config = MetricsConfig(listen=listen, statsd=statsd, max_users=max_users, line=sec.line)
     sec.finish()
     parent.ok = parent.ok and sec.ok
     return config
+
+
+def parse_statsd(parent: Section) -> StatsdConfig | None:
+    sec = parent.section("statsd", ("target", "interval", "prefix", "max_packet"))
+    if sec is None:
+        return None
+    defaults = StatsdConfig(target=("127.0.0.1", 8125))
+    target = sec.need("target", read_address)
+    interval = sec.take("interval", read_duration, defaults.interval)
+    if sec.has("interval") and not STATSD_MIN_INTERVAL <= interval <= STATSD_MAX_INTERVAL:
+        sec.error(f"must be between {STATSD_MIN_INTERVAL:g}s and {STATSD_MAX_INTERVAL:g}s", sec.value_line("interval"), key="interval")
+    prefix = sec.take("prefix", read_str, defaults.prefix)
+    if sec.has("prefix") and not _PREFIX.fullmatch(prefix):
+        sec.error(f'invalid prefix "{prefix}"; write letters, digits, "_" and "-" in words joined by dots, e.g. "arcus.edge1"',
+                  sec.value_line("prefix"), key="prefix")
+    max_packet = sec.take("max_packet", read_int(512), defaults.max_packet)
+    if max_packet > 65507:
+        sec.error("must be at most 65507 (the largest UDP datagram)", sec.value_line("max_packet"), key="max_packet")
+    sec.finish()
+    parent.ok = parent.ok and sec.ok
+    if not sec.ok or target is None:
+        return None
+    return StatsdConfig(target=target, interval=interval, prefix=prefix, max_packet=max_packet)
+
+
+_PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
