@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from arcus.stats.prom import Figures
+from arcus.stats.prom import Figures, FiguresCollector
 from arcus.stats.statsd import packets, render_statsd, statsd_lines
-from arcus.stats.prom import FiguresCollector
 
 
 def counts(requests: int, down: int = 0, **errors: int) -> dict:
