@@ -55,6 +55,22 @@ class AuditEvent:
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AuditEvent) if f.name != "server_type")
 """The event's stored fields, in database column order."""
 
+def record_type(e: AuditEvent) -> str:
+    """``request``; ``tunnel`` (a connection with a destination, or refused before a request);
+    ``connection`` (an HTTP client's keep-alive connection, whose requests have records)."""
+    if e.kind == "request":
+        return "request"
+    return "tunnel" if e.host or e.error_code else "connection"
+
+
+def event_fields(e: AuditEvent) -> dict[str, Any]:
+    """The event's fields but ``time``, and ``server_type``: what ``events.watch`` and the JSON
+    access log show of a record (docs/control.md, events.watch)."""
+    out = {name: getattr(e, name) for name in FIELDS[1:]}
+    out["server_type"] = e.server_type
+    return out
+
+
 BLOCKED_STATUSES: tuple[int, ...] = (403, 407, 429)
 """Statuses that mean the gateway refused the client (policy, authentication, rate limit)."""
 

@@ -25,6 +25,9 @@ def profile_to_dict(profile: Profile, *, reveal_secrets: bool = False) -> dict[s
         objects = getattr(profile, family.plural)
         out[family.plural] = [_object(obj, family.types[obj.type].keys, reveal_secrets) for obj in objects]
     out["log"] = _plain(profile.log)
+    out["log"]["tenants"] = dict(profile.log.tenants)
+    if profile.log.max_size is None:
+        del out["log"]["max_size"], out["log"]["backups"]
     out["runtime"] = _runtime(profile)
     out["audit"] = _plain(profile.audit)
     m = profile.metrics

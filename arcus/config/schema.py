@@ -85,6 +85,10 @@ class LogConfig:
     level: str = "info"  # debug|info|warning|error
     target: str = "stderr"  # "stderr" or a file path
     access: bool = True  # one line per request / connection
+    format: str = "text"  # text|json: one line per event either way
+    max_size: int | None = None  # a file target rotates at this many bytes; None: never (logrotate + SIGHUP)
+    backups: int = 5  # rotated files kept (target.1 ... target.N)
+    tenants: tuple[tuple[str, str], ...] = ()  # (tenant, minimum level) for lines about that tenant
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import fields, replace
 
+from yaml.nodes import MappingNode, ScalarNode
+
 from arcus.config.schema import AuditConfig, HttpLimits, LogConfig, MetricsConfig, RuntimeConfig, StatsdConfig, Timeouts
 from arcus.config.yamlnodes import (
     Reader,
     Section,
+    join_where,
+    line_of,
     read_address,
     read_bandwidth,
     read_bool,
@@ -24,6 +28,7 @@ from arcus.config.yamlnodes import (
     read_size,
     read_str,
 )
+from arcus.names import is_valid_name
 
 TIMEOUT_KEYS = tuple(f.name for f in fields(Timeouts))
 LIMIT_READERS: dict[str, Reader[int]] = {
@@ -33,6 +38,8 @@ LIMIT_READERS: dict[str, Reader[int]] = {
     "max_pool_per_host": read_int(0),  # 0 turns upstream keep-alive pooling off
 }
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+MIN_LOG_SIZE = 64 * 1024
 
 
 def parse_timeouts(parent: Section, base: Timeouts) -> Timeouts:
@@ -67,17 +74,49 @@ def parse_limits(parent: Section, base: HttpLimits) -> HttpLimits:
 
 def parse_log(parent: Section) -> LogConfig:
     base = LogConfig()
-    sec = parent.section("log", ("level", "target", "access"))
+    sec = parent.section("log", ("level", "target", "access", "format", "max_size", "backups", "tenants"))
     if sec is None:
         return base
     config = LogConfig(
         level=sec.take("level", read_choice(LOG_LEVELS), base.level),
         target=sec.take("target", read_str, base.target),  # "stderr" or a file path
         access=sec.take("access", read_bool, base.access),
+        format=sec.take("format", read_choice(LOG_FORMATS), base.format),
+        max_size=sec.take("max_size", read_size, base.max_size),
+        backups=sec.take("backups", read_int(1), base.backups),
+        tenants=_tenant_levels(sec),
     )
+    if config.max_size is not None and config.max_size < MIN_LOG_SIZE:
+        sec.error(f"must be at least {MIN_LOG_SIZE // 1024}KiB", sec.value_line("max_size"), key="max_size")
+    if sec.ok and config.target == "stderr":
+        for key in ("max_size", "backups"):
+            if sec.has(key):
+                sec.error(f"{key} applies to a log file; target is stderr (which the journal rotates)", sec.key_line(key))
     sec.finish()
     parent.ok = parent.ok and sec.ok
     return config
+
+
+def _tenant_levels(log: Section) -> tuple[tuple[str, str], ...]:
+    """``tenants: {acme: debug, school: warning}``: names checked as tenant names, levels as ``level``."""
+    node = log.value_node("tenants")
+    if node is None:
+        return ()
+    if not isinstance(node, MappingNode):
+        log.error("expected a mapping of tenant names to levels, e.g. {acme: debug}", log.value_line("tenants"), key="tenants")
+        return ()
+    sec = Section(node, log.issues, join_where(log.where, "tenants"), ())
+    out: list[tuple[str, str]] = []
+    for key_node, value_node in node.value:
+        name = key_node.value if isinstance(key_node, ScalarNode) else ""
+        if not is_valid_name(name):
+            sec.error(f'invalid tenant name "{name}"; use letters, digits, ".", "_" and "-"', line_of(key_node))
+            continue
+        good, level = sec.read(name, read_choice(LOG_LEVELS), value_node)
+        if good and level is not None:
+            out.append((name, level))
+    log.ok = log.ok and sec.ok
+    return tuple(sorted(out))
 
 
 def parse_runtime(parent: Section) -> RuntimeConfig:

@@ -428,7 +428,10 @@ class Daemon:
             @functools.wraps(handler)
             async def changed(args: dict) -> Any:
                 result = await handler(args)
-                self.events.publish("change", **change_fields(cmd, args or {}, result), generation=self.generation)
+                fields = change_fields(cmd, args or {}, result)
+                self.events.publish("change", **fields, generation=self.generation)
+                what = " ".join(f"{k}={v}" for k, v in fields.items() if k != "cmd" and v is not None)
+                log.info("%s %s: generation %d", cmd, what, self.generation, extra={"tenant": fields.get("tenant")})
                 return result
 
             return changed

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
-from arcus.audit.events import BLOCKED_STATUSES, FIELDS, AuditEvent, iso_utc
+from arcus.audit.events import BLOCKED_STATUSES, AuditEvent, event_fields, iso_utc, record_type
 from arcus.audit.records import Records, Subscription
 from arcus.errors import OperatorError
 
@@ -42,21 +42,8 @@ RECORDS_LIMIT = 100_000
 ARGS = ("types", "tenant", "user", "server", "errors", "refused", "buffer")
 
 
-def record_type(e: AuditEvent) -> str:
-    """``request``; ``tunnel`` (a connection with a destination, or refused before a request);
-    ``connection`` (an HTTP client's keep-alive connection, whose requests have records)."""
-    if e.kind == "request":
-        return "request"
-    return "tunnel" if e.host or e.error_code else "connection"
-
-
 def record_event(e: AuditEvent, kind: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": kind, "time": e.time, "at": iso_utc(e.time)}
-    for name in FIELDS:
-        if name != "time":
-            out[name] = getattr(e, name)
-    out["server_type"] = e.server_type
-    return out
+    return {"type": kind, "time": e.time, "at": iso_utc(e.time), **event_fields(e)}
 
 
 def _bad(message: str) -> OperatorError:
@@ -182,6 +169,7 @@ class EventHub:
         return self._stream(w)
 
     async def _stream(self, w: Watcher) -> AsyncIterator[dict[str, Any]]:
+        notice: dict[str, Any] | None
         try:
             while True:
                 await w.wake.wait()

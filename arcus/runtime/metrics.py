@@ -269,8 +269,9 @@ class StatsdPusher:
         transport = self._transport
         if transport is None or transport.is_closing():
             return
+        buffered = getattr(transport, "get_write_buffer_size", lambda: 0)  # asyncio's and uvloop's have it
         for data in datagrams:
-            if transport.get_write_buffer_size() > STATSD_BUFFER:
+            if buffered() > STATSD_BUFFER:
                 self.skipped += 1
                 continue
             transport.sendto(data)

@@ -53,7 +53,7 @@ class Figures:
     pool: int = 0  # idle upstream connections kept for reuse
     auth: Mapping[str, int] = field(default_factory=dict)  # Verifier.info()
     histograms: Mapping[str, list[Histogram]] = field(default_factory=dict)  # Recorded.snapshot()
-    escapers: dict[str, Counts] = field(default_factory=dict)  # Recorded.escapers()
+    escapers: Mapping[str, Counts] = field(default_factory=dict)  # Recorded.escapers()
     listeners_down: int = 0  # configured listeners not bound or not serving
 
 
