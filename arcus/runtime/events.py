@@ -164,12 +164,13 @@ class EventHub:
 
     async def watch(self, args: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """``events.watch``: validates ``args`` (``bad_request``) and returns the stream."""
-        w = Watcher(args or {}, asyncio.get_running_loop())
-        self._add(w)
-        return self._stream(w)
+        return self._stream(Watcher(args or {}, asyncio.get_running_loop()))
 
     async def _stream(self, w: Watcher) -> AsyncIterator[dict[str, Any]]:
+        """Registered when first asked for an item (the control server asks at once), so a
+        stream that is never started leaves nothing behind."""
         notice: dict[str, Any] | None
+        self._add(w)
         try:
             while True:
                 await w.wake.wait()

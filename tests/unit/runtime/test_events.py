@@ -4,6 +4,7 @@ notice, daemon events, and that no subscription exists while nobody watches."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -19,8 +20,33 @@ def event(kind="request", tenant="acme", user="alice", status=200, error=None, h
                       "upstream" if error else None, error, "rid", 7, None, "http_proxy")
 
 
-async def take(it, n):
-    return [await asyncio.wait_for(anext(it), 2) for _ in range(n)]
+class Sub:
+    """A started stream (the control server asks for its first item at once)."""
+
+    def __init__(self, it) -> None:
+        self.it = it
+        self.pending = asyncio.ensure_future(anext(it))
+
+    @classmethod
+    async def start(cls, hub, args) -> "Sub":
+        sub = cls(await hub.watch(args))
+        await asyncio.sleep(0)  # the generator runs up to its first wait: registered
+        return sub
+
+    async def next(self, timeout: float = 2.0):
+        item = await asyncio.wait_for(asyncio.shield(self.pending), timeout)
+        self.pending = asyncio.ensure_future(anext(self.it))
+        return item
+
+    async def close(self) -> None:
+        self.pending.cancel()
+        with contextlib.suppress(BaseException):
+            await self.pending
+        await self.it.aclose()
+
+
+async def take(sub, n):
+    return [await sub.next() for _ in range(n)]
 
 
 def test_filters_and_shapes():
@@ -28,27 +54,27 @@ def test_filters_and_shapes():
         records = Records()
         hub = EventHub(lambda: records)
         assert not records.enabled  # nobody watches: the data plane may skip the record
-        acme = await hub.watch({"tenant": "acme", "errors": True})
-        conns = await hub.watch({"types": ["connection", "tunnel"]})
+        acme = await Sub.start(hub, {"tenant": "acme", "errors": True})
+        conns = await Sub.start(hub, {"types": ["connection", "tunnel"]})
         assert records.enabled
         for e in (event(), event(error="upstream_connect"), event(tenant="other", error="x"),
                   event(kind="connection", host=""), event(kind="connection", host="h")):
             records.emit(e)
         await asyncio.to_thread(records.flush)
-        (got,) = await take(acme, 1)
+        got = await acme.next()
         assert got["type"] == "request" and got["error_code"] == "upstream_connect" and got["at"] == "2026-12-04T16:40:00.500Z"
         assert got["server_type"] == "http_proxy" and got["conn_id"] == 7
         assert [e["type"] for e in await take(conns, 2)] == ["connection", "tunnel"]
         hub.publish("reload", generation=2, profile="p.yaml")
         hub.publish("change", **change_fields("user.passwd", {"tenant": "acme", "name": "bob", "secret": "h"}, {}), generation=3)
-        allv = await hub.watch({})
+        allv = await Sub.start(hub, {})
         hub.publish("change", **change_fields("policy.add", {"tenant": "acme"}, {"rule": {"id": "r1"}}), generation=4)
-        (c,) = await take(allv, 1)
+        c = await allv.next()
         assert c == {**c, "type": "change", "cmd": "policy.add", "tenant": "acme", "rule": "r1", "generation": 4}
         with pytest.raises(TimeoutError):  # errors-only: neither the reload nor the changes reached it
-            await asyncio.wait_for(anext(acme), 0.2)
-        for it in (acme, conns, allv):
-            await it.aclose()
+            await acme.next(0.2)
+        for sub in (acme, conns, allv):
+            await sub.close()
         assert hub.watchers == 0 and not records.enabled
 
     asyncio.run(main())
@@ -58,15 +84,15 @@ def test_a_full_buffer_ends_the_stream_with_one_notice():
     async def main():
         records = Records()
         hub = EventHub(lambda: records)
-        slow = await hub.watch({"buffer": 3})
-        fast = await hub.watch({"buffer": 100})
+        slow = await Sub.start(hub, {"buffer": 3})
+        fast = await Sub.start(hub, {"buffer": 100})
         for _ in range(10):
             records.emit(event())
         await asyncio.to_thread(records.flush)
-        notice = await asyncio.wait_for(anext(slow), 2)
+        notice = await slow.next()
         assert notice["type"] == "dropped" and notice["skipped"] == 10 and notice["buffer"] == 3
         with pytest.raises(StopAsyncIteration):
-            await asyncio.wait_for(anext(slow), 2)
+            await slow.next()
         assert len(await take(fast, 10)) == 10
         assert hub.dropped_watchers == 1 and hub.watchers == 1
 
