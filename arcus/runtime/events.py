@@ -42,8 +42,22 @@ RECORDS_LIMIT = 100_000
 ARGS = ("types", "tenant", "user", "server", "errors", "refused", "buffer")
 
 
-def record_event(e: AuditEvent, kind: str) -> dict[str, Any]:
-    return {"type": kind, "time": e.time, "at": iso_utc(e.time), **event_fields(e)}
+def record_event(e: AuditEvent, kind: str, at: str | None = None) -> dict[str, Any]:
+    return {"type": kind, "time": e.time, "at": at or iso_utc(e.time), **event_fields(e)}
+
+
+class _Clock:
+    """``iso_utc`` with the date and time formatted once per second (records come in order)."""
+
+    def __init__(self) -> None:
+        self._sec = -1
+        self._prefix = ""
+
+    def iso(self, t: float) -> str:
+        sec = int(t)
+        if sec != self._sec:
+            self._sec, self._prefix = sec, iso_utc(sec)[:-5]  # "2026-12-04T16:40:00"
+        return f"{self._prefix}.{int((t - sec) * 1000):03d}Z"
 
 
 def _bad(message: str) -> OperatorError:
@@ -252,6 +266,7 @@ class EventHub:
 
     def _deliver(self, batch: Iterable[AuditEvent], watchers: tuple[Watcher, ...]) -> None:
         touched: set[Watcher] = set()
+        clock = _Clock()
         with self._lock:
             for e in batch:
                 try:
@@ -263,7 +278,10 @@ class EventHub:
                     if not w.matches_record(e, kind):
                         continue
                     if event is None:
-                        event = record_event(e, kind)
+                        try:
+                            event = record_event(e, kind, clock.iso(e.time))
+                        except (TypeError, ValueError, OverflowError, OSError):
+                            break  # a field of the wrong type: skipped for every watcher
                     w._put(event)
                     self.delivered += 1
                     touched.add(w)

@@ -59,33 +59,57 @@ class Recorded:
         self._escapers: dict[str, list[Any]] = {}  # name -> [requests, up, down, {code: n}]
 
     def observe_batch(self, records: Iterable[_Record]) -> None:
+        """Count a batch: first summed per distinct (labels, bucket) in plain dicts, then each
+        distinct key applied to its series once (a batch has few distinct keys)."""
         bounds = self.bounds
+        hits: dict[tuple, int] = {}  # (server, tenant, escaper, user, bucket) -> requests
+        sums: dict[tuple, float] = {}  # (server, tenant, escaper, user) -> seconds
+        esc: dict[str, list[Any]] = {}  # escaper -> [requests, up, down, {code: n}]
+        for r in records:
+            try:
+                if r.kind == "request":
+                    d = r.duration
+                    labels = (r.server, r.tenant, r.escaper, r.user)
+                    key = (*labels, bisect.bisect_left(bounds, d))
+                    hits[key] = hits.get(key, 0) + 1
+                    sums[labels] = sums.get(labels, 0.0) + d
+                elif not (r.host or r.error_code):
+                    continue  # an HTTP connection's own record: its requests are counted
+                e = esc.get(r.escaper)
+                if e is None:
+                    e = esc[r.escaper] = [0, 0, 0, {}]
+                e[0] += 1
+                e[1] += r.bytes_up
+                e[2] += r.bytes_down
+                if r.error_code:
+                    e[3][r.error_code] = e[3].get(r.error_code, 0) + 1
+            except (AttributeError, TypeError):
+                continue  # not a record: skipped, never a stopped writer
         hists = self._hists
         with self._lock:
-            for r in records:
-                try:
-                    if r.kind == "request":
-                        i = bisect.bisect_left(bounds, r.duration)
-                        d = r.duration
-                        self._count(hists["server"], (r.server,), i, d)
-                        self._count(hists["tenant"], (r.tenant,), i, d)
-                        self._count(hists["escaper"], (r.escaper,), i, d)
-                        if r.user is not None:
-                            self._count(hists["user"], self._user_key(r.tenant, r.user), i, d)
-                    elif not (r.host or r.error_code):
-                        continue  # an HTTP connection's own record: its requests are counted
-                    esc = self._escapers.get(r.escaper)
-                    if esc is None:
-                        if len(self._escapers) >= MAX_SERIES:
-                            continue
-                        esc = self._escapers[r.escaper] = [0, 0, 0, {}]
-                    esc[0] += 1
-                    esc[1] += r.bytes_up
-                    esc[2] += r.bytes_down
-                    if r.error_code:
-                        esc[3][r.error_code] = esc[3].get(r.error_code, 0) + 1
-                except (AttributeError, TypeError):
-                    continue  # not a record: skipped, never a stopped writer
+            for (server, tenant, escaper, user, i), n in hits.items():
+                self._count(hists["server"], (server,), i, n)
+                self._count(hists["tenant"], (tenant,), i, n)
+                self._count(hists["escaper"], (escaper,), i, n)
+                if user is not None:
+                    self._count(hists["user"], self._user_key(tenant, user), i, n)
+            for (server, tenant, escaper, user), total in sums.items():
+                self._add(hists["server"], (server,), total)
+                self._add(hists["tenant"], (tenant,), total)
+                self._add(hists["escaper"], (escaper,), total)
+                if user is not None:
+                    self._add(hists["user"], self._user_key(tenant, user), total)
+            for name, (n, up, down, errors) in esc.items():
+                mine = self._escapers.get(name)
+                if mine is None:
+                    if len(self._escapers) >= MAX_SERIES:
+                        continue
+                    mine = self._escapers[name] = [0, 0, 0, {}]
+                mine[0] += n
+                mine[1] += up
+                mine[2] += down
+                for code, k in errors.items():
+                    mine[3][code] = mine[3].get(code, 0) + k
 
     def _user_key(self, tenant: str, user: str) -> tuple[str, str]:
         key = (tenant, user)
@@ -96,14 +120,23 @@ class Recorded:
             return key
         return (tenant, OTHER_USER)
 
-    def _count(self, family: dict, key: tuple[str, ...], i: int, duration: float) -> None:
+    def _series(self, family: dict, key: tuple[str, ...]) -> tuple[list[int], list[float]] | None:
         series = family.get(key)
         if series is None:
             if len(family) >= MAX_SERIES:
-                return
+                return None
             series = family[key] = ([0] * (len(self.bounds) + 1), [0.0])
-        series[0][i] += 1
-        series[1][0] += duration
+        return series
+
+    def _count(self, family: dict, key: tuple[str, ...], i: int, n: int) -> None:
+        series = self._series(family, key)
+        if series is not None:
+            series[0][i] += n
+
+    def _add(self, family: dict, key: tuple[str, ...], seconds: float) -> None:
+        series = self._series(family, key)
+        if series is not None:
+            series[1][0] += seconds
 
     def snapshot(self) -> dict[str, list[Histogram]]:
         """``{family: [histogram...]}`` for each of :data:`FAMILIES`, sorted by labels."""
