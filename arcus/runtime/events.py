@@ -29,7 +29,7 @@ from typing import Any
 
 from arcus.audit.events import BLOCKED_STATUSES, AuditEvent, event_fields, iso_utc, record_type
 from arcus.audit.records import Records, Subscription
-from arcus.errors import OperatorError
+from arcus.errors import ErrorCode, OperatorError, Side
 
 RECORD_TYPES = ("request", "tunnel", "connection")
 DAEMON_TYPES = ("reload", "reload_refused", "change", "problem")
@@ -39,6 +39,11 @@ DEFAULT_BUFFER = 1000
 MAX_BUFFER = 10_000
 RECORDS_LIMIT = 100_000
 """Records the hub's subscription may hold between two batches (it takes each batch at once)."""
+REFUSALS = frozenset(c.value for c in (
+    ErrorCode.AUTH_REQUIRED, ErrorCode.AUTH_THROTTLED, ErrorCode.RATE_LIMITED, ErrorCode.USER_CONN_LIMIT,
+    ErrorCode.TENANT_CONN_LIMIT, ErrorCode.SERVER_BUSY, ErrorCode.BOX_CONN_LIMIT,
+))
+"""Error codes of the gateway's refusals beside the forbidden side's (limits, authentication)."""
 ARGS = ("types", "tenant", "user", "server", "errors", "refused", "buffer")
 
 
@@ -114,7 +119,9 @@ class Watcher:
             return False
         if self.errors and not e.error_code:
             return False
-        if self.refused and not (e.status in BLOCKED_STATUSES or e.decision == "deny"):
+        if self.refused and not (
+            e.status in BLOCKED_STATUSES or e.decision == "deny" or e.error_side == Side.FORBIDDEN or e.error_code in REFUSALS
+        ):
             return False
         return True
 

@@ -142,7 +142,7 @@ class Metrics:
             servers=servers,
             tenants=dict(shared.tenant_counters.to_dict()),
             users=fold_users(shared.user_counters.items(), self.config.max_users),
-            resolvers={name: r.stats.to_dict() for name, r in shared.snapshot.resolvers.items()},
+            resolvers={name: r.describe() for name, r in shared.snapshot.resolvers.items()},
             records=shared.records.stats(),
             audit=audit.stats() if audit is not None else None,
             fds=d.fds.info(),

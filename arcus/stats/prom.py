@@ -45,7 +45,7 @@ class Figures:
     servers: dict[str, Counts] = field(default_factory=dict)
     tenants: dict[str, Counts] = field(default_factory=dict)
     users: dict[tuple[str, str], Counts] = field(default_factory=dict)  # (tenant, user), folded
-    resolvers: dict[str, Mapping[str, int]] = field(default_factory=dict)  # ResolverStats.to_dict()
+    resolvers: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # Resolver.describe(): counters, "cached"
     records: Mapping[str, int] = field(default_factory=dict)  # Records.stats()
     audit: Mapping[str, int] | None = None  # AuditSink.stats(); None: audit off
     fds: Mapping[str, int] = field(default_factory=dict)  # FdWatch.info()
@@ -163,6 +163,7 @@ class FiguresCollector(Collector):
             "failures": CounterMetricFamily("arcus_resolver_failures", "Queries that failed, timeouts included.", labels=["resolver"]),
             "timeouts": CounterMetricFamily("arcus_resolver_timeouts", "Queries that timed out.", labels=["resolver"]),
         }
+        entries = GaugeMetricFamily("arcus_resolver_cache_entries", "Names in a resolver's cache now (positive and negative).", labels=["resolver"])
         misses = CounterMetricFamily(
             "arcus_resolver_cache_misses", "Lookups not answered from the cache (asked, or joined a question in flight).", labels=["resolver"]
         )
@@ -170,8 +171,10 @@ class FiguresCollector(Collector):
             for key, fam in fams.items():
                 fam.add_metric([name], stats.get(key, 0))
             misses.add_metric([name], max(0, stats.get("lookups", 0) - stats.get("cache_hits", 0) - stats.get("negative_hits", 0)))
+            entries.add_metric([name], stats.get("cached", 0))
         yield from fams.values()
         yield misses
+        yield entries
 
     def _box(self) -> Iterator[Metric]:
         f = self.figures

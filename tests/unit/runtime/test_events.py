@@ -107,3 +107,25 @@ def test_bad_arguments(args):
         assert exc.value.code == "bad_request"
 
     asyncio.run(main())
+
+
+def test_refusals_are_policy_auth_and_limits_not_upstream_failures():
+    async def main():
+        records = Records()
+        hub = EventHub(lambda: records)
+        refused = await Sub.start(hub, {"refused": True, "types": ["request", "tunnel"]})
+        sent = [
+            event(status=502, error="upstream_connect"),  # the upstream's fault: not a refusal
+            event(status=503, error="tenant_conn_limit"),
+            event(status=403, error="denied", decision="deny"),
+            event(status=407, error="auth_required", decision=None),
+            event(kind="connection", status=0, error="server_busy", host=""),
+        ]
+        for e in sent:
+            records.emit(e)
+        await asyncio.to_thread(records.flush)
+        got = await take(refused, 4)
+        assert [e["error_code"] for e in got] == ["tenant_conn_limit", "denied", "auth_required", "server_busy"]
+        await refused.close()
+
+    asyncio.run(main())

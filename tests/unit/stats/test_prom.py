@@ -72,7 +72,7 @@ def test_render_reads_back_with_prometheus_clients_parser() -> None:
         servers={"http": {**counts(7, 700, upstream_connect=2), "conns_total": 5, "conns_active": 1}},
         tenants={"acme": counts(7, 700)},
         users={("acme", "alice"): counts(3), ("acme", OTHER_USER): counts(4)},
-        resolvers={"system": {"lookups": 4, "cache_hits": 3, "queries": 1}},
+        resolvers={"system": {"name": "system", "type": "system", "cached": 2, "lookups": 4, "cache_hits": 3, "queries": 1}},
         records={"queued": 2, "dropped": 1, "access_failed": 0},
         audit=None,
         fds={"open": 12, "limit": 1024, "low": 0},
@@ -121,6 +121,7 @@ def test_render_reads_back_with_prometheus_clients_parser() -> None:
     assert v("arcus_escaper_traffic_out_bytes_total", escaper="direct") == 60
     assert v("arcus_escaper_errors_total", escaper="direct", code="upstream_connect") == 1
     assert v("arcus_resolver_cache_misses_total", resolver="system") == 1
+    assert v("arcus_resolver_cache_entries", resolver="system") == 2
     assert v("arcus_listeners_down") == 1
 
 
