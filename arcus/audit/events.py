@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
+from operator import attrgetter
 from typing import Any
 
 
@@ -54,6 +55,24 @@ class AuditEvent:
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AuditEvent) if f.name != "server_type")
 """The event's stored fields, in database column order."""
+
+_SHOWN = (*FIELDS[1:], "server_type")
+_shown = attrgetter(*_SHOWN)  # one C call for the 22 fields: a third of a getattr loop's cost
+
+
+def record_type(e: AuditEvent) -> str:
+    """``request``; ``tunnel`` (a connection with a destination, or refused before a request);
+    ``connection`` (an HTTP client's keep-alive connection, whose requests have records)."""
+    if e.kind == "request":
+        return "request"
+    return "tunnel" if e.host or e.error_code else "connection"
+
+
+def event_fields(e: AuditEvent) -> dict[str, Any]:
+    """The event's fields but ``time``, and ``server_type``: what ``events.watch`` and the JSON
+    access log show of a record (docs/control.md, events.watch)."""
+    return dict(zip(_SHOWN, _shown(e)))
+
 
 BLOCKED_STATUSES: tuple[int, ...] = (403, 407, 429)
 """Statuses that mean the gateway refused the client (policy, authentication, rate limit)."""

@@ -85,6 +85,10 @@ class LogConfig:
     level: str = "info"  # debug|info|warning|error
     target: str = "stderr"  # "stderr" or a file path
     access: bool = True  # one line per request / connection
+    format: str = "text"  # text|json: one line per event either way
+    max_size: int | None = None  # a file target rotates at this many bytes; None: never (logrotate + SIGHUP)
+    backups: int = 5  # rotated files kept (target.1 ... target.N)
+    tenants: tuple[tuple[str, str], ...] = ()  # (tenant, minimum level) for lines about that tenant
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +113,22 @@ class AuditConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StatsdConfig:
+    """The figures of ``/metrics`` pushed to a StatsD server over UDP (DogStatsD tags)."""
+
+    target: tuple[str, int]
+    interval: float = 10.0  # seconds between two flushes
+    prefix: str = "arcus"  # metric names start with it and a dot
+    max_packet: int = 1432  # bytes per datagram at most (fits an Ethernet MTU with headers)
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsConfig:
-    """The metrics listener: Prometheus text at ``/metrics``, ``/health`` and ``/ready`` over HTTP."""
+    """The metrics listener: Prometheus text at ``/metrics``, ``/health`` and ``/ready`` over HTTP;
+    and StatsD."""
 
     listen: tuple[str, int] | None = None  # None: no listener
+    statsd: StatsdConfig | None = None  # None: no StatsD
     max_users: int = 100  # users with a label of their own; the others are folded into user="_other"
     line: int | None = None  # where the section was declared, for bind errors
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import os
 import signal
@@ -29,8 +30,9 @@ from arcus.errors import ConfigError, NotFound, OperatorError
 from arcus.paths import STORE_FILE
 from arcus.policy.egress import HostAddresses
 from arcus.runtime.escaper_cmds import close_escapers, escaper_handlers, start_escapers
+from arcus.runtime.events import CHANGE_COMMANDS, EventHub, change_fields
 from arcus.runtime.fdwatch import FdWatch, raise_limit
-from arcus.runtime.health import HealthWatch
+from arcus.runtime.health import DESCRIPTIONS, HealthWatch
 from arcus.runtime.hostaddrs import AddressWatcher, own_addresses
 from arcus.runtime.metrics import Metrics
 from arcus.runtime.portholder import busy_hint
@@ -81,6 +83,7 @@ class Daemon:
         self.fds = FdWatch()
         self.health = HealthWatch()  # what ctl health reports beyond "up"
         self.metrics = Metrics(self)  # the optional /metrics listener, reload counts, stats.watch
+        self.events = EventHub(lambda: self.shared.records)  # events.watch
 
     # ------------------------------------------------------------------ life cycle
 
@@ -191,6 +194,7 @@ class Daemon:
                 log.warning("resolver %s did not close cleanly: %s", resolver.name, exc)
         for task in list(self._tasks):
             task.cancel()
+        self.events.close()
         if self.control is not None:
             await self.control.close()
         await self.metrics.close()
@@ -214,7 +218,8 @@ class Daemon:
             now = time.monotonic()
             self.shared.sweep(now)
             self.fds.check(now)  # out of descriptors, connections are reset unseen: say so
-            self.health.observe(now, self._trouble_counters())
+            for problem in self.health.observe(now, self._trouble_counters()):
+                self.events.publish("problem", problem=problem, detail=DESCRIPTIONS.get(problem, problem))
 
     # ------------------------------------------------------------------ listeners
 
@@ -301,10 +306,14 @@ class Daemon:
         """Re-read the profile and the store; swap in the new Snapshot or raise and keep the old."""
         try:
             generation = await self._reload()
-        except BaseException:
+        except BaseException as exc:
             self.metrics.reloads["refused"] += 1
+            if isinstance(exc, OperatorError | ConfigError):
+                self.events.publish("reload_refused", message=str(exc) if isinstance(exc, ConfigError) else exc.message,
+                                    code="invalid" if isinstance(exc, ConfigError) else exc.code)
             raise
         self.metrics.reloads["done"] += 1
+        self.events.publish("reload", generation=generation, profile=self.shared.snapshot.profile.source)
         return generation
 
     async def _reload(self) -> int:
@@ -405,11 +414,29 @@ class Daemon:
             "conns": self._cmd_conns,
             "kill": self._cmd_kill,
             "shutdown": self._cmd_shutdown,
-            **tenancy_handlers(self),
+            **self._announced(tenancy_handlers(self)),
+            "events.watch": self.events.watch,
             **audit_handlers(lambda: self.shared.records.audit),
             **resolve_handlers(self),
             **escaper_handlers(self),
         }
+
+    def _announced(self, handlers: dict[str, Any]) -> dict[str, Any]:
+        """The store-changing handlers, each followed by a ``change`` event when it succeeds."""
+
+        def announce(cmd: str, handler: Any) -> Any:
+            @functools.wraps(handler)
+            async def changed(args: dict) -> Any:
+                result = await handler(args)
+                fields = change_fields(cmd, args or {}, result)
+                self.events.publish("change", **fields, generation=self.generation)
+                what = " ".join(f"{k}={v}" for k, v in fields.items() if k != "cmd" and v is not None)
+                log.info("%s %s: generation %d", cmd, what, self.generation, extra={"tenant": fields.get("tenant")})
+                return result
+
+            return changed
+
+        return {cmd: announce(cmd, h) if cmd in CHANGE_COMMANDS else h for cmd, h in handlers.items()}
 
     def _trouble_counters(self) -> dict[str, int]:
         """The running counters whose movement makes the box degraded (``arcus.runtime.health``)."""
