@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,7 +18,9 @@ from arcus import paths
 from arcus.control import protocol as p
 from arcus.control.client import ControlClient, DaemonNotRunning
 from arcus.errors import OperatorError
-from arcus.store import Store
+
+if TYPE_CHECKING:
+    from arcus.store import Store  # imported where the store is opened: `ctl` never needs it
 
 SocketOpt = Annotated[
     Path | None,
@@ -175,6 +177,8 @@ def run_or_store(
             return client.call(cmd, args)
     except DaemonNotRunning:
         pass
+    from arcus.store import Store
+
     store_file = paths.store_path(data_dir)
     with Store.open(store_file) as store:
         result = direct(store)
