@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,8 +18,10 @@ from arcus import paths
 from arcus.control import protocol as p
 from arcus.control.client import ControlClient, DaemonNotRunning
 from arcus.errors import OperatorError
-from arcus.store import Store
 from arcus.units import format_duration as human_duration  # noqa: F401  (the CLI's name for it)
+
+if TYPE_CHECKING:
+    from arcus.store import Store  # imported where the store is opened: `ctl` never needs it
 
 SocketOpt = Annotated[
     Path | None,
@@ -162,6 +164,8 @@ def run_or_store(
             return client.call(cmd, args)
     except DaemonNotRunning:
         pass
+    from arcus.store import Store
+
     store_file = paths.store_path(data_dir)
     with Store.open(store_file) as store:
         result = direct(store)
