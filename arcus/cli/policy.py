@@ -54,7 +54,7 @@ def conditions_text(r: dict[str, Any]) -> str:
     """The conditions of a rule in one line, in the order the engine reads them."""
     parts: list[str] = []
     for key, label in (("hosts", "host"), ("dest_cidrs", "dest"), ("ports", "port"), ("sources", "from"),
-                       ("methods", "method"), ("path_prefixes", "path")):
+                       ("methods", "method"), ("path_prefixes", "path"), ("protocols", "protocol")):
         if r.get(key):
             parts.append(f"{label} {', '.join(r[key])}")
     if r.get("times"):
@@ -132,6 +132,10 @@ def add(
         "--method", metavar="M", help="HTTP method; CONNECT for tunnels", show_default=False)] = None,
     path: Annotated[list[str] | None, typer.Option(
         "--path", metavar="PREFIX", help="URL path prefix (plain HTTP only)", show_default=False)] = None,
+    protocol: Annotated[list[str] | None, typer.Option(
+        "--protocol", metavar="NAME",
+        help="What a tunnel carries, from its first bytes: tls, http, http2, ssh, smtp, imap, pop3, ftp, rdp, "
+             "bittorrent, dns, unknown", show_default=False)] = None,
     times: Annotated[list[str] | None, typer.Option(
         "--time", metavar="WINDOW", help="Time window, e.g. 'mon-fri 08:00-18:00'", show_default=False)] = None,
     tz: Annotated[str | None, typer.Option(
@@ -165,6 +169,7 @@ def add(
         methods=tuple(method or ()),
         path_prefixes=tuple(path or ()),
         times=tuple(times or ()),
+        protocols=tuple(protocol or ()),
         timezone=tz if tz is not None else "UTC",
         redirect_to=redirect,
         comment=comment or "",

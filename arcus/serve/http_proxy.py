@@ -131,7 +131,7 @@ class HttpProxyConnection(Session):
         self.m.timeouts = self.conf.timeouts
         self.srv_stats.requests += 1
         self.target = host_port(req.host, req.port or 0) if req.host else ""
-        self.check = None
+        self.check = self.tunnel_check = None
         return Exchange(req, self.shared.next_request_id(), self.limits, self.bytes_up, self.bytes_down)
 
     def admit(self, ex: Exchange) -> None:
@@ -176,6 +176,7 @@ class HttpProxyConnection(Session):
         ex.rule = verdict.rule
         ex.reports = verdict.reports
         self.check = verdict.check
+        self.tunnel_check = verdict.tunnel_check
         self.flow.shape_up = verdict.shape_up
         self.flow.shape_down = verdict.shape_down
         m.admitted(None)

@@ -235,6 +235,7 @@ class RelayConnection(Session):
         self.decision = verdict.decision
         self.rule_id = verdict.rule or (",".join(verdict.reports) if verdict.reports else None)
         self.check = verdict.check
+        self.tunnel_check = verdict.tunnel_check
         self.flow.shape_up = verdict.shape_up
         self.flow.shape_down = verdict.shape_down
         self.task = asyncio.get_running_loop().create_task(self._connect(ssl), name=f"arcus-connect-{self.id}")
@@ -347,6 +348,7 @@ class RelayConnection(Session):
             error=self.error_code,
             request_id=None,
             sni=self.sni_seen,
+            inspection=self.inspection,
         )
 
     def audit_method(self) -> str | None:

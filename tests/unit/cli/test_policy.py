@@ -18,7 +18,7 @@ from arcus.testing.control import TenancyDaemon
 from tests.unit.cli.harness import SHA256_CRYPT, errors, js, run
 
 RULE_KEYS = {"id", "action", "hosts", "dest_cidrs", "ports", "sources", "methods", "path_prefixes", "times",
-             "timezone", "redirect_to", "comment", "user"}
+             "timezone", "redirect_to", "comment", "user", "protocols"}
 assert RULE_KEYS == set(Rule.__dataclass_fields__)
 EXPLAIN_KEYS = {"tenant", "request", "decision", "trace", "resolved", "addresses", "resolve_error", "policy_source",
                 "escaper"}
@@ -66,7 +66,7 @@ def test_add_every_condition_json_shape(sock: Path, data_dir: Path, acme: None) 
         "id": "office", "action": "allow", "hosts": [".example.com", "~cdn[0-9]+\\.x"], "dest_cidrs": ["192.0.2.0/24"],
         "ports": ["443", "8000-8999"], "sources": ["10.20.0.0/16"], "methods": ["get"], "path_prefixes": ["/docs/"],
         "times": ["mon-fri 08:00-18:00"], "timezone": "Europe/Paris", "redirect_to": None, "comment": "office hours",
-        "user": None,
+        "user": None, "protocols": [],
     }
     assert stored_rules(data_dir) == [out["rule"]]
 

@@ -291,7 +291,7 @@ def test_policy_add_list_rm_move(ctl: Ctl, daemon: TenancyDaemon) -> None:
                                                    "comment": "gambling"})
     full = {"id": "no-casino", "action": "deny", "hosts": ["*.casino.example"], "dest_cidrs": [], "ports": [],
             "sources": [], "methods": [], "path_prefixes": [], "times": [], "timezone": "UTC", "redirect_to": None,
-            "comment": "gambling", "user": None}
+            "comment": "gambling", "user": None, "protocols": []}
     assert out == {"rule": full, "position": 1}
     assert daemon.store.list_rules("acme") == [full]  # stored whole: Rule(**d) works on it
     ctl("policy.add", tenant="acme", rule={"id": "first", "action": "allow", "hosts": ["ok.example"]}, position=1)
