@@ -54,8 +54,7 @@ def export(data_dir: Path, tenant: str | None = None, fmt: str = "pem") -> bytes
     chain reaches one; the CA itself when it is a root)."""
     if fmt not in ("pem", "der"):
         raise OperatorError(f"unknown format {fmt!r}", hint="use pem or der")
-    authority, _ = CAStore(data_dir).resolve(check_tenant(tenant))
-    anchor = (authority.cert, *authority.chain)[-1]
+    anchor, _ = CAStore(data_dir).trust_anchor(check_tenant(tenant))
     encoding = serialization.Encoding.PEM if fmt == "pem" else serialization.Encoding.DER
     return anchor.public_bytes(encoding)
 

@@ -95,6 +95,7 @@ class Daemon:
         snapshot = await asyncio.to_thread(build_snapshot, 1, profile, data, self.own)
         self.shared = Shared(snapshot)
         self.shared.host = self.own
+        self.shared.data_dir = self.data_dir
         await start_escapers(snapshot, None)
         self.shared.rehash = self._rehash
         try:

@@ -250,6 +250,17 @@ class HttpMachine:
         else:
             self._deadline(0.0, 0.0)
 
+    def answered(self, build: Callable[[bool], bytes]) -> None:
+        """The adapter answered the current request itself (a page of the proxy's own, such as
+        the CA onboarding page): ``build(keep_alive)`` is the whole answer; then the next request."""
+        ex = self.ex
+        if self.state == CLOSED or ex is None:
+            return
+        if ex.req.framing != NO_BODY:
+            self.keep_alive = False
+        self.sink.write_client(build(self.keep_alive))
+        self._request_done()
+
     def _refuse(self, r: Refusal) -> None:
         """Answer the current request ourselves (a refusal, an upstream failure). A request with
         a body closes the connection after the answer (its body is not read: closed gracefully)."""

@@ -138,6 +138,10 @@ class HttpProxyConnection(Session):
         """Where the request goes (routing) and who is asking and may it leave (the gate,
         ``arcus.tenancy.admission``); the verdict goes back to the machine."""
         req = ex.req
+        page = self.routing.local_page(self, req)
+        if page is not None:
+            page(self, ex)  # answered by the proxy itself, through m.answered (arcus.serve.onboard)
+            return
         refused = self.routing.route(self, req)
         if refused is not None:
             self.m.admitted(refused)

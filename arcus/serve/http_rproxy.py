@@ -191,6 +191,9 @@ class ReverseRouting:
         req.host, req.port = site.host, site.port
         return None
 
+    def local_page(self, conn: Any, req: http1.RequestHead) -> None:
+        return None  # a reverse proxy's names are its sites'
+
     def claims(self, conn: Any, req: http1.RequestHead) -> tuple[Claims, Refusal | None]:
         header = None
         if conn.conf.trusted_proxies:

@@ -101,6 +101,12 @@ class CAStore:
                            hint="create one with `arcus ca init` (or `arcus ca init --tenant T` for one tenant)")
         return box, None
 
+    def trust_anchor(self, tenant: str | None) -> tuple[x509.Certificate, str | None]:
+        """The certificate ``tenant``'s clients must trust -- the top of its CA's chain (the root
+        when the chain reaches one; the CA itself when it is a root) -- and whose CA it is."""
+        authority, owner = self.resolve(tenant)
+        return (authority.cert, *authority.chain)[-1], owner
+
     def tenants_with_own(self) -> list[str]:
         base = self.root / "tenants"
         if not base.is_dir():

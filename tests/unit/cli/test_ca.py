@@ -140,3 +140,19 @@ def test_an_unwritable_data_dir_is_one_line(tmp_path: Path) -> None:
         (tmp_path / "ro").mkdir(mode=0o500)
     lines = errors(ca(data_dir, "init"))
     assert lines[0].startswith("error: cannot write the CA of the box under ") and len(lines) == 2
+
+
+def test_export_prints_the_install_steps_of_the_onboarding_page_on_stderr(data_dir: Path) -> None:
+    from arcus.tls.install import INSTALL_STEPS, install_text
+
+    assert ca(data_dir, "init").exit_code == 0
+    out = ca(data_dir, "export")
+    assert out.exit_code == 0
+    x509.load_pem_x509_certificate(out.stdout.encode())  # stdout: the certificate alone
+    assert out.stdout.count("-----BEGIN CERTIFICATE-----") == 1 and "Windows" not in out.stdout
+    assert [title for title, _ in INSTALL_STEPS] == ["Windows", "macOS", "Linux", "Firefox", "Android", "iOS"]
+    body = install_text("x").split("\n", 1)[1]  # the same steps, from the one text the page shows too
+    assert body in out.stderr
+    assert "http://arcus.invalid/" in out.stderr
+    quiet = ca(data_dir, "export", "--no-steps")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
