@@ -107,6 +107,19 @@ class CAStore:
         authority, owner = self.resolve(tenant)
         return (authority.cert, *authority.chain)[-1], owner
 
+    def leaf_dirs(self) -> list[Path]:
+        """The ``leaves/`` directory of every generation kept (box and tenants, current and
+        retired): what :class:`arcus.tls.certcache.LeafPruner` prunes."""
+        homes = [self.root / "box"]
+        tenants = self.root / "tenants"
+        if tenants.is_dir():
+            homes.extend(sorted(p for p in tenants.iterdir() if p.is_dir()))
+        out = []
+        for home in homes:
+            if home.is_dir():
+                out.extend(sorted(g / "leaves" for g in home.iterdir() if (g / "leaves").is_dir()))
+        return out
+
     def tenants_with_own(self) -> list[str]:
         base = self.root / "tenants"
         if not base.is_dir():
