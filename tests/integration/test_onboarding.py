@@ -89,3 +89,25 @@ def test_a_tenant_without_its_own_ca_gets_the_box_s_and_other_paths_are_404(curl
 
     got = sorted((e["tenant"], e["path"], e["status"]) for e in wait_until(rows, timeout=10, interval=0.1))
     assert got == [("alpha", "/ca.pem", 405), ("alpha", "/secret", 404), ("gamma", "/", 200), ("gamma", "/ca.pem", 200)]
+
+
+def test_a_client_that_must_log_in_gets_a_407_then_the_ca_of_the_tenant_its_credentials_name(curl, tmp_path):
+    from tests.integration.test_socks_proxy import secret
+
+    with DaemonProcess(tmp_path / "arcus") as d:
+        d.ctl("tenant.add", {"name": "acme", "sources": ["127.0.0.0/8"]})
+        d.ctl("tenant.set", {"name": "acme", "auth": "required"})
+        d.ctl("user.add", {"tenant": "acme", "name": "alice", "secret": secret("wonderland")})
+        d.ctl("tenant.add", {"name": "globex", "sources": ["10.99.0.0/16"]})
+        d.ctl("user.add", {"tenant": "globex", "name": "sam", "secret": secret("globex-pass")})
+        for args in (("ca", "init"), ("ca", "init", "--tenant", "acme"), ("ca", "init", "--tenant", "globex")):
+            r = d.arcus(*args)
+            assert r.returncode == 0, (args, r.stderr)
+        head, _ = fetch(curl, d, "127.0.0.1", "ca.pem")
+        assert head.startswith("HTTP/1.1 407"), head
+        head, _ = fetch(curl, d, "127.0.0.1", "ca.pem", "-U", "alice:wrong")
+        assert head.startswith("HTTP/1.1 407"), head
+        _, pem = fetch(curl, d, "127.0.0.1", "ca.pem", "-U", "alice:wonderland")
+        assert pem == exported(d, "acme")
+        _, pem = fetch(curl, d, "127.0.0.1", "ca.pem", "-U", "sam@globex:globex-pass")
+        assert pem == exported(d, "globex") != exported(d, "acme")

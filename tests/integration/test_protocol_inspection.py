@@ -1,6 +1,7 @@
 """Protocol inspection through the proxy (arcus.proto.sniff, arcus.serve.inspection): the
 protocol a tunnel carries is recorded (audit row and access-log line), a ``protocols`` rule
-closes an SSH tunnel through CONNECT whichever side speaks first, and host rules apply to the
+closes an SSH tunnel through http_proxy's CONNECT and socks_proxy alike, whichever side speaks
+first, and host rules apply to the
 TLS server name of a CONNECT to an address (curl ``--connect-to``: CONNECT 127.0.0.1:PORT with
 the SNI of the URL's name)."""
 
@@ -57,6 +58,16 @@ class BannerOrigin:
         self.sock.close()
 
 
+def socks_connect(proxy: str, target: str) -> socket.socket:
+    """A SOCKS5 CONNECT tunnel through ``proxy``, its success reply read."""
+    from tests.integration.test_socks_proxy import socks5_open
+
+    host, port = target.rsplit(":", 1)
+    s, reply = socks5_open(proxy, host, int(port))
+    assert reply.rep == 0, reply
+    return s
+
+
 def connect(proxy: str, target: str) -> socket.socket:
     """A CONNECT tunnel through ``proxy``, its 200 read."""
     host, port = proxy.rsplit(":", 1)
@@ -91,7 +102,10 @@ def audit_rows(d: DaemonProcess, want, count: int = 1) -> list:
 
 @pytest.fixture
 def acme(tmp_path):
+    """A daemon whose http_proxy ("http") and socks_proxy ("socks") serve tenant acme."""
     profile = render_profile().replace("    escaper: direct\n", "    escaper: direct\n    tenant: acme\n", 1)
+    socks_server = "  - name: socks\n    type: socks_proxy\n    listen: 127.0.0.1:0\n    escaper: direct\n    tenant: acme\n"
+    profile = profile.replace("servers:\n", "servers:\n" + socks_server, 1)
     d = DaemonProcess(tmp_path / "arcus", profile)
     d.start()
     try:
@@ -106,12 +120,20 @@ def add_rule(d: DaemonProcess, *args: str) -> None:
     assert r.returncode == 0, r.stderr
 
 
+SERVERS = {  # server type: (listener name, how a tunnel is opened, what its record looks like)
+    "http_proxy": ("http", connect, lambda e: e["method"] == "CONNECT"),
+    "socks_proxy": ("socks", socks_connect, lambda e: e["kind"] == "connection" and e["host"] == "127.0.0.1"),
+}
+
+
+@pytest.mark.parametrize("server", SERVERS)
 @pytest.mark.parametrize("server_first", [True, False], ids=["server-greets-first", "client-speaks-first"])
-def test_ssh_through_connect_is_closed_by_a_protocols_rule_and_recorded(acme, server_first):
+def test_ssh_through_a_tunnel_is_closed_by_a_protocols_rule_and_recorded(acme, server, server_first):
+    listener, opener, is_record = SERVERS[server]
     origin = BannerOrigin(SSH_SERVER if server_first else b"")
     try:
         add_rule(acme, "no-ssh", "--deny", "--protocol", "ssh", "--port", str(origin.port))
-        s = connect(acme.proxy, f"127.0.0.1:{origin.port}")
+        s = opener(acme.listen(listener), f"127.0.0.1:{origin.port}")
         with s:
             if server_first:
                 assert origin.closed.wait(10)  # the proxy closed the upstream on its greeting
@@ -121,7 +143,7 @@ def test_ssh_through_connect_is_closed_by_a_protocols_rule_and_recorded(acme, se
         assert origin.received == []  # nor did the client's identification reach the origin
     finally:
         origin.close()
-    rows = audit_rows(acme, lambda e: e["method"] == "CONNECT")
+    rows = audit_rows(acme, is_record)
     assert [(e["port"], e["protocol"], e["decision"], e["rule"], e["error_code"]) for e in rows] == [
         (origin.port, "ssh", "deny", "no-ssh", "denied")
     ], rows
