@@ -25,7 +25,7 @@ from arcus.serve.http_exchange import Exchange
 from arcus.serve.http_machine import CLOSED, STATE_NAMES, HttpMachine
 from arcus.serve.http_routing import ForwardRouting
 from arcus.serve.session import Session, host_port
-from arcus.serve.upstream import UpstreamConnection
+from arcus.serve.upstream import UpstreamConnection, take_early, tunnel_upstream
 from arcus.tenancy.admission import Admitted, Destination
 from arcus.tenancy.identify import identify
 
@@ -41,6 +41,7 @@ class HttpProxyConnection(Session):
         self.m = HttpMachine(self)
         self.target = ""
         self.local_client = False
+        self.early: tuple[bytes, bool, bool] = (b"", False, False)  # what a CONNECT's upstream said before the 200
 
     @property
     def ex(self) -> Exchange | None:
@@ -222,7 +223,9 @@ class HttpProxyConnection(Session):
     async def _connect(self, key: tuple, req: http1.RequestHead) -> None:
         assert req.host is not None and req.port is not None
         ssl = self.routing.upstream_ssl(req)
-        conn = await self.connect_upstream(req.host, req.port, lambda: UpstreamConnection(key), ssl)
+        # a CONNECT's upstream may greet first (SSH, SMTP): kept until the tunnel starts
+        factory = tunnel_upstream if req.form == "authority" else (lambda: UpstreamConnection(key))
+        conn = await self.connect_upstream(req.host, req.port, factory, ssl)
         if not isinstance(conn, Refusal):
             try:
                 await self.routing.connected(self, conn)
@@ -240,6 +243,7 @@ class HttpProxyConnection(Session):
         self.m.upstream_connected()
 
     def _attach(self, up: UpstreamConnection) -> None:
+        self.early = take_early(up)
         self.up = up
         up.owner = self
         self.flow.attach(up.transport)  # paused at once if the client has not taken the last response
@@ -291,7 +295,10 @@ class HttpProxyConnection(Session):
         up, self.up = self.up, None
         assert up is not None
         self.flow.resume_client(BUFFER)
-        self.start_tunnel(up, early_up, early_down, client_eof, up_eof)
+        (said, eof, paused), self.early = self.early, (b"", False, False)
+        self.start_tunnel(up, early_up, said + early_down, client_eof, up_eof or eof)
+        if paused and self.tunnel is not None and not self.flow.upstream_paused and up.transport is not None:
+            up.transport.resume_reading()
 
     # ------------------------------------------------------------------ actions: the client
 

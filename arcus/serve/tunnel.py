@@ -53,6 +53,8 @@ class TunnelOwner(Protocol):
 
     def tunnel_ended(self) -> None: ...
 
+    def close(self, linger: bool = False) -> None: ...
+
 
 class Tunnel:
     __slots__ = ("owner", "flow", "client", "up", "upt", "client_eof", "up_eof", "done", "sni", "first", "inspection")
@@ -170,8 +172,11 @@ class Tunnel:
     # -- the end
 
     def refused(self) -> None:
-        """The inspection's policy refused the tunnel: it ends now."""
-        self._end()
+        """The inspection's policy refused the tunnel: it ends now, gracefully (a client still
+        sending meets a FIN and a drained socket, not a reset)."""
+        if not self.done:
+            self.done = True
+            self.owner.close(linger=True)
 
     def _end(self) -> None:
         if not self.done:

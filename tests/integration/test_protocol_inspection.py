@@ -192,3 +192,20 @@ def test_host_rules_apply_to_the_sni_of_a_connect_to_an_address(acme, curl, tmp_
         ("127.0.0.1", "www.casino.example", "tls", "deny", "no-casino"),
     ], rows
     wait_until(lambda: "protocol=tls sni=www.casino.example" in acme.log(), what="the access-log line")
+
+
+def test_a_server_that_greets_at_once_is_heard_through_connect_every_time(acme):
+    """The greeting can reach the proxy before its connect has returned: it is kept for the
+    tunnel (arcus.serve.upstream.Early), never taken for an origin speaking unasked."""
+    for _ in range(30):
+        origin = BannerOrigin(SSH_SERVER)
+        try:
+            with connect(acme.proxy, f"127.0.0.1:{origin.port}") as s:
+                got = b""
+                while SSH_SERVER not in got:
+                    chunk = s.recv(65536)
+                    assert chunk, got  # closed without the greeting
+                    got += chunk
+                assert got == SSH_SERVER
+        finally:
+            origin.close()
