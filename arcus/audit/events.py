@@ -49,6 +49,7 @@ class AuditEvent:
     request_id: str | None
     conn_id: int
     sni: str | None = None  # the TLS server name a tunnel's client sent (schema 4), where one was seen
+    protocol: str | None = None  # what a tunnel carried, from its first bytes (schema 5; arcus.proto.sniff)
     # Not stored in the audit log: what the access log's line names a tunnel by ("socks_proxy").
     server_type: str = ""
 
@@ -88,7 +89,7 @@ def as_row(e: AuditEvent) -> tuple[Any, ...]:
     return (
         e.time, e.kind, e.tenant, e.user, e.client, e.server, e.escaper, host, e.port, e.method,
         e.path, e.status, e.bytes_up, e.bytes_down, e.duration, e.decision, e.rule, e.error_side,
-        e.error_code, e.request_id, e.conn_id, e.sni,
+        e.error_code, e.request_id, e.conn_id, e.sni, e.protocol,
     )
 
 

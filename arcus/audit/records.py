@@ -45,8 +45,8 @@ CLOSE_TIMEOUT = 10.0
 SUBSCRIPTION_LIMIT = 10_000
 
 
-REQUEST_LINE = "%s %s %s %s %s%s %d %d %d %.1fms %s"
-TUNNEL_LINE = "%s %s %s %s %s %d %d %d %.1fms %s"
+REQUEST_LINE = "%s %s %s %s %s%s %d %d %d %.1fms %s%s"
+TUNNEL_LINE = "%s %s %s %s %s %d %d %d %.1fms %s%s"
 
 
 def access_message(e: AuditEvent) -> str | None:
@@ -54,8 +54,10 @@ def access_message(e: AuditEvent) -> str | None:
 
     A request: ``request_id client tenant METHOD host:port/path status up down 1.2ms code``
     (never the query string). A tunnel with a destination or an error: ``conn_id client tenant
-    server_type host:port status up down 1.2ms code``. A connection that only carried requests
-    (an HTTP client's keep-alive connection) has no line of its own.
+    server_type host:port status up down 1.2ms code``. A tunnel (CONNECT included) whose
+    protocol was looked at ends with `` protocol=NAME`` (``arcus.proto.sniff``; ``sni=NAME``
+    after it when a TLS client sent one). A connection that only carried requests (an HTTP
+    client's keep-alive connection) has no line of its own.
     """
     return _format(e, REQUEST_LINE, TUNNEL_LINE)
 
@@ -64,6 +66,8 @@ def _format(e: AuditEvent, request: str, tunnel: str, *head: object) -> str | No
     """``e``'s message in ``request`` or ``tunnel`` (:data:`REQUEST_LINE`, :data:`TUNNEL_LINE`
     after the fields of ``head``): one ``%`` of one tuple per line, the access log's hot loop."""
     host = e.host
+    tail = "" if e.protocol is None else (
+        f" protocol={e.protocol}" if e.sni is None else f" protocol={e.protocol} sni={e.sni}")
     if e.kind == "request":
         path = e.path or ""
         if "?" in path:
@@ -71,13 +75,13 @@ def _format(e: AuditEvent, request: str, tunnel: str, *head: object) -> str | No
         return request % (
             *head, e.request_id, e.client, e.tenant, e.method,
             (f"[{host}]:{e.port}" if ":" in host else f"{host}:{e.port}") if host else "", path,
-            e.status, e.bytes_up, e.bytes_down, e.duration * 1000, e.error_code or "-",
+            e.status, e.bytes_up, e.bytes_down, e.duration * 1000, e.error_code or "-", tail,
         )
     if host or e.error_code:
         return tunnel % (
             *head, e.conn_id, e.client, e.tenant, e.server_type or "-",
             (f"[{host}]:{e.port}" if ":" in host else f"{host}:{e.port}") if host else "-",
-            e.status, e.bytes_up, e.bytes_down, e.duration * 1000, e.error_code or "-",
+            e.status, e.bytes_up, e.bytes_down, e.duration * 1000, e.error_code or "-", tail,
         )
     return None
 

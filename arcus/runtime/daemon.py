@@ -42,6 +42,8 @@ from arcus.runtime.tenancy import tenancy_handlers
 from arcus.serve.context import Shared, Snapshot
 from arcus.serve.registry import SERVER_TYPES
 from arcus.store import Store
+from arcus.tls.castore import CAStore
+from arcus.tls.certcache import LeafPruner
 
 log = logging.getLogger("arcus.daemon")
 
@@ -98,6 +100,7 @@ class Daemon:
         snapshot = await asyncio.to_thread(build_snapshot, 1, profile, data, self.own)
         self.shared = Shared(snapshot)
         self.shared.host = self.own
+        self.shared.data_dir = self.data_dir
         await start_escapers(snapshot, None)
         self.shared.rehash = self._rehash
         try:
@@ -119,6 +122,9 @@ class Daemon:
             self.store.close()
             raise
         self._spawn(self._sweeper(), "arcus-sweeper")
+        # expired leaves leave the on-disk leaf caches of every CA generation, hourly, off the loop
+        pruner = LeafPruner(CAStore(self.data_dir).leaf_dirs)
+        self._spawn(pruner.run(lambda exc: log.warning("leaf cache prune failed: %s", exc)), "arcus-leaf-prune")
         self.watcher.on_gained = self.shared.pool.drop_to  # gained addresses: close idle connections to them
         self.watcher.start()
         log.info(

@@ -255,4 +255,5 @@ class Exchange:
             error=self.error,
             request_id=self.id,
             sni=sni,
+            inspection=session.inspection if self.tunnel else None,
         )

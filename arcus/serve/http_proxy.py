@@ -25,7 +25,7 @@ from arcus.serve.http_exchange import Exchange
 from arcus.serve.http_machine import CLOSED, STATE_NAMES, HttpMachine
 from arcus.serve.http_routing import ForwardRouting
 from arcus.serve.session import Session, host_port
-from arcus.serve.upstream import UpstreamConnection
+from arcus.serve.upstream import UpstreamConnection, take_early, tunnel_upstream
 from arcus.tenancy.admission import Admitted, Destination
 from arcus.tenancy.identify import identify
 
@@ -45,6 +45,7 @@ class HttpProxyConnection(Session):
         self.varies = False  # ... whether its route depends on the client (the pool key then says who)
         self.own_claims: tuple | None = None  # (config, Claims) when requests cannot claim more (routing.claims)
         self.upstream_data = self.m.upstream_data  # type: ignore[method-assign]  # the machine's event, without a hop
+        self.early: tuple[bytes, bool, bool] = (b"", False, False)  # what a CONNECT's upstream said before the 200
 
     @property
     def ex(self) -> Exchange | None:
@@ -136,13 +137,18 @@ class HttpProxyConnection(Session):
         self.m.timeouts = self.conf.timeouts
         self.srv_stats.requests += 1
         self.target = host_port(req.host, req.port or 0) if req.host else ""
-        self.check = None
+        self.check = self.tunnel_check = None
         return Exchange(req, self.shared.next_request_id(), self.limits, self.bytes_up, self.bytes_down)
 
     def admit(self, ex: Exchange) -> None:
         """Where the request goes (routing) and who is asking and may it leave (the gate,
         ``arcus.tenancy.admission``); the verdict goes back to the machine."""
         req = ex.req
+        if req.host in self.routing.local_hosts:
+            page = self.routing.local_page(self, req)
+            if page is not None:
+                page(self, ex)  # answered by the proxy itself, through m.answered (arcus.serve.onboard)
+                return
         refused = self.routing.route(self, req)
         if refused is not None:
             self.m.admitted(refused)
@@ -182,6 +188,7 @@ class HttpProxyConnection(Session):
         ex.rule = verdict.rule
         ex.reports = verdict.reports
         self.check = verdict.check
+        self.tunnel_check = verdict.tunnel_check
         self.flow.shape_up = verdict.shape_up
         self.flow.shape_down = verdict.shape_down
         m.admitted(None)
@@ -227,7 +234,9 @@ class HttpProxyConnection(Session):
     async def _connect(self, key: tuple, req: http1.RequestHead) -> None:
         assert req.host is not None and req.port is not None
         ssl = self.routing.upstream_ssl(req)
-        conn = await self.connect_upstream(req.host, req.port, lambda: UpstreamConnection(key), ssl)
+        # a CONNECT's upstream may greet first (SSH, SMTP): kept until the tunnel starts
+        factory = tunnel_upstream if req.form == "authority" else (lambda: UpstreamConnection(key))
+        conn = await self.connect_upstream(req.host, req.port, factory, ssl)
         if not isinstance(conn, Refusal):
             try:
                 await self.routing.connected(self, conn)
@@ -241,6 +250,7 @@ class HttpProxyConnection(Session):
         if self.m.state == CLOSED:
             up.close()
             return
+        self.early = take_early(up)  # only a fresh connection can have spoken before it was ours
         self._attach(up)
         self.m.upstream_connected()
 
@@ -305,7 +315,10 @@ class HttpProxyConnection(Session):
         up, self.up = self.up, None
         assert up is not None
         self.flow.resume_client(BUFFER)
-        self.start_tunnel(up, early_up, early_down, client_eof, up_eof)
+        (said, eof, paused), self.early = self.early, (b"", False, False)
+        self.start_tunnel(up, early_up, said + early_down, client_eof, up_eof or eof)
+        if paused and self.tunnel is not None and not self.flow.upstream_paused and up.transport is not None:
+            up.transport.resume_reading()
 
     # ------------------------------------------------------------------ actions: the client
 

@@ -14,6 +14,9 @@ asks its ``Routing``:
 - ``destination(conn, req)``: what the policy sees (a reverse proxy: the host the client asked
   for, not the upstream);
 - ``refusal(conn, r)``: a last word on a refusal (a reverse proxy cannot ask for credentials);
+- ``local_page(conn, req)``: a page the proxy answers itself instead of routing the request
+  (``http_proxy``: the CA onboarding page, ``arcus.serve.onboard``), or None; asked only for
+  a request to one of the names in ``local_hosts`` (so other requests pay a set lookup);
 - ``pool_key_extra(conn)`` (or None: nothing), ``upstream_ssl(req)``, ``connected(conn, conn)``,
   ``request_headers(conn, req)``: what else keys a pooled upstream, TLS the escaper starts,
   what to do with a fresh connection (TLS to a site's upstream, after the escaper), and the
@@ -26,12 +29,14 @@ asks its ``Routing``:
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from arcus.errors import ErrorCode, Refusal
 from arcus.escape.base import Connected
 from arcus.proto import http1
 from arcus.proto.http1 import CHUNKED
+from arcus.serve import onboard
 from arcus.tenancy.admission import Destination
 from arcus.tenancy.identify import X_TENANT_ID, Claims, parse_basic, scan_headers
 from arcus.tls.contexts import origin_context
@@ -66,6 +71,11 @@ class ForwardRouting:
                 ErrorCode.NOT_A_PROXY_REQUEST, "this is a proxy: send an absolute URI (http://host/path) or CONNECT host:port"
             )
         return None
+
+    local_hosts = frozenset({onboard.ONBOARD_HOST})
+
+    def local_page(self, conn: Any, req: http1.RequestHead) -> Callable[[Any, Any], None] | None:
+        return onboard.serve if onboard.wanted(req) else None
 
     def claims(self, conn: Any, req: http1.RequestHead) -> tuple[Claims, Refusal | None]:
         conf = conn.conf

@@ -21,7 +21,9 @@ the upstream connection.
 The first client bytes pass through ``_first`` before anything goes upstream: that is where a
 later step (TLS interception, protocol inspection by the auditor) decides between splicing the
 tunnel, as every tunnel does today, and handing client and upstream over to an interceptor.
-Today it only notes the server name of a TLS ClientHello (``sni``) for the record.
+Before it, the tunnel's ``Inspection`` (``arcus.serve.inspection``) sees the first chunks both
+ways while it is ``watching``: it names the protocol, notes a ClientHello's server name
+(``sni``) and may close the tunnel on the policy's decision about them (that chunk is dropped).
 """
 
 from __future__ import annotations
@@ -30,9 +32,8 @@ import asyncio
 import time
 from typing import Any, Protocol
 
-from arcus.errors import ProtocolError
-from arcus.proto.tls import looks_like_tls, parse_client_hello
 from arcus.serve.flow import UPSTREAM_FULL, Flow
+from arcus.serve.inspection import Inspection
 from arcus.serve.upstream import UpstreamConnection
 
 WRITE_HIGH = 1024 * 1024  # transport write buffer high-water mark while relaying
@@ -48,12 +49,15 @@ class TunnelOwner(Protocol):
     deadline: float
     idle_window: float
     seen_activity: int
+    tunnel_check: Any  # the policy on what the first bytes show (arcus.serve.inspection), or None
 
     def tunnel_ended(self) -> None: ...
 
+    def close(self, linger: bool = False) -> None: ...
+
 
 class Tunnel:
-    __slots__ = ("owner", "flow", "client", "up", "upt", "client_eof", "up_eof", "done", "sni", "first")
+    __slots__ = ("owner", "flow", "client", "up", "upt", "client_eof", "up_eof", "done", "sni", "first", "inspection")
 
     def __init__(self, owner: TunnelOwner, flow: Flow, up: UpstreamConnection) -> None:
         self.owner = owner
@@ -66,6 +70,7 @@ class Tunnel:
         self.done = False
         self.sni: str | None = None  # the server name of a TLS ClientHello seen in the tunnel
         self.first = True  # the next client bytes are the tunnel's first
+        self.inspection = Inspection(self)
         up.owner = self
         flow.attach(self.upt)
 
@@ -98,6 +103,9 @@ class Tunnel:
     # -- client -> upstream (called by the owner's data_received / eof_received)
 
     def from_client(self, data: bytes) -> None:
+        inspection = self.inspection
+        if inspection.watching and inspection.client(data):
+            return  # refused on what the first bytes showed: closed, the chunk dropped
         if self.first:
             self.first = False
             self._first(data)
@@ -113,14 +121,8 @@ class Tunnel:
 
     def _first(self, data: bytes) -> None:
         """The tunnel's first client bytes, before they go upstream. The place where a later step
-        chooses to splice (what happens now) or to hand the tunnel to an interceptor."""
-        if looks_like_tls(data):
-            try:
-                hello = parse_client_hello(data)
-            except ProtocolError:
-                return  # not ours to judge: the upstream answers a bad hello
-            if hello is not None:
-                self.sni = hello.sni
+        chooses to splice (what happens now) or to hand the tunnel to an interceptor. The
+        inspection has seen them first (``self.sni``, ``self.inspection.sniffed``)."""
 
     def from_client_eof(self) -> None:
         self.client_eof = True
@@ -135,6 +137,9 @@ class Tunnel:
     def upstream_data(self, data: bytes) -> None:
         if self.done:
             return
+        inspection = self.inspection
+        if inspection.watching and inspection.server(data):
+            return  # refused on what the upstream's greeting showed: closed, the chunk dropped
         n = len(data)
         owner = self.owner
         owner.bytes_down += n
@@ -165,6 +170,13 @@ class Tunnel:
         self.flow.resume_client(UPSTREAM_FULL)
 
     # -- the end
+
+    def refused(self) -> None:
+        """The inspection's policy refused the tunnel: it ends now, gracefully (a client still
+        sending meets a FIN and a drained socket, not a reset)."""
+        if not self.done:
+            self.done = True
+            self.owner.close(linger=True)
 
     def _end(self) -> None:
         if not self.done:

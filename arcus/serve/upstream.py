@@ -90,3 +90,57 @@ class UpstreamConnection(asyncio.Protocol):
         self.owner = None
         if self.transport is not None and not self.closed:
             self.transport.abort()
+
+
+MAX_EARLY = 256 * 1024  # upstream bytes kept before a tunnel takes its upstream (then reading pauses)
+
+
+class Early:
+    """The owner of a tunnel's upstream connection until the tunnel takes it: keeps what it says.
+
+    A server-first protocol (SSH, SMTP, FTP...) greets as soon as it accepts, which can be before
+    the escaper's connect returns to the connection that asked; an escaper racing several
+    addresses closes the losers. Bounded: past MAX_EARLY bytes the upstream's reading pauses.
+    """
+
+    __slots__ = ("up", "data", "eof", "paused")
+
+    def __init__(self, up: UpstreamConnection) -> None:
+        self.up = up
+        self.data = bytearray()
+        self.eof = False
+        self.paused = False
+
+    def upstream_data(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) > MAX_EARLY and not self.paused and self.up.transport is not None:
+            self.paused = True
+            self.up.transport.pause_reading()
+
+    def upstream_eof(self) -> None:
+        self.eof = True
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        pass
+
+    def upstream_pause(self) -> None:
+        pass
+
+    def upstream_resume(self) -> None:
+        pass
+
+
+def tunnel_upstream() -> UpstreamConnection:
+    """An upstream connection for a tunnel, owned from the start by an :class:`Early` buffer."""
+    up = UpstreamConnection(("tunnel",))
+    up.owner = Early(up)
+    return up
+
+
+def take_early(up: UpstreamConnection) -> tuple[bytes, bool, bool]:
+    """(bytes, eof, paused) an :class:`Early` owner kept for ``up`` (nothing for another owner);
+    the caller becomes the owner next, and resumes reading if it was paused."""
+    early = up.owner
+    if isinstance(early, Early):
+        return bytes(early.data), early.eof, early.paused
+    return b"", False, False

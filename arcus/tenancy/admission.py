@@ -33,6 +33,7 @@ from arcus.auth.secrets import needs_rehash
 from arcus.auth.verifier import Check, Outcome
 from arcus.errors import ErrorCode, Refusal
 from arcus.policy import Request as PolicyRequest
+from arcus.policy.nets import parse_address
 from arcus.tenancy.identify import Claims, Credentials, identify
 from arcus.tenancy.views import BOX, Limits, Scope, TenantView, UserView
 
@@ -63,6 +64,7 @@ class Admitted:
     rule: str | None = None
     reports: tuple = ()
     check: Callable[[str], Any] | None = None  # per-address policy check for the escaper
+    tunnel_check: Callable[[str, str | None], Any] | None = None  # the policy on a tunnel's first bytes
     shape_up: tuple = ()
     shape_down: tuple = ()
 
@@ -328,7 +330,37 @@ def admit(
         out.decision = "report"
     if decision.needs_address:
         out.check = address_check(policy, ctx, tv)
+    if dest.is_tunnel and (decision.needs_protocol or _is_address(dest.host)):
+        out.tunnel_check = TunnelCheck(policy, ctx)
     return out
+
+
+def _is_address(host: str | None) -> bool:
+    return isinstance(host, str) and (host[-1:].isdigit() or ":" in host) and parse_address(host) is not None
+
+
+class TunnelCheck:
+    """The policy once more when a tunnel's first bytes have named its protocol
+    (``arcus.serve.inspection``): for rules with a ``protocols`` condition and, when the tunnel
+    goes to a literal address, for host rules, which then apply to the TLS server name the
+    client sent (the address stays the destination, for ``dest_cidrs`` and the egress guard).
+    Returns the ``Decision``."""
+
+    __slots__ = ("policy", "ctx", "to_address")
+
+    def __init__(self, policy: Any, ctx: PolicyRequest) -> None:
+        self.policy = policy
+        self.ctx = ctx
+        self.to_address = _is_address(ctx.host)
+
+    def __call__(self, protocol: str, sni: str | None) -> Any:
+        ctx = self.ctx
+        now = datetime.now(UTC)
+        if sni and self.to_address:
+            ctx = dataclasses.replace(ctx, host=sni, dest_ip=ctx.host, protocol=protocol, now=now)
+        else:
+            ctx = dataclasses.replace(ctx, protocol=protocol, now=now)
+        return self.policy.decide(ctx)
 
 
 class AddressCheck:
