@@ -30,10 +30,12 @@ def record(
     error: Any,
     request_id: str | None,
     sni: str | None = None,
+    icap: str | None = None,
 ) -> None:
     """The record of one exchange or one tunnel: the user's usage and one event (access log,
     audit, subscribers). ``error``: an ``ErrorCode`` or "". ``sni``: the server name a TLS
-    client sent through a tunnel."""
+    client sent through a tunnel. ``icap``: what the ICAP service said of an exchange
+    (``arcus.icap.stage``: clean, blocked:THREAT, ...), None when it was not asked."""
     shared = session.shared
     user = session.user
     if user is not None:
@@ -54,6 +56,6 @@ def record(
             time.time(), kind, session.tenant, user.name if user is not None else None, session.client,
             session.server, conf.escaper, host, port, method, path, status, up, down, duration,
             decision or None, rule, error.side.value if error else None, error.value if error else None,
-            request_id, session.id, sni, conf.type,
+            request_id, session.id, sni, conf.type, icap,
         )
     )
