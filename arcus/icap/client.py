@@ -111,6 +111,7 @@ class IcapServerClient:
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.options: icap.Options | None = None
         self.options_until = 0.0
+        self.options_pending: asyncio.Task[icap.Options] | None = None
         self.down_until = 0.0
 
     @property
@@ -171,9 +172,18 @@ class IcapServerClient:
                 break
 
     async def get_options(self) -> icap.Options:
-        now = time.monotonic()
-        if self.options is not None and now < self.options_until:
+        """The server's OPTIONS, asked once per TTL: callers meanwhile wait for the one request."""
+        if self.options is not None and time.monotonic() < self.options_until:
             return self.options
+        pending = self.options_pending
+        if pending is None or pending.done():
+            pending = self.options_pending = asyncio.get_running_loop().create_task(
+                self._ask_options(), name=f"arcus-icap-options-{self.server.url}"
+            )
+        return await asyncio.shield(pending)
+
+    async def _ask_options(self) -> icap.Options:
+        now = time.monotonic()
         conn = await self.acquire()
         ok = False
         try:

@@ -262,16 +262,24 @@ class Stage:
 
     def upstream_eof(self) -> None:
         self.up_eof = True
-        if self.res_state == _PASS or (self.res_state == -1 and not self.rbuf):
+        state = self.res_state
+        held = self.res_held
+        if state == _PASS or (state == -1 and not self.rbuf):
             self.owner.upstream_eof()
-        elif self.res_state == _HOLD and self.res_framing == UNTIL_CLOSE and self.res_held is not None:
-            self.res_held.finish()
-        elif self.res_state in (-1, _HOLD, _RECHUNK):
+        elif state == _HOLD and held is not None and (held.complete or self.res_framing == UNTIL_CLOSE):
+            held.finish()  # the whole response is held: the verdict decides, the EOF follows a replay
+            self.spoiled = True
+        elif state in (-1, _HOLD, _RECHUNK):
             self._cancel()
             self.res_state = _PASS
             self.owner.upstream_eof()  # cut before the response ended: the machine says so
 
     def upstream_lost(self, exc: Exception | None) -> None:
+        held = self.res_held
+        if self.res_state == _HOLD and held is not None and held.complete:
+            self.spoiled = True  # the response is all here: the verdict still decides
+            self.up_eof = True
+            return
         self._cancel()
         if not self.ended or self.res_state == _PASS:
             owner = self.owner

@@ -240,3 +240,29 @@ def test_sampling_zero_sends_nothing(curl, proxy, files):
     r = curl_through(curl, d, origin.url("eicar.com"))
     assert r.stdout.decode(errors="replace").startswith("HTTP/1.1 200")
     assert records(d, 1)[0]["icap"] is None
+
+
+def test_framings_chunked_until_close_no_body_and_keep_alive(curl, proxy, origin, tmp_path):
+    d = proxy((0,))
+    # one curl, one kept-alive connection to the proxy: a chunked response (trailer dropped,
+    # the body intact), a 304 and a HEAD (no body: not sent), a close-delimited body
+    r = run_curl(curl, "-x", f"http://{d.proxy}", origin.url("/chunked"), "-o", "/dev/null",
+                 origin.url("/status/304"), "-o", "/dev/null", origin.url("/close"), "-w", "%{http_code} %{size_download}\\n",
+                 "--next", "-x", f"http://{d.proxy}", "-I", origin.url("/small"), timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = run_curl(curl, "-x", f"http://{d.proxy}", origin.url("/chunked"), origin.url("/close"), timeout=60)
+    assert r.stdout == b"hello worlduntil close"
+    # a chunked upload of EICAR: REQMOD on the decoded body
+    eicar = tmp_path / "eicar.txt"
+    eicar.write_bytes(av.EICAR)
+    r = run_curl(curl, "-x", f"http://{d.proxy}", "-H", "Transfer-Encoding: chunked", "--data-binary", f"@{eicar}",
+                 "-D", "-", origin.url("/echo"), timeout=60)
+    assert final(r).startswith("HTTP/1.1 403") and THREAT in final(r), r.stdout[:300]
+    r = run_curl(curl, "-x", f"http://{d.proxy}", "-H", "Transfer-Encoding: chunked", "--data-binary", "clean words",
+                 origin.url("/echo"), timeout=60)
+    assert r.stdout == b"clean words"
+    rows = records(d, 8)
+    by_path = [(e["method"], e["path"], e["status"], e["icap"]) for e in rows]
+    assert ("GET", "/chunked", 200, "clean") in by_path and ("GET", "/close", 200, "clean") in by_path
+    assert ("GET", "/status/304", 304, None) in by_path and ("HEAD", "/small", 200, None) in by_path
+    assert ("POST", "/echo", 403, f"blocked:{THREAT}") in by_path and ("POST", "/echo", 200, "clean") in by_path
