@@ -326,11 +326,12 @@ class Stage:
         self.res_held = Held()
         self.res_decoder = icap.ChunkDecoder() if framing == CHUNKED else None
         self.res_state = _HOLD
-        self._start(b"RESPMOD", self.req_head, self.res_head, self.res_held, self._response_verdict)
+        held = self.res_held
+        self._start(b"RESPMOD", self.req_head, self.res_head, held, self._response_verdict)
         if rest:
-            self._hold_response(rest)
+            self.upstream_data(rest)  # by state: held, or (a verdict already given) passed on or dropped
         elif self.up_eof and framing == UNTIL_CLOSE:
-            self.res_held.finish()
+            held.finish()
 
     def _pass_response(self) -> None:
         self.res_state = _PASS
