@@ -22,7 +22,8 @@ import subprocess
 import time
 from pathlib import Path
 
-EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+from arcus.testing.origin import EICAR  # noqa: F401 - the one copy of the test string
+
 PROGRAMS = ("clamd", "c-icap")
 SERVICE = "avscan"  # the ICAP service path: icap://127.0.0.1:PORT/avscan
 

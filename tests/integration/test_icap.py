@@ -266,3 +266,32 @@ def test_framings_chunked_until_close_no_body_and_keep_alive(curl, proxy, origin
     assert ("GET", "/chunked", 200, "clean") in by_path and ("GET", "/close", 200, "clean") in by_path
     assert ("GET", "/status/304", 304, None) in by_path and ("HEAD", "/small", 200, None) in by_path
     assert ("POST", "/echo", 403, f"blocked:{THREAT}") in by_path and ("POST", "/echo", 200, "clean") in by_path
+
+
+def test_an_intercepted_eicar_download_is_blocked_over_the_intercepted_tls(curl, peers, tmp_path):
+    """Decrypted HTTPS runs through the same exchange: the block page arrives over the leaf."""
+    pytest.importorskip("arcus.serve.intercept", reason="TLS interception (issue 8) is not in this tree yet")
+    from tests.integration.tls_peers import LocalCA, TlsOrigin
+
+    ca = LocalCA(tmp_path / "origin-ca")
+    profile = _profile(peers, (0,)) + f"intercept:\n  enabled: true\n  upstream_ca: {ca.cert_path}\n"
+    d = DaemonProcess(tmp_path / "arcus", profile)
+    assert d.arcus("ca", "init").returncode == 0
+    d.start()
+    try:
+        assert d.arcus("tenant", "set", "default", "--icap-service", "av").returncode == 0
+        pem = d.arcus("ca", "export", "--format", "pem").stdout
+        box_ca = tmp_path / "box-ca.pem"
+        box_ca.write_text(pem[pem.index("-----BEGIN CERTIFICATE-----"): pem.rindex("-----END CERTIFICATE-----") + 25] + "\n")
+        with TlsOrigin(ca, "localhost", "127.0.0.1") as origin:
+            url = f"https://localhost:{origin.port}"
+            r = run_curl(curl, "--cacert", str(box_ca), "-x", f"http://{d.proxy}", "-D", "-", url + "/eicar", timeout=60)
+            out = r.stdout.decode(errors="replace")
+            assert r.returncode == 0, r.stderr
+            assert out.startswith("HTTP/1.1 403") and THREAT in out and "X-Arcus-Error: icap_blocked" in out, out[:300]
+            r = run_curl(curl, "--cacert", str(box_ca), "-x", f"http://{d.proxy}", url + "/small", timeout=60)
+            assert r.stdout == b"x" * 100
+        rows = records(d, 2)
+        assert [(e["path"], e["icap"]) for e in rows if e["method"] == "GET"] == [("/eicar", f"blocked:{THREAT}"), ("/small", "clean")]
+    finally:
+        d.stop()
