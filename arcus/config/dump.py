@@ -29,6 +29,10 @@ def profile_to_dict(profile: Profile, *, reveal_secrets: bool = False) -> dict[s
     out["audit"] = _plain(profile.audit)
     if profile.metrics.listen is not None:
         out["metrics"] = {"listen": format_addr(*profile.metrics.listen), "max_users": profile.metrics.max_users}
+    if profile.icap_services:
+        out["icap_services"] = [
+            {**_plain(s), "servers": [server.url for server in s.servers]} for s in profile.icap_services
+        ]
     return out
 
 
