@@ -11,7 +11,9 @@ wrk keeps ``--connections`` connections alive through the proxy for each column 
 - plain:      the tenant has no ICAP service;
 - respmod:    every response goes to c-icap (its 100-byte body fits the 1024-byte preview: one
               RESPMOD with ieof, clamd scans it, c-icap answers 204);
-- sample 0.1: one response in ten goes.
+- sample 0.1: one response in ten goes;
+- null ICAP:  every response goes to ``bench/_icap204.py``, a Python ICAP server that scans
+              nothing and answers 204 at once: what the exchange costs Arcus itself.
 
 Checks: nginx's counter moved by as many requests as wrk counted, and c-icap's access log holds
 as many RESPMODs as the proxy sent (so the column measured what it says). The machine's load
@@ -33,7 +35,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
 
 from _origin import start_origin  # noqa: E402
-from _procs import run_bounded, stop  # noqa: E402
+from _procs import free_port, run_bounded, spawn, stop, wait_port  # noqa: E402
 
 from arcus.testing.daemon import DaemonProcess  # noqa: E402
 from arcus.testing.icap import AntivirusPeers, missing  # noqa: E402
@@ -61,6 +63,8 @@ audit:
 icap_services:
   - name: av
     servers: [{url}]
+  - name: noop
+    servers: [icap://127.0.0.1:{null_port}/noop]
 """
 
 
@@ -88,17 +92,28 @@ def main() -> None:
     if (what := missing()) is not None:
         raise SystemExit(f"{what} is not installed: run scripts/system-deps.sh bench")
     tmp = Path(tempfile.mkdtemp(prefix="arcus-bench-icap-"))
-    origin = start_origin(tmp, cpus=None, bulk_mib=1)
-    peers = AntivirusPeers(tmp / "av").start()
-    daemon = DaemonProcess(tmp / "arcus", PROFILE.format(url=peers.url(0))).start()
+    started: list = []  # stopped in reverse order, whatever fails
     rows: list[tuple[str, dict, int]] = []
     try:
+        origin = start_origin(tmp, cpus=None, bulk_mib=1)
+        started.append(lambda: stop(origin.proc))
+        peers = AntivirusPeers(tmp / "av")
+        started.append(peers.stop)
+        peers.start()
+        null_port = free_port()
+        null = spawn("icap204", [sys.executable, str(BENCH / "_icap204.py"), str(null_port)], log_dir=tmp / "logs", cpus=None)
+        started.append(lambda: stop(null))
+        wait_port(null, null_port)
+        daemon = DaemonProcess(tmp / "arcus", PROFILE.format(url=peers.url(0), null_port=null_port))
+        started.append(daemon.stop)
+        daemon.start()
         proxy = daemon.proxy
         wrk(proxy, origin.port, args.connections, 2)  # warm-up: imports, pools
         for name, settings in (
             ("plain", ["--no-icap"]),
             ("respmod", ["--icap-service", "av", "--icap-sample", "1"]),
             ("sample 0.1", ["--icap-service", "av", "--icap-sample", "0.1"]),
+            ("null ICAP", ["--icap-service", "noop", "--icap-sample", "1"]),
         ):
             r = daemon.arcus("tenant", "set", "default", *settings)
             if r.returncode != 0 and "nothing changed" not in r.stdout + r.stderr:
@@ -111,11 +126,10 @@ def main() -> None:
             seen = origin.status()["requests"] - seen0 - 1  # minus our own status request
             if abs(seen - res["requests"]) > args.connections:
                 print(f"warning: {name}: the origin served {seen} requests, wrk counted {res['requests']}")
-            rows.append((name, res, respmods(peers) - icap0))
+            rows.append((name, res, respmods(peers) - icap0 if name != "null ICAP" else -1))
     finally:
-        daemon.stop()
-        peers.stop()
-        stop(origin.proc)
+        for stop_one in reversed(started):
+            stop_one()
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; wrk -t1 -c{args.connections} "
           f"-d{args.seconds}s GET /small (100 bytes) keep-alive through arcus; c-icap virus_scan + clamd")
     base = None
@@ -124,10 +138,9 @@ def main() -> None:
         errors = sum(v for k, v in res.items() if k.startswith("err_"))
         base = base or rps
         cost = (1 / rps - 1 / base) * 1e6
+        scanned = f"c-icap RESPMODs {icap_n} of {res['requests']}" if icap_n >= 0 else "no scanner"
         print(f"{name:<11} {rps:8.0f} req/s  ({rps / base:4.2f}x)  p50 {res['lat_p50_us'] / 1000:6.2f} ms  "
-              f"p99 {res['lat_p99_us'] / 1000:6.2f} ms  RESPMODs {icap_n:6d} of {res['requests']} requests  "
-              f"+{cost:5.0f} us/request  errors {errors}")
-
+              f"p99 {res['lat_p99_us'] / 1000:6.2f} ms  +{cost:5.0f} us/request  {scanned}  errors {errors}")
 
 if __name__ == "__main__":
     main()

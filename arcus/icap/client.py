@@ -80,7 +80,8 @@ class _Conn:
 
     async def event(self, timeout: float) -> icap.Event:
         while not self.events:
-            data = await asyncio.wait_for(self.reader.read(65536), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it would wrap each read in a task
+                data = await self.reader.read(65536)
             if not data:
                 raise ServerFailed("the ICAP server closed the connection")
             self.events.extend(self.parser.feed(data))
@@ -89,7 +90,8 @@ class _Conn:
     async def send(self, data: bytes, timeout: float) -> None:
         self.writer.write(data)
         if self.writer.transport.get_write_buffer_size() > 256 * 1024:
-            await asyncio.wait_for(self.writer.drain(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.writer.drain()
 
     def usable(self) -> bool:
         return not self.reader.at_eof() and not self.writer.is_closing() and not self.events and not self.parser.pending
