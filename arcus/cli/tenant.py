@@ -191,8 +191,9 @@ def _icap_changes(service: str | None, no_icap: bool, fail: str | None, sample: 
     if max_body is not None:
         try:
             changes["icap_max_body"] = parse_size(max_body)
-        except ValueError as exc:
-            raise OperatorError(f"invalid --icap-max-body {max_body!r}: {exc}", hint="give a size such as 8MiB") from None
+        except ValueError:
+            raise OperatorError(f"invalid --icap-max-body {max_body!r}",
+                                hint="give a size in bytes, or with KiB, MiB or GiB, e.g. 8MiB") from None
     if oversize is not None:
         changes["icap_oversize"] = check_choice("icap oversize action", oversize, ("pass", "refuse"))
     return changes

@@ -224,3 +224,19 @@ def test_options_refused():
     head = icap.ResponseParser().feed(b"ICAP/1.0 404 Service not found\r\n\r\n")[0]
     with pytest.raises(ProtocolError, match="OPTIONS answered 404"):
         icap.parse_options(head)
+
+
+@settings(max_examples=200)
+@given(st.lists(st.binary(min_size=0, max_size=50), max_size=8), st.booleans(), st.integers(1, 30))
+def test_chunks_decode_back_to_the_body_however_they_are_split(pieces, ieof, step):
+    stream = b"".join(icap.chunk(p) for p in pieces) + icap.last_chunk(ieof) + b"NEXT"
+    d = icap.ChunkDecoder()
+    out, used_total = [], 0
+    for i in range(0, len(stream), step):
+        if d.done:
+            break
+        got, used = d.feed(stream[i : i + step])
+        out.extend(got)
+        used_total += used
+    assert d.done and b"".join(out) == b"".join(pieces) and d.ieof == ieof
+    assert stream[used_total:] == b"NEXT"
