@@ -212,14 +212,11 @@ class Stage:
     def _release_request(self) -> None:
         """The request goes upstream as it came: what was held, then the rest as it arrives."""
         held = self.req_held
-        out = [self.req_head]
-        if held is not None:
-            out.extend(icap.chunk(p) for p in held.pieces) if self.req_chunked else out.extend(held.pieces)
-            if self.req_chunked and held.complete:
-                out.append(icap.last_chunk())
-        self.up.write(b"".join(out))
-        self.req_state = _RECHUNK if self.req_chunked and not (held and held.complete) else _PASS
         self.req_held = None
+        self.req_state = _RECHUNK if self.req_chunked and not (held and held.complete) else _PASS
+        up = self.up
+        for piece in _framed(self.req_head, held, self.req_chunked):  # piece by piece: no copy of the whole body
+            up.write(piece)
 
     def _rechunk_request(self, data: bytes) -> None:
         decoder = self.req_decoder
@@ -396,16 +393,17 @@ class Stage:
     def _replay(self, held: Held, broken: bytes = b"") -> None:
         """The response goes to the connection as the origin sent it (a chunked one chunked again)."""
         chunked = self.res_framing == CHUNKED
-        out = [self.res_head]
-        out.extend(icap.chunk(p) for p in held.pieces) if chunked else out.extend(held.pieces)
-        if chunked and held.complete:
-            out.append(icap.last_chunk())
         self.res_held = None
         if chunked and not held.complete and not broken:
             self.res_state = _RECHUNK
         else:
             self.res_state = _PASS
-        self.owner.upstream_data(b"".join(out) + broken)
+        for piece in _framed(self.res_head, held, chunked):  # piece by piece: no copy of the whole body
+            if self.owner is None:  # the connection finished with it (or was torn down) meanwhile
+                return
+            self.owner.upstream_data(piece)
+        if broken and self.owner is not None:
+            self.owner.upstream_data(broken)
         if self.up_eof and self.res_state == _PASS and self.owner is not None:
             self.owner.upstream_eof()
 
@@ -508,6 +506,17 @@ class Stage:
                 owner.upstream_data(response)
 
         asyncio.get_running_loop().call_soon(deliver)
+
+
+def _framed(head: bytes, held: Held | None, chunked: bool):
+    """The head, then what was held as it goes on the wire (chunked again if it came chunked;
+    the last chunk once the body is complete)."""
+    pieces = held.pieces if held is not None else []
+    yield head + (icap.chunk(pieces[0]) if chunked else pieces[0]) if pieces else head
+    for p in pieces[1:]:
+        yield icap.chunk(p) if chunked else p
+    if chunked and held is not None and held.complete:
+        yield icap.last_chunk()
 
 
 def _without_expect(head: bytes) -> bytes:
