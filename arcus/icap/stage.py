@@ -447,7 +447,11 @@ class Stage:
         ext = _extension(self.ex.req.path)
 
         async def run() -> None:
-            verdict = await service_for(service).modify(method, req_hdr, res_hdr, held, ext, self.policy.max_body)
+            try:
+                verdict = await service_for(service).modify(method, req_hdr, res_hdr, held, ext, self.policy.max_body)
+            except Exception as exc:  # a bug of ours: the tenant's fail mode decides, not a hung exchange
+                log.exception("icap service %s", service.name)
+                verdict = Verdict("error", detail=f"internal error: {type(exc).__name__}")
             if self.task is None or self.owner is None:
                 return
             self.task = None
