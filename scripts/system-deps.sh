@@ -12,6 +12,9 @@
 #          unshare, nsenter, setpriv  namespaces, another uid               (util-linux)
 #          script        a pseudo-terminal for the binary's TUI smoke step  (bsdutils)
 #          systemd-analyze  `verify` of packaging/arcus.service             (systemd)
+#          c-icap, clamd an ICAP server with ClamAV for the ICAP tests      (c-icap,
+#                        (the tests build their own EICAR signatures;        libc-icap-mod-virus-scan,
+#                        clamav-freshclam must never run)                    clamav-daemon, clamav)
 #   bench: curl, wrk, squid, nginx (nginx-light)
 #
 # The tests start every peer themselves, on loopback ports of their own. Packages that would
@@ -21,19 +24,26 @@
 set -euo pipefail
 what=${1:-test}
 case "$what" in
-  test)  need=(curl dnsmasq tinyproxy danted ip nft unshare nsenter setpriv script systemd-analyze) ;;
-  bench) need=(curl wrk squid nginx) ;;
+  test)  need=(curl dnsmasq tinyproxy danted ip nft unshare nsenter setpriv script systemd-analyze c-icap c-icap-virus-scan clamd sigtool) ;;
+  bench) need=(curl wrk squid nginx c-icap c-icap-virus-scan clamd sigtool) ;;
   *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac
 declare -A pkg=([curl]=curl [ip]=iproute2 [nft]=nftables [dnsmasq]=dnsmasq-base [tinyproxy]=tinyproxy
                 [danted]=dante-server [unshare]=util-linux [nsenter]=util-linux [setpriv]=util-linux
                 [script]=bsdutils [systemd-analyze]=systemd
-                [wrk]=wrk [squid]=squid [nginx]=nginx-light)
+                [wrk]=wrk [squid]=squid [nginx]=nginx-light [c-icap]=c-icap [clamd]=clamav-daemon [sigtool]=clamav
+                [c-icap-virus-scan]=libc-icap-mod-virus-scan)
 # The system services a package brings (stopped and disabled if this script installed it).
-declare -A services=([tinyproxy]=tinyproxy [dante-server]=danted [squid]=squid [nginx-light]=nginx)
+declare -A services=([tinyproxy]=tinyproxy [dante-server]=danted [squid]=squid [nginx-light]=nginx [c-icap]=c-icap
+                     [clamav-daemon]=clamav-daemon [clamav]=clamav-freshclam)
 
 missing=()
 for cmd in "${need[@]}"; do
+  if [ "$cmd" = c-icap-virus-scan ]; then  # a module, not a program
+    [ -e /usr/lib/x86_64-linux-gnu/c_icap/virus_scan.so ] || [ -e /usr/lib/c_icap/virus_scan.so ] \
+      || ls /usr/lib/*/c_icap/virus_scan.so >/dev/null 2>&1 || missing+=("${pkg[$cmd]}")
+    continue
+  fi
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/sbin/$cmd" ]; then
     p=${pkg[$cmd]}
     [[ " ${missing[*]-} " == *" $p "* ]] || missing+=("$p")

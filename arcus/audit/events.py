@@ -52,9 +52,13 @@ class AuditEvent:
     protocol: str | None = None  # what a tunnel carried, from its first bytes (schema 5; arcus.proto.sniff)
     # Not stored in the audit log: what the access log's line names a tunnel by ("socks_proxy").
     server_type: str = ""
+    # what the ICAP service said of a request (schema 6): clean, blocked:THREAT, fail_open:...
+    icap: str | None = None
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AuditEvent) if f.name != "server_type")
+# (``icap`` comes after ``server_type`` in the dataclass, so positional callers are unchanged;
+# in the table it is the last column)
 """The event's stored fields, in database column order."""
 
 _SHOWN = (*FIELDS[1:], "server_type")
@@ -89,7 +93,7 @@ def as_row(e: AuditEvent) -> tuple[Any, ...]:
     return (
         e.time, e.kind, e.tenant, e.user, e.client, e.server, e.escaper, host, e.port, e.method,
         e.path, e.status, e.bytes_up, e.bytes_down, e.duration, e.decision, e.rule, e.error_side,
-        e.error_code, e.request_id, e.conn_id, e.sni, e.protocol,
+        e.error_code, e.request_id, e.conn_id, e.sni, e.protocol, e.icap,
     )
 
 

@@ -38,6 +38,10 @@ def profile_to_dict(profile: Profile, *, reveal_secrets: bool = False) -> dict[s
         if m.statsd is not None:
             out["metrics"]["statsd"] = {"target": format_addr(*m.statsd.target), "interval": format_duration(m.statsd.interval),
                                         "prefix": m.statsd.prefix, "max_packet": m.statsd.max_packet}
+    if profile.icap_services:
+        out["icap_services"] = [
+            {**_plain(s), "servers": [server.url for server in s.servers]} for s in profile.icap_services
+        ]
     return out
 
 

@@ -134,6 +134,36 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class IcapServer:
+    """One ICAP server of a service: ``icap://host:port/path`` (RFC 3507 4.2; port 1344 by default)."""
+
+    host: str
+    port: int
+    path: str  # the service on that server, "/avscan"
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"icap://{host}:{self.port}{self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class IcapServiceConfig:
+    """An ICAP service (``icap_services:``): its servers in failover order and their bounds.
+    Tenants choose a service by name (``arcus tenant set T --icap-service NAME``)."""
+
+    name: str
+    servers: tuple[IcapServer, ...]
+    connect_timeout: float = 3.0  # TCP connect to one server
+    timeout: float = 30.0  # longest wait for one read or write of an ICAP exchange
+    max_connections: int = 32  # per server; lowered further by the server's Max-Connections
+    idle_timeout: float = 30.0  # an idle pooled connection is closed after this
+    options_ttl: float = 300.0  # OPTIONS kept this long when the server gives no Options-TTL
+    retry_after: float = 5.0  # a server that failed is skipped this long (the next one is tried)
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     source: str  # the file name (or "<embedded:default>") errors refer to
     servers: tuple[ServerConfig, ...]
@@ -143,6 +173,7 @@ class Profile:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    icap_services: tuple[IcapServiceConfig, ...] = ()
 
     def escaper(self, name: str) -> EscaperConfig:
         return next(e for e in self.escapers if e.name == name)

@@ -191,6 +191,8 @@ class HttpProxyConnection(Session):
         self.tunnel_check = verdict.tunnel_check
         self.flow.shape_up = verdict.shape_up
         self.flow.shape_down = verdict.shape_down
+        if self.tview is not None and self.tview.icap is not None:
+            ex.plan_icap(self)  # bodies through the tenant's ICAP service (arcus.icap)
         m.admitted(None)
 
     def refuse(self, ex: Exchange, r: Refusal, keep_alive: bool) -> None:
@@ -255,6 +257,9 @@ class HttpProxyConnection(Session):
         self.m.upstream_connected()
 
     def _attach(self, up: UpstreamConnection) -> None:
+        ex = self.m.ex
+        if ex is not None and ex.icap is not None:
+            up = ex.icap.attach(up)  # type: ignore[assignment]  # the stage stands in for the upstream
         self.up = up
         up.owner = self
         flow = self.flow
@@ -298,6 +303,10 @@ class HttpProxyConnection(Session):
             flow.detach()
         else:
             flow.upstream = None  # nothing paused: what detach does, inline on the hot path
+        if reusable and type(up) is not UpstreamConnection:
+            up = up.unwrap()  # type: ignore[attr-defined]  # an ICAP stage: the connection under it, if reusable
+            if up is None:
+                return
         if reusable:
             up.pool = self.shared.pool  # type: ignore[assignment]  # UpstreamConnection.pool is typed None
             self.shared.pool.put(up, self.conf.timeouts.upstream_idle, self.conf.limits.max_pool_per_host)

@@ -31,11 +31,14 @@ def record(
     request_id: str | None,
     sni: str | None = None,
     inspection: Any = None,
+    icap: str | None = None,
 ) -> None:
     """The record of one exchange or one tunnel: the user's usage and one event (access log,
     audit, subscribers). ``error``: an ``ErrorCode`` or "". ``sni``: the server name a TLS
     client sent through a tunnel. ``inspection``: the tunnel's ``arcus.serve.inspection``
-    (its protocol; a refusal or reports decided on its first bytes override the admission's)."""
+    (its protocol; a refusal or reports decided on its first bytes override the admission's).
+    ``icap``: what the ICAP service said of an exchange (``arcus.icap.stage``: clean,
+    blocked:THREAT, ...), None when it was not asked."""
     protocol = None
     if inspection is not None:
         protocol = inspection.protocol
@@ -65,6 +68,6 @@ def record(
             time.time(), kind, session.tenant, user.name if user is not None else None, session.client,
             session.server, conf.escaper, host, port, method, path, status, up, down, duration,
             decision or None, rule, error.side.value if error else None, error.value if error else None,
-            request_id, session.id, sni, protocol, conf.type,
+            request_id, session.id, sni, protocol, conf.type, icap,
         )
     )
