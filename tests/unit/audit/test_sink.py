@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from arcus.audit.db import audit_path
+from arcus.audit.db import SCHEMA_VERSION, audit_path
 from arcus.audit.query import AuditReader
 from arcus.audit.sink import AuditSink, apply_config, open_sink
 from arcus.config.schema import AuditConfig
