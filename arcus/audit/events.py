@@ -50,6 +50,9 @@ class AuditEvent:
     sni: str | None = None  # the TLS server name a tunnel's client sent (schema 4), where one was seen
     # Not stored in the audit log: what the access log's line names a tunnel by ("socks_proxy").
     server_type: str = ""
+    # What else explains the record (schema 5): an intercepted upstream's certificate that
+    # failed verification (subject, issuer, error), an ``insecure`` interception rule.
+    detail: str | None = None
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AuditEvent) if f.name != "server_type")
@@ -69,7 +72,7 @@ def as_row(e: AuditEvent) -> tuple[Any, ...]:
     return (
         e.time, e.kind, e.tenant, e.user, e.client, e.server, e.escaper, host, e.port, e.method,
         e.path, e.status, e.bytes_up, e.bytes_down, e.duration, e.decision, e.rule, e.error_side,
-        e.error_code, e.request_id, e.conn_id, e.sni,
+        e.error_code, e.request_id, e.conn_id, e.sni, e.detail,
     )
 
 

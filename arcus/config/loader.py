@@ -20,6 +20,7 @@ from arcus.config.graph import Topology
 from arcus.config.objects import Context, Family, Item, parse_family
 from arcus.config.resolver import RESOLVERS
 from arcus.config.schema import EscaperConfig, HttpLimits, Profile, ResolverConfig, ServerConfig, Timeouts
+from arcus.config.intercept import parse_intercept
 from arcus.config.sections import parse_audit, parse_limits, parse_log, parse_metrics, parse_runtime, parse_timeouts
 from arcus.config.server import SERVERS
 from arcus.config.sources import profile_text, shipped_names
@@ -30,7 +31,7 @@ from arcus.errors import ConfigError, ConfigIssue
 __all__ = ["FAMILIES", "check_profile", "load_profile", "parse_profile", "parse_topology", "profile_text", "shipped_names"]
 
 FAMILIES: tuple[Family, ...] = (SERVERS, ESCAPERS, RESOLVERS)
-TOP_KEYS = ("servers", "escapers", "resolvers", "timeouts", "limits", "log", "runtime", "audit", "metrics")
+TOP_KEYS = ("servers", "escapers", "resolvers", "timeouts", "limits", "log", "runtime", "audit", "metrics", "intercept")
 
 
 def load_profile(name_or_path: str | None) -> Profile:
@@ -84,6 +85,7 @@ def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue], d
     runtime = parse_runtime(top)
     audit = parse_audit(top)
     metrics = parse_metrics(top)
+    intercept = parse_intercept(top)
     parsed: dict[str, list[Item]] = {}
     unreadable: set[str] = set()  # families whose section is not a list: their names are unknown
     for family in FAMILIES:
@@ -107,6 +109,7 @@ def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue], d
             runtime=runtime,
             audit=audit,
             metrics=metrics,
+            intercept=intercept,
         ),
         [],
         parsed,

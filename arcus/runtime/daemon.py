@@ -37,6 +37,7 @@ from arcus.runtime.portholder import busy_hint
 from arcus.runtime.resolve_cmds import resolve_handlers
 from arcus.runtime.snapshot import build_snapshot, load_store, with_store
 from arcus.runtime.tenancy import tenancy_handlers
+from arcus.serve.intercept import Interception
 from arcus.serve.context import Shared, Snapshot
 from arcus.serve.registry import SERVER_TYPES
 from arcus.store import Store
@@ -94,6 +95,7 @@ class Daemon:
         self.generation = 1
         snapshot = await asyncio.to_thread(build_snapshot, 1, profile, data, self.own)
         self.shared = Shared(snapshot)
+        self.shared.interception = Interception(self.data_dir)  # TLS interception's CAs and leaves
         self.shared.host = self.own
         await start_escapers(snapshot, None)
         self.shared.rehash = self._rehash

@@ -62,7 +62,7 @@ class Exchange:
     __slots__ = (
         "req", "resp", "id", "started", "status", "error", "decision", "rule", "reports", "head_sent",
         "retry_ok", "unread", "req_left", "req_scanner", "resp_left", "resp_scanner", "up0", "down0", "recorded",
-        "resp_scanned",
+        "resp_scanned", "detail",
     )
 
     def __init__(self, req: http1.RequestHead, request_id: str, limits: Limits, bytes_up: int, bytes_down: int) -> None:
@@ -86,6 +86,7 @@ class Exchange:
         self.down0 = bytes_down
         self.recorded = False
         self.resp_scanned = 0  # bytes of an incomplete response head already checked
+        self.detail: str | None = None  # what else the record says (TLS interception: a refused upstream certificate)
 
     @property
     def tunnel(self) -> bool:
@@ -253,4 +254,5 @@ class Exchange:
             error=self.error,
             request_id=self.id,
             sni=sni,
+            detail=self.detail,
         )
