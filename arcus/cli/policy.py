@@ -131,7 +131,7 @@ def add(
     method: Annotated[list[str] | None, typer.Option(
         "--method", metavar="M", help="HTTP method; CONNECT for tunnels", show_default=False)] = None,
     path: Annotated[list[str] | None, typer.Option(
-        "--path", metavar="PREFIX", help="URL path prefix (plain HTTP only)", show_default=False)] = None,
+        "--path", metavar="PREFIX", help="URL path prefix (plain HTTP and intercepted HTTPS)", show_default=False)] = None,
     times: Annotated[list[str] | None, typer.Option(
         "--time", metavar="WINDOW", help="Time window, e.g. 'mon-fri 08:00-18:00'", show_default=False)] = None,
     tz: Annotated[str | None, typer.Option(

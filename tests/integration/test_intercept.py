@@ -9,11 +9,13 @@ client a leaf from the tenant's (or the box's) Arcus CA, which curl trusts with 
 from __future__ import annotations
 
 import socket
+import ssl
 from pathlib import Path
 
 import pytest
 
 from arcus.testing.daemon import DaemonProcess, render_profile
+from arcus.testing.wait import wait_until
 from tests.integration.conftest import run_curl
 from tests.integration.tls_peers import LocalCA, TlsOrigin
 
@@ -80,8 +82,7 @@ def audit(d: DaemonProcess, *args: str) -> list[dict]:
 
     out = d.arcus("audit", "search", "--json", *args)
     assert out.returncode == 0, out.stderr
-    data = json.loads(out.stdout)
-    return data if isinstance(data, list) else data.get("events", data.get("rows", []))
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]  # JSON lines
 
 
 def test_curl_with_the_tenant_ca_sees_the_origin_through_interception(box, tls_origin, curl, tmp_path):
@@ -135,3 +136,153 @@ def test_non_tls_bytes_through_connect_are_spliced(box, tls_origin):
                 data += chunk
         assert data.endswith(b"x" * 100), data
         assert plain.requests[-1].header("via") is None  # relayed as bytes, not through an exchange
+
+
+def test_a_path_rule_denies_one_url_over_the_intercepted_connection(box, tls_origin, curl, tmp_path):
+    ca = export_ca(box, tmp_path / "box-ca.pem")
+    out = box.arcus("policy", "add", "default", "no-secret", "--deny", "--path", "/bytes/")
+    assert out.returncode == 0, out.stderr
+    url = f"https://localhost:{tls_origin.port}"
+    r = run_curl(curl, "-i", "--cacert", str(ca), "--proxy", f"http://{box.proxy}", url + "/bytes/10?token=abc", url + "/small")
+    assert r.returncode == 0, r.stderr.decode()
+    text = r.stdout.decode("latin-1")
+    assert text.startswith("HTTP/1.1 200 Connection established"), text[:200]
+    assert "HTTP/1.1 403" in text and "X-Arcus-Rule: no-secret" in text
+    assert "no-secret" in text.split("\r\n\r\n", 2)[2]  # the block page names the rule
+    assert text.endswith("x" * 100)  # the next request on the same connection is served
+    assert [s.target for s in tls_origin.requests] == ["/small"]
+
+    def records():
+        rows = [e for e in audit(box, "--host", "localhost") if e["kind"] == "request" and e["method"] == "GET"]
+        return rows if len(rows) >= 2 else None
+
+    rows = wait_until(records, timeout=10)
+    denied = next(e for e in rows if e["status"] == 403)
+    assert denied["decision"] == "deny" and denied["rule"] == "no-secret"
+    assert denied["path"] == "/bytes/10"  # the query string only when the tenant opts in
+    assert denied["port"] == tls_origin.port and denied["sni"] == "localhost"
+    assert any(e["status"] == 200 and e["path"] == "/small" for e in rows)
+
+
+def test_a_bad_upstream_certificate_gives_an_error_page_and_an_audit_record(box, curl, tmp_path):
+    other = LocalCA(tmp_path / "other-ca")  # not the upstream_ca the daemon trusts
+    ca = export_ca(box, tmp_path / "box-ca.pem")
+    with TlsOrigin(other, "localhost", "127.0.0.1") as bad:
+        r = run_curl(curl, "-i", "--cacert", str(ca), "--proxy", f"http://{box.proxy}", f"https://localhost:{bad.port}/small")
+        assert r.returncode == 0, r.stderr.decode()  # the client trusts the interception: it reads our page
+        text = r.stdout.decode("latin-1")
+        assert "HTTP/1.1 502" in text and "X-Arcus-Error: upstream_tls" in text
+        assert "could not be verified" in text and "certificate verify failed" not in text.split("\r\n\r\n")[0]
+        assert not bad.requests  # nothing was sent to an origin we could not verify
+
+    def record():
+        rows = [e for e in audit(box, "--host", "localhost") if e["kind"] == "request" and e["status"] == 502]
+        return rows[0] if rows else None
+
+    row = wait_until(record, timeout=10)
+    assert row["error_code"] == "upstream_tls" and row["error_side"] == "upstream"
+    assert "subject=CN=localhost" in row["detail"] and "issuer=CN=Arcus Test CA" in row["detail"]
+    assert "error=" in row["detail"]
+
+
+def test_splice_rules_and_the_pinned_list_leave_the_origin_certificate(tmp_path, test_ca, tls_origin, curl):
+    rules = "  rules:\n    - {action: splice, hosts: [localhost], name: lab-splice}\n"
+    d = DaemonProcess(tmp_path / "arcus", intercept_profile(test_ca.cert_path, extra=rules))
+    ca_init(d)
+    with d:
+        r = run_curl(curl, "-v", "--cacert", str(test_ca.cert_path), "--proxy", f"http://{d.proxy}", f"https://localhost:{tls_origin.port}/small")
+        assert r.returncode == 0, r.stderr.decode()
+        assert r.stdout == b"x" * 100
+        assert issuer_of(r.stderr.decode()) == "CN=Arcus Test CA"  # the origin's own certificate
+        assert tls_origin.requests[-1].header("via") is None  # spliced: no exchange in between
+
+
+def test_an_insecure_rule_intercepts_an_unverifiable_origin_and_says_so(tmp_path, test_ca, curl):
+    rules = "  rules:\n    - {action: intercept, hosts: [localhost], insecure: true, name: lab}\n"
+    d = DaemonProcess(tmp_path / "arcus", intercept_profile(test_ca.cert_path, extra=rules))
+    ca_init(d)
+    other = LocalCA(tmp_path / "other-ca")
+    with d, TlsOrigin(other, "localhost") as bad:
+        ca = export_ca(d, tmp_path / "box-ca.pem")
+        r = run_curl(curl, "--cacert", str(ca), "--proxy", f"http://{d.proxy}", f"https://localhost:{bad.port}/small")
+        assert r.returncode == 0, r.stderr.decode()
+        assert r.stdout == b"x" * 100
+        wait_until(lambda: "WITHOUT verifying" in d.log(), timeout=10)
+
+        def record():
+            rows = [e for e in audit(d, "--host", "localhost") if e["kind"] == "request" and e["status"] == 200]
+            return rows[0] if rows else None
+
+        assert "insecure" in wait_until(record, timeout=10)["detail"]
+
+
+def two_tenant_profile(upstream_ca: Path) -> str:
+    text = render_profile().replace(
+        "  - name: http\n    type: http_proxy\n    listen: 127.0.0.1:0\n    escaper: direct\n",
+        "  - name: http\n    type: http_proxy\n    listen: 127.0.0.1:0\n    escaper: direct\n    tenant: alpha\n"
+        "  - name: http-b\n    type: http_proxy\n    listen: 127.0.0.1:0\n    escaper: direct\n    tenant: beta\n",
+    )
+    return text + f"intercept:\n  enabled: true\n  upstream_ca: {upstream_ca}\n"
+
+
+def test_two_tenants_two_cas_a_client_of_a_trusts_only_a(tmp_path, test_ca, tls_origin, curl):
+    d = DaemonProcess(tmp_path / "arcus", two_tenant_profile(test_ca.cert_path))
+    for t in ("alpha", "beta"):
+        assert d.arcus("tenant", "add", t).returncode == 0
+        ca_init(d, t)
+    with d:
+        a_root = export_ca(d, tmp_path / "alpha.pem", "alpha")
+        b_root = export_ca(d, tmp_path / "beta.pem", "beta")
+        assert a_root.read_text() != b_root.read_text()
+        url = f"https://localhost:{tls_origin.port}/small"
+        ok = run_curl(curl, "--cacert", str(a_root), "--proxy", f"http://{d.listen('http')}", url)
+        assert ok.returncode == 0 and ok.stdout == b"x" * 100, ok.stderr.decode()
+        refused = run_curl(curl, "--cacert", str(a_root), "--proxy", f"http://{d.listen('http-b')}", url)
+        assert refused.returncode == 60, refused.stderr.decode()
+        ok_b = run_curl(curl, "--cacert", str(b_root), "--proxy", f"http://{d.listen('http-b')}", url)
+        assert ok_b.returncode == 0 and ok_b.stdout == b"x" * 100, ok_b.stderr.decode()
+
+
+def test_interception_through_socks5_and_a_python_client(tmp_path, test_ca, tls_origin, curl):
+    """The same step on another tunnel server (the tunnel is shared, so is interception), and a
+    client offering h2 with TLS 1.3 that gets HTTP/1.1 over TLS 1.3."""
+    socks = "  - name: socks\n    type: socks_proxy\n    listen: 127.0.0.1:0\n    escaper: direct\n"
+    d = DaemonProcess(tmp_path / "arcus", intercept_profile(test_ca.cert_path).replace("servers:\n", "servers:\n" + socks, 1))
+    ca_init(d)
+    with d:
+        ca = export_ca(d, tmp_path / "box-ca.pem")
+        r = run_curl(curl, "-v", "--cacert", str(ca), "--proxy", f"socks5h://{d.listen('socks')}", f"https://localhost:{tls_origin.port}/small")
+        assert r.returncode == 0, r.stderr.decode()
+        assert r.stdout == b"x" * 100 and "Arcus" in issuer_of(r.stderr.decode())
+        assert tls_origin.requests[-1].header("via") == "1.1 arcus"
+
+        host, port = d.proxy.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(f"CONNECT localhost:{tls_origin.port} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            ctx = ssl.create_default_context(cafile=str(ca))
+            ctx.set_alpn_protocols(["h2", "http/1.1"])
+            with ctx.wrap_socket(s, server_hostname="localhost") as t:
+                assert t.selected_alpn_protocol() == "http/1.1"
+                assert t.version() == "TLSv1.3"
+                t.sendall(b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                data = b""
+                while True:
+                    chunk = t.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"x" * 100)
+
+
+def test_tls12_on_both_sides(box, test_ca, curl, tmp_path):
+    ca = export_ca(box, tmp_path / "box-ca.pem")
+    origin = TlsOrigin(test_ca, "localhost")
+    origin.ssl_context.maximum_version = ssl.TLSVersion.TLSv1_2
+    with origin:
+        r = run_curl(curl, "-v", "--tlsv1.2", "--tls-max", "1.2", "--cacert", str(ca), "--proxy", f"http://{box.proxy}",
+                     f"https://localhost:{origin.port}/small")
+        assert r.returncode == 0, r.stderr.decode()
+        assert r.stdout == b"x" * 100
+        assert "TLSv1.2" in r.stderr.decode()
+        assert origin.requests[-1].header("via") == "1.1 arcus"
