@@ -17,10 +17,10 @@ from yaml.nodes import MappingNode, SequenceNode
 
 from arcus.config.escaper import ESCAPERS
 from arcus.config.graph import Topology
+from arcus.config.intercept import parse_intercept
 from arcus.config.objects import Context, Family, Item, parse_family
 from arcus.config.resolver import RESOLVERS
 from arcus.config.schema import EscaperConfig, HttpLimits, Profile, ResolverConfig, ServerConfig, Timeouts
-from arcus.config.intercept import parse_intercept
 from arcus.config.sections import parse_audit, parse_limits, parse_log, parse_metrics, parse_runtime, parse_timeouts
 from arcus.config.server import SERVERS
 from arcus.config.sources import profile_text, shipped_names

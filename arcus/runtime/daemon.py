@@ -37,8 +37,8 @@ from arcus.runtime.portholder import busy_hint
 from arcus.runtime.resolve_cmds import resolve_handlers
 from arcus.runtime.snapshot import build_snapshot, load_store, with_store
 from arcus.runtime.tenancy import tenancy_handlers
-from arcus.serve.intercept import Interception
 from arcus.serve.context import Shared, Snapshot
+from arcus.serve.intercept import Interception
 from arcus.serve.registry import SERVER_TYPES
 from arcus.store import Store
 
