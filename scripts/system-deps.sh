@@ -10,6 +10,8 @@
 #          danted        an upstream SOCKS5 proxy for the escaper tests     (dante-server)
 #          ip, nft       network namespaces and the tproxy rule             (iproute2, nftables)
 #          unshare, nsenter, setpriv  namespaces, another uid               (util-linux)
+#          chromium      a real browser through TLS interception           (chromium)
+#          certutil      its NSS trust store, for the tenant's CA           (libnss3-tools)
 #   bench: curl, wrk, squid, nginx (nginx-light)
 #
 # The tests start every peer themselves, on loopback ports of their own. Packages that would
@@ -19,13 +21,13 @@
 set -euo pipefail
 what=${1:-test}
 case "$what" in
-  test)  need=(curl dnsmasq tinyproxy danted ip nft unshare nsenter setpriv) ;;
+  test)  need=(curl dnsmasq tinyproxy danted ip nft unshare nsenter setpriv chromium certutil) ;;
   bench) need=(curl wrk squid nginx) ;;
   *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac
 declare -A pkg=([curl]=curl [ip]=iproute2 [nft]=nftables [dnsmasq]=dnsmasq-base [tinyproxy]=tinyproxy
                 [danted]=dante-server [unshare]=util-linux [nsenter]=util-linux [setpriv]=util-linux
-                [wrk]=wrk [squid]=squid [nginx]=nginx-light)
+                [wrk]=wrk [squid]=squid [nginx]=nginx-light [chromium]=chromium [certutil]=libnss3-tools)
 # The system services a package brings (stopped and disabled if this script installed it).
 declare -A services=([tinyproxy]=tinyproxy [dante-server]=danted [squid]=squid [nginx-light]=nginx)
 
