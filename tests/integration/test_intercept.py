@@ -286,3 +286,114 @@ def test_tls12_on_both_sides(box, test_ca, curl, tmp_path):
         assert r.stdout == b"x" * 100
         assert "TLSv1.2" in r.stderr.decode()
         assert origin.requests[-1].header("via") == "1.1 arcus"
+
+
+SERVERS = """\
+  - name: https
+    type: http_proxy
+    listen: 127.0.0.1:0
+    escaper: direct
+    tls:
+      certificate: {cert}
+      private_key: {key}
+  - name: socks
+    type: socks_proxy
+    listen: 127.0.0.1:0
+    escaper: direct
+  - name: one
+    type: intelli_proxy
+    listen: 127.0.0.1:0
+    escaper: direct
+  - name: sni
+    type: sni_proxy
+    listen: 127.0.0.1:0
+    escaper: direct
+    tls_port: {origin_port}
+"""
+
+
+def test_every_tunnel_server_intercepts_the_same_way(tmp_path, test_ca, tls_origin, curl):
+    """One table: CONNECT on http_proxy (plain and over TLS), socks_proxy, intelli_proxy (HTTP
+    and SOCKS), sni_proxy. Each request is decrypted (our leaf, the exchange's Via) and recorded."""
+    cert, key = test_ca.issue("localhost", "127.0.0.1", stem="proxy")
+    servers = SERVERS.format(cert=cert, key=key, origin_port=tls_origin.port)
+    d = DaemonProcess(tmp_path / "arcus", intercept_profile(test_ca.cert_path).replace("servers:\n", "servers:\n" + servers, 1))
+    ca_init(d)
+    with d:
+        ca = export_ca(d, tmp_path / "box-ca.pem")
+        url = f"https://localhost:{tls_origin.port}/small"
+        sni_port = d.listen("sni").rsplit(":", 1)[1]
+        table = {
+            "http_proxy": ["--proxy", f"http://{d.proxy}"],
+            "http_proxy over TLS": ["--proxy", f"https://localhost:{d.listen('https').rsplit(':', 1)[1]}",
+                                    "--proxy-cacert", str(test_ca.cert_path)],
+            "socks_proxy": ["--proxy", f"socks5h://{d.listen('socks')}"],
+            "intelli_proxy HTTP": ["--proxy", f"http://{d.listen('one')}"],
+            "intelli_proxy SOCKS": ["--proxy", f"socks5h://{d.listen('one')}"],
+            "sni_proxy": ["--connect-to", f"localhost:{tls_origin.port}:127.0.0.1:{sni_port}"],
+        }
+        for name, args in table.items():
+            before = len(tls_origin.requests)
+            r = run_curl(curl, "-v", "--cacert", str(ca), *args, url)
+            assert r.returncode == 0, (name, r.stderr.decode())
+            assert r.stdout == b"x" * 100, name
+            assert "Arcus" in issuer_of(r.stderr.decode()), name
+            assert len(tls_origin.requests) == before + 1 and tls_origin.requests[-1].header("via") == "1.1 arcus", name
+
+        def recorded():
+            rows = [e for e in audit(d, "--host", "localhost") if e["kind"] == "request" and e["path"] == "/small"]
+            return rows if len(rows) >= len(table) else None
+
+        rows = wait_until(recorded, timeout=10)
+        assert {e["server"] for e in rows} == {"http", "https", "socks", "one", "sni"}
+
+
+def test_a_client_hello_in_pieces_is_gathered_before_the_decision(box, tls_origin, tmp_path):
+    """The hello's records arrive in three writes (a slow client, a large post-quantum hello):
+    the interceptor waits for the whole hello, then intercepts."""
+    import time
+
+    ca = export_ca(box, tmp_path / "box-ca.pem")
+    ctx = ssl.create_default_context(cafile=str(ca))
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    host, port = box.proxy.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(f"CONNECT localhost:{tls_origin.port} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        hello = out.read()
+        for piece in (hello[:3], hello[3:60], hello[60:]):
+            s.sendall(piece)
+            time.sleep(0.05)  # separate segments, not a wait for an effect
+
+        def pump(until) -> None:
+            while True:
+                try:
+                    if until():
+                        return
+                except ssl.SSLWantReadError:
+                    pass
+                if out.pending:
+                    s.sendall(out.read())
+                data = s.recv(65536)
+                assert data, "the proxy closed the connection"
+                inc.write(data)
+
+        pump(lambda: tls.do_handshake() is None)
+        s.sendall(out.read())
+        tls.write(b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        s.sendall(out.read())
+        body = bytearray()
+
+        def whole() -> bool:
+            body.extend(tls.read(65536))
+            return body.endswith(b"x" * 100)
+
+        pump(whole)
+    assert bytes(body).startswith(b"HTTP/1.1 200")
+    assert any("Arcus" in v for rdn in tls.getpeercert()["issuer"] for _, v in rdn)  # our leaf
