@@ -153,16 +153,13 @@ def compile_intercept(config: Any) -> "Plan":
 class Plan:
     """Which tenants intercept, and how (immutable once compiled)."""
 
-    __slots__ = ("tenants", "default", "off")
+    __slots__ = ("tenants", "default", "off", "any")
 
     def __init__(self, tenants: dict[str, TenantIntercept], default: TenantIntercept | None, off: frozenset[str]) -> None:
         self.tenants = tenants
         self.default = default  # tenants not named in the profile, when the box intercepts
         self.off = off  # tenants named with enabled: false
-
-    @property
-    def any(self) -> bool:
-        return bool(self.tenants) or self.default is not None
+        self.any = bool(tenants) or default is not None  # read when every tunnel is made: an attribute
 
     def for_tenant(self, name: str) -> TenantIntercept | None:
         t = self.tenants.get(name)

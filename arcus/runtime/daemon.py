@@ -185,6 +185,7 @@ class Daemon:
         self.watcher.close()
         shared.pool.close_all()
         shared.verifier.close()
+        shared.interception.close()  # the leaf factory's worker threads
         close_escapers(shared.snapshot)
         for resolver in shared.snapshot.resolvers.values():
             try:  # c-ares threads stop with nothing pending

@@ -397,3 +397,21 @@ def test_a_client_hello_in_pieces_is_gathered_before_the_decision(box, tls_origi
         pump(whole)
     assert bytes(body).startswith(b"HTTP/1.1 200")
     assert any("Arcus" in v for rdn in tls.getpeercert()["issuer"] for _, v in rdn)  # our leaf
+
+
+def test_rate_limits_and_the_query_string_opt_in_apply_to_decrypted_requests(box, tls_origin, curl, tmp_path):
+    ca = export_ca(box, tmp_path / "box-ca.pem")
+    assert box.arcus("tenant", "set", "default", "--rps", "1", "--log-query").returncode == 0
+    url = f"https://localhost:{tls_origin.port}/small?q=1"
+    r = run_curl(curl, "-i", "--cacert", str(ca), "--proxy", f"http://{box.proxy}", *[url] * 4)
+    assert r.returncode == 0, r.stderr.decode()
+    text = r.stdout.decode("latin-1")
+    assert "HTTP/1.1 429" in text and "X-Arcus-Error: rate_limited" in text  # over the intercepted TLS
+
+    def rows():
+        got = [e for e in audit(box, "--host", "localhost") if e["kind"] == "request" and e["method"] == "GET"]
+        return got if len(got) >= 4 else None
+
+    got = wait_until(rows, timeout=10)
+    assert {e["path"] for e in got} == {"/small?q=1"}  # the tenant opted in: the query is kept
+    assert any(e["status"] == 429 and e["error_code"] == "rate_limited" for e in got)
