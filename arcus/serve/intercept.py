@@ -525,7 +525,7 @@ class Interceptor:
         owner.deadline = time.monotonic() + t.upstream_connect + t.client_header
         owner.idle_window = 0.0
         self.task = asyncio.get_running_loop().create_task(
-            self._setup(host, port, hello.sni, decision), name=f"arcus-intercept-{owner.id}"
+            self._guarded_setup(host, port, hello.sni, decision), name=f"arcus-intercept-{owner.id}"
         )
 
     def _splice(self) -> None:
@@ -543,6 +543,17 @@ class Interceptor:
             tunnel.from_client_eof()
 
     # -- setting up both sides
+
+    async def _guarded_setup(self, host: str, port: int, sni: str | None, decision: Any) -> None:
+        try:
+            await self._setup(host, port, sni, decision)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a bug must close the tunnel, not leave the client hanging
+            log.exception("interception of %s failed unexpectedly", sni or host)
+            self.task = None
+            if not self.done:
+                self._fail(ErrorCode.INTERNAL)
 
     async def _setup(self, host: str, port: int, sni: str | None, decision: Any) -> None:
         owner = self.owner

@@ -415,3 +415,11 @@ def test_rate_limits_and_the_query_string_opt_in_apply_to_decrypted_requests(box
     got = wait_until(rows, timeout=10)
     assert {e["path"] for e in got} == {"/small?q=1"}  # the tenant opted in: the query is kept
     assert any(e["status"] == 429 and e["error_code"] == "rate_limited" for e in got)
+
+
+def test_a_tenant_that_intercepts_without_any_ca_has_its_tunnel_closed_and_logged(tmp_path, test_ca, tls_origin, curl):
+    with DaemonProcess(tmp_path / "arcus", intercept_profile(test_ca.cert_path)) as d:  # no `ca init`
+        r = run_curl(curl, "--cacert", str(test_ca.cert_path), "--proxy", f"http://{d.proxy}", f"https://localhost:{tls_origin.port}/small")
+        assert r.returncode != 0
+        assert not tls_origin.requests
+        wait_until(lambda: "cannot intercept localhost for tenant default" in d.log(), timeout=10)
