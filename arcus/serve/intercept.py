@@ -21,10 +21,11 @@ The interceptor, once the ClientHello is complete:
    the daemon's ``LeafFactory`` (worker threads, coalesced, cached), mirroring the upstream
    certificate's names;
 4. answers the client's handshake from memory BIOs (the ClientHello has already been read from
-   the socket): ALPN offers http/1.1 only, so a client offering h2 speaks HTTP/1.1;
-5. runs the decrypted bytes through an :class:`InterceptedHttp`, an ``HttpProxyConnection``
-   with the :class:`InterceptRouting` strategy: the same machine, exchange, admission (rate
-   limits, method and path rules), block page, records and pool as plain HTTP, its first request
+   the socket, ``arcus.serve.tls_side``): ALPN offers http/1.1 only, so a client offering h2
+   speaks HTTP/1.1;
+5. runs the decrypted bytes through an ``InterceptedHttp`` (``arcus.serve.intercept_http``): an
+   ``HttpProxyConnection`` with the ``InterceptRouting`` strategy: the same machine, exchange,
+   admission (rate limits, method and path rules), block page, records and pool as plain HTTP, its first request
    on the upstream connection made in step 2. A failed upstream verification answers every
    request with an error page over the intercepted TLS.
 
@@ -47,17 +48,13 @@ from typing import Any
 
 from cryptography import x509
 
-from arcus.config.schema import ServerConfig
 from arcus.errors import ErrorCode, OperatorError, Refusal
-from arcus.proto import http1
 from arcus.proto.tls import ClientHello, parse_client_hello
 from arcus.serve.flow import BUFFER
-from arcus.serve.http_exchange import Exchange
 from arcus.serve.http_proxy import HttpProxyConnection
-from arcus.serve.http_routing import ForwardRouting
-from arcus.serve.session import host_port
+from arcus.serve.intercept_http import InterceptedHttp, InterceptRouting
+from arcus.serve.tls_side import TlsSide
 from arcus.serve.upstream import UpstreamConnection
-from arcus.tenancy.admission import Destination
 from arcus.tls.castore import CAStore
 from arcus.tls.certcache import Leaf, LeafFactory
 from arcus.tls.contexts import intercept_client_context, intercept_upstream_context
@@ -67,7 +64,6 @@ log = logging.getLogger("arcus.serve")
 
 MAX_HELLO = 64 * 1024  # a ClientHello longer than this is not waited for: spliced
 CA_TTL = 30.0  # seconds a tenant's CA stays loaded (a rotation is seen within this)
-READ = 256 * 1024
 
 
 class Interception:
@@ -141,270 +137,6 @@ def describe_cert(der: bytes | None) -> str:
     except ValueError:
         return "certificate unreadable"
     return f"subject={cert.subject.rfc4514_string()} issuer={cert.issuer.rfc4514_string()}"
-
-
-# ---------------------------------------------------------------------------------- TLS side
-
-
-class TlsSide:
-    """The client's TLS, terminated in memory over the raw client transport; transport-shaped,
-    so the decrypted HTTP connection writes to it as to a socket."""
-
-    __slots__ = ("raw", "obj", "inc", "out", "owner", "closing", "eof")
-
-    def __init__(self, raw: asyncio.Transport, ctx: ssl.SSLContext, owner: Any) -> None:
-        self.raw = raw
-        self.inc = ssl.MemoryBIO()
-        self.out = ssl.MemoryBIO()
-        self.obj = ctx.wrap_bio(self.inc, self.out, server_side=True)
-        self.owner = owner  # bytes on the wire are counted on the owner's record
-        self.closing = False
-        self.eof = False  # the client sent close_notify
-
-    def _flush(self) -> None:
-        data = self.out.read()
-        if data:
-            self.owner.bytes_down += len(data)
-            self.raw.write(data)
-
-    def handshake(self, data: bytes) -> bool:
-        """Feed handshake bytes; True once it is done (raises ssl.SSLError if it failed)."""
-        if data:
-            self.inc.write(data)
-        try:
-            self.obj.do_handshake()
-        except ssl.SSLWantReadError:
-            self._flush()
-            return False
-        finally:
-            if self.out.pending:
-                self._flush()
-        return True
-
-    def feed(self, data: bytes) -> bytes:
-        """Decrypt what arrived (raises ssl.SSLError for broken TLS)."""
-        if data:
-            self.inc.write(data)
-        chunks = []
-        obj = self.obj
-        while True:
-            try:
-                chunk = obj.read(READ)
-            except ssl.SSLWantReadError:
-                break
-            except ssl.SSLZeroReturnError:
-                self.eof = True
-                break
-            if not chunk:
-                self.eof = True
-                break
-            chunks.append(chunk)
-        if self.out.pending:  # TLS 1.3 key updates
-            self._flush()
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    # -- asyncio.Transport, as far as the HTTP connection and the tunnel use it
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self.closing or self.raw.is_closing():
-            return
-        self.obj.write(data)
-        self._flush()
-
-    def writelines(self, chunks: Any) -> None:
-        for c in chunks:
-            self.write(c)
-
-    def is_closing(self) -> bool:
-        return self.closing or self.raw.is_closing()
-
-    def close(self) -> None:
-        if not self.closing:
-            self.closing = True
-            try:
-                self.obj.unwrap()
-            except ssl.SSLError:
-                pass
-            try:
-                self._flush()
-            except Exception:  # noqa: BLE001 - the raw transport may be gone already
-                pass
-        self.raw.close()
-
-    def abort(self) -> None:
-        self.closing = True
-        self.raw.abort()
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def write_eof(self) -> None:
-        raise NotImplementedError("TLS cannot be half-closed")
-
-    def pause_reading(self) -> None:
-        self.raw.pause_reading()
-
-    def resume_reading(self) -> None:
-        self.raw.resume_reading()
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self.raw.set_write_buffer_limits(high=high, low=low)
-
-    def get_write_buffer_size(self) -> int:
-        return self.raw.get_write_buffer_size()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "ssl_object":
-            return self.obj
-        if name == "arcus_intercepted":
-            return True
-        return self.raw.get_extra_info(name, default)
-
-
-# ---------------------------------------------------------------------------------- routing
-
-
-class InterceptRouting:
-    """The routing strategy of a decrypted connection: every request goes to the intercepted
-    origin (the client's SNI, or the tunnel's host), over TLS verified as the interception was."""
-
-    def __init__(self, name: str, port: int, ctx: ssl.SSLContext, pool_extra: tuple) -> None:
-        self.name = name
-        self.port = port
-        self.ctx = ctx
-        self.extra = pool_extra
-        self.forward = ForwardRouting()  # the head that goes upstream is built as for any proxied request
-
-    def configure(self, conn: Any) -> bool:
-        return True
-
-    def route(self, conn: Any, req: http1.RequestHead) -> Refusal | None:
-        if req.form not in ("origin", "absolute"):
-            return Refusal(ErrorCode.BAD_REQUEST, "only origin-form requests are served inside an intercepted connection")
-        req.form = "absolute"
-        req.scheme = b"https"
-        req.host, req.port = self.name, self.port
-        return None
-
-    def claims(self, conn: Any, req: http1.RequestHead) -> Any:  # pragma: no cover - admission is the CONNECT's
-        raise NotImplementedError
-
-    def destination(self, conn: Any, req: http1.RequestHead) -> Destination:
-        return Destination(self.name, self.port, req.method.decode("latin-1"), req.path.decode("latin-1"), False)
-
-    def refusal(self, conn: Any, r: Refusal) -> Refusal:
-        return r
-
-    def pool_key_extra(self, conn: Any) -> tuple:
-        return self.extra
-
-    def upstream_ssl(self, req: http1.RequestHead) -> ssl.SSLContext:
-        return self.ctx
-
-    async def connected(self, conn: Any, connected: Any) -> None:
-        """Nothing more: the escaper's TLS is the upstream TLS."""
-
-    def request_headers(self, conn: Any, req: http1.RequestHead) -> list[tuple[bytes, bytes]]:
-        return self.forward.request_headers(conn, req)
-
-
-# ---------------------------------------------------------------------------------- decrypted HTTP
-
-
-class InterceptedHttp(HttpProxyConnection):
-    """The decrypted HTTP/1.1 of one intercepted tunnel: ``HttpProxyConnection`` as it is, on
-    the owner's session (tenant, user, gate, counters) and with a TLS side for a transport."""
-
-    config_type = ServerConfig  # the owner's server, whatever its type
-
-    def __init__(self, owner: Any, side: TlsSide, routing: InterceptRouting, up: UpstreamConnection | None,
-                 failure: Refusal | None, detail: str | None) -> None:
-        super().__init__(owner.shared, owner.server, routing)
-        self.name = routing.name  # the intercepted host: the client's SNI, else the tunnel's host
-        self.owner = owner
-        self.first_up = up  # the connection the interception opened: the first request's
-        self.failure = failure  # every request is answered with it (the upstream's TLS failed)
-        self.detail = detail  # what the records say besides (a bad certificate, an insecure rule)
-        self.transport = side  # type: ignore[assignment]
-        self.flow.client = side  # type: ignore[assignment]
-        for name in ("snap", "conf", "gate", "tview", "tenant", "conn_tenant", "client_ip", "client", "proxy_sni",
-                     "srv_stats", "ten_stats", "id", "user", "started"):
-            setattr(self, name, getattr(owner, name))
-        self.target = host_port(routing.name, routing.port)
-        self._configure()
-        owner.flow = self.flow  # the client socket's write backpressure now throttles this pair
-        self.deadline = time.monotonic() + self.conf.timeouts.client_idle
-        self.shared.connections[self.id] = self  # timeouts, `ctl conns`, drain: ours while we run
-
-    def admit(self, ex: Exchange) -> None:
-        """Admission for a decrypted request: who it is was settled at the tunnel (tenant, user,
-        slots); the rest (suspension, rate, shapers, policy with method and path) runs per request
-        against the current Snapshot."""
-        req = ex.req
-        refused = self.routing.route(self, req)
-        if refused is None:
-            refused = self.failure
-        if refused is not None:
-            self.m.admitted(refused)
-            return
-        gate = self.gate
-        tv = self.snap.tenancy.get(gate.tenant.name)
-        gate.tenant = tv
-        if gate.user is not None:
-            gate.user = tv.users.get(gate.user.name, gate.user)
-        self._verdict(gate.admit(self.snap, self.routing.destination(self, req), self.client_ip))
-
-    def refuse(self, ex: Exchange, r: Refusal, keep_alive: bool) -> None:
-        if r is self.failure:
-            ex.detail = self.detail
-            body = _tls_error_page(self.name, r.message, self.detail or "", ex.id)
-            self.write_client(ex.answer(502, r.code, r.message, keep_alive, body=body, content_type=b"text/html; charset=utf-8"))
-            return
-        super().refuse(ex, r, keep_alive)
-
-    def record(self, ex: Exchange) -> None:
-        if ex.detail is None and self.detail is not None:
-            ex.detail = self.detail
-        ex.record(self, self.bytes_up, self.bytes_down, self.name)
-
-    def open_upstream(self, tunnel: bool, reuse: bool) -> bool:
-        up, self.first_up = self.first_up, None
-        if up is not None and not tunnel:
-            if up.usable():
-                self._attach(up)
-                return True
-            up.close()
-        return super().open_upstream(tunnel, reuse)
-
-    # -- the end: the owner keeps its record and its registration
-
-    def teardown(self) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        self.deadline = 0.0
-        tunnel, self.tunnel = self.tunnel, None
-        if tunnel is not None:
-            tunnel.close()
-        self.closing()
-        up, self.first_up = self.first_up, None
-        if up is not None:
-            up.close()
-        if self.shared.connections.get(self.id) is self:
-            self.shared.connections[self.id] = self.owner
-
-    def close(self, linger: bool = False) -> None:
-        super().close(False)  # TLS cannot be half-closed: the close_notify goes with the close
-
-
-def _tls_error_page(host: str, message: str, detail: str, request_id: str) -> bytes:
-    from html import escape
-
-    return (
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Upstream certificate not trusted</title></head>"
-        f"<body><h1>The site's certificate could not be verified</h1><p>{escape(host)}: {escape(message)}</p>"
-        f"<p><code>{escape(detail)}</code></p><p>request id: {escape(request_id)}</p></body></html>\n"
-    ).encode()
 
 
 # ---------------------------------------------------------------------------------- the hand-over
