@@ -196,6 +196,12 @@ def test_splice_rules_and_the_pinned_list_leave_the_origin_certificate(tmp_path,
         assert issuer_of(r.stderr.decode()) == "CN=Arcus Test CA"  # the origin's own certificate
         assert tls_origin.requests[-1].header("via") is None  # spliced: no exchange in between
 
+        def connect_record():
+            rows = [e for e in audit(d, "--host", "localhost") if e["method"] == "CONNECT"]
+            return rows[0] if rows else None
+
+        assert wait_until(connect_record, timeout=10)["detail"] == "spliced by lab-splice"
+
 
 def test_an_insecure_rule_intercepts_an_unverifiable_origin_and_says_so(tmp_path, test_ca, curl):
     rules = "  rules:\n    - {action: intercept, hosts: [localhost], insecure: true, name: lab}\n"
