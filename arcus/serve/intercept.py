@@ -352,8 +352,7 @@ class Interceptor:
         if self.done:
             return
         self.task = None
-        up_ctx = ctx
-        routing = InterceptRouting(name, port, up_ctx, ("intercept", name, self.icpt.upstream_ca, decision.insecure))
+        routing = InterceptRouting(name, port, ctx, ("intercept", name, self.icpt.upstream_ca, decision.insecure))
         self.side = TlsSide(owner.transport, server_ctx, owner)
         self.tunnel.up = UpstreamConnection()  # the tunnel no longer owns the upstream
         self.inner = InterceptedHttp(owner, self.side, routing, up, failure, detail)
@@ -411,6 +410,7 @@ class Interceptor:
         self._fail(ErrorCode.CLIENT_TLS)
 
     def _fail(self, code: ErrorCode) -> None:
+        self.task = None  # called from the setup task itself, or after it: nothing to cancel
         owner = self.owner
         owner.count_error(code)  # every intercepting server has it (HttpProxyConnection, RelayConnection)
         if isinstance(owner, HttpProxyConnection) and owner.m.ex is not None:
