@@ -88,6 +88,8 @@ class ErrorCode(StrEnum):
     USER_BLOCKED = ("user_blocked", _F, 403, SOCKS5_NOT_ALLOWED)
     USER_EXPIRED = ("user_expired", _F, 403, SOCKS5_NOT_ALLOWED)
     UNKNOWN_TENANT = ("unknown_tenant", _F, 403, SOCKS5_NOT_ALLOWED)
+    ICAP_BLOCKED = ("icap_blocked", _F, 403, SOCKS5_NOT_ALLOWED)  # the ICAP service found a threat (the block page names it)
+    ICAP_TOO_LARGE = ("icap_too_large", _F, 403, SOCKS5_NOT_ALLOWED)  # a body beyond the tenant's ICAP bound, refused
     # the upstream's (or the network's) fault
     UPSTREAM_CONNECT = ("upstream_connect", _U, 502, SOCKS5_CONNECTION_REFUSED)
     UPSTREAM_TIMEOUT = ("upstream_timeout", _U, 504, SOCKS5_TTL_EXPIRED)
@@ -99,6 +101,7 @@ class ErrorCode(StrEnum):
     UPSTREAM_DENIED = ("upstream_denied", _U, 403, SOCKS5_NOT_ALLOWED)  # an upstream proxy refused the destination
     RESOLVE_FAILED = ("resolve_failed", _U, 502, SOCKS5_HOST_UNREACHABLE)
     RESOLVE_TIMEOUT = ("resolve_timeout", _U, 502, SOCKS5_HOST_UNREACHABLE)  # the resolver, not the origin, timed out
+    ICAP_FAILED = ("icap_failed", _U, 503)  # no ICAP server answered, and the tenant fails closed
     # ours
     SERVER_BUSY = ("server_busy", _I, 503)
     BOX_CONN_LIMIT = ("box_conn_limit", _I, 503)

@@ -134,3 +134,18 @@ def format_bandwidth(bytes_per_s: float | None) -> str:
         if bits >= scale:
             return f"{bits / scale:.4g}{prefix}bit/s"
     return f"{bits:.4g}bit/s"
+
+
+def format_duration(seconds: float) -> str:
+    """An age or an uptime: ``4.2s``, ``42s``, ``3m05s``, ``2h03m``, ``1d04h`` (CLI and TUI alike)."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    if h < 24:
+        return f"{h}h{m:02d}m"
+    d, h = divmod(h, 24)
+    return f"{d}d{h:02d}h"

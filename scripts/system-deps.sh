@@ -10,6 +10,11 @@
 #          danted        an upstream SOCKS5 proxy for the escaper tests     (dante-server)
 #          ip, nft       network namespaces and the tproxy rule             (iproute2, nftables)
 #          unshare, nsenter, setpriv  namespaces, another uid               (util-linux)
+#          script        a pseudo-terminal for the binary's TUI smoke step  (bsdutils)
+#          systemd-analyze  `verify` of packaging/arcus.service             (systemd)
+#          c-icap, clamd an ICAP server with ClamAV for the ICAP tests      (c-icap,
+#                        (the tests build their own EICAR signatures;        libc-icap-mod-virus-scan,
+#                        clamav-freshclam must never run)                    clamav-daemon, clamav)
 #          chromium      a real browser through TLS interception           (chromium)
 #          certutil      its NSS trust store, for the tenant's CA           (libnss3-tools)
 #   bench: curl, wrk, squid, nginx (nginx-light)
@@ -21,18 +26,26 @@
 set -euo pipefail
 what=${1:-test}
 case "$what" in
-  test)  need=(curl dnsmasq tinyproxy danted ip nft unshare nsenter setpriv chromium certutil) ;;
-  bench) need=(curl wrk squid nginx) ;;
+  test)  need=(curl dnsmasq tinyproxy danted ip nft unshare nsenter setpriv script systemd-analyze c-icap c-icap-virus-scan clamd sigtool chromium certutil) ;;
+  bench) need=(curl wrk squid nginx c-icap c-icap-virus-scan clamd sigtool) ;;
   *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac
 declare -A pkg=([curl]=curl [ip]=iproute2 [nft]=nftables [dnsmasq]=dnsmasq-base [tinyproxy]=tinyproxy
                 [danted]=dante-server [unshare]=util-linux [nsenter]=util-linux [setpriv]=util-linux
-                [wrk]=wrk [squid]=squid [nginx]=nginx-light [chromium]=chromium [certutil]=libnss3-tools)
+                [script]=bsdutils [systemd-analyze]=systemd
+                [wrk]=wrk [squid]=squid [nginx]=nginx-light [c-icap]=c-icap [clamd]=clamav-daemon [sigtool]=clamav
+                [c-icap-virus-scan]=libc-icap-mod-virus-scan [chromium]=chromium [certutil]=libnss3-tools)
 # The system services a package brings (stopped and disabled if this script installed it).
-declare -A services=([tinyproxy]=tinyproxy [dante-server]=danted [squid]=squid [nginx-light]=nginx)
+declare -A services=([tinyproxy]=tinyproxy [dante-server]=danted [squid]=squid [nginx-light]=nginx [c-icap]=c-icap
+                     [clamav-daemon]=clamav-daemon [clamav]=clamav-freshclam)
 
 missing=()
 for cmd in "${need[@]}"; do
+  if [ "$cmd" = c-icap-virus-scan ]; then  # a module, not a program
+    [ -e /usr/lib/x86_64-linux-gnu/c_icap/virus_scan.so ] || [ -e /usr/lib/c_icap/virus_scan.so ] \
+      || ls /usr/lib/*/c_icap/virus_scan.so >/dev/null 2>&1 || missing+=("${pkg[$cmd]}")
+    continue
+  fi
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/sbin/$cmd" ]; then
     p=${pkg[$cmd]}
     [[ " ${missing[*]-} " == *" $p "* ]] || missing+=("$p")

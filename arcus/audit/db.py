@@ -28,10 +28,10 @@ from arcus.privfiles import create_private_file, make_private_dirs, tighten_sqli
 from arcus.errors import NotFound, OperatorError
 
 AUDIT_FILE = "audit.db"
-SCHEMA_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+SCHEMA_VERSION = 7
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 """Schemas a reader can read: they differ in their indexes, STRICT (see UPGRADES) and, before 4,
-the ``sni`` column (read as NULL: :func:`select_columns`)."""
+the ``sni`` column, before 5 the ``protocol`` column, before 6 the ``icap`` column, before 7 the ``detail`` column (read as NULL: :func:`select_columns`)."""
 BUSY_TIMEOUT = 5.0
 WAL_LIMIT = 64 * 1024 * 1024
 """After a checkpoint the -wal file is truncated to this (it never shrinks otherwise)."""
@@ -47,7 +47,7 @@ _COLUMN_TYPES = {
     "method": "TEXT", "path": "TEXT", "status": "INTEGER", "bytes_up": "INTEGER",
     "bytes_down": "INTEGER", "duration": "REAL", "decision": "TEXT", "rule": "TEXT",
     "error_side": "TEXT", "error_code": "TEXT", "request_id": "TEXT", "conn_id": "INTEGER",
-    "sni": "TEXT", "detail": "TEXT",
+    "sni": "TEXT", "protocol": "TEXT", "icap": "TEXT", "detail": "TEXT",
 }
 assert tuple(_COLUMN_TYPES) == FIELDS, "the table's columns follow AuditEvent's fields"
 
@@ -74,11 +74,15 @@ SCHEMA = [
     "CREATE INDEX events_host ON events(host, time)",
 ]
 
+# A migration that rebuilds the events table (new rowids) must drop FTS_TABLE and FTS_STATE too:
+# the full-text index points at rows by rowid (see below); `arcus audit index` builds it again.
 UPGRADES: dict[int, list[str]] = {
     1: ["DROP INDEX events_user", USER_INDEX],
     2: ["DROP INDEX IF EXISTS events_time"],
     3: ['ALTER TABLE events ADD COLUMN "sni" TEXT'],
-    4: ['ALTER TABLE events ADD COLUMN "detail" TEXT'],
+    4: ['ALTER TABLE events ADD COLUMN "protocol" TEXT'],
+    5: ['ALTER TABLE events ADD COLUMN "icap" TEXT'],
+    6: ['ALTER TABLE events ADD COLUMN "detail" TEXT'],
 }
 """Statements that take a file from schema ``n`` to ``n + 1``, run by the writer on open. Every
 event is kept; only indexes and columns change (an index dropped or a column added is a quick write,
@@ -94,8 +98,37 @@ batch (audit.batch, 500 by default) is one statement of 10,500 parameters (SQLit
 one row per statement 6.1 us, 50 rows 4.5 us, 500 rows 4.4 us."""
 INSERT_MANY = {n: INSERT + (", " + _ROW) * (n - 1) for n in ROWS_PER_INSERT}
 SELECT_COLUMNS = "id, " + ", ".join(f'"{n}"' for n in FIELDS)
-ADDED_IN = {"sni": 4, "detail": 5}
+ADDED_IN = {"sni": 4, "protocol": 5, "icap": 6, "detail": 7}
 """Columns a file of an older schema lacks (a reader may open a file no daemon has upgraded yet)."""
+
+
+FTS_TABLE = "events_fts"
+FTS_STATE = "events_fts_state"
+CREATE_FTS = [
+    # The statement sqlite-utils' Table.enable_fts writes (so its detect_fts, search and
+    # disable_fts know the table), without its populate step: that is one INSERT of every event,
+    # which would hold the write lock for the whole table. arcus.audit.fulltext fills it in chunks.
+    "CREATE VIRTUAL TABLE [events_fts] USING FTS5 (\n    [host], [path],\n    content=[events]\n)",
+    "CREATE TABLE events_fts_state (last_id INTEGER NOT NULL)",
+    "INSERT INTO events_fts_state (last_id) VALUES (0)",
+]
+"""The optional full-text index over hosts and paths (``arcus audit index`` creates it; no schema
+version: a file without it is a complete schema-4 file, and an arcus that knows nothing of it
+ignores it). An FTS5 table with external content (the events table holds the text, the index
+only the tokens) and the id of the last event indexed: events above it are indexed later, in
+chunks, by whoever searches (:mod:`arcus.audit.fulltext`); events at or below it that retention
+deletes leave the index in the same transaction (:mod:`arcus.audit.retention`)."""
+
+
+def fts_indexed_upto(conn: sqlite3.Connection) -> int | None:
+    """The id of the last event in the full-text index, or None when the file has no index."""
+    try:
+        row = conn.execute(f"SELECT last_id FROM {FTS_STATE}").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    return int(row[0]) if row else 0
 
 
 def select_columns(version: int) -> str:
@@ -254,6 +287,27 @@ def open_reader(path: Path) -> sqlite3.Connection:
             f"audit log {path} has schema {version}; this arcus reads schema {SCHEMA_VERSION}",
             hint="use the arcus that wrote it",
         )
+    return conn
+
+
+def open_maintainer(path: Path) -> sqlite3.Connection:
+    """Open the audit database read-write for the operator's upkeep (the full-text index), beside
+    the daemon's writer: never created here, never migrated (the daemon does that), refused at a
+    schema this arcus does not read, as :func:`open_reader` refuses it. Its write transactions are
+    short (the callers chunk them) and wait up to BUSY_TIMEOUT for the writer's, and the writer
+    for theirs. A file the operating system write-protects opens read-only: writing then raises
+    ``sqlite3.OperationalError`` ("readonly database"), which callers turn into a note."""
+    conn = open_reader(path)  # the checks and errors of a reader: missing, empty, unknown schema
+    conn.close()
+    try:
+        conn = sqlite3.connect(_uri(Path(path), "rw"), uri=True, isolation_level=None, check_same_thread=False,
+                               timeout=BUSY_TIMEOUT)
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+    except sqlite3.Error as exc:
+        raise _cannot(Path(path), "open", exc) from None
+    tighten_sqlite_modes(Path(path))
     return conn
 
 

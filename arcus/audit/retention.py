@@ -3,7 +3,9 @@ under ``audit.max_size``.
 
 Runs in the writer thread (at start, then every few minutes), in short transactions of at most
 :data:`CHUNK` rows, so a big prune never holds the write lock for long and the writer can put
-the events that queued up meanwhile in between (``between_chunks``).
+the events that queued up meanwhile in between (``between_chunks``). When the file has the
+optional full-text index (:mod:`arcus.audit.fulltext`), the events a chunk deletes leave it in
+the same transaction.
 
 Size is the main file's pages in use, ``(page_count - freelist_count) * page_size``. When it is
 over ``max_size``, the oldest events go until it is under 90 % of it (the margin keeps every
@@ -23,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from arcus.audit.db import ID_RANGE, ids_from
+from arcus.audit.db import FTS_STATE, FTS_TABLE, ID_RANGE, fts_indexed_upto, ids_from
 
 CHUNK = 5000
 """Rows deleted per transaction."""
@@ -48,10 +50,22 @@ def used_bytes(conn: sqlite3.Connection) -> int:
     return (pages - free) * size
 
 
-def _delete(conn: sqlite3.Connection, sql: str, params: tuple) -> int:
+_UNINDEX = (
+    f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, host, path) SELECT 'delete', id, host, path FROM events "
+    f"WHERE id IN ({{ids}}) AND id <= (SELECT last_id FROM {FTS_STATE})"
+)
+"""Take the events about to be deleted out of the full-text index (FTS5's 'delete' command with
+the values indexed, which only the events table still has), when the file has one."""
+
+
+def _delete(conn: sqlite3.Connection, ids: str, params: tuple) -> int:
+    """Delete the events ``ids`` (a subquery) selects, in one transaction, and their full-text
+    index entries with them: the subquery runs twice inside it and sees the same rows."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        n = conn.execute(sql, params).rowcount
+        if fts_indexed_upto(conn) is not None:
+            conn.execute(_UNINDEX.format(ids=ids), params)
+        n = conn.execute(f"DELETE FROM events WHERE id IN ({ids})", params).rowcount
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -75,7 +89,7 @@ def prune(
     # No index on time: the events older than the cutoff are those below the first id at the
     # cutoff (ids_from, a bisection on the key), read in id order. The time condition stays, so
     # an event out of order (a wall clock stepped back) is never deleted early.
-    by_age = "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id < ? AND time < ? ORDER BY id LIMIT ?)"
+    by_age = "SELECT id FROM events WHERE id < ? AND time < ? ORDER BY id LIMIT ?"
     boundary = ids_from(conn, cutoff)
     while chunks < MAX_CHUNKS:
         n = _delete(conn, by_age, (boundary, cutoff, CHUNK))
@@ -90,7 +104,7 @@ def prune(
         return result
 
     target = int(max_size * SIZE_MARGIN)
-    oldest = "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT ?)"
+    oldest = "SELECT id FROM events ORDER BY id LIMIT ?"
     if used_bytes(conn) > max_size:
         while True:
             used = used_bytes(conn)  # freed pages are on the freelist: not counted

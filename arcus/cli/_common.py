@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,7 +18,10 @@ from arcus import paths
 from arcus.control import protocol as p
 from arcus.control.client import ControlClient, DaemonNotRunning
 from arcus.errors import OperatorError
-from arcus.store import Store
+from arcus.units import format_duration as human_duration  # noqa: F401  (the CLI's name for it)
+
+if TYPE_CHECKING:
+    from arcus.store import Store  # imported where the store is opened: `ctl` never needs it
 
 SocketOpt = Annotated[
     Path | None,
@@ -99,20 +102,6 @@ def human_bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-def human_duration(seconds: float) -> str:
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{seconds:.1f}s" if seconds < 10 else f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    if h < 24:
-        return f"{h}h{m:02d}m"
-    d, h = divmod(h, 24)
-    return f"{d}d{h:02d}h"
-
-
 def errors_text(errors: dict[str, int] | None) -> str:
     items = sorted((k, v) for k, v in (errors or {}).items() if v)
     return " ".join(f"{k}={v}" for k, v in items) or "-"
@@ -175,6 +164,8 @@ def run_or_store(
             return client.call(cmd, args)
     except DaemonNotRunning:
         pass
+    from arcus.store import Store
+
     store_file = paths.store_path(data_dir)
     with Store.open(store_file) as store:
         result = direct(store)

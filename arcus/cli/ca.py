@@ -18,6 +18,7 @@ from arcus.errors import OperatorError
 from arcus.ops import ca as ops
 from arcus.tls.ca import DEFAULT_DAYS, KEY_TYPES
 from arcus.tls.files import PUBLIC_MODE, atomic_write
+from arcus.tls.install import ONBOARD_HOST, install_text
 
 app = typer.Typer(no_args_is_help=True, help="Manage the CAs that sign intercepted TLS leaves (the box's and tenants').")
 
@@ -80,6 +81,8 @@ def export(
     fmt: Annotated[str, typer.Option("--format", help="pem or der")] = "pem",
     out: Annotated[Path | None, typer.Option("--out", help="Write to FILE [default: stdout, PEM only]",
                                              show_default=False)] = None,
+    steps: Annotated[bool, typer.Option("--steps/--no-steps",
+                                        help="Print the install steps (on stderr; stdout is the certificate)")] = True,
     data_dir: DataDirOpt = None,
 ) -> None:
     """The certificate a tenant's clients must trust (install it in their trust stores)."""
@@ -88,12 +91,14 @@ def export(
     data = ops.export(paths.data_dir(data_dir), tenant, fmt)
     if out is None:
         sys.stdout.write(data.decode())
-        return
-    try:
-        atomic_write(out, data, mode=PUBLIC_MODE)
-    except OSError as exc:
-        raise OperatorError(f"cannot write {out}: {exc.strerror}") from None
-    note(f"wrote {out} ({fmt.upper()})")
+    else:
+        try:
+            atomic_write(out, data, mode=PUBLIC_MODE)
+        except OSError as exc:
+            raise OperatorError(f"cannot write {out}: {exc.strerror}") from None
+        note(f"wrote {out} ({fmt.upper()})")
+    if steps:
+        note(install_text(f"this file as ca.pem or ca.der, or from http://{ONBOARD_HOST}/ through the proxy").rstrip())
 
 
 @app.command("import")

@@ -2,6 +2,7 @@
 
 ``check`` prints every issue as ``file:line: message`` (stderr, exit 1) or one ``ok`` line;
 ``show`` prints the effective profile, every default filled in, as YAML or JSON;
+``list`` prints the shipped profiles and who each is for;
 ``graph`` prints who refers to whom (servers -> escapers -> resolvers) as a tree or Graphviz dot.
 An unknown profile name or an unreadable file is an OperatorError for the CLI's one error
 boundary (``arcus.cli.app.main``), not an issue of the file.
@@ -16,9 +17,10 @@ import typer
 import yaml
 
 from arcus.cli._common import JsonOpt, print_json
-from arcus.config import parse_profile, profile_text
+from arcus.config import parse_profile, profile_text, shipped_names
 from arcus.config.loader import parse_topology
 from arcus.config.dump import profile_to_dict
+from arcus.config.sources import summary
 from arcus.errors import ConfigError, ConfigIssue
 
 app = typer.Typer(no_args_is_help=True, help="Check and show profiles (servers, escapers, resolvers, timeouts, log).")
@@ -69,6 +71,18 @@ def check(profile: ProfileArg, json_out: JsonOpt = False) -> None:
         _count(len(loaded.resolvers), "resolver"),
     ))
     typer.echo(f"{source}: ok ({counts})")
+
+
+@app.command("list")
+def list_(json_out: JsonOpt = False) -> None:
+    """List the shipped profiles (embedded in arcus) and who each one is for."""
+    rows = [{"name": name, "for": summary(profile_text(name)[1])} for name in shipped_names()]
+    if json_out:
+        print_json(rows)
+        return
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        typer.echo(f"{r['name']:<{width}}  {r['for']}")
 
 
 @app.command("show")

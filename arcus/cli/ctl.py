@@ -274,3 +274,82 @@ def float_set(
         print_json(result)
         return
     print(f"escaper {result.get('escaper', escaper)}: egress addresses {', '.join(result.get('addresses') or []) or 'none'}")
+
+
+EVENT_TYPES = ("request", "tunnel", "connection", "reload", "reload_refused", "change", "problem")
+
+
+@app.command()
+@ctl_command
+def events(
+    socket: SocketOpt = None,
+    json: JsonOpt = False,
+    types: Annotated[list[str] | None, typer.Option("--type", "-t", help=f"Event types to show (repeatable): {', '.join(EVENT_TYPES)} [default: all but connection]", show_default=False)] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's events.")] = None,
+    user: Annotated[str | None, typer.Option(help="Only this user's events.")] = None,
+    server: Annotated[str | None, typer.Option(help="Only records of this server.")] = None,
+    errors: Annotated[bool, typer.Option("--errors", help="Only records that ended in an error.")] = False,
+    refused: Annotated[bool, typer.Option("--refused", help="Only refusals: 403/407/429 or denied records, refused reloads.")] = False,
+    buffer: Annotated[int, typer.Option(help="Events the daemon holds for this terminal before dropping it.", min=1, max=10_000)] = 1000,
+) -> None:
+    """Follow what the daemon does, live: requests, tunnels, reloads, changes, problems (until Ctrl-C)."""
+    for t in types or ():
+        if t not in EVENT_TYPES:
+            raise typer.BadParameter(f"unknown event type {t!r}; choose from {', '.join(EVENT_TYPES)}", param_hint="--type")
+    args: dict[str, Any] = {"buffer": buffer}
+    if types:
+        args["types"] = list(types)
+    for key, value in (("tenant", tenant), ("user", user), ("server", server)):
+        if value is not None:
+            args[key] = value
+    if errors:
+        args["errors"] = True
+    if refused:
+        args["refused"] = True
+    with ControlClient(paths.socket_path(socket)) as client:
+        items = client.stream("events.watch", args)
+        try:
+            for event in items:
+                if json:
+                    sys.stdout.write(jsonlib.dumps(event, sort_keys=True) + "\n")
+                else:
+                    sys.stdout.write(event_line(event) + "\n")
+                sys.stdout.flush()
+                if event.get("type") == "dropped":
+                    raise fail(OperatorError(
+                        f"the daemon dropped this subscriber: it fell behind ({event.get('skipped')} event(s) lost)",
+                        code="unavailable",
+                        hint="narrow it with --type/--tenant/--errors, or raise --buffer",
+                    ))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            items.close()
+
+
+def event_line(e: dict[str, Any]) -> str:
+    """One line per event for a terminal: time, type, then what matters for that type."""
+    at = str(e.get("at") or "")
+    clock = at[11:23] if len(at) >= 23 else at
+    kind = str(e.get("type", "?"))
+    if kind in ("request", "tunnel", "connection"):
+        host, port = e.get("host") or "", e.get("port")
+        target = (f"[{host}]:{port}" if ":" in host else f"{host}:{port}") if host else "-"
+        what = f"{e.get('method')} {target}{e.get('path') or ''}" if kind == "request" else f"{e.get('server_type') or '-'} {target}"
+        user = e.get("user") or "-"
+        duration = float(e.get("duration") or 0) * 1000
+        tail = f"{e.get('status', 0)} {e.get('bytes_up', 0)} {e.get('bytes_down', 0)} {duration:.1f}ms {e.get('error_code') or '-'}"
+        rule = f" rule={e['rule']}" if e.get("rule") else ""
+        return f"{clock} {kind:<8} {e.get('tenant')}/{user} {e.get('client')} {what} {tail}{rule}"
+    if kind == "reload":
+        return f"{clock} reload   generation {e.get('generation')} from {e.get('profile')}"
+    if kind == "reload_refused":
+        return f"{clock} reload refused: " + str(e.get("message", "")).replace("\n", "; ")
+    if kind == "change":
+        target = " ".join(f"{k}={e[k]}" for k in ("tenant", "user", "rule") if e.get(k) is not None)
+        return f"{clock} change   {e.get('cmd')} {target} (generation {e.get('generation')})"
+    if kind == "problem":
+        return f"{clock} problem  {e.get('problem')}: {e.get('detail')}"
+    if kind == "dropped":
+        return f"{clock} dropped  {e.get('reason')}: {e.get('skipped')} event(s) lost (buffer {e.get('buffer')})"
+    return f"{clock} {kind} " + jsonlib.dumps({k: v for k, v in e.items() if k not in ("type", "time", "at")}, sort_keys=True)

@@ -54,7 +54,7 @@ def conditions_text(r: dict[str, Any]) -> str:
     """The conditions of a rule in one line, in the order the engine reads them."""
     parts: list[str] = []
     for key, label in (("hosts", "host"), ("dest_cidrs", "dest"), ("ports", "port"), ("sources", "from"),
-                       ("methods", "method"), ("path_prefixes", "path")):
+                       ("methods", "method"), ("path_prefixes", "path"), ("protocols", "protocol")):
         if r.get(key):
             parts.append(f"{label} {', '.join(r[key])}")
     if r.get("times"):
@@ -132,6 +132,10 @@ def add(
         "--method", metavar="M", help="HTTP method; CONNECT for tunnels", show_default=False)] = None,
     path: Annotated[list[str] | None, typer.Option(
         "--path", metavar="PREFIX", help="URL path prefix (plain HTTP and intercepted HTTPS)", show_default=False)] = None,
+    protocol: Annotated[list[str] | None, typer.Option(
+        "--protocol", metavar="NAME",
+        help="What a tunnel carries, from its first bytes: tls, http, http2, ssh, smtp, imap, pop3, ftp, rdp, "
+             "bittorrent, dns, unknown", show_default=False)] = None,
     times: Annotated[list[str] | None, typer.Option(
         "--time", metavar="WINDOW", help="Time window, e.g. 'mon-fri 08:00-18:00'", show_default=False)] = None,
     tz: Annotated[str | None, typer.Option(
@@ -165,6 +169,7 @@ def add(
         methods=tuple(method or ()),
         path_prefixes=tuple(path or ()),
         times=tuple(times or ()),
+        protocols=tuple(protocol or ()),
         timezone=tz if tz is not None else "UTC",
         redirect_to=redirect,
         comment=comment or "",
@@ -267,7 +272,8 @@ def decision_text(d: dict[str, Any]) -> str:
 def request_text(r: dict[str, Any]) -> str:
     host = str(r.get("host", ""))
     hostport = f"[{host}]:{r.get('port')}" if ":" in host else f"{host}:{r.get('port')}"
-    what = f"CONNECT {hostport} (tunnel)" if r.get("tunnel") else f"{r.get('method')} {hostport}{r.get('path') or ''}"
+    carries = f" carrying {r['protocol']}" if r.get("protocol") else ""
+    what = f"CONNECT {hostport} (tunnel{carries})" if r.get("tunnel") else f"{r.get('method')} {hostport}{r.get('path') or ''}"
     who = f", user {r['user']}" if r.get("user") else ""
     return f"{what} from {r.get('client')}{who}"
 
@@ -308,6 +314,9 @@ def explain(
     method: Annotated[str | None, typer.Option(
         "--method", metavar="M", help="HTTP method of an http:// request [default: GET; CONNECT for tunnels]",
         show_default=False)] = None,
+    protocol: Annotated[str | None, typer.Option(
+        "--protocol", metavar="NAME", help="What the tunnel carries, as its first bytes name it (ssh, tls...) "
+        "[default: not known yet, as at admission]", show_default=False)] = None,
     profile: ProfileOpt = None,
     socket: SocketOpt = None,
     data_dir: DataDirOpt = None,
@@ -320,11 +329,14 @@ def explain(
     target = ops_explain.parse_target(url)  # a bad URL, client or method is refused before anything is asked
     source = ops_explain.parse_client(client)
     ops_explain.parse_method(method, target)
+    ops_explain.parse_protocol(protocol, target)
     args: dict[str, Any] = {"tenant": tenant, "url": url, "from": source}
     if user is not None:
         args["user"] = user
     if method is not None:
         args["method"] = method
+    if protocol is not None:
+        args["protocol"] = protocol
 
     def offline(st: Store) -> dict[str, Any]:
         # the daemon's code, imported only here: it is heavy and every `arcus` command loads this module
@@ -337,7 +349,7 @@ def explain(
                 raise OperatorError(f"profile refused:\n{exc}", hint="check it with `arcus config check PATH`") from None
             try:
                 return await ops_explain.explain(st, tenant, target, egress=egress_of(snapshot), client=source,
-                                                 method=method, user=user)
+                                                 method=method, protocol=protocol, user=user)
             finally:
                 await close_resolvers(snapshot)
 

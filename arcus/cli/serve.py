@@ -13,7 +13,7 @@ from arcus.cli._common import DataDirOpt, SocketOpt
 def serve(
     profile: Annotated[
         str | None,
-        typer.Option("--profile", help="A shipped profile name (e.g. default) or a YAML file path"),
+        typer.Option("--profile", help="A shipped profile name (default, edge, school, socks-gateway, reverse; see `arcus config list`) or a YAML file path"),
     ] = None,
     data_dir: DataDirOpt = None,
     socket: SocketOpt = None,

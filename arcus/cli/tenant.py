@@ -30,6 +30,7 @@ from arcus.errors import OperatorError
 from arcus.names import validate_name
 from arcus.ops import tenants as ops
 from arcus.store import normalize_source
+from arcus.config.values import parse_size
 from arcus.units import format_bandwidth, parse_bandwidth, parse_count, parse_rate
 
 app = typer.Typer(no_args_is_help=True, help="Manage tenants: who a client belongs to, and whether it is served.")
@@ -98,6 +99,7 @@ def _show_one(t: dict[str, Any]) -> None:
     page = t.get("block_page")
     out.print(f"block page {'built-in' if not page else f'custom, {len(page)} characters'}")
     out.print(f"log query  {'yes' if t.get('log_query') else 'no'}")
+    out.print(f"icap       {icap_text(t)}")
     for key in ("users", "rules"):
         if key in t:
             out.print(f"{key:<10} {t[key]}")
@@ -173,6 +175,39 @@ def check_choice(what: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def _icap_changes(service: str | None, no_icap: bool, fail: str | None, sample: float | None, max_body: str | None,
+                  oversize: str | None) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if service is not None and no_icap:
+        raise OperatorError("--icap-service and --no-icap contradict each other", hint="give one of them")
+    if service is not None:
+        changes["icap_service"] = validate_name("icap service", service)
+    elif no_icap:
+        changes["icap_service"] = None
+    if fail is not None:
+        changes["icap_fail"] = check_choice("icap fail mode", fail, ("open", "closed"))
+    if sample is not None:
+        changes["icap_sample"] = sample
+    if max_body is not None:
+        try:
+            changes["icap_max_body"] = parse_size(max_body)
+        except ValueError:
+            raise OperatorError(f"invalid --icap-max-body {max_body!r}",
+                                hint="give a size in bytes, or with KiB, MiB or GiB, e.g. 8MiB") from None
+    if oversize is not None:
+        changes["icap_oversize"] = check_choice("icap oversize action", oversize, ("pass", "refuse"))
+    return changes
+
+
+def icap_text(t: dict[str, Any]) -> str:
+    service = t.get("icap_service")
+    if not service:
+        return "-"
+    sample = t.get("icap_sample", 1.0)
+    return (f"{service}, fail {t.get('icap_fail', 'open')}, sample {sample:g}, bodies up to "
+            f"{t.get('icap_max_body', 0)} bytes (larger: {t.get('icap_oversize', 'pass')})")
+
+
 def describe_changes(args: dict[str, Any]) -> str:
     """One phrase per changed setting, in the order the options are listed."""
     parts: list[str] = []
@@ -199,6 +234,10 @@ def describe_changes(args: dict[str, Any]) -> str:
             parts.append("proxy hosts " + (", ".join(value) or "none"))
         elif key == "lock_sources":
             parts.append("source ranges " + ("locked to its own users" if value else "open to roaming users"))
+        elif key == "icap_service":
+            parts.append(f"icap service {value or 'none'}")
+        elif key.startswith("icap_"):
+            parts.append(f"{key.replace('_', ' ')} {value}")
         elif key == "expires_at":
             parts.append(f"expires {value or 'never'}")
     return ", ".join(parts)
@@ -320,6 +359,20 @@ def set_(
         "--lock-sources/--no-lock-sources",
         help="From this tenant's source ranges, admit only its own users (refuse other tenants' credentials)",
         show_default=False)] = None,
+    icap_service: Annotated[str | None, typer.Option(
+        "--icap-service", metavar="NAME", help="Send bodies to this ICAP service of the profile (icap_services:)",
+        show_default=False)] = None,
+    no_icap: Annotated[bool, typer.Option("--no-icap", help="Stop sending this tenant's bodies to ICAP")] = False,
+    icap_fail: Annotated[str | None, typer.Option(
+        "--icap-fail", metavar="open|closed", help="When no ICAP server answers: pass the body, or refuse (503)",
+        show_default=False)] = None,
+    icap_sample: Annotated[float | None, typer.Option(
+        "--icap-sample", metavar="RATIO", help="Share of exchanges sent to ICAP, 0 to 1", show_default=False)] = None,
+    icap_max_body: Annotated[str | None, typer.Option(
+        "--icap-max-body", metavar="SIZE", help="Largest body held for a scan, e.g. 8MiB", show_default=False)] = None,
+    icap_oversize: Annotated[str | None, typer.Option(
+        "--icap-oversize", metavar="pass|refuse", help="A larger body: pass it unscanned, or refuse it (403)",
+        show_default=False)] = None,
     socket: SocketOpt = None,
     data_dir: DataDirOpt = None,
     json: JsonOpt = False,
@@ -363,12 +416,14 @@ def set_(
         changes["proxy_hosts"] = []
     if lock_sources is not None:
         changes["lock_sources"] = lock_sources
+    changes.update(_icap_changes(icap_service, no_icap, icap_fail, icap_sample, icap_max_body, icap_oversize))
     if not changes:
         raise OperatorError(
             "nothing to change",
             hint="give at least one of --max-conns, --rps, --bandwidth, --auth, --auth-exempt, --no-auth-exempt, "
             "--realm, --default, --block-page, --no-block-page, --log-query/--no-log-query, "
-            "--proxy-host, --no-proxy-hosts, --lock-sources/--no-lock-sources",
+            "--proxy-host, --no-proxy-hosts, --lock-sources/--no-lock-sources, --icap-service, --no-icap, "
+            "--icap-fail, --icap-sample, --icap-max-body, --icap-oversize",
         )
     result = run_or_store(
         socket,

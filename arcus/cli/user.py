@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from arcus.auth.secrets import from_g3_token, hash_secret, identify_secret
 from arcus.cli._common import (
@@ -40,6 +38,7 @@ from arcus.cli._common import (
     print_json,
     run_or_store,
 )
+from arcus.cli._progress import progress
 from arcus.cli.tenant import (
     bandwidth_text,
     count_text,
@@ -499,16 +498,12 @@ def _json_kind(value: object) -> str:
 
 def hash_passwords(entries: list[dict[str, Any]], path: Path) -> list[tuple[str, str, str | None]]:
     """Hash the plain passwords (scrypt, in threads: hashlib.scrypt releases the GIL), with a
-    progress bar on a terminal; return ``(name, secret, expires_at)`` in file order."""
+    progress bar on a terminal (:mod:`arcus.cli._progress`); return ``(name, secret, expires_at)``
+    in file order."""
     todo = [i for i, e in enumerate(entries) if "password" in e]
     secrets: dict[int, str] = {}
-    err = Console(stderr=True)
     workers = max(1, min(4, os.cpu_count() or 1, len(todo)))
-    with Progress(
-        TextColumn("hashing passwords"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, transient=True, disable=not err.is_terminal or len(todo) < 2,
-    ) as progress:
-        task = progress.add_task("hash", total=len(todo))
+    with progress("hashing passwords", len(todo), transient=True) as tick:
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="arcus-hash")
         try:
             futures = {i: pool.submit(hash_secret, entries[i]["password"]) for i in todo}
@@ -517,7 +512,7 @@ def hash_passwords(entries: list[dict[str, Any]], path: Path) -> list[tuple[str,
                     secrets[i] = future.result()
                 except OperatorError as exc:
                     raise _entry_error(f"{path}: entry {i + 1} ({entries[i]['name']})", exc) from None
-                progress.update(task, completed=number)
+                tick(number)
         finally:
             # On an error or Ctrl-C, the hashes not started are dropped instead of waited for.
             pool.shutdown(wait=True, cancel_futures=True)

@@ -25,10 +25,23 @@ def profile_to_dict(profile: Profile, *, reveal_secrets: bool = False) -> dict[s
         objects = getattr(profile, family.plural)
         out[family.plural] = [_object(obj, family.types[obj.type].keys, reveal_secrets) for obj in objects]
     out["log"] = _plain(profile.log)
+    out["log"]["tenants"] = dict(profile.log.tenants)
+    if profile.log.max_size is None:
+        del out["log"]["max_size"], out["log"]["backups"]
     out["runtime"] = _runtime(profile)
     out["audit"] = _plain(profile.audit)
-    if profile.metrics.listen is not None:
-        out["metrics"] = {"listen": format_addr(*profile.metrics.listen), "max_users": profile.metrics.max_users}
+    m = profile.metrics
+    if m.listen is not None or m.statsd is not None:
+        out["metrics"] = {"max_users": m.max_users}
+        if m.listen is not None:
+            out["metrics"]["listen"] = format_addr(*m.listen)
+        if m.statsd is not None:
+            out["metrics"]["statsd"] = {"target": format_addr(*m.statsd.target), "interval": format_duration(m.statsd.interval),
+                                        "prefix": m.statsd.prefix, "max_packet": m.statsd.max_packet}
+    if profile.icap_services:
+        out["icap_services"] = [
+            {**_plain(s), "servers": [server.url for server in s.servers]} for s in profile.icap_services
+        ]
     return out
 
 

@@ -85,6 +85,10 @@ class LogConfig:
     level: str = "info"  # debug|info|warning|error
     target: str = "stderr"  # "stderr" or a file path
     access: bool = True  # one line per request / connection
+    format: str = "text"  # text|json: one line per event either way
+    max_size: int | None = None  # a file target rotates at this many bytes; None: never (logrotate + SIGHUP)
+    backups: int = 5  # rotated files kept (target.1 ... target.N)
+    tenants: tuple[tuple[str, str], ...] = ()  # (tenant, minimum level) for lines about that tenant
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +113,54 @@ class AuditConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StatsdConfig:
+    """The figures of ``/metrics`` pushed to a StatsD server over UDP (DogStatsD tags)."""
+
+    target: tuple[str, int]
+    interval: float = 10.0  # seconds between two flushes
+    prefix: str = "arcus"  # metric names start with it and a dot
+    max_packet: int = 1432  # bytes per datagram at most (fits an Ethernet MTU with headers)
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsConfig:
-    """The metrics listener: Prometheus text at ``/metrics``, ``/health`` and ``/ready`` over HTTP."""
+    """The metrics listener: Prometheus text at ``/metrics``, ``/health`` and ``/ready`` over HTTP;
+    and StatsD."""
 
     listen: tuple[str, int] | None = None  # None: no listener
+    statsd: StatsdConfig | None = None  # None: no StatsD
     max_users: int = 100  # users with a label of their own; the others are folded into user="_other"
     line: int | None = None  # where the section was declared, for bind errors
+
+
+@dataclass(frozen=True, slots=True)
+class IcapServer:
+    """One ICAP server of a service: ``icap://host:port/path`` (RFC 3507 4.2; port 1344 by default)."""
+
+    host: str
+    port: int
+    path: str  # the service on that server, "/avscan"
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"icap://{host}:{self.port}{self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class IcapServiceConfig:
+    """An ICAP service (``icap_services:``): its servers in failover order and their bounds.
+    Tenants choose a service by name (``arcus tenant set T --icap-service NAME``)."""
+
+    name: str
+    servers: tuple[IcapServer, ...]
+    connect_timeout: float = 3.0  # TCP connect to one server
+    timeout: float = 30.0  # longest wait for one read or write of an ICAP exchange
+    max_connections: int = 32  # per server; lowered further by the server's Max-Connections
+    idle_timeout: float = 30.0  # an idle pooled connection is closed after this
+    options_ttl: float = 300.0  # OPTIONS kept this long when the server gives no Options-TTL
+    retry_after: float = 5.0  # a server that failed is skipped this long (the next one is tried)
+    line: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +203,7 @@ class Profile:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    icap_services: tuple[IcapServiceConfig, ...] = ()
     intercept: InterceptConfig = field(default_factory=InterceptConfig)
 
     def escaper(self, name: str) -> EscaperConfig:

@@ -1,7 +1,9 @@
 """Where a profile's text comes from: a shipped profile by name, or a file by path.
 
 Shipped profiles are package data of ``arcus.profiles`` read with ``importlib.resources``,
-which also works inside a frozen PyInstaller binary. A bare word (no ``/``, no ``.yaml`` or
+which also works inside a frozen PyInstaller binary. The files live in the top-level
+``profiles/`` folder; ``arcus/profiles`` is a symbolic link to it (one copy, see pyproject.toml).
+Each starts with a comment header whose first line says who it is for (``summary``). A bare word (no ``/``, no ``.yaml`` or
 ``.yml`` suffix) is a shipped name; anything else is a path, so ``./edge`` reads a file and
 ``edge`` the shipped profile.
 """
@@ -27,6 +29,15 @@ def is_shipped_name(name_or_path: str) -> bool:
 def shipped_names() -> list[str]:
     root = resources.files(_PACKAGE)
     return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml") and p.is_file())
+
+
+def summary(text: str) -> str:
+    """Who a profile is for: its header's first line (``# Arcus profile "edge" -- for ...``)."""
+    first = text.lstrip().split("\n", 1)[0]
+    if not first.startswith("#"):
+        return ""
+    line = first.lstrip("#").strip()
+    return line.split(" -- ", 1)[1] if " -- " in line else line
 
 
 def label_for(name_or_path: str | None) -> str:

@@ -57,6 +57,7 @@ COMMANDS: Final[dict[str, str]] = {
     "health": "is the daemon up: pid, version, uptime, profile, generation, servers and their listeners",
     "stats": "counters per server and per tenant: connections, requests, bytes each way, errors by kind",
     "stats.watch": "stream the stats result now and then every interval (a subscriber that stops reading is dropped)",
+    "events.watch": "stream what the daemon does: request and tunnel records, reloads, changes, problems (filters; bounded per subscriber)",
     "reload": "rebuild the snapshot from profile and store; refused with file:line messages if invalid",
     "conns": "live connections: id, server, tenant, client, target, age, bytes each way, state",
     "kill": "end one live connection by id",

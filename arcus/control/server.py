@@ -243,6 +243,7 @@ class ControlServer:
         _bound_stream(writer)
         watch = asyncio.create_task(_read_line(reader), name="arcus-control-stream-watch")
         ended = False  # the end marker or an error reply has been sent
+        nxt: asyncio.Future[Any] | None = None
         try:
             while True:
                 nxt = asyncio.ensure_future(anext(items))
@@ -294,6 +295,12 @@ class ControlServer:
                 await _send(writer, p.encode_result(rid, None, more=False))
             return line
         finally:
+            if nxt is not None and not nxt.done():
+                # this task was cancelled while waiting (the daemon stops, the client is killed):
+                # the pending read of the next item goes with it, not left to a closed loop
+                nxt.cancel()
+                with contextlib.suppress(BaseException):
+                    await nxt
             if not watch.done():
                 # readuntil() consumes nothing until it has a whole line: cancelling it loses no bytes.
                 watch.cancel()

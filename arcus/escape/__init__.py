@@ -121,7 +121,7 @@ def build_escapers(
             escaper = build_escaper(config, resolvers, own_addresses, built)
         except (PatternError, RangeError) as exc:
             raise OperatorError(f'{where}: escaper "{name}": {exc}', code="invalid", hint=exc.hint) from None
-        except (OSError, ValueError) as exc:  # an MMDB missing or not a MaxMind DB
+        except (OSError, ValueError) as exc:  # an MMDB missing, not a MaxMind DB, or not a country one
             raise OperatorError(f'{where}: escaper "{name}": {exc}', code="invalid") from None
         if isinstance(escaper, RouteSelectEscaper) and escaper.unprobed():
             raise OperatorError(

@@ -12,7 +12,10 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives import serialization
 
-from arcus.errors import OperatorError
+from arcus.errors import NotFound, OperatorError
+from arcus.paths import STORE_FILE
+from arcus.store import Store
+from arcus.store.migrations import DEFAULT_TENANT
 from arcus.tls import ca as calib
 from arcus.tls.castore import CAStore, check_kind, check_tenant, who
 
@@ -26,11 +29,32 @@ def _days(days: int | None) -> int | None:
     return days
 
 
+def known_tenant(data_dir: Path, tenant: str | None) -> str | None:
+    """``tenant`` (checked) when the store has it, or None for the box; refused (NotFound, one
+    line, nothing written: a missing store file is not created) for a tenant it does not have."""
+    tenant = check_tenant(tenant)
+    if tenant is None or tenant == DEFAULT_TENANT:
+        return tenant
+    path = data_dir / STORE_FILE
+    message = f"no tenant {tenant!r} in {path} (add it first: arcus tenant add {tenant})"
+    if not path.is_file():
+        raise NotFound(message)
+    with Store.open(path) as store:
+        try:
+            store.get_tenant(tenant)
+        except NotFound:
+            raise NotFound(message) from None
+    return tenant
+
+
 def init(data_dir: Path, tenant: str | None = None, key: str = "ec", days: int = calib.DEFAULT_DAYS,
          now: dt.datetime | None = None) -> dict[str, Any]:
-    """A new CA for ``tenant`` (None: the box); refused when it has one (use rotate)."""
-    store = CAStore(data_dir)
-    store.init(check_tenant(tenant), check_kind(key), _days(days) or calib.DEFAULT_DAYS, now)
+    """A new CA for ``tenant`` (None: the box; a tenant must be in the store); refused when it
+    has one (use rotate)."""
+    tenant = known_tenant(data_dir, tenant)
+    kind = check_kind(key)
+    days = _days(days) or calib.DEFAULT_DAYS
+    CAStore(data_dir).init(tenant, kind, days, now)
     return show(data_dir, tenant, now)
 
 
@@ -54,8 +78,7 @@ def export(data_dir: Path, tenant: str | None = None, fmt: str = "pem") -> bytes
     chain reaches one; the CA itself when it is a root)."""
     if fmt not in ("pem", "der"):
         raise OperatorError(f"unknown format {fmt!r}", hint="use pem or der")
-    authority, _ = CAStore(data_dir).resolve(check_tenant(tenant))
-    anchor = (authority.cert, *authority.chain)[-1]
+    anchor, _ = CAStore(data_dir).trust_anchor(check_tenant(tenant))
     encoding = serialization.Encoding.PEM if fmt == "pem" else serialization.Encoding.DER
     return anchor.public_bytes(encoding)
 
@@ -74,7 +97,7 @@ def _read(path: Path, what: str) -> bytes:
 def import_(data_dir: Path, cert_file: Path, key_file: Path, chain_file: Path | None = None,
             tenant: str | None = None, *, replace: bool = False, now: dt.datetime | None = None) -> dict[str, Any]:
     """An operator's own root or intermediate becomes ``tenant``'s CA (checked first)."""
-    tenant = check_tenant(tenant)
+    tenant = known_tenant(data_dir, tenant)
     cert = _read(cert_file, "certificate file")
     key = _read(key_file, "key file")
     chain = _read(chain_file, "chain file") if chain_file is not None else None

@@ -27,6 +27,7 @@ from arcus.ops.policies import rule_from_dict
 from arcus.policy import Decision, Policy, Request, Rule, TraceEntry, compile_policy
 from arcus.policy import explain as explain_policy
 from arcus.policy.egress import EgressGuard
+from arcus.proto.sniff import PROTOCOLS
 from arcus.store import Store
 
 if TYPE_CHECKING:
@@ -131,6 +132,18 @@ def parse_method(value: object, target: Target) -> str:
     return method
 
 
+def parse_protocol(value: object, target: Target) -> str | None:
+    """What the tunnel carries, as its first bytes would name it (``arcus.proto.sniff``)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.strip().lower() not in PROTOCOLS:
+        raise _invalid(f"unknown protocol {value!r}", f"use one of {', '.join(PROTOCOLS)}")
+    if not target.is_tunnel:
+        raise _invalid("a protocol is what a tunnel carries",
+                       "give https://host/ or host:port (a CONNECT tunnel) with --protocol")
+    return value.strip().lower()
+
+
 def decision_dict(d: Decision) -> dict[str, Any]:
     return {"action": d.action, "rule_id": d.rule_id, "reason": d.reason, "reports": list(d.reports),
             "redirect_to": d.redirect_to}
@@ -175,6 +188,7 @@ async def explain(
     egress: Egress,
     client: str = DEFAULT_CLIENT,
     method: str | None = None,
+    protocol: str | None = None,
     user: str | None = None,
     served: Mapping[str, Policy | None] | None = None,
     now: datetime | None = None,
@@ -189,13 +203,14 @@ async def explain(
     if user is not None:
         validate_name("user", user)
     method = parse_method(method, target)
+    protocol = parse_protocol(protocol, target)
 
     def prepare() -> tuple[Policy, str]:
         return compile_for(load(store, tenant, user), tenant, egress, served)
 
     policy, source = await asyncio.to_thread(prepare)
     request = Request(target.host, target.port, client, now=now or datetime.now(timezone.utc), user=user,
-                      method=method, path=target.path, is_tunnel=target.is_tunnel)
+                      method=method, path=target.path, is_tunnel=target.is_tunnel, protocol=protocol)
     decision, trace = explain_policy(policy, request)
     resolved: list[str] = []
     resolve_error: str | None = None
@@ -213,7 +228,7 @@ async def explain(
     return {
         "tenant": tenant,
         "request": {"host": target.host, "port": target.port, "method": method, "path": target.path,
-                    "tunnel": target.is_tunnel, "client": client, "user": user},
+                    "tunnel": target.is_tunnel, "protocol": protocol, "client": client, "user": user},
         "decision": decision_dict(decision),
         "trace": trace_list(trace),
         "resolved": resolved,

@@ -17,6 +17,7 @@ from arcus.policy.model import ACTIONS, ALLOW, DENY, REDIRECT, REPORT, Decision,
 from arcus.policy.nets import NetSet, PortSet, RangeError, parse_cidr, parse_port_range
 from arcus.policy.times import TimeWindow, WindowError, parse_window
 from arcus.policy.urlpath import normalize_path
+from arcus.proto.sniff import PROTOCOLS
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _URL = re.compile(r"https?://[^\s/?#@]+(?:[/?#][^\s]*)?\Z", re.IGNORECASE)
@@ -40,6 +41,7 @@ class CompiledRule:
     times: tuple[TimeWindow, ...] | None
     zone: ZoneInfo
     decision: Decision | None  # the plain outcome, shared by every request it decides (None: report)
+    protocols: frozenset[str] | None = None  # tunnels only: decided on the first bytes
 
     @property
     def id(self) -> str:
@@ -117,6 +119,18 @@ def _paths(values: tuple[str, ...]) -> tuple[str, ...] | None:
     return tuple(out)
 
 
+def _protocols(values: tuple[str, ...]) -> frozenset[str] | None:
+    if not values:
+        return None
+    out = set()
+    for value in values:
+        name = value.strip().lower()
+        if name not in PROTOCOLS:
+            raise _Fail(f"unknown protocol {value!r}", f"use one of {', '.join(PROTOCOLS)}")
+        out.add(name)
+    return frozenset(out)
+
+
 def _times(values: tuple[str, ...]) -> tuple[TimeWindow, ...] | None:
     if not values:
         return None
@@ -186,6 +200,8 @@ def compile_rule(rule: Rule) -> CompiledRule:
         paths = _paths(_values(rule, field))
         field = "times"
         times = _times(_values(rule, field))
+        field = "protocols"
+        protocols = _protocols(_values(rule, field))
         field = "timezone"
         zone = _zone(rule.timezone)
         field = "redirect_to"
@@ -197,4 +213,4 @@ def compile_rule(rule: Rule) -> CompiledRule:
     except _Fail as exc:
         raise OperatorError(f"rule {rule.id!r}: {field}: {exc.message}", code="invalid", hint=exc.hint) from None
     decision = None if rule.action == REPORT else Decision(rule.action, rule.id, _reason(rule, url), (), url, False)
-    return CompiledRule(rule, rule.action, hosts, dest, ports, sources, methods, paths, times, zone, decision)
+    return CompiledRule(rule, rule.action, hosts, dest, ports, sources, methods, paths, times, zone, decision, protocols)

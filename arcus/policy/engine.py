@@ -45,7 +45,8 @@ from arcus.policy.nets import Address, parse_address
 from arcus.policy.times import describe_local, minute_of_week
 from arcus.policy.urlpath import normalize_path
 
-_NO, _YES, _ADDR = 0, 1, 2  # a rule's outcome; _ADDR: all but dest_cidrs match, address unknown
+_NO, _YES, _ADDR, _PROTO = 0, 1, 2, 3  # a rule's outcome; _ADDR: all but dest_cidrs match, address
+# unknown; _PROTO: all but protocols match, the tunnel's protocol not known yet
 _UNSET: object = object()
 _LIST_LIMIT = 5
 GUARD_CACHE_SIZE = 4096
@@ -122,15 +123,25 @@ def _rest(c: CompiledRule, f: _Facts) -> int:
                 break
         else:
             return _NO
+    pending = False
+    protocols = c.protocols
+    if protocols is not None:
+        protocol = f.ctx.protocol
+        if protocol is None:
+            if not f.ctx.is_tunnel:
+                return _NO  # a plain request carries no tunnel protocol
+            pending = True
+        elif protocol not in protocols:
+            return _NO
     dest = c.dest
     if dest is not None:
         if not f.addrs:
             return _ADDR
         for addr in f.addrs:
             if addr in dest:
-                return _YES
+                return _PROTO if pending else _YES
         return _NO
-    return _YES
+    return _PROTO if pending else _YES
 
 
 class _Segment:
@@ -222,7 +233,7 @@ class Policy:
             return facts
         host = facts.host
         reports: list[str] | None = None
-        needs = False
+        needs = needs_protocol = False
         for seg in self._segments(ctx.user):
             cand, hits = seg.candidates(facts)
             rules = seg.rules
@@ -239,13 +250,16 @@ class Policy:
                 if outcome == _ADDR:
                     needs = True
                     continue
+                if outcome == _PROTO:
+                    needs_protocol = True
+                    continue
                 if c.decision is None:  # report: recorded, evaluation goes on
                     if reports is None:
                         reports = []
                     reports.append(c.rule.id)
                     continue
-                return self._finish(c, facts, reports, needs)
-        return self._finish(None, facts, reports, needs)
+                return self._finish(c, facts, reports, needs, needs_protocol)
+        return self._finish(None, facts, reports, needs, needs_protocol)
 
     def _segments(self, user: str | None) -> tuple[_Segment, ...]:
         """The user's rules (if that user has any), then the tenant's."""
@@ -282,7 +296,7 @@ class Policy:
         return _Facts(ctx, host, addrs, texts)
 
     def _finish(
-        self, c: CompiledRule | None, f: _Facts, reports: list[str] | None, needs: bool
+        self, c: CompiledRule | None, f: _Facts, reports: list[str] | None, needs: bool, needs_protocol: bool = False
     ) -> Decision:
         reports_t = tuple(reports) if reports else ()
         if c is not None:
@@ -301,8 +315,10 @@ class Policy:
                         f"denied: {why}; only a rule allowing that address by dest_cidrs opens it",
                         reports_t,
                     )
-        if reports_t or needs:
-            return Decision(decision.action, decision.rule_id, decision.reason, reports_t, decision.redirect_to, needs)
+        if reports_t or needs or needs_protocol:
+            return Decision(
+                decision.action, decision.rule_id, decision.reason, reports_t, decision.redirect_to, needs, needs_protocol
+            )
         return decision
 
     def _special(self, c: CompiledRule | None, f: _Facts) -> str | None:
@@ -354,7 +370,7 @@ class Policy:
             return facts, [TraceEntry(facts.rule_id, True, facts.reason.removeprefix("denied: "))]
         trace: list[TraceEntry] = []
         reports: list[str] = []
-        needs = False
+        needs = needs_protocol = False
         decided: CompiledRule | None = None
         for seg in self._segments(ctx.user):
             for c in seg.rules:
@@ -365,12 +381,14 @@ class Policy:
                 trace.append(TraceEntry(c.id, outcome == _YES, why))
                 if outcome == _ADDR:
                     needs = True
+                elif outcome == _PROTO:
+                    needs_protocol = True
                 elif outcome == _YES and c.decision is not None:
                     decided = c
                     break
             if decided is not None:
                 break
-        decision = self._finish(decided, facts, reports, needs)
+        decision = self._finish(decided, facts, reports, needs, needs_protocol)
         if decided is None:
             trace.append(TraceEntry(DEFAULT, True, f"no rule matched; the default is {self.default_action}"))
         base = decided.action if decided is not None else self.default_action
@@ -406,6 +424,7 @@ def _explain_rule(c: CompiledRule, f: _Facts) -> tuple[int, str]:
     ok: list[str] = []
     bad: list[str] = []
     pending = ""
+    protocol_pending = ""
     ctx = f.ctx
     if c.hosts:
         patterns = _join(p.text for p in c.hosts)
@@ -475,10 +494,23 @@ def _explain_rule(c: CompiledRule, f: _Facts) -> tuple[int, str]:
             ok.append(f"{when} in {window.text}")
         else:
             bad.append(f"{when} not in {_join(w.text for w in c.times)}")
+    if c.protocols is not None:
+        names = _join(sorted(c.protocols))
+        if ctx.protocol is None:
+            if ctx.is_tunnel:
+                protocol_pending = f"protocol unknown until the tunnel's first bytes, needed for {names}"
+            else:
+                bad.append(f"a plain request carries no tunnel protocol to match {names}")
+        elif ctx.protocol in c.protocols:
+            ok.append(f"protocol {ctx.protocol} in {names}")
+        else:
+            bad.append(f"protocol {ctx.protocol} not in {names}")
     if bad:
         return _NO, "; ".join(bad)
     if pending:
         return _ADDR, pending
+    if protocol_pending:
+        return _PROTO, protocol_pending
     return _YES, "; ".join(ok) if ok else "no conditions: matches every request"
 
 

@@ -39,6 +39,7 @@ class Rule:
     methods: tuple[str, ...] = ()
     path_prefixes: tuple[str, ...] = ()
     times: tuple[str, ...] = ()
+    protocols: tuple[str, ...] = ()  # what a tunnel carries (arcus.proto.sniff.PROTOCOLS)
     timezone: str = "UTC"
     redirect_to: str | None = None
     comment: str = ""
@@ -53,6 +54,9 @@ class Request:
     about to be connected to, once resolved. ``now`` must be timezone-aware (a naive value is
     read as UTC); the policy never reads a clock itself. ``is_tunnel`` marks CONNECT, SOCKS and
     other byte streams: their method is ``CONNECT`` unless given, and path prefixes never match.
+    ``protocol`` is what a tunnel's first bytes showed (``arcus.proto.sniff``); None before they
+    did (a rule with a ``protocols`` condition is then left for the decision on the first bytes)
+    and for a plain request, which no ``protocols`` condition matches.
     """
 
     host: str | None
@@ -65,6 +69,7 @@ class Request:
     path: str | None = None
     dest_ip: str | None = None
     is_tunnel: bool = False
+    protocol: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,7 @@ class Decision:
     reports: tuple[str, ...] = ()  # "report" rules that matched before the decision
     redirect_to: str | None = None
     needs_address: bool = False  # may change once dest_ip is known: decide again per address
+    needs_protocol: bool = False  # may change once a tunnel's protocol is known: decide again then
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import os
 import signal
@@ -29,8 +30,9 @@ from arcus.errors import ConfigError, NotFound, OperatorError
 from arcus.paths import STORE_FILE
 from arcus.policy.egress import HostAddresses
 from arcus.runtime.escaper_cmds import close_escapers, escaper_handlers, start_escapers
+from arcus.runtime.events import CHANGE_COMMANDS, EventHub, change_fields
 from arcus.runtime.fdwatch import FdWatch, raise_limit
-from arcus.runtime.health import HealthWatch
+from arcus.runtime.health import DESCRIPTIONS, HealthWatch
 from arcus.runtime.hostaddrs import AddressWatcher, own_addresses
 from arcus.runtime.metrics import Metrics
 from arcus.runtime.portholder import busy_hint
@@ -41,6 +43,8 @@ from arcus.serve.context import Shared, Snapshot
 from arcus.serve.intercept import Interception
 from arcus.serve.registry import SERVER_TYPES
 from arcus.store import Store
+from arcus.tls.castore import CAStore
+from arcus.tls.certcache import LeafPruner
 
 log = logging.getLogger("arcus.daemon")
 
@@ -82,6 +86,7 @@ class Daemon:
         self.fds = FdWatch()
         self.health = HealthWatch()  # what ctl health reports beyond "up"
         self.metrics = Metrics(self)  # the optional /metrics listener, reload counts, stats.watch
+        self.events = EventHub(lambda: self.shared.records)  # events.watch
 
     # ------------------------------------------------------------------ life cycle
 
@@ -97,6 +102,7 @@ class Daemon:
         self.shared = Shared(snapshot)
         self.shared.interception = Interception(self.data_dir)  # TLS interception's CAs and leaves
         self.shared.host = self.own
+        self.shared.data_dir = self.data_dir
         await start_escapers(snapshot, None)
         self.shared.rehash = self._rehash
         try:
@@ -118,6 +124,9 @@ class Daemon:
             self.store.close()
             raise
         self._spawn(self._sweeper(), "arcus-sweeper")
+        # expired leaves leave the on-disk leaf caches of every CA generation, hourly, off the loop
+        pruner = LeafPruner(CAStore(self.data_dir).leaf_dirs)
+        self._spawn(pruner.run(lambda exc: log.warning("leaf cache prune failed: %s", exc)), "arcus-leaf-prune")
         self.watcher.on_gained = self.shared.pool.drop_to  # gained addresses: close idle connections to them
         self.watcher.start()
         log.info(
@@ -194,6 +203,7 @@ class Daemon:
                 log.warning("resolver %s did not close cleanly: %s", resolver.name, exc)
         for task in list(self._tasks):
             task.cancel()
+        self.events.close()
         if self.control is not None:
             await self.control.close()
         await self.metrics.close()
@@ -217,7 +227,8 @@ class Daemon:
             now = time.monotonic()
             self.shared.sweep(now)
             self.fds.check(now)  # out of descriptors, connections are reset unseen: say so
-            self.health.observe(now, self._trouble_counters())
+            for problem in self.health.observe(now, self._trouble_counters()):
+                self.events.publish("problem", problem=problem, detail=DESCRIPTIONS.get(problem, problem))
 
     # ------------------------------------------------------------------ listeners
 
@@ -304,10 +315,14 @@ class Daemon:
         """Re-read the profile and the store; swap in the new Snapshot or raise and keep the old."""
         try:
             generation = await self._reload()
-        except BaseException:
+        except BaseException as exc:
             self.metrics.reloads["refused"] += 1
+            if isinstance(exc, OperatorError | ConfigError):
+                self.events.publish("reload_refused", message=str(exc) if isinstance(exc, ConfigError) else exc.message,
+                                    code="invalid" if isinstance(exc, ConfigError) else exc.code)
             raise
         self.metrics.reloads["done"] += 1
+        self.events.publish("reload", generation=generation, profile=self.shared.snapshot.profile.source)
         return generation
 
     async def _reload(self) -> int:
@@ -408,11 +423,29 @@ class Daemon:
             "conns": self._cmd_conns,
             "kill": self._cmd_kill,
             "shutdown": self._cmd_shutdown,
-            **tenancy_handlers(self),
+            **self._announced(tenancy_handlers(self)),
+            "events.watch": self.events.watch,
             **audit_handlers(lambda: self.shared.records.audit),
             **resolve_handlers(self),
             **escaper_handlers(self),
         }
+
+    def _announced(self, handlers: dict[str, Any]) -> dict[str, Any]:
+        """The store-changing handlers, each followed by a ``change`` event when it succeeds."""
+
+        def announce(cmd: str, handler: Any) -> Any:
+            @functools.wraps(handler)
+            async def changed(args: dict) -> Any:
+                result = await handler(args)
+                fields = change_fields(cmd, args or {}, result)
+                self.events.publish("change", **fields, generation=self.generation)
+                what = " ".join(f"{k}={v}" for k, v in fields.items() if k != "cmd" and v is not None)
+                log.info("%s %s: generation %d", cmd, what, self.generation, extra={"tenant": fields.get("tenant")})
+                return result
+
+            return changed
+
+        return {cmd: announce(cmd, h) if cmd in CHANGE_COMMANDS else h for cmd, h in handlers.items()}
 
     def _trouble_counters(self) -> dict[str, int]:
         """The running counters whose movement makes the box degraded (``arcus.runtime.health``)."""

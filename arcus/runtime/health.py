@@ -30,7 +30,10 @@ class HealthWatch:
         self._last: dict[str, int] = {}
         self._moved: dict[str, tuple[float, int]] = {}  # name -> (when it last moved, by how much since first seen moving)
 
-    def observe(self, now: float, counters: Mapping[str, int]) -> None:
+    def observe(self, now: float, counters: Mapping[str, int]) -> list[str]:
+        """Take the counters' values now; return the problems that start (no episode within
+        ``window``), for the ``problem`` event of ``events.watch``."""
+        started: list[str] = []
         for name, value in counters.items():
             before = self._last.get(name)
             self._last[name] = value
@@ -38,7 +41,9 @@ class HealthWatch:
                 _, total = self._moved.get(name, (now, 0))
                 if self.problem_age(name, now) is None:
                     total = 0  # an old episode: count this one afresh
+                    started.append(name)
                 self._moved[name] = (now, total + value - before)
+        return started
 
     def problem_age(self, name: str, now: float) -> float | None:
         moved = self._moved.get(name)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
-from arcus.audit.records import LOG_FORMAT
 from arcus.config.schema import LogConfig
 from arcus.errors import OperatorError
 from arcus.runtime.daemon import Daemon
+from arcus.stats.logs import LOG_FORMAT, JsonFormatter, TenantLevels
 
 
 def setup_logging(config: LogConfig) -> None:
@@ -20,25 +21,35 @@ def setup_logging(config: LogConfig) -> None:
     raises OperatorError and leaves logging as it was. A reload (SIGHUP from logrotate) reopens
     a log file. Access-log lines are written by the records writer thread
     (:class:`arcus.audit.records.AccessLog`), in batches, to the handler set up here.
+
+    ``format``: text or JSON lines (:mod:`arcus.stats.logs`); ``max_size``: a file rotates at
+    that size, ``backups`` old files kept; ``tenants``: per-tenant minimum levels, a filter on
+    the handler (the loggers let the lowest level through, the filter decides per line).
     """
     if config.target == "stderr":
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
     else:
         try:
-            handler = logging.FileHandler(config.target)
+            if config.max_size is not None:
+                handler = RotatingFileHandler(config.target, maxBytes=config.max_size, backupCount=config.backups)
+            else:
+                handler = logging.FileHandler(config.target)
         except OSError as exc:
             raise OperatorError(
                 f"cannot open the log file {config.target}: {exc.strerror or exc}",
                 code="invalid",
                 hint="create its directory, or set log.target in the profile to stderr or another file",
             ) from None
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(JsonFormatter() if config.format == "json" else logging.Formatter(LOG_FORMAT))
+    levels = TenantLevels.from_config(config.level, config.tenants)
+    if levels.per_tenant:
+        handler.addFilter(levels)
     root = logging.getLogger("arcus")
     old = list(root.handlers)
     root.handlers[:] = [handler]
     for h in old:
         h.close()
-    root.setLevel(getattr(logging, config.level.upper(), logging.INFO))
+    root.setLevel(levels.lowest)
     root.propagate = False
     logging.getLogger("arcus.access").disabled = not config.access
 

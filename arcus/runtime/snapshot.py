@@ -16,6 +16,7 @@ from arcus.auth.tenants import TenantTable
 from arcus.config.schema import Profile
 from arcus.errors import OperatorError
 from arcus.escape import build_escapers
+from arcus.icap.stage import IcapPolicy
 from arcus.policy import Rule, compile_policy
 from arcus.policy.egress import HostAddresses
 from arcus.policy.intercept import InterceptError, Plan, compile_intercept
@@ -130,6 +131,7 @@ def build_tenancy(profile: Profile, data: StoreView) -> Tenancy:
             block_page=getattr(t, "block_page", None),
             log_query=bool(getattr(t, "log_query", False)),
             lock_sources=t.lock_sources,
+            icap=_icap_policy(profile, t),
             users=users,
             limits=_limits(t),
         )
@@ -147,4 +149,19 @@ def build_tenancy(profile: Profile, data: StoreView) -> Tenancy:
         proxy_hosts=hosts,
         any_users=any(v.users or v.auth != "none" for v in views.values()),
         any_limits=any(m.rps is not None or m.bandwidth is not None for m in metered),
+    )
+
+
+def _icap_policy(profile: Profile, t: Any) -> IcapPolicy | None:
+    """A tenant's ICAP settings against the profile's services. A service the profile lacks
+    (removed by a reload) is kept as a policy whose every exchange is an error: the tenant's
+    fail mode decides, rather than bodies passing unscanned without a word."""
+    name = getattr(t, "icap_service", None)
+    if not name:
+        return None
+    service = next((s for s in profile.icap_services if s.name == name), None)
+    return IcapPolicy(
+        service_name=name, service=service, fail=getattr(t, "icap_fail", "open"), sample=getattr(t, "icap_sample", 1.0),
+        max_body=getattr(t, "icap_max_body", 8 << 20),
+        oversize=getattr(t, "icap_oversize", "pass"),
     )

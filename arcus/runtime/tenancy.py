@@ -37,7 +37,7 @@ from arcus.store.tenants import SETTINGS as TENANT_SETTINGS
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 IMPORT_KEYS = ("name", "secret", "expires_at")
-EXPLAIN_ARGS = ("tenant", "url", "user", "from", "client", "method")
+EXPLAIN_ARGS = ("tenant", "url", "user", "from", "client", "method", "protocol")
 
 
 class TenancyHost(Protocol):
@@ -320,7 +320,7 @@ def tenancy_handlers(host: TenancyHost) -> dict[str, Handler]:
         snapshot = shared().snapshot
         return await ops_explain.explain(
             store(), tenant, target, egress=egress_of(snapshot), client=client, method=args.get("method"),
-            user=user, served=served_policies(snapshot),
+            protocol=args.get("protocol"), user=user, served=served_policies(snapshot),
         )
 
     return {

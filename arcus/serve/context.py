@@ -12,6 +12,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arcus.audit.records import Records
@@ -137,6 +138,7 @@ class Shared:
         self.boot = format(int(time.time()) & 0xFFFFFF, "06x")
         self.pool = UpstreamPool()
         self.host = HostAddresses()  # the box's own addresses, live: the runtime fills and updates it
+        self.data_dir: Path | None = None  # the daemon's data dir (CAs for the onboarding page): set by the runtime
         self.interception: Any = None  # TLS interception's CAs and leaves (arcus.serve.intercept), set by the runtime
 
     def swap(self, snapshot: Snapshot) -> None:

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from arcus.errors import ErrorCode, Refusal
+from arcus.icap import stage as icap_stage
 from arcus.proto import http1
 from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, ChunkedScanner, Limits
 from arcus.serve import blockpage, records
@@ -62,7 +63,7 @@ class Exchange:
     __slots__ = (
         "req", "resp", "id", "started", "status", "error", "decision", "rule", "reports", "head_sent",
         "retry_ok", "unread", "req_left", "req_scanner", "resp_left", "resp_scanner", "up0", "down0", "recorded",
-        "resp_scanned", "detail",
+        "resp_scanned", "icap", "detail",
     )
 
     def __init__(self, req: http1.RequestHead, request_id: str, limits: Limits, bytes_up: int, bytes_down: int) -> None:
@@ -86,6 +87,7 @@ class Exchange:
         self.down0 = bytes_down
         self.recorded = False
         self.resp_scanned = 0  # bytes of an incomplete response head already checked
+        self.icap: icap_stage.Stage | None = None  # the ICAP stage its upstream goes through (arcus.icap)
         self.detail: str | None = None  # what else the record says (TLS interception: a refused upstream certificate)
 
     @property
@@ -224,6 +226,20 @@ class Exchange:
             self.decision = "deny"
         return self.answer(status, code, r.message, keep_alive, extra=extra)
 
+    # -- ICAP
+
+    def plan_icap(self, session: Any) -> None:
+        """An admitted request of a tenant with an ICAP service: its stage, unless not sampled
+        (``arcus.icap.stage``; the adapter puts it in place of the upstream connection)."""
+        tv = session.tview
+        policy = tv.icap
+        host = session.target
+
+        def render(reason: str, rule: str) -> bytes:
+            return blockpage.render_block_page(tv.block_page, tenant=tv.name, rule=rule, reason=reason, request_id=self.id, host=host)
+
+        self.icap = icap_stage.plan(policy, self, render, session.conf.timeouts)
+
     # -- the record
 
     def record(self, session: Any, bytes_up: int, bytes_down: int, sni: str | None) -> None:
@@ -231,9 +247,11 @@ class Exchange:
         if self.recorded:
             return
         self.recorded = True
+        if session.user is None and not session.shared.records.enabled:
+            return  # nobody reads it: no usage to count, no log, no subscriber (see records.record)
         req = self.req
         path = None
-        if not self.tunnel and req.path:
+        if req.form != "authority" and req.path:  # not a tunnel
             raw = req.path.decode("latin-1")
             tv = session.tview
             path = raw if tv is not None and tv.log_query else raw.split("?", 1)[0]
@@ -254,5 +272,7 @@ class Exchange:
             error=self.error,
             request_id=self.id,
             sni=sni,
+            inspection=session.inspection if self.tunnel else None,
+            icap=self.icap.verdict or None if self.icap is not None else None,
             detail=self.detail,
         )

@@ -250,6 +250,14 @@ class HttpMachine:
         else:
             self._deadline(0.0, 0.0)
 
+    def answered(self, build: Callable[[bool], bytes]) -> None:
+        """The adapter answered the request itself (the CA onboarding page): ``build(keep_alive)``."""
+        ex = self.ex
+        if self.state != CLOSED and ex is not None:
+            self.keep_alive = self.keep_alive and ex.req.framing == NO_BODY
+            self.sink.write_client(build(self.keep_alive))
+            self._request_done()
+
     def _refuse(self, r: Refusal) -> None:
         """Answer the current request ourselves (a refusal, an upstream failure). A request with
         a body closes the connection after the answer (its body is not read: closed gracefully)."""

@@ -25,7 +25,7 @@ from arcus.serve.http_exchange import Exchange
 from arcus.serve.http_machine import CLOSED, STATE_NAMES, HttpMachine
 from arcus.serve.http_routing import ForwardRouting
 from arcus.serve.session import Session, host_port
-from arcus.serve.upstream import UpstreamConnection
+from arcus.serve.upstream import UpstreamConnection, take_early, tunnel_upstream
 from arcus.tenancy.admission import Admitted, Destination
 from arcus.tenancy.identify import identify
 
@@ -41,6 +41,11 @@ class HttpProxyConnection(Session):
         self.m = HttpMachine(self)
         self.target = ""
         self.local_client = False
+        self.escaper: Any = None  # the server's escaper in ``snap`` (looked up again when the Snapshot changes)
+        self.varies = False  # ... whether its route depends on the client (the pool key then says who)
+        self.own_claims: tuple | None = None  # (config, Claims) when requests cannot claim more (routing.claims)
+        self.upstream_data = self.m.upstream_data  # type: ignore[method-assign]  # the machine's event, without a hop
+        self.early: tuple[bytes, bool, bool] = (b"", False, False)  # what a CONNECT's upstream said before the 200
 
     @property
     def ex(self) -> Exchange | None:
@@ -127,17 +132,23 @@ class HttpProxyConnection(Session):
     def exchange(self, req: http1.RequestHead) -> Exchange:
         """A new request: the current Snapshot (store changes reach kept-alive connections; a
         request in flight keeps its own), a request id, fresh per-request state."""
-        self.refresh_snapshot()
+        if self.snap is not self.shared.snapshot:
+            self.refresh_snapshot()
         self.m.timeouts = self.conf.timeouts
         self.srv_stats.requests += 1
         self.target = host_port(req.host, req.port or 0) if req.host else ""
-        self.check = None
+        self.check = self.tunnel_check = None
         return Exchange(req, self.shared.next_request_id(), self.limits, self.bytes_up, self.bytes_down)
 
     def admit(self, ex: Exchange) -> None:
         """Where the request goes (routing) and who is asking and may it leave (the gate,
         ``arcus.tenancy.admission``); the verdict goes back to the machine."""
         req = ex.req
+        if req.host in self.routing.local_hosts:
+            page = self.routing.local_page(self, req)
+            if page is not None:
+                page(self, ex)  # answered by the proxy itself, through m.answered (arcus.serve.onboard)
+                return
         refused = self.routing.route(self, req)
         if refused is not None:
             self.m.admitted(refused)
@@ -164,7 +175,8 @@ class HttpProxyConnection(Session):
         gate = self.gate
         if m.state == CLOSED or gate is None:
             return
-        self.set_tenant(gate.tenant)
+        if gate.tenant is not self.tview:
+            self.set_tenant(gate.tenant)
         self.ten_stats.requests += 1
         self.user = gate.user
         if isinstance(verdict, Refusal):
@@ -176,8 +188,11 @@ class HttpProxyConnection(Session):
         ex.rule = verdict.rule
         ex.reports = verdict.reports
         self.check = verdict.check
+        self.tunnel_check = verdict.tunnel_check
         self.flow.shape_up = verdict.shape_up
         self.flow.shape_down = verdict.shape_down
+        if self.tview is not None and self.tview.icap is not None:
+            ex.plan_icap(self)  # bodies through the tenant's ICAP service (arcus.icap)
         m.admitted(None)
 
     def refuse(self, ex: Exchange, r: Refusal, keep_alive: bool) -> None:
@@ -193,12 +208,16 @@ class HttpProxyConnection(Session):
     # ------------------------------------------------------------------ actions: the upstream
 
     def _pool_key(self, req: http1.RequestHead) -> tuple:
-        assert self.snap is not None
+        escaper = self.snap.escapers.get(self.conf.escaper)
+        if escaper is not self.escaper:  # an escaper's graph is fixed: asked once per escaper
+            self.escaper = escaper
+            self.varies = bool(getattr(escaper, "varies_by_client", False))
         key: tuple = (self.conf.escaper, self.tenant, self.local_client, req.scheme, req.host, req.port)
-        if getattr(self.snap.escapers.get(self.conf.escaper), "varies_by_client", False):
+        if self.varies:
             # routed by client or user: a connection opened for one route is not another's
             key += (self.client_ip, self.user.name if self.user is not None else None)
-        return key + self.routing.pool_key_extra(self)
+        extra = self.routing.pool_key_extra
+        return key if extra is None else key + extra(self)
 
     def open_upstream(self, tunnel: bool, reuse: bool) -> bool:
         """A pooled upstream attached now (True), or a connect started (its end is an event)."""
@@ -207,7 +226,7 @@ class HttpProxyConnection(Session):
         req = ex.req
         key = ("tunnel",) if tunnel else self._pool_key(req)
         if reuse and self.check is None:
-            up = self.shared.pool.take(key, self.client_ip, self.snap.escapers.get(self.conf.escaper))
+            up = self.shared.pool.take(key, self.client_ip, self.escaper)
             if up is not None:
                 self._attach(up)
                 return True
@@ -217,7 +236,9 @@ class HttpProxyConnection(Session):
     async def _connect(self, key: tuple, req: http1.RequestHead) -> None:
         assert req.host is not None and req.port is not None
         ssl = self.routing.upstream_ssl(req)
-        conn = await self.connect_upstream(req.host, req.port, lambda: UpstreamConnection(key), ssl)
+        # a CONNECT's upstream may greet first (SSH, SMTP): kept until the tunnel starts
+        factory = tunnel_upstream if req.form == "authority" else (lambda: UpstreamConnection(key))
+        conn = await self.connect_upstream(req.host, req.port, factory, ssl)
         if not isinstance(conn, Refusal):
             try:
                 await self.routing.connected(self, conn)
@@ -231,19 +252,28 @@ class HttpProxyConnection(Session):
         if self.m.state == CLOSED:
             up.close()
             return
+        self.early = take_early(up)  # only a fresh connection can have spoken before it was ours
         self._attach(up)
         self.m.upstream_connected()
 
     def _attach(self, up: UpstreamConnection) -> None:
+        ex = self.m.ex
+        if ex is not None and ex.icap is not None:
+            up = ex.icap.attach(up)  # type: ignore[assignment]  # the stage stands in for the upstream
         self.up = up
         up.owner = self
-        self.flow.attach(up.transport)  # paused at once if the client has not taken the last response
+        flow = self.flow
+        if flow.upstream_paused:
+            flow.attach(up.transport)  # paused at once if the client has not taken the last response
+        else:
+            flow.upstream = up.transport  # nothing to carry over: what attach does, inline on the hot path
 
     def send_head(self, ex: Exchange) -> None:
         req = ex.req
         out = self.routing.request_headers(self, req)
-        assert self.up is not None
-        self.up.write(http1.build_request_head(req.method, req.path, out, req.version))
+        up = self.up
+        assert up is not None and up.transport is not None  # attached: a live transport
+        up.transport.write(http1.build_request_head(req.method, req.path, out, req.version))
 
     def forward_up(self, data: bytes, n: int) -> None:
         self.bytes_up += n
@@ -258,17 +288,25 @@ class HttpProxyConnection(Session):
         self.bytes_down += n
         self.srv_stats.bytes_down += n
         self.ten_stats.bytes_down += n
-        t = self.transport
-        assert t is not None
-        t.write(data)
-        self.flow.sent_down(n)
+        self.transport.write(data)
+        flow = self.flow
+        if flow.shape_down:
+            flow.sent_down(n)
 
     def release_upstream(self, reusable: bool) -> None:
         up, self.up = self.up, None
         if up is None:
             return
         up.owner = None
-        self.flow.detach()
+        flow = self.flow
+        if flow.upstream_paused:
+            flow.detach()
+        else:
+            flow.upstream = None  # nothing paused: what detach does, inline on the hot path
+        if reusable and type(up) is not UpstreamConnection:
+            up = up.unwrap()  # type: ignore[attr-defined]  # an ICAP stage: the connection under it, if reusable
+            if up is None:
+                return
         if reusable:
             up.pool = self.shared.pool  # type: ignore[assignment]  # UpstreamConnection.pool is typed None
             self.shared.pool.put(up, self.conf.timeouts.upstream_idle, self.conf.limits.max_pool_per_host)
@@ -286,7 +324,10 @@ class HttpProxyConnection(Session):
         up, self.up = self.up, None
         assert up is not None
         self.flow.resume_client(BUFFER)
-        self.start_tunnel(up, early_up, early_down, client_eof, up_eof)
+        (said, eof, paused), self.early = self.early, (b"", False, False)
+        self.start_tunnel(up, early_up, said + early_down, client_eof, up_eof or eof)
+        if paused and self.tunnel is not None and not self.flow.upstream_paused and up.transport is not None:
+            up.transport.resume_reading()
 
     # ------------------------------------------------------------------ actions: the client
 

@@ -14,7 +14,10 @@ asks its ``Routing``:
 - ``destination(conn, req)``: what the policy sees (a reverse proxy: the host the client asked
   for, not the upstream);
 - ``refusal(conn, r)``: a last word on a refusal (a reverse proxy cannot ask for credentials);
-- ``pool_key_extra(conn)``, ``upstream_ssl(req)``, ``connected(conn, conn)``,
+- ``local_page(conn, req)``: a page the proxy answers itself instead of routing the request
+  (``http_proxy``: the CA onboarding page, ``arcus.serve.onboard``), or None; asked only for
+  a request to one of the names in ``local_hosts`` (so other requests pay a set lookup);
+- ``pool_key_extra(conn)`` (or None: nothing), ``upstream_ssl(req)``, ``connected(conn, conn)``,
   ``request_headers(conn, req)``: what else keys a pooled upstream, TLS the escaper starts,
   what to do with a fresh connection (TLS to a site's upstream, after the escaper), and the
   head that goes upstream.
@@ -26,17 +29,20 @@ asks its ``Routing``:
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from arcus.errors import ErrorCode, Refusal
 from arcus.escape.base import Connected
 from arcus.proto import http1
 from arcus.proto.http1 import CHUNKED
+from arcus.serve import onboard
 from arcus.tenancy.admission import Destination
 from arcus.tenancy.identify import X_TENANT_ID, Claims, parse_basic, scan_headers
 from arcus.tls.contexts import origin_context
 
 VIA = b"1.1 arcus"
+VIA_10 = b"1.0 arcus"  # to an HTTP/1.0 request
 
 _client_ssl: ssl.SSLContext | None = None
 
@@ -50,7 +56,7 @@ def origin_ssl() -> ssl.SSLContext:
 
 
 def via(req: http1.RequestHead) -> bytes:
-    return b"1.0 arcus" if req.version == b"1.0" else VIA
+    return VIA_10 if req.version == b"1.0" else VIA
 
 
 class ForwardRouting:
@@ -66,20 +72,31 @@ class ForwardRouting:
             )
         return None
 
+    local_hosts = frozenset({onboard.ONBOARD_HOST})
+
+    def local_page(self, conn: Any, req: http1.RequestHead) -> Callable[[Any, Any], None] | None:
+        return onboard.serve if onboard.wanted(req) else None
+
     def claims(self, conn: Any, req: http1.RequestHead) -> tuple[Claims, Refusal | None]:
+        conf = conn.conf
+        if not (conn.snap.tenancy.any_users or conf.trusted_proxies):
+            # nothing in the request can change who it is: the connection's own claims, made once per config
+            known = conn.own_claims
+            if known is None or known[0] is not conf:
+                known = conn.own_claims = (conf, Claims(conn.client_ip, conf.tenant, conf.trusted_proxies, conn.proxy_sni))
+            return known[1], None
         username = password = header = None
         refusal = None
-        if conn.snap.tenancy.any_users or conn.conf.trusted_proxies:
-            auth_value, tenant_hdr = scan_headers(req.headers)
-            if tenant_hdr is not None:
-                header = tenant_hdr.decode("latin-1")
-            if auth_value is not None:
-                creds = parse_basic(auth_value)
-                if creds is None:
-                    refusal = Refusal(ErrorCode.AUTH_REQUIRED, "malformed Proxy-Authorization (expected Basic credentials)")
-                else:
-                    username, password = creds
-        claims = Claims(conn.client_ip, conn.conf.tenant, conn.conf.trusted_proxies, conn.proxy_sni, username, password, header)
+        auth_value, tenant_hdr = scan_headers(req.headers)
+        if tenant_hdr is not None:
+            header = tenant_hdr.decode("latin-1")
+        if auth_value is not None:
+            creds = parse_basic(auth_value)
+            if creds is None:
+                refusal = Refusal(ErrorCode.AUTH_REQUIRED, "malformed Proxy-Authorization (expected Basic credentials)")
+            else:
+                username, password = creds
+        claims = Claims(conn.client_ip, conf.tenant, conf.trusted_proxies, conn.proxy_sni, username, password, header)
         return claims, refusal
 
     def destination(self, conn: Any, req: http1.RequestHead) -> Destination:
@@ -90,8 +107,7 @@ class ForwardRouting:
     def refusal(self, conn: Any, r: Refusal) -> Refusal:
         return r
 
-    def pool_key_extra(self, conn: Any) -> tuple:
-        return ()
+    pool_key_extra = None  # the pool key says it all
 
     def upstream_ssl(self, req: http1.RequestHead) -> ssl.SSLContext | None:
         """TLS the escaper starts with the origin (an https:// request), verified for its host."""
@@ -112,7 +128,7 @@ class ForwardRouting:
             if (n == 4 and name.lower() == b"host") or (n == 11 and name.lower() == X_TENANT_ID):
                 continue
             out.append((name, value))
-        out.append((b"Via", via(req)))
+        out.append((b"Via", VIA_10 if req.version == b"1.0" else VIA))  # via(req), inline on the hot path
         if req.framing == CHUNKED:
             out.append((b"Transfer-Encoding", b"chunked"))
         if req.upgrade:

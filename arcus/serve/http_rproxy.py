@@ -191,6 +191,11 @@ class ReverseRouting:
         req.host, req.port = site.host, site.port
         return None
 
+    local_hosts: frozenset[str] = frozenset()  # a reverse proxy's names are its sites'
+
+    def local_page(self, conn: Any, req: http1.RequestHead) -> None:
+        return None
+
     def claims(self, conn: Any, req: http1.RequestHead) -> tuple[Claims, Refusal | None]:
         header = None
         if conn.conf.trusted_proxies:

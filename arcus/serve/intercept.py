@@ -151,6 +151,7 @@ class Interceptor:
         self.icpt = icpt
         self.buf = bytearray()
         self.sni: str | None = tunnel.sni
+        self.inspection = tunnel.inspection  # what the owner's record reads at teardown (protocol, sni)
         self.side: TlsSide | None = None
         self.inner: InterceptedHttp | None = None
         self.task: asyncio.Task | None = None

@@ -40,6 +40,11 @@ class InterceptRouting:
     def configure(self, conn: Any) -> bool:
         return True
 
+    local_hosts: frozenset[str] = frozenset()  # no page of the proxy's own inside an intercepted connection
+
+    def local_page(self, conn: Any, req: http1.RequestHead) -> None:
+        return None
+
     def route(self, conn: Any, req: http1.RequestHead) -> Refusal | None:
         if req.form not in ("origin", "absolute"):
             return Refusal(ErrorCode.BAD_REQUEST, "only origin-form requests are served inside an intercepted connection")

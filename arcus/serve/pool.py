@@ -6,12 +6,16 @@ another. Locality is the egress guard's own answer (``HostAddresses.is_local``: 
 one of the box's addresses), so a client reaching the proxy at the box's LAN address does not
 share connections with off-box clients.
 
-Defence in depth: each idle connection remembers the address it is connected to, and
+Defence in depth: each connection remembers the address it is connected to (``peer``), and
 ``take`` asks the egress guards of the escaper again with the new client before handing it
 over; a connection the guard would now refuse (another client, or a destination that has
 since become one of the box's addresses) is closed instead. ``drop_to`` closes the idle
-connections to addresses the box has just gained; ones in use finish their exchange and are
-refused by ``take`` afterwards.
+connections to addresses the box has just gained and starts a new generation; ones in use
+finish their exchange and are refused by ``take`` afterwards. The guards' answer depends only
+on the client, the escaper (a reload builds new ones) and the box's addresses (the
+generation), so a connection taken again by the client it was last cleared for, under the
+same escaper and generation, is not asked again: a kept-alive client's requests cost no
+guard walk.
 
 Bounded per key; idle ones expire after the server's ``upstream_idle``; an idle connection
 that receives bytes or EOF is dropped.
@@ -66,35 +70,26 @@ def _walk_guards(escaper: Escaper) -> tuple[EgressGuard, ...]:
     return tuple(out)
 
 
-def _peer_of(conn: UpstreamConnection) -> str | None:
-    transport = conn.transport
-    peer = transport.get_extra_info("peername") if transport is not None else None
-    if not peer:
-        return None
-    return str(peer[0]).split("%", 1)[0]
-
-
 class UpstreamPool:
     def __init__(self) -> None:
         self._idle: dict[PoolKey, deque[UpstreamConnection]] = {}
-        self._peer: dict[UpstreamConnection, str | None] = {}  # idle connection -> address it reaches
+        self.generation = 0  # moves on when the box gains addresses (``drop_to``)
 
     def take(self, key: PoolKey, client: str, escaper: Escaper | None) -> UpstreamConnection | None:
         """An idle connection for ``key`` that ``escaper``'s guards let ``client`` use, or None."""
         q = self._idle.get(key)
         if not q:
             return None
-        guards = guards_of(escaper)
+        cleared = (client, escaper, self.generation)
         while q:
             conn = q.pop()  # most recently used first: warmest, least likely to be closed
             if not q:
                 del self._idle[key]
-            peer = self._peer.pop(conn, None)
             conn.pool = None
-            if conn.usable() and self._allowed(guards, client, peer):
-                conn.pooled = False
-                return conn
             conn.pooled = False
+            if conn.usable() and (conn.cleared_for == cleared or self._allowed(guards_of(escaper), client, conn.peer)):
+                conn.cleared_for = cleared
+                return conn
             conn.close()
             q = self._idle.get(key)
         return None
@@ -121,11 +116,9 @@ class UpstreamPool:
         conn.pooled = True
         conn.pool = self
         conn.idle_until = time.monotonic() + idle_for
-        self._peer[conn] = _peer_of(conn)
         q.append(conn)
 
     def discard(self, conn: UpstreamConnection) -> None:
-        self._peer.pop(conn, None)
         q = self._idle.get(conn.key)
         if q is not None:
             try:
@@ -144,7 +137,6 @@ class UpstreamPool:
                 if not doomed(c):
                     keep.append(c)
                     continue
-                self._peer.pop(c, None)
                 c.pooled = False
                 c.pool = None
                 c.close()
@@ -162,11 +154,14 @@ class UpstreamPool:
         """Close the idle connections to any of ``addresses`` (ones the box has just gained,
         now special destinations); how many."""
         targets = frozenset(addresses)
-        if not targets or not self._idle:
+        if not targets:
+            return 0
+        self.generation += 1  # connections in use are checked again when they are next taken
+        if not self._idle:
             return 0
 
         def doomed(c: UpstreamConnection) -> bool:
-            peer = self._peer.get(c)
+            peer = c.peer
             if peer is None:
                 return False
             try:
@@ -183,7 +178,6 @@ class UpstreamPool:
                 c.pool = None
                 c.close()
         self._idle.clear()
-        self._peer.clear()
 
     def __len__(self) -> int:
         return sum(len(q) for q in self._idle.values())

@@ -30,11 +30,25 @@ def record(
     error: Any,
     request_id: str | None,
     sni: str | None = None,
+    inspection: Any = None,
+    icap: str | None = None,
     detail: str | None = None,
 ) -> None:
     """The record of one exchange or one tunnel: the user's usage and one event (access log,
     audit, subscribers). ``error``: an ``ErrorCode`` or "". ``sni``: the server name a TLS
-    client sent through a tunnel."""
+    client sent through a tunnel. ``inspection``: the tunnel's ``arcus.serve.inspection``
+    (its protocol; a refusal or reports decided on its first bytes override the admission's).
+    ``icap``: what the ICAP service said of an exchange (``arcus.icap.stage``: clean,
+    blocked:THREAT, ...), None when it was not asked."""
+    protocol = None
+    if inspection is not None:
+        protocol = inspection.protocol
+        sni = inspection.sni or sni
+        refusal = inspection.refusal
+        if refusal is not None:
+            decision, rule, error = "deny", refusal.rule, refusal.code  # status: what the client was answered
+        elif inspection.reports:
+            decision, rule = "report", ",".join(inspection.reports)
     shared = session.shared
     user = session.user
     if user is not None:
@@ -55,6 +69,6 @@ def record(
             time.time(), kind, session.tenant, user.name if user is not None else None, session.client,
             session.server, conf.escaper, host, port, method, path, status, up, down, duration,
             decision or None, rule, error.side.value if error else None, error.value if error else None,
-            request_id, session.id, sni, conf.type, detail,
+            request_id, session.id, sni, protocol, conf.type, icap, detail,
         )
     )

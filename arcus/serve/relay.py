@@ -39,7 +39,7 @@ from arcus.serve import records
 from arcus.serve.context import Shared
 from arcus.serve.flow import BUFFER
 from arcus.serve.session import Session, host_port
-from arcus.serve.upstream import UpstreamConnection
+from arcus.serve.upstream import UpstreamConnection, take_early, tunnel_upstream
 from arcus.tenancy.admission import Destination
 from arcus.tenancy.identify import Claims
 
@@ -55,36 +55,6 @@ RELAY = 3  # bytes both ways
 CLOSED = 4
 CUSTOM = 5
 STATE_NAMES = ("handshake", "auth", "connecting", "relay", "closed")
-
-
-class _Early:
-    """The owner of an upstream connection until the tunnel takes it: keeps what it says."""
-
-    __slots__ = ("up", "data", "eof", "paused")
-
-    def __init__(self, up: UpstreamConnection) -> None:
-        self.up = up
-        self.data = bytearray()
-        self.eof = False
-        self.paused = False
-
-    def upstream_data(self, data: bytes) -> None:
-        self.data += data
-        if len(self.data) > MAX_PENDING and not self.paused and self.up.transport is not None:
-            self.paused = True
-            self.up.transport.pause_reading()
-
-    def upstream_eof(self) -> None:
-        self.eof = True
-
-    def upstream_lost(self, exc: Exception | None) -> None:
-        pass
-
-    def upstream_pause(self) -> None:
-        pass
-
-    def upstream_resume(self) -> None:
-        pass
 
 
 class RelayConnection(Session):
@@ -235,6 +205,7 @@ class RelayConnection(Session):
         self.decision = verdict.decision
         self.rule_id = verdict.rule or (",".join(verdict.reports) if verdict.reports else None)
         self.check = verdict.check
+        self.tunnel_check = verdict.tunnel_check
         self.flow.shape_up = verdict.shape_up
         self.flow.shape_down = verdict.shape_down
         self.task = asyncio.get_running_loop().create_task(self._connect(ssl), name=f"arcus-connect-{self.id}")
@@ -244,17 +215,9 @@ class RelayConnection(Session):
             return Refusal(ErrorCode.DENIED, r.message, rule=r.rule)
         return r
 
-    @staticmethod
-    def _make_upstream() -> UpstreamConnection:
-        # Owned from the start by a buffer of its own: a server-first upstream may speak before
-        # the escaper returns, and an escaper racing several addresses closes the losers.
-        up = UpstreamConnection(("tunnel",))
-        up.owner = _Early(up)
-        return up
-
     async def _connect(self, ssl: ssl_module.SSLContext | None) -> None:
         self.opened = time.monotonic()
-        conn = await self.connect_upstream(self.host, self.port, self._make_upstream, ssl)
+        conn = await self.connect_upstream(self.host, self.port, tunnel_upstream, ssl)
         self.task = None
         if isinstance(conn, Refusal):
             if self.state != CLOSED:
@@ -281,11 +244,10 @@ class RelayConnection(Session):
         """Bytes both ways from now on (the subclass has written its success reply)."""
         up, self.up = self.up, None
         assert up is not None  # upstream_connected keeps the upstream for this
-        early = up.owner
+        down, eof, paused = take_early(up)
         self.state = RELAY
         self.flow.resume_client(BUFFER)
         data, self.buf = bytes(self.buf), bytearray()
-        down, eof, paused = (bytes(early.data), early.eof, early.paused) if isinstance(early, _Early) else (b"", False, False)
         self.start_tunnel(up, data, down, self.client_eof, eof)
         if paused and self.tunnel is not None and not self.flow.upstream_paused and up.transport is not None:
             up.transport.resume_reading()
@@ -347,6 +309,7 @@ class RelayConnection(Session):
             error=self.error_code,
             request_id=None,
             sni=self.sni_seen,
+            inspection=self.inspection,
         )
 
     def audit_method(self) -> str | None:

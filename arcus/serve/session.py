@@ -74,6 +74,8 @@ class Session(asyncio.Protocol, Tracked):
         self.up: UpstreamConnection | None = None  # an upstream not yet (or no longer) in a tunnel
         self.sni_seen: str | None = None  # the server name of a ClientHello seen in the tunnel
         self.check: Any = None  # the per-address policy check handed to the escaper
+        self.tunnel_check: Any = None  # the policy on a tunnel's first bytes (admission.TunnelCheck)
+        self.inspection: Any = None  # the ended tunnel's Inspection (protocol, sni, refusal), for the record
         self.ended = False  # torn down
         self.lingering = 0  # bytes dropped while closing gracefully
 
@@ -213,6 +215,7 @@ class Session(asyncio.Protocol, Tracked):
         tunnel, self.tunnel = self.tunnel, None
         if tunnel is not None:
             self.sni_seen = tunnel.sni
+            self.inspection = tunnel.inspection
             tunnel.close()
         self.closing()
         if self.shared.connections.pop(self.id, None) is not None:

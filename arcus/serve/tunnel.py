@@ -18,12 +18,14 @@ the upstream connection.
 - Accounting: bytes each way on the owner (``bytes_up``/``bytes_down``, what ``ctl conns``
   shows and the record carries) and its server and tenant counters.
 
-The first client bytes pass through ``_first`` before anything goes upstream: it notes the server
-name of a TLS ClientHello (``sni``) for the record and, when the tunnel's tenant intercepts TLS
-(``icpt``, looked up once when the tunnel is made), hands a ClientHello to
-``arcus.serve.intercept.Interceptor``, which takes the tunnel's place on its owner and either
-gives it back (spliced by a rule) or terminates the TLS. A tunnel whose tenant does not
-intercept pays one attribute test.
+The first client bytes pass through ``_first`` before anything goes upstream. The tunnel's
+``Inspection`` (``arcus.serve.inspection``) sees the first chunks both ways before that while it is
+``watching``: it names the protocol, notes a ClientHello's server name (``sni``) and may close the
+tunnel on the policy's decision about them (that chunk is dropped). Then, when the tunnel's
+tenant intercepts TLS (``icpt``, looked up once when the tunnel is made), ``_first`` hands a
+ClientHello to ``arcus.serve.intercept.Interceptor``, which takes the tunnel's place on its owner
+and either gives it back (spliced by a rule) or terminates the TLS. A tunnel whose tenant does
+not intercept pays one attribute test.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any, Protocol
 from arcus.errors import ProtocolError
 from arcus.proto.tls import looks_like_tls, parse_client_hello
 from arcus.serve.flow import UPSTREAM_FULL, Flow
+from arcus.serve.inspection import Inspection
 from arcus.serve.upstream import UpstreamConnection
 
 WRITE_HIGH = 1024 * 1024  # transport write buffer high-water mark while relaying
@@ -54,8 +57,11 @@ class TunnelOwner(Protocol):
     deadline: float
     idle_window: float
     seen_activity: int
+    tunnel_check: Any  # the policy on what the first bytes show (arcus.serve.inspection), or None
 
     def tunnel_ended(self) -> None: ...
+
+    def close(self, linger: bool = False) -> None: ...
 
 
 INTERCEPTING_SERVERS = frozenset({"http_proxy", "sni_proxy", "socks_proxy", "intelli_proxy"})
@@ -73,7 +79,7 @@ def intercepting(owner: Any) -> Any:
 
 
 class Tunnel:
-    __slots__ = ("owner", "flow", "client", "up", "upt", "client_eof", "up_eof", "done", "sni", "first", "icpt")
+    __slots__ = ("owner", "flow", "client", "up", "upt", "client_eof", "up_eof", "done", "sni", "first", "inspection", "icpt")
 
     def __init__(self, owner: TunnelOwner, flow: Flow, up: UpstreamConnection) -> None:
         self.owner = owner
@@ -86,6 +92,7 @@ class Tunnel:
         self.done = False
         self.sni: str | None = None  # the server name of a TLS ClientHello seen in the tunnel
         self.first = True  # the next client bytes are the tunnel's first
+        self.inspection = Inspection(self)
         self.icpt = intercepting(owner)  # the tenant's interception rules, when its TLS is to be looked at
         up.owner = self
         flow.attach(self.upt)
@@ -123,6 +130,9 @@ class Tunnel:
     # -- client -> upstream (called by the owner's data_received / eof_received)
 
     def from_client(self, data: bytes) -> None:
+        inspection = self.inspection
+        if inspection.watching and inspection.client(data):
+            return  # refused on what the first bytes showed: closed, the chunk dropped
         if self.first:
             self.first = False
             if self._first(data):
@@ -138,20 +148,18 @@ class Tunnel:
         self.flow.sent_up(n)
 
     def _first(self, data: bytes) -> bool:
-        """The tunnel's first client bytes, before they go upstream: True when they went to an
-        interceptor (which now owns the tunnel), False to splice."""
-        if looks_like_tls(data):
-            try:
-                hello = parse_client_hello(data)
-            except ProtocolError:
-                return False  # not ours to judge: the upstream answers a bad hello
-            if hello is not None:
-                self.sni = hello.sni
-            if self.icpt is not None:
-                from arcus.serve.intercept import Interceptor  # imported here: intercept builds on http_proxy
+        """The tunnel's first client bytes, before they go upstream (the inspection has seen them
+        first: ``self.sni``): True when they went to an interceptor (which now owns the tunnel),
+        False to splice."""
+        if self.icpt is None or not looks_like_tls(data):
+            return False
+        try:
+            hello = parse_client_hello(data)
+        except ProtocolError:
+            return False  # not ours to judge: the upstream answers a bad hello
+        from arcus.serve.intercept import Interceptor  # imported here: intercept builds on http_proxy
 
-                return Interceptor.take(self, data, hello)
-        return False
+        return Interceptor.take(self, data, hello)
 
     def from_client_eof(self) -> None:
         self.client_eof = True
@@ -166,6 +174,9 @@ class Tunnel:
     def upstream_data(self, data: bytes) -> None:
         if self.done:
             return
+        inspection = self.inspection
+        if inspection.watching and inspection.server(data):
+            return  # refused on what the upstream's greeting showed: closed, the chunk dropped
         n = len(data)
         owner = self.owner
         owner.bytes_down += n
@@ -196,6 +207,13 @@ class Tunnel:
         self.flow.resume_client(UPSTREAM_FULL)
 
     # -- the end
+
+    def refused(self) -> None:
+        """The inspection's policy refused the tunnel: it ends now, gracefully (a client still
+        sending meets a FIN and a drained socket, not a reset)."""
+        if not self.done:
+            self.done = True
+            self.owner.close(linger=True)
 
     def _end(self) -> None:
         if not self.done:

@@ -18,7 +18,9 @@ class Owner(Protocol):
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("transport", "owner", "key", "pooled", "idle_until", "closed", "eof", "pool", "reused")
+    __slots__ = (
+        "transport", "owner", "key", "pooled", "idle_until", "closed", "eof", "pool", "reused", "peer", "cleared_for",
+    )
 
     def __init__(self, key: tuple = ()) -> None:
         self.transport: asyncio.Transport | None = None
@@ -30,10 +32,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.eof = False
         self.pool: UpstreamPool | None = None  # set while idle in a pool, to leave it on close
         self.reused = False
+        self.peer: str | None = None  # the address it is connected to (the pool's re-check reads it)
+        self.cleared_for: tuple | None = None  # (client, escaper, pool generation) the pool last checked it for
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = str(peer[0]).split("%", 1)[0] if peer else None
 
     def data_received(self, data: bytes) -> None:
         owner = self.owner
@@ -84,3 +90,57 @@ class UpstreamConnection(asyncio.Protocol):
         self.owner = None
         if self.transport is not None and not self.closed:
             self.transport.abort()
+
+
+MAX_EARLY = 256 * 1024  # upstream bytes kept before a tunnel takes its upstream (then reading pauses)
+
+
+class Early:
+    """The owner of a tunnel's upstream connection until the tunnel takes it: keeps what it says.
+
+    A server-first protocol (SSH, SMTP, FTP...) greets as soon as it accepts, which can be before
+    the escaper's connect returns to the connection that asked; an escaper racing several
+    addresses closes the losers. Bounded: past MAX_EARLY bytes the upstream's reading pauses.
+    """
+
+    __slots__ = ("up", "data", "eof", "paused")
+
+    def __init__(self, up: UpstreamConnection) -> None:
+        self.up = up
+        self.data = bytearray()
+        self.eof = False
+        self.paused = False
+
+    def upstream_data(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) > MAX_EARLY and not self.paused and self.up.transport is not None:
+            self.paused = True
+            self.up.transport.pause_reading()
+
+    def upstream_eof(self) -> None:
+        self.eof = True
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        pass
+
+    def upstream_pause(self) -> None:
+        pass
+
+    def upstream_resume(self) -> None:
+        pass
+
+
+def tunnel_upstream() -> UpstreamConnection:
+    """An upstream connection for a tunnel, owned from the start by an :class:`Early` buffer."""
+    up = UpstreamConnection(("tunnel",))
+    up.owner = Early(up)
+    return up
+
+
+def take_early(up: UpstreamConnection) -> tuple[bytes, bool, bool]:
+    """(bytes, eof, paused) an :class:`Early` owner kept for ``up`` (nothing for another owner);
+    the caller becomes the owner next, and resumes reading if it was paused."""
+    early = up.owner
+    if isinstance(early, Early):
+        return bytes(early.data), early.eof, early.paused
+    return b"", False, False

@@ -27,10 +27,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from arcus.stats.counters import Counters
+from arcus.stats.latency import OTHER_USER, Histogram
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-OTHER_USER = "_other"
-"""The ``user`` label of the users beyond ``metrics.max_users``, summed per tenant."""
 
 Counts = Mapping[str, Any]
 """``Counters.to_dict()``: conns_total, conns_active, requests, bytes_up, bytes_down, errors."""
@@ -46,14 +45,16 @@ class Figures:
     servers: dict[str, Counts] = field(default_factory=dict)
     tenants: dict[str, Counts] = field(default_factory=dict)
     users: dict[tuple[str, str], Counts] = field(default_factory=dict)  # (tenant, user), folded
-    resolvers: dict[str, Mapping[str, int]] = field(default_factory=dict)  # ResolverStats.to_dict()
+    resolvers: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # Resolver.describe(): counters, "cached"
     records: Mapping[str, int] = field(default_factory=dict)  # Records.stats()
     audit: Mapping[str, int] | None = None  # AuditSink.stats(); None: audit off
     fds: Mapping[str, int] = field(default_factory=dict)  # FdWatch.info()
     reloads: Mapping[str, int] = field(default_factory=dict)  # {"done": n, "refused": n}
     pool: int = 0  # idle upstream connections kept for reuse
     auth: Mapping[str, int] = field(default_factory=dict)  # Verifier.info()
-    latency: list[tuple[dict[str, str], list[tuple[float, int]], float]] = field(default_factory=list)
+    histograms: Mapping[str, list[Histogram]] = field(default_factory=dict)  # Recorded.snapshot()
+    escapers: Mapping[str, Counts] = field(default_factory=dict)  # Recorded.escapers()
+    listeners_down: int = 0  # configured listeners not bound or not serving
 
 
 def fold_users(items: Iterable[tuple[str, Counters]], bound: int) -> dict[tuple[str, str], Counts]:
@@ -117,6 +118,11 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
+HISTOGRAMS = (("server", "server"), ("tenant", "tenant"), ("user", "user (folded as the user counters)"), ("escaper", "escaper"))
+"""Families of :meth:`Recorded.snapshot` and what their help text calls them; the server's keeps
+its first name, ``arcus_request_duration_seconds``."""
+
+
 class FiguresCollector(Collector):
     """A prometheus-client collector over one :class:`Figures` copy."""
 
@@ -133,14 +139,18 @@ class FiguresCollector(Collector):
         yield from _per_object("arcus_user", "user", ["tenant", "user"], f.users, conns=False)
         yield from self._resolvers()
         yield from self._box()
-        if f.latency:
-            names = list(f.latency[0][0])
+        yield from _per_object("arcus_escaper", "escaper", ["escaper"], {(k,): v for k, v in f.escapers.items()}, conns=False)
+        for family, what in HISTOGRAMS:
+            rows = f.histograms.get(family)
+            if not rows:
+                continue
+            names = list(rows[0][0])
             hist = HistogramMetricFamily(
-                "arcus_request_duration_seconds",
-                "Duration of HTTP requests, from the request record (first byte in to last byte out).",
+                "arcus_request_duration_seconds" if family == "server" else f"arcus_{family}_request_duration_seconds",
+                f"Duration of HTTP requests per {what}, from the request record (first byte in to last byte out).",
                 labels=names,
             )
-            for labels, buckets, total in f.latency:
+            for labels, buckets, total in rows:
                 hist.add_metric([labels[n] for n in names], [(_le(b), c) for b, c in buckets], total)
             yield hist
 
@@ -153,10 +163,18 @@ class FiguresCollector(Collector):
             "failures": CounterMetricFamily("arcus_resolver_failures", "Queries that failed, timeouts included.", labels=["resolver"]),
             "timeouts": CounterMetricFamily("arcus_resolver_timeouts", "Queries that timed out.", labels=["resolver"]),
         }
+        entries = GaugeMetricFamily("arcus_resolver_cache_entries", "Names in a resolver's cache now (positive and negative).", labels=["resolver"])
+        misses = CounterMetricFamily(
+            "arcus_resolver_cache_misses", "Lookups not answered from the cache (asked, or joined a question in flight).", labels=["resolver"]
+        )
         for name, stats in sorted(self.figures.resolvers.items()):
             for key, fam in fams.items():
                 fam.add_metric([name], stats.get(key, 0))
+            misses.add_metric([name], max(0, stats.get("lookups", 0) - stats.get("cache_hits", 0) - stats.get("negative_hits", 0)))
+            entries.add_metric([name], stats.get("cached", 0))
         yield from fams.values()
+        yield misses
+        yield entries
 
     def _box(self) -> Iterator[Metric]:
         f = self.figures
@@ -181,6 +199,7 @@ class FiguresCollector(Collector):
         for result in ("done", "refused"):
             reloads.add_metric([result], f.reloads.get(result, 0))
         yield reloads
+        yield _gauge("arcus_listeners_down", "Listeners of the profile not bound or no longer serving (then /ready answers 503).", f.listeners_down)
         yield _gauge("arcus_upstream_pool_connections", "Idle keep-alive upstream connections kept for reuse.", f.pool)
         auth = f.auth
         yield _gauge("arcus_auth_checks_pending", "Password checks waiting for or running in the KDF pool.", auth.get("pending", 0))

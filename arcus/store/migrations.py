@@ -163,11 +163,26 @@ def _m4_locked_sources_and_names(conn: sqlite3.Connection) -> None:
         )
 
 
+def _m5_icap(conn: sqlite3.Connection) -> None:
+    # Which ICAP service of the profile a tenant's bodies go to (NULL: none), what happens when
+    # no server answers, the share of exchanges sent, the largest body held for a scan and what
+    # happens to a larger one (arcus.icap.stage).
+    for column in (
+        "icap_service TEXT",
+        "icap_fail TEXT NOT NULL DEFAULT 'open' CHECK (icap_fail IN ('open', 'closed'))",
+        "icap_sample REAL NOT NULL DEFAULT 1.0 CHECK (icap_sample >= 0 AND icap_sample <= 1)",
+        "icap_max_body INTEGER NOT NULL DEFAULT 8388608 CHECK (icap_max_body > 0)",
+        "icap_oversize TEXT NOT NULL DEFAULT 'pass' CHECK (icap_oversize IN ('pass', 'refuse'))",
+    ):
+        conn.execute(f"ALTER TABLE tenants ADD COLUMN {column}")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tenants, their source ranges, change history; the default tenant", _m1_tenants),
     Migration(2, "tenant auth, policy and limit settings; users; policy rules", _m2_tenancy),
     Migration(3, "tenant proxy host names (identification by SNI on TLS listeners)", _m3_proxy_hosts),
     Migration(4, "locked source ranges; tenant names unique regardless of case", _m4_locked_sources_and_names),
+    Migration(5, "tenant ICAP settings: service, fail mode, sampling, body bound", _m5_icap),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -43,6 +43,11 @@ class Tenant:
     log_query: bool = False  # the audit log keeps URL query strings only when True
     proxy_hosts: tuple[str, ...] = ()  # names (SNI) its clients use to reach the proxy over TLS
     lock_sources: bool = False  # from its source ranges, only its own users are admitted
+    icap_service: str | None = None  # the profile's ICAP service its bodies go to; None: no ICAP
+    icap_fail: str = "open"  # open | closed: when no ICAP server answers
+    icap_sample: float = 1.0  # the share of exchanges sent to ICAP
+    icap_max_body: int = 8 << 20  # the largest body held for a scan (bytes)
+    icap_oversize: str = "pass"  # pass | refuse: a larger body
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +67,11 @@ class Tenant:
             "log_query": self.log_query,
             "proxy_hosts": list(self.proxy_hosts),
             "lock_sources": self.lock_sources,
+            "icap_service": self.icap_service,
+            "icap_fail": self.icap_fail,
+            "icap_sample": self.icap_sample,
+            "icap_max_body": self.icap_max_body,
+            "icap_oversize": self.icap_oversize,
         }
 
 
@@ -77,6 +87,11 @@ SETTINGS = (
     "log_query",
     "proxy_hosts",
     "lock_sources",
+    "icap_service",
+    "icap_fail",
+    "icap_sample",
+    "icap_max_body",
+    "icap_oversize",
 )
 
 
@@ -108,6 +123,8 @@ def check_settings(changes: dict[str, Any]) -> dict[str, Any]:
             out[key] = values.rate_limit("bandwidth", value, "bytes")
         elif key == "proxy_hosts":
             out[key] = values.host_patterns("proxy_hosts", value)
+        elif key.startswith("icap_"):
+            out[key] = values.icap_setting(key, value)
         else:  # log_query, lock_sources
             out[key] = values.flag(key, value)
     return out
@@ -211,7 +228,8 @@ def _sources_by_tenant(conn: sqlite3.Connection, tenant_id: int | None) -> dict[
 
 def _build(row: tuple[Any, ...], sources: list[str]) -> Tenant:
     (_, name, display_name, suspended, created_at, auth, auth_exempt, realm, default_action,
-     block_page, max_conns, rps, bandwidth, log_query, proxy_hosts, lock_sources) = row
+     block_page, max_conns, rps, bandwidth, log_query, proxy_hosts, lock_sources,
+     icap_service, icap_fail, icap_sample, icap_max_body, icap_oversize) = row
     return Tenant(
         name=name,
         display_name=display_name,
@@ -229,12 +247,18 @@ def _build(row: tuple[Any, ...], sources: list[str]) -> Tenant:
         log_query=bool(log_query),
         proxy_hosts=tuple(json.loads(proxy_hosts)),
         lock_sources=bool(lock_sources),
+        icap_service=icap_service,
+        icap_fail=icap_fail,
+        icap_sample=float(icap_sample),
+        icap_max_body=int(icap_max_body),
+        icap_oversize=icap_oversize,
     )
 
 
 _COLUMNS = (
     "id, name, display_name, suspended, created_at, auth, auth_exempt, realm, default_action, "
-    "block_page, max_conns, rps, bandwidth, log_query, proxy_hosts, lock_sources"
+    "block_page, max_conns, rps, bandwidth, log_query, proxy_hosts, lock_sources, "
+    "icap_service, icap_fail, icap_sample, icap_max_body, icap_oversize"
 )
 
 

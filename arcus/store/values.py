@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from arcus.errors import OperatorError
+from arcus.names import is_valid_name
 
 AUTH_MODES = ("none", "optional", "required")
 DEFAULT_ACTIONS = ("allow", "deny")
@@ -175,6 +176,35 @@ def known_scheme(stored: str) -> str:
     """The scheme name of a secret already in the store ("unknown" if it was tampered with)."""
     m = _SECRET.match(stored)
     return _SCHEMES.get(m.group(1), "unknown") if m else "unknown"
+
+
+ICAP_FAIL = ("open", "closed")
+ICAP_OVERSIZE = ("pass", "refuse")
+MAX_ICAP_BODY = 1 << 30
+
+
+def icap_setting(key: str, value: object) -> Any:
+    """A tenant's ICAP setting (``icap_service`` names a service of the profile: the daemon
+    checks it against the profile it runs; a name it lacks makes every exchange an error)."""
+    if key == "icap_service":
+        if value is None:
+            return None
+        if not isinstance(value, str) or not is_valid_name(value):
+            raise invalid(f"invalid icap_service {value!r}", "name a service of the profile's icap_services, or null for none")
+        return value
+    if key == "icap_fail":
+        return choice("icap_fail", value, ICAP_FAIL)
+    if key == "icap_oversize":
+        return choice("icap_oversize", value, ICAP_OVERSIZE)
+    if key == "icap_sample":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+            raise invalid(f"invalid icap_sample {value!r}", "give a share from 0 to 1 (1: every exchange, 0.1: one in ten)")
+        return float(value)
+    if key == "icap_max_body":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ICAP_BODY:
+            raise invalid(f"invalid icap_max_body {value!r}", f"give a size in bytes from 1 to {MAX_ICAP_BODY}")
+        return value
+    raise invalid(f"unknown setting {key!r}")
 
 
 def check_keys(what: str, changes: dict[str, Any], allowed: tuple[str, ...]) -> None:

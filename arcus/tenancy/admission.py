@@ -33,19 +33,29 @@ from arcus.auth.secrets import needs_rehash
 from arcus.auth.verifier import Check, Outcome
 from arcus.errors import ErrorCode, Refusal
 from arcus.policy import Request as PolicyRequest
+from arcus.policy.nets import parse_address
 from arcus.tenancy.identify import Claims, Credentials, identify
 from arcus.tenancy.views import BOX, Limits, Scope, TenantView, UserView
 
 UTC = timezone.utc
 
 
-@dataclass(frozen=True, slots=True)
 class Destination:
-    host: str
-    port: int
-    method: str  # the HTTP method, "CONNECT" for a tunnel, "UDP" for a SOCKS datagram
-    path: str | None = None
-    is_tunnel: bool = False
+    """What the policy sees of where a request goes. A plain slotted class, not a frozen
+    dataclass: one is made per request, and a frozen dataclass's ``__init__`` pays an
+    ``object.__setattr__`` per field. Treat it as immutable."""
+
+    __slots__ = ("host", "port", "method", "path", "is_tunnel")
+
+    def __init__(self, host: str, port: int, method: str, path: str | None = None, is_tunnel: bool = False) -> None:
+        self.host = host
+        self.port = port
+        self.method = method  # the HTTP method, "CONNECT" for a tunnel, "UDP" for a SOCKS datagram
+        self.path = path
+        self.is_tunnel = is_tunnel
+
+    def __repr__(self) -> str:
+        return f"Destination({self.host!r}, {self.port}, {self.method!r}, {self.path!r}, {self.is_tunnel})"
 
 
 @dataclass(slots=True)
@@ -54,9 +64,13 @@ class Admitted:
     rule: str | None = None
     reports: tuple = ()
     check: Callable[[str], Any] | None = None  # per-address policy check for the escaper
+    tunnel_check: Callable[[str, str | None], Any] | None = None  # the policy on a tunnel's first bytes
     shape_up: tuple = ()
     shape_down: tuple = ()
 
+
+ALLOWED = Admitted()
+"""The verdict when there is nothing to decide (no policy, no limits): shared, never modified."""
 
 class Slots:
     """The connection slots one client connection holds: the box's, its tenant's, its user's.
@@ -105,9 +119,15 @@ Verdict = Callable[[Admitted | Refusal], None]
 
 
 class Gate:
-    """Admission state of one client connection: tenant, user, slots, a pending verification."""
+    """Admission state of one client connection: tenant, user, slots, a pending verification.
 
-    __slots__ = ("shared", "tenant", "user", "tenant_slot", "slots", "task", "name")
+    Identification is remembered for the connection: a request that makes the same claims as
+    the last one admitted (same credentials, same X-Tenant-ID; the client, the server and the
+    name given to the proxy are the connection's own) under the same Snapshot is the same
+    tenant and user, with the same slots held, so keep-alive requests skip steps 1-4. A user
+    whose account expires is not remembered (the expiry is a matter of time, not of claims)."""
+
+    __slots__ = ("shared", "tenant", "user", "tenant_slot", "slots", "task", "name", "known")
 
     def __init__(self, shared: Any, tenant: TenantView, name: str = "") -> None:
         self.shared = shared
@@ -117,6 +137,7 @@ class Gate:
         self.slots = Slots(shared.limits)
         self.task: asyncio.Task | None = None
         self.name = name  # for task names
+        self.known: tuple | None = None  # (snapshot, claims key, tenant, user) of the last request admitted
 
     # -- at accept
 
@@ -133,6 +154,12 @@ class Gate:
 
     def check(self, snap: Any, claims: Claims, dest: Destination, then: Verdict) -> None:
         """Steps 1-5 for one request or tunnel; ``then(Admitted | Refusal)``."""
+        known = self.known
+        if known is not None and known[0] is snap and known[1] == (claims.username, claims.password, claims.tenant_header):
+            tv = self.tenant = known[2]
+            user = self.user = known[3]
+            then(admit(self.shared, snap, tv, user, dest, claims.client_ip))
+            return
 
         def identified(refusal: Refusal | None) -> None:
             then(refusal if refusal is not None else self.admit(snap, dest, claims.client_ip))
@@ -141,6 +168,7 @@ class Gate:
 
     def authenticate(self, snap: Any, claims: Claims, then: Callable[[Refusal | None], None]) -> None:
         """Steps 1-4; ``then(None)`` once the request's tenant and user are settled."""
+        self.known = None
         who = identify(snap.tenancy, claims)
         self.tenant = who.tenant
         self.user = None  # a request without credentials is nobody's, whatever came before
@@ -150,21 +178,28 @@ class Gate:
         creds = who.credentials
         if creds is None:
             self.slots.drop("user")
-            then(self._settle_tenant())
+            then(self._remember(snap, claims, self._settle_tenant()))
             return
         known = credentials_known(self.shared, creds, claims.client_ip)
         if known is None:
             # a key-derivation function takes a good part of a second: never on the event loop
             self.task = asyncio.get_running_loop().create_task(
-                self._verified(creds, claims.client_ip, then), name=f"arcus-auth-{self.name}"
+                self._verified(snap, claims, creds, then), name=f"arcus-auth-{self.name}"
             )
             return
-        then(self._accept_user(creds, known))
+        then(self._remember(snap, claims, self._accept_user(creds, known)))
 
-    async def _verified(self, creds: Credentials, client_ip: str, then: Callable[[Refusal | None], None]) -> None:
-        result = await verify_credentials(self.shared, creds, client_ip)
+    def _remember(self, snap: Any, claims: Claims, refusal: Refusal | None) -> Refusal | None:
+        """A request settled without refusal: the next one making the same claims is the same."""
+        user = self.user
+        if refusal is None and (user is None or user.expires is None):
+            self.known = (snap, (claims.username, claims.password, claims.tenant_header), self.tenant, user)
+        return refusal
+
+    async def _verified(self, snap: Any, claims: Claims, creds: Credentials, then: Callable[[Refusal | None], None]) -> None:
+        result = await verify_credentials(self.shared, creds, claims.client_ip)
         self.task = None
-        then(self._accept_user(creds, result))
+        then(self._remember(snap, claims, self._accept_user(creds, result)))
 
     def _accept_user(self, creds: Credentials, result: UserView | Refusal) -> Refusal | None:
         if isinstance(result, Refusal):
@@ -194,6 +229,7 @@ class Gate:
             self.task = None
         self.slots.release()
         self.tenant_slot = ""
+        self.known = None
 
 
 # ------------------------------------------------------------------------------ credentials
@@ -248,6 +284,9 @@ def admit(
     """Suspension, request rate, shapers, policy (step 5), for a settled tenant and user."""
     if tv.suspended:
         return Refusal(ErrorCode.TENANT_SUSPENDED, f"tenant {tv.name} is suspended")
+    policy = tv.policy
+    if policy is None and not snap.tenancy.any_limits:
+        return ALLOWED  # nothing to decide: the one shared verdict (callers only read it)
     out = Admitted()
     if snap.tenancy.any_limits:
         limits = shared.limits
@@ -266,7 +305,6 @@ def admit(
                 b.take(now)
         out.shape_up = tuple(lim.up for lim in scopes if lim is not None and lim.up is not None)
         out.shape_down = tuple(lim.down for lim in scopes if lim is not None and lim.down is not None)
-    policy = tv.policy
     if policy is None:
         return out
     ctx = PolicyRequest(
@@ -292,7 +330,37 @@ def admit(
         out.decision = "report"
     if decision.needs_address:
         out.check = address_check(policy, ctx, tv)
+    if dest.is_tunnel and (decision.needs_protocol or _is_address(dest.host)):
+        out.tunnel_check = TunnelCheck(policy, ctx)
     return out
+
+
+def _is_address(host: str | None) -> bool:
+    return isinstance(host, str) and (host[-1:].isdigit() or ":" in host) and parse_address(host) is not None
+
+
+class TunnelCheck:
+    """The policy once more when a tunnel's first bytes have named its protocol
+    (``arcus.serve.inspection``): for rules with a ``protocols`` condition and, when the tunnel
+    goes to a literal address, for host rules, which then apply to the TLS server name the
+    client sent (the address stays the destination, for ``dest_cidrs`` and the egress guard).
+    Returns the ``Decision``."""
+
+    __slots__ = ("policy", "ctx", "to_address")
+
+    def __init__(self, policy: Any, ctx: PolicyRequest) -> None:
+        self.policy = policy
+        self.ctx = ctx
+        self.to_address = _is_address(ctx.host)
+
+    def __call__(self, protocol: str, sni: str | None) -> Any:
+        ctx = self.ctx
+        now = datetime.now(UTC)
+        if sni and self.to_address:
+            ctx = dataclasses.replace(ctx, host=sni, dest_ip=ctx.host, protocol=protocol, now=now)
+        else:
+            ctx = dataclasses.replace(ctx, protocol=protocol, now=now)
+        return self.policy.decide(ctx)
 
 
 class AddressCheck:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from arcus.icap.stage import IcapPolicy
 from arcus.limit import ConcurrencyLimit, Shaper, TokenBucket
 from arcus.policy import Policy
 
@@ -117,6 +118,7 @@ class TenantView:
     block_page: str | None = None
     log_query: bool = False
     lock_sources: bool = False  # from its source ranges, only its own users are admitted
+    icap: IcapPolicy | None = None  # bodies go to this ICAP service (arcus.icap); None: no ICAP
     users: dict[str, UserView] = field(default_factory=dict)
     limits: LimitSpec = LimitSpec()
 

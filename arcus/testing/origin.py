@@ -6,6 +6,7 @@ It runs its own asyncio loop in a thread. Paths:
     /echo                  echoes the request body (content-length or chunked in)
     /headers               JSON of the request line and headers as received
     /chunked               a chunked body with a trailer
+    /eicar                 the EICAR antivirus test file (68 bytes), for the ICAP tests
     /status/N              an empty response with that status (HEAD-like for 204/304)
     /close                 body delimited by closing the connection
     /slow/SECONDS          waits before answering
@@ -21,6 +22,8 @@ import asyncio
 import json
 import threading
 from dataclasses import dataclass, field
+
+EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
 @dataclass
@@ -157,6 +160,8 @@ class Origin:
                 "200 OK",
                 json.dumps({"method": seen.method, "target": seen.target, "version": seen.version, "headers": seen.headers}).encode(),
             )
+        elif path == "/eicar":
+            send("200 OK", EICAR)
         elif path == "/chunked":
             writer.write(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"

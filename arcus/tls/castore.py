@@ -101,6 +101,25 @@ class CAStore:
                            hint="create one with `arcus ca init` (or `arcus ca init --tenant T` for one tenant)")
         return box, None
 
+    def trust_anchor(self, tenant: str | None) -> tuple[x509.Certificate, str | None]:
+        """The certificate ``tenant``'s clients must trust -- the top of its CA's chain (the root
+        when the chain reaches one; the CA itself when it is a root) -- and whose CA it is."""
+        authority, owner = self.resolve(tenant)
+        return (authority.cert, *authority.chain)[-1], owner
+
+    def leaf_dirs(self) -> list[Path]:
+        """The ``leaves/`` directory of every generation kept (box and tenants, current and
+        retired): what :class:`arcus.tls.certcache.LeafPruner` prunes."""
+        homes = [self.root / "box"]
+        tenants = self.root / "tenants"
+        if tenants.is_dir():
+            homes.extend(sorted(p for p in tenants.iterdir() if p.is_dir()))
+        out = []
+        for home in homes:
+            if home.is_dir():
+                out.extend(sorted(g / "leaves" for g in home.iterdir() if (g / "leaves").is_dir()))
+        return out
+
     def tenants_with_own(self) -> list[str]:
         base = self.root / "tenants"
         if not base.is_dir():

@@ -19,7 +19,8 @@ The key is a SHA-256 over the CA's fingerprint, the SNI, the upstream names and 
 IPs: a rotated CA (another fingerprint, another directory) never serves a leaf of the old one,
 and an upstream that renewed its certificate gets a new leaf. The disk cache is not pruned here;
 files of expired leaves are replaced when asked for again, and :func:`prune` removes expired ones
-and bounds their number (for a periodic task of the daemon).
+and bounds their number; :class:`LeafPruner` runs it on a schedule over every CA generation of a
+data dir (the daemon's task, ``CAStore.leaf_dirs``), with an injectable clock.
 """
 
 from __future__ import annotations
@@ -221,12 +222,17 @@ class LeafFactory:
 def prune(ca: CertificateAuthority, now: dt.datetime | None = None, keep: int | None = None) -> int:
     """Delete cached leaves of ``ca`` that have expired or do not parse, then (with ``keep``) the
     least recently written beyond ``keep``; return how many. For a periodic task of the daemon."""
+    return prune_dir(ca.leaves_dir, now, keep)
+
+
+def prune_dir(leaves_dir: Path, now: dt.datetime | None = None, keep: int | None = None) -> int:
+    """:func:`prune` for one ``leaves/`` directory (no CA key needed to read it)."""
     now = now or utcnow()
-    if not ca.leaves_dir.is_dir():
+    if not leaves_dir.is_dir():
         return 0
     removed = 0
     alive: list[tuple[float, Path]] = []
-    for path in ca.leaves_dir.glob("*.pem"):
+    for path in leaves_dir.glob("*.pem"):
         try:
             cert = x509.load_pem_x509_certificate(path.read_bytes())
             mtime = path.stat().st_mtime
@@ -241,6 +247,47 @@ def prune(ca: CertificateAuthority, now: dt.datetime | None = None, keep: int | 
         for _, path in alive[:len(alive) - keep]:
             removed += _unlink(path)
     return removed
+
+
+class LeafPruner:
+    """Prunes the on-disk leaf caches of every CA generation on a schedule.
+
+    ``dirs()`` lists the ``leaves/`` directories (``CAStore(data_dir).leaf_dirs``: box and
+    tenants, current and retired generations); every ``interval`` seconds ``run()`` prunes them in
+    a worker thread (file reads and unlinks never on the event loop) at ``clock()`` -- the
+    injectable clock that decides what has expired -- keeping at most ``keep`` leaves per
+    generation. ``tick()`` is one pass (what the schedule calls, and what tests call). A pass that
+    fails (an unreadable directory) is logged by the caller's task and the schedule goes on.
+    """
+
+    def __init__(self, dirs: Callable[[], list[Path]], *, interval: float = 3600.0, keep: int | None = 100_000,
+                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        self.dirs = dirs
+        self.interval = interval
+        self.keep = keep
+        self.clock = clock
+        self.passes = 0
+        self.removed = 0  # leaves removed since start
+
+    def tick(self) -> int:
+        """One pass over every generation (blocking: run it in a thread); how many were removed."""
+        now = self.clock()
+        removed = sum(prune_dir(d, now, self.keep) for d in self.dirs())
+        self.passes += 1
+        self.removed += removed
+        return removed
+
+    async def run(self, on_error: Callable[[BaseException], None] | None = None) -> None:
+        """Every ``interval`` seconds, one ``tick`` in a worker thread, until cancelled."""
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await asyncio.to_thread(self.tick)
+            except Exception as exc:  # noqa: BLE001 - one bad pass must not end the schedule
+                if on_error is not None:
+                    on_error(exc)
 
 
 def _unlink(path: Path) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from arcus.config import profile_text
 from arcus.control.client import ControlClient, DaemonNotRunning
 from arcus.testing.daemon import DaemonProcess, render_profile
 from arcus.testing.privatebox import PrivateBox
@@ -465,8 +466,9 @@ def test_arcus_serve_with_no_profile_and_no_socket_uses_the_defaults(curl, tmp_p
             second = subprocess.run(d.command("serve", "--data-dir", str(tmp_path / "data2")), capture_output=True,
                                     text=True, timeout=30, env=d.env, stdin=subprocess.DEVNULL)
             assert second.returncode == 1
+            line = profile_text(None)[1].splitlines().index("  - name: http") + 1
             assert second.stderr.splitlines() == [
-                "error: <embedded:default>:4: server http cannot listen on 127.0.0.1:3128: Address already in use",
+                f"error: <embedded:default>:{line}: server http cannot listen on 127.0.0.1:3128: Address already in use",
                 f"hint: another arcus (pid {d.proc.pid} on control socket /run/arcus/arcus.sock) holds it; stop it "
                 "(`arcus ctl shutdown --socket /run/arcus/arcus.sock`), or run on another port: "
                 "`arcus config show > my.yaml`, change `listen:` in my.yaml, then `arcus serve --profile my.yaml`",

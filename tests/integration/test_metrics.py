@@ -96,7 +96,17 @@ def test_metrics_count_real_traffic(curl, mdaemon, origin):
     assert value(after, "arcus_request_duration_seconds_bucket", server="http", le="+Inf") == value(
         after, "arcus_request_duration_seconds_count", server="http"
     )
+    # the same requests per tenant, per (folded) user and per escaper, from the records
+    assert moved("arcus_tenant_request_duration_seconds_count", tenant="acme") == 5
+    assert value(after, "arcus_user_request_duration_seconds_count", tenant="acme", user="alice") == 3
+    assert value(after, "arcus_user_request_duration_seconds_count", tenant="acme", user="_other") == 2
+    assert moved("arcus_escaper_request_duration_seconds_count", escaper="direct") == 5
+    assert moved("arcus_escaper_requests_total", escaper="direct") == 5
+    assert moved("arcus_escaper_traffic_out_bytes_total", escaper="direct") == 400
+    assert moved("arcus_escaper_errors_total", escaper="direct", code="upstream_connect") == 1
+    assert value(after, "arcus_listeners_down") == 0
     assert moved("arcus_resolver_lookups_total", resolver="system") == 0  # IP literals only
+    assert moved("arcus_resolver_cache_misses_total", resolver="system") == 0
     assert value(after, "arcus_audit_enabled") == 1
     assert value(after, "arcus_audit_written_total") > value(before, "arcus_audit_written_total")
     assert value(after, "arcus_audit_dropped_total") == 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA_PLANE = ("arcus.runtime.daemon", "arcus.runtime.main", "arcus.serve.http_proxy")
-FORBIDDEN = ("typer", "rich", "textual", "click")
+FORBIDDEN = ("typer", "rich", "textual", "click", "sqlite_utils")
 
 PROBE = """
 import importlib, json, sys
@@ -45,7 +45,7 @@ def test_importing_the_data_plane_loads_no_cli_or_tui_library() -> None:
 def test_the_probe_would_notice_a_cli_import() -> None:
     """The same probe on the CLI finds typer: the check above can fail."""
     r = subprocess.run(
-        [sys.executable, "-c", PROBE, "arcus.cli.app"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=_env()
+        [sys.executable, "-c", PROBE, "arcus.cli.ctl"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=_env()
     )
     assert r.returncode == 0, r.stderr
     assert "typer" in json.loads(r.stdout)

@@ -340,3 +340,45 @@ def test_a_failing_subscriber_does_not_stop_the_writer() -> None:
     records.emit(event(2))
     assert wait_for(lambda: len(log.lines()) == 2)
     records.close()
+
+
+# -- per-tenant levels, rotation, JSON (the profile's log section) ---------------------------
+
+
+def test_tenant_levels_keep_the_fast_path_and_filter_per_line() -> None:
+    from arcus.stats.logs import TenantLevels
+
+    log = Log()
+    log.handler.addFilter(TenantLevels(logging.INFO, {"quiet": logging.WARNING}))
+    written = log.access().write([event(1, tenant="acme"), event(2, tenant="quiet"), event(3, tenant="acme")])
+    assert written == 2 and log.writes == 1  # one write for the batch: the fast path
+    assert [line.split(" ")[6] for line in log.lines()] == ["acme", "acme"]
+
+
+def test_a_rotating_file_rotates_between_batches(tmp_path: Path) -> None:
+    from logging.handlers import RotatingFileHandler
+
+    target = tmp_path / "access.log"
+    log = Log(RotatingFileHandler(target, maxBytes=2000, backupCount=2))
+    access = log.access()
+    for i in range(10):
+        access.write([event(i * 10 + j) for j in range(5)])  # ~700 bytes a batch
+    log.handler.close()
+    files = [target, tmp_path / "access.log.1", tmp_path / "access.log.2"]
+    assert all(f.exists() for f in files) and not (tmp_path / "access.log.3").exists()
+    assert all(f.stat().st_size <= 2000 for f in files)
+    assert all(len(f.read_text().splitlines()) >= 1 for f in files)
+
+
+def test_json_lines_carry_the_record_without_the_query(tmp_path: Path) -> None:
+    import json
+
+    from arcus.stats.logs import JsonFormatter
+
+    log = Log()
+    log.handler.setFormatter(JsonFormatter())
+    log.access().write([event(1, tenant="acme", path="/a?token=s3cret")])
+    (line,) = log.lines()
+    out = json.loads(line)
+    assert out["logger"] == log.logger.name and out["level"] == "info" and out["tenant"] == "acme"
+    assert out["type"] == "request" and out["path"] == "/a" and "s3cret" not in line

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from arcus.audit.db import audit_path
+from arcus.audit.db import SCHEMA_VERSION, audit_path
 from arcus.audit.query import AuditReader
 from arcus.audit.sink import AuditSink, apply_config, open_sink
 from arcus.config.schema import AuditConfig
@@ -318,12 +318,13 @@ def test_anonymous_events_take_no_user_index_entry_and_user_search_uses_the_inde
 
 
 def old_file(path: Path, version: int, events: list) -> None:
-    """An audit.db as arcus wrote it at schema 1, 2 or 3, holding ``events`` (ids 1..n): no
-    ``sni`` column (schema 4), STRICT from schema 3, an index on time alone before it."""
+    """An audit.db as arcus wrote it at schema 1 to 5, holding ``events`` (ids 1..n): no
+    ``icap`` column (schema 6), no ``protocol`` before 5, no ``sni`` before 4, STRICT from schema 3, an
+    index on time alone before it."""
     from arcus.audit.db import _COLUMN_TYPES
     from arcus.audit.events import as_row
 
-    columns = {n: t for n, t in _COLUMN_TYPES.items() if n not in ("sni", "detail")}
+    columns = {n: t for n, t in _COLUMN_TYPES.items() if n not in ("icap", "detail") and (n != "protocol" or version >= 5) and (n != "sni" or version >= 4)}
     table = "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, " + ", ".join(
         f'"{n}" {t}' for n, t in columns.items()) + (") STRICT" if version >= 3 else ")")
     insert = "INSERT INTO events (" + ", ".join(f'"{n}"' for n in columns) + ") VALUES (" + ", ".join("?" * len(columns)) + ")"
@@ -345,7 +346,7 @@ def old_file(path: Path, version: int, events: list) -> None:
     conn.close()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
 def test_an_old_file_is_upgraded_by_the_writer_keeping_its_events_and_readable_before(
     tmp_path: Path, version: int
 ) -> None:
@@ -358,13 +359,13 @@ def test_an_old_file_is_upgraded_by_the_writer_keeping_its_events_and_readable_b
         assert [row["request_id"] for row in r.search(since=NOW + 38)] == ["req-38", "req-39"]
     fill(path, [event(40, user="bob")])
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     indexes = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
     assert set(indexes) == {"events_tenant", "events_user", "events_host"}
     assert indexes["events_user"].endswith('WHERE "user" IS NOT NULL')
     strict = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0].endswith("STRICT")
     assert strict == (version >= 3)  # a table is never rebuilt: it stays as it was created
-    assert "sni" in [r[1] for r in conn.execute("PRAGMA table_info(events)")]
+    assert {"sni", "protocol", "icap"} <= {r[1] for r in conn.execute("PRAGMA table_info(events)")}
     conn.close()
     with AuditReader(path) as r:
         assert [row["id"] for row in r.search(limit=1000)] == list(range(1, 42))  # every old event kept
@@ -372,6 +373,8 @@ def test_an_old_file_is_upgraded_by_the_writer_keeping_its_events_and_readable_b
         assert [row["request_id"] for row in r.search(user="bob")] == ["req-40"]
         assert r.count(user="alice") == 20
         assert {row["sni"] for row in r.search(limit=1000)} == {None}  # old rows: no server name
+        assert {row["protocol"] for row in r.search(limit=1000)} == {None}  # nor protocol
+        assert {row["icap"] for row in r.search(limit=1000)} == {None}  # nor ICAP verdict
 
 
 def test_an_upgraded_file_not_strict_still_refuses_values_of_the_wrong_type(tmp_path: Path) -> None:
@@ -403,7 +406,7 @@ def test_a_newer_schema_is_refused_by_the_writer(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
     old_file(path, 2, [])
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 6")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.commit()
     conn.close()
     with pytest.raises(OperatorError, match="newer arcus"):

@@ -6,9 +6,12 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from typer.testing import Result
 
+from arcus.paths import STORE_FILE
+from arcus.store import Store
 from arcus.tls.ca import cert_pem, key_pem
 from tests.unit.cli.harness import errors, invoke, js
 from tests.unit.tls.helpers import make_ca
@@ -22,8 +25,18 @@ def ca(data_dir: Path, *args: str) -> Result:
     return invoke("ca", *args, "--data-dir", str(data_dir))
 
 
+@pytest.fixture(autouse=True)
+def acme(data_dir: Path) -> None:
+    """Tenant acme in the store: a tenant's CA is made only for a tenant the store has."""
+    with Store.open(data_dir / STORE_FILE) as store:
+        store.add_tenant("acme")
+
+
 def files(data_dir: Path) -> list[str]:
-    return sorted(str(p.relative_to(data_dir)) for p in data_dir.rglob("*")) if data_dir.exists() else []
+    """What the CA commands wrote under ``data_dir`` (the store the fixture made left out)."""
+    if not data_dir.exists():
+        return []
+    return sorted(str(p.relative_to(data_dir)) for p in data_dir.rglob("*") if not p.name.startswith(STORE_FILE))
 
 
 def test_init_show_export(data_dir: Path, tmp_path: Path) -> None:
@@ -140,3 +153,39 @@ def test_an_unwritable_data_dir_is_one_line(tmp_path: Path) -> None:
         (tmp_path / "ro").mkdir(mode=0o500)
     lines = errors(ca(data_dir, "init"))
     assert lines[0].startswith("error: cannot write the CA of the box under ") and len(lines) == 2
+
+
+def test_export_prints_the_install_steps_of_the_onboarding_page_on_stderr(data_dir: Path) -> None:
+    from arcus.tls.install import INSTALL_STEPS, install_text
+
+    assert ca(data_dir, "init").exit_code == 0
+    out = ca(data_dir, "export")
+    assert out.exit_code == 0
+    x509.load_pem_x509_certificate(out.stdout.encode())  # stdout: the certificate alone
+    assert out.stdout.count("-----BEGIN CERTIFICATE-----") == 1 and "Windows" not in out.stdout
+    assert [title for title, _ in INSTALL_STEPS] == ["Windows", "macOS", "Linux", "Firefox", "Android", "iOS"]
+    body = install_text("x").split("\n", 1)[1]  # the same steps, from the one text the page shows too
+    assert body in out.stderr
+    assert "http://arcus.invalid/" in out.stderr
+    quiet = ca(data_dir, "export", "--no-steps")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_a_ca_for_a_tenant_the_store_does_not_have_is_refused_in_one_line_writing_nothing(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    before = files(data_dir)
+    result = ca(data_dir, "init", "--tenant", "ghost")
+    assert errors(result) == [f"error: no tenant 'ghost' in {data_dir / STORE_FILE} (add it first: arcus tenant add ghost)"]
+    assert "Traceback" not in result.stderr
+    assert files(data_dir) == before
+    cert, key = make_ca("Own Root")
+    (tmp_path / "own.key").write_bytes(key_pem(key))
+    (tmp_path / "own.pem").write_bytes(cert_pem(cert))
+    assert errors(ca(data_dir, "import", "--cert", str(tmp_path / "own.pem"), "--key", str(tmp_path / "own.key"),
+                     "--tenant", "ghost"))[0].startswith("error: no tenant 'ghost'")
+    assert files(data_dir) == before
+    empty = tmp_path / "empty"  # no store at all: refused, and no store file is created
+    assert errors(ca(empty, "init", "--tenant", "acme"))[0].startswith("error: no tenant 'acme'")
+    assert not empty.exists()
+    assert ca(empty, "init", "--tenant", "default").exit_code == 0  # the default tenant always exists

@@ -22,6 +22,7 @@ from arcus.testing.control import ServerThread
 ARGS = {
     "health": [],
     "stats": [],
+    "events": [],
     "reload": [],
     "conns": [],
     "kill": ["7"],

@@ -18,7 +18,7 @@ from arcus.testing.control import TenancyDaemon
 from tests.unit.cli.harness import SHA256_CRYPT, errors, js, run
 
 RULE_KEYS = {"id", "action", "hosts", "dest_cidrs", "ports", "sources", "methods", "path_prefixes", "times",
-             "timezone", "redirect_to", "comment", "user"}
+             "timezone", "redirect_to", "comment", "user", "protocols"}
 assert RULE_KEYS == set(Rule.__dataclass_fields__)
 EXPLAIN_KEYS = {"tenant", "request", "decision", "trace", "resolved", "addresses", "resolve_error", "policy_source",
                 "escaper"}
@@ -66,7 +66,7 @@ def test_add_every_condition_json_shape(sock: Path, data_dir: Path, acme: None) 
         "id": "office", "action": "allow", "hosts": [".example.com", "~cdn[0-9]+\\.x"], "dest_cidrs": ["192.0.2.0/24"],
         "ports": ["443", "8000-8999"], "sources": ["10.20.0.0/16"], "methods": ["get"], "path_prefixes": ["/docs/"],
         "times": ["mon-fri 08:00-18:00"], "timezone": "Europe/Paris", "redirect_to": None, "comment": "office hours",
-        "user": None,
+        "user": None, "protocols": [],
     }
     assert stored_rules(data_dir) == [out["rule"]]
 
@@ -250,7 +250,7 @@ def test_explain_json_shape(sock: Path, data_dir: Path, acme: None) -> None:
     assert set(out) == EXPLAIN_KEYS
     assert out["tenant"] == "acme"
     assert out["request"] == {"host": "www.video.example", "port": 80, "method": "GET", "path": "/watch",
-                              "tunnel": False, "client": "10.99.0.1", "user": None}
+                              "tunnel": False, "protocol": None, "client": "10.99.0.1", "user": None}
     assert out["decision"]["action"] == "allow" and out["decision"]["rule_id"] is None
     assert out["decision"]["reports"] == ["try-video"]
     assert [(t["rule_id"], t["matched"]) for t in out["trace"]] == [
@@ -365,3 +365,20 @@ def test_daemon_path_refuses_a_bad_rule_without_asking(daemon: TenancyDaemon, so
         "error: rule 'r1': ports:")
     assert errors(policy(sock, data_dir, "explain", "acme", "gopher://x/"))[0] == "error: unsupported URL scheme 'gopher'"
     assert daemon.calls == []
+
+
+def test_explain_a_tunnel_with_the_protocol_its_first_bytes_would_show(sock: Path, data_dir: Path, acme: None) -> None:
+    result = policy(sock, data_dir, "add", "acme", "no-ssh", "--deny", "--protocol", "ssh", "--port", "443")
+    assert result.exit_code == 0, result.output
+    assert "deny port 443; protocol ssh" in result.stdout
+    before = js(policy(sock, data_dir, "explain", "acme", "93.184.216.34:443", "--json"))
+    assert before["decision"]["action"] == "allow"  # at admission the protocol is not known yet
+    assert before["trace"][0]["why"] == "protocol unknown until the tunnel's first bytes, needed for ssh"
+    text = policy(sock, data_dir, "explain", "acme", "93.184.216.34:443", "--protocol", "SSH")
+    assert text.exit_code == 0, text.output
+    assert text.stdout.splitlines()[0] == "request   CONNECT 93.184.216.34:443 (tunnel carrying ssh) from 127.0.0.1, tenant acme"
+    assert "decision  deny by rule 'no-ssh'" in text.stdout
+    assert errors(policy(sock, data_dir, "explain", "acme", "93.184.216.34:443", "--protocol", "telnet"))[0] == \
+        "error: unknown protocol 'telnet'"
+    assert errors(policy(sock, data_dir, "explain", "acme", "http://x.example/", "--protocol", "ssh"))[0] == \
+        "error: a protocol is what a tunnel carries"

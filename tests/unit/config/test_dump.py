@@ -45,6 +45,11 @@ log:
   access: false
 runtime:
   graceful_timeout: 2m
+icap_services:
+  - name: av
+    servers: [icap://127.0.0.1:1344/avscan, "icap://[::1]/av"]
+    timeout: 5s
+    max_connections: 4
 """
 
 
@@ -55,6 +60,7 @@ def _without_lines(profile: Profile) -> Profile:
         servers=tuple(replace(s, line=None) for s in profile.servers),
         escapers=tuple(replace(e, line=None) for e in profile.escapers),
         resolvers=tuple(replace(r, line=None) for r in profile.resolvers),
+        icap_services=tuple(replace(i, line=None) for i in profile.icap_services),
     )
 
 
@@ -77,4 +83,6 @@ def test_rich_profile_round_trips_and_keeps_type_keys_apart() -> None:
     assert data["servers"][0]["timeouts"]["tunnel_idle"] == "3600s"
     assert data["escapers"][0]["resolver"] == "sys"  # the defaulted reference is written out
     assert data["runtime"] == {"graceful_timeout": "120s"}
+    assert data["icap_services"][0]["servers"] == ["icap://127.0.0.1:1344/avscan", "icap://[::1]:1344/av"]
+    assert data["icap_services"][0]["timeout"] == "5s"
     assert _without_lines(_round_trip(profile)) == _without_lines(profile)

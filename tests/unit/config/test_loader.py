@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from arcus.config import check_profile, load_profile, parse_profile
+from arcus.config import check_profile, load_profile, parse_profile, profile_text
 from arcus.config.schema import HttpLimits, Timeouts
 from arcus.errors import ConfigError
 
@@ -49,7 +49,8 @@ def test_embedded_default_loads_with_http_server_on_loopback_3128() -> None:
     assert profile.source == "<embedded:default>"
     (server,) = profile.servers
     assert (server.name, server.type, server.listen, server.escaper) == ("http", "http_proxy", (("127.0.0.1", 3128),), "direct")
-    assert server.line == 4
+    _, text = profile_text(None)
+    assert server.line == text.splitlines().index("  - name: http") + 1  # below the comment header
     assert profile.escaper("direct").type == "direct_fixed"
     assert profile.escaper("direct").resolver == "system"
     assert profile.escaper("deny").type == "dummy_deny"
@@ -386,7 +387,7 @@ def test_sections_of_the_wrong_shape(tmp_path: Path) -> None:
     # No "escaper direct is not defined": with the escapers unreadable, that would be noise.
     assert issues(tmp_path, text) == [
         "P:6: escapers: expected a list of escapers (- name: ...)",
-        'P:7: unknown key "x"; known keys: servers, escapers, resolvers, timeouts, limits, log, runtime, audit, metrics, intercept',
+        'P:7: unknown key "x"; known keys: servers, escapers, resolvers, timeouts, limits, log, runtime, audit, metrics, icap_services, intercept',
         "P:16: timeouts: expected a mapping of keys to values",
     ]
     assert issues(tmp_path, "servers:\n  - http\n") == ["P:2: servers[0]: expected a mapping with name: and type:"]

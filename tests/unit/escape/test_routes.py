@@ -295,13 +295,6 @@ def test_route_geoip_by_country_then_continent_then_default(tmp_path):
     assert unresolved.code == "resolve_failed"
 
 
-def test_route_geoip_refuses_a_file_that_is_not_an_mmdb(tmp_path):
-    (tmp_path / "geo.mmdb").write_bytes(b"not a database")
-    with pytest.raises(OperatorError) as info:
-        build(GEO, tmp=tmp_path)
-    assert info.value.message.startswith(f'{tmp_path}/p.yaml:17: escaper "geo": ')
-
-
 def test_a_loop_among_escapers_is_refused_by_the_loader_and_when_building():
     escapers = """\
   - name: a

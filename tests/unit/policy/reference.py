@@ -114,19 +114,19 @@ def in_window(window: str, local: datetime) -> bool:
 
 def evaluate(
     rules: list[Rule], req: Request, guard: EgressGuard | None, default_action: str = "allow"
-) -> tuple[str, str | None, tuple[str, ...], str | None, bool]:
-    """(action, rule_id, reports, redirect_to, needs_address) as the rule language says."""
+) -> tuple[str, str | None, tuple[str, ...], str | None, bool, bool]:
+    """(action, rule_id, reports, redirect_to, needs_address, needs_protocol) as the rule language says."""
     host = norm_host(req.host) if isinstance(req.host, str) else None
     host = host or None
     if host is not None and len(host) > 253:
-        return ("deny", "builtin:invalid-host", (), None, False)
+        return ("deny", "builtin:invalid-host", (), None, False, False)
     addrs: list[tuple[object, str]] = []
     if host is not None and ip(host) is not None:
         addrs.append((ip(host), host))
     if req.dest_ip is not None:
         dest = ip(req.dest_ip)
         if dest is None:
-            return ("deny", "builtin:invalid-address", (), None, False)
+            return ("deny", "builtin:invalid-address", (), None, False, False)
         if all(dest != a for a, _ in addrs):
             addrs.append((dest, req.dest_ip))
     method = req.method if req.method is not None else ("CONNECT" if req.is_tunnel else None)
@@ -135,7 +135,7 @@ def evaluate(
     order = [r for r in rules if req.user is not None and r.user == req.user]
     order += [r for r in rules if r.user is None]
     reports: list[str] = []
-    needs = False
+    needs = needs_protocol = False
     decided: Rule | None = None
     for rule in order:
         checks = [
@@ -153,12 +153,23 @@ def evaluate(
         ]
         if not all(checks):
             continue
+        pending = False  # a protocols condition on a tunnel whose protocol is not known yet
+        if rule.protocols:
+            if req.protocol is None:
+                if not req.is_tunnel:
+                    continue
+                pending = True
+            elif req.protocol not in {p.strip().lower() for p in rule.protocols}:
+                continue
         if rule.dest_cidrs:
             if not addrs:
                 needs = True
                 continue
             if not any(in_nets(a, rule.dest_cidrs) for a, _ in addrs):
                 continue
+        if pending:
+            needs_protocol = True
+            continue
         if rule.action == "report":
             reports.append(rule.id)
             continue
@@ -173,6 +184,6 @@ def evaluate(
             if decided is not None and in_nets(addr, decided.dest_cidrs):
                 continue
             if guard.check(req.client_ip, text) is not None:
-                return ("deny", "builtin:special-destination", tuple(reports), None, False)
+                return ("deny", "builtin:special-destination", tuple(reports), None, False, False)
     redirect = decided.redirect_to if decided is not None and action == "redirect" else None
-    return (action, rule_id, tuple(reports), redirect, needs)
+    return (action, rule_id, tuple(reports), redirect, needs, needs_protocol)

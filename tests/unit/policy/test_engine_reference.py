@@ -62,6 +62,7 @@ def rules(draw: st.DrawFn) -> list[Rule]:
                 timezone=draw(st.sampled_from(ZONES)),
                 redirect_to="https://intranet.example/blocked" if action == "redirect" else None,
                 user=draw(st.sampled_from([None, None, *USERS])),
+                protocols=draw(st.sampled_from([(), (), (), ("ssh",), ("TLS", "http"), ("unknown",)])),
             )
         )
     return out
@@ -105,6 +106,7 @@ def requests(draw: st.DrawFn) -> Request:
                             st.text(max_size=20))),
         dest_ip=draw(st.one_of(st.none(), st.none(), ADDRESSES)),
         is_tunnel=draw(st.booleans()),
+        protocol=draw(st.sampled_from([None, None, "ssh", "tls", "unknown"])),
     )
 
 
@@ -121,7 +123,7 @@ def test_decide_equals_reference_and_explain(
     for req in reqs:
         got = policy.decide(req)
         want = evaluate(rule_list, req, guard, default)
-        assert (got.action, got.rule_id, got.reports, got.redirect_to, got.needs_address) == want, req
+        assert (got.action, got.rule_id, got.reports, got.redirect_to, got.needs_address, got.needs_protocol) == want, req
         explained, trace = policy.explain(req)
         assert explained == got
         assert trace, "explain always says something"

@@ -28,3 +28,13 @@ def test_a_new_episode_counts_afresh():
     h.observe(100, {"records_dropped": 4})
     [p] = h.problems(100)
     assert p["count"] == 1
+
+
+def test_observe_names_the_problems_that_start_once_per_episode() -> None:
+    from arcus.runtime.health import HealthWatch
+
+    h = HealthWatch(window=60.0)
+    assert h.observe(0.0, {"audit_dropped": 0, "fds_low": 0}) == []
+    assert h.observe(1.0, {"audit_dropped": 3, "fds_low": 0}) == ["audit_dropped"]
+    assert h.observe(2.0, {"audit_dropped": 5, "fds_low": 1}) == ["fds_low"]  # audit's episode goes on
+    assert h.observe(100.0, {"audit_dropped": 6, "fds_low": 1}) == ["audit_dropped"]  # a new episode

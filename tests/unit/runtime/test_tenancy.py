@@ -291,7 +291,7 @@ def test_policy_add_list_rm_move(ctl: Ctl, daemon: TenancyDaemon) -> None:
                                                    "comment": "gambling"})
     full = {"id": "no-casino", "action": "deny", "hosts": ["*.casino.example"], "dest_cidrs": [], "ports": [],
             "sources": [], "methods": [], "path_prefixes": [], "times": [], "timezone": "UTC", "redirect_to": None,
-            "comment": "gambling", "user": None}
+            "comment": "gambling", "user": None, "protocols": []}
     assert out == {"rule": full, "position": 1}
     assert daemon.store.list_rules("acme") == [full]  # stored whole: Rule(**d) works on it
     ctl("policy.add", tenant="acme", rule={"id": "first", "action": "allow", "hosts": ["ok.example"]}, position=1)
@@ -427,7 +427,7 @@ def test_explain_deny_with_trace(ctl: Ctl) -> None:
     out = ctl("policy.explain", tenant="acme", url="http://www.casino.example/play", **{"from": "10.20.1.5"})
     assert out["tenant"] == "acme"
     assert out["request"] == {"host": "www.casino.example", "port": 80, "method": "GET", "path": "/play",
-                              "tunnel": False, "client": "10.20.1.5", "user": None}
+                              "tunnel": False, "protocol": None, "client": "10.20.1.5", "user": None}
     assert out["decision"] == {"action": "deny", "rule_id": "casino", "reason": "denied by rule 'casino'",
                                "reports": [], "redirect_to": None}
     assert [(t["rule_id"], t["matched"]) for t in out["trace"]] == [("admin", False), ("casino", True)]
@@ -450,6 +450,15 @@ def test_explain_path_method_and_tunnel(ctl: Ctl) -> None:
     assert (out["request"]["method"], out["request"]["tunnel"], out["decision"]["rule_id"]) == ("CONNECT", True, "ok")
     exc = refused(ctl, "policy.explain", {"tenant": "acme", "url": "https://203.0.113.9/", "method": "GET"})
     assert str(exc) == "method GET cannot be explained for a tunnel"
+
+
+def test_explain_a_tunnel_carrying_a_protocol(ctl: Ctl) -> None:
+    add_rules(ctl, {"id": "no-ssh", "action": "deny", "protocols": ["ssh"]}, {"id": "ok", "action": "allow"})
+    out = ctl("policy.explain", tenant="acme", url="203.0.113.9:443", protocol="ssh")
+    assert (out["request"]["protocol"], out["decision"]["rule_id"]) == ("ssh", "no-ssh")
+    assert ctl("policy.explain", tenant="acme", url="203.0.113.9:443")["decision"]["rule_id"] == "ok"
+    exc = refused(ctl, "policy.explain", {"tenant": "acme", "url": "203.0.113.9:443", "protocol": "gopher"})
+    assert str(exc) == "unknown protocol 'gopher'"
 
 
 def test_explain_user_and_source(ctl: Ctl) -> None:

@@ -83,6 +83,9 @@ def test_a_loopback_connection_is_never_handed_to_an_off_box_client() -> None:
     pool.put(up, 30, 8)
     assert pool.take(key, LAN, esc) is up  # on the box: its loopback allowance holds
     assert not up.pooled and up.pool is None
+    pool.put(up, 30, 8)  # cleared for LAN: another client is checked again, not waved through
+    assert pool.take(key, OFF_BOX, esc) is None
+    assert up.transport.closed
 
 
 def test_an_address_the_box_gains_is_refused_on_reuse_and_dropped_when_idle() -> None:
@@ -92,6 +95,8 @@ def test_an_address_the_box_gains_is_refused_on_reuse_and_dropped_when_idle() ->
     key = ("direct", "default", False, b"http", "10.99.0.9", 80)
     idle, busy = conn(key, "10.99.0.9"), conn(key, "10.99.0.9")
     other = conn(("direct", "default", False, b"http", "203.0.113.5", 80), "203.0.113.5")
+    pool.put(busy, 30, 8)
+    assert pool.take(key, OFF_BOX, esc) is busy  # cleared for OFF_BOX, then in use
     pool.put(idle, 30, 8)
     pool.put(other, 30, 8)
     assert pool.take(key, OFF_BOX, esc) is idle  # an ordinary destination so far
@@ -99,7 +104,7 @@ def test_an_address_the_box_gains_is_refused_on_reuse_and_dropped_when_idle() ->
     gained, _ = host.replace([LAN, "10.99.0.9"])
     assert pool.drop_to(gained) == 1
     assert idle.transport.closed and not other.transport.closed and len(pool) == 1
-    pool.put(busy, 30, 8)  # one that was in use meanwhile comes back: refused at the next take
+    pool.put(busy, 30, 8)  # in use meanwhile, cleared before the gain: refused at the next take
     assert pool.take(key, OFF_BOX, esc) is None
     assert busy.transport.closed
 
@@ -152,5 +157,5 @@ def test_expire_and_discard_forget_the_destination() -> None:
     pool.expire(old.idle_until + 0.5)
     assert old.transport.closed and len(pool) == 1
     new.connection_lost(None)  # the origin closed it while idle
-    assert len(pool) == 0 and not pool._peer
+    assert len(pool) == 0
     assert pool.drop_to({parse_ip("203.0.113.5")}) == 0

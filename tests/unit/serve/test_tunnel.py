@@ -28,6 +28,7 @@ class Owner(asyncio.Protocol):
         self.srv_stats, self.ten_stats = Counters(), Counters()
         self.deadline = self.idle_window = 0.0
         self.seen_activity = 0
+        self.tunnel_check = None
         self.tunnel: Tunnel | None = None
         self.ended = asyncio.get_running_loop().create_future()
         self.flow = Flow()

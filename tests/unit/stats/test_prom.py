@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from prometheus_client.parser import text_string_to_metric_families
 
 from arcus.stats.counters import Counters, CounterSet
-from arcus.stats.latency import Latency
+from arcus.stats.latency import Recorded
 from arcus.stats.prom import OTHER_USER, Figures, fold_users, render
 
 
@@ -56,22 +56,32 @@ def parse(figures: Figures) -> dict[tuple[str, frozenset], float]:
 
 
 def test_render_reads_back_with_prometheus_clients_parser() -> None:
-    lat = Latency(buckets=(0.1, 1.0))
-    lat.observe_batch([SimpleNamespace(kind="request", server="http", duration=d) for d in (0.05, 0.1, 0.5, 3.0)])
-    lat.observe_batch([SimpleNamespace(kind="connection", server="http", duration=9.0)])  # not a request
+    lat = Recorded(buckets=(0.1, 1.0), max_users=1)
+
+    def rec(kind="request", user="alice", duration=0.05, host="h", error=None, escaper="direct"):
+        return SimpleNamespace(kind=kind, server="http", tenant="acme", user=user, escaper=escaper, host=host,
+                               bytes_up=1, bytes_down=10, duration=duration, error_code=error)
+
+    lat.observe_batch([rec(duration=d) for d in (0.05, 0.1, 0.5, 3.0)])
+    lat.observe_batch([rec(user="bob", error="upstream_connect"), rec(user="carol")])  # folded: max_users=1
+    lat.observe_batch([rec(kind="connection", duration=9.0, host="")])  # an HTTP connection's own: not counted
+    lat.observe_batch([rec(kind="connection", duration=9.0, escaper="socks")])  # a tunnel: counted, no duration
+    lat.observe_batch([object()])  # not a record: skipped
     f = Figures(
         version="9.9",
         servers={"http": {**counts(7, 700, upstream_connect=2), "conns_total": 5, "conns_active": 1}},
         tenants={"acme": counts(7, 700)},
         users={("acme", "alice"): counts(3), ("acme", OTHER_USER): counts(4)},
-        resolvers={"system": {"lookups": 4, "cache_hits": 3, "queries": 1}},
+        resolvers={"system": {"name": "system", "type": "system", "cached": 2, "lookups": 4, "cache_hits": 3, "queries": 1}},
         records={"queued": 2, "dropped": 1, "access_failed": 0},
         audit=None,
         fds={"open": 12, "limit": 1024, "low": 0},
         reloads={"done": 2, "refused": 1},
         pool=3,
         auth={"kdf_runs": 5, "pending": 0},
-        latency=lat.snapshot(),
+        histograms=lat.snapshot(),
+        escapers=lat.escapers(),
+        listeners_down=1,
     )
     s = parse(f)
 
@@ -95,11 +105,24 @@ def test_render_reads_back_with_prometheus_clients_parser() -> None:
     assert v("arcus_reloads_total", result="done") == 2 and v("arcus_reloads_total", result="refused") == 1
     assert v("arcus_upstream_pool_connections") == 3
     assert v("arcus_auth_kdf_runs_total") == 5
-    assert v("arcus_request_duration_seconds_bucket", server="http", le="0.1") == 2  # le is inclusive
-    assert v("arcus_request_duration_seconds_bucket", server="http", le="1.0") == 3
-    assert v("arcus_request_duration_seconds_bucket", server="http", le="+Inf") == 4
-    assert v("arcus_request_duration_seconds_count", server="http") == 4
-    assert abs(v("arcus_request_duration_seconds_sum", server="http") - 3.65) < 1e-9
+    assert v("arcus_request_duration_seconds_bucket", server="http", le="0.1") == 4  # le is inclusive
+    assert v("arcus_request_duration_seconds_bucket", server="http", le="1.0") == 5
+    assert v("arcus_request_duration_seconds_bucket", server="http", le="+Inf") == 6
+    assert v("arcus_request_duration_seconds_count", server="http") == 6
+    assert abs(v("arcus_request_duration_seconds_sum", server="http") - 3.75) < 1e-9
+    assert v("arcus_tenant_request_duration_seconds_count", tenant="acme") == 6
+    assert v("arcus_escaper_request_duration_seconds_count", escaper="direct") == 6
+    assert v("arcus_user_request_duration_seconds_count", tenant="acme", user="alice") == 4
+    assert v("arcus_user_request_duration_seconds_count", tenant="acme", user="_other") == 2
+    assert v("arcus_user_request_duration_seconds_bucket", tenant="acme", user="_other", le="0.1") == 2
+    assert ("arcus_user_request_duration_seconds_count", frozenset({("tenant", "acme"), ("user", "bob")})) not in s
+    assert v("arcus_escaper_requests_total", escaper="direct") == 6
+    assert v("arcus_escaper_requests_total", escaper="socks") == 1
+    assert v("arcus_escaper_traffic_out_bytes_total", escaper="direct") == 60
+    assert v("arcus_escaper_errors_total", escaper="direct", code="upstream_connect") == 1
+    assert v("arcus_resolver_cache_misses_total", resolver="system") == 1
+    assert v("arcus_resolver_cache_entries", resolver="system") == 2
+    assert v("arcus_listeners_down") == 1
 
 
 def test_empty_figures_render() -> None:

@@ -235,6 +235,11 @@ def test_to_dict_is_json_ready(store: Store) -> None:
         "log_query": False,
         "proxy_hosts": [],
         "lock_sources": False,
+        "icap_service": None,
+        "icap_fail": "open",
+        "icap_sample": 1.0,
+        "icap_max_body": 8 << 20,
+        "icap_oversize": "pass",
     }
     assert json.loads(json.dumps(d)) == d
 

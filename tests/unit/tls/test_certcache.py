@@ -258,3 +258,62 @@ def test_prune_removes_expired_and_bounds_the_count(store: CAStore) -> None:
     left = sorted(p.name for p in ca.leaves_dir.iterdir())
     assert len(left) == 3 and certcache.cached_count(ca) == 3
     assert certcache.prune(ca, utcnow() + dt.timedelta(days=31)) == 3  # all expired by then
+
+
+def test_the_scheduled_prune_covers_every_generation_at_its_clock(store: CAStore) -> None:
+    t0 = utcnow()
+    factory = LeafFactory(clock=lambda: t0)
+    try:
+        old = store.current("acme")
+        assert old is not None
+        factory.get_blocking(old, "old.example")  # a leaf of the generation about to be retired
+        store.rotate("acme")
+        for tenant in (None, "acme"):
+            ca = store.current(tenant)
+            assert ca is not None
+            for i in range(2):
+                factory.get_blocking(ca, f"h{i}.example")
+    finally:
+        factory.close()
+    dirs = store.leaf_dirs()
+    assert len(dirs) == 3  # the box's, acme's current and acme's retired generation
+    assert sum(len(list(d.glob("*.pem"))) for d in dirs) == 5
+    now = [t0]
+    pruner = certcache.LeafPruner(store.leaf_dirs, interval=0.01, keep=None, clock=lambda: now[0])
+    assert pruner.tick() == 0  # nothing has expired at t0
+    now[0] = t0 + dt.timedelta(days=31)  # leaves last 30 days by default
+    assert pruner.tick() == 5
+    assert sum(len(list(d.glob("*.pem"))) for d in dirs) == 0
+    assert (pruner.passes, pruner.removed) == (2, 5)
+
+
+def test_the_schedule_runs_passes_off_the_loop_and_survives_a_failing_one(tmp_path: Path) -> None:
+    seen: list[BaseException] = []
+    calls: list[str] = []
+    second = threading.Event()
+
+    def dirs() -> list[Path]:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            raise PermissionError("unreadable")
+        second.set()
+        return []
+
+    pruner = certcache.LeafPruner(dirs, interval=0.01, clock=utcnow)
+
+    async def main() -> None:
+        task = asyncio.get_running_loop().create_task(pruner.run(seen.append), name="test-prune")
+        assert await asyncio.to_thread(second.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert len(calls) >= 2  # the failing pass did not end the schedule
+    assert [type(e) for e in seen] == [PermissionError]
+    assert threading.main_thread().name not in calls  # every pass ran in a worker thread
+
+
+def test_a_pruner_needs_a_positive_interval() -> None:
+    with pytest.raises(ValueError):
+        certcache.LeafPruner(list, interval=0)

@@ -1,0 +1,185 @@
+"""Full-text search over the audit log's hosts and paths (``arcus audit index``, ``audit search
+--text``), with sqlite-utils; the operator's side only -- the daemon never imports this module.
+
+**When the index is built.** Not by the daemon: indexing every event as it is written (sqlite-utils'
+triggers) would put an FTS5 insert on the writer thread for every request of every box, searched
+or not. The operator creates the index once (``arcus audit index``), which indexes the events
+already there; after that every ``audit search --text`` first indexes the events written since
+the last search, then searches. Both index in transactions of :data:`CHUNK` events (tens of
+milliseconds each), so the daemon's writer, which takes the same write lock for each batch, waits
+at most one chunk (it waits up to 5 s): the index is built beside a running daemon without
+holding its events back. Retention keeps the index exact: the events it deletes leave the index
+in the same transaction (:mod:`arcus.audit.retention`). The index is an FTS5 table with external
+content (``events`` holds the text; the index only tokens and rowids) and counts toward
+``audit.max_size`` like the events.
+
+**What a search matches.** Hosts and paths are split into words at every character that is not a
+letter or a digit (SQLite's ``unicode61`` tokenizer, case-insensitive): ``casino`` finds
+``www.casino.example`` and ``/casino/login``; ``example.com`` finds the words ``example`` and
+``com`` one after the other. Every word given must match (in the host or the path); the words are
+quoted, so FTS operators (``OR``, ``NOT``, ``*``) are plain words.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from arcus.audit.db import CREATE_FTS, FTS_STATE, FTS_TABLE, fts_indexed_upto, open_maintainer
+from arcus.audit.events import FIELDS, row_dict
+from arcus.audit.query import Filters
+from arcus.errors import NotFound, OperatorError
+
+CHUNK = 5000
+"""Events indexed per write transaction (see the module's docstring)."""
+READ_ONLY = "read_only"
+"""The code of the OperatorError for a file this user may read and not write."""
+INDEX_HINT = "build it once with `arcus audit index` (the daemon may keep running); later searches keep it up to date"
+
+
+class TextIndex:
+    """The full-text index of one audit.db, read-write. Use as a context manager, or close()."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.conn = open_maintainer(self.path)
+        self.db = sqlite_utils.Database(self.conn)
+        self.events = self.db.table("events")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> TextIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _fail(self, exc: sqlite3.Error) -> OperatorError:
+        if "readonly" in str(exc):
+            return OperatorError(f"cannot update the full-text index of {self.path}: the file is read-only here",
+                                 code=READ_ONLY, hint="run it as the user the daemon runs as")
+        return OperatorError(f"cannot update the full-text index of {self.path}: {exc}", code="internal")
+
+    # -- state
+
+    def exists(self) -> bool:
+        return self.events.detect_fts() == FTS_TABLE and fts_indexed_upto(self.conn) is not None
+
+    def pending(self) -> int:
+        """Events written and not yet indexed (ids only grow and leave from the low end: a difference)."""
+        upto = fts_indexed_upto(self.conn) or 0
+        lo, hi = self.conn.execute("SELECT (SELECT min(id) FROM events), (SELECT max(id) FROM events)").fetchone()
+        if hi is None or hi <= upto:
+            return 0
+        return hi - max(upto, lo - 1)
+
+    # -- building
+
+    def create(self) -> bool:
+        """Create the (empty) index; False when it was there already."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self.exists():
+                    self.conn.execute("ROLLBACK")
+                    return False
+                for statement in CREATE_FTS:
+                    self.conn.execute(statement)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        return True
+
+    def catch_up(self, tick: Callable[[int], None] | None = None, chunk: int = CHUNK) -> int:
+        """Index the events written since the last call, ``chunk`` per transaction; return how
+        many. ``tick(done)`` after each chunk."""
+        done = 0
+        try:
+            while True:
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    upto = fts_indexed_upto(self.conn)
+                    if upto is None:  # dropped meanwhile
+                        self.conn.execute("ROLLBACK")
+                        return done
+                    (top,) = self.conn.execute(
+                        "SELECT max(id) FROM (SELECT id FROM events WHERE id > ? ORDER BY id LIMIT ?)", (upto, chunk)
+                    ).fetchone()
+                    if top is None:
+                        self.conn.execute("ROLLBACK")
+                        return done
+                    n = self.conn.execute(
+                        f"INSERT INTO {FTS_TABLE} (rowid, host, path) SELECT id, host, path FROM events "
+                        "WHERE id > ? AND id <= ?",
+                        (upto, top),
+                    ).rowcount
+                    self.conn.execute(f"UPDATE {FTS_STATE} SET last_id = ?", (top,))
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+                done += max(n, 0)
+                if tick is not None:
+                    tick(done)
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+
+    def drop(self) -> bool:
+        """Remove the index (sqlite-utils' disable_fts) and its state; False when there was none."""
+        if self.events.detect_fts() is None and fts_indexed_upto(self.conn) is None:
+            return False
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")  # waits for the writer (a deferred BEGIN could not)
+            try:
+                self.events.disable_fts()  # sqlite-utils nests its own transaction as a savepoint
+                self.conn.execute(f"DROP TABLE IF EXISTS {FTS_STATE}")
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from None
+        return True
+
+    # -- searching
+
+    def search(self, text: str, filters: Filters, *, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` events whose host or path holds every word of ``text`` and that
+        match ``filters``, newest first, in the shape every reader sees (``row_dict``)."""
+        if not text.split():
+            raise OperatorError("--text needs at least one word", hint="e.g. --text casino, --text 'example.com login'")
+        if not self.exists():
+            raise NotFound(f"the audit log {self.path} has no full-text index", hint=INDEX_HINT)
+        where, params = filters.where()
+        named, args = _named(where, params)
+        table = self.events
+        have = set(table.columns_dict)
+        columns = ["id", *(f for f in FIELDS if f in have)]  # an older file lacks sni: None
+        try:
+            found = table.search(
+                text, columns=columns, where=None if named == "1" else named, where_args=args,
+                order_by="id DESC", limit=max(0, int(limit)), quote=True,
+            )
+            return [row_dict(r["id"], tuple(r.get(f) for f in FIELDS)) for r in found]
+        except sqlite3.Error as exc:
+            raise OperatorError(f"cannot search the audit log {self.path}: {exc}", code="internal") from None
+
+
+def _named(where: str, params: list[Any]) -> tuple[str, dict[str, Any]]:
+    """``Filters.where()``'s ``?`` placeholders as ``:f0, :f1...`` (sqlite-utils' search takes
+    named arguments: its own is ``:query``). Filters write no ``?`` inside a literal."""
+    names = iter(range(len(params)))
+    sql = re.sub(r"\?", lambda _: f":f{next(names)}", where)
+    return sql, {f"f{i}": v for i, v in enumerate(params)}

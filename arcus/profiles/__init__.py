@@ -1,1 +1,0 @@
-"""Profiles shipped inside the package (and so inside the frozen binary)."""

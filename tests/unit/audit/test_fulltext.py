@@ -1,0 +1,164 @@
+"""The full-text index of hosts and paths: built in chunks beside a writing sink, kept up to date
+by searches, kept exact by retention, searched with the filters of `audit search`."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from arcus.audit import fulltext
+from arcus.audit.db import open_writer
+from arcus.audit.fulltext import TextIndex
+from arcus.audit.query import Filters
+from arcus.audit.retention import prune
+from arcus.audit.sink import AuditSink
+from arcus.config.schema import AuditConfig
+from arcus.errors import NotFound, OperatorError
+
+from .factory import NOW, event, fill, wait_for
+
+DAY = 86400.0
+
+EVENTS = [
+    event(0, host="www.casino.example", path="/play"),
+    event(1, host="news.example.org", path="/casino/odds"),  # the word in the path
+    event(2, host="casinoroyale.example", path="/"),  # another word: not "casino"
+    event(3, host="mail.example.com", path="/login", tenant="globex"),
+    event(4, host="mail.example.com", path="/inbox", user="bob"),
+    event(5, host="10.1.2.3", port=443, method="CONNECT", path=None),
+]
+
+
+def ids(rows: list[dict]) -> list[int]:
+    return sorted(int(r["request_id"].split("-")[1]) for r in rows)
+
+
+def integrity(path: Path) -> None:
+    """FTS5's own check of an external-content index against the events table (raises when an
+    entry points at a deleted event or an event is missing)."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("INSERT INTO events_fts (events_fts, rank) VALUES ('integrity-check', 1)")
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    fill(tmp_path / "audit.db", EVENTS)
+    return tmp_path / "audit.db"
+
+
+def test_search_finds_a_host_word_and_a_path_word_and_nothing_else(log: Path) -> None:
+    with TextIndex(log) as index:
+        assert index.create() is True and index.create() is False
+        assert index.catch_up() == 6 and index.pending() == 0
+        assert ids(index.search("casino", Filters(), limit=10)) == [0, 1]
+        assert ids(index.search("login", Filters(), limit=10)) == [3]
+        assert ids(index.search("example.com", Filters(), limit=10)) == [3, 4]
+        assert ids(index.search("MAIL inbox", Filters(), limit=10)) == [4]  # every word, any case
+        assert ids(index.search("10.1.2.3", Filters(), limit=10)) == [5]
+        assert ids(index.search("casino OR login", Filters(), limit=10)) == []  # no FTS operators
+        assert ids(index.search("nothing-here", Filters(), limit=10)) == []
+        # with the filters of `audit search`, newest first
+        assert ids(index.search("mail", Filters(tenant="acme"), limit=10)) == [4]
+        assert ids(index.search("mail", Filters(user="bob", tenant="acme"), limit=10)) == [4]
+        assert ids(index.search("example", Filters(since=NOW + 3, until=NOW + 5), limit=10)) == [3, 4]
+        newest = index.search("example", Filters(), limit=2)
+        assert [r["request_id"] for r in newest] == ["req-4", "req-3"]
+        assert set(newest[0]) >= {"id", "at", "host", "path", "sni"}
+    integrity(log)
+
+
+def test_a_search_without_the_index_is_refused_and_changes_nothing(log: Path) -> None:
+    before = log.read_bytes()
+    with TextIndex(log) as index:
+        with pytest.raises(NotFound) as info:
+            index.search("casino", Filters(), limit=10)
+        with pytest.raises(OperatorError, match="at least one word"):
+            index.search("  ", Filters(), limit=10)
+        assert index.drop() is False
+    assert info.value.message == f"the audit log {log} has no full-text index"
+    assert info.value.hint == fulltext.INDEX_HINT
+    assert log.read_bytes() == before
+
+
+def test_events_written_later_are_indexed_by_the_next_catch_up(log: Path) -> None:
+    with TextIndex(log) as index:
+        index.create()
+        index.catch_up()
+    fill(log, [event(10, host="late.casino.example")])
+    with TextIndex(log) as index:
+        assert index.pending() == 1
+        assert ids(index.search("casino", Filters(), limit=10)) == [0, 1]  # search does not index by itself
+        assert index.catch_up() == 1
+        assert ids(index.search("casino", Filters(), limit=10)) == [0, 1, 10]
+        integrity(log)
+        assert index.drop() is True and not index.exists()
+        with pytest.raises(NotFound):
+            index.search("casino", Filters(), limit=10)
+    conn = sqlite3.connect(log)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'events_fts%'")}
+    conn.close()
+    assert tables == set()
+
+def test_retention_takes_deleted_events_out_of_the_index(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    old = [event(i, time=NOW - 40 * DAY + i, host=f"old{i}.casino.example") for i in range(30)]
+    new = [event(100 + i, time=NOW - 10 * DAY + i, host=f"new{i}.casino.example") for i in range(20)]
+    fill(path, old[:10])
+    with TextIndex(path) as index:
+        index.create()
+        assert index.catch_up(chunk=3) == 10
+    fill(path, old[10:] + new)  # 20 old events deleted below before they were ever indexed
+    conn = open_writer(path)
+    try:
+        result = prune(conn, retention=30 * DAY, max_size=1 << 30, now=NOW)
+    finally:
+        conn.close()
+    assert result.by_age == 30
+    with TextIndex(path) as index:
+        assert index.catch_up() == 20
+        found = index.search("casino", Filters(), limit=100)
+    assert ids(found) == [100 + i for i in range(20)]
+    integrity(path)  # no entry left for a deleted event, none made up for one never indexed
+
+
+def test_the_index_is_built_beside_a_writing_sink_without_holding_it_back(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    fill(path, (event(i, host=f"h{i}.example.com") for i in range(20_000)))
+    sink = AuditSink(path, AuditConfig(retention=1e12, queue=1_000_000, batch=200, flush_interval=0.01))
+    sink.start()
+    stop = threading.Event()
+
+    def traffic() -> None:
+        i = 20_000
+        while not stop.is_set() and i < 60_000:
+            sink.emit(event(i, host=f"h{i}.example.com", path="/live"))
+            i += 1
+            if i % 200 == 0:
+                stop.wait(0.001)
+
+    writer = threading.Thread(target=traffic, name="test-traffic")
+    writer.start()
+    try:
+        with TextIndex(path) as index:
+            index.create()
+            while writer.is_alive():
+                index.catch_up(chunk=1000)
+            writer.join()
+            wait_for(lambda: sink.queued == 0)
+    finally:
+        stop.set()
+        writer.join()
+        sink.close()
+    assert sink.dropped == 0
+    with TextIndex(path) as index:
+        index.catch_up()
+        assert index.pending() == 0
+        assert len(index.search("example", Filters(), limit=100_000)) == sink.written + 20_000
+        assert len(index.search("live", Filters(), limit=100_000)) == sink.written
+    integrity(path)
