@@ -15,6 +15,8 @@
 #          c-icap, clamd an ICAP server with ClamAV for the ICAP tests      (c-icap,
 #                        (the tests build their own EICAR signatures;        libc-icap-mod-virus-scan,
 #                        clamav-freshclam must never run)                    clamav-daemon, clamav)
+#          chromium      a real browser through TLS interception           (chromium)
+#          certutil      its NSS trust store, for the tenant's CA           (libnss3-tools)
 #   bench: curl, wrk, squid, nginx (nginx-light)
 #
 # The tests start every peer themselves, on loopback ports of their own. Packages that would
@@ -24,7 +26,7 @@
 set -euo pipefail
 what=${1:-test}
 case "$what" in
-  test)  need=(curl dnsmasq tinyproxy danted ip nft unshare nsenter setpriv script systemd-analyze c-icap c-icap-virus-scan clamd sigtool) ;;
+  test)  need=(curl dnsmasq tinyproxy danted ip nft unshare nsenter setpriv script systemd-analyze c-icap c-icap-virus-scan clamd sigtool chromium certutil) ;;
   bench) need=(curl wrk squid nginx c-icap c-icap-virus-scan clamd sigtool) ;;
   *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac
@@ -32,7 +34,7 @@ declare -A pkg=([curl]=curl [ip]=iproute2 [nft]=nftables [dnsmasq]=dnsmasq-base 
                 [danted]=dante-server [unshare]=util-linux [nsenter]=util-linux [setpriv]=util-linux
                 [script]=bsdutils [systemd-analyze]=systemd
                 [wrk]=wrk [squid]=squid [nginx]=nginx-light [c-icap]=c-icap [clamd]=clamav-daemon [sigtool]=clamav
-                [c-icap-virus-scan]=libc-icap-mod-virus-scan)
+                [c-icap-virus-scan]=libc-icap-mod-virus-scan [chromium]=chromium [certutil]=libnss3-tools)
 # The system services a package brings (stopped and disabled if this script installed it).
 declare -A services=([tinyproxy]=tinyproxy [dante-server]=danted [squid]=squid [nginx-light]=nginx [c-icap]=c-icap
                      [clamav-daemon]=clamav-daemon [clamav]=clamav-freshclam)

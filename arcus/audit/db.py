@@ -28,10 +28,10 @@ from arcus.privfiles import create_private_file, make_private_dirs, tighten_sqli
 from arcus.errors import NotFound, OperatorError
 
 AUDIT_FILE = "audit.db"
-SCHEMA_VERSION = 6
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+SCHEMA_VERSION = 7
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 """Schemas a reader can read: they differ in their indexes, STRICT (see UPGRADES) and, before 4,
-the ``sni`` column, before 5 the ``protocol`` column, before 6 the ``icap`` column (read as NULL: :func:`select_columns`)."""
+the ``sni`` column, before 5 the ``protocol`` column, before 6 the ``icap`` column, before 7 the ``detail`` column (read as NULL: :func:`select_columns`)."""
 BUSY_TIMEOUT = 5.0
 WAL_LIMIT = 64 * 1024 * 1024
 """After a checkpoint the -wal file is truncated to this (it never shrinks otherwise)."""
@@ -47,7 +47,7 @@ _COLUMN_TYPES = {
     "method": "TEXT", "path": "TEXT", "status": "INTEGER", "bytes_up": "INTEGER",
     "bytes_down": "INTEGER", "duration": "REAL", "decision": "TEXT", "rule": "TEXT",
     "error_side": "TEXT", "error_code": "TEXT", "request_id": "TEXT", "conn_id": "INTEGER",
-    "sni": "TEXT", "protocol": "TEXT", "icap": "TEXT",
+    "sni": "TEXT", "protocol": "TEXT", "icap": "TEXT", "detail": "TEXT",
 }
 assert tuple(_COLUMN_TYPES) == FIELDS, "the table's columns follow AuditEvent's fields"
 
@@ -82,6 +82,7 @@ UPGRADES: dict[int, list[str]] = {
     3: ['ALTER TABLE events ADD COLUMN "sni" TEXT'],
     4: ['ALTER TABLE events ADD COLUMN "protocol" TEXT'],
     5: ['ALTER TABLE events ADD COLUMN "icap" TEXT'],
+    6: ['ALTER TABLE events ADD COLUMN "detail" TEXT'],
 }
 """Statements that take a file from schema ``n`` to ``n + 1``, run by the writer on open. Every
 event is kept; only indexes and columns change (an index dropped or a column added is a quick write,
@@ -97,7 +98,7 @@ batch (audit.batch, 500 by default) is one statement of 10,500 parameters (SQLit
 one row per statement 6.1 us, 50 rows 4.5 us, 500 rows 4.4 us."""
 INSERT_MANY = {n: INSERT + (", " + _ROW) * (n - 1) for n in ROWS_PER_INSERT}
 SELECT_COLUMNS = "id, " + ", ".join(f'"{n}"' for n in FIELDS)
-ADDED_IN = {"sni": 4, "protocol": 5, "icap": 6}
+ADDED_IN = {"sni": 4, "protocol": 5, "icap": 6, "detail": 7}
 """Columns a file of an older schema lacks (a reader may open a file no daemon has upgraded yet)."""
 
 

@@ -54,6 +54,10 @@ class AuditEvent:
     server_type: str = ""
     # what the ICAP service said of a request (schema 6): clean, blocked:THREAT, fail_open:...
     icap: str | None = None
+    # What else explains the record (schema 7): an intercepted upstream's certificate that
+    # failed verification (subject, issuer, error), an ``insecure`` interception rule, what
+    # became of a CONNECT's TLS (intercepted or spliced, by which rule).
+    detail: str | None = None
 
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in fields(AuditEvent) if f.name != "server_type")
@@ -93,7 +97,7 @@ def as_row(e: AuditEvent) -> tuple[Any, ...]:
     return (
         e.time, e.kind, e.tenant, e.user, e.client, e.server, e.escaper, host, e.port, e.method,
         e.path, e.status, e.bytes_up, e.bytes_down, e.duration, e.decision, e.rule, e.error_side,
-        e.error_code, e.request_id, e.conn_id, e.sni, e.protocol, e.icap,
+        e.error_code, e.request_id, e.conn_id, e.sni, e.protocol, e.icap, e.detail,
     )
 
 

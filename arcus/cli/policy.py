@@ -131,7 +131,7 @@ def add(
     method: Annotated[list[str] | None, typer.Option(
         "--method", metavar="M", help="HTTP method; CONNECT for tunnels", show_default=False)] = None,
     path: Annotated[list[str] | None, typer.Option(
-        "--path", metavar="PREFIX", help="URL path prefix (plain HTTP only)", show_default=False)] = None,
+        "--path", metavar="PREFIX", help="URL path prefix (plain HTTP and intercepted HTTPS)", show_default=False)] = None,
     protocol: Annotated[list[str] | None, typer.Option(
         "--protocol", metavar="NAME",
         help="What a tunnel carries, from its first bytes: tls, http, http2, ssh, smtp, imap, pop3, ftp, rdp, "

@@ -18,6 +18,7 @@ from yaml.nodes import MappingNode, SequenceNode
 from arcus.config.escaper import ESCAPERS
 from arcus.config.graph import Topology
 from arcus.config.icap import parse_icap_services
+from arcus.config.intercept import parse_intercept
 from arcus.config.objects import Context, Family, Item, parse_family
 from arcus.config.resolver import RESOLVERS
 from arcus.config.schema import EscaperConfig, HttpLimits, Profile, ResolverConfig, ServerConfig, Timeouts
@@ -31,7 +32,9 @@ from arcus.errors import ConfigError, ConfigIssue
 __all__ = ["FAMILIES", "check_profile", "load_profile", "parse_profile", "parse_topology", "profile_text", "shipped_names"]
 
 FAMILIES: tuple[Family, ...] = (SERVERS, ESCAPERS, RESOLVERS)
-TOP_KEYS = ("servers", "escapers", "resolvers", "timeouts", "limits", "log", "runtime", "audit", "metrics", "icap_services")
+TOP_KEYS = (
+    "servers", "escapers", "resolvers", "timeouts", "limits", "log", "runtime", "audit", "metrics", "icap_services", "intercept",
+)
 
 
 def load_profile(name_or_path: str | None) -> Profile:
@@ -86,6 +89,7 @@ def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue], d
     audit = parse_audit(top)
     metrics = parse_metrics(top)
     icap_services = parse_icap_services(top)
+    intercept = parse_intercept(top)
     parsed: dict[str, list[Item]] = {}
     unreadable: set[str] = set()  # families whose section is not a list: their names are unknown
     for family in FAMILIES:
@@ -110,6 +114,7 @@ def _parse(text: str, source: str) -> tuple[Profile | None, list[ConfigIssue], d
             audit=audit,
             metrics=metrics,
             icap_services=icap_services,
+            intercept=intercept,
         ),
         [],
         parsed,

@@ -164,6 +164,36 @@ class IcapServiceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class InterceptRule:
+    """One intercept/splice rule (``docs/interception.md``): by host pattern or pinned-app category."""
+
+    action: str  # "intercept" | "splice"
+    hosts: tuple[str, ...] = ()  # host patterns (arcus.policy.hosts forms)
+    pinned: tuple[str, ...] = ()  # categories of the shipped bypass list ("all": every one)
+    insecure: bool = False  # intercept without verifying the upstream's certificate (lab use; logged)
+    name: str = ""  # shown in records; default "intercept rule N"
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InterceptSettings:
+    """TLS interception for the box (``intercept:``) or one tenant (``intercept: tenants: NAME:``)."""
+
+    enabled: bool = False
+    upstream_ca: str | None = None  # CA bundle the upstream is verified against (None: the system's roots)
+    bypass_pinned: bool = True  # the shipped list of certificate-pinned applications is spliced
+    rules: tuple[InterceptRule, ...] = ()
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InterceptConfig:
+    box: InterceptSettings = field(default_factory=InterceptSettings)
+    # per tenant: unset keys inherit the box's; a tenant's rules come before the box's
+    tenants: tuple[tuple[str, InterceptSettings, frozenset[str]], ...] = ()  # (name, settings, keys set)
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     source: str  # the file name (or "<embedded:default>") errors refer to
     servers: tuple[ServerConfig, ...]
@@ -174,6 +204,7 @@ class Profile:
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     icap_services: tuple[IcapServiceConfig, ...] = ()
+    intercept: InterceptConfig = field(default_factory=InterceptConfig)
 
     def escaper(self, name: str) -> EscaperConfig:
         return next(e for e in self.escapers if e.name == name)

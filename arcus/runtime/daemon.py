@@ -40,6 +40,7 @@ from arcus.runtime.resolve_cmds import resolve_handlers
 from arcus.runtime.snapshot import build_snapshot, load_store, with_store
 from arcus.runtime.tenancy import tenancy_handlers
 from arcus.serve.context import Shared, Snapshot
+from arcus.serve.intercept import Interception
 from arcus.serve.registry import SERVER_TYPES
 from arcus.store import Store
 from arcus.tls.castore import CAStore
@@ -99,6 +100,7 @@ class Daemon:
         self.generation = 1
         snapshot = await asyncio.to_thread(build_snapshot, 1, profile, data, self.own)
         self.shared = Shared(snapshot)
+        self.shared.interception = Interception(self.data_dir)  # TLS interception's CAs and leaves
         self.shared.host = self.own
         self.shared.data_dir = self.data_dir
         await start_escapers(snapshot, None)
@@ -192,6 +194,7 @@ class Daemon:
         self.watcher.close()
         shared.pool.close_all()
         shared.verifier.close()
+        shared.interception.close()  # the leaf factory's worker threads
         close_escapers(shared.snapshot)
         for resolver in shared.snapshot.resolvers.values():
             try:  # c-ares threads stop with nothing pending

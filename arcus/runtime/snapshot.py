@@ -19,6 +19,7 @@ from arcus.escape import build_escapers
 from arcus.icap.stage import IcapPolicy
 from arcus.policy import Rule, compile_policy
 from arcus.policy.egress import HostAddresses
+from arcus.policy.intercept import InterceptError, Plan, compile_intercept
 from arcus.resolve import build_resolver
 from arcus.serve.context import Snapshot
 from arcus.tenancy.directory import Tenancy
@@ -55,7 +56,17 @@ def build_snapshot(generation: int, profile: Profile, data: StoreView, own_addre
         resolvers=resolvers,
         servers={s.name: s for s in profile.servers},
         tenancy=build_tenancy(profile, data),
+        intercept=build_intercept(profile),
     )
+
+
+def build_intercept(profile: Profile) -> Plan:
+    """The profile's ``intercept:`` compiled; OperatorError (``file:line: ...``) for a bad rule."""
+    try:
+        return compile_intercept(profile.intercept)
+    except InterceptError as exc:
+        where = f"{profile.source}:{exc.line}" if exc.line else profile.source
+        raise OperatorError(f"{where}: {exc}", code="invalid", hint=exc.hint or None) from None
 
 
 def with_store(snapshot: Snapshot, generation: int, data: StoreView) -> Snapshot:

@@ -13,12 +13,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from arcus.audit.records import Records
 from arcus.auth.credcache import CredentialCache, FailureThrottle
 from arcus.auth.verifier import Verifier
 from arcus.policy.egress import HostAddresses
+from arcus.policy.intercept import NO_INTERCEPTION, Plan
 from arcus.serve.pool import UpstreamPool
 from arcus.tenancy.directory import EMPTY_TENANCY, Tenancy
 from arcus.tenancy.views import Limits, Scope, apply_limits
@@ -39,6 +40,7 @@ class Snapshot:
     resolvers: dict[str, "Resolver"]
     servers: dict[str, "ServerConfig"] = field(default_factory=dict)
     tenancy: Tenancy = EMPTY_TENANCY
+    intercept: Plan = NO_INTERCEPTION  # which tenants' TLS tunnels are intercepted (arcus.policy.intercept)
 
 
 def client_sni(transport) -> str | None:
@@ -137,6 +139,7 @@ class Shared:
         self.pool = UpstreamPool()
         self.host = HostAddresses()  # the box's own addresses, live: the runtime fills and updates it
         self.data_dir: Path | None = None  # the daemon's data dir (CAs for the onboarding page): set by the runtime
+        self.interception: Any = None  # TLS interception's CAs and leaves (arcus.serve.intercept), set by the runtime
 
     def swap(self, snapshot: Snapshot) -> None:
         """Make ``snapshot`` current (on the event loop): limiter rates first, then the one reference."""

@@ -63,7 +63,7 @@ class Exchange:
     __slots__ = (
         "req", "resp", "id", "started", "status", "error", "decision", "rule", "reports", "head_sent",
         "retry_ok", "unread", "req_left", "req_scanner", "resp_left", "resp_scanner", "up0", "down0", "recorded",
-        "resp_scanned", "icap",
+        "resp_scanned", "icap", "detail",
     )
 
     def __init__(self, req: http1.RequestHead, request_id: str, limits: Limits, bytes_up: int, bytes_down: int) -> None:
@@ -88,6 +88,7 @@ class Exchange:
         self.recorded = False
         self.resp_scanned = 0  # bytes of an incomplete response head already checked
         self.icap: icap_stage.Stage | None = None  # the ICAP stage its upstream goes through (arcus.icap)
+        self.detail: str | None = None  # what else the record says (TLS interception: a refused upstream certificate)
 
     @property
     def tunnel(self) -> bool:
@@ -273,4 +274,5 @@ class Exchange:
             sni=sni,
             inspection=session.inspection if self.tunnel else None,
             icap=self.icap.verdict or None if self.icap is not None else None,
+            detail=self.detail,
         )

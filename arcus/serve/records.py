@@ -32,6 +32,7 @@ def record(
     sni: str | None = None,
     inspection: Any = None,
     icap: str | None = None,
+    detail: str | None = None,
 ) -> None:
     """The record of one exchange or one tunnel: the user's usage and one event (access log,
     audit, subscribers). ``error``: an ``ErrorCode`` or "". ``sni``: the server name a TLS
@@ -68,6 +69,6 @@ def record(
             time.time(), kind, session.tenant, user.name if user is not None else None, session.client,
             session.server, conf.escaper, host, port, method, path, status, up, down, duration,
             decision or None, rule, error.side.value if error else None, error.value if error else None,
-            request_id, session.id, sni, protocol, conf.type, icap,
+            request_id, session.id, sni, protocol, conf.type, icap, detail,
         )
     )

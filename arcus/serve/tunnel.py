@@ -18,12 +18,14 @@ the upstream connection.
 - Accounting: bytes each way on the owner (``bytes_up``/``bytes_down``, what ``ctl conns``
   shows and the record carries) and its server and tenant counters.
 
-The first client bytes pass through ``_first`` before anything goes upstream: that is where a
-later step (TLS interception, protocol inspection by the auditor) decides between splicing the
-tunnel, as every tunnel does today, and handing client and upstream over to an interceptor.
-Before it, the tunnel's ``Inspection`` (``arcus.serve.inspection``) sees the first chunks both
-ways while it is ``watching``: it names the protocol, notes a ClientHello's server name
-(``sni``) and may close the tunnel on the policy's decision about them (that chunk is dropped).
+The first client bytes pass through ``_first`` before anything goes upstream. The tunnel's
+``Inspection`` (``arcus.serve.inspection``) sees the first chunks both ways before that while it is
+``watching``: it names the protocol, notes a ClientHello's server name (``sni``) and may close the
+tunnel on the policy's decision about them (that chunk is dropped). Then, when the tunnel's
+tenant intercepts TLS (``icpt``, looked up once when the tunnel is made), ``_first`` hands a
+ClientHello to ``arcus.serve.intercept.Interceptor``, which takes the tunnel's place on its owner
+and either gives it back (spliced by a rule) or terminates the TLS. A tunnel whose tenant does
+not intercept pays one attribute test.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import asyncio
 import time
 from typing import Any, Protocol
 
+from arcus.errors import ProtocolError
+from arcus.proto.tls import looks_like_tls, parse_client_hello
 from arcus.serve.flow import UPSTREAM_FULL, Flow
 from arcus.serve.inspection import Inspection
 from arcus.serve.upstream import UpstreamConnection
@@ -42,6 +46,10 @@ WRITE_LOW = 256 * 1024
 
 class TunnelOwner(Protocol):
     transport: Any
+    snap: Any
+    conf: Any
+    tenant: str
+    tunnel: Any
     bytes_up: int
     bytes_down: int
     srv_stats: Any
@@ -56,8 +64,22 @@ class TunnelOwner(Protocol):
     def close(self, linger: bool = False) -> None: ...
 
 
+INTERCEPTING_SERVERS = frozenset({"http_proxy", "sni_proxy", "socks_proxy", "intelli_proxy"})
+
+
+def intercepting(owner: Any) -> Any:
+    """The tenant's interception rules (``arcus.policy.intercept.TenantIntercept``) when a TLS
+    tunnel of ``owner`` may be intercepted, else None (one attribute test for most tunnels)."""
+    plan = owner.snap.intercept
+    if not plan.any or owner.conf.type not in INTERCEPTING_SERVERS:
+        return None
+    if owner.transport.get_extra_info("arcus_intercepted"):
+        return None  # a tunnel inside an intercepted connection (an Upgrade): already looked at
+    return plan.for_tenant(owner.tenant)
+
+
 class Tunnel:
-    __slots__ = ("owner", "flow", "client", "up", "upt", "client_eof", "up_eof", "done", "sni", "first", "inspection")
+    __slots__ = ("owner", "flow", "client", "up", "upt", "client_eof", "up_eof", "done", "sni", "first", "inspection", "icpt")
 
     def __init__(self, owner: TunnelOwner, flow: Flow, up: UpstreamConnection) -> None:
         self.owner = owner
@@ -71,6 +93,7 @@ class Tunnel:
         self.sni: str | None = None  # the server name of a TLS ClientHello seen in the tunnel
         self.first = True  # the next client bytes are the tunnel's first
         self.inspection = Inspection(self)
+        self.icpt = intercepting(owner)  # the tenant's interception rules, when its TLS is to be looked at
         up.owner = self
         flow.attach(self.upt)
 
@@ -89,6 +112,10 @@ class Tunnel:
                 pass
         if early_up:
             self.from_client(early_up)
+            if owner.tunnel is not self:  # handed to the interceptor: the client's EOF is its
+                if client_eof:
+                    owner.tunnel.from_client_eof()
+                return
         if early_down and not self.done:
             self.upstream_data(early_down)
         if self.done:
@@ -108,7 +135,8 @@ class Tunnel:
             return  # refused on what the first bytes showed: closed, the chunk dropped
         if self.first:
             self.first = False
-            self._first(data)
+            if self._first(data):
+                return  # an interceptor has the tunnel now
         n = len(data)
         owner = self.owner
         owner.bytes_up += n
@@ -119,10 +147,19 @@ class Tunnel:
             upt.write(data)
         self.flow.sent_up(n)
 
-    def _first(self, data: bytes) -> None:
-        """The tunnel's first client bytes, before they go upstream. The place where a later step
-        chooses to splice (what happens now) or to hand the tunnel to an interceptor. The
-        inspection has seen them first (``self.sni``, ``self.inspection.sniffed``)."""
+    def _first(self, data: bytes) -> bool:
+        """The tunnel's first client bytes, before they go upstream (the inspection has seen them
+        first: ``self.sni``): True when they went to an interceptor (which now owns the tunnel),
+        False to splice."""
+        if self.icpt is None or not looks_like_tls(data):
+            return False
+        try:
+            hello = parse_client_hello(data)
+        except ProtocolError:
+            return False  # not ours to judge: the upstream answers a bad hello
+        from arcus.serve.intercept import Interceptor  # imported here: intercept builds on http_proxy
+
+        return Interceptor.take(self, data, hello)
 
     def from_client_eof(self) -> None:
         self.client_eof = True

@@ -16,9 +16,14 @@ the callers pass the paths and names out of their profile objects.
   ``upstream_tls``): like :func:`origin_context`, but a configured name is sent and verified
   whatever host the connection was opened to (often an IP).
 
-Every context: TLS 1.2 at least; clients verify (CERT_REQUIRED, host name checked). TLS
-interception will put its CA and the leaf certificates it signs beside this module, and build
-the contexts it serves and dials with these same functions.
+- :func:`intercept_client_context`: TLS interception's side towards its client: a leaf signed
+  by the tenant's CA; ALPN offers http/1.1 only, so a client offering h2 gets HTTP/1.1.
+- :func:`intercept_upstream_context`: interception's side towards the origin: verified like
+  :func:`origin_context` (the client's SNI is the name sent and checked), or, for a rule marked
+  ``insecure``, not verified at all.
+
+Every context: TLS 1.2 at least (1.3 where the peer has it); clients verify (CERT_REQUIRED,
+host name checked) unless an operator's ``insecure`` rule says otherwise.
 """
 
 from __future__ import annotations
@@ -114,3 +119,23 @@ def upstream_context(ca_file: str | None, name: str | None, *, alpn: Sequence[st
     if name:
         ctx.tls_name = name
     return _client(ctx, ca_file, alpn)
+
+
+def intercept_client_context(chain_file: str, key_file: str) -> ssl.SSLContext:
+    """Serve an intercepted client: the leaf chain and the CA's leaf key; ALPN http/1.1 only."""
+    return listener_context(chain_file, key_file, alpn=HTTP11)
+
+
+def intercept_upstream_context(ca_file: str | None, name: str | None, *, insecure: bool = False) -> ssl.SSLContext:
+    """Dial an intercepted client's origin: ``name`` (the client's SNI) sent and verified against
+    ``ca_file`` or the system's roots; ``insecure``: no verification (a lab rule, logged by the caller)."""
+    if not insecure:
+        return upstream_context(ca_file, name, alpn=HTTP11)
+    ctx = NamedContext(ssl.PROTOCOL_TLS_CLIENT)
+    if name:
+        ctx.tls_name = name
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(list(HTTP11))
+    return ctx

@@ -11,7 +11,7 @@ from arcus.proto import socks
 STABLE = {
     "bad_request", "client_bad_request", "uri_too_long", "header_too_large", "version_not_supported",
     "not_a_proxy_request", "no_sni", "unknown_host", "misdirected", "unsupported", "client_timeout",
-    "client_aborted", "tunnel_idle", "auth_required", "auth_throttled", "rate_limited", "user_conn_limit",
+    "client_aborted", "tunnel_idle", "client_tls", "auth_required", "auth_throttled", "rate_limited", "user_conn_limit",
     "tenant_conn_limit", "denied", "redirected", "tenant_suspended", "tenant_locked", "user_blocked",
     "user_expired", "unknown_tenant", "upstream_connect", "upstream_timeout", "upstream_closed",
     "upstream_bad_response", "upstream_tls", "upstream_protocol", "upstream_auth", "upstream_denied",

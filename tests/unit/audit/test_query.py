@@ -60,7 +60,7 @@ def test_row_shape(db: Path) -> None:
         "server": "http", "escaper": "direct", "host": "example.com", "port": 443, "method": "GET",
         "path": "/index.html", "status": 200, "bytes_up": 300, "bytes_down": 5000, "duration": 0.25,
         "decision": "allow", "rule": None, "error_side": None, "error_code": None, "request_id": "req-0",
-        "conn_id": 0, "sni": None, "protocol": None, "icap": None, "at": datetime.fromtimestamp(NOW, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "conn_id": 0, "sni": None, "protocol": None, "icap": None, "detail": None, "at": datetime.fromtimestamp(NOW, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
     }
 
 

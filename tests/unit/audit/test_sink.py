@@ -324,7 +324,7 @@ def old_file(path: Path, version: int, events: list) -> None:
     from arcus.audit.db import _COLUMN_TYPES
     from arcus.audit.events import as_row
 
-    columns = {n: t for n, t in _COLUMN_TYPES.items() if n != "icap" and (n != "protocol" or version >= 5) and (n != "sni" or version >= 4)}
+    columns = {n: t for n, t in _COLUMN_TYPES.items() if n not in ("icap", "detail") and (n != "protocol" or version >= 5) and (n != "sni" or version >= 4)}
     table = "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, " + ", ".join(
         f'"{n}" {t}' for n, t in columns.items()) + (") STRICT" if version >= 3 else ")")
     insert = "INSERT INTO events (" + ", ".join(f'"{n}"' for n in columns) + ") VALUES (" + ", ".join("?" * len(columns)) + ")"
@@ -359,7 +359,7 @@ def test_an_old_file_is_upgraded_by_the_writer_keeping_its_events_and_readable_b
         assert [row["request_id"] for row in r.search(since=NOW + 38)] == ["req-38", "req-39"]
     fill(path, [event(40, user="bob")])
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     indexes = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
     assert set(indexes) == {"events_tenant", "events_user", "events_host"}
     assert indexes["events_user"].endswith('WHERE "user" IS NOT NULL')

@@ -189,7 +189,7 @@ def test_export_to_stdout_is_json_lines_oldest_first(sock: Path, data: Path) -> 
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert set(rows[0]) == {"id", "at", "time", "kind", "tenant", "user", "client", "server", "escaper", "host",
                             "port", "method", "path", "status", "bytes_up", "bytes_down", "duration", "decision",
-                            "rule", "error_side", "error_code", "request_id", "conn_id", "sni", "protocol", "icap"}
+                            "rule", "error_side", "error_code", "request_id", "conn_id", "sni", "protocol", "icap", "detail"}
 
 
 def test_export_to_a_private_file_with_filters(sock: Path, data: Path, tmp_path: Path) -> None:

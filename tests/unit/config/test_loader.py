@@ -387,7 +387,7 @@ def test_sections_of_the_wrong_shape(tmp_path: Path) -> None:
     # No "escaper direct is not defined": with the escapers unreadable, that would be noise.
     assert issues(tmp_path, text) == [
         "P:6: escapers: expected a list of escapers (- name: ...)",
-        'P:7: unknown key "x"; known keys: servers, escapers, resolvers, timeouts, limits, log, runtime, audit, metrics, icap_services',
+        'P:7: unknown key "x"; known keys: servers, escapers, resolvers, timeouts, limits, log, runtime, audit, metrics, icap_services, intercept',
         "P:16: timeouts: expected a mapping of keys to values",
     ]
     assert issues(tmp_path, "servers:\n  - http\n") == ["P:2: servers[0]: expected a mapping with name: and type:"]

@@ -8,6 +8,7 @@ import asyncio
 import socket
 
 from arcus.limit import Shaper
+from arcus.serve.context import Snapshot
 from arcus.serve.flow import CLIENT_FULL, SHAPER, Flow
 from arcus.serve.tunnel import Tunnel
 from arcus.serve.upstream import UpstreamConnection
@@ -32,6 +33,7 @@ class Owner(asyncio.Protocol):
         self.ended = asyncio.get_running_loop().create_future()
         self.flow = Flow()
         self.made = asyncio.get_running_loop().create_future()
+        self.snap = Snapshot(0, None, {}, {})  # type: ignore[arg-type]  # no interception: tunnels splice
 
     def connection_made(self, transport) -> None:
         self.transport = transport
