@@ -43,11 +43,11 @@ def make_events(n: int, start: float) -> list[AuditEvent]:
         if i % 50 == 49:
             out.append(AuditEvent(t, "connection", "default", None, f"127.0.0.1:{40000 + i % 20000}", "bench",
                                   "direct", "", 0, None, None, 0, 4100, 81000, 1.25, None, None, None, None,
-                                  None, i // 50, "http_proxy"))
+                                  None, i // 50, server_type="http_proxy"))
         else:
             out.append(AuditEvent(t, "request", "default", None, f"127.0.0.1:{40000 + i % 20000}", "bench",
                                   "direct", "127.0.0.1", 18080, "GET", "/small", 200, 82, 1620, 0.000412,
-                                  "allow", None, None, None, f"r{i:012x}", i // 50, "http_proxy"))
+                                  "allow", None, None, None, f"r{i:012x}", i // 50, server_type="http_proxy"))
     return out
 
 

@@ -271,9 +271,9 @@ class HttpProxyConnection(Session):
     def send_head(self, ex: Exchange) -> None:
         req = ex.req
         out = self.routing.request_headers(self, req)
-        up = self.up
-        assert up is not None and up.transport is not None  # attached: a live transport
-        up.transport.write(http1.build_request_head(req.method, req.path, out, req.version))
+        assert self.up is not None
+        # through the connection's write, never its transport: an ICAP stage stands in for it
+        self.up.write(http1.build_request_head(req.method, req.path, out, req.version))
 
     def forward_up(self, data: bytes, n: int) -> None:
         self.bytes_up += n

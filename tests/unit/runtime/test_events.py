@@ -17,7 +17,7 @@ from arcus.runtime.events import EventHub, change_fields
 def event(kind="request", tenant="acme", user="alice", status=200, error=None, host="example.com", decision="allow"):
     return AuditEvent(1796402400.5, kind, tenant, user, "10.0.0.1:5000", "http", "direct", host, 80,
                       "GET" if kind == "request" else None, "/", status, 1, 2, 0.01, decision, None,
-                      "upstream" if error else None, error, "rid", 7, None, "http_proxy")
+                      "upstream" if error else None, error, "rid", 7, None, server_type="http_proxy")
 
 
 class Sub:
