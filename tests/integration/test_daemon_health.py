@@ -47,7 +47,7 @@ def test_health_says_degraded_while_a_full_disk_drops_audit_events(curl, origin,
         assert _health(d)["problems"] == []
         # fill the disk: the audit log can no longer grow, the proxy must still forward
         filler = small_disk / "filler"
-        with open(filler, "wb") as f:
+        with open(filler, "wb", buffering=0) as f:  # unbuffered: a short last write leaves nothing for close() to flush
             try:
                 while True:
                     f.write(b"\0" * 65536)
