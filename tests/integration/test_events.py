@@ -202,6 +202,16 @@ class Output:
             return None
 
 
+def _first_line(out: Output, wanted, timeout: float = 20.0) -> str | None:
+    """The first line ``wanted`` says yes to, skipping the others; None after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        line = out.get(left)
+        if line is not None and wanted(line):
+            return line
+    return None
+
+
 def test_ctl_events_follows_on_a_terminal_and_as_json(daemon, origin, curl):
     d = daemon
     procs = []
@@ -227,11 +237,12 @@ def test_ctl_events_follows_on_a_terminal_and_as_json(daemon, origin, curl):
         assert " change   tenant.add tenant=t" in first_text
         r = run_curl(curl, "-x", f"http://{d.proxy}", origin.url("/small"))
         assert r.returncode == 0
-        seen = [as_json.get(10.0) for _ in range(n)]
-        request = next(json.loads(x) for x in seen if x and '"request"' in x)
+        request = _first_line(as_json, lambda x: '"request"' in x)  # the changes of the loop above may come first
+        assert request is not None
+        request = json.loads(request)
         assert request["status"] == 200 and request["path"] == "/small"
-        seen = [text.get(10.0) for _ in range(n)]
-        assert any(x and " request  default/- " in x and " GET 127.0.0.1:" in x and " 200 0 100 " in x for x in seen), seen
+        line = _first_line(text, lambda x: " request  " in x)
+        assert line is not None and " request  default/- " in line and " GET 127.0.0.1:" in line and " 200 0 100 " in line, line
         for proc in procs:
             proc.send_signal(signal.SIGINT)
             assert proc.wait(10) == 0
