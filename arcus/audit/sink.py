@@ -41,6 +41,14 @@ from arcus.config.schema import AuditConfig
 
 log = logging.getLogger("arcus.audit")
 
+# Python 3.11's sqlite3 tries to adapt every None it binds before it binds NULL: it looks
+# ``__adapt__`` and ``__conform__`` up and fails twice, building two AttributeError messages
+# (about 0.16 us per None; an audit row has ten or so). An adapter registered for NoneType is
+# found in the adapters table first. ``{}.get`` is a C callable that returns None for any
+# argument (a lambda costs a Python call). Process-wide and harmless: None stays NULL everywhere.
+# Measured with 200,000 rows of 10 columns, 7 of them None: 2.53 -> 1.38 us per row.
+sqlite3.register_adapter(type(None), {}.get)
+
 PRUNE_INTERVAL = 300.0
 """Seconds between retention passes."""
 PRUNE_SOON = 5.0
