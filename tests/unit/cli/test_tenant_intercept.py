@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from arcus.control.client import ControlClient
+from arcus.control.protocol import ControlError
 from arcus.testing.control import TenancyDaemon
 from tests.unit.cli.harness import errors, js
 from tests.unit.cli.test_tenant_set import stored, tenant
@@ -75,3 +77,17 @@ def test_through_the_daemon_into_the_snapshot(daemon: TenancyDaemon, sock: Path,
     assert js(tenant(sock, data_dir, "set", "acme", "--intercept", "default", "--json"))["intercept"] is None
     assert not daemon.shared.snapshot.intercept.any
     assert daemon.store.get_tenant("acme").intercept is None and not data_dir.exists()
+
+
+@pytest.mark.parametrize("value", ["maybe", "on", 1])
+def test_a_bad_value_on_the_socket_is_an_error_reply_and_changes_nothing(daemon: TenancyDaemon, sock: Path,
+                                                                         value: object) -> None:
+    with ControlClient(sock) as client:
+        client.call("tenant.set", {"name": "acme", "intercept": True})
+        plan = daemon.shared.snapshot.intercept
+        with pytest.raises(ControlError) as exc:
+            client.call("tenant.set", {"name": "acme", "intercept": value, "rps": 5})
+    assert exc.value.code == "invalid"
+    assert exc.value.message.startswith(f"invalid intercept {value!r}: expected true, false or null")
+    assert (daemon.store.get_tenant("acme").intercept, daemon.store.get_tenant("acme").rps) == (True, None)
+    assert daemon.shared.snapshot.intercept is plan
