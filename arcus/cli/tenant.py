@@ -100,6 +100,7 @@ def _show_one(t: dict[str, Any]) -> None:
     out.print(f"block page {'built-in' if not page else f'custom, {len(page)} characters'}")
     out.print(f"log query  {'yes' if t.get('log_query') else 'no'}")
     out.print(f"icap       {icap_text(t)}")
+    out.print(f"intercept  {intercept_text(t.get('intercept'))}")
     for key in ("users", "rules"):
         if key in t:
             out.print(f"{key:<10} {t[key]}")
@@ -208,6 +209,23 @@ def icap_text(t: dict[str, Any]) -> str:
             f"{t.get('icap_max_body', 0)} bytes (larger: {t.get('icap_oversize', 'pass')})")
 
 
+INTERCEPT_SWITCH = {"on": True, "off": False, "default": None}
+
+
+def parse_intercept(value: str) -> bool | None:
+    """``--intercept on|off|default``: the store's switch (None: as the profile says)."""
+    try:
+        return INTERCEPT_SWITCH[value]
+    except KeyError:
+        raise OperatorError(f"invalid --intercept {value!r}: use on, off or default (as the profile says)") from None
+
+
+def intercept_text(switch: bool | None) -> str:
+    if switch is None:
+        return "default (as the profile's intercept: says)"
+    return f"{'on' if switch else 'off'} (set here; overrides the profile's enabled:)"
+
+
 def describe_changes(args: dict[str, Any]) -> str:
     """One phrase per changed setting, in the order the options are listed."""
     parts: list[str] = []
@@ -238,6 +256,8 @@ def describe_changes(args: dict[str, Any]) -> str:
             parts.append(f"icap service {value or 'none'}")
         elif key.startswith("icap_"):
             parts.append(f"{key.replace('_', ' ')} {value}")
+        elif key == "intercept":
+            parts.append("TLS interception " + ("as the profile says" if value is None else "on" if value else "off"))
         elif key == "expires_at":
             parts.append(f"expires {value or 'never'}")
     return ", ".join(parts)
@@ -373,6 +393,10 @@ def set_(
     icap_oversize: Annotated[str | None, typer.Option(
         "--icap-oversize", metavar="pass|refuse", help="A larger body: pass it unscanned, or refuse it (403)",
         show_default=False)] = None,
+    intercept: Annotated[str | None, typer.Option(
+        "--intercept", metavar="on|off|default",
+        help="TLS interception for this tenant, overriding the profile's intercept: enabled; "
+        "default: as the profile says", show_default=False)] = None,
     socket: SocketOpt = None,
     data_dir: DataDirOpt = None,
     json: JsonOpt = False,
@@ -417,13 +441,15 @@ def set_(
     if lock_sources is not None:
         changes["lock_sources"] = lock_sources
     changes.update(_icap_changes(icap_service, no_icap, icap_fail, icap_sample, icap_max_body, icap_oversize))
+    if intercept is not None:
+        changes["intercept"] = parse_intercept(intercept)
     if not changes:
         raise OperatorError(
             "nothing to change",
             hint="give at least one of --max-conns, --rps, --bandwidth, --auth, --auth-exempt, --no-auth-exempt, "
             "--realm, --default, --block-page, --no-block-page, --log-query/--no-log-query, "
             "--proxy-host, --no-proxy-hosts, --lock-sources/--no-lock-sources, --icap-service, --no-icap, "
-            "--icap-fail, --icap-sample, --icap-max-body, --icap-oversize",
+            "--icap-fail, --icap-sample, --icap-max-body, --icap-oversize, --intercept",
         )
     result = run_or_store(
         socket,

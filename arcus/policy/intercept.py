@@ -1,7 +1,9 @@
 """Intercept or splice: the decision TLS interception takes at a tunnel's first bytes.
 
 Compiled once per Snapshot from the profile's ``intercept:`` section
-(``arcus.config.intercept``) by :func:`compile_intercept`; the data plane asks
+(``arcus.config.intercept``) and the store's per-tenant switches (``arcus tenant set T
+--intercept on|off``, which override the profile's ``enabled`` for that tenant) by
+:func:`compile_intercept`; the data plane asks
 ``plan.for_tenant(name)`` (None: the tenant does not intercept, the tunnel is spliced without
 looking further) and then ``TenantIntercept.decide(host)`` with the ClientHello's server name
 (or the tunnel's host when the client sent none).
@@ -15,6 +17,7 @@ decision is a few dict probes whatever the number of rules.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,15 +133,25 @@ def _pinned_rules() -> list[tuple[_Rule, list[Any]]]:
     return [(_Rule(SPLICE, f"pinned:{cat}", False), [parse_host_pattern(h) for h in hosts]) for cat, hosts in PINNED.items()]
 
 
-def compile_intercept(config: Any) -> "Plan":
-    """The plan of an ``arcus.config.schema.InterceptConfig``; raises InterceptError."""
+def compile_intercept(config: Any, switches: Mapping[str, bool] | None = None) -> "Plan":
+    """The plan of an ``arcus.config.schema.InterceptConfig``; raises InterceptError.
+
+    ``switches``: the store's per-tenant switch (``arcus tenant set T --intercept on|off``),
+    tenant name -> on; a tenant missing from it follows the profile. A switch replaces only the
+    profile's ``enabled`` for its tenant (the tenant's, else the box's): the tenant's rules,
+    bypass list and upstream CA are still the profile's, and a tenant the profile does not name
+    gets the box's.
+    """
+    switches = dict(switches or {})
     box = config.box
     box_rules = _compile_rules(box.rules, 1)
     pinned = _pinned_rules()
     tenants: dict[str, TenantIntercept] = {}
     off: set[str] = set()
+    named: set[str] = set()
     for name, settings, keys in config.tenants:
-        enabled = settings.enabled if "enabled" in keys else box.enabled
+        named.add(name)
+        enabled = switches.get(name, settings.enabled if "enabled" in keys else box.enabled)
         if not enabled:
             off.add(name)
             continue
@@ -146,20 +159,30 @@ def compile_intercept(config: Any) -> "Plan":
         own = _compile_rules(settings.rules, 1)
         ca = settings.upstream_ca if "upstream_ca" in keys else box.upstream_ca
         tenants[name] = TenantIntercept(name, ca, own + box_rules + (pinned if bypass else []))
-    default = TenantIntercept("", box.upstream_ca, box_rules + (pinned if box.bypass_pinned else [])) if box.enabled else None
-    return Plan(tenants, default, frozenset(off))
+    box_plan = box_rules + (pinned if box.bypass_pinned else [])
+    for name, on in switches.items():
+        if name in named or on == box.enabled:
+            continue  # the profile names it (done above), or the box's default already says so
+        if on:
+            tenants[name] = TenantIntercept(name, box.upstream_ca, box_plan)
+        else:
+            off.add(name)
+    default = TenantIntercept("", box.upstream_ca, box_plan) if box.enabled else None
+    return Plan(tenants, default, frozenset(off), switches)
 
 
 class Plan:
     """Which tenants intercept, and how (immutable once compiled)."""
 
-    __slots__ = ("tenants", "default", "off", "any")
+    __slots__ = ("tenants", "default", "off", "any", "switches")
 
-    def __init__(self, tenants: dict[str, TenantIntercept], default: TenantIntercept | None, off: frozenset[str]) -> None:
+    def __init__(self, tenants: dict[str, TenantIntercept], default: TenantIntercept | None, off: frozenset[str],
+                 switches: Mapping[str, bool] | None = None) -> None:
         self.tenants = tenants
         self.default = default  # tenants not named in the profile, when the box intercepts
-        self.off = off  # tenants named with enabled: false
+        self.off = off  # tenants named with enabled: false, or switched off in the store
         self.any = bool(tenants) or default is not None  # read when every tunnel is made: an attribute
+        self.switches: Mapping[str, bool] = dict(switches or {})  # the store's switches it was compiled with
 
     def for_tenant(self, name: str) -> TenantIntercept | None:
         t = self.tenants.get(name)

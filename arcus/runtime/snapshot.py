@@ -56,25 +56,38 @@ def build_snapshot(generation: int, profile: Profile, data: StoreView, own_addre
         resolvers=resolvers,
         servers={s.name: s for s in profile.servers},
         tenancy=build_tenancy(profile, data),
-        intercept=build_intercept(profile),
+        intercept=build_intercept(profile, intercept_switches(data)),
     )
 
 
-def build_intercept(profile: Profile) -> Plan:
-    """The profile's ``intercept:`` compiled; OperatorError (``file:line: ...``) for a bad rule."""
+def intercept_switches(data: StoreView) -> dict[str, bool]:
+    """The store's per-tenant interception switches (``tenant set --intercept on|off``); a
+    tenant at ``default`` is left out: the profile decides for it."""
+    return {t.name: t.intercept for t in data.tenants if getattr(t, "intercept", None) is not None}
+
+
+def build_intercept(profile: Profile, switches: dict[str, bool] | None = None) -> Plan:
+    """The profile's ``intercept:`` compiled with the store's switches; OperatorError
+    (``file:line: ...``) for a bad rule."""
     try:
-        return compile_intercept(profile.intercept)
+        return compile_intercept(profile.intercept, switches)
     except InterceptError as exc:
         where = f"{profile.source}:{exc.line}" if exc.line else profile.source
         raise OperatorError(f"{where}: {exc}", code="invalid", hint=exc.hint or None) from None
 
 
 def with_store(snapshot: Snapshot, generation: int, data: StoreView) -> Snapshot:
-    """A Snapshot that differs only in what comes from the store: escapers and resolver caches are kept."""
+    """A Snapshot that differs only in what comes from the store: escapers and resolver caches are
+    kept, and so is the interception plan (with its decision caches) unless a switch changed."""
+    switches = intercept_switches(data)
+    plan = snapshot.intercept
+    if switches != plan.switches:  # the profile compiled once already: this cannot raise
+        plan = build_intercept(snapshot.profile, switches)
     return dataclasses.replace(
         snapshot,
         generation=generation,
         tenancy=build_tenancy(snapshot.profile, data),
+        intercept=plan,
     )
 
 

@@ -177,12 +177,19 @@ def _m5_icap(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE tenants ADD COLUMN {column}")
 
 
+def _m6_intercept(conn: sqlite3.Connection) -> None:
+    # The tenant's TLS interception switch (arcus tenant set --intercept on|off|default): 1 or 0
+    # overrides the profile's intercept: enabled for that tenant; NULL follows the profile.
+    conn.execute("ALTER TABLE tenants ADD COLUMN intercept INTEGER CHECK (intercept IN (0, 1))")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "tenants, their source ranges, change history; the default tenant", _m1_tenants),
     Migration(2, "tenant auth, policy and limit settings; users; policy rules", _m2_tenancy),
     Migration(3, "tenant proxy host names (identification by SNI on TLS listeners)", _m3_proxy_hosts),
     Migration(4, "locked source ranges; tenant names unique regardless of case", _m4_locked_sources_and_names),
     Migration(5, "tenant ICAP settings: service, fail mode, sampling, body bound", _m5_icap),
+    Migration(6, "tenant TLS interception switch (NULL: as the profile says)", _m6_intercept),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -48,6 +48,7 @@ class Tenant:
     icap_sample: float = 1.0  # the share of exchanges sent to ICAP
     icap_max_body: int = 8 << 20  # the largest body held for a scan (bytes)
     icap_oversize: str = "pass"  # pass | refuse: a larger body
+    intercept: bool | None = None  # TLS interception on/off, overriding the profile's enabled:; None: the profile's
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,7 @@ class Tenant:
             "icap_sample": self.icap_sample,
             "icap_max_body": self.icap_max_body,
             "icap_oversize": self.icap_oversize,
+            "intercept": self.intercept,
         }
 
 
@@ -92,6 +94,7 @@ SETTINGS = (
     "icap_sample",
     "icap_max_body",
     "icap_oversize",
+    "intercept",
 )
 
 
@@ -125,6 +128,8 @@ def check_settings(changes: dict[str, Any]) -> dict[str, Any]:
             out[key] = values.host_patterns("proxy_hosts", value)
         elif key.startswith("icap_"):
             out[key] = values.icap_setting(key, value)
+        elif key == "intercept":
+            out[key] = values.switch(key, value)
         else:  # log_query, lock_sources
             out[key] = values.flag(key, value)
     return out
@@ -135,6 +140,8 @@ def _column(key: str, value: Any) -> Any:
         return json.dumps(list(value))
     if key in ("log_query", "lock_sources"):
         return int(value)
+    if key == "intercept":
+        return None if value is None else int(value)
     return value
 
 
@@ -229,7 +236,7 @@ def _sources_by_tenant(conn: sqlite3.Connection, tenant_id: int | None) -> dict[
 def _build(row: tuple[Any, ...], sources: list[str]) -> Tenant:
     (_, name, display_name, suspended, created_at, auth, auth_exempt, realm, default_action,
      block_page, max_conns, rps, bandwidth, log_query, proxy_hosts, lock_sources,
-     icap_service, icap_fail, icap_sample, icap_max_body, icap_oversize) = row
+     icap_service, icap_fail, icap_sample, icap_max_body, icap_oversize, intercept) = row
     return Tenant(
         name=name,
         display_name=display_name,
@@ -252,13 +259,14 @@ def _build(row: tuple[Any, ...], sources: list[str]) -> Tenant:
         icap_sample=float(icap_sample),
         icap_max_body=int(icap_max_body),
         icap_oversize=icap_oversize,
+        intercept=None if intercept is None else bool(intercept),
     )
 
 
 _COLUMNS = (
     "id, name, display_name, suspended, created_at, auth, auth_exempt, realm, default_action, "
     "block_page, max_conns, rps, bandwidth, log_query, proxy_hosts, lock_sources, "
-    "icap_service, icap_fail, icap_sample, icap_max_body, icap_oversize"
+    "icap_service, icap_fail, icap_sample, icap_max_body, icap_oversize, intercept"
 )
 
 

@@ -61,6 +61,14 @@ def flag(setting: str, value: object) -> bool:
     return value
 
 
+def switch(setting: str, value: object) -> bool | None:
+    """On, off, or None for "not set here" (a higher default decides, e.g. the profile's)."""
+    if value is not None and not isinstance(value, bool):
+        raise invalid(f"invalid {setting} {value!r}: expected true, false or null, got {_kind(value)}",
+                      "give true (on), false (off) or null (as the profile says)")
+    return value
+
+
 def count_limit(setting: str, value: object) -> int | None:
     """A positive whole number (connections), or None for no limit."""
     if value is None:

@@ -157,7 +157,7 @@ def test_list_and_show_json_shapes(daemon, curl, origin):
             "name", "display_name", "sources", "suspended", "created_at",
             "auth", "auth_exempt", "realm", "default_action", "block_page",
             "max_conns", "rps", "bandwidth", "log_query", "proxy_hosts", "lock_sources",
-            "icap_service", "icap_fail", "icap_sample", "icap_max_body", "icap_oversize",
+            "icap_service", "icap_fail", "icap_sample", "icap_max_body", "icap_oversize", "intercept",
         }
         assert t["created_at"].endswith("Z")
     acme = listed[0]

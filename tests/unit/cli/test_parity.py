@@ -34,6 +34,8 @@ CASES: list[tuple[str, ...]] = [
     ("tenant", "show", "acme"),
     ("tenant", "show", "Acme"),
     ("tenant", "set", "acme", "--lock-sources", "--rps", "20", "--auth", "required"),
+    ("tenant", "set", "acme", "--intercept", "on"),
+    ("tenant", "set", "acme", "--intercept", "maybe"),
     ("tenant", "suspend", "acme"),
     ("tenant", "resume", "acme"),
     ("tenant", "rm", "acme"),

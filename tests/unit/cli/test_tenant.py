@@ -16,7 +16,7 @@ from tests.unit.cli.harness import errors, js, note, run
 TENANT_KEYS = {
     "name", "display_name", "sources", "suspended", "created_at",
     "auth", "auth_exempt", "realm", "default_action", "block_page", "max_conns", "rps", "bandwidth", "log_query",
-    "proxy_hosts", "lock_sources", "icap_service", "icap_fail", "icap_sample", "icap_max_body", "icap_oversize",
+    "proxy_hosts", "lock_sources", "icap_service", "icap_fail", "icap_sample", "icap_max_body", "icap_oversize", "intercept",
 }
 USAGE = {"conns_total": 12, "conns_active": 1, "requests": 40, "bytes_up": 2048, "bytes_down": 3 * 1024 * 1024,
          "errors": {"denied": 2}}

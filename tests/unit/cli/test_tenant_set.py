@@ -16,7 +16,7 @@ from tests.unit.cli.harness import SHA256_CRYPT, errors, js, run
 
 TENANT_KEYS = {"name", "display_name", "sources", "suspended", "created_at", "auth", "auth_exempt", "realm",
                "default_action", "block_page", "max_conns", "rps", "bandwidth", "log_query",
-               "proxy_hosts", "lock_sources", "icap_service", "icap_fail", "icap_sample", "icap_max_body", "icap_oversize"}
+               "proxy_hosts", "lock_sources", "icap_service", "icap_fail", "icap_sample", "icap_max_body", "icap_oversize", "intercept"}
 PAGE = "<h1>Blocked</h1><p>{host} for {tenant}: {reason} (rule {rule}, request {request_id})</p>\n"
 
 
@@ -69,7 +69,7 @@ def test_units_and_unlimited(sock: Path, data_dir: Path, acme: None) -> None:
               "hint: give at least one of --max-conns, --rps, --bandwidth, --auth, --auth-exempt, --no-auth-exempt, "
               "--realm, --default, --block-page, --no-block-page, --log-query/--no-log-query, "
               "--proxy-host, --no-proxy-hosts, --lock-sources/--no-lock-sources, --icap-service, --no-icap, "
-              "--icap-fail, --icap-sample, --icap-max-body, --icap-oversize"]),
+              "--icap-fail, --icap-sample, --icap-max-body, --icap-oversize, --intercept"]),
         (("--max-conns", "0"), ["error: invalid connection limit '0': it must be more than 0",
                                 "hint: use 'unlimited' to remove the limit, or suspend the tenant to stop its traffic"]),
         (("--max-conns", "5.5"), ["error: invalid connection limit '5.5'",
@@ -196,6 +196,7 @@ def test_show_prints_settings_limits_and_counts(sock: Path, data_dir: Path, acme
         "block page built-in",
         "log query  no",
         "icap       -",
+        "intercept  default (as the profile's intercept: says)",
         "users      2",
         "rules      1",
         "",

@@ -10,7 +10,7 @@ from arcus.store import Store
 
 KEYS = {"name", "display_name", "sources", "suspended", "created_at", "auth", "auth_exempt", "realm",
         "default_action", "block_page", "max_conns", "rps", "bandwidth", "log_query", "proxy_hosts", "lock_sources",
-        "icap_service", "icap_fail", "icap_sample", "icap_max_body", "icap_oversize"}
+        "icap_service", "icap_fail", "icap_sample", "icap_max_body", "icap_oversize", "intercept"}
 
 
 def test_add_list_show(store: Store) -> None:

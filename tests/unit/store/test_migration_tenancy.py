@@ -71,7 +71,7 @@ def test_v1_store_upgraded_with_data_intact(db_path: Path, monkeypatch: pytest.M
         assert [u.name for u in s.list_users("acme")] == ["alice"]
     conn = sqlite3.connect(db_path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     finally:
         conn.close()
 

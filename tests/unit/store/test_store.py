@@ -240,6 +240,7 @@ def test_to_dict_is_json_ready(store: Store) -> None:
         "icap_sample": 1.0,
         "icap_max_body": 8 << 20,
         "icap_oversize": "pass",
+        "intercept": None,
     }
     assert json.loads(json.dumps(d)) == d
 

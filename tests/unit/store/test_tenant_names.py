@@ -54,7 +54,7 @@ def test_a_v3_store_with_a_case_clash_is_upgraded_keeping_both(db_path: Path, mo
         assert s.get_tenant("acme").name == "acme"  # exact lookups still tell them apart
     conn = sqlite3.connect(db_path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     finally:
         conn.close()
 
