@@ -250,10 +250,11 @@ class Interceptor:
         host, port = split_target(owner.target)
         name = hello.sni or host
         decision = self.icpt.decide(name)
+        # the tunnel's record says what became of its TLS: a CONNECT's exchange, or the
+        # connection record of a SOCKS or SNI tunnel (RelayConnection.record_connection)
+        owner.tunnel_detail = f"{'intercepted' if decision.intercept else 'spliced'} by {decision.rule}"
         if isinstance(owner, HttpProxyConnection) and owner.m.ex is not None:
-            # the CONNECT's record says what became of its TLS (a SOCKS or SNI tunnel's record
-            # has no room for it yet: RelayConnection.record_connection passes no detail)
-            owner.m.ex.detail = f"{'intercepted' if decision.intercept else 'spliced'} by {decision.rule}"
+            owner.m.ex.detail = owner.tunnel_detail
         if not decision.intercept:
             self._splice()
             return

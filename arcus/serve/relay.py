@@ -310,6 +310,7 @@ class RelayConnection(Session):
             request_id=None,
             sni=self.sni_seen,
             inspection=self.inspection,
+            detail=self.tunnel_detail,
         )
 
     def audit_method(self) -> str | None:

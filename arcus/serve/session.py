@@ -76,6 +76,7 @@ class Session(asyncio.Protocol, Tracked):
         self.check: Any = None  # the per-address policy check handed to the escaper
         self.tunnel_check: Any = None  # the policy on a tunnel's first bytes (admission.TunnelCheck)
         self.inspection: Any = None  # the ended tunnel's Inspection (protocol, sni, refusal), for the record
+        self.tunnel_detail: str | None = None  # what interception made of the tunnel's TLS, for the record
         self.ended = False  # torn down
         self.lingering = 0  # bytes dropped while closing gracefully
 

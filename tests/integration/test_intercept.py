@@ -353,6 +353,13 @@ def test_every_tunnel_server_intercepts_the_same_way(tmp_path, test_ca, tls_orig
         rows = wait_until(recorded, timeout=10)
         assert {e["server"] for e in rows} == {"http", "https", "socks", "one", "sni"}
 
+        def tunnels():  # the tunnels' own records (a CONNECT's, a SOCKS or SNI connection's)
+            rows = [e for e in audit(d, "--host", "localhost", "--limit", "1000") if e["method"] != "GET"]
+            return rows if {e["server"] for e in rows} >= {"http", "https", "socks", "one", "sni"} else None
+
+        rows = wait_until(tunnels, timeout=10)
+        assert {e["detail"] for e in rows} == {"intercepted by default"}, rows
+
 
 def test_a_client_hello_in_pieces_is_gathered_before_the_decision(box, tls_origin, tmp_path):
     """The hello's records arrive in three writes (a slow client, a large post-quantum hello):
