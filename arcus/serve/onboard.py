@@ -141,5 +141,8 @@ def render(data_dir: Path | None, tenant: str, path: str) -> Page:
 
 
 def _no_ca(tenant: str, why: str) -> Page:
-    body = f"503 Service Unavailable\nno CA for tenant {tenant}: {why}\n"
+    body = (
+        f"503 Service Unavailable\nno CA for tenant {tenant}: {why}\n"
+        "(the proxy's operator creates one with `arcus ca init`, or `arcus ca init --tenant NAME`)\n"
+    )
     return Page(503, body.encode(), TEXT_TYPE)

@@ -111,3 +111,11 @@ def test_a_client_that_must_log_in_gets_a_407_then_the_ca_of_the_tenant_its_cred
         assert pem == exported(d, "acme")
         _, pem = fetch(curl, d, "127.0.0.1", "ca.pem", "-U", "sam@globex:globex-pass")
         assert pem == exported(d, "globex") != exported(d, "acme")
+
+
+def test_a_box_without_any_ca_says_so_and_how_to_make_one(curl, tmp_path):
+    with DaemonProcess(tmp_path / "arcus") as d:
+        head, body = fetch(curl, d, "127.0.0.1", "")
+        assert head.startswith("HTTP/1.1 503"), head
+        assert b"tenant 'default' has no CA and the box has none" in body
+        assert b"arcus ca init" in body
