@@ -355,7 +355,10 @@ def event_summary(ev: Mapping[str, Any]) -> str:
     any other event shows its message, or its fields as ``key=value``."""
     host = ev.get("host")
     if host:
-        target = f"{host}:{ev['port']}" if ev.get("port") and not ev.get("method") else str(host)
+        port = ev.get("port")
+        # a request reads like its URL: the port only when it is not the usual one
+        shown = port and (not ev.get("method") or port not in (80, 443))
+        target = f"{host}:{port}" if shown else str(host)
         if ev.get("method"):
             target = f"{ev['method']} {target}{ev.get('path') or ''}"
         parts = [target]

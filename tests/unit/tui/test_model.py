@@ -52,6 +52,10 @@ def test_the_filter_language():
 def test_event_summaries_of_every_events_watch_type():
     assert event_summary({"type": "tunnel", "host": "example.com", "port": 443, "status": 0, "client": "1.2.3.4:5"}) \
         == "example.com:443  from 1.2.3.4:5"
+    assert event_summary({"type": "request", "method": "GET", "host": "example.com", "port": 80, "path": "/a",
+                          "status": 200}) == "GET example.com/a  200"
+    assert event_summary({"type": "request", "method": "GET", "host": "127.0.0.1", "port": 8080, "path": "/",
+                          "status": 200}) == "GET 127.0.0.1:8080/  200"  # not the usual port: shown
     assert event_summary({"type": "reload", "generation": 4, "profile": "edge"}) == "reloaded: generation 4, profile edge"
     assert event_summary({"type": "change", "cmd": "user.block", "tenant": "acme", "user": "bob"}) == "user.block acme bob"
     assert event_summary({"type": "problem", "problem": "fds_low", "detail": "12 free"}) == "problem fds_low: 12 free"
