@@ -313,13 +313,15 @@ def list_(socket: SocketOpt = None, data_dir: DataDirOpt = None, json: JsonOpt =
         print("no tenants")
         return
     table = make_table(f"{len(result)} tenant{'s' if len(result) != 1 else ''}",
-                   ("tenant", "name", "sources", "suspended", "created"))
+                   ("tenant", "name", "sources", "suspended", "intercept", "created"))
     for t in result:
+        switch = t.get("intercept")
         table.add_row(
             t["name"],
             t.get("display_name") or t["name"],
             "\n".join(t.get("sources") or []) or "-",
             "yes" if t.get("suspended") else "no",
+            "-" if switch is None else "on" if switch else "off",  # -: as the profile says
             str(t.get("created_at", "")),
         )
     console().print(table)

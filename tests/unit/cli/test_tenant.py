@@ -66,8 +66,11 @@ def test_list(sock: Path, data_dir: Path) -> None:
     assert result.stderr == note(sock, data_dir, writes=False)
     row = next(line for line in result.stdout.splitlines() if "│ acme " in line)
     cells = [c.strip() for c in row.strip("│ ").split("│")]
-    assert cells[:4] == ["acme", "Acme [EU]", "10.20.0.0/16", "no"]  # brackets are text, not markup
+    assert cells[:5] == ["acme", "Acme [EU]", "10.20.0.0/16", "no", "-"]  # brackets are text, not markup; - : interception as the profile says
     assert any("│ default " in line for line in result.stdout.splitlines())
+    tenant(sock, data_dir, "set", "acme", "--intercept", "off")
+    row = next(line for line in tenant(sock, data_dir, "list").stdout.splitlines() if "│ acme " in line)
+    assert [c.strip() for c in row.strip("│ ").split("│")][4] == "off"
 
 
 def test_list_json_shape(sock: Path, data_dir: Path) -> None:
