@@ -29,7 +29,7 @@ async def test_the_dashboard_on_a_real_daemon(daemon, origin, curl):
                                what="the request counted")
         # ... and tailed (events.watch, or audit.tail on a daemon without it)
         await pilot.press("4")
-        await shows(app, "request    default    GET 127.0.0.1/tui-probe")
+        await shows(app, f"request    default    GET 127.0.0.1:{origin.port}/tui-probe")  # not port 80: shown
 
         await pilot.press("3")
         await shows(app, "1 tenants")
