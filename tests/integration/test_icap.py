@@ -271,7 +271,6 @@ def test_framings_chunked_until_close_no_body_and_keep_alive(curl, proxy, origin
 
 def test_an_intercepted_eicar_download_is_blocked_over_the_intercepted_tls(curl, peers, tmp_path):
     """Decrypted HTTPS runs through the same exchange: the block page arrives over the leaf."""
-    pytest.importorskip("arcus.serve.intercept", reason="TLS interception (issue 8) is not in this tree yet")
     from tests.integration.tls_peers import LocalCA, TlsOrigin
 
     ca = LocalCA(tmp_path / "origin-ca")
