@@ -10,21 +10,15 @@ from pathlib import Path
 import pytest
 
 from arcus.errors import OperatorError
-from arcus.store import SCHEMA_VERSION, Store, db, migrations
+from arcus.store import SCHEMA_VERSION, Store
+from tests.unit.store.old_store import migrate_to
 
 SECRET = "$scrypt$ln=15,r=8,p=1$c2FsdA$a2V5"
 
 
 def make_v5_store(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store as Arcus with migrations 1 to 5 wrote it, with data in every table."""
-    with monkeypatch.context() as m:
-        m.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:5])
-        m.setattr(migrations, "SCHEMA_VERSION", 5)
-        conn = db.connect(path)
-        try:
-            migrations.migrate(conn, path)
-        finally:
-            conn.close()
+    migrate_to(path, 5, monkeypatch)
     conn = sqlite3.connect(path)
     try:
         columns = {r[1] for r in conn.execute("PRAGMA table_info(tenants)")}

@@ -8,19 +8,13 @@ from pathlib import Path
 import pytest
 
 from arcus.errors import OperatorError
-from arcus.store import SCHEMA_VERSION, Store, db, migrations
+from arcus.store import SCHEMA_VERSION, Store
+from tests.unit.store.old_store import migrate_to
 
 
 def make_v1_store(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store as Arcus with only migration 1 wrote it (rows as its add/suspend wrote them)."""
-    with monkeypatch.context() as m:
-        m.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
-        m.setattr(migrations, "SCHEMA_VERSION", 1)
-        conn = db.connect(path)
-        try:
-            migrations.migrate(conn, path)
-        finally:
-            conn.close()
+    migrate_to(path, 1, monkeypatch)
     conn = sqlite3.connect(path)
     try:
         now = "2025-01-01T00:00:00Z"

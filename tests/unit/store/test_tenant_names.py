@@ -13,19 +13,13 @@ from pathlib import Path
 import pytest
 
 from arcus.errors import AlreadyExists, NotFound
-from arcus.store import SCHEMA_VERSION, Store, db, migrations
+from arcus.store import SCHEMA_VERSION, Store
+from tests.unit.store.old_store import migrate_to
 
 
 def make_v3_store(path: Path, monkeypatch: pytest.MonkeyPatch, names: tuple[str, ...]) -> None:
     """A store as Arcus with migrations 1-3 wrote it, holding ``names`` (each with a user)."""
-    with monkeypatch.context() as m:
-        m.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:3])
-        m.setattr(migrations, "SCHEMA_VERSION", 3)
-        conn = db.connect(path)
-        try:
-            migrations.migrate(conn, path)
-        finally:
-            conn.close()
+    migrate_to(path, 3, monkeypatch)
     conn = sqlite3.connect(path)
     try:
         for i, name in enumerate(names):
