@@ -256,21 +256,11 @@ class Exchange:
             tv = session.tview
             path = raw if tv is not None and tv.log_query else raw.split("?", 1)[0]
         allowed_report = self.reports and self.decision == "allow"
-        records.record(
-            session,
-            kind="request",
-            host=req.host or "",
-            port=req.port or 0,
-            method=req.method.decode("latin-1"),
-            path=path,
-            status=self.status,
-            up=bytes_up - self.up0,
-            down=bytes_down - self.down0,
-            duration=time.monotonic() - self.started,
-            decision="report" if allowed_report else self.decision,
-            rule=",".join(self.reports) if allowed_report else self.rule,
-            error=self.error,
-            request_id=self.id,
+        records.record(  # positional up to sni: see records.record
+            session, "request", req.host or "", req.port or 0, req.method.decode("latin-1"), path, self.status,
+            bytes_up - self.up0, bytes_down - self.down0, time.monotonic() - self.started,
+            "report" if allowed_report else self.decision, ",".join(self.reports) if allowed_report else self.rule,
+            self.error, self.id,
             sni=sni,
             inspection=session.inspection if self.tunnel else None,
             icap=self.icap.verdict or None if self.icap is not None else None,

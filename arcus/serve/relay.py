@@ -293,24 +293,10 @@ class RelayConnection(Session):
         self.teardown()
 
     def record_connection(self) -> None:
-        records.record(
-            self,
-            kind="connection",
-            host=self.host,
-            port=self.port,
-            method=self.audit_method(),
-            path=None,
-            status=self.status,
-            up=self.bytes_up,
-            down=self.bytes_down,
-            duration=time.monotonic() - self.started,
-            decision=self.decision,
-            rule=self.rule_id,
-            error=self.error_code,
-            request_id=None,
-            sni=self.sni_seen,
-            inspection=self.inspection,
-            detail=self.tunnel_detail,
+        records.record(  # positional up to sni: see records.record
+            self, "connection", self.host, self.port, self.audit_method(), None, self.status, self.bytes_up,
+            self.bytes_down, time.monotonic() - self.started, self.decision, self.rule_id, self.error_code, None,
+            sni=self.sni_seen, inspection=self.inspection, detail=self.tunnel_detail,
         )
 
     def audit_method(self) -> str | None:
