@@ -8,7 +8,8 @@ Filters (all optional, combined with AND):
 - ``tenant``, ``user``: exact names.
 - ``host``: the same forms as policy rules' hosts -- ``example.com`` is that host only,
   ``.example.com`` is it and every name under it, ``*.example.com`` only the names under it.
-  Compared without case and without a trailing dot.
+  Compared without case and without a trailing dot. Answered through the host map
+  (schema 8, :data:`arcus.audit.db.HOST_MAP`): only the batches whose hosts can match are read.
 - ``since``, ``until``: unix times; ``since <= time < until``. :func:`parse_when` reads what a
   person types (``2025-01-31``, ``2025-01-31T08:00``, ``1h``, ``7d``).
 - ``blocked``: the gateway refused the client -- decision ``deny``, or status 403 (policy),
@@ -27,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from arcus.audit.db import ids_from, open_reader, select_columns
+from arcus.audit.db import HOST_MAP, has_host_map, ids_from, open_reader, select_columns
 from arcus.audit.events import BLOCKED_STATUSES, row_dict
 from arcus.config.values import parse_duration
 from arcus.errors import OperatorError
@@ -72,9 +73,13 @@ class Filters:
 
     @property
     def indexed(self) -> bool:
-        """Whether an index answers this filter (tenant, user, exact host: (value, time))."""
-        exact_host = self.host is not None and not self.host.strip().startswith((".", "*."))
-        return self.tenant is not None or self.user is not None or exact_host
+        """Whether an index answers this filter (tenant, user, exact host: (value, time)) in a
+        file of schema 7 or older, which has an index on hosts and no host map."""
+        return self.tenant is not None or self.user is not None or self.exact_host
+
+    @property
+    def exact_host(self) -> bool:
+        return self.host is not None and not self.host.strip().startswith((".", "*."))
 
     def where(self) -> tuple[str, list[Any]]:
         """The SQL condition (``"1"`` when none) and its parameters."""
@@ -101,6 +106,21 @@ class Filters:
         return (" AND ".join(parts) or "1"), params
 
 
+def _map_condition(pattern: str) -> tuple[str, list[Any]]:
+    """The host map's condition for ``pattern``: its lines that can hold a matching host.
+
+    A line's hosts are written ``,a,b,``: a host is ``,host,`` in it, a name under a domain ends
+    in ``.domain,``. Only candidates: the events' own condition (:func:`_host_condition`) decides.
+    """
+    text = pattern.strip().lower().rstrip(".")
+    found = f"instr({HOST_MAP}.hosts, ?) > 0"
+    if text.startswith("*."):
+        return found, [text[1:] + ","]
+    if text.startswith("."):
+        return f"({found} OR {found})", ["," + text[1:] + ",", text + ","]
+    return found, ["," + text + ","]
+
+
 def _host_condition(pattern: str) -> tuple[str, list[Any]]:
     # Hosts are stored lower case without a trailing dot (events.as_row): an exact host is
     # an indexed equality; the suffix forms scan (within --since/--until when given).
@@ -121,6 +141,10 @@ class AuditReader:
         self.path = Path(path)
         self._conn = open_reader(self.path)
         self._columns = select_columns(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        self._host_map = has_host_map(self._conn)
+        # A host filter must read the map's lines, then each line's range of ids: never let the
+        # planner build a throwaway index on events.host instead (a pass over the whole table).
+        self._conn.execute("PRAGMA automatic_index = OFF")
 
     def close(self) -> None:
         self._conn.close()
@@ -141,23 +165,52 @@ class AuditReader:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
 
-    def _where(self, filters: Filters) -> tuple[str, list[Any]]:
-        """``filters.where()``, and for a time range no index answers, the range of ids it
-        covers (:func:`~arcus.audit.db.ids_from`): the scan reads those rows only, not the
-        whole table, as an index on time would (the file has none since schema 3)."""
+    def _where(self, filters: Filters, after_id: int | None = None, upto_id: int | None = None) -> tuple[str, list[Any]]:
+        """``FROM ... WHERE ...`` for ``filters`` and ``after_id < id <= upto_id``, and its parameters.
+
+        A time range no index answers becomes the range of ids it covers
+        (:func:`~arcus.audit.db.ids_from`): the scan reads those rows only, not the whole table,
+        as an index on time would (the file has none since schema 3). A host filter reads the
+        host map's lines that can match, in id order, and for each only the events of its ids
+        (the map and the events in nested id order: no sort, and a LIMIT stops early)."""
         where, params = filters.where()
-        if filters.indexed or (filters.since is None and filters.until is None):
-            return where, params
-        try:
-            if filters.since is not None:
-                where += " AND id >= ?"
-                params.append(ids_from(self._conn, float(filters.since) - CLOCK_SLACK))
-            if filters.until is not None:
-                where += " AND id < ?"
-                params.append(ids_from(self._conn, float(filters.until) + CLOCK_SLACK))
-        except sqlite3.Error as exc:
-            raise OperatorError(f"cannot read audit log {self.path}: {exc}", code="internal") from None
-        return where, params
+        mapped = filters.host is not None and self._host_map
+        indexed = filters.tenant is not None or filters.user is not None or (filters.exact_host and not mapped)
+        lo: int | None = None  # first id that can match
+        hi: int | None = None  # first id past the ones that can
+        if not indexed and (filters.since is not None or filters.until is not None):
+            try:
+                if filters.since is not None:
+                    lo = ids_from(self._conn, float(filters.since) - CLOCK_SLACK)
+                if filters.until is not None:
+                    hi = ids_from(self._conn, float(filters.until) + CLOCK_SLACK)
+            except sqlite3.Error as exc:
+                raise OperatorError(f"cannot read audit log {self.path}: {exc}", code="internal") from None
+        if after_id is not None:
+            lo = max(lo or 0, int(after_id) + 1)
+        if upto_id is not None:
+            hi = min(hi, int(upto_id) + 1) if hi is not None else int(upto_id) + 1
+        if lo is not None:
+            where += " AND id >= ?"
+            params.append(lo)
+        if hi is not None:
+            where += " AND id < ?"
+            params.append(hi)
+        if not mapped:
+            return f"FROM events WHERE {where}", params
+        assert filters.host is not None
+        cond, map_params = _map_condition(filters.host)
+        if lo is not None:  # the line holding id lo and those after it (lo is the map's key)
+            cond += (f" AND {HOST_MAP}.lo >= coalesce((SELECT m.lo FROM {HOST_MAP} AS m WHERE m.lo <= ? "
+                     "ORDER BY m.lo DESC LIMIT 1), 0)")
+            map_params.append(lo)
+        if hi is not None:
+            cond += f" AND {HOST_MAP}.lo < ?"
+            map_params.append(hi)
+        # NOT INDEXED: within a line, its ids (the key), never the tenant's or user's index,
+        # which would read the tenant's whole range once per line
+        join = f"FROM {HOST_MAP} CROSS JOIN events NOT INDEXED ON events.id BETWEEN {HOST_MAP}.lo AND {HOST_MAP}.hi"
+        return f"{join} WHERE {cond} AND {where}", map_params + params
 
     def _rows(self, sql: str, params: list[Any]) -> Iterator[dict[str, Any]]:
         try:
@@ -190,14 +243,11 @@ class AuditReader:
         ``after_id`` < id <= ``upto_id`` when given (how :meth:`follow` pages)."""
         if order not in ("asc", "desc"):
             raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
-        where, params = self._where(Filters(tenant, user, host, since, until, blocked))
-        if after_id is not None:
-            where += " AND id > ?"
-            params.append(int(after_id))
-        if upto_id is not None:
-            where += " AND id <= ?"
-            params.append(int(upto_id))
-        sql = f"SELECT {self._columns} FROM events WHERE {where} ORDER BY id {order.upper()}"
+        filters = Filters(tenant, user, host, since, until, blocked)
+        source, params = self._where(filters, after_id, upto_id)
+        direction = order.upper()
+        by = f"{HOST_MAP}.lo {direction}, events.id {direction}" if source.startswith(f"FROM {HOST_MAP}") else f"id {direction}"
+        sql = f"SELECT {self._columns} {source} ORDER BY {by}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(0, int(limit)))
@@ -213,9 +263,9 @@ class AuditReader:
         until: float | None = None,
         blocked: bool = False,
     ) -> int:
-        where, params = self._where(Filters(tenant, user, host, since, until, blocked))
+        source, params = self._where(Filters(tenant, user, host, since, until, blocked))
         try:
-            return int(self._conn.execute(f"SELECT count(*) FROM events WHERE {where}", params).fetchone()[0])
+            return int(self._conn.execute(f"SELECT count(*) {source}", params).fetchone()[0])
         except sqlite3.Error as exc:
             raise OperatorError(f"cannot read audit log {self.path}: {exc}", code="internal") from None
 

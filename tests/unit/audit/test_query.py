@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from arcus.audit.query import AuditReader, parse_when, search
+from arcus.audit.query import AuditReader, Filters, parse_when, search
 from arcus.audit.sink import AuditSink
 from arcus.config.schema import AuditConfig
 from arcus.errors import NotFound, OperatorError
@@ -233,3 +233,62 @@ def test_a_time_range_no_index_answers_reads_its_range_of_ids(tmp_path: Path) ->
         steps = 0
         assert len(rids(r.search(host="*.example.com", limit=5000))) == 3000
         assert narrow * 10 < steps  # 51 events of 3000 read (and a few probes), not all of them
+
+
+# -- the host map (schema 8): a host filter reads the batches that can hold the host ----------
+
+
+@pytest.fixture(scope="module")
+def spread(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    """1,800 events in batches of 100 over a few hosts, some batches without a given host, one
+    host with a comma in it (a SOCKS client may send any name)."""
+    path = tmp_path_factory.mktemp("spread") / "audit.db"
+    names = ["a.example", "www.a.example", "b.example", "x.b.example", "a,b.example", "c.example"]
+    events = []
+    for i in range(1800):
+        batch = i // 100
+        host = names[i % 6] if batch % 3 else names[2 + i % 2]  # every third batch: b.example and x.b.example only
+        if i % 50 == 7:
+            host = ""  # a connection's record
+        events.append(event(i, tenant="acme" if i % 4 else "globex", host=host))
+    fill(path, events, batch=100)
+    return path, events
+
+
+def _matches(host: str, pattern: str) -> bool:
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    if pattern.startswith("."):
+        return host == pattern[1:] or host.endswith(pattern)
+    return host == pattern
+
+
+@pytest.mark.parametrize("pattern", ["a.example", ".a.example", "*.a.example", "b.example", ".b.example",
+                                     "*.example", "a,b.example", "a", "b.example,", "nowhere.example"])
+def test_a_host_filter_through_the_map_finds_exactly_the_events_of_a_scan(spread, pattern: str) -> None:
+    path, events = spread
+    want = [i for i, e in enumerate(events) if e.host and _matches(e.host, pattern)]
+    with AuditReader(path) as r:
+        assert rids(r.search(host=pattern, limit=5000)) == want
+        assert rids(r.search(host=pattern, order="desc", limit=5000)) == want[::-1]
+        assert r.count(host=pattern) == len(want)
+        assert rids(r.tail(5, host=pattern)) == want[-5:]
+        since = [i for i in want if 650 <= i < 1420]
+        assert rids(r.search(host=pattern, since=NOW + 650, until=NOW + 1420)) == since
+        acme = [i for i in want if events[i].tenant == "acme"]
+        assert rids(r.search(host=pattern, tenant="acme", limit=5000)) == acme
+        assert rids(r.search(host=pattern, after_id=300, upto_id=1200, limit=5000)) == [i for i in want if 300 <= i < 1200]
+
+
+def test_the_map_has_a_line_per_batch_and_a_host_search_reads_only_the_lines_that_can_match(spread) -> None:
+    path, _ = spread
+    conn = sqlite3.connect(path)
+    lines = conn.execute("SELECT lo, hi, hosts FROM event_hosts ORDER BY lo").fetchall()
+    conn.close()
+    assert [(lo, hi) for lo, hi, _ in lines] == [(1 + 100 * b, 100 * (b + 1)) for b in range(18)]
+    assert lines[0][2].split(",")[1:-1] and set(lines[0][2].strip(",").split(",")) == {"b.example", "x.b.example"}
+    with AuditReader(path) as r:
+        source, params = r._where(Filters(host="c.example", tenant="acme"))
+        plan = [row[3] for row in r._conn.execute(f"EXPLAIN QUERY PLAN SELECT id {source}", params)]
+    # the map's lines, then each line's ids by the key: no index built on the fly, no tenant index
+    assert plan[0].startswith("SCAN event_hosts") and "INTEGER PRIMARY KEY" in plan[1], plan

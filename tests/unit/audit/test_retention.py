@@ -182,3 +182,25 @@ def test_by_age_on_an_empty_log_and_in_chunks(tmp_path: Path, monkeypatch: pytes
     assert (result.by_age, result.finished) == (25, True)
     with AuditReader(path) as r:
         assert [row["request_id"] for row in r.search()] == [f"req-{100 + i}" for i in range(5)]
+
+
+def test_the_host_map_forgets_the_lines_whose_events_are_gone(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    old = [event(i, time=NOW - 40 * DAY + i, host=f"old{i % 3}.example") for i in range(250)]
+    new = [event(1000 + i, time=NOW - 10 * DAY + i, host=f"new{i % 3}.example") for i in range(120)]
+    fill(path, old + new, batch=100)  # ids 1-250 old, 251-370 new: lines 1-100, 101-200, 201-300, 301-370
+    conn = open_writer(path)
+    assert prune(conn, retention=30 * DAY, max_size=1 << 30, now=NOW).by_age == 250
+    # the line 201-300 still holds new events (251-300): it stays; the two before it go
+    assert conn.execute("SELECT lo, hi FROM event_hosts ORDER BY lo").fetchall() == [(201, 300), (301, 370)]
+    conn.close()
+    with AuditReader(path) as r:
+        assert r.count(host="old1.example") == 0
+        assert r.count(host="new1.example") == 40
+        assert r.count(host="*.example") == 120
+    fill(path, [event(2000 + i, time=NOW - 50 * DAY) for i in range(5)])  # all older than retention
+    conn = open_writer(path)
+    prune(conn, retention=0.0, max_size=1 << 30, now=NOW)  # everything goes
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM event_hosts").fetchone()[0] == 0
+    conn.close()

@@ -182,7 +182,9 @@ def test_wal_mode_and_indexes(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
     indexes = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
-    assert set(indexes) == {"events_tenant", "events_user", "events_host"}  # none on time alone (schema 3)
+    # none on time alone (schema 3), none on hosts: the host map has a line per batch (schema 8)
+    assert set(indexes) == {"events_tenant", "events_user"}
+    assert conn.execute("SELECT lo, hi, hosts FROM event_hosts").fetchall() == [(1, 1, ",www.example.com,")]
     table = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]
     assert table.endswith(") STRICT")
     from arcus.audit.db import WAL_CHECKPOINT_PAGES, open_writer
@@ -318,13 +320,14 @@ def test_anonymous_events_take_no_user_index_entry_and_user_search_uses_the_inde
 
 
 def old_file(path: Path, version: int, events: list) -> None:
-    """An audit.db as arcus wrote it at schema 1 to 5, holding ``events`` (ids 1..n): no
-    ``icap`` column (schema 6), no ``protocol`` before 5, no ``sni`` before 4, STRICT from schema 3, an
-    index on time alone before it."""
+    """An audit.db as arcus wrote it at schema 1 to 7, holding ``events`` (ids 1..n): an index on
+    hosts and no host map (schema 8), no ``detail`` column before 7, no ``icap`` before 6, no
+    ``protocol`` before 5, no ``sni`` before 4, STRICT from schema 3, an index on time alone before it."""
     from arcus.audit.db import _COLUMN_TYPES
     from arcus.audit.events import as_row
 
-    columns = {n: t for n, t in _COLUMN_TYPES.items() if n not in ("icap", "detail") and (n != "protocol" or version >= 5) and (n != "sni" or version >= 4)}
+    added = {"sni": 4, "protocol": 5, "icap": 6, "detail": 7}
+    columns = {n: t for n, t in _COLUMN_TYPES.items() if version >= added.get(n, 0)}
     table = "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, " + ", ".join(
         f'"{n}" {t}' for n, t in columns.items()) + (") STRICT" if version >= 3 else ")")
     insert = "INSERT INTO events (" + ", ".join(f'"{n}"' for n in columns) + ") VALUES (" + ", ".join("?" * len(columns)) + ")"
@@ -346,35 +349,49 @@ def old_file(path: Path, version: int, events: list) -> None:
     conn.close()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6, 7])
 def test_an_old_file_is_upgraded_by_the_writer_keeping_its_events_and_readable_before(
     tmp_path: Path, version: int
 ) -> None:
     from arcus.audit.db import SCHEMA_VERSION
 
     path = tmp_path / "audit.db"
-    old_file(path, version, [event(i, user=None if i % 2 else "alice") for i in range(40)])
+    hosts = ["a.example", "www.b.example", "", "c.example"]  # "": a connection's record has no host
+    old_file(path, version, [event(i, user=None if i % 2 else "alice", host=hosts[i % 4]) for i in range(1200)])
     with AuditReader(path) as r:  # the CLI reads a file the daemon has not upgraded yet
-        assert r.count() == 40
-        assert [row["request_id"] for row in r.search(since=NOW + 38)] == ["req-38", "req-39"]
-    fill(path, [event(40, user="bob")])
+        assert r.count() == 1200
+        assert [row["request_id"] for row in r.search(since=NOW + 1198)] == ["req-1198", "req-1199"]
+        assert r.count(host="a.example") == 300  # through the old index on hosts
+    fill(path, [event(1200, user="bob", host="new.b.example")])
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
     indexes = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
-    assert set(indexes) == {"events_tenant", "events_user", "events_host"}
+    assert set(indexes) == {"events_tenant", "events_user"}  # the host index gave way to the host map
+    # the old events' map: a line per 500 ids (the backfill), then the new batch's line
+    assert conn.execute("SELECT lo, hi FROM event_hosts ORDER BY lo").fetchall() == [
+        (1, 499), (500, 999), (1000, 1200), (1201, 1201)]
+    first = conn.execute("SELECT hosts FROM event_hosts WHERE lo = 1").fetchone()[0]
+    assert sorted(first.strip(",").split(",")) == ["a.example", "c.example", "www.b.example"]
     assert indexes["events_user"].endswith('WHERE "user" IS NOT NULL')
     strict = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0].endswith("STRICT")
     assert strict == (version >= 3)  # a table is never rebuilt: it stays as it was created
     assert {"sni", "protocol", "icap"} <= {r[1] for r in conn.execute("PRAGMA table_info(events)")}
     conn.close()
     with AuditReader(path) as r:
-        assert [row["id"] for row in r.search(limit=1000)] == list(range(1, 42))  # every old event kept
-        assert [row["request_id"] for row in r.search(since=NOW + 39)] == ["req-39", "req-40"]
-        assert [row["request_id"] for row in r.search(user="bob")] == ["req-40"]
-        assert r.count(user="alice") == 20
-        assert {row["sni"] for row in r.search(limit=1000)} == {None}  # old rows: no server name
-        assert {row["protocol"] for row in r.search(limit=1000)} == {None}  # nor protocol
-        assert {row["icap"] for row in r.search(limit=1000)} == {None}  # nor ICAP verdict
+        assert [row["id"] for row in r.search(limit=2000)] == list(range(1, 1202))  # every old event kept
+        assert [row["request_id"] for row in r.search(since=NOW + 1199)] == ["req-1199", "req-1200"]
+        assert [row["request_id"] for row in r.search(user="bob")] == ["req-1200"]
+        assert r.count(user="alice") == 600
+        # hosts through the map: the old events' lines and the new one's
+        assert r.count(host="a.example") == 300
+        assert r.count(host=".b.example") == 301
+        assert [row["request_id"] for row in r.search(host="*.b.example", since=NOW + 1190)] == [
+            "req-1193", "req-1197", "req-1200"]
+        assert {row["sni"] for row in r.search(limit=2000) if row["id"] <= 1200} <= {None}  # old rows: no server name
+        if version < 5:
+            assert {row["protocol"] for row in r.search(limit=2000)} == {None}  # nor protocol
+        if version < 6:
+            assert {row["icap"] for row in r.search(limit=2000)} == {None}  # nor ICAP verdict
 
 
 def test_an_upgraded_file_not_strict_still_refuses_values_of_the_wrong_type(tmp_path: Path) -> None:
