@@ -106,13 +106,19 @@ class Filters:
         return (" AND ".join(parts) or "1"), params
 
 
+def _host_text(pattern: str) -> str:
+    """A host filter as hosts are stored (:func:`arcus.audit.events.as_row`): lower case, no
+    trailing dot."""
+    return pattern.strip().lower().rstrip(".")
+
+
 def _map_condition(pattern: str) -> tuple[str, list[Any]]:
     """The host map's condition for ``pattern``: its lines that can hold a matching host.
 
     A line's hosts are written ``,a,b,``: a host is ``,host,`` in it, a name under a domain ends
     in ``.domain,``. Only candidates: the events' own condition (:func:`_host_condition`) decides.
     """
-    text = pattern.strip().lower().rstrip(".")
+    text = _host_text(pattern)
     found = f"instr({HOST_MAP}.hosts, ?) > 0"
     if text.startswith("*."):
         return found, [text[1:] + ","]
@@ -124,7 +130,7 @@ def _map_condition(pattern: str) -> tuple[str, list[Any]]:
 def _host_condition(pattern: str) -> tuple[str, list[Any]]:
     # Hosts are stored lower case without a trailing dot (events.as_row): an exact host is
     # an indexed equality; the suffix forms scan (within --since/--until when given).
-    text = pattern.strip().lower().rstrip(".")
+    text = _host_text(pattern)
     under = "(length(host) > ? AND substr(host, -?) = ?)"
     if text.startswith("*."):
         suffix = text[1:]
@@ -174,7 +180,8 @@ class AuditReader:
         host map's lines that can match, in id order, and for each only the events of its ids
         (the map and the events in nested id order: no sort, and a LIMIT stops early)."""
         where, params = filters.where()
-        mapped = filters.host is not None and self._host_map
+        # an empty host (a connection's record) is in no line of the map: it is scanned for
+        mapped = filters.host is not None and self._host_map and _host_text(filters.host) != ""
         indexed = filters.tenant is not None or filters.user is not None or (filters.exact_host and not mapped)
         lo: int | None = None  # first id that can match
         hi: int | None = None  # first id past the ones that can

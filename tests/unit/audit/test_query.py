@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from arcus.audit.query import AuditReader, Filters, parse_when, search
 from arcus.audit.sink import AuditSink
@@ -292,3 +295,34 @@ def test_the_map_has_a_line_per_batch_and_a_host_search_reads_only_the_lines_tha
         plan = [row[3] for row in r._conn.execute(f"EXPLAIN QUERY PLAN SELECT id {source}", params)]
     # the map's lines, then each line's ids by the key: no index built on the fly, no tenant index
     assert plan[0].startswith("SCAN event_hosts") and "INTEGER PRIMARY KEY" in plan[1], plan
+
+
+_HOST_CHARS = "ab.,-*é_%"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    hosts=st.lists(st.text(_HOST_CHARS, max_size=6), min_size=1, max_size=40),
+    batch=st.integers(1, 7),
+    picks=st.lists(st.tuples(st.sampled_from(["", ".", "*."]), st.text(_HOST_CHARS, max_size=5)), max_size=6),
+)
+def test_any_host_filter_through_the_map_equals_a_scan(hosts: list[str], batch: int, picks) -> None:
+    """Hostile names (commas, stars, dots, percent signs, non-ASCII, empty) in batches of any
+    size: every form of --host finds what a scan of the stored hosts finds, nothing more."""
+    events = [event(i, host=h) for i, h in enumerate(hosts)]
+    stored = [h.lower().rstrip(".") for h in hosts]
+    patterns = [prefix + text for prefix, text in picks] + [hosts[0], "." + hosts[-1]]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "audit.db"
+        fill(path, events, batch=batch)
+        with AuditReader(path) as r:
+            for pattern in patterns:
+                text = pattern.strip().lower().rstrip(".")
+                if text.startswith("*."):
+                    want = [i for i, h in enumerate(stored) if len(h) > len(text) - 1 and h.endswith(text[1:])]
+                elif text.startswith("."):
+                    want = [i for i, h in enumerate(stored) if h == text[1:] or (len(h) > len(text) and h.endswith(text))]
+                else:
+                    want = [i for i, h in enumerate(stored) if h == text]
+                assert rids(r.search(host=pattern, limit=1000)) == want, pattern
+                assert r.count(host=pattern) == len(want), pattern
