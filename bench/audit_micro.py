@@ -5,6 +5,7 @@
     .venv/bin/python bench/audit_micro.py --no-audit         # the access log alone
     .venv/bin/python bench/audit_micro.py --rounds 5         # best of 5 (the machine is shared)
     .venv/bin/python bench/audit_micro.py --hosts 1000       # destinations spread over 1,000 hosts
+    .venv/bin/python bench/audit_micro.py --users 2000       # requests from 2,000 authenticated users
 
 What it measures: the CPU time (user + system, from each thread's own CPU clock) that the
 writer threads spend per record -- the records writer (batches, access-log lines, handing on)
@@ -18,7 +19,8 @@ The audit database is a fresh file in a temp dir (WAL, as the daemon opens it).
 ``--hosts N`` spreads the requests over N destination hosts (the same pseudo-random sequence
 every run) instead of the benchmark origin alone: the audit table's ``(host, time)`` index then
 takes its entries all over the tree instead of at one end, which is what a gateway's real
-traffic does to it.
+traffic does to it. ``--users N`` does the same for the users the requests come from (the
+benchmark's are anonymous; a school's are not).
 
 CPU time per thread is what a proxy pinned to one core pays: every microsecond here is one
 the event loop does not get. Thread CPU clocks are exact to the microsecond, so a loaded
@@ -43,8 +45,9 @@ from arcus.audit.records import LOG_FORMAT, AccessLog, Records  # noqa: E402
 from arcus.config.schema import AuditConfig  # noqa: E402
 
 
-def make_events(n: int, start: float, hosts: int = 1) -> list[AuditEvent]:
+def make_events(n: int, start: float, hosts: int = 1, users: int = 0) -> list[AuditEvent]:
     names = ["127.0.0.1"] if hosts <= 1 else [f"www{i}.site{i % 97}.example" for i in range(hosts)]
+    people = [None] if users <= 0 else [f"pupil{i}" for i in range(users)]
     pick = random.Random(7).choice
     out = []
     for i in range(n):
@@ -54,7 +57,7 @@ def make_events(n: int, start: float, hosts: int = 1) -> list[AuditEvent]:
                                   "direct", "", 0, None, None, 0, 4100, 81000, 1.25, None, None, None, None,
                                   None, i // 50, server_type="http_proxy"))
         else:
-            out.append(AuditEvent(t, "request", "default", None, f"127.0.0.1:{40000 + i % 20000}", "bench",
+            out.append(AuditEvent(t, "request", "default", pick(people), f"127.0.0.1:{40000 + i % 20000}", "bench",
                                   "direct", pick(names), 18080, "GET", "/small", 200, 82, 1620, 0.000412,
                                   "allow", None, None, None, f"r{i:012x}", i // 50, server_type="http_proxy"))
     return out
@@ -81,7 +84,7 @@ def one_round(args: argparse.Namespace) -> dict[str, float]:
     handler = logging.StreamHandler(devnull)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logger.addHandler(handler)
-    events = make_events(args.n, time.time(), args.hosts)
+    events = make_events(args.n, time.time(), args.hosts, args.users)
     with tempfile.TemporaryDirectory(prefix="audit-micro-") as tmp:
         records = Records(config, AccessLog(logger))
         records.apply_audit(config, Path(tmp))
@@ -136,11 +139,12 @@ def main() -> None:
     p.add_argument("--burst", type=int, default=100, help="records emitted between pauses (default 100)")
     p.add_argument("--pause", type=float, default=0.002, help="seconds between bursts (default 0.002)")
     p.add_argument("--hosts", type=int, default=1, help="destination hosts the requests go to (default 1, the origin)")
+    p.add_argument("--users", type=int, default=0, help="users the requests come from (default 0: anonymous)")
     p.add_argument("--no-access", action="store_true", help="access log off")
     p.add_argument("--no-audit", action="store_true", help="audit log off")
     args = p.parse_args()
     print(f"{args.n} records/round, batch {args.batch}, access {'off' if args.no_access else 'on'}, "
-          f"audit {'off' if args.no_audit else 'on'}, {args.hosts} host(s); CPU us per record")
+          f"audit {'off' if args.no_audit else 'on'}, {args.hosts} host(s), {args.users} user(s); CPU us per record")
     print(f"{'round':>5} {'emit':>7} {'records':>8} {'sink':>7} {'total':>7} {'wall s':>7} {'dropped':>8} {'db MiB':>7}")
     best = None
     for i in range(args.rounds):

@@ -28,8 +28,8 @@ from arcus.privfiles import create_private_file, make_private_dirs, tighten_sqli
 from arcus.errors import NotFound, OperatorError
 
 AUDIT_FILE = "audit.db"
-SCHEMA_VERSION = 8
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
+SCHEMA_VERSION = 9
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 """Schemas a reader can read: they differ in their indexes, STRICT (see UPGRADES) and, before 4,
 the ``sni`` column, before 5 the ``protocol`` column, before 6 the ``icap`` column, before 7 the ``detail`` column (read as NULL: :func:`select_columns`)."""
 BUSY_TIMEOUT = 5.0
@@ -63,27 +63,41 @@ every event at start) and the writer keeps checking for it: :func:`is_strict`.""
 USER_INDEX = 'CREATE INDEX events_user ON events("user", time) WHERE "user" IS NOT NULL'
 """Anonymous events (no user) are never searched by user: they take no entry here, which spares
 an index insert per request on a box without authentication (schema 2)."""
-HOST_MAP = "event_hosts"
-CREATE_HOST_MAP = f"CREATE TABLE {HOST_MAP} (lo INTEGER PRIMARY KEY, hi INTEGER NOT NULL, hosts TEXT NOT NULL) STRICT"
-"""The host map (schema 8): one row per batch the writer inserted -- its ids ``lo``..``hi`` and
-the distinct hosts among them, each between commas (``,a.example,b.example,``; ``,,`` when none
-had a host). ``audit search --host`` reads it to find the batches that can hold a host and then
-only their ids (:mod:`arcus.audit.query`), which an index on ``(host, time)`` did until schema 7.
+BATCH_MAP = "event_batches"
+CREATE_BATCH_MAP = (
+    f"CREATE TABLE {BATCH_MAP} (lo INTEGER PRIMARY KEY, hi INTEGER NOT NULL, hosts TEXT NOT NULL, users TEXT) STRICT"
+)
+"""The batch map (schema 9; hosts only, as ``event_hosts``, at schema 8): one row per batch the
+writer inserted -- its ids ``lo``..``hi``, the distinct hosts and the distinct users among them,
+each between commas (``,a.example,b.example,``; ``,,`` when none). ``audit search --host`` and
+``--user`` read it to find the batches that can hold a match and then only their ids
+(:mod:`arcus.audit.query`), which indexes on ``(host, time)`` and ``(user, time)`` did until
+schema 7 and 8.
 
-Why not that index: its entries go all over its tree when traffic goes to many hosts, and every
-page a batch touches is written again to the WAL and copied back at the checkpoint. Measured with
-200,000 records spread over 1,000 hosts (bench/audit_micro.py --hosts 1000): the audit writer
-spent 12.8 us per record with the index, 4.2 us with one host. The map is one row appended per
-batch, whatever the hosts. A comma inside a host (a SOCKS client may send any name) can only make
-a batch look like a candidate it is not; the search's exact condition on ``events.host`` decides,
-so nothing is ever missed."""
+Why not those indexes: their entries go all over their trees when the traffic goes to many hosts
+or comes from many users, and every page a batch touches is written to the WAL again and copied
+back at the checkpoint. Measured with 200,000 records (bench/audit_micro.py): over 1,000 hosts
+the audit writer spent 12.8 us per record with the host index, 3.1 us with the map; rows from
+2,000 users cost 11.3 us with the user index, 3.2 us without it. The map is one row appended per
+batch, whatever the hosts and users. A comma inside a name (a SOCKS client may send any host)
+can only make a batch look like a candidate it is not; the search's exact condition on the event
+decides, so nothing is ever missed. The tenant keeps its index: a box has a few tenants, every
+batch would name them all, and the index's entries stay at a few places of its tree."""
+HOST_MAP_8 = "event_hosts"
+"""The batch map's name at schema 8, when it held hosts only (a reader may open such a file
+before a daemon upgrades it)."""
 HOST_MAP_BACKFILL = (
-    f"INSERT INTO {HOST_MAP} (lo, hi, hosts) "
+    f"INSERT INTO {HOST_MAP_8} (lo, hi, hosts) "
     "SELECT min(id), max(id), ',' || coalesce(group_concat(DISTINCT nullif(host, '')), '') || ',' "
     "FROM events GROUP BY id / 500"
 )
 """Schema 7 -> 8: the map of the events already written, one row per 500 ids (one pass over the
 table, at the writer's first open after the upgrade)."""
+USERS_BACKFILL = (
+    f"UPDATE {BATCH_MAP} SET users = ',' || coalesce((SELECT group_concat(DISTINCT nullif(\"user\", '')) "
+    f"FROM events WHERE events.id BETWEEN {BATCH_MAP}.lo AND {BATCH_MAP}.hi), '') || ','"
+)
+"""Schema 8 -> 9: the users of the batches already mapped (each line's ids read once)."""
 
 SCHEMA = [
     CREATE_TABLE,
@@ -91,10 +105,9 @@ SCHEMA = [
     # composite (value, time) index answers both. There is no index on time alone (schema 3):
     # ids grow with time, so --since/--until and retention by age find their range of ids by
     # bisection on the primary key (ids_from), which spares an index insert per event. Hosts
-    # have the host map instead of an index (schema 8, see HOST_MAP).
+    # and users have the batch map instead of indexes (schemas 8 and 9, see BATCH_MAP).
     "CREATE INDEX events_tenant ON events(tenant, time)",
-    USER_INDEX,
-    CREATE_HOST_MAP,
+    CREATE_BATCH_MAP,
 ]
 
 # A migration that rebuilds the events table (new rowids) must drop FTS_TABLE and FTS_STATE too:
@@ -106,12 +119,22 @@ UPGRADES: dict[int, list[str]] = {
     4: ['ALTER TABLE events ADD COLUMN "protocol" TEXT'],
     5: ['ALTER TABLE events ADD COLUMN "icap" TEXT'],
     6: ['ALTER TABLE events ADD COLUMN "detail" TEXT'],
-    7: [CREATE_HOST_MAP, HOST_MAP_BACKFILL, "DROP INDEX IF EXISTS events_host"],
+    7: [
+        f"CREATE TABLE {HOST_MAP_8} (lo INTEGER PRIMARY KEY, hi INTEGER NOT NULL, hosts TEXT NOT NULL) STRICT",
+        HOST_MAP_BACKFILL,
+        "DROP INDEX IF EXISTS events_host",
+    ],
+    8: [
+        f"ALTER TABLE {HOST_MAP_8} RENAME TO {BATCH_MAP}",
+        f"ALTER TABLE {BATCH_MAP} ADD COLUMN users TEXT",
+        USERS_BACKFILL,
+        "DROP INDEX IF EXISTS events_user",
+    ],
 }
 """Statements that take a file from schema ``n`` to ``n + 1``, run by the writer on open. Every
 event is kept; only indexes and columns change (an index dropped or a column added is a quick write,
-however large the file: the new column reads NULL in old rows). The host map's backfill (7 -> 8)
-reads every event once: about a second per million events here."""
+however large the file: the new column reads NULL in old rows). The batch map's backfills (7 -> 8
+hosts, 8 -> 9 users) read every event once each: about a second per million events here."""
 
 _ROW = "(" + ", ".join("?" * len(FIELDS)) + ")"
 INSERT = "INSERT INTO events (" + ", ".join(f'"{n}"' for n in FIELDS) + ") VALUES " + _ROW
@@ -261,14 +284,21 @@ def is_strict(conn: sqlite3.Connection) -> bool:
     return bool(row) and str(row[0]).rstrip().upper().endswith("STRICT")
 
 
-def has_host_map(conn: sqlite3.Connection) -> bool:
-    """Whether the file has the host map (schema 8 or later; see HOST_MAP)."""
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (HOST_MAP,)).fetchone() is not None
+def batch_map(conn: sqlite3.Connection) -> tuple[str, bool] | None:
+    """The file's batch map (see BATCH_MAP): its table and whether it maps users (schema 9), or
+    None for a file of schema 7 or older (indexes on hosts and users instead)."""
+    names = {r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)", (BATCH_MAP, HOST_MAP_8))}
+    if BATCH_MAP in names:
+        return BATCH_MAP, True
+    if HOST_MAP_8 in names:
+        return HOST_MAP_8, False
+    return None
 
 
-UNMAP = f"DELETE FROM {HOST_MAP} WHERE hi < coalesce((SELECT min(id) FROM events), (SELECT max(hi) + 1 FROM {HOST_MAP}))"
-"""The host map's lines whose events are all gone (run after events are deleted, in the same
-transaction; none left: every line goes)."""
+UNMAP = f"DELETE FROM {BATCH_MAP} WHERE hi < coalesce((SELECT min(id) FROM events), (SELECT max(hi) + 1 FROM {BATCH_MAP}))"
+"""The batch map's lines whose events are all gone (run after events are deleted, in the same
+transaction; none left: every line goes). The writer's file is always at the current schema."""
 
 
 def ids_from(conn: sqlite3.Connection, when: float) -> int:

@@ -8,8 +8,11 @@ Filters (all optional, combined with AND):
 - ``tenant``, ``user``: exact names.
 - ``host``: the same forms as policy rules' hosts -- ``example.com`` is that host only,
   ``.example.com`` is it and every name under it, ``*.example.com`` only the names under it.
-  Compared without case and without a trailing dot. Answered through the host map
-  (schema 8, :data:`arcus.audit.db.HOST_MAP`): only the batches whose hosts can match are read.
+  Compared without case and without a trailing dot.
+
+``host`` and ``user`` are answered through the batch map (schemas 8 and 9,
+:data:`arcus.audit.db.BATCH_MAP`): only the batches that can hold a match are read, each by its
+range of ids. ``tenant`` has an index.
 - ``since``, ``until``: unix times; ``since <= time < until``. :func:`parse_when` reads what a
   person types (``2025-01-31``, ``2025-01-31T08:00``, ``1h``, ``7d``).
 - ``blocked``: the gateway refused the client -- decision ``deny``, or status 403 (policy),
@@ -28,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from arcus.audit.db import HOST_MAP, has_host_map, ids_from, open_reader, select_columns
+from arcus.audit.db import batch_map, ids_from, open_reader, select_columns
 from arcus.audit.events import BLOCKED_STATUSES, row_dict
 from arcus.config.values import parse_duration
 from arcus.errors import OperatorError
@@ -113,13 +116,14 @@ def _host_text(pattern: str) -> str:
 
 
 def _map_condition(pattern: str) -> tuple[str, list[Any]]:
-    """The host map's condition for ``pattern``: its lines that can hold a matching host.
+    """The batch map's condition for the host ``pattern``: its lines (``b``) that can hold a
+    matching host.
 
     A line's hosts are written ``,a,b,``: a host is ``,host,`` in it, a name under a domain ends
     in ``.domain,``. Only candidates: the events' own condition (:func:`_host_condition`) decides.
     """
     text = _host_text(pattern)
-    found = f"instr({HOST_MAP}.hosts, ?) > 0"
+    found = "instr(b.hosts, ?) > 0"
     if text.startswith("*."):
         return found, [text[1:] + ","]
     if text.startswith("."):
@@ -147,8 +151,8 @@ class AuditReader:
         self.path = Path(path)
         self._conn = open_reader(self.path)
         self._columns = select_columns(self._conn.execute("PRAGMA user_version").fetchone()[0])
-        self._host_map = has_host_map(self._conn)
-        # A host filter must read the map's lines, then each line's range of ids: never let the
+        self._map = batch_map(self._conn)
+        # A mapped filter must read the map's lines, then each line's range of ids: never let the
         # planner build a throwaway index on events.host instead (a pass over the whole table).
         self._conn.execute("PRAGMA automatic_index = OFF")
 
@@ -176,13 +180,19 @@ class AuditReader:
 
         A time range no index answers becomes the range of ids it covers
         (:func:`~arcus.audit.db.ids_from`): the scan reads those rows only, not the whole table,
-        as an index on time would (the file has none since schema 3). A host filter reads the
-        host map's lines that can match, in id order, and for each only the events of its ids
-        (the map and the events in nested id order: no sort, and a LIMIT stops early)."""
+        as an index on time would (the file has none since schema 3). A host or user filter reads
+        the batch map's lines that can match (``b``), in id order, and for each only the events
+        of its ids (the map and the events in nested id order: no sort, and a LIMIT stops early)."""
         where, params = filters.where()
-        # an empty host (a connection's record) is in no line of the map: it is scanned for
-        mapped = filters.host is not None and self._host_map and _host_text(filters.host) != ""
-        indexed = filters.tenant is not None or filters.user is not None or (filters.exact_host and not mapped)
+        # an empty name (a connection's record has no host) is in no line of the map: scanned for
+        table, maps_users = self._map if self._map is not None else ("", False)
+        by_host = bool(table) and filters.host is not None and _host_text(filters.host) != ""
+        by_user = maps_users and bool(filters.user)
+        indexed = (
+            filters.tenant is not None
+            or (filters.user is not None and not by_user)
+            or (filters.exact_host and not by_host)
+        )
         lo: int | None = None  # first id that can match
         hi: int | None = None  # first id past the ones that can
         if not indexed and (filters.since is not None or filters.until is not None):
@@ -203,21 +213,28 @@ class AuditReader:
         if hi is not None:
             where += " AND id < ?"
             params.append(hi)
-        if not mapped:
+        if not (by_host or by_user):
             return f"FROM events WHERE {where}", params
-        assert filters.host is not None
-        cond, map_params = _map_condition(filters.host)
+        conds: list[str] = []
+        map_params: list[Any] = []
+        if by_host:
+            assert filters.host is not None
+            cond, host_params = _map_condition(filters.host)
+            conds.append(cond)
+            map_params.extend(host_params)
+        if by_user:
+            conds.append("instr(b.users, ?) > 0")
+            map_params.append(f",{filters.user},")
         if lo is not None:  # the line holding id lo and those after it (lo is the map's key)
-            cond += (f" AND {HOST_MAP}.lo >= coalesce((SELECT m.lo FROM {HOST_MAP} AS m WHERE m.lo <= ? "
-                     "ORDER BY m.lo DESC LIMIT 1), 0)")
+            conds.append(f"b.lo >= coalesce((SELECT m.lo FROM {table} AS m WHERE m.lo <= ? ORDER BY m.lo DESC LIMIT 1), 0)")
             map_params.append(lo)
         if hi is not None:
-            cond += f" AND {HOST_MAP}.lo < ?"
+            conds.append("b.lo < ?")
             map_params.append(hi)
-        # NOT INDEXED: within a line, its ids (the key), never the tenant's or user's index,
-        # which would read the tenant's whole range once per line
-        join = f"FROM {HOST_MAP} CROSS JOIN events NOT INDEXED ON events.id BETWEEN {HOST_MAP}.lo AND {HOST_MAP}.hi"
-        return f"{join} WHERE {cond} AND {where}", map_params + params
+        # NOT INDEXED: within a line, its ids (the key), never the tenant's index, which would
+        # read the tenant's whole range once per line
+        join = f"FROM {table} AS b CROSS JOIN events NOT INDEXED ON events.id BETWEEN b.lo AND b.hi"
+        return f"{join} WHERE {' AND '.join(conds)} AND {where}", map_params + params
 
     def _rows(self, sql: str, params: list[Any]) -> Iterator[dict[str, Any]]:
         try:
@@ -253,7 +270,8 @@ class AuditReader:
         filters = Filters(tenant, user, host, since, until, blocked)
         source, params = self._where(filters, after_id, upto_id)
         direction = order.upper()
-        by = f"{HOST_MAP}.lo {direction}, events.id {direction}" if source.startswith(f"FROM {HOST_MAP}") else f"id {direction}"
+        # through the map: its lines in order, each line's events in order (no sort)
+        by = f"id {direction}" if source.startswith("FROM events ") else f"b.lo {direction}, events.id {direction}"
         sql = f"SELECT {self._columns} {source} ORDER BY {by}"
         if limit is not None:
             sql += " LIMIT ?"

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from arcus.audit.db import FTS_STATE, FTS_TABLE, ID_RANGE, UNMAP, fts_indexed_upto, has_host_map, ids_from
+from arcus.audit.db import FTS_STATE, FTS_TABLE, ID_RANGE, UNMAP, batch_map, fts_indexed_upto, ids_from
 
 CHUNK = 5000
 """Rows deleted per transaction."""
@@ -60,14 +60,14 @@ the values indexed, which only the events table still has), when the file has on
 
 def _delete(conn: sqlite3.Connection, ids: str, params: tuple) -> int:
     """Delete the events ``ids`` (a subquery) selects, in one transaction, and their full-text
-    index entries with them: the subquery runs twice inside it and sees the same rows. The host
+    index entries with them: the subquery runs twice inside it and sees the same rows. The batch
     map's lines below the oldest event left go in the same transaction."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         if fts_indexed_upto(conn) is not None:
             conn.execute(_UNINDEX.format(ids=ids), params)
         n = conn.execute(f"DELETE FROM events WHERE id IN ({ids})", params).rowcount
-        if n > 0 and has_host_map(conn):
+        if n > 0 and batch_map(conn) is not None:
             conn.execute(UNMAP)
         conn.execute("COMMIT")
     except BaseException:

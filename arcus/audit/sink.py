@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from arcus.audit.db import (
-    HOST_MAP,
+    BATCH_MAP,
     INSERT,
     INSERT_MANY,
     ROWS_PER_INSERT,
@@ -75,14 +75,16 @@ is not STRICT (a file from before schema 3): a STRICT table refuses such a value
 Subscriber = Callable[[list[dict[str, Any]]], None]
 
 _host_of = itemgetter(FIELDS.index("host"))
-_MAP_ROW = f"INSERT INTO {HOST_MAP} (lo, hi, hosts) VALUES (?, ?, ?)"
+_user_of = itemgetter(FIELDS.index("user"))
+_MAP_ROW = f"INSERT INTO {BATCH_MAP} (lo, hi, hosts, users) VALUES (?, ?, ?, ?)"
 
 
-def host_list(rows: list[tuple[Any, ...]]) -> str:
-    """The host map's ``hosts`` for ``rows``: their distinct hosts, each between commas
-    (:data:`arcus.audit.db.HOST_MAP`); a set and a join in C, a few microseconds a batch."""
-    hosts = set(map(_host_of, rows))
-    return "," + ",".join(h for h in hosts if h and isinstance(h, str)) + ","
+def name_list(rows: list[tuple[Any, ...]], column: Callable[[tuple[Any, ...]], Any]) -> str:
+    """The batch map's ``hosts`` or ``users`` for ``rows``: the distinct values of ``column``,
+    each between commas (:data:`arcus.audit.db.BATCH_MAP`); a set and a join in C, a few
+    microseconds a batch. None and "" are no name."""
+    names = set(map(column, rows))
+    return "," + ",".join(n for n in names if n and isinstance(n, str)) + ","
 
 
 class AuditSink:
@@ -340,7 +342,7 @@ class AuditSink:
         (sqlite_sequence) and the highest id in the table, then consecutive. They are read
         inside the write lock, so no second writer (another daemon on this data dir) can take
         them meanwhile; not binding them saves a tuple per row. The same transaction appends the
-        rows' line to the host map (:data:`arcus.audit.db.HOST_MAP`).
+        rows' line to the batch map (:data:`arcus.audit.db.BATCH_MAP`).
         """
         conn = self._conn
         assert conn is not None, "written by the writer thread, between start and its end"
@@ -361,7 +363,7 @@ class AuditSink:
                 done += whole
             if done < len(rows):
                 conn.executemany(INSERT, rows[done:])
-            conn.execute(_MAP_ROW, (base, base + len(rows) - 1, host_list(rows)))
+            conn.execute(_MAP_ROW, (base, base + len(rows) - 1, name_list(rows, _host_of), name_list(rows, _user_of)))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

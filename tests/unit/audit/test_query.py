@@ -253,7 +253,8 @@ def spread(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
         host = names[i % 6] if batch % 3 else names[2 + i % 2]  # every third batch: b.example and x.b.example only
         if i % 50 == 7:
             host = ""  # a connection's record
-        events.append(event(i, tenant="acme" if i % 4 else "globex", host=host))
+        user = [None, "alice", "bob", "a,b", "carol"][i % 5] if batch % 4 else None  # every fourth batch anonymous
+        events.append(event(i, tenant="acme" if i % 4 else "globex", host=host, user=user))
     fill(path, events, batch=100)
     return path, events
 
@@ -283,10 +284,24 @@ def test_a_host_filter_through_the_map_finds_exactly_the_events_of_a_scan(spread
         assert rids(r.search(host=pattern, after_id=300, upto_id=1200, limit=5000)) == [i for i in want if 300 <= i < 1200]
 
 
+@pytest.mark.parametrize("user", ["alice", "a,b", "a", "b", "carol", "nobody"])
+def test_a_user_filter_through_the_map_finds_exactly_the_events_of_a_scan(spread, user: str) -> None:
+    path, events = spread
+    want = [i for i, e in enumerate(events) if e.user == user]
+    with AuditReader(path) as r:
+        assert rids(r.search(user=user, limit=5000)) == want
+        assert rids(r.search(user=user, order="desc", limit=5000)) == want[::-1]
+        assert r.count(user=user) == len(want)
+        assert rids(r.tail(3, user=user)) == want[-3:]
+        assert rids(r.search(user=user, since=NOW + 650, until=NOW + 1420)) == [i for i in want if 650 <= i < 1420]
+        both = [i for i in want if events[i].host == "c.example" and events[i].tenant == "acme"]
+        assert rids(r.search(user=user, host="c.example", tenant="acme", limit=5000)) == both
+
+
 def test_the_map_has_a_line_per_batch_and_a_host_search_reads_only_the_lines_that_can_match(spread) -> None:
     path, _ = spread
     conn = sqlite3.connect(path)
-    lines = conn.execute("SELECT lo, hi, hosts FROM event_hosts ORDER BY lo").fetchall()
+    lines = conn.execute("SELECT lo, hi, hosts FROM event_batches ORDER BY lo").fetchall()
     conn.close()
     assert [(lo, hi) for lo, hi, _ in lines] == [(1 + 100 * b, 100 * (b + 1)) for b in range(18)]
     assert lines[0][2].split(",")[1:-1] and set(lines[0][2].strip(",").split(",")) == {"b.example", "x.b.example"}
@@ -294,7 +309,7 @@ def test_the_map_has_a_line_per_batch_and_a_host_search_reads_only_the_lines_tha
         source, params = r._where(Filters(host="c.example", tenant="acme"))
         plan = [row[3] for row in r._conn.execute(f"EXPLAIN QUERY PLAN SELECT id {source}", params)]
     # the map's lines, then each line's ids by the key: no index built on the fly, no tenant index
-    assert plan[0].startswith("SCAN event_hosts") and "INTEGER PRIMARY KEY" in plan[1], plan
+    assert plan[0].startswith("SCAN b") and "INTEGER PRIMARY KEY" in plan[1], plan
 
 
 _HOST_CHARS = "ab.,-*é_%"

@@ -192,7 +192,7 @@ def test_the_host_map_forgets_the_lines_whose_events_are_gone(tmp_path: Path) ->
     conn = open_writer(path)
     assert prune(conn, retention=30 * DAY, max_size=1 << 30, now=NOW).by_age == 250
     # the line 201-300 still holds new events (251-300): it stays; the two before it go
-    assert conn.execute("SELECT lo, hi FROM event_hosts ORDER BY lo").fetchall() == [(201, 300), (301, 370)]
+    assert conn.execute("SELECT lo, hi FROM event_batches ORDER BY lo").fetchall() == [(201, 300), (301, 370)]
     conn.close()
     with AuditReader(path) as r:
         assert r.count(host="old1.example") == 0
@@ -202,5 +202,5 @@ def test_the_host_map_forgets_the_lines_whose_events_are_gone(tmp_path: Path) ->
     conn = open_writer(path)
     prune(conn, retention=0.0, max_size=1 << 30, now=NOW)  # everything goes
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
-    assert conn.execute("SELECT count(*) FROM event_hosts").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM event_batches").fetchone()[0] == 0
     conn.close()

@@ -182,9 +182,9 @@ def test_wal_mode_and_indexes(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
     indexes = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
-    # none on time alone (schema 3), none on hosts: the host map has a line per batch (schema 8)
-    assert set(indexes) == {"events_tenant", "events_user"}
-    assert conn.execute("SELECT lo, hi, hosts FROM event_hosts").fetchall() == [(1, 1, ",www.example.com,")]
+    # none on time alone (schema 3), none on hosts and users: the batch map has a line per batch
+    assert set(indexes) == {"events_tenant"}
+    assert conn.execute("SELECT lo, hi, hosts, users FROM event_batches").fetchall() == [(1, 1, ",www.example.com,", ",alice,")]
     table = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]
     assert table.endswith(") STRICT")
     from arcus.audit.db import WAL_CHECKPOINT_PAGES, open_writer
@@ -305,23 +305,21 @@ def test_emit_from_many_threads_loses_nothing_unaccounted(tmp_path: Path) -> Non
     assert sink.written + sink.dropped >= 7990  # the counter may miss a few across threads
 
 
-def test_anonymous_events_take_no_user_index_entry_and_user_search_uses_the_index(tmp_path: Path) -> None:
+def test_anonymous_events_name_no_user_in_the_map_and_user_search_reads_the_lines_that_do(tmp_path: Path) -> None:
     path = tmp_path / "audit.db"
-    fill(path, [event(0, user=None), event(1, user="alice"), event(2, user=None)])
+    fill(path, [event(0, user=None), event(1, user=None)], batch=2)
+    fill(path, [event(2, user=None), event(3, user="alice")], batch=2)
     conn = sqlite3.connect(path)
-    plan = " ".join(str(r) for r in conn.execute(
-        "EXPLAIN QUERY PLAN SELECT id FROM events WHERE \"user\" = 'alice' AND time >= 1"))
-    assert "events_user" in plan
-    # the index holds the one event with a user (the b-tree's entry count, read from the index alone)
-    assert conn.execute('SELECT count(*) FROM events INDEXED BY events_user WHERE "user" IS NOT NULL').fetchone()[0] == 1
+    assert conn.execute("SELECT lo, hi, users FROM event_batches ORDER BY lo").fetchall() == [(1, 2, ",,"), (3, 4, ",alice,")]
     conn.close()
     with AuditReader(path) as r:
-        assert [row["request_id"] for row in r.search(user="alice")] == ["req-1"]
+        assert [row["request_id"] for row in r.search(user="alice")] == ["req-3"]
+        assert r.count(user="bob") == 0
 
 
 def old_file(path: Path, version: int, events: list) -> None:
-    """An audit.db as arcus wrote it at schema 1 to 7, holding ``events`` (ids 1..n): an index on
-    hosts and no host map (schema 8), no ``detail`` column before 7, no ``icap`` before 6, no
+    """An audit.db as arcus wrote it at schema 1 to 8, holding ``events`` (ids 1..n): at 8 the map
+    of hosts (``event_hosts``) and an index on users, before it indexes on hosts and users, no ``detail`` column before 7, no ``icap`` before 6, no
     ``protocol`` before 5, no ``sni`` before 4, STRICT from schema 3, an index on time alone before it."""
     from arcus.audit.db import _COLUMN_TYPES
     from arcus.audit.events import as_row
@@ -340,16 +338,20 @@ def old_file(path: Path, version: int, events: list) -> None:
         *(["CREATE INDEX events_time ON events(time)"] if version < 3 else []),
         "CREATE INDEX events_tenant ON events(tenant, time)",
         user_index if version == 1 else user_index + ' WHERE "user" IS NOT NULL',
-        "CREATE INDEX events_host ON events(host, time)",
+        *(["CREATE INDEX events_host ON events(host, time)"] if version < 8 else [
+            "CREATE TABLE event_hosts (lo INTEGER PRIMARY KEY, hi INTEGER NOT NULL, hosts TEXT NOT NULL) STRICT"]),
     ]:
         conn.execute(statement)
     for e in events:
         conn.execute(insert, as_row(e)[: len(columns)])
+    if version == 8:  # its map as the schema-8 writer left it: a line per batch (here, per 100 ids)
+        conn.execute("INSERT INTO event_hosts SELECT min(id), max(id), ',' || coalesce(group_concat(DISTINCT "
+                     "nullif(host, '')), '') || ',' FROM events GROUP BY (id - 1) / 100")
     conn.execute(f"PRAGMA user_version = {version}")
     conn.close()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6, 7, 8])
 def test_an_old_file_is_upgraded_by_the_writer_keeping_its_events_and_readable_before(
     tmp_path: Path, version: int
 ) -> None:
@@ -357,22 +359,28 @@ def test_an_old_file_is_upgraded_by_the_writer_keeping_its_events_and_readable_b
 
     path = tmp_path / "audit.db"
     hosts = ["a.example", "www.b.example", "", "c.example"]  # "": a connection's record has no host
-    old_file(path, version, [event(i, user=None if i % 2 else "alice", host=hosts[i % 4]) for i in range(1200)])
+    users = ["alice", None, "carol", None, "dave"]
+    old_file(path, version, [event(i, user=users[i % 5], host=hosts[i % 4]) for i in range(1200)])
     with AuditReader(path) as r:  # the CLI reads a file the daemon has not upgraded yet
         assert r.count() == 1200
         assert [row["request_id"] for row in r.search(since=NOW + 1198)] == ["req-1198", "req-1199"]
-        assert r.count(host="a.example") == 300  # through the old index on hosts
+        assert r.count(host="a.example") == 300  # through the old index on hosts, or the schema-8 map
+        assert r.count(user="carol") == 240  # through the old index on users
     fill(path, [event(1200, user="bob", host="new.b.example")])
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
     indexes = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
-    assert set(indexes) == {"events_tenant", "events_user"}  # the host index gave way to the host map
-    # the old events' map: a line per 500 ids (the backfill), then the new batch's line
-    assert conn.execute("SELECT lo, hi FROM event_hosts ORDER BY lo").fetchall() == [
-        (1, 499), (500, 999), (1000, 1200), (1201, 1201)]
-    first = conn.execute("SELECT hosts FROM event_hosts WHERE lo = 1").fetchone()[0]
-    assert sorted(first.strip(",").split(",")) == ["a.example", "c.example", "www.b.example"]
-    assert indexes["events_user"].endswith('WHERE "user" IS NOT NULL')
+    assert set(indexes) == {"events_tenant"}  # the host and user indexes gave way to the batch map
+    # the old events' map (a line per 500 ids from the 7 -> 8 backfill, per 100 as a schema-8
+    # writer left it), then the new batch's line
+    lines = conn.execute("SELECT lo, hi, hosts, users FROM event_batches ORDER BY lo").fetchall()
+    if version < 8:
+        assert [line[:2] for line in lines] == [(1, 499), (500, 999), (1000, 1200), (1201, 1201)]
+    else:
+        assert [line[:2] for line in lines] == [(1 + 100 * k, 100 * (k + 1)) for k in range(12)] + [(1201, 1201)]
+    assert sorted(lines[0][2].strip(",").split(",")) == ["a.example", "c.example", "www.b.example"]
+    assert sorted(lines[0][3].strip(",").split(",")) == ["alice", "carol", "dave"]
+    assert lines[-1][2:] == (",new.b.example,", ",bob,")
     strict = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0].endswith("STRICT")
     assert strict == (version >= 3)  # a table is never rebuilt: it stays as it was created
     assert {"sni", "protocol", "icap"} <= {r[1] for r in conn.execute("PRAGMA table_info(events)")}
@@ -381,7 +389,9 @@ def test_an_old_file_is_upgraded_by_the_writer_keeping_its_events_and_readable_b
         assert [row["id"] for row in r.search(limit=2000)] == list(range(1, 1202))  # every old event kept
         assert [row["request_id"] for row in r.search(since=NOW + 1199)] == ["req-1199", "req-1200"]
         assert [row["request_id"] for row in r.search(user="bob")] == ["req-1200"]
-        assert r.count(user="alice") == 600
+        assert r.count(user="alice") == 240
+        assert [row["request_id"] for row in r.search(user="dave", host="c.example", limit=3)] == [
+            "req-19", "req-39", "req-59"]
         # hosts through the map: the old events' lines and the new one's
         assert r.count(host="a.example") == 300
         assert r.count(host=".b.example") == 301
