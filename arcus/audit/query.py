@@ -9,14 +9,14 @@ Filters (all optional, combined with AND):
 - ``host``: the same forms as policy rules' hosts -- ``example.com`` is that host only,
   ``.example.com`` is it and every name under it, ``*.example.com`` only the names under it.
   Compared without case and without a trailing dot.
-
-``host`` and ``user`` are answered through the batch map (schemas 8 and 9,
-:data:`arcus.audit.db.BATCH_MAP`): only the batches that can hold a match are read, each by its
-range of ids. ``tenant`` has an index.
 - ``since``, ``until``: unix times; ``since <= time < until``. :func:`parse_when` reads what a
   person types (``2025-01-31``, ``2025-01-31T08:00``, ``1h``, ``7d``).
 - ``blocked``: the gateway refused the client -- decision ``deny``, or status 403 (policy),
   407 (authentication) or 429 (rate limit).
+
+``host`` and ``user`` are answered through the batch map (schemas 8 and 9,
+:data:`arcus.audit.db.BATCH_MAP`): only the batches that can hold a match are read, each by its
+range of ids (bounded by ``since`` and ``until``). ``tenant`` has an index.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class Filters:
     @property
     def indexed(self) -> bool:
         """Whether an index answers this filter (tenant, user, exact host: (value, time)) in a
-        file of schema 7 or older, which has an index on hosts and no host map."""
+        file without the batch map (schema 7 or older)."""
         return self.tenant is not None or self.user is not None or self.exact_host
 
     @property
@@ -188,11 +188,9 @@ class AuditReader:
         table, maps_users = self._map if self._map is not None else ("", False)
         by_host = bool(table) and filters.host is not None and _host_text(filters.host) != ""
         by_user = maps_users and bool(filters.user)
-        indexed = (
-            filters.tenant is not None
-            or (filters.user is not None and not by_user)
-            or (filters.exact_host and not by_host)
-        )
+        # through the map, the events are read by their ids (NOT INDEXED below): a time range
+        # always bounds the lines and the ids read
+        indexed = filters.indexed and not (by_host or by_user)
         lo: int | None = None  # first id that can match
         hi: int | None = None  # first id past the ones that can
         if not indexed and (filters.since is not None or filters.until is not None):

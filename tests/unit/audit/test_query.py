@@ -341,3 +341,22 @@ def test_any_host_filter_through_the_map_equals_a_scan(hosts: list[str], batch: 
                     want = [i for i, h in enumerate(stored) if h == text]
                 assert rids(r.search(host=pattern, limit=1000)) == want, pattern
                 assert r.count(host=pattern) == len(want), pattern
+
+
+def test_a_time_range_bounds_what_a_search_through_the_map_reads_with_a_tenant_too(spread) -> None:
+    path, events = spread
+    with AuditReader(path) as r:
+        steps = 0
+
+        def count_steps() -> int:
+            nonlocal steps
+            steps += 1
+            return 0
+
+        r._conn.set_progress_handler(count_steps, 100)
+        whole = rids(r.search(host="c.example", user="carol", tenant="acme", limit=5000))
+        everything, steps = steps, 0
+        recent = rids(r.search(host="c.example", user="carol", tenant="acme", since=NOW + 1700, limit=5000))
+        narrow = steps
+    assert recent == [i for i in whole if i >= 1700] and recent
+    assert narrow * 5 < everything, (narrow, everything)  # the last batch's line, not all eighteen
