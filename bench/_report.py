@@ -154,7 +154,19 @@ def to_json(meta: dict, results: dict[str, dict[str, Cell]], settings: Settings)
     return {**meta, "metrics": metrics}
 
 
-def render_text(results: dict[str, dict[str, Cell]], settings: Settings) -> str:
+BUSY_WARN = 10.0
+"""Percent of all CPUs busy before the run above which the run warns and its target lines say
+they are no verdict (a neighbour's load moves the ratios as much as a change does)."""
+
+
+def busy_caveat(busy: float) -> str:
+    """What a target line adds when the machine was ``busy`` percent busy before the run."""
+    if busy <= BUSY_WARN:
+        return ""
+    return f" -- no verdict: the machine was {busy:.0f}% busy before the run; rerun when it is quiet"
+
+
+def render_text(results: dict[str, dict[str, Cell]], settings: Settings, busy: float = 0.0) -> str:
     lines: list[str] = []
     for key, cells in results.items():
         m = METRICS[key]
@@ -168,7 +180,7 @@ def render_text(results: dict[str, dict[str, Cell]], settings: Settings) -> str:
         for t in TARGETS:
             if t.metric == key:
                 status, measured = t.judge(cells)
-                lines.append(f"  target {t.text}: {status} ({measured})")
+                lines.append(f"  target {t.text}: {status} ({measured}){busy_caveat(busy)}")
         lines.extend(f"  {n}" for n in _notes(cells))
         lines.append("")
     return "\n".join(lines)
@@ -198,7 +210,7 @@ def render_markdown(meta: dict, results: dict[str, dict[str, Cell]], settings: S
         for t in TARGETS:
             if t.metric == key:
                 status, measured = t.judge(cells)
-                out.append(f"- target {t.text}: **{status}** ({measured})")
+                out.append(f"- target {t.text}: **{status}** ({measured}){busy_caveat(meta['machine_busy_percent_before'])}")
         out.extend(f"- {n}" for n in _notes(cells))
         out.append("")
     return "\n".join(out)

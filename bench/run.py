@@ -39,10 +39,9 @@ from _peers import (  # noqa: E402
     versions,
 )
 from _procs import BenchError, cpu_sets, machine_busy, raise_nofile, stop, stop_all  # noqa: E402
-from _report import render_markdown, render_text, to_json, write  # noqa: E402
+from _report import BUSY_WARN, render_markdown, render_text, to_json, write  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
-BUSY_WARN = 10.0  # percent of all CPUs busy before the run that earns a warning
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -203,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
     meta["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
-    text = render_text(results, settings)
+    text = render_text(results, settings, busy)
     print()
     print(text)
     doc = to_json(meta, results, settings)
