@@ -42,6 +42,23 @@ def rids(rows) -> list[int]:
     return [int(r["request_id"].split("-")[1]) for r in rows]
 
 
+class Steps:
+    """How much SQLite work a reader's queries do: virtual-machine steps, in hundreds, counted
+    by the connection's progress handler (``steps.reset()`` returns the count so far)."""
+
+    def __init__(self, reader: AuditReader) -> None:
+        self.count = 0
+        reader._conn.set_progress_handler(self._step, 100)
+
+    def _step(self) -> int:
+        self.count += 1
+        return 0  # go on
+
+    def reset(self) -> int:
+        count, self.count = self.count, 0
+        return count
+
+
 def find(db: Path, **kw) -> list[int]:
     with AuditReader(db) as r:
         return rids(r.search(**kw))
@@ -218,24 +235,17 @@ def test_a_time_range_no_index_answers_reads_its_range_of_ids(tmp_path: Path) ->
     assert Filters(since=1.0).indexed is False and Filters(host=".example.com").indexed is False
     assert Filters(tenant="acme").indexed and Filters(user="u").indexed and Filters(host="a.example").indexed
     with AuditReader(path) as r:
-        steps = 0
-
-        def count_steps() -> int:
-            nonlocal steps
-            steps += 1
-            return 0
-
-        r._conn.set_progress_handler(count_steps, 100)
+        steps = Steps(r)
         got = rids(r.search(since=NOW + 1000, until=NOW + 1500, host="*.example.com"))
-        narrow = steps
+        narrow = steps.reset()
         assert got == list(range(100, 151))  # 150 happened at +1499.5
         assert r.count(since=NOW + 1495, until=NOW + 1510.5) == 2  # 150 (out of order) and 151
         assert rids(r.search(since=NOW + 29990)) == [2999]
         assert rids(r.search(until=NOW + 10)) == [0]
         assert r.count(since=NOW + 30000) == 0
-        steps = 0
+        steps.reset()
         assert len(rids(r.search(host="*.example.com", limit=5000))) == 3000
-        assert narrow * 10 < steps  # 51 events of 3000 read (and a few probes), not all of them
+        assert narrow * 10 < steps.count  # 51 events of 3000 read (and a few probes), not all of them
 
 
 # -- the host map (schema 8): a host filter reads the batches that can hold the host ----------
@@ -260,11 +270,14 @@ def spread(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
 
 
 def _matches(host: str, pattern: str) -> bool:
-    if pattern.startswith("*."):
-        return host.endswith(pattern[1:])
-    if pattern.startswith("."):
-        return host == pattern[1:] or host.endswith(pattern)
-    return host == pattern
+    """Whether a stored ``host`` matches a --host ``pattern``, said plainly (lower case, no
+    trailing dot, as both are compared): what the map and the events' condition must agree on."""
+    text = pattern.strip().lower().rstrip(".")
+    if text.startswith("*."):
+        return len(host) > len(text) - 1 and host.endswith(text[1:])
+    if text.startswith("."):
+        return host == text[1:] or (len(host) > len(text) and host.endswith(text))
+    return host == text
 
 
 @pytest.mark.parametrize("pattern", ["a.example", ".a.example", "*.a.example", "b.example", ".b.example",
@@ -332,13 +345,7 @@ def test_any_host_filter_through_the_map_equals_a_scan(hosts: list[str], batch: 
         fill(path, events, batch=batch)
         with AuditReader(path) as r:
             for pattern in patterns:
-                text = pattern.strip().lower().rstrip(".")
-                if text.startswith("*."):
-                    want = [i for i, h in enumerate(stored) if len(h) > len(text) - 1 and h.endswith(text[1:])]
-                elif text.startswith("."):
-                    want = [i for i, h in enumerate(stored) if h == text[1:] or (len(h) > len(text) and h.endswith(text))]
-                else:
-                    want = [i for i, h in enumerate(stored) if h == text]
+                want = [i for i, h in enumerate(stored) if _matches(h, pattern)]
                 assert rids(r.search(host=pattern, limit=1000)) == want, pattern
                 assert r.count(host=pattern) == len(want), pattern
 
@@ -346,17 +353,10 @@ def test_any_host_filter_through_the_map_equals_a_scan(hosts: list[str], batch: 
 def test_a_time_range_bounds_what_a_search_through_the_map_reads_with_a_tenant_too(spread) -> None:
     path, events = spread
     with AuditReader(path) as r:
-        steps = 0
-
-        def count_steps() -> int:
-            nonlocal steps
-            steps += 1
-            return 0
-
-        r._conn.set_progress_handler(count_steps, 100)
+        steps = Steps(r)
         whole = rids(r.search(host="c.example", user="carol", tenant="acme", limit=5000))
-        everything, steps = steps, 0
+        everything = steps.reset()
         recent = rids(r.search(host="c.example", user="carol", tenant="acme", since=NOW + 1700, limit=5000))
-        narrow = steps
+        narrow = steps.reset()
     assert recent == [i for i in whole if i >= 1700] and recent
     assert narrow * 5 < everything, (narrow, everything)  # the last batch's line, not all eighteen
