@@ -8,7 +8,8 @@ proxy pinned to the first, bench/arcus-bench.yaml with the arcus-logs rewrite), 
 each thread's CPU time (/proc/PID/task/TID/stat) before and after the measured wrk run and
 prints microseconds per request: the event loop's thread, and the other threads together (the
 records writer and the audit writer; Python 3.11 gives its threads no OS name to tell them
-apart by: bench/audit_micro.py splits them). CPU per request moves less with a loaded machine
+apart by: bench/audit_micro.py splits them), and the context switches of all its threads per 1,000
+requests (/proc/PID/task/TID/status). CPU per request moves less with a loaded machine
 than requests per second do, and it says where a difference comes from. Rounds alternate the two columns; the
 lowest total per column is printed last. Standard library only.
 """
@@ -39,6 +40,13 @@ def thread_cpu(pid: int) -> dict[str, float]:
             continue
         key = "loop" if task.name == str(pid) else "threads"
         out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():  # context switches: how often the threads hand the core over
+            if "ctxt_switches:" in line:  # voluntary and nonvoluntary
+                out["switches"] = out.get("switches", 0.0) + int(line.split()[1])
     return out
 
 
@@ -55,7 +63,7 @@ def main() -> int:
     ctx = Context(Settings(duration=args.seconds, warmup=2.0, connections=50, tunnels=0, bulk_repeat=1),
                   origin, tmp, load_cpus)
     print(f"{args.arcus}; load {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-    print(f"{'column':>11} {'req/s':>8} {'loop':>6} {'threads':>8} {'total':>6}  us CPU per request")
+    print(f"{'column':>11} {'req/s':>8} {'loop':>6} {'threads':>8} {'total':>6}  us CPU per request; context switches per 1,000 requests")
     best: dict[str, tuple[float, str]] = {}
     try:
         for _ in range(args.rounds):
@@ -72,7 +80,7 @@ def main() -> int:
                 per = {k: (after.get(k, 0.0) - before.get(k, 0.0)) / n * 1e6 for k in ("loop", "threads")}
                 total = sum(per.values())
                 line = (f"{column:>11} {n / (res['duration_us'] / 1e6):8.0f} {per['loop']:6.1f} {per['threads']:8.1f} "
-                        f"{total:6.1f}")
+                        f"{total:6.1f}  {(after.get('switches', 0) - before.get('switches', 0)) / n * 1000:6.1f}")
                 print(line, flush=True)
                 if column not in best or total < best[column][0]:
                     best[column] = (total, line)
