@@ -35,6 +35,27 @@ def ip_literal(host: str) -> str | None:
         return None
 
 
+MAX_NAME = 253
+MAX_LABEL = 63
+
+
+def name_problem(host: str) -> str | None:
+    """Why ``host`` cannot be a DNS name, or None: an empty label (``a..b``, ``.a``), a label over
+    63 bytes, over 253 in all (one trailing dot allowed). Such a name is never asked for: the
+    platform's resolver refuses it with an encoding error rather than an answer."""
+    name = host[:-1] if host.endswith(".") else host
+    if not name:
+        return "not a valid domain name: empty"
+    if len(name) > MAX_NAME:
+        return f"not a valid domain name: over {MAX_NAME} characters"
+    for label in name.split("."):
+        if not label:
+            return "not a valid domain name: empty label"
+        if len(label) > MAX_LABEL:
+            return f"not a valid domain name: a label over {MAX_LABEL} characters"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What a resolver type found: addresses (any family) and how long they may be cached.
@@ -192,6 +213,10 @@ class Resolver:
     async def _run_query(self, host: str) -> _Entry:
         """The type's answer or failure as a cache entry (a failure is an entry too: negative)."""
         config = self.config
+        problem = name_problem(host)
+        if problem is not None:  # the client's mistake, answered as a failed lookup: no query
+            self.stats.failures += 1
+            return _Entry(self._negative(), None, problem, RESOLVE_FAILED)
         try:
             answer = await asyncio.wait_for(self._query(host), config.timeout)
         except TimeoutError:
@@ -211,6 +236,9 @@ class Resolver:
             self.stats.failures += 1
             reason = exc.strerror or str(exc) or type(exc).__name__
             return _Entry(self._negative(), None, reason, RESOLVE_FAILED)
+        except UnicodeError as exc:  # a name the platform cannot encode (IDNA): not an answer, not a bug
+            self.stats.failures += 1
+            return _Entry(self._negative(), None, f"not a valid domain name: {exc}", RESOLVE_FAILED)
         if not isinstance(answer, Answer):
             answer = Answer(tuple(answer), None)
         if not answer.addresses:

@@ -141,6 +141,9 @@ def test_refusals_get_their_socks5_reply_codes(sd, origin):
     assert rep_of(proxy, "127.0.0.1", dead) == socks.CONNECTION_REFUSED
     # a name that does not resolve
     assert rep_of(proxy, "no-such-host.invalid", 80) == socks.HOST_UNREACHABLE
+    # names no resolver can ask for (the IDNA codec refuses them): a failed lookup, not a bug
+    for bad in ("a..b", "a" * 64 + ".example"):
+        assert rep_of(proxy, bad, 80) == socks.HOST_UNREACHABLE
     # the egress guard (cloud metadata) and a tenant's policy: not allowed
     assert rep_of(proxy, "169.254.169.254", 80) == socks.NOT_ALLOWED
     sd.ctl("tenant.add", {"name": "acme", "sources": ["127.0.0.0/8"]})
@@ -160,8 +163,9 @@ def test_refusals_get_their_socks5_reply_codes(sd, origin):
     # BIND is not supported
     assert rep_of(proxy, "127.0.0.1", origin.port, cmd=socks.BIND) == socks.COMMAND_NOT_SUPPORTED
     errors = sd.ctl("stats")["servers"]["socks"]["errors"]
-    assert errors["upstream_connect"] == 1 and errors["resolve_failed"] == 1
+    assert errors["upstream_connect"] == 1 and errors["resolve_failed"] == 3
     assert errors["denied"] == 2 and errors["upstream_timeout"] == 1 and errors["unsupported"] == 1
+    assert errors.get("internal", 0) == 0 and "Traceback" not in sd.log()
 
 
 def test_limits_answer_general_failure(curl, sd, origin):

@@ -164,6 +164,42 @@ def test_every_failure_kind_becomes_a_502_escape_error(raised, message, code) ->
     assert (info.value.status, info.value.code, info.value.message) == (502, code, f"cannot resolve f.example: {message}")
 
 
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        ("a..b", "empty label"),
+        (".a", "empty label"),
+        ("a" * 64 + ".example", "a label over 63 characters"),
+        (("a" * 60 + ".") * 5, "over 253 characters"),
+        (".", "empty"),
+    ],
+)
+def test_a_name_no_resolver_could_ask_for_fails_as_a_lookup_without_a_query(host, why) -> None:
+    """getaddrinfo refuses such names with UnicodeError (the IDNA codec), not an answer: they
+    must end as the client's failed lookup (502 resolve_failed), never as an internal error."""
+    r = Scripted(config(), {})
+    with pytest.raises(EscapeError) as info:
+        run(r.resolve(host))
+    assert (info.value.status, info.value.code) == (502, "resolve_failed")
+    assert info.value.message == f"cannot resolve {host}: not a valid domain name: {why}"
+    assert r.calls == [] and r.stats.failures == 1
+
+
+def test_a_name_the_platform_cannot_encode_is_a_failed_lookup() -> None:
+    r = Scripted(config(), {"x.example": UnicodeError("label too long")})
+    with pytest.raises(EscapeError) as info:
+        run(r.resolve("x.example"))
+    assert (info.value.code, info.value.message) == (
+        "resolve_failed", "cannot resolve x.example: not a valid domain name: label too long")
+
+
+def test_a_long_but_valid_name_is_asked_for() -> None:
+    host = ("a" * 63 + ".") * 3 + "b" * 61  # 253 characters, labels of 63
+    r = Scripted(config(), {host: ["192.0.2.1"], host + ".": ["192.0.2.2"]})
+    assert run(r.resolve(host)) == ["192.0.2.1"]
+    assert run(r.resolve(host + ".")) == ["192.0.2.2"]
+
+
 def test_empty_answer_is_a_failure() -> None:
     r = Scripted(config(), {"e.example": Answer((), 60)})
     with pytest.raises(EscapeError, match="cannot resolve e.example: no address"):
