@@ -181,16 +181,25 @@ class EscapeError(ArcusError):
     upstream proxy down, refusing our TLS or credentials) as opposed to the destination failing
     behind it; a pool (route_select) counts only these against its member. ``socks5``: a more
     precise SOCKS5 reply than the code's (a network or host unreachable, from the errno).
+    ``rule``: the rule that refused, for a refusal the escaper decided itself (its egress guard:
+    ``builtin:special-destination``), reported as a policy rule is.
     """
 
     def __init__(
-        self, message: str, *, code: ErrorCode | str, hop: str | None = None, socks5: int | None = None
+        self,
+        message: str,
+        *,
+        code: ErrorCode | str,
+        hop: str | None = None,
+        socks5: int | None = None,
+        rule: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = ErrorCode(code)  # type: ignore[call-arg]  # a lookup by value: unknown values raise
         self.hop = hop
         self.socks5 = socks5
+        self.rule = rule
 
     @property
     def status(self) -> int:
@@ -231,4 +240,4 @@ class Refusal:
 
     @classmethod
     def of(cls, exc: EscapeError) -> "Refusal":
-        return cls(exc.code, exc.message, socks5=exc.socks5)
+        return cls(exc.code, exc.message, rule=exc.rule, socks5=exc.socks5)

@@ -20,6 +20,7 @@ from arcus.errors import SOCKS5_HOST_UNREACHABLE, SOCKS5_NETWORK_UNREACHABLE, Er
 from arcus.escape.base import Connected, Escaper, describe_os_error, format_peer, set_nodelay
 from arcus.escape.race import RaceFailed, staggered_race
 from arcus.policy.egress import EgressGuard
+from arcus.policy.model import SPECIAL_DESTINATION
 from arcus.resolve.base import Resolver
 
 
@@ -82,20 +83,22 @@ class DirectFixedEscaper(Escaper):
             )
         allowed = []
         refusal = ""
+        rule: str | None = None
         for addr in addrs:
             verdict = check(addr) if check is not None else None
             if verdict is True:
                 allowed.append(addr)
                 continue
-            why = verdict if isinstance(verdict, str) else self.guard.check(client_ip, addr)
+            if isinstance(verdict, str):  # the tenant's policy (the caller knows its rule)
+                refusal, rule = verdict, None
+                continue
+            why = self.guard.check(client_ip, addr)
             if why is None:
                 allowed.append(addr)
             else:
-                refusal = why
+                refusal, rule = why, SPECIAL_DESTINATION
         if not allowed:
-            raise EscapeError(
-                f"destination {host}:{port} refused: {refusal}", code=ErrorCode.DENIED
-            )
+            raise EscapeError(f"destination {host}:{port} refused: {refusal}", code=ErrorCode.DENIED, rule=rule)
         targets = [(addr, src) for addr in allowed if (src := self._source_for(addr)) is not SKIP]
         if not targets:
             raise self._no_source(host, port)

@@ -159,6 +159,7 @@ def test_metadata_and_link_local_refused_by_default(curl, daemon):
     r = run_curl(curl, "-i", "-x", f"http://{daemon.proxy}", "http://169.254.169.254/latest/meta-data/")
     assert r.stdout.startswith(b"HTTP/1.1 403"), r.stdout
     assert b"X-Arcus-Error: denied" in r.stdout
+    assert b"X-Arcus-Rule: builtin:special-destination" in r.stdout
 
 
 def test_origin_form_to_proxy_is_400(daemon):

@@ -167,6 +167,14 @@ def test_refusals_get_their_socks5_reply_codes(sd, origin):
     assert errors["denied"] == 2 and errors["upstream_timeout"] == 1 and errors["unsupported"] == 1
     assert errors.get("internal", 0) == 0 and "Traceback" not in sd.log()
 
+    def metadata_events() -> list:
+        out = sd.arcus("audit", "search", "--host", "169.254.169.254", "--json")
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+    (event,) = wait_until(metadata_events, interval=0.3, what="the metadata refusal's audit record")
+    assert (event["decision"], event["rule"], event["error_code"]) == ("deny", "builtin:special-destination", "denied")
+
 
 def test_limits_answer_general_failure(curl, sd, origin):
     proxy = addr(sd)
