@@ -137,9 +137,12 @@ class SocksConnection(RelayConnection):
         del self.buf[:used]
         tv = self.tview
         need = tv.auth == "required" and not tv.is_exempt(self.client_ip)
-        if self.deferred is not None and socks.NO_AUTH in methods:
+        if self.deferred is not None:
             need = False  # refused anyway: no credentials are checked for it
-        if self.deferred is None and socks.USERPASS in methods and (need or self.snap.tenancy.any_users):
+        if socks.USERPASS in methods and (
+            (self.deferred is None and (need or self.snap.tenancy.any_users))
+            or (self.deferred is not None and socks.NO_AUTH not in methods)
+        ):
             self.transport.write(socks.socks5_method_selection(socks.USERPASS))
             self.phase = P_USERPASS
         elif socks.NO_AUTH in methods and not need:
@@ -159,6 +162,9 @@ class SocksConnection(RelayConnection):
         user, password, used = parsed
         del self.buf[:used]
         self.phase = P_AUTHING
+        if self.deferred is not None:  # refused at accept: the credentials are not checked
+            self._authenticated_5(self.deferred)
+            return
         self.authenticate(user or None, password, self._authenticated_5)
 
     def _authenticated_5(self, failure: Refusal | None) -> None:

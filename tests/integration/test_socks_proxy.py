@@ -191,10 +191,20 @@ def test_limits_answer_general_failure(curl, sd, origin):
         assert rep_of(proxy, "127.0.0.1", origin.port) == socks.GENERAL_FAILURE
         r = run_curl(curl, "--socks4", proxy, origin.url("/small"))
         assert r.returncode != 0
+        # a client that offers only USERPASS hears the same (its credentials are not checked),
+        # not "no acceptable method"
+        with socket.create_connection((h, int(p)), timeout=5) as s:
+            s.sendall(b"\x05\x01\x02")
+            assert _recv_exact(s, 2) == b"\x05\x02"
+            s.sendall(socks.socks5_client_userpass("nobody", "wrong")
+                      + socks.socks5_client_request(socks.CONNECT, "127.0.0.1", origin.port))
+            assert _recv_exact(s, 2) == b"\x01\x00"
+            assert _read_reply(s)[0].rep == socks.GENERAL_FAILURE
     finally:
         held.close()
     errors = sd.ctl("stats")["servers"]["socks"]["errors"]
-    assert errors["rate_limited"] >= 1 and errors["tenant_conn_limit"] == 2
+    assert errors["rate_limited"] >= 1 and errors["tenant_conn_limit"] == 3
+    assert "auth_required" not in errors
 
 
 def test_protocol_garbage_is_refused_without_a_hang(sd):
