@@ -63,7 +63,7 @@ class Exchange:
     __slots__ = (
         "req", "resp", "id", "started", "status", "error", "decision", "rule", "reports", "head_sent",
         "retry_ok", "unread", "req_left", "req_scanner", "resp_left", "resp_scanner", "up0", "down0", "recorded",
-        "resp_scanned", "icap", "detail",
+        "resp_scanned", "icap", "detail", "asked",
     )
 
     def __init__(self, req: http1.RequestHead, request_id: str, limits: Limits, bytes_up: int, bytes_down: int) -> None:
@@ -89,6 +89,9 @@ class Exchange:
         self.resp_scanned = 0  # bytes of an incomplete response head already checked
         self.icap: icap_stage.Stage | None = None  # the ICAP stage its upstream goes through (arcus.icap)
         self.detail: str | None = None  # what else the record says (TLS interception: a refused upstream certificate)
+        # the host and port the client asked for, when the request leaves for another (a reverse
+        # proxy's site upstream): what the record names, as the policy saw it
+        self.asked: tuple[str, int] | None = None
 
     @property
     def tunnel(self) -> bool:
@@ -256,8 +259,9 @@ class Exchange:
             tv = session.tview
             path = raw if tv is not None and tv.log_query else raw.split("?", 1)[0]
         allowed_report = self.reports and self.decision == "allow"
+        host, port = self.asked or (req.host or "", req.port or 0)
         records.record(  # positional up to sni: see records.record
-            session, "request", req.host or "", req.port or 0, req.method.decode("latin-1"), path, self.status,
+            session, "request", host, port, req.method.decode("latin-1"), path, self.status,
             bytes_up - self.up0, bytes_down - self.down0, time.monotonic() - self.started,
             "report" if allowed_report else self.decision, ",".join(self.reports) if allowed_report else self.rule,
             self.error, self.id,

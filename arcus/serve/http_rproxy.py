@@ -15,7 +15,9 @@ gives it ``ReverseRouting``, the strategy that says what a reverse proxy does di
 - the policy sees the host the client asked for, not the upstream;
 - with ``upstream_tls`` the escaper's connection is upgraded to TLS and the upstream's
   certificate verified;
-- the client's Host goes upstream unchanged, with X-Forwarded-For and X-Forwarded-Proto; an
+- the client's Host goes upstream unchanged (an absolute-form request's URI authority instead,
+  RFC 9112 3.2.2: what the site and the policy were chosen by), with X-Forwarded-For and
+  X-Forwarded-Proto; an
   Upgrade request (WebSocket) keeps its Upgrade, and the upstream's 101 turns the connection
   into a tunnel.
 
@@ -53,6 +55,9 @@ log = logging.getLogger("arcus.serve")
 
 X_FORWARDED_FOR = b"x-forwarded-for"
 _DROPPED = frozenset({b"host", X_TENANT_ID, X_FORWARDED_FOR, b"x-forwarded-proto"})
+# What a client may claim about itself or the site in front (its address, scheme, host): from a
+# client that is not a trusted proxy these are dropped, so an upstream never takes them as ours.
+_CLAIMS = frozenset({b"forwarded", b"x-forwarded-host", b"x-real-ip"})
 
 
 # ---------------------------------------------------------------------------------------- sites
@@ -141,13 +146,14 @@ class ReverseRouting:
     trusted proxy's X-Tenant-ID (no proxy credentials in front of a web site); the policy sees
     the host the client asked for."""
 
-    __slots__ = ("sites", "site", "site_host", "site_port", "served_ctx", "tls_in")
+    __slots__ = ("sites", "site", "site_host", "site_port", "authority", "served_ctx", "tls_in")
 
     def __init__(self) -> None:
         self.sites: SiteTable | None = None
         self.site: Site | None = None
         self.site_host = ""
         self.site_port = 0
+        self.authority: bytes | None = None  # an absolute-form request's host[:port]: its Host upstream
         self.served_ctx: ssl.SSLContext | None = None
         self.tls_in = False
 
@@ -175,6 +181,13 @@ class ReverseRouting:
         if self.tls_in and req.form == "origin" and req.port == 80 and not _explicit_port(req):
             self.site_port = 443
         conn.target = host_port(self.site_host, self.site_port) if self.site_host else ""
+        self.authority = None
+        if req.form == "absolute" and req.host:
+            # RFC 9112 3.2.2: the URI's authority replaces the Host header, which the site and
+            # the policy were not chosen by
+            name = f"[{req.host}]" if ":" in req.host else req.host
+            default = 443 if req.scheme == b"https" else 80
+            self.authority = (name if req.port in (None, default) else f"{name}:{req.port}").encode()
         if req.form not in ("origin", "absolute"):
             return Refusal(ErrorCode.BAD_REQUEST, "this is a web server (a reverse proxy): CONNECT and OPTIONS * are not served here")
         sites = self.sites
@@ -185,6 +198,7 @@ class ReverseRouting:
         if self.served_ctx is not None and site.server_ctx is not self.served_ctx:
             return Refusal(ErrorCode.MISDIRECTED, f"this connection was not set up for host {self.site_host}; open a new one")
         self.site = site
+        conn.ex.asked = (self.site_host, self.site_port)  # the record names the site, not its upstream
         # From here on the request travels as if the client had asked for the upstream itself.
         req.form = "absolute"
         req.scheme = b"https" if site.upstream_tls is not None else b"http"
@@ -232,17 +246,22 @@ class ReverseRouting:
 
     def request_headers(self, conn: Any, req: http1.RequestHead) -> list[tuple[bytes, bytes]]:
         headers = http1.forward_headers(req.headers, req.connection_tokens)
-        host_value = next((v for n, v in req.headers if len(n) == 4 and n.lower() == b"host"), None)
+        host_value = self.authority or next((v for n, v in req.headers if len(n) == 4 and n.lower() == b"host"), None)
         if host_value is None:  # an HTTP/1.0 request without Host, served by the catch-all site
             host = req.host or ""  # route() set it to the site's upstream host
             host_value = (f"[{host}]" if ":" in host else host).encode()
         out = [(b"Host", host_value)]
         forwarded_for = conn.client_ip.encode()
+        trusted: bool | None = None  # asked once, when a header needs it
         for name, value in headers:
             lname = name.lower()
-            if lname in _DROPPED:
-                if lname == X_FORWARDED_FOR and in_ranges(conn.client_ip, conn.conf.trusted_proxies):
+            if lname in _DROPPED or lname in _CLAIMS:
+                if trusted is None:
+                    trusted = in_ranges(conn.client_ip, conn.conf.trusted_proxies)
+                if lname == X_FORWARDED_FOR and trusted:
                     forwarded_for = value + b", " + forwarded_for  # a trusted proxy in front: keep its chain
+                elif lname in _CLAIMS and trusted:
+                    out.append((name, value))
                 continue
             out.append((name, value))
         if req.upgrade:  # WebSocket and friends: the upgrade is asked of the upstream, 101 turns the exchange into a tunnel

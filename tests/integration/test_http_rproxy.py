@@ -9,6 +9,7 @@ import pytest
 
 from arcus.testing.daemon import DaemonProcess
 from arcus.testing.origin import Origin
+from arcus.testing.wait import wait_until
 from tests.integration.conftest import raw_exchange, run_curl
 from tests.integration.tls_peers import LocalCA, TlsOrigin
 
@@ -223,6 +224,43 @@ def test_admission_policy_on_the_requested_host(curl, tmp_path, two_origins):
         assert r.stdout.startswith(b"HTTP/1.1 403"), r.stdout
         assert b"tenant_suspended" in r.stdout
         assert len(a.requests) == 1
+    finally:
+        d.stop()
+
+
+def test_absolute_form_host_and_the_record_name_the_site_asked_for(tmp_path, two_origins):
+    """An absolute-form request is routed and judged by its URI, so its URI's authority is the
+    Host that goes upstream (RFC 9112 3.2.2), not a Host header naming a denied site; the
+    record names the site the client asked for, not the upstream's address; what a client
+    claims about itself (Forwarded, X-Forwarded-Host, X-Real-IP) does not reach the upstream."""
+    a, b = two_origins
+    d = start(tmp_path, [host_entry(["admin.test"], f"127.0.0.1:{b.port}"), host_entry(["*"], f"127.0.0.1:{a.port}")])
+    try:
+        res = d.arcus("policy", "add", "default", "no-admin", "--deny-host", "admin.test")
+        assert res.returncode == 0, res.stderr
+        web = d.listen("web")
+        out = raw_exchange(web, b"GET http://www.test/headers HTTP/1.1\r\nHost: admin.test\r\n"
+                                b"Forwarded: for=6.6.6.6;proto=https\r\nX-Forwarded-Host: evil.test\r\n"
+                                b"X-Real-IP: 6.6.6.6\r\nConnection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 200"), out
+        seen = json.loads(out.split(b"\r\n\r\n", 1)[1])
+        names = {k.lower(): v for k, v in seen["headers"]}
+        assert names["host"] == "www.test"
+        assert not {"forwarded", "x-forwarded-host", "x-real-ip"} & set(names)
+        assert not b.requests  # admin.test's upstream never saw it
+        out = raw_exchange(web, b"GET /small HTTP/1.1\r\nHost: admin.test\r\nConnection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 403"), out
+
+        def events() -> list:
+            res = d.arcus("audit", "search", "--json", "--host", "admin.test")
+            assert res.returncode == 0, res.stderr
+            return [json.loads(line) for line in res.stdout.splitlines()]
+
+        (denied,) = wait_until(events, interval=0.3, what="the denied request's record")
+        assert (denied["port"], denied["decision"], denied["rule"]) == (80, "deny", "no-admin")
+        res = d.arcus("audit", "search", "--json", "--host", "www.test")
+        (served,) = [json.loads(line) for line in res.stdout.splitlines()]
+        assert (served["port"], served["status"], served["decision"]) == (80, 200, "allow")
     finally:
         d.stop()
 
