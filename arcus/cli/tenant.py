@@ -30,6 +30,7 @@ from arcus.errors import OperatorError
 from arcus.names import validate_name
 from arcus.ops import tenants as ops
 from arcus.store import normalize_source
+from arcus.store.tenants import check_settings
 from arcus.config.values import parse_size
 from arcus.units import format_bandwidth, parse_bandwidth, parse_count, parse_rate
 
@@ -453,6 +454,7 @@ def set_(
             "--proxy-host, --no-proxy-hosts, --lock-sources/--no-lock-sources, --icap-service, --no-icap, "
             "--icap-fail, --icap-sample, --icap-max-body, --icap-oversize, --intercept",
         )
+    check_settings(changes)  # the store's checks, before anything is sent (nan is not even JSON)
     result = run_or_store(
         socket,
         data_dir,

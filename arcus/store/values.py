@@ -79,18 +79,27 @@ def count_limit(setting: str, value: object) -> int | None:
     return value
 
 
+RATE_BOUNDS = {"requests": (0.001, 1e9), "bytes": (1.0, 1e15)}
+"""The smallest and largest rate a limit may have, per unit: below one request in 1,000 seconds
+or one byte a second a client would be told to retry in years (Retry-After), above them there
+is no limit to speak of."""
+
+
 def rate_limit(setting: str, value: object, unit: str) -> float | None:
-    """A positive finite number (requests or bytes per second), or None for no limit."""
+    """A finite number of requests or bytes per second within :data:`RATE_BOUNDS`, or None for
+    no limit."""
     if value is None:
         return None
+    low, high = RATE_BOUNDS[unit]
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or not math.isfinite(value)
-        or value <= 0
+        or not low <= value <= high
     ):
         raise invalid(f"invalid {setting} {value!r}",
-                      f"give a positive number of {unit} per second, or null for no limit")
+                      f"give {low:g} to {high:g} {unit} per second, or null for no limit "
+                      "(suspend the tenant or block the user to let nothing through)")
     return float(value)
 
 
@@ -205,7 +214,7 @@ def icap_setting(key: str, value: object) -> Any:
     if key == "icap_oversize":
         return choice("icap_oversize", value, ICAP_OVERSIZE)
     if key == "icap_sample":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:  # nan too
             raise invalid(f"invalid icap_sample {value!r}", "give a share from 0 to 1 (1: every exchange, 0.1: one in ten)")
         return float(value)
     if key == "icap_max_body":

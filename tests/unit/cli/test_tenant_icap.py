@@ -35,6 +35,10 @@ def test_set_and_show(sock: Path, data_dir: Path, acme: None) -> None:
     "args, first",
     [
         (("--icap-sample", "1.5"), "error: invalid icap_sample 1.5"),
+        (("--icap-sample", "nan"), "error: invalid icap_sample nan"),
+        (("--icap-sample", "inf"), "error: invalid icap_sample inf"),
+        (("--rps", "0.00001"), "error: invalid rps 1e-05"),
+        (("--bandwidth", "99999999999999999999999999999G"), "error: invalid bandwidth"),
         (("--icap-fail", "maybe"), "error: invalid icap fail mode 'maybe'"),
         (("--icap-oversize", "drop"), "error: invalid icap oversize action 'drop'"),
         (("--icap-max-body", "lots"), "error: invalid --icap-max-body 'lots'"),
@@ -62,3 +66,12 @@ def test_through_the_daemon_into_the_snapshot(daemon: TenancyDaemon, sock: Path,
     policy = daemon.shared.snapshot.tenancy.tenants["acme"].icap
     # the test daemon's profile has no icap_services: the policy keeps the name, without a service
     assert (policy.service_name, policy.service, policy.sample, policy.fail) == ("av", None, 0.25, "open")
+
+
+@pytest.mark.parametrize("args", [("--icap-sample", "nan"), ("--rps", "0.00001")])
+def test_bad_values_through_the_daemon_are_one_line_too(daemon: TenancyDaemon, sock: Path, data_dir: Path, args) -> None:
+    """Checked before anything is sent: nan is not JSON, and the daemon's answer would be a traceback."""
+    lines = errors(tenant(sock, data_dir, "set", "acme", *args))
+    assert lines[0].startswith("error: invalid "), lines
+    assert len(lines) == 2 and lines[1].startswith("hint: ")
+    assert daemon.shared.snapshot.tenancy.tenants["acme"].icap is None
