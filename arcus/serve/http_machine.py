@@ -105,7 +105,7 @@ class Actions(Protocol):
     def enter_tunnel(self, early_up: bytes, early_down: bytes, client_eof: bool, up_eof: bool) -> None: ...
     def record(self, ex: Exchange) -> None: ...
     def count_error(self, code: ErrorCode) -> None: ...
-    def next_request_id(self) -> str: ...
+    def head_refused(self, status: int, code: ErrorCode) -> str: ...  # a head refused before it was a request: its answer's id
     def linger(self, data: bytes) -> None: ...  # client bytes after the end
     def close_client(self, linger: bool) -> None: ...  # linger: gracefully (the client may still send)
 
@@ -204,9 +204,8 @@ class HttpMachine:
                 self._count_error(ErrorCode.CLIENT_BAD_REQUEST)
                 self.keep_alive = False
                 status = exc.status
-                self.sink.write_client(
-                    answer_without_request(status, ErrorCode.for_client_status(status), exc.message, self.sink.next_request_id())
-                )
+                code = ErrorCode.for_client_status(status)
+                self.sink.write_client(answer_without_request(status, code, exc.message, self.sink.head_refused(status, code)))
                 self._close(True)
                 return
             if parsed is None:
@@ -549,9 +548,8 @@ class HttpMachine:
             if self.buf:
                 self._count_error(ErrorCode.CLIENT_TIMEOUT)
                 self.keep_alive = False
-                self.sink.write_client(
-                    answer_without_request(408, ErrorCode.CLIENT_TIMEOUT, "the request head did not arrive in time", self.sink.next_request_id())
-                )
+                rid = self.sink.head_refused(408, ErrorCode.CLIENT_TIMEOUT)
+                self.sink.write_client(answer_without_request(408, ErrorCode.CLIENT_TIMEOUT, "the request head did not arrive in time", rid))
             self._close(False)
         elif state == BODY:
             assert ex is not None

@@ -157,7 +157,8 @@ class HttpProxyConnection(Session):
         if refused is not None:
             assert self.snap is not None and self.gate is not None
             tv = identify(self.snap.tenancy, dataclasses.replace(claims, username=None, password=None)).tenant
-            self.user = self.gate.user = None
+            self.gate.user = None
+            self.set_user(None)
             self.set_tenant(tv)
             self.ten_stats.requests += 1
             self.m.admitted(dataclasses.replace(refused, realm=tv.realm))
@@ -178,7 +179,8 @@ class HttpProxyConnection(Session):
         if gate.tenant is not self.tview:
             self.set_tenant(gate.tenant)
         self.ten_stats.requests += 1
-        self.user = gate.user
+        if gate.user is not self.user:
+            self.set_user(gate.user)
         if isinstance(verdict, Refusal):
             m.admitted(self.routing.refusal(self, verdict))
             return
@@ -202,8 +204,10 @@ class HttpProxyConnection(Session):
     def record(self, ex: Exchange) -> None:
         ex.record(self, self.bytes_up, self.bytes_down, None)
 
-    def next_request_id(self) -> str:
-        return self.shared.next_request_id()
+    def head_refused(self, status: int, code: ErrorCode) -> str:
+        request_id = self.shared.next_request_id()
+        self.refused_head = (status, code, request_id)  # the connection's record says it
+        return request_id
 
     # ------------------------------------------------------------------ actions: the upstream
 

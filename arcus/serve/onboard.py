@@ -72,7 +72,7 @@ def serve(conn: Any, ex: Any) -> None:
         if conn.ended:
             return
         conn.set_tenant(gate.tenant)
-        conn.user = gate.user
+        conn.set_user(gate.user)
         conn.ten_stats.requests += 1
         if refusal is not None:
             conn.m.admitted(refusal)

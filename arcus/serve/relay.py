@@ -78,6 +78,7 @@ class RelayConnection(Session):
         self.peer = ""  # the upstream address actually connected to
         self.up_local: tuple = ("0.0.0.0", 0)  # our side of the upstream connection (SOCKS BND)
         self.opened = 0.0
+        self.heard = False  # the client sent something during the handshake
 
     # ------------------------------------------------------------------ hooks (subclasses)
 
@@ -124,6 +125,7 @@ class RelayConnection(Session):
             return
         self.buf += data
         if state == HANDSHAKE:
+            self.heard = True
             self.handshake_data()
         elif state >= CUSTOM:
             self.custom_data()
@@ -147,6 +149,9 @@ class RelayConnection(Session):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.state != CLOSED:
+            if self.state == HANDSHAKE and self.heard and not self.error_code:
+                self.count_error(ErrorCode.CLIENT_ABORTED)  # it began a handshake and went away
+                self.status = self.status or ErrorCode.CLIENT_ABORTED.status
             self._teardown()
 
     # ------------------------------------------------------------------ the gate
@@ -165,7 +170,7 @@ class RelayConnection(Session):
                 self.state = HANDSHAKE
                 self.deadline = time.monotonic() + self.conf.timeouts.client_header
             self.set_tenant(gate.tenant)
-            self.user = gate.user
+            self.set_user(gate.user)
             if refusal is not None:
                 then(self._failure(refusal))
                 return
@@ -311,8 +316,9 @@ class RelayConnection(Session):
     def on_timeout(self) -> None:
         state = self.state
         if state == HANDSHAKE:
-            if self.buf or self.bytes_up:
+            if self.heard or self.bytes_up:  # a handshake begun and not finished; silence is no error
                 self.count_error(ErrorCode.CLIENT_TIMEOUT)
+                self.status = self.status or ErrorCode.CLIENT_TIMEOUT.status
             self.handshake_timeout()
             self.close()
         elif state == RELAY:

@@ -65,6 +65,9 @@ class Session(asyncio.Protocol, Tracked):
     def __init__(self, shared: Shared, server: str) -> None:
         self.track(shared, server, "default")
         self.conn_tenant = "default"  # the tenant found at accept
+        # an HTTP head refused before it was a request (400, 414, 431, 408): its status, code and
+        # the request id its answer showed, for the connection's record
+        self.refused_head: tuple[int, ErrorCode, str] | None = None
         self.user: UserView | None = None
         self.client_ip = ""
         self.proxy_sni: str | None = None  # over TLS, the name the client gave the proxy
@@ -159,6 +162,20 @@ class Session(asyncio.Protocol, Tracked):
             self.ten_stats.conns_active += 1
             self.ten_stats.conns_total += 1
 
+    def set_user(self, user: UserView | None) -> None:
+        """The current request is ``user``'s (None: nobody's): the user's connection counters
+        (``user show``'s usage) follow it, as the tenant's follow ``set_tenant``."""
+        old, self.user = self.user, user
+        if (old.key if old is not None else None) == (user.key if user is not None else None):
+            return
+        counters = self.shared.user_counters
+        if old is not None:
+            counters.get(old.key).conns_active -= 1
+        if user is not None:
+            c = counters.get(user.key)
+            c.conns_active += 1
+            c.conns_total += 1
+
     # ------------------------------------------------------------------ upstream
 
     async def connect_upstream(self, host: str, port: int, factory: Any, ssl: Any = None) -> Connected | Refusal:
@@ -222,6 +239,8 @@ class Session(asyncio.Protocol, Tracked):
         if self.shared.connections.pop(self.id, None) is not None:
             self.srv_stats.conns_active -= 1
             self.ten_stats.conns_active -= 1
+            if self.user is not None:
+                self.shared.user_counters.get(self.user.key).conns_active -= 1
             self.record_connection()
 
     def closing(self) -> None:
@@ -237,10 +256,11 @@ class Session(asyncio.Protocol, Tracked):
     def record_connection(self) -> None:
         """Emit the connection's record; called once, at teardown. By default the connection as
         such (its requests have records of their own); a tunnel server names its destination."""
+        status, error, request_id = self.refused_head or (0, "", None)
         records.record(
-            self, kind="connection", host="", port=0, method=None, path=None, status=0, up=self.bytes_up,
-            down=self.bytes_down, duration=time.monotonic() - self.started, decision=None, rule=None, error="",
-            request_id=None,
+            self, kind="connection", host="", port=0, method=None, path=None, status=status, up=self.bytes_up,
+            down=self.bytes_down, duration=time.monotonic() - self.started, decision=None, rule=None, error=error,
+            request_id=request_id,
         )
 
     def close(self, linger: bool = False) -> None:

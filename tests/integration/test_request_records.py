@@ -83,3 +83,24 @@ def test_a_tls_tunnel_records_the_server_name_its_client_sent(curl, daemon, tmp_
     row = rows[0]
     assert (row["host"], row["port"], row["sni"], row["decision"]) == ("localhost", origin.port, "localhost", "allow")
     assert row["bytes_down"] > 0 and row["bytes_up"] > 0
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "code"),
+    [
+        (b"POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+         400, "bad_request"),
+        (b"GET http://a.test/" + b"x" * 9000 + b" HTTP/1.1\r\nHost: a.test\r\n\r\n", 414, "uri_too_long"),
+    ],
+)
+def test_a_head_refused_before_it_was_a_request_is_in_the_connections_record(daemon, head, status, code):
+    """Smuggling and oversized heads are answered without a request: the connection's record (and
+    its access-log line) carries the status, the error and the request id the answer showed."""
+    from tests.integration.conftest import raw_exchange
+
+    out = raw_exchange(daemon.proxy, head)
+    assert out.startswith(b"HTTP/1.1 %d" % status), out[:200]
+    request_id = out.split(b"X-Arcus-Request-Id: ", 1)[1].split(b"\r\n", 1)[0].decode()
+    (row,) = _audit_rows(daemon, lambda e: e["request_id"] == request_id)
+    assert (row["kind"], row["status"], row["error_side"], row["error_code"]) == ("connection", status, "client", code)
+    wait_until(lambda: f" {status} " in daemon.log() and code in daemon.log(), what="the access-log line")

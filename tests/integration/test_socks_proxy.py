@@ -225,6 +225,26 @@ def test_protocol_garbage_is_refused_without_a_hang(sd):
     assert errors["client_bad_request"] == 4
 
 
+def test_an_abandoned_handshake_is_named_in_stats_and_the_record(sd):
+    """A client that begins a handshake and goes away is counted and recorded as client_aborted
+    (with an access-log line); one that connects and sends nothing is no error."""
+    h, p = addr(sd).rsplit(":", 1)
+    socket.create_connection((h, int(p)), timeout=5).close()
+    with socket.create_connection((h, int(p)), timeout=5) as s:
+        s.sendall(b"\x05\x01\x00")
+        assert _recv_exact(s, 2) == b"\x05\x00"
+    wait_until(lambda: sd.ctl("stats")["servers"]["socks"]["errors"].get("client_aborted") == 1, what="the abandoned handshake")
+
+    def aborted() -> list:
+        out = sd.arcus("audit", "search", "--json")
+        return [e for e in map(json.loads, out.stdout.splitlines()) if e["error_code"] == "client_aborted"]
+
+    (event,) = wait_until(aborted, interval=0.3, what="its record")
+    assert (event["error_side"], event["status"]) == ("client", 400)
+    wait_until(lambda: "client_aborted" in sd.log(), what="its access-log line")
+    assert set(sd.ctl("stats")["servers"]["socks"]["errors"]) <= {"client_aborted"}
+
+
 # ---------------------------------------------------------------------------------- users
 
 
@@ -252,6 +272,14 @@ def test_username_password_through_the_tenant(curl, sd, origin):
     assert r.returncode != 0
     tenants = sd.ctl("stats")["tenants"]
     assert tenants["globex"]["requests"] == 1 and tenants["acme"]["requests"] == 2
+    # the user's usage counts its connections: one open now, two before it
+    s, reply = socks5_open(proxy, "127.0.0.1", origin.port, user="alice", password="wonderland")
+    with s:
+        assert reply.rep == socks.SUCCEEDED
+        usage = sd.ctl("user.show", {"tenant": "acme", "name": "alice"})["usage"]
+        assert (usage["conns_active"], usage["conns_total"]) == (1, 3)
+    wait_until(lambda: sd.ctl("user.show", {"tenant": "acme", "name": "alice"})["usage"]["conns_active"] == 0,
+               what="the user's connection closed")
 
 
 def test_users_who_may_not_pass_hear_why_at_their_request(sd, origin):

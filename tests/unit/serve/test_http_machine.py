@@ -110,7 +110,8 @@ class Sink:
     def count_error(self, code: ErrorCode) -> None:
         self.log.append(("error", code))
 
-    def next_request_id(self) -> str:
+    def head_refused(self, status: int, code: ErrorCode) -> str:
+        self.log.append(("head_refused", status, code))
         return "rid"
 
     def linger(self, data: bytes) -> None:
@@ -368,7 +369,9 @@ def test_an_egress_guard_denial_at_connect_is_answered_with_the_egress_rule() ->
 def test_a_malformed_head_is_answered_400_and_closed_gracefully() -> None:
     r = Run()
     acts = r.acts("client_data", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n")
-    assert kinds(acts) == ["error", "write", "close"] and acts[1][1].startswith(b"HTTP/1.1 400") and acts[2] == ("close", True)
+    assert kinds(acts) == ["error", "head_refused", "write", "close"]
+    assert acts[1] == ("head_refused", 400, ErrorCode.BAD_REQUEST)  # the connection's record says it
+    assert acts[2][1].startswith(b"HTTP/1.1 400") and b"X-Arcus-Request-Id: rid" in acts[2][1] and acts[3] == ("close", True)
 
 
 def test_the_client_giving_up_mid_body_is_its_fault_and_closes() -> None:
@@ -404,7 +407,8 @@ def test_timeout_while_idle_closes_quietly_and_in_an_unfinished_head_answers_408
     r = Run()
     r.ev("client_data", b"GET http://a.test/ HTTP/1.1\r\nHo")
     acts = r.acts("timeout")
-    assert kinds(acts) == ["error", "write", "close"] and acts[1][1].startswith(b"HTTP/1.1 408")
+    assert kinds(acts) == ["error", "head_refused", "write", "close"] and acts[2][1].startswith(b"HTTP/1.1 408")
+    assert acts[1] == ("head_refused", 408, ErrorCode.CLIENT_TIMEOUT)
 
 
 def test_timeout_while_admitting_or_connecting_closes() -> None:
