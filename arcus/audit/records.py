@@ -72,6 +72,8 @@ def _format(e: AuditEvent, request: str, tunnel: str, *head: object) -> str | No
         path = e.path or ""
         if "?" in path:
             path = path[: path.index("?")]
+        if not path.isprintable():  # a control character (C0, DEL, C1: a terminal's escape, NEL) is shown escaped
+            path = _escaped(path)
         return request % (
             *head, e.request_id, e.client, e.tenant, e.method,
             (f"[{host}]:{e.port}" if ":" in host else f"{host}:{e.port}") if host else "", path,
@@ -84,6 +86,12 @@ def _format(e: AuditEvent, request: str, tunnel: str, *head: object) -> str | No
             e.status, e.bytes_up, e.bytes_down, e.duration * 1000, e.error_code or "-", tail,
         )
     return None
+
+
+def _escaped(text: str) -> str:
+    """``text`` with every character that is not printable as ``\\xNN`` / ``\\uNNNN`` (a path is
+    decoded as Latin-1: one character per byte); printable ones stay as they are."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class AccessLog:

@@ -214,6 +214,10 @@ def parse_request_head(
         if host is None:  # origin- and asterisk-form: the Host header names the destination
             host, port = header_host
 
+    if form == "authority" and (chunked or (content_length is not None and int(content_length) != 0)):
+        # RFC 9110 9.3.6: a CONNECT has no content; one framed with a body would be read as
+        # tunnel bytes here and as a body by a proxy in front
+        raise error("CONNECT with a body (Content-Length or Transfer-Encoding)", _CLIENT, 400)
     if chunked:
         if content_length is not None:
             raise error("both Content-Length and Transfer-Encoding in a request", _CLIENT, 400)

@@ -445,7 +445,10 @@ class HttpMachine:
         assert ex is not None and ex.resp is not None
         if self.attached:
             self.attached = False
-            reusable = ex.resp.keep_alive and not extra and not self.ubuf and self.state == RESPONSE and not self.up_eof
+            # an HTTP/1.0 request went upstream with "Connection: close" (both routings' heads):
+            # no further request may follow it on that connection (RFC 9112 9.6), whatever the origin says
+            reusable = (ex.resp.keep_alive and not extra and not self.ubuf and self.state == RESPONSE
+                        and not self.up_eof and ex.req.version != b"1.0")
             self.sink.release_upstream(reusable)
         if self.state == BODY:
             # the origin answered before the request body was complete: the rest cannot be framed

@@ -160,6 +160,16 @@ def test_lines_are_byte_for_byte_what_logging_wrote(when: float) -> None:
     assert log.writes == 1  # the batch in one write
 
 
+def test_control_characters_in_a_path_are_escaped_in_the_line() -> None:
+    """A path is decoded as Latin-1: a C1 byte (CSI, NEL) or a C0 one would reach a terminal or a
+    line-splitting log reader as itself; it is written escaped, printable characters are kept."""
+    log = Log()
+    log.access().write([event(1, path="/c1\x9b31mRED\x85x\x07\x1b[2J/caf\xe9 ok")])
+    (line,) = log.lines()
+    assert line.endswith("/c1\\x9b31mRED\\x85x\\x07\\x1b[2J/caf\xe9 ok 200 300 5000 250.0ms -")
+    assert not any(c in line for c in "\x9b\x85\x07\x1b")
+
+
 def test_a_handler_of_another_format_gets_ordinary_records() -> None:
     log = Log()
     log.handler.setFormatter(logging.Formatter("%(name)s|%(levelname)s|%(message)s"))

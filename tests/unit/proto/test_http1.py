@@ -153,6 +153,11 @@ def test_connect_authority_form(target: bytes, host: str, port: int) -> None:
     )
 
 
+def test_connect_with_content_length_zero_is_no_body() -> None:
+    head = parse_three_ways(parse_req, b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\nContent-Length: 0\r\n\r\n")
+    assert (head.form, head.content_length) == ("authority", 0)
+
+
 def test_options_asterisk_form() -> None:
     head = parse_three_ways(parse_req, b"OPTIONS * HTTP/1.1\r\nHost: example.com:8000\r\n\r\n")
     assert (head.form, head.host, head.port, head.path) == ("asterisk", "example.com", 8000, b"*")
@@ -422,6 +427,9 @@ BAD_REQUESTS = {
     "TE quoted": (b'POST / HTTP/1.1\r\n' + H + b'Transfer-Encoding: "chunked"\r\n\r\n', 400),
     "TE with parameter": (b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked;q=1\r\n\r\n", 400),
     "TE in HTTP/1.0": (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    # a CONNECT has no content (RFC 9110 9.3.6)
+    "connect with content-length": (b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\nContent-Length: 5\r\n\r\n", 400),
+    "connect chunked": (b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
     # limits
     "request line too long": (b"GET /" + b"a" * 8192 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
     "head too large": (b"GET / HTTP/1.1\r\n" + H + b"X: " + b"a" * 65536 + b"\r\n\r\n", 431),

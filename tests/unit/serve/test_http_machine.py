@@ -157,6 +157,15 @@ def kinds(actions: list[tuple[Any, ...]]) -> list[str]:
 # ---------------------------------------------------------------------------------- keep-alive
 
 
+def test_an_upstream_told_close_for_an_http10_request_is_not_pooled() -> None:
+    """The head that went upstream said "Connection: close": an origin that keeps the
+    connection open anyway must not get the next client's request on it."""
+    r = Run()
+    r.ev("client_data", b"GET http://a.test/a HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n")
+    acts = r.ev("upstream_data", OK)
+    assert ("release", False) in acts and ("release", True) not in acts
+
+
 def test_a_keep_alive_request_is_forwarded_answered_recorded_and_its_upstream_pooled() -> None:
     r = Run()
     acts = r.ev("client_data", GET % b"a")
