@@ -160,14 +160,19 @@ class HttpMachine:
         elif len(self.buf) > MAX_PENDING:
             self._pause()
 
-    def client_ended(self) -> bool:
-        """The client's EOF. True: keep the transport open (a response is still on its way)."""
+    def client_ended(self, held: bool = False) -> bool:
+        """The client's EOF. True: keep the transport open (a response is still on its way).
+
+        ``held``: the response is being held back (a bandwidth shaper's pause). Its next bytes
+        may be far off, and until something is written nobody learns whether the client only
+        half-closed or went away: it is taken as gone (as nginx and squid take any close), so a
+        departed client does not hold its connection and upstream for the whole pause."""
         self.client_eof = True
         state = self.state
         if state in (IDLE, CLOSED):
             return False  # nothing in flight: close
-        if state == BODY:
-            # the client gave up in the middle of its request body
+        if state == BODY or (held and state == RESPONSE):
+            # the client gave up in the middle of its request body, or of a held-back response
             self._count_error(ErrorCode.CLIENT_ABORTED)
             self._close(False)
             return False

@@ -20,7 +20,7 @@ from arcus.errors import ErrorCode, EscapeError, Refusal
 from arcus.proto import http1
 from arcus.proto.http1 import Limits
 from arcus.serve.context import Shared
-from arcus.serve.flow import BUFFER, UPSTREAM_FULL
+from arcus.serve.flow import BUFFER, SHAPER, UPSTREAM_FULL
 from arcus.serve.http_exchange import Exchange
 from arcus.serve.http_machine import CLOSED, STATE_NAMES, HttpMachine
 from arcus.serve.http_routing import ForwardRouting
@@ -85,7 +85,7 @@ class HttpProxyConnection(Session):
             self.m.client_eof = True
             tunnel.from_client_eof()
             return True
-        return self.m.client_ended()
+        return self.m.client_ended(bool(self.flow.upstream_paused & SHAPER))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.teardown()

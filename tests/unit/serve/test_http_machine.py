@@ -397,6 +397,23 @@ def test_a_client_eof_after_its_request_waits_for_the_answer_then_closes() -> No
     assert r.acts("upstream_data", OK)[-1] == ("close", False)
 
 
+def test_a_client_eof_while_its_response_is_held_back_is_an_abort() -> None:
+    """A bandwidth shaper's pause may be long, and only a write would show the client gone: the
+    EOF ends the exchange (recorded client_aborted) and frees the upstream at once."""
+    r = Run()
+    r.ev("client_data", GET % b"a")
+    r.ev("upstream_data", b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+    assert r.m.state == RESPONSE
+    assert r.m.client_ended(held=True) is False
+    assert ("error", ErrorCode.CLIENT_ABORTED) in r.sink.log and r.m.state == CLOSED
+    assert ("record", b"/a", 200, ErrorCode.CLIENT_ABORTED) in r.sink.log
+    # not held back: the answer is still on its way to a client that may only have half-closed
+    r = Run()
+    r.ev("client_data", GET % b"a")
+    r.ev("upstream_data", b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+    assert r.m.client_ended(held=False) is True and r.m.state == RESPONSE
+
+
 def test_draining_closes_an_idle_connection_and_ends_keep_alive_on_a_busy_one() -> None:
     idle = Run()
     assert idle.acts("drain") == [("close", False)]
