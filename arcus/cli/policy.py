@@ -255,6 +255,8 @@ def move(
 
 def decision_text(d: dict[str, Any]) -> str:
     action = d.get("action", "?")
+    if d.get("refused"):
+        return f"{action} before the policy ({d['refused']})"
     if action == "redirect" and d.get("redirect_to"):
         action = f"redirect to {d['redirect_to']}"
     rule = d.get("rule_id")
@@ -297,6 +299,8 @@ def _print_explained(result: dict[str, Any]) -> None:
         for a in addresses:
             out.print(f"address   {a.get('address')}: {decision_text(a.get('decision') or {})}")
     d = result.get("decision") or {}
+    if d.get("refused"):
+        out.print(f"policy    would decide {decision_text(result.get('policy_decision') or {})}")
     out.print(f"decision  {decision_text(d)}")
     out.print(f"reason    {d.get('reason', '')}")
 

@@ -172,6 +172,32 @@ async def resolve(egress: Egress, host: str) -> tuple[list[str], str | None]:
     return ordered, None
 
 
+def refused_before_policy(store: Store, tenant: str, user: str | None, client: str, now: datetime) -> dict[str, str] | None:
+    """What the proxy would refuse the request for before its policy is asked (the admission's
+    own steps, ``arcus.tenancy``), as ``{"code", "reason"}``, or None: the tenant suspended, the
+    user blocked or expired, another tenant's user from a tenant's locked ranges."""
+    current = store.get_tenant(tenant)
+    if user is not None:
+        account = store.get_user(tenant, user)
+        ip = ipaddress.ip_address(client)
+        owner, width = None, -1  # the tenant whose source range holds the client most specifically
+        for t in store.list_tenants():
+            for cidr in t.sources:
+                net = ipaddress.ip_network(cidr)
+                if ip in net and net.prefixlen > width:
+                    owner, width = t, net.prefixlen
+        if owner is not None and owner.name != tenant and owner.lock_sources:
+            return {"code": "tenant_locked",
+                    "reason": f"tenant {owner.name} admits only its own users from its network ({client})"}
+        if account.blocked:
+            return {"code": "user_blocked", "reason": f"user {user} is blocked"}
+        if account.expires_at is not None and datetime.fromisoformat(account.expires_at.replace("Z", "+00:00")) <= now:
+            return {"code": "user_expired", "reason": f"the account of user {user} has expired"}
+    if current.suspended:
+        return {"code": "tenant_suspended", "reason": f"tenant {tenant} is suspended"}
+    return None
+
+
 def load(store: Store, tenant: str, user: str | None) -> tuple[list[Rule], str]:
     """The store's rules and default action of ``tenant`` (NotFound for it or for ``user``)."""
     current = store.get_tenant(tenant)
@@ -205,11 +231,14 @@ async def explain(
     method = parse_method(method, target)
     protocol = parse_protocol(protocol, target)
 
-    def prepare() -> tuple[Policy, str]:
-        return compile_for(load(store, tenant, user), tenant, egress, served)
+    when = now or datetime.now(timezone.utc)
 
-    policy, source = await asyncio.to_thread(prepare)
-    request = Request(target.host, target.port, client, now=now or datetime.now(timezone.utc), user=user,
+    def prepare() -> tuple[Policy, str, dict[str, str] | None]:
+        policy, source = compile_for(load(store, tenant, user), tenant, egress, served)
+        return policy, source, refused_before_policy(store, tenant, user, client, when)
+
+    policy, source, refused = await asyncio.to_thread(prepare)
+    request = Request(target.host, target.port, client, now=when, user=user,
                       method=method, path=target.path, is_tunnel=target.is_tunnel, protocol=protocol)
     decision, trace = explain_policy(policy, request)
     resolved: list[str] = []
@@ -225,11 +254,17 @@ async def explain(
         allowed = [o for o in outcomes if o[0].action == "allow"]
         if allowed or outcomes:
             decision, trace = (allowed or outcomes)[0]
+    policy_decision = decision_dict(decision)
+    if refused is not None:  # the rules are still shown: what they would say once admitted
+        policy_decision = {"action": "deny", "rule_id": None, "reason": refused["reason"], "reports": [],
+                           "redirect_to": None, "refused": refused["code"]}
     return {
         "tenant": tenant,
         "request": {"host": target.host, "port": target.port, "method": method, "path": target.path,
                     "tunnel": target.is_tunnel, "protocol": protocol, "client": client, "user": user},
-        "decision": decision_dict(decision),
+        "decision": policy_decision,
+        "policy_decision": decision_dict(decision),
+        "refused": refused,
         "trace": trace_list(trace),
         "resolved": resolved,
         "addresses": per_address,

@@ -21,7 +21,7 @@ RULE_KEYS = {"id", "action", "hosts", "dest_cidrs", "ports", "sources", "methods
              "timezone", "redirect_to", "comment", "user", "protocols"}
 assert RULE_KEYS == set(Rule.__dataclass_fields__)
 EXPLAIN_KEYS = {"tenant", "request", "decision", "trace", "resolved", "addresses", "resolve_error", "policy_source",
-                "escaper"}
+                "escaper", "policy_decision", "refused"}
 ACTION_HINT = "hint: give exactly one of --allow, --deny, --report, --redirect URL (or --deny-host / --allow-host PATTERN)"
 
 
@@ -258,6 +258,14 @@ def test_explain_json_shape(sock: Path, data_dir: Path, acme: None) -> None:
         ("builtin:special-destination", False),
     ]
     assert all(set(t) == {"rule_id", "matched", "why"} for t in out["trace"])
+
+
+def test_explain_of_a_suspended_tenant_says_deny_before_the_policy(sock: Path, data_dir: Path, acme: None) -> None:
+    r = run(sock, data_dir, "tenant", "suspend", "acme")
+    assert r.exit_code == 0, r.output
+    text = policy(sock, data_dir, "explain", "acme", "http://www.example/").stdout
+    assert "policy    would decide allow by the tenant's default" in text
+    assert "decision  deny before the policy (tenant_suspended)" in text and "tenant acme is suspended" in text
 
 
 def test_explain_the_special_destination_default(sock: Path, data_dir: Path, acme: None) -> None:

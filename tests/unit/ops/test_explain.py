@@ -89,3 +89,28 @@ def test_argument_parsers() -> None:
                 lambda: parse_method("POST", parse_target("https://x/"))):
         with pytest.raises(OperatorError):
             bad()
+
+
+def test_what_the_admission_refuses_before_the_policy_is_the_decision(store: Store, snapshot: Snapshot) -> None:
+    """A suspended tenant, a blocked or expired user, another tenant's user from a locked range:
+    the proxy refuses them before its policy (403), so explain must not say allow; the policy's
+    own verdict is still shown beside it."""
+    from arcus.auth.secrets import hash_secret
+
+    store.add_user("acme", "alice", hash_secret("pw-alice-1"))
+    store.add_tenant("globex", "Globex", ["10.99.0.0/16"])
+    out = explain(store, snapshot, "http://x.example/", user="alice", client="10.20.1.5")
+    assert out["decision"]["action"] == "allow" and out["refused"] is None
+    store.set_tenant("globex", lock_sources=True)
+    out = explain(store, snapshot, "http://x.example/", user="alice", client="10.99.0.7")
+    assert (out["decision"]["action"], out["decision"]["refused"]) == ("deny", "tenant_locked")
+    assert out["policy_decision"]["action"] == "allow"
+    assert explain(store, snapshot, "http://x.example/", user="alice", client="10.20.1.5")["refused"] is None
+    store.set_user("acme", "alice", expires_at="2020-01-01")
+    assert explain(store, snapshot, "http://x.example/", user="alice")["refused"]["code"] == "user_expired"
+    store.set_user("acme", "alice", blocked=True)
+    assert explain(store, snapshot, "http://x.example/", user="alice")["refused"]["code"] == "user_blocked"
+    store.set_suspended("acme", True)
+    out = explain(store, snapshot, "http://x.example/")
+    assert out["decision"] == {"action": "deny", "rule_id": None, "reason": "tenant acme is suspended", "reports": [],
+                               "redirect_to": None, "refused": "tenant_suspended"}
