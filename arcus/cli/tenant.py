@@ -231,7 +231,11 @@ def describe_changes(args: dict[str, Any]) -> str:
     """One phrase per changed setting, in the order the options are listed."""
     parts: list[str] = []
     for key, value in args.items():
-        if key == "max_conns":
+        if key == "display_name":
+            parts.append(f'display name "{value}"' if value else "display name = its name")
+        elif key == "sources":
+            parts.append("source ranges " + (", ".join(value) or "none"))
+        elif key == "max_conns":
             parts.append(f"max conns {count_text(value)}")
         elif key == "rps":
             parts.append(f"rate limit {rate_text(value)}")
@@ -346,6 +350,13 @@ def show(name: NameArg, socket: SocketOpt = None, data_dir: DataDirOpt = None, j
 @errors_to_exit
 def set_(
     name: NameArg,
+    display_name: Annotated[str | None, typer.Option(
+        "--name", metavar="TEXT", help="Display name, e.g. \"Acme Corp\"; '' for the tenant's name",
+        show_default=False)] = None,
+    source: Annotated[list[str] | None, typer.Option(
+        "--source", metavar="CIDR", help="Client range that identifies the tenant; repeatable; replaces the list",
+        show_default=False)] = None,
+    no_sources: Annotated[bool, typer.Option("--no-sources", help="Empty the list of source ranges")] = False,
     max_conns: Annotated[str | None, typer.Option(
         "--max-conns", metavar="N|unlimited", help="Concurrent connections of the whole tenant",
         show_default=False)] = None,
@@ -407,6 +418,15 @@ def set_(
     """Change a tenant's limits and settings; the daemon applies them on the next request."""
     _tenant_name(name)
     changes: dict[str, Any] = {}
+    if display_name is not None:
+        changes["display_name"] = display_name
+    if source and no_sources:
+        raise OperatorError("--source and --no-sources contradict each other",
+                            hint="give the new ranges with --source (they replace the list), or --no-sources alone")
+    if source:
+        changes["sources"] = list(dict.fromkeys(normalize_source(c) for c in source))
+    elif no_sources:
+        changes["sources"] = []
     if max_conns is not None:
         changes["max_conns"] = parse_count(max_conns)
     if rps is not None:
@@ -449,7 +469,7 @@ def set_(
     if not changes:
         raise OperatorError(
             "nothing to change",
-            hint="give at least one of --max-conns, --rps, --bandwidth, --auth, --auth-exempt, --no-auth-exempt, "
+            hint="give at least one of --name, --source, --no-sources, --max-conns, --rps, --bandwidth, --auth, --auth-exempt, --no-auth-exempt, "
             "--realm, --default, --block-page, --no-block-page, --log-query/--no-log-query, "
             "--proxy-host, --no-proxy-hosts, --lock-sources/--no-lock-sources, --icap-service, --no-icap, "
             "--icap-fail, --icap-sample, --icap-max-body, --icap-oversize, --intercept",

@@ -78,6 +78,8 @@ class Tenant:
 
 
 SETTINGS = (
+    "display_name",
+    "sources",
     "auth",
     "auth_exempt",
     "realm",
@@ -103,7 +105,14 @@ def check_settings(changes: dict[str, Any]) -> dict[str, Any]:
     values.check_keys("tenant", changes, SETTINGS)
     out: dict[str, Any] = {}
     for key, value in changes.items():
-        if key == "auth":
+        if key == "display_name":
+            out[key] = None if value is None else validate_display_name(value, "")  # None, "": the tenant's name
+        elif key == "sources":
+            if value is not None and (isinstance(value, str) or not isinstance(value, (list, tuple))):
+                raise values.invalid(f"invalid sources {value!r}: expected a list of ranges",
+                                     "give a list of CIDRs, e.g. [\"10.20.0.0/16\"], or [] for none")
+            out[key] = normalize_sources(value or ())
+        elif key == "auth":
             out[key] = values.choice("auth mode", value, values.AUTH_MODES)
         elif key == "auth_exempt":
             if value is not None and (isinstance(value, str) or not isinstance(value, (list, tuple))):
@@ -148,14 +157,20 @@ def _column(key: str, value: Any) -> Any:
 def update_settings(conn: sqlite3.Connection, name: str, changes: dict[str, Any]) -> dict[str, Any]:
     """Apply checked ``changes``; record only what differs; return what changed."""
     current = select_one(conn, name)
+    if "display_name" in changes and not changes["display_name"]:
+        changes = {**changes, "display_name": name}  # none given: the tenant's name, as at add
     changed = {k: v for k, v in changes.items() if getattr(current, k) != v}
     if not changed:
         return {}
-    assignments = ", ".join(f"{key} = ?" for key in changed)  # keys are from SETTINGS only
-    conn.execute(
-        f"UPDATE tenants SET {assignments} WHERE name = ?",
-        [_column(k, v) for k, v in changed.items()] + [name],
-    )
+    if "sources" in changed:
+        _replace_sources(conn, current, changed["sources"])
+    columns = {k: v for k, v in changed.items() if k != "sources"}
+    if columns:
+        assignments = ", ".join(f"{key} = ?" for key in columns)  # keys are from SETTINGS only
+        conn.execute(
+            f"UPDATE tenants SET {assignments} WHERE name = ?",
+            [_column(k, v) for k, v in columns.items()] + [name],
+        )
     history.record(
         conn,
         "tenant.set",
@@ -163,6 +178,34 @@ def update_settings(conn: sqlite3.Connection, name: str, changes: dict[str, Any]
         {k: list(v) if isinstance(v, tuple) else v for k, v in changed.items()},
     )
     return changed
+
+
+def _replace_sources(conn: sqlite3.Connection, current: Tenant, sources: tuple[str, ...]) -> None:
+    """The tenant's source ranges become ``sources`` (inside the caller's transaction: a range
+    another tenant holds rolls everything back)."""
+    if current.name == DEFAULT_TENANT and sources:
+        raise OperatorError(
+            "the default tenant has no source ranges",
+            code="invalid",
+            hint="it serves every client no other tenant's range holds; add a tenant for a range",
+        )
+    tid = tenant_id(conn, current.name)
+    conn.execute("DELETE FROM tenant_sources WHERE tenant_id = ?", (tid,))
+    _insert_sources(conn, tid, sources)
+
+
+def _insert_sources(conn: sqlite3.Connection, tid: int | None, sources: Iterable[str]) -> None:
+    for cidr in sources:
+        try:
+            conn.execute("INSERT INTO tenant_sources (tenant_id, cidr) VALUES (?, ?)", (tid, cidr))
+        except sqlite3.IntegrityError:
+            owner = _source_owner(conn, cidr)
+            raise AlreadyExists(
+                f"source range {cidr!r} already belongs to tenant {owner!r}",
+                hint=f"a range identifies one tenant: remove it from {owner!r} first "
+                f"(`arcus tenant set {owner} --source ...` with the ranges it keeps, or --no-sources), "
+                "or give a more specific range (the longest prefix wins)",
+            ) from None
 
 
 def validate_display_name(value: str | None, name: str) -> str:
@@ -320,19 +363,7 @@ def insert(conn: sqlite3.Connection, new: NewTenant) -> None:
             f"tenant {new.name!r} already exists",
             hint=f"choose another name, or see `arcus tenant show {new.name}`",
         ) from None
-    new_id = cursor.lastrowid
-    for cidr in new.sources:
-        try:
-            conn.execute(
-                "INSERT INTO tenant_sources (tenant_id, cidr) VALUES (?, ?)", (new_id, cidr)
-            )
-        except sqlite3.IntegrityError:
-            owner = _source_owner(conn, cidr)
-            raise AlreadyExists(
-                f"source range {cidr!r} already belongs to tenant {owner!r}",
-                hint=f"a range identifies one tenant: remove it from {owner!r} first, "
-                "or give a more specific range (the longest prefix wins)",
-            ) from None
+    _insert_sources(conn, cursor.lastrowid, new.sources)
     history.record(
         conn,
         "tenant.add",

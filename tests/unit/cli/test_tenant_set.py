@@ -66,7 +66,7 @@ def test_units_and_unlimited(sock: Path, data_dir: Path, acme: None) -> None:
     ("args", "lines"),
     [
         ((), ["error: nothing to change",
-              "hint: give at least one of --max-conns, --rps, --bandwidth, --auth, --auth-exempt, --no-auth-exempt, "
+              "hint: give at least one of --name, --source, --no-sources, --max-conns, --rps, --bandwidth, --auth, --auth-exempt, --no-auth-exempt, "
               "--realm, --default, --block-page, --no-block-page, --log-query/--no-log-query, "
               "--proxy-host, --no-proxy-hosts, --lock-sources/--no-lock-sources, --icap-service, --no-icap, "
               "--icap-fail, --icap-sample, --icap-max-body, --icap-oversize, --intercept"]),
@@ -279,3 +279,36 @@ def test_daemon_path_lock_sources_reaches_the_snapshot(daemon: TenancyDaemon, so
     assert daemon.calls == [("tenant.set", {"name": "acme", "lock_sources": True})]
     assert daemon.shared.snapshot.tenancy.tenants["acme"].lock_sources is True
     assert js(tenant(sock, data_dir, "show", "acme", "--json"))["lock_sources"] is True
+
+
+def test_source_ranges_and_display_name_change_after_add(sock: Path, data_dir: Path, acme: None) -> None:
+    """A range moves from one tenant to another without removing either (their users and rules
+    stay); a range another tenant holds is refused and nothing changes."""
+    assert tenant(sock, data_dir, "add", "globex", "--source", "10.99.0.0/16").exit_code == 0
+    lines = errors(tenant(sock, data_dir, "set", "globex", "--source", "10.20.0.0/16"))
+    assert lines[0] == "error: source range '10.20.0.0/16' already belongs to tenant 'acme'"
+    assert "arcus tenant set acme --source" in lines[1]
+    assert stored(data_dir, "globex").sources == ("10.99.0.0/16",)
+    result = tenant(sock, data_dir, "set", "acme", "--source", "10.21.0.0/16", "--source", "10.20.0.0/24",
+                    "--name", "Acme Corp")
+    assert result.stdout == 'changed tenant acme: display name "Acme Corp", source ranges 10.21.0.0/16, 10.20.0.0/24\n'
+    t = stored(data_dir)
+    assert (t.display_name, t.sources) == ("Acme Corp", ("10.20.0.0/24", "10.21.0.0/16"))
+    out = js(tenant(sock, data_dir, "set", "globex", "--source", "10.20.0.0/16", "--source", "10.99.0.0/16", "--json"))
+    assert out["sources"] == ["10.20.0.0/16", "10.99.0.0/16"]
+    out = js(tenant(sock, data_dir, "set", "acme", "--no-sources", "--name", "", "--json"))
+    assert (out["sources"], out["display_name"]) == ([], "acme")
+    for args, first in [
+        (("default", "--source", "10.1.0.0/16"), "error: the default tenant has no source ranges"),
+        (("acme", "--source", "bogus"), "error: invalid source range 'bogus'"),
+        (("acme", "--source", "10.0.0.0/8", "--no-sources"), "error: --source and --no-sources contradict each other"),
+    ]:
+        assert errors(tenant(sock, data_dir, "set", *args))[0].startswith(first)
+
+
+def test_daemon_path_new_source_ranges_reach_the_snapshot(daemon: TenancyDaemon, sock: Path, data_dir: Path) -> None:
+    assert daemon.shared.snapshot.tenancy.by_source("10.30.1.1").name == "default"
+    out = js(tenant(sock, data_dir, "set", "acme", "--source", "10.30.0.0/16", "--json"))
+    assert out["sources"] == ["10.30.0.0/16"]
+    assert daemon.shared.snapshot.tenancy.by_source("10.30.1.1").name == "acme"
+    assert daemon.shared.snapshot.tenancy.by_source("10.20.1.1").name == "default"

@@ -102,7 +102,7 @@ def test_tenant_set(ctl: Ctl) -> None:
         ({"auth": "required"}, "missing tenant name"),
         ({"name": 5, "auth": "required"}, "tenant name must be text, got int"),
         ({"name": "acme"}, "tenant.set: nothing to change"),
-        ({"name": "acme", "sources": ["10.0.0.0/8"]}, "tenant.set: unknown argument 'sources'"),
+        ({"name": "acme", "members": ["10.0.0.0/8"]}, "tenant.set: unknown argument 'members'"),
         ({"name": "acme", "auth": "maybe"}, "invalid auth mode 'maybe'"),
         ({"name": "acme", "rps": "200/s"}, "invalid rps '200/s'"),
         ({"name": "acme", "auth_exempt": "10.0.0.0/8"}, "invalid auth_exempt '10.0.0.0/8': expected a list of ranges"),

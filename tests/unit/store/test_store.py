@@ -143,7 +143,8 @@ def test_range_owned_by_another_tenant(store: Store) -> None:
     assert info.value.code == "exists"
     assert str(info.value) == "source range '10.20.0.0/16' already belongs to tenant 'acme'"
     assert info.value.hint == (
-        "a range identifies one tenant: remove it from 'acme' first, "
+        "a range identifies one tenant: remove it from 'acme' first "
+        "(`arcus tenant set acme --source ...` with the ranges it keeps, or --no-sources), "
         "or give a more specific range (the longest prefix wins)"
     )
 
