@@ -64,9 +64,11 @@ class Daemon:
         data_dir: Path,
         socket_path: Path,
         *,
-        setup_log: Callable[[LogConfig], None] | None = None,
+        setup_log: Callable[[LogConfig], Any] | None = None,
     ) -> None:
-        """``setup_log`` applies a profile's ``log`` section; a reload calls it again."""
+        """``setup_log`` opens a profile's ``log`` target (OperatorError when it cannot) and
+        returns it prepared (``install()``, ``discard()``: ``arcus.runtime.main.PreparedLog``); a
+        reload calls it again, before the swap."""
         self.profile_arg = profile_arg
         self.setup_log = setup_log
         self.data_dir = data_dir
@@ -335,42 +337,51 @@ class Daemon:
                     hint="start it again to serve a changed profile",
                 )
             profile: Profile = await asyncio.to_thread(load_profile, self.profile_arg)
-            data = await asyncio.to_thread(load_store, self.store)
-            await self.watcher.refresh()
-            generation = self.generation + 1
-            snapshot = await asyncio.to_thread(build_snapshot, generation, profile, data, self.own)
-            if self._stop.is_set():  # shutdown began while we were building
-                raise OperatorError("the daemon is shutting down; reload refused", code="unavailable")
-            fresh = await self._bind_listeners(snapshot)
-            # Listeners of removed servers close first, and the connections they accepted
-            # meet connection_made() (one or two loop turns later) while the old Snapshot,
-            # which still has their server, is current; only then the swap, and only then
-            # do the new listeners accept.
-            await self._close_listeners(self._stale(snapshot))
-            for _ in range(3):
-                await asyncio.sleep(0)
-            await start_escapers(snapshot, self.shared.snapshot)
-            previous = self.shared.snapshot
-            self.shared.swap(snapshot)
-            close_escapers(previous, snapshot)
-            self.generation = generation
-            await self._start_serving(fresh)
-            if self.setup_log is not None:
-                try:  # log level, access log on/off, and a log file reopened (logrotate's SIGHUP)
-                    self.setup_log(profile.log)
-                except OperatorError as exc:
-                    log.error("%s; still logging as before", exc.message)
-            try:  # audit on/off, retention, queue and batch sizes
-                await asyncio.to_thread(self.shared.records.apply_audit, profile.audit, self.data_dir)
-            except OperatorError as exc:
-                log.error("%s; the audit log is unchanged", exc.message)
-            self.shared.records.refresh()  # the access log may have been turned on or off
-            try:  # the metrics listener moved, appeared or went away
-                await self.metrics.apply(profile.metrics, profile.source)
-            except OperatorError as exc:
-                log.error("%s; no metrics listener until the next reload", exc.message)
-            log.info("reloaded profile %s: generation %d", profile.source, generation)
-            return generation
+            # a log file that cannot be opened refuses the reload, as it refuses `arcus serve`
+            # (log level, access log on/off, a file reopened for logrotate: applied after the swap)
+            prepared_log = None if self.setup_log is None else await asyncio.to_thread(self.setup_log, profile.log)
+            try:
+                return await self._reload_with(profile, prepared_log)
+            except BaseException:
+                if prepared_log is not None:
+                    prepared_log.discard()
+                raise
+
+    async def _reload_with(self, profile: Profile, prepared_log: Any) -> int:
+        """The rest of a reload, under its lock: the store, the Snapshot, the listeners, the swap."""
+        data = await asyncio.to_thread(load_store, self.store)
+        await self.watcher.refresh()
+        generation = self.generation + 1
+        snapshot = await asyncio.to_thread(build_snapshot, generation, profile, data, self.own)
+        if self._stop.is_set():  # shutdown began while we were building
+            raise OperatorError("the daemon is shutting down; reload refused", code="unavailable")
+        fresh = await self._bind_listeners(snapshot)
+        # Listeners of removed servers close first, and the connections they accepted
+        # meet connection_made() (one or two loop turns later) while the old Snapshot,
+        # which still has their server, is current; only then the swap, and only then
+        # do the new listeners accept.
+        await self._close_listeners(self._stale(snapshot))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await start_escapers(snapshot, self.shared.snapshot)
+        previous = self.shared.snapshot
+        self.shared.swap(snapshot)
+        close_escapers(previous, snapshot)
+        self.generation = generation
+        await self._start_serving(fresh)
+        if prepared_log is not None:
+            prepared_log.install()
+        try:  # audit on/off, retention, queue and batch sizes
+            await asyncio.to_thread(self.shared.records.apply_audit, profile.audit, self.data_dir)
+        except OperatorError as exc:
+            log.error("%s; the audit log is unchanged", exc.message)
+        self.shared.records.refresh()  # the access log may have been turned on or off
+        try:  # the metrics listener moved, appeared or went away
+            await self.metrics.apply(profile.metrics, profile.source)
+        except OperatorError as exc:
+            log.error("%s; no metrics listener until the next reload", exc.message)
+        log.info("reloaded profile %s: generation %d", profile.source, generation)
+        return generation
 
     async def refresh_tenants(self) -> int:
         async with self._reload_lock:

@@ -14,8 +14,10 @@ from arcus.runtime.daemon import Daemon
 from arcus.stats.logs import LOG_FORMAT, JsonFormatter, TenantLevels
 
 
-def setup_logging(config: LogConfig) -> None:
-    """Point the ``arcus`` loggers at the profile's target; called at start and on every reload.
+def setup_logging(config: LogConfig) -> PreparedLog:
+    """Open the profile's log target and return what points the ``arcus`` loggers at it; called
+    at start and on every reload (which opens first: a target that cannot be opened refuses the
+    reload before anything changed).
 
     The new handler is opened before the old one is dropped, so a target that cannot be opened
     raises OperatorError and leaves logging as it was. A reload (SIGHUP from logrotate) reopens
@@ -44,14 +46,34 @@ def setup_logging(config: LogConfig) -> None:
     levels = TenantLevels.from_config(config.level, config.tenants)
     if levels.per_tenant:
         handler.addFilter(levels)
-    root = logging.getLogger("arcus")
-    old = list(root.handlers)
-    root.handlers[:] = [handler]
-    for h in old:
-        h.close()
-    root.setLevel(levels.lowest)
-    root.propagate = False
-    logging.getLogger("arcus.access").disabled = not config.access
+    return PreparedLog(handler, levels.lowest, config.access)
+
+
+class PreparedLog:
+    """A log target opened for a profile: ``install()`` points the loggers at it, ``discard()``
+    closes it unused (a reload refused later on)."""
+
+    def __init__(self, handler: logging.Handler, level: int, access: bool) -> None:
+        self.handler, self.level, self.access = handler, level, access
+        self.installed = False
+
+    def __call__(self) -> None:
+        self.install()
+
+    def install(self) -> None:
+        self.installed = True
+        root = logging.getLogger("arcus")
+        old = list(root.handlers)
+        root.handlers[:] = [self.handler]
+        for h in old:
+            h.close()
+        root.setLevel(self.level)
+        root.propagate = False
+        logging.getLogger("arcus.access").disabled = not self.access
+
+    def discard(self) -> None:
+        if not self.installed:
+            self.handler.close()  # a file closed; stderr's handler leaves stderr open
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -68,7 +90,7 @@ def serve(profile: str | None, data_dir: Path, socket_path: Path) -> int:
 
     # Validate the profile before anything else so errors come out before a loop starts.
     profile_obj = load_profile(profile)
-    setup_logging(profile_obj.log)
+    setup_logging(profile_obj.log)()
     daemon = Daemon(profile, data_dir, socket_path, setup_log=setup_logging)
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         runner.run(daemon.run())

@@ -426,8 +426,12 @@ def test_reload_applies_the_log_section_and_sighup_reopens_a_rotated_log_file(cu
         assert d.arcus("ctl", "reload").returncode == 0
         assert log_file.read_text() == before
 
-        # a log target that cannot be opened: logged, and logging stays where it was
+        # a log target that cannot be opened refuses the reload (as it refuses `arcus serve`):
+        # the operator is told, and the daemon serves and logs as it was
+        generation = d.ctl("health")["generation"]
         d.profile_path.write_text(profile.replace(f"target: {log_file}", "target: /nonexistent/dir/arcus.log"))
-        assert d.arcus("ctl", "reload").returncode == 0
-        assert "cannot open the log file /nonexistent/dir/arcus.log" in log_file.read_text()
+        refused = d.arcus("ctl", "reload")
+        assert refused.returncode != 0
+        assert "cannot open the log file /nonexistent/dir/arcus.log" in refused.stderr
+        assert d.ctl("health")["generation"] == generation
         assert status_of(curl, d.proxy, origin.url("/small?fourth")) == (200, "")
