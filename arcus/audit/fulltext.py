@@ -158,8 +158,10 @@ class TextIndex:
     def search(self, text: str, filters: Filters, *, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` events whose host or path holds every word of ``text`` and that
         match ``filters``, newest first, in the shape every reader sees (``row_dict``)."""
-        if not text.split():
+        words = text.replace('"', " ").split()  # a quote is no part of a host or path word (an odd one is an FTS5 syntax error)
+        if not words:
             raise OperatorError("--text needs at least one word", hint="e.g. --text casino, --text 'example.com login'")
+        text = " ".join(words)
         if not self.exists():
             raise NotFound(f"the audit log {self.path} has no full-text index", hint=INDEX_HINT)
         where, params = filters.where()
@@ -174,6 +176,9 @@ class TextIndex:
             )
             return [row_dict(r["id"], tuple(r.get(f) for f in FIELDS)) for r in found]
         except sqlite3.Error as exc:
+            if "fts5" in str(exc):
+                raise OperatorError(f"invalid --text {text!r}: {exc}", code="invalid",
+                                    hint="give plain words of hosts or paths, e.g. --text 'casino login'") from None
             raise OperatorError(f"cannot search the audit log {self.path}: {exc}", code="internal") from None
 
 

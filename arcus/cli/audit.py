@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import time
@@ -36,6 +37,7 @@ from arcus.cli._progress import progress
 from arcus.control import protocol as p
 from arcus.control.client import ControlClient, DaemonNotRunning
 from arcus.errors import OperatorError
+from arcus.names import validate_name
 
 app = typer.Typer(no_args_is_help=True, help="Read the audit log: one event per connection and per HTTP request.")
 
@@ -70,6 +72,12 @@ BlockedOpt = Annotated[
 def _filters(
     tenant: str | None, user: str | None, host: str | None, since: str | None, until: str | None, blocked: bool
 ) -> dict[str, Any]:
+    if tenant is not None:
+        validate_name("tenant", tenant)
+    if user is not None:
+        validate_name("user", user)
+    if host is not None:
+        _check_host_filter(host)
     now = time.time()
     start = parse_when(since, now=now) if since is not None else None
     end = parse_when(until, now=now) if until is not None else None
@@ -79,6 +87,22 @@ def _filters(
             hint="--since is the older end of the range, --until the newer one",
         )
     return {"tenant": tenant, "user": user, "host": host, "since": start, "until": end, "blocked": blocked}
+
+
+_NOT_IN_A_HOST = re.compile(r"[\s\x00-\x1f\x7f/\\@\[\]#?%*~]")
+
+
+def _check_host_filter(host: str) -> None:
+    """``--host`` in one of its three forms (or '' for records without a host); a regex, a glob
+    or a URL is refused rather than matching nothing."""
+    text = host.strip()
+    name = text[2:] if text.startswith("*.") else text[1:] if text.startswith(".") else text
+    if (text and not name) or _NOT_IN_A_HOST.search(name) or ".." in name:
+        raise OperatorError(
+            f"invalid --host {host!r}",
+            hint="give example.com (that host), .example.com (it and every name under it) "
+            "or *.example.com (only the names under it)",
+        )
 
 
 def _reader(data_dir: Path | None) -> AuditReader:

@@ -169,6 +169,12 @@ def test_search_for_people(sock: Path, data: Path) -> None:
         (["--since", "yesterday"], "error: invalid time 'yesterday'"),
         (["--until", "2025-02-30"], "error: invalid time '2025-02-30'"),
         (["--since", "1h", "--until", "2h"], "error: --since 1h is not before --until 2h"),
+        (["--host", "~casino"], "error: invalid --host '~casino'"),
+        (["--host", "bad host"], "error: invalid --host 'bad host'"),
+        (["--host", "http://a.example/"], "error: invalid --host 'http://a.example/'"),
+        (["--host", "a*.example"], "error: invalid --host 'a*.example'"),
+        (["--tenant", "bad name"], "error: invalid tenant name 'bad name'"),
+        (["--user", "x" * 70], f"error: invalid user name '{'x' * 70}'"),
     ],
 )
 def test_search_refuses_bad_times(sock: Path, data: Path, args: list[str], message: str) -> None:

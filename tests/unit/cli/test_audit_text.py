@@ -68,6 +68,15 @@ def test_a_search_indexes_what_was_written_since_and_says_when_there_are_more(da
     assert "note: showing the newest 4 matching events" in result.stderr
 
 
+def test_quotes_in_the_text_are_no_syntax_error(data: Path) -> None:
+    assert audit(data, "index").exit_code == 0
+    for text in ('"', '"casino', 'casino"" play'):
+        result = audit(data, "search", "--text", text, "--json")
+        assert result.exit_code in (0, 1) and "syntax error" not in result.stderr, (text, result.stderr)
+    assert rids(audit(data, "search", "--text", '"casino', "--json").stdout) == ["req-0", "req-1"]
+    assert audit(data, "search", "--text", '"').stderr.splitlines()[0] == "error: --text needs at least one word"
+
+
 def test_empty_text_and_drop(data: Path) -> None:
     assert audit(data, "index").exit_code == 0
     empty = audit(data, "search", "--text", " ")
