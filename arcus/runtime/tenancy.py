@@ -211,6 +211,14 @@ def tenancy_handlers(host: TenancyHost) -> dict[str, Handler]:
         args = _args(args)
         name = _tenant(args, "name")
         _only(args, ("name",) + TENANT_SETTINGS, "tenant.set")
+        service = args.get("icap_service")
+        if isinstance(service, str):  # a typo would give the tenant an error on every exchange
+            known = [s.name for s in shared().snapshot.profile.icap_services]
+            if service not in known:
+                raise _invalid(
+                    f"the profile this daemon serves has no ICAP service {service!r}",
+                    f"use one of: {', '.join(known)}" if known else "add it under icap_services: in the profile and reload first",
+                )
         return await write(ops_tenants.change, name, _changes(args, TENANT_SETTINGS, "tenant.set"))
 
     async def tenant_rm(args: dict) -> dict:

@@ -59,13 +59,40 @@ def daemon(daemon: TenancyDaemon) -> Iterator[TenancyDaemon]:
     yield daemon
 
 
-def test_through_the_daemon_into_the_snapshot(daemon: TenancyDaemon, sock: Path, data_dir: Path) -> None:
-    assert daemon.shared.snapshot.tenancy.tenants["acme"].icap is None
+@pytest.fixture
+def av_daemon(sock: Path, tmp_path: Path) -> Iterator[TenancyDaemon]:
+    """A daemon whose profile has the ICAP service ``av``."""
+    import arcus.profiles
+    from arcus.store import Store
+    from arcus.testing.control import ServerThread
+
+    profile = tmp_path / "av.yaml"
+    default = (Path(arcus.profiles.__file__).parent / "default.yaml").read_text()
+    profile.write_text(default + "icap_services:\n  - name: av\n    servers: [icap://127.0.0.1:1344/avscan]\n")
+    with Store.open(tmp_path / "daemon" / "arcus.db") as store:
+        d = TenancyDaemon(store, str(profile))
+        d.seed(lambda st: st.add_tenant("acme", None, ["10.20.0.0/16"]))
+        with ServerThread(sock, d.handlers()) as server:
+            yield d
+            server.run(d.close())
+
+
+def test_through_the_daemon_into_the_snapshot(av_daemon: TenancyDaemon, sock: Path, data_dir: Path) -> None:
+    assert av_daemon.shared.snapshot.tenancy.tenants["acme"].icap is None
     out = js(tenant(sock, data_dir, "set", "acme", "--icap-service", "av", "--icap-sample", "0.25", "--json"))
     assert (out["icap_service"], out["icap_sample"]) == ("av", 0.25)
-    policy = daemon.shared.snapshot.tenancy.tenants["acme"].icap
-    # the test daemon's profile has no icap_services: the policy keeps the name, without a service
-    assert (policy.service_name, policy.service, policy.sample, policy.fail) == ("av", None, 0.25, "open")
+    policy = av_daemon.shared.snapshot.tenancy.tenants["acme"].icap
+    assert (policy.service_name, policy.sample, policy.fail) == ("av", 0.25, "open") and policy.service is not None
+    # a service the daemon's profile does not have is refused, in one line naming those it has
+    lines = errors(tenant(sock, data_dir, "set", "acme", "--icap-service", "avv"))
+    assert lines == ["error: the profile this daemon serves has no ICAP service 'avv'", "hint: use one of: av"]
+
+
+def test_a_daemon_without_icap_services_refuses_any(daemon: TenancyDaemon, sock: Path, data_dir: Path) -> None:
+    lines = errors(tenant(sock, data_dir, "set", "acme", "--icap-service", "av"))
+    assert lines == ["error: the profile this daemon serves has no ICAP service 'av'",
+                     "hint: add it under icap_services: in the profile and reload first"]
+    assert daemon.shared.snapshot.tenancy.tenants["acme"].icap is None
 
 
 @pytest.mark.parametrize("args", [("--icap-sample", "nan"), ("--rps", "0.00001")])
