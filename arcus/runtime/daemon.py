@@ -273,7 +273,12 @@ class Daemon:
         return fresh
 
     async def _listen_hint(self, snapshot: Snapshot, host: str, port: int, exc: OSError, ours: list[str]) -> str:
-        if ours:
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return (f"{host} is not an address of this machine: listen on one it has "
+                    "(`ip addr` lists them), 0.0.0.0 or :: for all of them")
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return f"port {port} is privileged here: run as root (or with CAP_NET_BIND_SERVICE), or pick a port above 1023"
+        if ours and exc.errno == errno.EADDRINUSE:
             return (f"this daemon listens there itself, as server {ours[0]}: a listener cannot move "
                     "between servers in one reload (free the port in one reload, take it in the next)")
         if exc.errno == errno.EADDRINUSE:  # who holds it, and how to run elsewhere (looks around: off the loop)

@@ -166,7 +166,12 @@ def _bad_profiles(good: str, busy_port: int) -> list[tuple[str, str, str]]:
         "  - name: second\n    type: http_proxy\n    listen: 127.0.0.1:0",
         f"  - name: second\n    type: http_proxy\n    listen: 127.0.0.1:{busy_port}",
     )
+    foreign = with_second_server(good).replace(
+        "  - name: second\n    type: http_proxy\n    listen: 127.0.0.1:0",
+        "  - name: second\n    type: http_proxy\n    listen: 192.0.2.55:3128",
+    )
     return [
+        (foreign, str(line_of(foreign, "name: second")), "192.0.2.55:3128"),
         (unknown_key, str(line_of(unknown_key, "colour:")), "colour"),
         (bad_ref, str(line_of(bad_ref, "escaper: nowhere")), "nowhere"),
         (bad_duration, str(line_of(bad_duration, "parsecs")), "parsecs"),
@@ -193,12 +198,14 @@ def test_a_bad_profile_is_refused_with_file_line_and_the_old_snapshot_keeps_serv
             assert located[0].startswith(f"{daemon.profile_path}:{line}: "), (located, line)
             assert needle in located[0], located
             assert "hint: " in r.stderr
+            if "192.0.2.55" in needle:  # not an address of this machine: said so, not "who holds it"
+                assert "hint: 192.0.2.55 is not an address of this machine" in r.stderr, r.stderr
             # still generation 1, still one server, still serving
             health = daemon.ctl("health")
             assert health["generation"] == 1
             assert [s["name"] for s in health["servers"]] == ["http"]
             assert status_of(curl, daemon.proxy, origin.url("/small")) == (200, "")
-        assert len(origin.requests) == 5
+        assert len(origin.requests) == 6
     finally:
         holder.close()
     daemon.profile_path.write_text(good)
