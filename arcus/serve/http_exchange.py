@@ -63,7 +63,7 @@ class Exchange:
     __slots__ = (
         "req", "resp", "id", "started", "status", "error", "decision", "rule", "reports", "head_sent",
         "retry_ok", "unread", "req_left", "req_scanner", "resp_left", "resp_scanner", "up0", "down0", "recorded",
-        "resp_scanned", "icap", "detail", "asked",
+        "resp_scanned", "icap", "detail", "asked", "continue_due",
     )
 
     def __init__(self, req: http1.RequestHead, request_id: str, limits: Limits, bytes_up: int, bytes_down: int) -> None:
@@ -92,6 +92,9 @@ class Exchange:
         # the host and port the client asked for, when the request leaves for another (a reverse
         # proxy's site upstream): what the record names, as the policy saw it
         self.asked: tuple[str, int] | None = None
+        # the client waits for "100 Continue" before its body: ours goes after expect_continue
+        # unless the upstream's (or its final answer, or the body) comes first
+        self.continue_due = False
 
     @property
     def tunnel(self) -> bool:

@@ -76,6 +76,7 @@ TRANSITIONS: dict[tuple[int, str], frozenset[int]] = {
     (BODY, "upstream_data"): frozenset({BODY, IDLE}),  # an early response (a 100, or a final answer)
     (BODY, "upstream_lost"): frozenset({IDLE, RESPONSE, CONNECTING}),
     (BODY, "upstream_eof"): frozenset({IDLE, RESPONSE, CONNECTING}),
+    (BODY, "timeout"): frozenset({BODY}),  # our "100 Continue" (expect_continue); else 408, closed
     (RESPONSE, "upstream_data"): frozenset({RESPONSE, IDLE, CONNECTING, BODY, TUNNEL}),  # done: the next request
     (RESPONSE, "upstream_eof"): frozenset({IDLE, CONNECTING, BODY, RESPONSE}),  # a close-delimited body ends
     (RESPONSE, "upstream_lost"): frozenset({IDLE, CONNECTING, BODY, RESPONSE}),  # a retry on a fresh connection
@@ -142,6 +143,8 @@ class HttpMachine:
     def client_data(self, data: bytes) -> None:
         state = self.state
         if state == BODY and not self.buf:
+            if self.ex is not None and self.ex.continue_due:
+                self._continue_settled()  # the client did not wait
             self._forward_body(data)
             return
         if state == CLOSED:
@@ -316,8 +319,14 @@ class HttpMachine:
             sink.idle_window = 0.0
         else:
             self.state = BODY
-            t = self.timeouts.client_body
-            self._deadline(t, t)
+            if req.expect_continue and not self.buf:
+                # RFC 9110 10.1.1: the head went on; an origin that does not say "100 Continue"
+                # within expect_continue is said it for (timeout), so the client sends its body
+                ex.continue_due = True
+                self._deadline(self.timeouts.expect_continue, 0.0)
+            else:
+                t = self.timeouts.client_body
+                self._deadline(t, t)
             self._forward_body(b"")
             if self.state == BODY and self.paused:
                 self._resume()
@@ -396,10 +405,21 @@ class HttpMachine:
                 return
             if data:
                 self.sink.write_client(data)  # an interim response (1xx) the client may see
+                if ex.continue_due:
+                    self._continue_settled()
+
+    def _continue_settled(self) -> None:
+        """No "100 Continue" of ours is due any more: the body's own bound applies."""
+        assert self.ex is not None
+        self.ex.continue_due = False
+        if self.state == BODY:
+            t = self.timeouts.client_body
+            self._deadline(t, t)
 
     def _response_head(self, resp: http1.ResponseHead, rest: bytes) -> None:
         ex = self.ex
         assert ex is not None
+        ex.continue_due = False  # a final answer: a 100 after it would be a protocol error
         if resp.framing == CHUNKED and ex.req.version == b"1.0":
             # we asked in HTTP/1.0, so the origin must not chunk; an HTTP/1.0 client could not decode it
             self._upstream_failed(
@@ -559,6 +579,9 @@ class HttpMachine:
                 rid = self.sink.head_refused(408, ErrorCode.CLIENT_TIMEOUT)
                 self.sink.write_client(answer_without_request(408, ErrorCode.CLIENT_TIMEOUT, "the request head did not arrive in time", rid))
             self._close(False)
+        elif state == BODY and ex is not None and ex.continue_due:
+            self.sink.write_client(b"HTTP/1.1 100 Continue\r\n\r\n")  # the origin kept quiet
+            self._continue_settled()
         elif state == BODY:
             assert ex is not None
             self._count_error(ErrorCode.CLIENT_TIMEOUT)

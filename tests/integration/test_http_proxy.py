@@ -83,6 +83,26 @@ def test_expect_100_continue(curl, daemon, origin):
     assert b"HTTP/1.1 100 Continue" in r.stderr
 
 
+def test_an_origin_that_never_says_100_continue_is_said_it_for(daemon, origin):
+    """timeouts.expect_continue: a client that waits for "100 Continue" before its body (as it
+    may, RFC 9110 10.1.1) is not left waiting on an origin that never sends one."""
+    h, p = daemon.proxy.rsplit(":", 1)
+    with socket.create_connection((h, int(p)), timeout=15) as s:
+        s.sendall(f"POST {origin.url('/echo')} HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\n"
+                  "Expect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n".encode())
+        got = b""
+        while b"\r\n\r\n" not in got:
+            chunk = s.recv(1024)
+            assert chunk, got
+            got += chunk
+        assert got == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"hello")
+        while chunk := s.recv(65536):
+            got += chunk
+    assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 ")
+    assert got.endswith(b"hello")
+
+
 def test_chunked_response_with_trailers_passes_raw(curl, daemon, origin):
     r = run_curl(curl, "--raw", "-i", "-x", f"http://{daemon.proxy}", origin.url("/chunked"))
     assert r.returncode == 0, r.stderr

@@ -30,7 +30,8 @@ from arcus.serve.http_machine import (
 
 LIMITS = http1.Limits(8192, 65536, 100)
 NOW = 1000.0
-TIMEOUTS = SimpleNamespace(client_header=10.0, client_body=20.0, client_idle=30.0, upstream_response=40.0, upstream_body=50.0)
+TIMEOUTS = SimpleNamespace(client_header=10.0, client_body=20.0, client_idle=30.0, upstream_response=40.0, upstream_body=50.0,
+                           expect_continue=1.5)
 
 GET = b"GET http://a.test/%s HTTP/1.1\r\nHost: a.test\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
@@ -243,9 +244,10 @@ def test_100_continue_reaches_the_client_and_the_body_follows() -> None:
     r = Run()
     post = b"POST http://a.test/u HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
     acts = r.ev("client_data", post)
-    assert ("deadline", TIMEOUTS.client_body) in acts and r.m.state == BODY
-    acts = r.acts("upstream_data", b"HTTP/1.1 100 Continue\r\n\r\n")
-    assert kinds(acts) == ["write"] and acts[0][1].startswith(b"HTTP/1.1 100 Continue\r\n")
+    assert ("deadline", TIMEOUTS.expect_continue) in acts and r.m.state == BODY  # ours, if the origin keeps quiet
+    acts = r.ev("upstream_data", b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert kinds(acts) == ["write", "deadline"] and acts[0][1].startswith(b"HTTP/1.1 100 Continue\r\n")
+    assert acts[1] == ("deadline", TIMEOUTS.client_body)  # the origin's came first: the body's bound
     assert r.m.state == BODY
     assert r.acts("client_data", b"hello") == [("up", b"hello")]
     assert r.m.state == RESPONSE
@@ -412,6 +414,41 @@ def test_a_client_eof_while_its_response_is_held_back_is_an_abort() -> None:
     r.ev("client_data", GET % b"a")
     r.ev("upstream_data", b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
     assert r.m.client_ended(held=False) is True and r.m.state == RESPONSE
+
+
+EXPECT = b"POST http://a.test/p HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+
+
+def test_an_origin_that_does_not_say_100_continue_is_said_it_for_after_expect_continue() -> None:
+    r = Run()
+    acts = r.ev("client_data", EXPECT)
+    assert acts[-1] == ("deadline", TIMEOUTS.expect_continue) and r.m.state == BODY
+    acts = r.ev("timeout")
+    assert acts == [("write", b"HTTP/1.1 100 Continue\r\n\r\n"), ("deadline", TIMEOUTS.client_body)]
+    assert r.m.state == BODY
+    assert ("up", b"hello") in r.acts("client_data", b"hello")
+    # a second timeout is the body's own: 408 (nothing was answered yet)
+    r = Run()
+    r.ev("client_data", EXPECT)
+    r.ev("timeout")
+    acts = r.acts("timeout")
+    assert ("error", ErrorCode.CLIENT_TIMEOUT) in acts and r.m.state == CLOSED
+
+
+def test_no_100_continue_of_ours_after_the_origins_nor_when_the_client_did_not_wait() -> None:
+    r = Run()
+    r.ev("client_data", EXPECT)
+    acts = r.ev("upstream_data", b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert acts == [("write", b"HTTP/1.1 100 Continue\r\n\r\n"), ("deadline", TIMEOUTS.client_body)]
+    assert not r.m.ex.continue_due
+    r = Run()
+    r.ev("client_data", EXPECT)
+    acts = r.ev("client_data", b"hel")
+    assert ("deadline", TIMEOUTS.client_body) in acts and not r.m.ex.continue_due
+    r = Run()
+    r.ev("client_data", EXPECT)
+    r.ev("upstream_data", b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n")
+    assert r.m.ex is None or not r.m.ex.continue_due
 
 
 def test_draining_closes_an_idle_connection_and_ends_keep_alive_on_a_busy_one() -> None:
