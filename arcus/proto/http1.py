@@ -383,6 +383,7 @@ def parse_response_head(
     length = -1
     codings: list[bytes] | None = None
     tokens = _EMPTY
+    repeated_length = False
     for name, value in headers:
         kind = _RESPONSE_FIELDS.get(name.lower())
         if kind is None:
@@ -392,6 +393,7 @@ def parse_response_head(
                 length = int(value)  # the usual case: one field, one number
             else:
                 length = _response_content_length(value, length)
+                repeated_length = True
         elif kind == _TRANSFER_ENCODING:
             if codings is None:
                 codings = []
@@ -435,6 +437,10 @@ def parse_response_head(
         keep_alive = False
         length = 0
 
+    if repeated_length and framing == LENGTH:
+        # RFC 9110 8.6: equal values repeated (in fields or a list) stand for one; what is passed
+        # on is that one field, not a repetition the next recipient may refuse
+        headers = [h for h in headers if h[0].lower() != b"content-length"] + [(b"Content-Length", b"%d" % length)]
     head = ResponseHead(status, reason, version, headers, framing, length, keep_alive, tokens)
     return head, end + 4
 

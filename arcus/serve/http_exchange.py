@@ -10,12 +10,15 @@ import math
 import time
 from typing import Any
 
-from arcus.errors import ErrorCode, Refusal
+from arcus.errors import ErrorCode, ProtocolError, Refusal
 from arcus.icap import stage as icap_stage
 from arcus.proto import http1
 from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, ChunkedScanner, Limits
 from arcus.serve import blockpage, records
 from arcus.serve.http_routing import VIA
+
+MAX_INTERIM = 32
+"""Interim (1xx) responses one request may get before its final one: more is an upstream error."""
 
 # hop-by-hop fields a 101's head must not pass on
 _NOT_ON_101 = (b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer")
@@ -63,7 +66,7 @@ class Exchange:
     __slots__ = (
         "req", "resp", "id", "started", "status", "error", "decision", "rule", "reports", "head_sent",
         "retry_ok", "unread", "req_left", "req_scanner", "resp_left", "resp_scanner", "up0", "down0", "recorded",
-        "resp_scanned", "icap", "detail", "asked", "continue_due",
+        "resp_scanned", "icap", "detail", "asked", "continue_due", "interims",
     )
 
     def __init__(self, req: http1.RequestHead, request_id: str, limits: Limits, bytes_up: int, bytes_down: int) -> None:
@@ -95,6 +98,7 @@ class Exchange:
         # the client waits for "100 Continue" before its body: ours goes after expect_continue
         # unless the upstream's (or its final answer, or the body) comes first
         self.continue_due = False
+        self.interims = 0  # 1xx responses seen (bounded: MAX_INTERIM)
 
     @property
     def tunnel(self) -> bool:
@@ -152,6 +156,9 @@ class Exchange:
         del buf[:used]
         if resp.status == 101 and req.upgrade:
             return "switch", resp, b""
+        self.interims += 1
+        if self.interims > MAX_INTERIM:  # an origin that only ever says "wait": bounded, not relayed forever
+            raise ProtocolError(f"more than {MAX_INTERIM} interim (1xx) responses", side="upstream", status=502)
         if req.version == b"1.1" and resp.status != 101:
             return "interim", resp, http1.build_response_head(resp.status, resp.reason, http1.forward_headers(resp.headers, resp.connection_tokens))
         return "interim", resp, b""

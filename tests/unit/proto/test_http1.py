@@ -583,6 +583,12 @@ def test_response_fields() -> None:
     assert head.connection_tokens == frozenset({b"close", b"x-hop"})
 
 
+@pytest.mark.parametrize("fields", [b"Content-Length: 7\r\nX: a\r\ncontent-length: 7\r\n", b"Content-Length: 7, 7,7\r\nX: a\r\n"])
+def test_a_repeated_equal_content_length_is_passed_on_as_one_field(fields: bytes) -> None:
+    head = parse_three_ways(parser_for_response(b"GET"), b"HTTP/1.1 200 OK\r\n" + fields + b"\r\n")
+    assert head.headers == [(b"X", b"a"), (b"Content-Length", b"7")]
+
+
 def test_response_status_without_reason_has_empty_reason() -> None:
     head, _ = parse_response_head(b"HTTP/1.1 200\r\n\r\n", LIMITS, b"GET")
     assert head.reason == b""

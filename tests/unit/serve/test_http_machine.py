@@ -451,6 +451,16 @@ def test_no_100_continue_of_ours_after_the_origins_nor_when_the_client_did_not_w
     assert r.m.ex is None or not r.m.ex.continue_due
 
 
+def test_interim_responses_are_relayed_up_to_a_bound_then_the_upstream_is_refused() -> None:
+    r = Run()
+    r.ev("client_data", GET % b"a")
+    acts = r.acts("upstream_data", b"HTTP/1.1 102 Processing\r\n\r\n" * 32)
+    assert kinds(acts) == ["write"] * 32
+    acts = r.acts("upstream_data", b"HTTP/1.1 102 Processing\r\n\r\n")
+    assert ("abort_upstream",) in acts and ("refuse", ErrorCode.UPSTREAM_BAD_RESPONSE, None, True) in acts
+    assert ("record", b"/a", 502, ErrorCode.UPSTREAM_BAD_RESPONSE) in acts
+
+
 def test_draining_closes_an_idle_connection_and_ends_keep_alive_on_a_busy_one() -> None:
     idle = Run()
     assert idle.acts("drain") == [("close", False)]
