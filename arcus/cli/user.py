@@ -337,7 +337,7 @@ def _set_blocked(tenant: str, name: str, blocked: bool, socket: Path | None, dat
 def block(
     tenant: TenantArg, name: UserArg, socket: SocketOpt = None, data_dir: DataDirOpt = None, json: JsonOpt = False
 ) -> None:
-    """Refuse a user's logins (407) until unblocked; its password is kept."""
+    """Refuse a user's logins (403, user_blocked) until unblocked; its password is kept."""
     _set_blocked(tenant, name, True, socket, data_dir, json)
 
 
