@@ -381,7 +381,8 @@ class AddressCheck:
         d = self.policy.decide(dataclasses.replace(self.ctx, dest_ip=ip))
         if d.action != "allow":
             self.rule = d.rule_id or "default"
-            return f"denied by rule {self.rule}: {d.reason}"
+            # a rule's reason names it ("denied by rule 'x'"); the default's and the guard's say why
+            return d.reason if d.rule_id and d.reason.startswith(("denied", "redirected")) else f"denied: {d.reason}"
         return True if d.rule_id in self.explicit else None
 
 

@@ -454,6 +454,7 @@ def test_a_denial_decided_on_the_resolved_address_is_a_denial_with_its_rule(matr
         head = data.split(b"\r\n\r\n", 1)[0]
         assert head.startswith(b"HTTP/1.1 403"), data[:300]
         assert b"X-Arcus-Rule: no-loopback" in head and b"Content-Type: text/html" in head
+        assert data.count(b"denied by rule") == 1, data  # the reason said once, not "denied by rule x: denied by rule 'x'"
         with _connect(addrs["socks"]) as s:
             s.sendall(socks.socks5_client_greeting(False) + socks.socks5_client_request(socks.CONNECT, "localhost", env.origin.port))
             reply = _recv_all(s)
