@@ -534,7 +534,10 @@ class Daemon:
         return {"killed": conn_id}
 
     async def _cmd_shutdown(self, args: dict) -> dict:
-        graceful = bool(args.get("graceful", False))
+        graceful = args.get("graceful", False)
+        if not isinstance(graceful, bool):  # "false" is a true string: a typed request stops nothing by mistake
+            raise OperatorError(f"graceful must be true or false, not {graceful!r}", code="invalid",
+                                hint='pass {"graceful": true} or {"graceful": false}')
         # answer first, then stop
         asyncio.get_running_loop().call_soon(self.request_stop, graceful)
         return {"shutting_down": True, "graceful": graceful}

@@ -129,6 +129,11 @@ def test_ctl_shutdown_without_graceful_stops_now(curl, daemon, origin):
 
 
 def test_ctl_shutdown_text(daemon):
+    # a graceful that is not a boolean ("false" is a true string) stops nothing
+    with pytest.raises(Exception) as info:
+        daemon.ctl("shutdown", {"graceful": "false"})
+    assert "graceful must be true or false" in str(info.value)
+    assert daemon.ctl("health")["generation"] >= 1
     r = daemon.arcus("ctl", "shutdown")
     assert (r.returncode, r.stdout) == (0, "daemon is shutting down now\n"), r.stderr
     assert exit_status(daemon, 10)[0] == 0
