@@ -202,6 +202,7 @@ def tenancy_handlers(host: TenancyHost) -> dict[str, Handler]:
         return await read(ops_tenants.list_all)
 
     async def tenant_show(args: dict) -> dict:
+        _only(_args(args), ("name",), "tenant.show")
         name = _tenant(_args(args), "name")
         out = await read(ops_tenants.show, name)
         out["usage"] = shared().tenant_counters.get(out["name"]).to_dict()
@@ -222,12 +223,15 @@ def tenancy_handlers(host: TenancyHost) -> dict[str, Handler]:
         return await write(ops_tenants.change, name, _changes(args, TENANT_SETTINGS, "tenant.set"))
 
     async def tenant_rm(args: dict) -> dict:
+        _only(_args(args), ("name",), "tenant.rm")
         return await write(ops_tenants.remove, _tenant(_args(args), "name"))
 
     async def tenant_suspend(args: dict) -> dict:
+        _only(_args(args), ("name",), "tenant.suspend")
         return await write(ops_tenants.set_suspended, _tenant(_args(args), "name"), True)
 
     async def tenant_resume(args: dict) -> dict:
+        _only(_args(args), ("name",), "tenant.resume")
         return await write(ops_tenants.set_suspended, _tenant(_args(args), "name"), False)
 
     # -- users --------------------------------------------------------------------------
@@ -240,17 +244,20 @@ def tenancy_handlers(host: TenancyHost) -> dict[str, Handler]:
         return await write(ops_users.add, tenant, name, secret, args.get("expires_at"))
 
     async def user_list(args: dict) -> list[dict]:
+        _only(_args(args), ("tenant",), "user.list")
         return await read(ops_users.list_all, _tenant(_args(args)))
 
     async def user_show(args: dict) -> dict:
         args = _args(args)
         tenant, name = _tenant(args), _user(args)
+        _only(args, ("tenant", "name"), "user.show")
         out = await read(ops_users.show, tenant, name)
         out["usage"] = shared().user_counters.get(f"{tenant}/{name}").to_dict()
         return out
 
     async def user_rm(args: dict) -> dict:
         args = _args(args)
+        _only(args, ("tenant", "name"), "user.rm")
         return await write(ops_users.remove, _tenant(args), _user(args))
 
     async def user_passwd(args: dict) -> dict:
@@ -262,10 +269,12 @@ def tenancy_handlers(host: TenancyHost) -> dict[str, Handler]:
 
     async def user_block(args: dict) -> dict:
         args = _args(args)
+        _only(args, ("tenant", "name"), "user.block")
         return await write(ops_users.set_blocked, _tenant(args), _user(args), True)
 
     async def user_unblock(args: dict) -> dict:
         args = _args(args)
+        _only(args, ("tenant", "name"), "user.unblock")
         return await write(ops_users.set_blocked, _tenant(args), _user(args), False)
 
     async def user_set(args: dict) -> dict:
@@ -304,16 +313,19 @@ def tenancy_handlers(host: TenancyHost) -> dict[str, Handler]:
         return await write(ops_policies.add, tenant, rule, position)
 
     async def policy_list(args: dict) -> list[dict]:
+        _only(_args(args), ("tenant",), "policy.list")
         return await read(ops_policies.list_rules, _tenant(_args(args)))
 
     async def policy_rm(args: dict) -> dict:
         args = _args(args)
+        _only(args, ("tenant", "id"), "policy.rm")
         return await write(ops_policies.remove, _tenant(args), _name(args, "id", "rule", "block-x"))
 
     async def policy_move(args: dict) -> list[dict]:
         args = _args(args)
         tenant = _tenant(args)
         rule_id = _name(args, "id", "rule", "block-x")
+        _only(args, ("tenant", "id", "position"), "policy.move")
         if "position" not in args:
             raise _invalid("policy.move: missing position", 'pass {"position": 1} to make it the first rule')
         return await write(ops_policies.move, tenant, rule_id, ops_policies.check_position(args["position"]))

@@ -113,6 +113,25 @@ def test_tenant_set_refused(ctl: Ctl, args: dict, message: str) -> None:
     assert str(exc) == message and exc.code == "invalid" and exc.hint
 
 
+@pytest.mark.parametrize(
+    ("cmd", "args"),
+    [
+        ("tenant.show", {"name": "acme"}), ("tenant.rm", {"name": "acme"}), ("tenant.suspend", {"name": "acme"}),
+        ("tenant.resume", {"name": "acme"}), ("user.list", {"tenant": "acme"}),
+        ("user.show", {"tenant": "acme", "name": "alice"}), ("user.rm", {"tenant": "acme", "name": "alice"}),
+        ("user.block", {"tenant": "acme", "name": "alice"}), ("user.unblock", {"tenant": "acme", "name": "alice"}),
+        ("policy.list", {"tenant": "acme"}), ("policy.rm", {"tenant": "acme", "id": "r1"}),
+        ("policy.move", {"tenant": "acme", "id": "r1", "position": 1}),
+    ],
+)
+def test_every_tenancy_command_refuses_an_unknown_argument(ctl: Ctl, daemon: TenancyDaemon, cmd: str, args: dict) -> None:
+    """A misspelt key is an error, not ignored: `{"name": "acme", "force": true}` to tenant.rm
+    must not remove the tenant as if the key meant nothing (docs/control.md)."""
+    exc = refused(ctl, cmd, {**args, "extra": 1})
+    assert str(exc) == f"{cmd}: unknown argument 'extra'" and exc.code == "invalid"
+    assert daemon.store.get_tenant("acme").suspended is False  # nothing was done
+
+
 def test_tenant_set_unknown(ctl: Ctl) -> None:
     assert str(refused(ctl, "tenant.set", {"name": "nope", "auth": "none"}, NotFound)) == "tenant 'nope' does not exist"
 
