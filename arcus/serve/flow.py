@@ -95,7 +95,7 @@ class Flow:
             pause = max_pause(time.monotonic(), n, *self.shape_up)
             if pause > 0 and not self.client_paused & SHAPER:
                 self.pause_client(SHAPER)
-                asyncio.get_running_loop().call_later(pause, self.resume_client, SHAPER)
+                asyncio.get_running_loop().call_later(min(pause, RECHECK), self._owed_up)
 
     def sent_down(self, n: int) -> None:
         """``n`` upstream bytes went to the client: pause the upstream as the shapers say."""
@@ -103,4 +103,30 @@ class Flow:
             pause = max_pause(time.monotonic(), n, *self.shape_down)
             if pause > 0 and not self.upstream_paused & SHAPER:
                 self.pause_upstream(SHAPER)
-                asyncio.get_running_loop().call_later(pause, self.resume_upstream, SHAPER)
+                asyncio.get_running_loop().call_later(min(pause, RECHECK), self._owed_down)
+
+    # A pause is looked at again at least every RECHECK seconds: a limit changed meanwhile (raised,
+    # removed) takes effect then, not when a debt computed at the old rate is paid.
+
+    def _owed_up(self) -> None:
+        owed = _owed(self.shape_up)
+        if owed > 0 and not self.closed:
+            asyncio.get_running_loop().call_later(min(owed, RECHECK), self._owed_up)
+        else:
+            self.resume_client(SHAPER)
+
+    def _owed_down(self) -> None:
+        owed = _owed(self.shape_down)
+        if owed > 0 and not self.closed:
+            asyncio.get_running_loop().call_later(min(owed, RECHECK), self._owed_down)
+        else:
+            self.resume_upstream(SHAPER)
+
+
+RECHECK = 1.0
+"""Seconds at most between two looks at a shaper's pause (see ``Flow._owed_down``)."""
+
+
+def _owed(shapers: tuple) -> float:
+    now = time.monotonic()
+    return max((s.pause(now) for s in shapers if s is not None), default=0.0)

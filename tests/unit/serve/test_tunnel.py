@@ -169,3 +169,41 @@ def test_resume_writing_never_lifts_a_shapers_pause() -> None:
         assert not fresh.reading and flow.upstream_paused == CLIENT_FULL
 
     asyncio.run(main())
+
+
+def test_a_limit_raised_during_a_shapers_pause_takes_effect_at_the_next_look(monkeypatch) -> None:
+    """The pause is looked at again every RECHECK seconds: removing the limit ends a pause that
+    the old rate had made nine seconds long; a limit still owed keeps it."""
+    from arcus.serve import flow as flow_module
+    from arcus.testing.wait import async_wait_until
+
+    monkeypatch.setattr(flow_module, "RECHECK", 0.05)
+
+    class FakeTransport:
+        def __init__(self) -> None:
+            self.reading = True
+
+        def pause_reading(self) -> None:
+            self.reading = False
+
+        def resume_reading(self) -> None:
+            self.reading = True
+
+        def is_closing(self) -> bool:
+            return False
+
+    async def main() -> None:
+        flow = Flow()
+        up = FakeTransport()
+        flow.attach(up)
+        shaper = Shaper(1000.0, burst_bytes=1000.0)
+        flow.shape_down = (shaper,)
+        flow.sent_down(10_000)  # 9 s of debt at 1000 B/s
+        assert not up.reading
+        await asyncio.sleep(0.2)  # several looks: still owed
+        assert not up.reading and flow.upstream_paused == SHAPER
+        shaper.set_rate(None)  # the tenant's limit removed
+        await async_wait_until(lambda: up.reading, timeout=5, what="the upstream read again")
+        assert flow.upstream_paused == 0
+
+    asyncio.run(asyncio.wait_for(main(), 20))
