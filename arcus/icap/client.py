@@ -10,9 +10,14 @@ the verdict is ``error`` (the caller applies the tenant's fail mode).
 
 The body comes from a ``Held`` (``arcus.icap.body``): the bytes the stage keeps while the
 origin or the client sends them, read by a cursor, so a retry on the next server sends them
-again from the start; a preview (``Preview`` from OPTIONS, ``Transfer-*`` by file extension)
-goes first, then the rest after a ``100 Continue``. ``Allow: 204`` is always sent: the stage
-holds the whole body (up to the tenant's bound), so it can replay it unchanged.
+again from the start. A body that fits in the server's preview (``Preview`` from OPTIONS,
+``Transfer-*`` by file extension) goes as the preview with ``ieof``; a larger one goes whole,
+without a preview: the stage holds it anyway, and c-icap's antivirus answers a body it gets
+after a preview and a ``100 Continue`` early, then cuts it when it finds a virus (a 200 with the
+original head, its Content-Length and no body, no ``X-Infection-Found``). An answer whose body is
+shorter than its own head's Content-Length is taken as such a cut: blocked, never passed on.
+``Allow: 204`` is always sent: the stage holds the whole body (up to the tenant's bound), so it
+can replay it unchanged.
 
 The pool: at most ``min(max_connections, Max-Connections)`` connections per server, busy or
 idle; a caller beyond that waits (bounded by ``timeout``) for one to be released.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -226,6 +232,8 @@ class IcapServerClient:
     ) -> tuple[Verdict, bool]:
         t = self.config.timeout
         preview = opts.preview if mode == "preview" and held is not None else None
+        if preview is not None and held is not None and not await _fits(held, preview):
+            preview = None  # a larger body goes whole (see the module docstring)
         headers = [(b"Host", self.host), (b"User-Agent", USER_AGENT), (b"Allow", b"204")]
         if preview is not None:
             headers.append((b"Preview", str(preview).encode()))
@@ -288,11 +296,34 @@ class IcapServerClient:
         if threat is not None:
             return Verdict("block", threat=threat, server=url), head.keep_alive
         body = b"".join(pieces)
+        encapsulated = heads.get(b"res-hdr") or heads.get(b"req-hdr")
+        declared = _content_length(encapsulated) if encapsulated is not None else None
+        if declared is not None and len(body) < declared:
+            # the server began answering, then cut the body: what it found is not said, and
+            # neither the cut message nor the original may go on
+            return Verdict("block", threat=CUT, server=url), head.keep_alive
         if b"res-hdr" in heads:
             return Verdict("respond", head=heads[b"res-hdr"], body=body, has_body=has_body, server=url), head.keep_alive
         if method == b"REQMOD" and b"req-hdr" in heads:
             return Verdict("rewrite", head=heads[b"req-hdr"], body=body, has_body=has_body, server=url), head.keep_alive
         raise ServerFailed(f"{url} answered 200 without the HTTP head it modified")
+
+
+CUT = "unnamed (the ICAP server cut the body it answered)"
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,18})[ \t]*\r\n", re.IGNORECASE)
+
+
+def _content_length(head: bytes) -> int | None:
+    """The Content-Length an encapsulated HTTP head declares (None: none, or not one number)."""
+    found = _CONTENT_LENGTH.findall(head)
+    return int(found[0]) if len(set(found)) == 1 else None
+
+
+async def _fits(held: Held, n: int) -> bool:
+    """Whether the whole body is at most ``n`` bytes (waits until that is known)."""
+    while not held.complete and held.size <= n:
+        await held.wait()
+    return held.size <= n
 
 
 class IcapService:

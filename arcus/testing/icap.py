@@ -134,7 +134,7 @@ class AntivirusPeers:
             f"ModulesDir {mods}\nServicesDir {mods}\nTemplateDir /usr/share/c_icap/templates/\nTemplateDefaultLanguage en\n"
             f"ServerLog {d / 'server.log'}\nAccessLog {d / 'access.log'}\n"
             f"Module common clamd_mod.so\nclamd_mod.ClamdSocket {self.sock}\n"
-            f"Service antivirus_module virus_scan.so\nServiceAlias {SERVICE} virus_scan\n"
+            f"Service antivirus_module virus_scan.so\nServiceAlias {SERVICE} virus_scan?allow204=on&sizelimit=off&mode=simple\n"
             f"virus_scan.DefaultEngine clamd\nvirus_scan.Allow204Responces on\nvirus_scan.MaxObjectSize 200M\n"
             f"virus_scan.ScanFileTypes TEXT DATA EXECUTABLE ARCHIVE GIF JPEG MSOFFICE\n"
         )

@@ -90,6 +90,8 @@ def files(tmp_path_factory):
     (root / "eicar.com").write_bytes(av.EICAR)
     (root / "clean.txt").write_bytes(b"nothing to see here\n" * 100)
     (root / "page.html").write_bytes(b"<html><body><p>hi</p><pre>" + av.EICAR + b"</pre></body></html>\n")
+    # larger than c-icap's preview (1024 bytes): it must go whole, or c-icap cuts its answer
+    (root / "eicar-big.bin").write_bytes(av.EICAR + os.urandom(200_000))
     origin = FileOrigin(root)
     try:
         yield root, origin
@@ -168,6 +170,25 @@ def test_an_eicar_download_is_blocked_with_the_threat_named_and_a_clean_one_pass
         ("/page.html", 403, "blocked:Eicar-Test-Signature-Html.UNOFFICIAL", "icap_blocked"),
     ]
     assert rows[0]["decision"] == "deny" and rows[0]["rule"] == "icap:av"
+
+
+def test_an_eicar_body_larger_than_the_preview_is_blocked_both_ways(curl, proxy, files, tmp_path):
+    """c-icap asks for a 1 KiB preview; its antivirus answers a body sent after a preview early
+    and then cuts it (an empty 200, no threat named): the client got an empty file and the
+    record said modified. A larger body goes whole, and is blocked with its threat named."""
+    root, origin = files
+    d = proxy((0,))
+    r = curl_through(curl, d, origin.url("eicar-big.bin"))
+    out = r.stdout.decode(errors="replace")
+    assert out.startswith("HTTP/1.1 403") and THREAT in out, out[-900:]
+    before = len(origin.uploads)
+    r = curl_through(curl, d, origin.url("upload"), "-T", str(root / "eicar-big.bin"))
+    out = final(r)
+    assert out.startswith("HTTP/1.1 403") and THREAT in out, out[:300]
+    assert len(origin.uploads) == before  # never reached the origin
+    rows = records(d, 2)
+    assert [(e["method"], e["status"], e["icap"]) for e in rows] == [
+        ("GET", 403, f"blocked:{THREAT}"), ("PUT", 403, f"blocked:{THREAT}")]
 
 
 def test_a_clean_50mb_download_passes_byte_exact(curl, proxy, files, tmp_path):

@@ -19,6 +19,12 @@ BLOCK = (b"ICAP/1.0 200 OK\r\nX-Infection-Found: Type=0; Resolution=2; Threat=Ba
          b"Encapsulated: res-hdr=0, res-body=%d\r\n\r\n" % len(RES_HDR)) + RES_HDR + b"3\r\nno!\r\n0\r\n\r\n"
 
 
+CUT_HDR = b"HTTP/1.0 200 OK\r\nContent-Length: 2068\r\n\r\n"
+CUT = (b"ICAP/1.0 200 OK\r\nEncapsulated: res-hdr=0, res-body=%d\r\n\r\n" % len(CUT_HDR)) + CUT_HDR + b"0\r\n\r\n"
+"""What c-icap's antivirus answers when it finds a virus after it began answering: the original
+head, its length, no body, no X-Infection-Found."""
+
+
 class Scripted:
     """An ICAP server that answers OPTIONS, then each modification: 100 after a preview unless
     the body is in it, then 204, or the block answer when the body holds b"EVIL"."""
@@ -53,7 +59,7 @@ class Scripted:
                     more, _ = await self.chunks(reader)
                     body += more
                 await asyncio.sleep(self.delay)
-                writer.write(BLOCK if b"EVIL" in body else b"ICAP/1.0 204 No Content\r\n\r\n")
+                writer.write(BLOCK if b"EVIL" in body else CUT if b"CUT" in body else b"ICAP/1.0 204 No Content\r\n\r\n")
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -103,8 +109,20 @@ def test_preview_then_204_options_cached_and_a_block():
         v = await svc.modify(b"REQMOD", b"PUT / HTTP/1.1\r\n\r\n", None, held(b"ok"), "", 1000)  # fits the preview: ieof
         assert v.action == "pass"
         assert peer.options == 1  # one OPTIONS for all three: cached for its TTL
-        assert all(b"Allow: 204" in r and b"Preview: 4" in r for r in peer.requests)
+        assert all(b"Allow: 204" in r for r in peer.requests)
+        # only the body that fits the preview goes as one (ieof); the larger ones go whole
+        assert [b"Preview: 4" in r for r in peer.requests] == [False, False, True]
         assert peer.most_open == 1  # one persistent connection did it all
+
+    asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_an_answer_cut_short_of_its_own_content_length_is_a_block():
+    async def main() -> None:
+        peer = Scripted()
+        svc = service(await peer.start())
+        v = await svc.modify(b"RESPMOD", b"GET / HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n", held(b"x" * 100 + b"CUT"), "", 10_000)
+        assert (v.action, v.threat) == ("block", "unnamed (the ICAP server cut the body it answered)")
 
     asyncio.run(asyncio.wait_for(main(), 10))
 
