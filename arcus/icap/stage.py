@@ -202,11 +202,11 @@ class Stage:
 
     def _request_oversize(self) -> None:
         if self.policy.oversize == "refuse":
-            self.verdict = "oversize:refused"
+            self._set_verdict("oversize:refused")
             self.req_state = _DROP
             self._block(ErrorCode.ICAP_TOO_LARGE, f"the request body is larger than {self.policy.max_body} bytes, the most this gateway scans", keep_up=True)
             return
-        self.verdict = "oversize:pass"
+        self._set_verdict("oversize:pass")
         self._release_request()
 
     def _release_request(self) -> None:
@@ -231,10 +231,10 @@ class Stage:
 
     def _request_verdict(self, v: Verdict) -> None:
         if _passes(v, self.policy):
-            self.verdict = _note(v)
+            self._set_verdict(_note(v))
             self._release_request()
         elif v.action == "rewrite":
-            self.verdict = "modified"
+            self._set_verdict("modified")
             head, body = _reframe(v.head, v.body, v.has_body, request=True)
             self.up.write(head + body)
             self.req_state = _DROP
@@ -379,12 +379,12 @@ class Stage:
 
     def _response_oversize(self) -> None:
         if self.policy.oversize == "refuse":
-            self.verdict = "oversize:refused"
+            self._set_verdict("oversize:refused")
             self.spoiled = True
             self.res_state = _DROP
             self._block(ErrorCode.ICAP_TOO_LARGE, f"the response is larger than {self.policy.max_body} bytes, the most this gateway scans")
             return
-        self.verdict = "oversize:pass"
+        self._set_verdict("oversize:pass")
         if self.res_held is None:  # announced too large: nothing held yet
             self._pass_response()
         else:
@@ -429,7 +429,7 @@ class Stage:
         held = self.res_held
         assert held is not None
         if _passes(v, self.policy) or (v.action == "respond" and held.complete and _unchanged(v, self.res_head, held)):
-            self.verdict = _note(v)
+            self._set_verdict(_note(v))
             self._replay(held)
             return
         if not held.complete:
@@ -465,18 +465,23 @@ class Stage:
 
     def _answer_verdict(self, v: Verdict) -> None:
         if v.action == "block":
-            self.verdict = f"blocked:{v.threat}"
+            self._set_verdict(f"blocked:{v.threat}")
             self._block(ErrorCode.ICAP_BLOCKED, f"virus or policy violation found: {v.threat}", keep_up=self.res_state == -1)
         elif v.action == "respond":
-            self.verdict = "modified"
+            self._set_verdict("modified")
             head, body = _reframe(v.head, v.body, v.has_body, request=False)
             self._give(head + body)
         else:  # an error with fail closed
-            self.verdict = "error:" + v.detail[:200]
+            self._set_verdict("error:" + v.detail[:200])
             self.ex.error = ErrorCode.ICAP_FAILED
             self.owner.count_error(ErrorCode.ICAP_FAILED)
             text = f"the content scanner could not check this request; it was refused ({v.detail[:200]})\nrequest id: {self.ex.id}\n"
             self._give(_response(503, b"text/plain; charset=utf-8", text.encode(), ErrorCode.ICAP_FAILED))
+
+    def _set_verdict(self, verdict: str) -> None:
+        """Note what the ICAP service said of the request or the response: the worse stays (``_RANK``)."""
+        if _rank(verdict) >= _rank(self.verdict):
+            self.verdict = verdict
 
     def _block(self, code: ErrorCode, reason: str, keep_up: bool = False) -> None:
         ex = self.ex
@@ -530,6 +535,15 @@ def _without_expect(head: bytes) -> bytes:
 
 def _client_error(message: str) -> ProtocolError:
     return ProtocolError(message, side="client", status=400)
+
+
+_RANK = ("clean", "skipped:", "modified", "oversize:pass", "fail_open:", "oversize:refused", "error:", "blocked:")
+"""What a record's ``icap`` says when both the request and the response were looked at: the
+worse of the two (an upload that went unscanned stays ``oversize:pass`` whatever the response)."""
+
+
+def _rank(verdict: str) -> int:
+    return max((i for i, kind in enumerate(_RANK) if verdict.startswith(kind)), default=-1)
 
 
 def _note(v: Verdict) -> str:

@@ -254,6 +254,12 @@ def test_a_body_beyond_the_bound_is_passed_or_refused_as_the_tenant_says(curl, p
     assert out.startswith("HTTP/1.1 403") and "X-Arcus-Error: icap_too_large" in out, out[:300]
     rows = records(d, 2)
     assert [e["icap"] for e in rows] == ["oversize:pass", "oversize:refused"]
+    # an upload over the bound goes on unscanned; its small response is scanned clean: the
+    # record keeps the worse of the two, not the response's "clean"
+    assert d.arcus("tenant", "set", "default", "--icap-oversize", "pass").returncode == 0
+    r = curl_through(curl, d, origin.url("upload"), "-T", str(root / "clean.txt"))
+    assert final(r).startswith("HTTP/1.1 201"), r.stdout[:300]
+    assert records(d, 3)[2]["icap"] == "oversize:pass"
 
 
 def test_sampling_zero_sends_nothing(curl, proxy, files):

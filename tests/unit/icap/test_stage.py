@@ -179,3 +179,21 @@ def test_not_sampled_and_tunnels_get_no_stage():
     assert plan(IcapPolicy("av", None, sample=0.5), ex, render, Timeouts(), rand=lambda: 0.7) is None
     assert plan(IcapPolicy("av", None, sample=0.5), ex, render, Timeouts(), rand=lambda: 0.2) is not None
     assert plan(IcapPolicy("av", None), exchange(b"CONNECT o:443 HTTP/1.1\r\nHost: o:443\r\n\r\n"), render, Timeouts()) is None
+
+
+def test_the_record_keeps_the_worse_of_the_request_and_the_response_verdicts():
+    """An upload passed unscanned (or modified, or failed open) stays so in the record when its
+    response is then scanned clean; a block or an error of the response wins over anything."""
+    s, _, _ = stage(GET)
+    s._set_verdict("oversize:pass")  # the request
+    s._set_verdict("clean")  # the response
+    assert s.verdict == "oversize:pass"
+    s._set_verdict("fail_open:no server answered")
+    s._set_verdict("modified")
+    assert s.verdict == "fail_open:no server answered"
+    s._set_verdict("blocked:Eicar")
+    assert s.verdict == "blocked:Eicar"
+    t, _, _ = stage(GET)
+    t._set_verdict("clean")
+    t._set_verdict("skipped:Transfer-Ignore: jpg")
+    assert t.verdict == "skipped:Transfer-Ignore: jpg"
