@@ -277,6 +277,11 @@ class Stage:
             self.spoiled = True  # the response is all here: the verdict still decides
             self.up_eof = True
             return
+        if self.res_state == _HOLD and held is not None and self.res_framing == UNTIL_CLOSE:
+            # a close-delimited body ends with the connection, whether or not a TLS origin said
+            # close_notify first (as the connection itself takes it without ICAP)
+            self.upstream_eof()
+            return
         self._cancel()
         if not self.ended or self.res_state == _PASS:
             owner = self.owner

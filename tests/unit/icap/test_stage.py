@@ -197,3 +197,26 @@ def test_the_record_keeps_the_worse_of_the_request_and_the_response_verdicts():
     t._set_verdict("clean")
     t._set_verdict("skipped:Transfer-Ignore: jpg")
     assert t.verdict == "skipped:Transfer-Ignore: jpg"
+
+
+def test_a_close_delimited_response_lost_without_close_notify_ends_there_and_is_scanned():
+    """A TLS origin that closes without close_notify ends its connection with an error, not an
+    EOF: for a close-delimited body that is its end, as the connection takes it without ICAP
+    (it was answered 502 'closed before answering' with ICAP on)."""
+    import ssl
+
+    async def go() -> None:
+        s, up, owner = stage(GET)  # the service cannot be reached: fail open, once it has the body
+        s.write(GET)
+        resp = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close"
+        s.upstream_data(resp)
+        assert owner.data == b""  # held for the scan
+        s.upstream_lost(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
+        for _ in range(200):  # the connect to the closed port fails on a later loop turn (bounded)
+            if owner.data:
+                break
+            await asyncio.sleep(0.01)
+        assert owner.data == resp and owner.eof
+        assert s.verdict.startswith("fail_open:")
+
+    run(go)
