@@ -77,12 +77,24 @@ class Interception:
         self._upstream: OrderedDict[tuple, ssl.SSLContext] = OrderedDict()
 
     async def ca(self, tenant: str) -> Any:
-        """The CA that signs ``tenant``'s leaves (its own, else the box's); OperatorError if none."""
+        """The CA that signs ``tenant``'s leaves (its own, else the box's); OperatorError if none.
+
+        Read again every CA_TTL seconds (a rotation is seen then). A CA that can no longer be
+        read (its key file damaged or gone) does not stop interception: the one already loaded
+        stays in use, and the failure is logged once per CA_TTL until the files are mended."""
         now = time.monotonic()
         hit = self._ca.get(tenant)
         if hit is not None and hit[0] > now:
             return hit[1]
-        ca, _ = await asyncio.to_thread(self.cas.resolve, tenant)
+        try:
+            ca, _ = await asyncio.to_thread(self.cas.resolve, tenant)
+        except OperatorError as exc:
+            if hit is None:
+                raise
+            log.error("the CA of tenant %s cannot be read again (%s); still signing with the one loaded before",
+                      tenant, exc.message)
+            self._ca[tenant] = (now + CA_TTL, hit[1])
+            return hit[1]
         self._ca[tenant] = (now + CA_TTL, ca)
         return ca
 
@@ -305,7 +317,7 @@ class Interceptor:
             ca = await svc.ca(owner.tenant)
         except OperatorError as exc:
             log.error("cannot intercept %s for tenant %s: %s", name, owner.tenant, exc.message)
-            self._fail(ErrorCode.INTERNAL)
+            self._fail(ErrorCode.INTERNAL, f"no CA to sign with: {exc.message}")
             return
         verify_name = None if _is_ip(name) and sni is None else name
         ctx = await svc.upstream_context(self.icpt.upstream_ca, verify_name, decision.insecure)
@@ -411,12 +423,14 @@ class Interceptor:
         log.info("intercepted client %s refused TLS with our certificate: %s", self.owner.client, reason)
         self._fail(ErrorCode.CLIENT_TLS)
 
-    def _fail(self, code: ErrorCode) -> None:
+    def _fail(self, code: ErrorCode, detail: str | None = None) -> None:
         self.task = None  # called from the setup task itself, or after it: nothing to cancel
         owner = self.owner
         owner.count_error(code)  # every intercepting server has it (HttpProxyConnection, RelayConnection)
         if isinstance(owner, HttpProxyConnection) and owner.m.ex is not None:
             owner.m.ex.error = code  # the CONNECT's record says why the tunnel ended
+            if detail is not None:
+                owner.m.ex.detail = detail
         self._end()
 
     def _end(self) -> None:
