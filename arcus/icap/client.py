@@ -276,7 +276,7 @@ class IcapServerClient:
             raise ServerFailed(f"{url} answered ICAP {head.status} {head.reason.decode('latin-1')}")
         threat = icap.threat(head)
         heads: dict[bytes, bytes] = {}
-        pieces: list[bytes] = []
+        pieces = bytearray()  # one buffer, not a list joined at the end (a copy of the whole body)
         size = 0
         has_body = head.parts[-1][0] != b"null-body"
         while True:
@@ -292,10 +292,11 @@ class IcapServerClient:
                         return Verdict("block", threat=threat, server=url), False
                     raise ServerFailed(f"{url} answered a body larger than the bound ({limit} bytes)")
                 if threat is None:
-                    pieces.append(ev.data)
+                    pieces += ev.data
         if threat is not None:
             return Verdict("block", threat=threat, server=url), head.keep_alive
-        body = b"".join(pieces)
+        body = bytes(pieces)
+        del pieces
         encapsulated = heads.get(b"res-hdr") or heads.get(b"req-hdr")
         declared = _content_length(encapsulated) if encapsulated is not None else None
         if declared is not None and len(body) < declared:

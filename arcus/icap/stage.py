@@ -562,10 +562,21 @@ def _note(v: Verdict) -> str:
 
 def _unchanged(v: Verdict, head: bytes, held: Held) -> bool:
     """An answer that gives the response back as it was (a scanner echoing a clean body)."""
-    if v.body != held.data():
+    if len(v.body) != held.size or not _same(v.body, held.pieces):
         return False
     status = head.split(b"\r\n", 1)[0].split(b" ")[1:2]
     return v.head.split(b"\r\n", 1)[0].split(b" ")[1:2] == status
+
+
+def _same(body: bytes, pieces: list[bytes]) -> bool:
+    """``body`` equals the pieces joined, compared piece by piece (no copy of a held body)."""
+    view = memoryview(body)
+    at = 0
+    for piece in pieces:
+        if view[at : at + len(piece)] != piece:
+            return False
+        at += len(piece)
+    return at == len(body)
 
 
 def _passes(v: Verdict, policy: IcapPolicy) -> bool:
