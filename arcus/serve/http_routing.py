@@ -72,7 +72,7 @@ class ForwardRouting:
             )
         return None
 
-    local_hosts = frozenset({onboard.ONBOARD_HOST})
+    local_hosts = onboard.ONBOARD_NAMES
 
     def local_page(self, conn: Any, req: http1.RequestHead) -> Callable[[Any, Any], None] | None:
         return onboard.serve if onboard.wanted(req) else None

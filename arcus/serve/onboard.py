@@ -47,7 +47,11 @@ TEXT_TYPE = b"text/plain; charset=utf-8"
 
 def wanted(req: http1.RequestHead) -> bool:
     """Whether ``req`` is for the onboarding page (``http://arcus.invalid[:80]/...``)."""
-    return req.form == "absolute" and req.host == ONBOARD_HOST and req.scheme == b"http" and req.port in (80, None)
+    return req.form == "absolute" and req.host in ONBOARD_NAMES and req.scheme == b"http" and req.port in (80, None)
+
+
+ONBOARD_NAMES = frozenset({ONBOARD_HOST, ONBOARD_HOST + "."})
+"""The onboarding host as a client may write it (a trailing dot names the same host)."""
 
 
 @dataclass(frozen=True, slots=True)
