@@ -336,15 +336,9 @@ class HttpProxyConnection(Session):
     # ------------------------------------------------------------------ actions: the client
 
     def write_client(self, data: bytes) -> None:
-        """Our own bytes to the client (an answer, a block page, a 100 Continue): counted as the
-        connection's bytes down, as what the upstream sends is (the record's ``bytes_down``)."""
         t = self.transport
         if t is not None and not t.is_closing():
             t.write(data)
-            n = len(data)
-            self.bytes_down += n
-            self.srv_stats.bytes_down += n
-            self.ten_stats.bytes_down += n
 
     def pause_client(self) -> None:
         self.flow.pause_client(BUFFER)
