@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import time
 from collections.abc import Callable
@@ -78,7 +79,7 @@ class CAresResolver(Resolver):
     def _channel(self) -> aiodns.DNSResolver:
         if self._dns is None:
             c = self.config
-            options: dict[str, Any] = {"timeout": c.each_timeout, "tries": c.tries}
+            options: dict[str, Any] = {"timeout": c.each_timeout, "tries": c.tries + catch_up_tries(c.each_timeout)}
             dns = aiodns.DNSResolver(loop=asyncio.get_running_loop(), **options)
             _turn_off_query_cache(dns._channel)
             if c.servers:  # after the re-make: c-ares's saved options keep no ports
@@ -122,14 +123,29 @@ class CAresResolver(Resolver):
         c = self.config
         servers = ", ".join(c.servers) or "the system's DNS servers"
         if status == pycares.errno.ARES_ETIMEOUT:
-            tries = "try" if c.tries == 1 else "tries"
+            tries = c.tries + catch_up_tries(c.each_timeout)
             return LookupFailed(
-                f"no answer from {servers} after {c.tries} {tries} of {c.each_timeout:g}s (resolver {self.name})",
+                f"no answer from {servers} after {tries} tries (each up to {c.each_timeout:g}s or 5 times the "
+                f"server's usual answer time, at least 0.25s, doubled on every retry) (resolver {self.name})",
                 code=RESOLVE_TIMEOUT,
             )
         text, word = _REASONS.get(status, (f"DNS error: {_strerror(status)}", None))
         source = f"{word} from {servers}" if word else f"from {servers}"
         return LookupFailed(f"{text} ({source}, resolver {self.name})", code=RESOLVE_FAILED)
+
+
+ADAPTED_MIN = 0.25
+"""c-ares (1.26 and later) times a try out after 5 times the server's average answer time, at
+least 0.25 s, whatever ``each_timeout`` says once the server has answered a few times, and
+doubles that on every round of retries (ares_metrics.c, ares_process.c). A server that answers
+cached names in a millisecond and the others in half a second would fail every lookup it has to
+recurse for. So enough retries are added for the doubling to reach ``each_timeout`` again (the
+resolver's ``timeout`` still bounds the whole lookup)."""
+
+
+def catch_up_tries(each_timeout: float) -> int:
+    """Tries added to ``tries`` so that doubling from c-ares' 0.25 s reaches ``each_timeout``."""
+    return max(0, math.ceil(math.log2(max(each_timeout, ADAPTED_MIN) / ADAPTED_MIN)))
 
 
 def _turn_off_query_cache(channel: pycares.Channel) -> bool:

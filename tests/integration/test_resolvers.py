@@ -235,7 +235,8 @@ def test_a_server_that_never_answers_times_out_within_the_tries(tmp_path):
         silent.close()
     assert elapsed < 4.0
     assert (exc.status, exc.code) == (502, "resolve_timeout")
-    assert exc.message == f"cannot resolve app.test.example: no answer from {address} after 2 tries of 0.3s (resolver dns)"
+    assert exc.message == (f"cannot resolve app.test.example: no answer from {address} after 3 tries (each up to 0.3s or 5 "
+                           "times the server's usual answer time, at least 0.25s, doubled on every retry) (resolver dns)")
 
 
 # --- the daemon -----------------------------------------------------------------------------------

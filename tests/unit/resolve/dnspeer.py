@@ -24,6 +24,7 @@ class Zone:
     rcodes: dict[str, int] = field(default_factory=dict)  # name -> rcode (NXDOMAIN, SERVFAIL)
     silent: set = field(default_factory=set)  # names, or (name, "A"|"AAAA"), never answered
     delay: float = 0.0  # seconds before every answer
+    slow: dict[str, float] = field(default_factory=dict)  # name -> seconds before its answers
     asked: Counter = field(default_factory=Counter)  # (name, "A"|"AAAA") -> questions seen
 
 
@@ -73,8 +74,9 @@ class _Protocol(asyncio.DatagramProtocol):
         reply = answer(self.zone, data)
         if reply is None or self.transport is None:
             return
-        if self.zone.delay:
-            asyncio.get_running_loop().call_later(self.zone.delay, self.transport.sendto, reply, addr)
+        delay = self.zone.delay or self.zone.slow.get(_qname(data, 12)[0], 0.0)
+        if delay:
+            asyncio.get_running_loop().call_later(delay, self.transport.sendto, reply, addr)
         else:
             self.transport.sendto(reply, addr)
 

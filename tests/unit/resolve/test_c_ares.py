@@ -183,7 +183,23 @@ def test_server_that_never_answers_fails_after_the_tries_not_later() -> None:
         silent.close()
     assert elapsed < 3.0  # c-ares gave up after its tries, well before the 5s bound
     assert (exc.status, exc.code) == (502, "resolve_timeout")
-    assert exc.message == f"cannot resolve quiet.test: no answer from {address} after 2 tries of 0.2s (resolver dns)"
+    assert exc.message == (f"cannot resolve quiet.test: no answer from {address} after 2 tries (each up to 0.2s or 5 "
+                           "times the server's usual answer time, at least 0.25s, doubled on every retry) (resolver dns)")
+
+
+def test_a_slow_answer_after_fast_ones_is_still_waited_for() -> None:
+    """c-ares shortens its timeout to 5 times the server's average answer time (0.25 s at
+    least) once the server has answered fast: a name the server needs 0.6 s for must still
+    resolve within each_timeout 2s (the retries are added for the doubling to get there)."""
+    zone = Zone(records={f"fast{i}.test": [("192.0.2.1", 60)] for i in range(6)} | {"slow.test": [("192.0.2.9", 60)]},
+                slow={"slow.test": 0.6})
+
+    async def body(r, peer):
+        for i in range(6):
+            assert await r.resolve(f"fast{i}.test") == ["192.0.2.1"]
+        return await r.resolve("slow.test")
+
+    assert run(with_peer(zone, body, each_timeout=2.0, tries=2, timeout=5.0)) == ["192.0.2.9"]
 
 
 def test_overall_timeout_bounds_a_slow_server() -> None:
