@@ -37,7 +37,7 @@ from arcus.runtime.hostaddrs import AddressWatcher, own_addresses
 from arcus.runtime.metrics import Metrics
 from arcus.runtime.portholder import busy_hint
 from arcus.runtime.resolve_cmds import resolve_handlers
-from arcus.runtime.snapshot import build_snapshot, load_store, with_store
+from arcus.runtime.snapshot import build_snapshot, load_store, retired_resolvers, with_store
 from arcus.runtime.tenancy import tenancy_handlers
 from arcus.serve.context import Shared, Snapshot
 from arcus.serve.intercept import Interception
@@ -357,7 +357,7 @@ class Daemon:
         data = await asyncio.to_thread(load_store, self.store)
         await self.watcher.refresh()
         generation = self.generation + 1
-        snapshot = await asyncio.to_thread(build_snapshot, generation, profile, data, self.own)
+        snapshot = await asyncio.to_thread(build_snapshot, generation, profile, data, self.own, self.shared.snapshot)
         if self._stop.is_set():  # shutdown began while we were building
             raise OperatorError("the daemon is shutting down; reload refused", code="unavailable")
         fresh = await self._bind_listeners(snapshot)
@@ -372,6 +372,8 @@ class Daemon:
         previous = self.shared.snapshot
         self.shared.swap(snapshot)
         close_escapers(previous, snapshot)
+        for resolver in retired_resolvers(previous, snapshot):  # after the lookups under way (bounded)
+            self._spawn(_close_later(resolver), f"arcus-resolver-close-{resolver.name}")
         self.generation = generation
         await self._start_serving(fresh)
         if prepared_log is not None:
@@ -541,3 +543,13 @@ class Daemon:
         # answer first, then stop
         asyncio.get_running_loop().call_soon(self.request_stop, graceful)
         return {"shutting_down": True, "graceful": graceful}
+
+
+async def _close_later(resolver: Any) -> None:
+    """Close a resolver a reload replaced, once the lookups it may still be doing are over
+    (each is bounded by its ``timeout``)."""
+    await asyncio.sleep(resolver.config.timeout + 1.0)
+    try:
+        await asyncio.wait_for(resolver.close(), 5)
+    except (TimeoutError, OSError) as exc:
+        log.warning("resolver %s did not close cleanly: %s", resolver.name, exc)

@@ -46,8 +46,13 @@ def load_store(store: Any) -> StoreView:
     return StoreView(store.list_tenants(), {}, {})
 
 
-def build_snapshot(generation: int, profile: Profile, data: StoreView, own_addresses: HostAddresses | frozenset[str]) -> Snapshot:
-    resolvers = {r.name: build_resolver(r) for r in profile.resolvers}
+def build_snapshot(
+    generation: int, profile: Profile, data: StoreView, own_addresses: HostAddresses | frozenset[str],
+    previous: Snapshot | None = None,
+) -> Snapshot:
+    """``previous``: the Snapshot a reload replaces; its resolvers whose configuration is
+    unchanged are kept (their cache and counters go on), the others are new."""
+    resolvers = {r.name: _resolver(r, previous) for r in profile.resolvers}
     escapers = build_escapers(profile.escapers, resolvers, own_addresses, profile.source)
     return Snapshot(
         generation=generation,
@@ -58,6 +63,24 @@ def build_snapshot(generation: int, profile: Profile, data: StoreView, own_addre
         tenancy=build_tenancy(profile, data),
         intercept=build_intercept(profile, intercept_switches(data)),
     )
+
+
+def _resolver(config: Any, previous: Snapshot | None) -> Any:
+    before = previous.resolvers.get(config.name) if previous is not None else None
+    if before is not None and _same_config(before.config, config):
+        return before
+    return build_resolver(config)
+
+
+def _same_config(a: Any, b: Any) -> bool:
+    """The same configuration wherever it stands in the file (``line`` aside)."""
+    return type(a) is type(b) and dataclasses.replace(a, line=None) == dataclasses.replace(b, line=None)
+
+
+def retired_resolvers(old: Snapshot, new: Snapshot) -> list[Any]:
+    """``old``'s resolvers that ``new`` does not keep (to be closed once their lookups are done)."""
+    kept = {id(r) for r in new.resolvers.values()}
+    return [r for r in old.resolvers.values() if id(r) not in kept]
 
 
 def intercept_switches(data: StoreView) -> dict[str, bool]:
