@@ -66,7 +66,7 @@ class Exchange:
     __slots__ = (
         "req", "resp", "id", "started", "status", "error", "decision", "rule", "reports", "head_sent",
         "retry_ok", "unread", "req_left", "req_scanner", "resp_left", "resp_scanner", "up0", "down0", "recorded",
-        "resp_scanned", "icap", "detail", "asked", "continue_due", "interims", "own_down",
+        "resp_scanned", "icap", "detail", "asked", "continue_due", "interims",
     )
 
     def __init__(self, req: http1.RequestHead, request_id: str, limits: Limits, bytes_up: int, bytes_down: int) -> None:
@@ -99,7 +99,6 @@ class Exchange:
         # unless the upstream's (or its final answer, or the body) comes first
         self.continue_due = False
         self.interims = 0  # 1xx responses seen (bounded: MAX_INTERIM)
-        self.own_down = 0  # body bytes of an answer of our own (the record's bytes down, as a relayed body's)
 
     @property
     def tunnel(self) -> bool:
@@ -209,12 +208,10 @@ class Exchange:
         if error:
             self.error = code
         req = self.req
-        out = build_answer(
+        return build_answer(
             status, code, message, self.id, req.version, keep_alive, req.method == b"HEAD",
             body=body, content_type=content_type, extra=extra, error=error,
         )
-        self.own_down = len(out) - out.index(b"\r\n\r\n") - 4  # the body (none for HEAD), as a relayed one counts
-        return out
 
     def refusal(self, r: Refusal, keep_alive: bool, block_page: str | None, tenant: str, host: str) -> bytes:
         """The answer to a refusal (admission, policy, an upstream failure), in HTTP."""
@@ -275,7 +272,7 @@ class Exchange:
         host, port = self.asked or (req.host or "", req.port or 0)
         records.record(  # positional up to sni: see records.record
             session, "request", host, port, req.method.decode("latin-1"), path, self.status,
-            bytes_up - self.up0, bytes_down - self.down0 + self.own_down, time.monotonic() - self.started,
+            bytes_up - self.up0, bytes_down - self.down0, time.monotonic() - self.started,
             "report" if allowed_report else self.decision, ",".join(self.reports) if allowed_report else self.rule,
             self.error, self.id,
             sni=sni,
