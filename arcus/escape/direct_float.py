@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import random
 
-from arcus.config.escaper.direct_float import DirectFloatEscaperConfig
+from arcus.config.escaper.direct_float import DirectFloatEscaperConfig, egress_problem
 from arcus.errors import ErrorCode, EscapeError
 from arcus.escape.base import Escaper
 from arcus.escape.direct_fixed import SKIP, DirectFixedEscaper, Source
@@ -39,6 +39,9 @@ class DirectFloatEscaper(DirectFixedEscaper):
         normalized: list[str] = []
         for text in addresses:
             addr = str(ipaddress.ip_address(text))  # ValueError for the caller to report
+            why = egress_problem(addr)
+            if why is not None:
+                raise ValueError(f"{addr} {why}")
             if addr not in normalized:
                 normalized.append(addr)
         self._set(tuple(normalized))

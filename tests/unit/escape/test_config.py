@@ -271,9 +271,18 @@ def test_effective_profile_round_trips(tmp_path):
             ['P:16: escaper "fl": addresses ::1 is an IPv6 address but resolve_strategy is ipv4_only; '
              'use an IPv4 address or use ipv6_only'],
         ),
+        (
+            """\
+  - name: fl
+    type: direct_float
+    addresses: [224.0.0.1, 0.0.0.0]
+""",
+            ['P:16: escaper "fl": addresses: 224.0.0.1 is a multicast address: a connection cannot come from it',
+             'P:16: escaper "fl": addresses: 0.0.0.0 is the unspecified address: give one of this machine\'s addresses'],
+        ),
     ],
     ids=["proxy-address", "half-credentials", "ca-file-and-unknown-key", "route-rules", "bad-regex-dangling",
-         "failover-same", "geoip", "select", "select-cross", "float-family"],
+         "failover-same", "geoip", "select", "select-cross", "float-family", "float-unusable"],
 )
 def test_one_bad_file_per_error(tmp_path, escapers, expected):
     assert issues(tmp_path, escapers) == [e.format(dir=tmp_path) for e in expected]

@@ -50,6 +50,10 @@ def test_float_set_replaces_the_set_and_refuses_bad_input():
     assert bad.value.code == "invalid" and "10.0.0.300" in bad.value.message
     with pytest.raises(OperatorError, match="list of IP addresses"):
         call(handlers, "escaper.float.set", escaper="float", addresses="127.0.0.1")
+    for unusable, why in (("224.0.0.1", "multicast"), ("0.0.0.0", "unspecified"), ("::", "unspecified"),
+                          ("255.255.255.255", "broadcast")):
+        with pytest.raises(OperatorError, match=why):
+            call(handlers, "escaper.float.set", escaper="float", addresses=["127.0.0.23", unusable])
     assert escapers["float"].addresses == ("127.0.0.22", "::1")  # unchanged by the refusals
 
 
