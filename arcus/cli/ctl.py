@@ -255,9 +255,22 @@ def escapers(socket: SocketOpt = None, json: JsonOpt = False) -> None:
         return
     table = make_table("escapers", ("escaper", "type", "state"))
     for e in result:
-        state = ", ".join(f"{k}={v}" for k, v in e.items() if k not in ("name", "type")) or "-"
+        state = "; ".join(f"{k} {_state_text(v)}" for k, v in e.items() if k not in ("name", "type")) or "-"
         table.add_row(str(e.get("name")), str(e.get("type")), state)
     console().print(table)
+
+
+def _state_text(value: object) -> str:
+    """An escaper's live state as a person reads it: a pool's members one by one ("a up, b down
+    (connect refused)"), lists joined, no Python reprs."""
+    if isinstance(value, list):
+        return ", ".join(_state_text(v) for v in value) or "none"
+    if isinstance(value, dict):
+        name = value.get("escaper") or value.get("name")
+        rest = [f"{k} {_state_text(v)}" for k, v in value.items() if k not in ("escaper", "name") and v not in (None, "", 0)]
+        inner = " ".join(rest)
+        return f"{name} ({inner})" if name is not None and inner else str(name) if name is not None else inner
+    return "-" if value is None else str(value)
 
 
 @app.command("float-set")

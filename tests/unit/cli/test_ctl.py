@@ -328,3 +328,14 @@ def test_health_says_when_draining(sock: Path) -> None:
         result = ctl(sock, "health")
     assert result.exit_code == 0
     assert result.stdout.startswith("arcus 0.1.0 is running (draining): pid 4242,")
+
+
+def test_escaper_state_reads_as_text_not_python_reprs() -> None:
+    from arcus.cli.ctl import _state_text
+
+    members = [{"escaper": "a", "state": "up", "weight": 1, "failures": 0},
+               {"escaper": "b", "state": "down", "weight": 1, "failures": 3, "last_error": "connection refused"}]
+    text = _state_text(members)
+    assert text == "a (state up weight 1), b (state down weight 1 failures 3 last_error connection refused)"
+    assert "{" not in text and "'" not in text
+    assert _state_text(["127.0.0.1", "::1"]) == "127.0.0.1, ::1" and _state_text([]) == "none" and _state_text(None) == "-"
