@@ -433,7 +433,7 @@ class Daemon:
     # ------------------------------------------------------------------ control commands
 
     def _handlers(self) -> dict[str, Any]:
-        return {
+        handlers = {
             "health": self._cmd_health,
             "stats": self._cmd_stats,
             "stats.watch": self.metrics.watch,
@@ -447,6 +447,9 @@ class Daemon:
             **resolve_handlers(self),
             **escaper_handlers(self),
         }
+        for cmd, allowed in CORE_ARGS.items():
+            handlers[cmd] = _taking(cmd, allowed, handlers[cmd])
+        return handlers
 
     def _announced(self, handlers: dict[str, Any]) -> dict[str, Any]:
         """The store-changing handlers, each followed by a ``change`` event when it succeeds."""
@@ -553,3 +556,23 @@ async def _close_later(resolver: Any) -> None:
         await asyncio.wait_for(resolver.close(), 5)
     except (TimeoutError, OSError) as exc:
         log.warning("resolver %s did not close cleanly: %s", resolver.name, exc)
+
+
+CORE_ARGS: dict[str, tuple[str, ...]] = {
+    "health": (), "stats": (), "reload": (), "conns": (), "kill": ("id",), "shutdown": ("graceful",),
+    "escaper.list": (), "escaper.show": ("escaper",), "escaper.float.set": ("escaper", "addresses"),
+}
+"""The arguments the daemon's own and the escaper commands take: any other is refused (a
+misspelt ``{"graceful": true}`` must not shut the daemon down at once)."""
+
+
+def _taking(cmd: str, allowed: tuple[str, ...], handler: Any) -> Any:
+    @functools.wraps(handler)
+    async def checked(args: dict) -> Any:
+        unknown = sorted(set(args or {}) - set(allowed))
+        if unknown:
+            takes = ", ".join(allowed) or "no arguments"
+            raise OperatorError(f"{cmd}: unknown argument {unknown[0]!r}", code="invalid", hint=f"{cmd} takes: {takes}")
+        return await handler(args)
+
+    return checked

@@ -133,6 +133,9 @@ def test_ctl_shutdown_text(daemon):
     with pytest.raises(Exception) as info:
         daemon.ctl("shutdown", {"graceful": "false"})
     assert "graceful must be true or false" in str(info.value)
+    with pytest.raises(Exception) as info:  # a misspelt argument stops nothing either
+        daemon.ctl("shutdown", {"gracefull": True})
+    assert "shutdown: unknown argument 'gracefull'" in str(info.value)
     assert daemon.ctl("health")["generation"] >= 1
     r = daemon.arcus("ctl", "shutdown")
     assert (r.returncode, r.stdout) == (0, "daemon is shutting down now\n"), r.stderr
