@@ -204,7 +204,8 @@ def parse_request_head(
         form = "absolute"
         scheme, host, port = _scheme_authority(scheme, authority)
         if not rest:
-            path = b"/"
+            # RFC 9112 3.2.4: the last proxy sends an OPTIONS without a path as "OPTIONS *"
+            path = b"*" if method == b"OPTIONS" else b"/"
         elif rest[:1] == b"?":
             path = b"/" + rest
         else:

@@ -144,6 +144,16 @@ class HttpProxyConnection(Session):
         """Where the request goes (routing) and who is asking and may it leave (the gate,
         ``arcus.tenancy.admission``); the verdict goes back to the machine."""
         req = ex.req
+        if req.method in MAX_FORWARDS_METHODS and max_forwards(req.headers) == 0:
+            # RFC 9110 7.6.2: the last hop answers it (TRACE is not echoed: its head may carry
+            # credentials and cookies)
+            allow = [(b"Allow", b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT")]
+            status = 200 if req.method == b"OPTIONS" else 405
+            self.m.answered(lambda keep_alive: ex.answer(
+                status, ErrorCode.UNSUPPORTED, "Max-Forwards: 0: this proxy is the last hop", keep_alive,
+                body=b"", extra=allow, error=status != 200,
+            ))
+            return
         if req.host in self.routing.local_hosts:
             page = self.routing.local_page(self, req)
             if page is not None:
@@ -275,6 +285,8 @@ class HttpProxyConnection(Session):
     def send_head(self, ex: Exchange) -> None:
         req = ex.req
         out = self.routing.request_headers(self, req)
+        if req.method in MAX_FORWARDS_METHODS:
+            out = forwarded_max_forwards(out)
         assert self.up is not None
         # through the connection's write, never its transport: an ICAP stage stands in for it
         self.up.write(http1.build_request_head(req.method, req.path, out, req.version))
@@ -363,3 +375,26 @@ def http_proxy_factory(shared: Shared, server: str):
         return HttpProxyConnection(shared, server)
 
     return factory
+
+
+MAX_FORWARDS_METHODS = frozenset({b"OPTIONS", b"TRACE"})
+"""The methods Max-Forwards applies to (RFC 9110 7.6.2)."""
+
+
+def max_forwards(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The request's Max-Forwards (the first valid one), or None when it has none."""
+    for name, value in headers:
+        if len(name) == 12 and name.lower() == b"max-forwards" and value.strip().isdigit():
+            return int(value.strip())
+    return None
+
+
+def forwarded_max_forwards(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The head that goes upstream with its Max-Forwards one lower (RFC 9110 7.6.2: a
+    recipient that forwards must decrement it)."""
+    out = []
+    for name, value in headers:
+        if len(name) == 12 and name.lower() == b"max-forwards" and value.strip().isdigit():
+            value = b"%d" % max(0, int(value.strip()) - 1)
+        out.append((name, value))
+    return out

@@ -103,6 +103,24 @@ def test_an_origin_that_never_says_100_continue_is_said_it_for(daemon, origin):
     assert got.endswith(b"hello")
 
 
+def test_max_forwards_zero_is_answered_by_the_proxy_and_otherwise_decremented(daemon, origin):
+    """RFC 9110 7.6.2: an OPTIONS or TRACE with Max-Forwards 0 is answered by this hop (TRACE is
+    not echoed: 405), any other value goes upstream one lower."""
+    before = len(origin.requests)
+    h = f"127.0.0.1:{origin.port}"
+    out = raw_exchange(daemon.proxy, f"OPTIONS http://{h}/headers HTTP/1.1\r\nHost: {h}\r\nMax-Forwards: 0\r\n\r\n".encode(),
+                       read_until_close=False)
+    assert out.startswith(b"HTTP/1.1 200") and b"Allow: GET, HEAD" in out, out[:300]
+    out = raw_exchange(daemon.proxy, f"TRACE http://{h}/ HTTP/1.1\r\nHost: {h}\r\nMax-Forwards: 0\r\n\r\n".encode(),
+                       read_until_close=False)
+    assert out.startswith(b"HTTP/1.1 405") and b"Allow:" in out, out[:300]
+    assert len(origin.requests) == before  # neither reached the origin
+    out = raw_exchange(daemon.proxy, f"OPTIONS http://{h}/headers HTTP/1.1\r\nHost: {h}\r\nMax-Forwards: 3\r\n"
+                                     "Connection: close\r\n\r\n".encode())
+    assert out.startswith(b"HTTP/1.1 200"), out[:300]
+    assert origin.requests[-1].header("max-forwards") == "2"
+
+
 def test_chunked_response_with_trailers_passes_raw(curl, daemon, origin):
     r = run_curl(curl, "--raw", "-i", "-x", f"http://{daemon.proxy}", origin.url("/chunked"))
     assert r.returncode == 0, r.stderr

@@ -158,6 +158,13 @@ def test_connect_with_content_length_zero_is_no_body() -> None:
     assert (head.form, head.content_length) == ("authority", 0)
 
 
+def test_options_of_an_absolute_uri_without_a_path_goes_on_as_asterisk() -> None:
+    head = parse_three_ways(parse_req, b"OPTIONS http://example.com:8001 HTTP/1.1\r\nHost: example.com:8001\r\n\r\n")
+    assert (head.form, head.host, head.port, head.path) == ("absolute", "example.com", 8001, b"*")
+    head = parse_three_ways(parse_req, b"OPTIONS http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    assert head.path == b"/"
+
+
 def test_options_asterisk_form() -> None:
     head = parse_three_ways(parse_req, b"OPTIONS * HTTP/1.1\r\nHost: example.com:8000\r\n\r\n")
     assert (head.form, head.host, head.port, head.path) == ("asterisk", "example.com", 8000, b"*")
