@@ -22,7 +22,11 @@ MAX_HEAD = 8192
 READ_TIMEOUT = 5.0
 WRITE_TIMEOUT = 10.0
 MAX_CLIENTS = 64
-"""Scrapes served at once; beyond, 503 at once (a scrape storm must not pile up threads)."""
+"""Scrapes (``/metrics``) rendered at once; beyond, 503 at once (a scrape storm must not pile up
+threads). ``/health`` and ``/ready`` cost nothing and are answered whatever the scrapes do."""
+MAX_CONNECTIONS = 1024
+"""Connections open at once, idle ones included (each waits READ_TIMEOUT at most for its head);
+beyond, a new one is closed at once. Idle connections never hold back a health check."""
 
 Scrape = Callable[[], Awaitable[bytes]]
 Ready = Callable[[], Awaitable[str | None]]  # None: ready; else the reason it is not
@@ -35,6 +39,7 @@ class MetricsServer:
         self._content_type = content_type
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task] = set()
+        self._scrapes = 0  # /metrics being rendered
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -61,9 +66,8 @@ class MetricsServer:
         assert task is not None
         self._clients.add(task)
         try:
-            if len(self._clients) > MAX_CLIENTS:
-                await _answer(writer, 503, b"too many scrapes at once\n")
-                return
+            if len(self._clients) > MAX_CONNECTIONS:
+                return  # closed at once: a flood of idle connections costs nothing more
             await self._serve(reader, writer)
         except (ConnectionError, TimeoutError, asyncio.CancelledError):
             pass  # the scraper went away or stalled: its business
@@ -91,7 +95,15 @@ class MetricsServer:
             return
         head_only = method == b"HEAD"
         if target == b"/metrics":
-            await _answer(writer, 200, await self._scrape(), self._content_type, head_only=head_only)
+            if self._scrapes >= MAX_CLIENTS:
+                await _answer(writer, 503, b"too many scrapes at once\n")
+                return
+            self._scrapes += 1
+            try:
+                body = await self._scrape()
+            finally:
+                self._scrapes -= 1
+            await _answer(writer, 200, body, self._content_type, head_only=head_only)
         elif target == b"/health":
             await _answer(writer, 200, b"ok\n", head_only=head_only)  # answering at all is the proof
         elif target == b"/ready":

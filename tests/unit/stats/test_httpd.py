@@ -76,3 +76,26 @@ async def silent(ready_reason: list[str | None]) -> None:
         writer.close()
     finally:
         await server.close()
+
+
+def test_idle_connections_never_hold_back_a_health_check_and_scrapes_are_bounded(ready_reason, monkeypatch) -> None:
+    """70 connections that send nothing (more than the 64 scrapes allowed at once) leave /health
+    answered at once; a scrape beyond the bound still gets its 503."""
+
+    async def go() -> None:
+        server = await start(ready_reason)
+        addr = server.address
+        assert addr is not None
+        idle = [await asyncio.open_connection(*addr) for _ in range(70)]
+        try:
+            r = await exchange(addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert r.startswith(b"HTTP/1.1 200 OK\r\n") and r.endswith(b"ok\n")
+            monkeypatch.setattr(httpd, "MAX_CLIENTS", 0)  # every scrape is one too many
+            r = await exchange(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert r.startswith(b"HTTP/1.1 503") and r.endswith(b"too many scrapes at once\n")
+        finally:
+            for _, w in idle:
+                w.close()
+            await server.close()
+
+    asyncio.run(asyncio.wait_for(go(), 20))
