@@ -150,6 +150,7 @@ class RouteSelectEscaper(Escaper):
                 f"no upstream of pool {self.name} is in service ({reasons})", code=ErrorCode.UPSTREAM_CONNECT
             )
         last: EscapeError | None = None
+        failed: list[str] = []  # "member: why", each member tried
         for member in candidates[:MAX_TRIES]:
             left = deadline - loop.time()
             if left <= 0:
@@ -165,6 +166,7 @@ class RouteSelectEscaper(Escaper):
                     raise  # the destination, or policy: another member would not do better
                 self.breaker.failure(member, exc.message, self.clock())
                 last = exc
+                failed.append(f"{member.name}: {exc.message}")
                 continue
             except BaseException:
                 self.breaker.abandoned(member)
@@ -173,6 +175,9 @@ class RouteSelectEscaper(Escaper):
             return conn
         if last is None:
             raise EscapeError(f"connecting through pool {self.name} timed out", code=ErrorCode.UPSTREAM_TIMEOUT)
+        if len(failed) > 1:  # the client hears of every member tried, as route_failover names both
+            raise EscapeError(f"every member of pool {self.name} tried failed: {'; '.join(failed)}",
+                              code=last.code, hop=last.hop, socks5=last.socks5)
         raise last
 
     # -- introspection

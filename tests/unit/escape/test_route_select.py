@@ -143,6 +143,35 @@ def test_a_destination_failure_is_not_the_members_fault():
     assert [m["state"] for m in info["members"]] == ["up", "up", "up"]
 
 
+TWO_DEAD = """\
+  - name: dead1
+    type: proxy_http
+    proxy: 127.0.0.1:{one}
+  - name: dead2
+    type: proxy_http
+    proxy: 127.0.0.1:{two}
+  - name: pool
+    type: route_select
+    next:
+      - escaper: dead1
+      - escaper: dead2
+    max_failures: 5
+"""
+
+
+def test_a_retry_that_fails_too_names_every_member_tried():
+    async def main():
+        esc = build(TWO_DEAD.format(one=closed_port(), two=closed_port()), {})["pool"]
+        with pytest.raises(EscapeError) as info:
+            await esc.connect("svc.example", 80, "127.0.0.1", Recorder, timeout=2)
+        return info.value
+
+    exc = asyncio.run(main())
+    assert exc.message.startswith("every member of pool pool tried failed: ")
+    assert "dead1: cannot connect to upstream proxy" in exc.message and "dead2: cannot connect to upstream proxy" in exc.message
+    assert exc.code.value == "upstream_connect" and exc.hop is not None
+
+
 def test_all_members_out_is_a_clear_502():
     async def main():
         esc = build(DEAD_PROXY.format(dead=closed_port()).replace("      - escaper: up\n", ""), {})["pool"]
