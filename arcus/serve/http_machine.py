@@ -72,6 +72,7 @@ TRANSITIONS: dict[tuple[int, str], frozenset[int]] = {
     (CONNECTING, "upstream_connected"): frozenset({BODY, RESPONSE, TUNNEL}),
     (CONNECTING, "upstream_failed"): frozenset({IDLE, CONNECTING, BODY, RESPONSE}),  # answered (502, 504, 403)
     (CONNECTING, "client_data"): frozenset({CONNECTING}),  # buffered (pipelined or early body)
+    (CONNECTING, "upstream_data"): frozenset({IDLE, CONNECTING}),  # before the request went: refused (502)
     (BODY, "client_data"): frozenset({BODY, RESPONSE}),
     (BODY, "upstream_data"): frozenset({BODY, IDLE}),  # an early response (a 100, or a final answer)
     (BODY, "upstream_lost"): frozenset({IDLE, RESPONSE, CONNECTING}),
@@ -378,6 +379,12 @@ class HttpMachine:
             return
         if ex.resp is not None and ex.status >= 200:
             self._relay_body(data)
+            return
+        if not ex.head_sent and not ex.tunnel:
+            # nothing was asked yet (an upstream proxy's bytes right after its CONNECT 200): they
+            # answer no request of ours, and taking them for the answer would misattribute it
+            self._upstream_failed(Refusal(
+                ErrorCode.UPSTREAM_PROTOCOL, f"the upstream sent {len(data)} bytes before it was sent a request"))
             return
         self.ubuf += data
         self._parse_response()

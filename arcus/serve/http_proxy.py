@@ -267,6 +267,16 @@ class HttpProxyConnection(Session):
             up.close()
             return
         self.early = take_early(up)  # only a fresh connection can have spoken before it was ours
+        ex = self.m.ex
+        if self.early[0] and ex is not None and not ex.tunnel:
+            # an upstream proxy's bytes right after its CONNECT 200, before our request: they answer
+            # nothing we asked, and the response that follows could not be told from them
+            said = len(self.early[0])
+            up.close()
+            self.early = (b"", False, False)
+            self.m.upstream_failed(Refusal(
+                ErrorCode.UPSTREAM_PROTOCOL, f"the upstream sent {said} bytes before it was sent a request"))
+            return
         self._attach(up)
         self.m.upstream_connected()
 

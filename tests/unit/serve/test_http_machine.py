@@ -461,6 +461,17 @@ def test_interim_responses_are_relayed_up_to_a_bound_then_the_upstream_is_refuse
     assert ("record", b"/a", 502, ErrorCode.UPSTREAM_BAD_RESPONSE) in acts
 
 
+def test_upstream_bytes_before_the_request_was_sent_are_an_upstream_protocol_error() -> None:
+    """An upstream that speaks before it was asked (a proxy's bytes after its CONNECT 200): its
+    bytes answer nothing, and must not be taken for the response to the request sent next."""
+    r = Run(pooled=False)
+    r.ev("client_data", GET % b"a")
+    assert r.m.state == CONNECTING
+    acts = r.acts("upstream_data", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+    assert ("refuse", ErrorCode.UPSTREAM_PROTOCOL, None, True) in acts
+    assert not any(a[0] == "down" for a in acts)  # nothing of it reached the client
+
+
 def test_draining_closes_an_idle_connection_and_ends_keep_alive_on_a_busy_one() -> None:
     idle = Run()
     assert idle.acts("drain") == [("close", False)]
