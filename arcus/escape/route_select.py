@@ -109,6 +109,7 @@ class RouteSelectEscaper(Escaper):
                 m.state, m.failures, m.down_since, m.last_error = (
                     before.state, before.failures, before.down_since, before.last_error,
                 )
+                m.checks_ok, m.checks_failed = before.checks_ok, before.checks_failed  # counters go on, as failures do
                 m.trial_busy = False
 
     # -- picking

@@ -291,5 +291,8 @@ def test_reload_keeps_breaker_state_of_members_still_in_the_pool():
     old.breaker.members[0].state = DOWN
     old.breaker.members[0].down_since = 42.0
     new = build(pool("round_robin"))["pool"]
+    old.breaker.members[0].failures, old.breaker.members[0].checks_failed, old.breaker.members[0].checks_ok = 57, 46, 3
     new.adopt(old)
-    assert (new.breaker.members[0].state, new.breaker.members[0].down_since) == (DOWN, 42.0)
+    m = new.breaker.members[0]
+    assert (m.state, m.down_since) == (DOWN, 42.0)
+    assert (m.failures, m.checks_failed, m.checks_ok) == (57, 46, 3)  # the counters go on together
