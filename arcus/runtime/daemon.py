@@ -476,6 +476,7 @@ class Daemon:
             "audit_dropped": sink.dropped if sink is not None else 0,
             "records_dropped": records.dropped,
             "fds_low": self.fds.low,
+            "ca_unreadable": getattr(self.shared.interception, "ca_failures", 0),
         }
 
     async def _cmd_health(self, args: dict) -> dict:

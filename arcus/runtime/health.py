@@ -19,6 +19,8 @@ DESCRIPTIONS: Mapping[str, str] = {
     "audit_dropped": "audit events were dropped (a full disk, or a queue over its bound): see `arcus audit stats` and the daemon log",
     "records_dropped": "request records were dropped before the access and audit logs (the records queue was full)",
     "fds_low": "the daemon ran low on file descriptors (connections may have been reset unseen): raise LimitNOFILE",
+    "ca_unreadable": "a CA's files could not be read (a damaged or missing key): intercepted tunnels use the CA "
+                     "loaded before, or fail; see the daemon log and `arcus ca show`",
 }
 
 

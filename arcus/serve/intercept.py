@@ -75,6 +75,7 @@ class Interception:
         self._ca: dict[str, tuple[float, Any]] = {}
         self._server: OrderedDict[Path, ssl.SSLContext] = OrderedDict()
         self._upstream: OrderedDict[tuple, ssl.SSLContext] = OrderedDict()
+        self.ca_failures = 0  # CAs that could not be read (``ctl health`` says so for a minute)
 
     async def ca(self, tenant: str) -> Any:
         """The CA that signs ``tenant``'s leaves (its own, else the box's); OperatorError if none.
@@ -89,6 +90,7 @@ class Interception:
         try:
             ca, _ = await asyncio.to_thread(self.cas.resolve, tenant)
         except OperatorError as exc:
+            self.ca_failures += 1
             if hit is None:
                 raise
             log.error("the CA of tenant %s cannot be read again (%s); still signing with the one loaded before",

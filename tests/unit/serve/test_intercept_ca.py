@@ -25,13 +25,14 @@ def test_a_damaged_ca_key_keeps_the_ca_loaded_before_and_says_so(tmp_path: Path,
         (first.directory / KEY_FILE).write_text("garbage\n")
         with caplog.at_level(logging.ERROR, logger="arcus.serve"):
             again = asyncio.run(svc.ca("acme"))
-        assert again is loaded
+        assert again is loaded and svc.ca_failures == 1  # ctl health reports ca_unreadable for a minute
         assert "cannot be read again" in caplog.text and "still signing with the one loaded before" in caplog.text
         # with nothing loaded before, the failure is the caller's (the tunnel is refused, its record says why)
         fresh = intercept.Interception(tmp_path, workers=1)
         try:
             with pytest.raises(OperatorError):
                 asyncio.run(fresh.ca("acme"))
+            assert fresh.ca_failures == 1
         finally:
             fresh.close()
     finally:
