@@ -536,6 +536,8 @@ def _domain(raw: bytes, side: str, status: int) -> str:
         raise ProtocolError(why, side=side, status=status)
     if NUMERIC_LAST_LABEL.fullmatch(raw) and IPV4_DOTTED.fullmatch(raw) is None:
         raise ProtocolError(f"ambiguous numeric host {raw[:80]!r} (only dotted-quad IPv4)", side=side, status=status)
+    if raw.endswith(b".") and len(raw) > 1:
+        raw = raw[:-1]  # "example.com." is example.com: one spelling for policy, logs and the resolver
     return raw.decode("ascii").lower()
 
 

@@ -264,3 +264,12 @@ def test_a_bug_in_a_type_reaches_the_caller() -> None:
     with pytest.raises(ValueError, match="boom"):
         run(r.resolve("bug.example"))
     assert r._inflight == {}
+
+
+def test_the_system_resolver_finds_a_name_written_with_its_trailing_dot() -> None:
+    """glibc finds "localhost" in /etc/hosts, not "localhost.": the dot is taken off first, as
+    the c_ares resolver does."""
+    from arcus.resolve.system import SystemResolver
+
+    r = SystemResolver(config(type="system"))
+    assert "127.0.0.1" in run(r.resolve("localhost.")) or "::1" in run(r.resolve("localhost."))
