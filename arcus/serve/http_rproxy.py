@@ -190,6 +190,9 @@ class ReverseRouting:
             self.authority = (name if req.port in (None, default) else f"{name}:{req.port}").encode()
         if req.form not in ("origin", "absolute"):
             return Refusal(ErrorCode.BAD_REQUEST, "this is a web server (a reverse proxy): CONNECT and OPTIONS * are not served here")
+        if not req.host and req.version != b"1.0":
+            # an HTTP/1.1 request must name its host (an empty Host names none): no site is guessed
+            return Refusal(ErrorCode.BAD_REQUEST, "the request names no host (an empty Host header)")
         sites = self.sites
         assert sites is not None  # configure() ran when the connection was accepted
         site = sites.match(req.host) if req.host else sites.catch_all

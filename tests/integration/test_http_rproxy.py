@@ -250,6 +250,9 @@ def test_absolute_form_host_and_the_record_name_the_site_asked_for(tmp_path, two
         assert not b.requests  # admin.test's upstream never saw it
         out = raw_exchange(web, b"GET /small HTTP/1.1\r\nHost: admin.test\r\nConnection: close\r\n\r\n")
         assert out.startswith(b"HTTP/1.1 403"), out
+        # an empty Host names no site: refused, not served by the catch-all
+        out = raw_exchange(web, b"GET /small HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 400") and b"names no host" in out, out
 
         def events() -> list:
             res = d.arcus("audit", "search", "--json", "--host", "admin.test")
