@@ -117,7 +117,9 @@ class Session(asyncio.Protocol, Tracked):
         self.ten_stats = shared.tenant_counters.get(self.tenant)
         self.id = next(shared.ids)
         self.srv_stats.conns_total += 1
-        self.ten_stats.conns_total += 1
+        # the tenant's total counts the connection once it is known whose it is (set_tenant), or
+        # at its end: one a user@tenant login moves must not count for the tenant it left too
+        self.ten_counted = False
         self.srv_stats.conns_active += 1
         self.ten_stats.conns_active += 1
         shared.connections[self.id] = self
@@ -153,7 +155,8 @@ class Session(asyncio.Protocol, Tracked):
     # ------------------------------------------------------------------ who
 
     def set_tenant(self, tv: TenantView) -> None:
-        """The current request is ``tv``'s: the connection counters follow it."""
+        """The current request is ``tv``'s: the connection counters follow it (its total counts
+        once in each tenant the connection served)."""
         self.tview = tv
         if tv.name != self.tenant:
             self.ten_stats.conns_active -= 1
@@ -161,6 +164,10 @@ class Session(asyncio.Protocol, Tracked):
             self.ten_stats = self.shared.tenant_counters.get(tv.name)
             self.ten_stats.conns_active += 1
             self.ten_stats.conns_total += 1
+            self.ten_counted = True
+        elif not self.ten_counted:
+            self.ten_stats.conns_total += 1
+            self.ten_counted = True
 
     def set_user(self, user: UserView | None) -> None:
         """The current request is ``user``'s (None: nobody's): the user's connection counters
@@ -239,6 +246,9 @@ class Session(asyncio.Protocol, Tracked):
         if self.shared.connections.pop(self.id, None) is not None:
             self.srv_stats.conns_active -= 1
             self.ten_stats.conns_active -= 1
+            if not self.ten_counted:  # never served a request: counted where it was accepted
+                self.ten_stats.conns_total += 1
+                self.ten_counted = True
             if self.user is not None:
                 self.shared.user_counters.get(self.user.key).conns_active -= 1
             self.record_connection()

@@ -263,9 +263,12 @@ def test_username_password_through_the_tenant(curl, sd, origin):
     assert r.returncode == 0 and r.stdout == b"x" * 100, r.stderr
     r = run_curl(curl, "--socks5", proxy, "-U", "alice:wonderland", url)  # cached verdict
     assert r.returncode == 0, r.stderr
-    # another tenant's user names it: user@tenant
+    # another tenant's user names it: user@tenant; the connection counts in globex's total only
+    totals = {t: c["conns_total"] for t, c in sd.ctl("stats")["tenants"].items()}
     r = run_curl(curl, "--socks5-hostname", proxy, "-U", "sam@globex:globex-pass", url)
     assert r.returncode == 0, r.stderr
+    after = {t: c["conns_total"] for t, c in sd.ctl("stats")["tenants"].items()}
+    assert after["globex"] == totals.get("globex", 0) + 1 and after["acme"] == totals["acme"], (totals, after)
     assert run_curl(curl, "--socks5-hostname", proxy, "-U", "sam@globex:wonderland", url).returncode != 0
     # SOCKS4 has no password: refused by a tenant that requires one
     r = run_curl(curl, "--socks4a", proxy, url)
