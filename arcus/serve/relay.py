@@ -182,28 +182,34 @@ class RelayConnection(Session):
             self.state = AUTH
             self.deadline = 0.0  # the key derivation is bounded by its own cost
 
-    def open(self, host: str, port: int, *, ssl: ssl_module.SSLContext | None = None) -> None:
+    def open(self, host: str, port: int, *, ssl: ssl_module.SSLContext | None = None, retry: bool = False) -> None:
         """Admit a tunnel to ``host:port`` and open it through the server's escaper; then
         ``upstream_ready()`` and the relay, or ``refused(failure)`` and close. ``ssl``: TLS to
-        the upstream (tls_stream), verified against ``host``."""
+        the upstream (tls_stream), verified against ``host``. ``retry``: the same tunnel on
+        another upstream (a stream's failover): not counted nor rate-limited again, the policy
+        decides again for the new destination."""
         self.host = host
         self.port = port
         self.target = host_port(host, port)
         self.state = CONNECTING
         self.deadline = 0.0
-        self.srv_stats.requests += 1
+        if not retry:
+            self.srv_stats.requests += 1
         if self.identified:
-            self._admit(ssl)
+            self._admit(ssl, retry)
             return
-        self.authenticate(None, None, lambda f: self._admit(ssl) if f is None else self.refuse(f))
+        self.authenticate(None, None, lambda f: self._admit(ssl, retry) if f is None else self.refuse(f))
 
-    def _admit(self, ssl: ssl_module.SSLContext | None) -> None:
+    def _admit(self, ssl: ssl_module.SSLContext | None, retry: bool = False) -> None:
         if self.state == CLOSED:
             return
         self.state = CONNECTING
         self.deadline = 0.0
-        self.ten_stats.requests += 1
-        verdict = self.gate.admit(self.snap, Destination(self.host, self.port, self.policy_method, None, True), self.client_ip)
+        if not retry:
+            self.ten_stats.requests += 1
+        verdict = self.gate.admit(
+            self.snap, Destination(self.host, self.port, self.policy_method, None, True), self.client_ip, charge=not retry
+        )
         if isinstance(verdict, Refusal):
             self.refuse(self._failure(verdict))
             return

@@ -52,7 +52,7 @@ class TcpStreamConnection(RelayConnection):
     def next_upstream(self) -> None:
         host, port = self.candidates[self.attempt]
         self.attempt += 1
-        self.open(host, port, ssl=self.upstream_ssl())
+        self.open(host, port, ssl=self.upstream_ssl(), retry=self.attempt > 1)  # a failover is the same request
 
     def refuse(self, failure: Refusal) -> None:
         if self.state == CONNECTING and failure.side is Side.UPSTREAM and self.attempt < len(self.candidates):

@@ -219,9 +219,9 @@ class Gate:
         self.tenant_slot = name
         return None
 
-    def admit(self, snap: Any, dest: Destination, client_ip: str) -> Admitted | Refusal:
-        """Step 5 for the settled tenant and user."""
-        return admit(self.shared, snap, self.tenant, self.user, dest, client_ip)
+    def admit(self, snap: Any, dest: Destination, client_ip: str, charge: bool = True) -> Admitted | Refusal:
+        """Step 5 for the settled tenant and user (``charge``: see :func:`admit`)."""
+        return admit(self.shared, snap, self.tenant, self.user, dest, client_ip, charge)
 
     def close(self) -> None:
         if self.task is not None:
@@ -279,9 +279,12 @@ def _verdict(creds: Credentials, user: UserView | None, check: Check) -> UserVie
 
 
 def admit(
-    shared: Any, snap: Any, tv: TenantView, user: UserView | None, dest: Destination, client_ip: str
+    shared: Any, snap: Any, tv: TenantView, user: UserView | None, dest: Destination, client_ip: str,
+    charge: bool = True,
 ) -> Admitted | Refusal:
-    """Suspension, request rate, shapers, policy (step 5), for a settled tenant and user."""
+    """Suspension, request rate, shapers, policy (step 5), for a settled tenant and user.
+    ``charge`` False: the same request again on another destination (a stream's failover to its
+    next upstream): the policy decides again, the request rate is not taken again."""
     if tv.suspended:
         return Refusal(ErrorCode.TENANT_SUSPENDED, f"tenant {tv.name} is suspended")
     policy = tv.policy
@@ -295,7 +298,7 @@ def admit(
             limits.get(Scope.tenant(tv.name)) if tv.limits.any else None,
             limits.get(Scope.user(user.key)) if user is not None and user.limits.any else None,
         )
-        buckets = [lim.rate for lim in scopes if lim is not None and lim.rate is not None]
+        buckets = [lim.rate for lim in scopes if lim is not None and lim.rate is not None] if charge else []
         if buckets:
             now = time.monotonic()
             wait = max(b.wait(now) for b in buckets)

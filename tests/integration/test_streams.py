@@ -9,6 +9,7 @@ import pytest
 
 from arcus.testing.daemon import DaemonProcess
 from arcus.testing.origin import Origin
+from arcus.testing.wait import wait_until
 from tests.integration.conftest import free_port, run_curl
 from tests.integration.tls_peers import LocalCA, TlsOrigin
 
@@ -87,8 +88,16 @@ def test_failover_to_the_next_upstream_on_connect_failure(curl, tmp_path, two_or
             assert r.returncode == 0, r.stderr
             assert r.stdout == b"x" * 100
         assert len(a.requests) == 3
-        errors = d.ctl("stats")["servers"]["stream"]["errors"]
+        stats = d.ctl("stats")
+        errors = stats["servers"]["stream"]["errors"]
         assert errors["upstream_failover"] == 3  # dead+nx, nx, none... in some rotation: three failures in all
+        # a failover is the same request: three connections, three requests, not six
+        assert stats["servers"]["stream"]["requests"] == 3 and stats["tenants"]["default"]["requests"] == 3
+        # and it does not spend the tenant's rate again: a burst of 2 admits two connections
+        assert d.arcus("tenant", "set", "default", "--rps", "2").returncode == 0
+        wait_until(lambda: d.ctl("stats")["generation"] > stats["generation"], what="the rate limit in force")
+        results = [get(curl, d) for _ in range(2)]
+        assert all(r.returncode == 0 and r.stdout == b"x" * 100 for r in results), [r.stderr for r in results]
     finally:
         d.stop()
 
