@@ -61,6 +61,9 @@ def _norm_ip(ip: str) -> str:
     return str(addr)
 
 
+_COMMANDS = {socks.CONNECT: "CONNECT", socks.BIND: "BIND", socks.UDP_ASSOCIATE: "UDP ASSOCIATE"}
+
+
 class SocksConnection(RelayConnection):
     config_type = SocksProxyServerConfig  # intelli_proxy's is one too
     conf: SocksProxyServerConfig
@@ -242,11 +245,12 @@ class SocksConnection(RelayConnection):
         # before the version is known (the server is full) there is no reply to give
 
     def audit_method(self) -> str | None:
-        if self.version == 4:
-            return "SOCKS4a CONNECT" if self.is_4a else "SOCKS4 CONNECT"
-        if self.version == 5:
-            return "SOCKS5 UDP ASSOCIATE" if self.cmd == socks.UDP_ASSOCIATE else "SOCKS5 CONNECT"
-        return None
+        """What the client asked for; "SOCKS5" alone when it never sent a command."""
+        if not self.version:
+            return None
+        name = "SOCKS4a" if self.version == 4 and self.is_4a else f"SOCKS{self.version}"
+        command = _COMMANDS.get(self.cmd)
+        return f"{name} {command}" if command else name
 
     # ------------------------------------------------------------------ UDP ASSOCIATE
 
