@@ -107,6 +107,7 @@ class AuditSink:
         self._sub_lock = threading.Lock()
         self._last_error_log = 0.0
         self._errors_since_log = 0
+        self._prune_now = False  # a reload asked for a retention pass at once
 
     # -- the hot path ------------------------------------------------------------------
 
@@ -193,10 +194,15 @@ class AuditSink:
                 log.exception("audit subscriber failed")
 
     def reconfigure(self, config: AuditConfig) -> None:
-        """Apply a reloaded ``audit`` section (not ``enabled``: see :func:`apply_config`)."""
+        """Apply a reloaded ``audit`` section (not ``enabled``: see :func:`apply_config`); a
+        shorter retention or a smaller size limit is applied by a pass at once, not at the
+        next one of every PRUNE_INTERVAL."""
+        before = self.config
         self.config = config
         self._cap = config.queue
         self._batch = config.batch
+        if config.retention < before.retention or config.max_size < before.max_size:
+            self._prune_now = True
         self._wake.set()
 
     # -- readers -----------------------------------------------------------------------
@@ -239,6 +245,9 @@ class AuditSink:
         try:
             while True:
                 now = time.monotonic()
+                if self._prune_now:
+                    self._prune_now = False
+                    next_prune = now
                 if now >= next_prune and not self._closing:
                     finished = self._prune()
                     next_prune = time.monotonic() + (PRUNE_INTERVAL if finished else PRUNE_SOON)

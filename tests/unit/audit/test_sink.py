@@ -452,3 +452,20 @@ def test_a_batch_written_500_then_50_events_a_statement_keeps_order_and_ids(tmp_
     with AuditReader(tmp_path / "audit.db") as r:
         assert [(row["id"], row["request_id"]) for row in r.search(limit=1000)] == seen
         assert [row["user"] for row in r.search(limit=1000)][:4] == ["alice", None, None, "alice"]
+
+
+def test_a_reload_that_shortens_retention_prunes_at_once(tmp_path: Path) -> None:
+    """docs/audit.md: a reload applies retention at once; the pass ran only at the next of every
+    PRUNE_INTERVAL (5 minutes), with the disk filling meanwhile."""
+    sink = AuditSink(tmp_path / "audit.db", config(flush_interval=0.01))
+    sink.start()
+    try:
+        for i in range(20):
+            sink.emit(event(i))  # events of NOW + i: older than a retention of one second
+        wait_for(lambda: sink.written == 20)
+        assert sink.pruned == 0  # the first pass ran at start, before they came
+        sink.reconfigure(config(flush_interval=0.01, retention=1.0))
+        wait_for(lambda: sink.pruned == 20)
+        assert ids_in(tmp_path / "audit.db") == []
+    finally:
+        sink.close()
