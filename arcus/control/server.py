@@ -301,6 +301,10 @@ class ControlServer:
                 nxt.cancel()
                 with contextlib.suppress(BaseException):
                     await nxt
+            elif nxt is not None and not nxt.cancelled():
+                # it ended as the stop came (the items ran out: StopAsyncIteration): looked at,
+                # or asyncio prints "Task exception was never retrieved" on the daemon's stderr
+                nxt.exception()
             if not watch.done():
                 # readuntil() consumes nothing until it has a whole line: cancelling it loses no bytes.
                 watch.cancel()

@@ -246,3 +246,29 @@ def test_a_reload_during_the_drain_does_not_open_the_listeners_again(curl, daemo
     assert refused(proxy)
     assert slow.join().stdout == b"slow"
     assert exit_status(daemon, 10)[0] == 0
+
+
+def test_a_stop_with_streams_attached_leaves_nothing_on_stderr(tmp_path, curl, origin):
+    """The TUI keeps stats.watch and events.watch open, `audit tail -f` audit.tail: a SIGTERM
+    then printed asyncio's "Task exception was never retrieved ... StopAsyncIteration" on the
+    daemon's stderr, past its log."""
+    d = DaemonProcess(tmp_path / "arcus", render_profile()).start()
+    streams = []
+    try:
+        for cmd in ("stats.watch", "events.watch", "audit.tail"):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(str(d.socket))
+            s.settimeout(10)
+            s.sendall((json.dumps({"v": 1, "id": 1, "cmd": cmd, "args": {}}) + "\n").encode())
+            streams.append(s)
+        assert run_curl(curl, "-x", f"http://{d.proxy}", origin.url("/small")).returncode == 0
+        for s in streams:  # each stream has said something: all three are running
+            assert b'"more":true' in s.recv(65536)
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0
+        assert "never retrieved" not in d.log() and "Traceback" not in d.log(), d.log()[-2000:]
+    finally:
+        for s in streams:
+            s.close()
+        if d.proc is not None and d.proc.poll() is None:
+            d.stop()
