@@ -136,6 +136,8 @@ class HttpProxyConnection(Session):
             self.refresh_snapshot()
         self.m.timeouts = self.conf.timeouts
         self.srv_stats.requests += 1
+        if self.m.reject is not None:  # refused at accept (a connection limit): the tenant counts it too, as the server does
+            self.ten_stats.requests += 1
         self.target = host_port(req.host, req.port or 0) if req.host else ""
         self.check = self.tunnel_check = None
         return Exchange(req, self.shared.next_request_id(), self.limits, self.bytes_up, self.bytes_down)

@@ -221,8 +221,13 @@ def test_tenant_connection_limit_is_503(curl, daemon, origin):
     held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(2)]
     try:
         wait_until(lambda: tenant_conns(daemon, "acme") == 2, what="acme's two connections")
+        before = daemon.ctl("stats")
         out = raw_exchange(daemon.proxy, f"GET {origin.url('/small')} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         assert out.startswith(b"HTTP/1.1 503") and b"tenant_conn_limit" in out
+        after = daemon.ctl("stats")
+        # the refused request counts for the tenant as for the server (requests + refusals = sent)
+        assert after["servers"]["http"]["requests"] - before["servers"]["http"]["requests"] == 1
+        assert after["tenants"]["acme"]["requests"] - before["tenants"]["acme"]["requests"] == 1
     finally:
         for s in held:
             s.close()
