@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from arcus.limit import max_pause
 
@@ -109,18 +110,17 @@ class Flow:
     # removed) takes effect then, not when a debt computed at the old rate is paid.
 
     def _owed_up(self) -> None:
-        owed = _owed(self.shape_up)
-        if owed > 0 and not self.closed:
-            asyncio.get_running_loop().call_later(min(owed, RECHECK), self._owed_up)
-        else:
-            self.resume_client(SHAPER)
+        self._look_again(self.shape_up, self._owed_up, self.resume_client)
 
     def _owed_down(self) -> None:
-        owed = _owed(self.shape_down)
+        self._look_again(self.shape_down, self._owed_down, self.resume_upstream)
+
+    def _look_again(self, shapers: tuple, again: Callable[[], None], resume: Callable[[int], None]) -> None:
+        owed = _owed(shapers)
         if owed > 0 and not self.closed:
-            asyncio.get_running_loop().call_later(min(owed, RECHECK), self._owed_down)
+            asyncio.get_running_loop().call_later(min(owed, RECHECK), again)
         else:
-            self.resume_upstream(SHAPER)
+            resume(SHAPER)
 
 
 RECHECK = 1.0

@@ -137,20 +137,23 @@ def test_the_first_client_bytes_name_the_tls_server() -> None:
     asyncio.run(asyncio.wait_for(main(), 20))
 
 
+class FakeTransport:
+    """A transport whose reading is paused and resumed (the flow's view of one)."""
+
+    def __init__(self) -> None:
+        self.reading = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return False
+
+
 def test_resume_writing_never_lifts_a_shapers_pause() -> None:
-    class FakeTransport:
-        def __init__(self) -> None:
-            self.reading = True
-
-        def pause_reading(self) -> None:
-            self.reading = False
-
-        def resume_reading(self) -> None:
-            self.reading = True
-
-        def is_closing(self) -> bool:
-            return False
-
     async def main() -> None:
         flow = Flow()
         up = FakeTransport()
@@ -178,19 +181,6 @@ def test_a_limit_raised_during_a_shapers_pause_takes_effect_at_the_next_look(mon
     from arcus.testing.wait import async_wait_until
 
     monkeypatch.setattr(flow_module, "RECHECK", 0.05)
-
-    class FakeTransport:
-        def __init__(self) -> None:
-            self.reading = True
-
-        def pause_reading(self) -> None:
-            self.reading = False
-
-        def resume_reading(self) -> None:
-            self.reading = True
-
-        def is_closing(self) -> bool:
-            return False
 
     async def main() -> None:
         flow = Flow()
