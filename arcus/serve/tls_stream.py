@@ -145,6 +145,9 @@ class TlsStreamConnection(TcpStreamConnection):
         if self.state == RELAY and upt is not None and not upt.can_write_eof():
             self.idle_window = min(self.idle_window or EOF_GRACE, EOF_GRACE)
             self.deadline = time.monotonic() + self.idle_window
+            # the bytes that came before the EOF are not activity within the grace: only the
+            # upstream's answer moves the deadline on (it waited a second window: 5 s, not 2)
+            self.seen_activity = self.bytes_up + self.bytes_down
 
     def on_timeout(self) -> None:
         if self.state == RELAY and self.client_eof:
