@@ -145,6 +145,9 @@ class ArcusApp(App[None]):
             # a (re)started daemon: fetch the lists afresh
             self.tenants.action_refresh()
             self.conns.action_refresh()
+            # the events stream reconnects on its own, silently until an event comes: the
+            # daemon's "not running" must not stay on the audit tab meanwhile
+            self.audit.set_state(None, "")
             return
         self.connected = False
         bar.add_class("down")

@@ -61,3 +61,18 @@ async def test_with_no_daemon_at_start_it_says_how_to_start_one_and_waits(sock, 
             await shows(app, "● arcus", "acme")
             await gone(app, "q quits")
             await pilot.press("q")
+
+
+@run
+async def test_the_audit_tab_forgets_the_daemon_was_down_once_it_is_back(daemon, sock):
+    """The events stream reconnects silently (nothing to send on an idle box): the tab said
+    "arcus is not running" until the next event although the top line was green again."""
+    app = make_app(sock)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await shows(app, "● arcus")
+        await pilot.press("4")
+        daemon.stop()
+        await shows(app, "arcus is not running")
+        daemon.start()
+        await shows(app, "● arcus")
+        await gone(app, "arcus is not running")
