@@ -194,6 +194,10 @@ class Metrics:
         subscriber that reads slowly gets fewer updates, and nothing queues up for it; one that
         stops reading is dropped by the control server (bounded write buffer, write timeout).
         """
+        unknown = sorted(set(args or {}) - {"interval"})
+        if unknown:  # as events.watch answers one
+            raise OperatorError(f"stats.watch: unknown argument {unknown[0]!r}", code="bad_request",
+                                hint='stats.watch takes: interval, e.g. {"interval": 1}')
         interval = args.get("interval", WATCH_INTERVAL)
         if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < WATCH_MIN_INTERVAL:
             raise OperatorError(

@@ -195,6 +195,9 @@ def test_stats_watch_streams_updates_that_follow_the_traffic(curl, daemon, origi
     with pytest.raises(ControlError) as exc:
         next(ControlClient(d.socket).stream("stats.watch", {"interval": 0}))
     assert exc.value.code == "bad_request"
+    with pytest.raises(ControlError) as exc:  # a misspelt argument is not ignored
+        next(ControlClient(d.socket).stream("stats.watch", {"intervall": 5}))
+    assert exc.value.code == "bad_request" and "unknown argument 'intervall'" in str(exc.value)
 
 
 def test_a_subscriber_that_never_reads_is_dropped_and_curl_is_not_slowed(curl, daemon, origin):
