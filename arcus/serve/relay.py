@@ -109,7 +109,9 @@ class RelayConnection(Session):
         self.accept_refused(refusal)
 
     def accept_refused(self, failure: Refusal) -> None:
-        self.refuse(failure)
+        # closed gracefully: a client already sending (a stream has no handshake to wait for)
+        # reads an end, not a reset for the bytes the kernel holds unread
+        self.refuse(failure, linger=True)
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -270,7 +272,9 @@ class RelayConnection(Session):
         self.srv_stats.errors[code] += 1
         self.ten_stats.errors[code] += 1
 
-    def refuse(self, failure: Refusal) -> None:
+    def refuse(self, failure: Refusal, linger: bool | None = None) -> None:
+        """Count and answer ``failure``, then close (``linger``: gracefully; by default when the
+        client may still be sending)."""
         if self.state == CLOSED:
             return
         self.count_error(failure.code)
@@ -281,7 +285,7 @@ class RelayConnection(Session):
         try:
             self.refused(failure)
         finally:
-            self.close(linger=bool(self.buf) and not self.client_eof)
+            self.close(linger=(bool(self.buf) if linger is None else linger) and not self.client_eof)
 
     def fail(self, code: ErrorCode, message: str) -> None:
         """A protocol error (the subclass has written whatever reply applies): count it and close."""

@@ -54,13 +54,13 @@ class TcpStreamConnection(RelayConnection):
         self.attempt += 1
         self.open(host, port, ssl=self.upstream_ssl(), retry=self.attempt > 1)  # a failover is the same request
 
-    def refuse(self, failure: Refusal) -> None:
+    def refuse(self, failure: Refusal, linger: bool | None = None) -> None:
         if self.state == CONNECTING and failure.side is Side.UPSTREAM and self.attempt < len(self.candidates):
             log.info("connection %s: %s; trying the next upstream", self.id, failure.message)
             self.srv_stats.errors["upstream_failover"] += 1
             self.next_upstream()
             return
-        super().refuse(failure)
+        super().refuse(failure, linger)
 
     def audit_method(self) -> str | None:
         return "STREAM"

@@ -280,3 +280,30 @@ def _without_lines(server):
     if hasattr(server, "hosts"):
         changes["hosts"] = tuple(dataclasses.replace(h, line=None) for h in server.hosts)
     return dataclasses.replace(server, **changes)
+
+
+def test_a_client_over_the_connection_limit_reads_an_end_not_a_reset(tmp_path, two_origins):
+    """A stream has no handshake to answer: a client over max_connections that already sends
+    gets an orderly close (its bytes were read and dropped), recorded as server_busy."""
+    import socket
+
+    a, _ = two_origins
+    d = start(tmp_path, [f"127.0.0.1:{a.port}"], extra="    max_connections: 1\n")
+    try:
+        host, port = d.listen("stream").rsplit(":", 1)
+        held = socket.create_connection((host, int(port)), timeout=5)
+        try:
+            wait_until(lambda: d.ctl("stats")["servers"]["stream"]["conns_active"] == 1, what="the held connection")
+            for _ in range(3):
+                with socket.create_connection((host, int(port)), timeout=10) as s:
+                    s.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+                    assert s.recv(100) == b""  # the proxy's end of sending
+                    # it still reads what the client sends (and drops it) before it closes: a
+                    # socket closed with bytes unread would answer these with a reset
+                    s.sendall(b"more")
+                    assert s.recv(100) == b""
+        finally:
+            held.close()
+        assert d.ctl("stats")["servers"]["stream"]["errors"]["server_busy"] == 3
+    finally:
+        d.stop()
