@@ -271,6 +271,15 @@ def arg(args: dict[str, Any], name: str, kind: type | tuple[type, ...], default:
     return value
 
 
+def only_args(args: dict[str, Any] | None, allowed: tuple[str, ...], command: str, code: str = INVALID) -> None:
+    """Refuse an argument ``command`` does not take (a misspelt key must not be ignored: the
+    command would run as if it were not there)."""
+    unknown = sorted(set(args or {}) - set(allowed))
+    if unknown:
+        takes = ", ".join(allowed) or "no arguments"
+        raise ControlError(code, f"{command}: unknown argument {unknown[0]!r}", hint=f"{command} takes: {takes}")
+
+
 def arg_list_of_str(args: dict[str, Any], name: str, default: Any = _MISSING) -> list[str]:
     value = arg(args, name, list, default)
     if not all(isinstance(v, str) for v in value):

@@ -25,6 +25,7 @@ from arcus.audit.records import CLOSE_TIMEOUT as RECORDS_CLOSE_TIMEOUT
 from arcus.auth.secrets import hash_secret
 from arcus.config import load_profile
 from arcus.config.schema import LogConfig, Profile, ServerConfig
+from arcus.control.protocol import only_args
 from arcus.control.server import ControlServer
 from arcus.errors import ConfigError, NotFound, OperatorError
 from arcus.paths import STORE_FILE
@@ -570,10 +571,7 @@ misspelt ``{"graceful": true}`` must not shut the daemon down at once)."""
 def _taking(cmd: str, allowed: tuple[str, ...], handler: Any) -> Any:
     @functools.wraps(handler)
     async def checked(args: dict) -> Any:
-        unknown = sorted(set(args or {}) - set(allowed))
-        if unknown:
-            takes = ", ".join(allowed) or "no arguments"
-            raise OperatorError(f"{cmd}: unknown argument {unknown[0]!r}", code="invalid", hint=f"{cmd} takes: {takes}")
+        only_args(args, allowed, cmd)
         return await handler(args)
 
     return checked

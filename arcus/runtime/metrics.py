@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from arcus import __version__
 from arcus.config.schema import MetricsConfig, StatsdConfig
 from arcus.config.values import format_addr
+from arcus.control.protocol import BAD_REQUEST, only_args
 from arcus.errors import OperatorError
 from arcus.stats.httpd import MetricsServer
 from arcus.stats.latency import Recorded
@@ -194,10 +195,7 @@ class Metrics:
         subscriber that reads slowly gets fewer updates, and nothing queues up for it; one that
         stops reading is dropped by the control server (bounded write buffer, write timeout).
         """
-        unknown = sorted(set(args or {}) - {"interval"})
-        if unknown:  # as events.watch answers one
-            raise OperatorError(f"stats.watch: unknown argument {unknown[0]!r}", code="bad_request",
-                                hint='stats.watch takes: interval, e.g. {"interval": 1}')
+        only_args(args, ("interval",), "stats.watch", BAD_REQUEST)  # as events.watch answers one
         interval = args.get("interval", WATCH_INTERVAL)
         if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < WATCH_MIN_INTERVAL:
             raise OperatorError(

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from arcus.control.protocol import arg
+from arcus.control.protocol import arg, only_args
 from arcus.errors import EscapeError, NotFound, OperatorError
 from arcus.names import validate_name
 from arcus.resolve.base import ip_literal
@@ -35,10 +35,7 @@ def resolve_handlers(daemon: Any) -> dict[str, Handler]:
     async def resolve(args: dict[str, Any]) -> dict[str, Any]:
         name = validate_name("resolver", arg(args, "resolver", str))
         host = check_host(arg(args, "host", str))
-        for key in args:
-            if key not in ("resolver", "host"):
-                raise OperatorError(f"resolve: unknown argument {key!r}", code="invalid",
-                                    hint="resolve takes: resolver, host")
+        only_args(args, ("resolver", "host"), "resolve")
         resolvers = daemon.shared.snapshot.resolvers
         resolver = resolvers.get(name)
         if resolver is None:

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from arcus.config import load_profile
+from arcus.control.protocol import only_args
 from arcus.errors import OperatorError
 from arcus.escape.base import Escaper
 from arcus.escape.direct_fixed import DirectFixedEscaper
@@ -79,10 +80,7 @@ def _user(args: dict[str, Any]) -> str:
     return _name(args, "name", "user", "alice")
 
 
-def _only(args: dict[str, Any], allowed: tuple[str, ...], command: str) -> None:
-    for key in args:
-        if key not in allowed:
-            raise _invalid(f"{command}: unknown argument {key!r}", f"{command} takes: {', '.join(allowed)}")
+_only = only_args  # a tenant, user or policy command refuses an argument it does not take
 
 
 def _changes(args: dict[str, Any], settings: tuple[str, ...], command: str) -> dict[str, Any]:
