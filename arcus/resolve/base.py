@@ -218,7 +218,9 @@ class Resolver:
             self.stats.failures += 1
             return _Entry(self._negative(), None, problem, RESOLVE_FAILED)
         try:
-            answer = await asyncio.wait_for(self._query(host), config.timeout)
+            # one spelling of the name for every type: "localhost." is localhost (glibc's
+            # /etc/hosts knows only the latter); the cache keeps the name as asked
+            answer = await asyncio.wait_for(self._query(host[:-1] if host.endswith(".") else host), config.timeout)
         except TimeoutError:
             self.stats.failures += 1
             self.stats.timeouts += 1

@@ -96,8 +96,8 @@ class CAresResolver(Resolver):
 
     async def _query(self, host: str) -> Answer:
         dns = self._channel()
-        name = host.rstrip(".") if host.endswith(".") and len(host) > 1 else host
-        results = await asyncio.gather(dns.query_dns(name, "A"), dns.query_dns(name, "AAAA"), return_exceptions=True)
+        # the trailing dot is taken off by the base (_run_query)
+        results = await asyncio.gather(dns.query_dns(host, "A"), dns.query_dns(host, "AAAA"), return_exceptions=True)
         addresses: list[str] = []
         ttl: float | None = None
         errors: list[int] = []

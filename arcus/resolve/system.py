@@ -11,8 +11,6 @@ from arcus.resolve.base import Resolver
 class SystemResolver(Resolver):
     async def _query(self, host: str) -> list[str]:
         loop = asyncio.get_running_loop()
-        if host.endswith(".") and len(host) > 1:
-            host = host[:-1]  # as c_ares asks: glibc finds "localhost" in /etc/hosts, not "localhost."
         infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
         seen: dict[str, None] = {}
         for family, _, _, _, sockaddr in infos:
