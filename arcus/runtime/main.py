@@ -57,9 +57,6 @@ class PreparedLog:
         self.handler, self.level, self.access = handler, level, access
         self.installed = False
 
-    def __call__(self) -> None:
-        self.install()
-
     def install(self) -> None:
         self.installed = True
         root = logging.getLogger("arcus")
@@ -90,7 +87,7 @@ def serve(profile: str | None, data_dir: Path, socket_path: Path) -> int:
 
     # Validate the profile before anything else so errors come out before a loop starts.
     profile_obj = load_profile(profile)
-    setup_logging(profile_obj.log)()
+    setup_logging(profile_obj.log).install()
     daemon = Daemon(profile, data_dir, socket_path, setup_log=setup_logging)
     with asyncio.Runner(loop_factory=_new_loop) as runner:
         runner.run(daemon.run())

@@ -10,6 +10,7 @@ from arcus.config.schema import IcapServer, IcapServiceConfig, Timeouts
 from arcus.errors import ErrorCode
 from arcus.icap.stage import IcapPolicy, Stage, plan
 from arcus.proto import http1, icap
+from arcus.testing.wait import async_wait_until
 
 
 class Up:
@@ -212,10 +213,8 @@ def test_a_close_delimited_response_lost_without_close_notify_ends_there_and_is_
         s.upstream_data(resp)
         assert owner.data == b""  # held for the scan
         s.upstream_lost(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
-        for _ in range(200):  # the connect to the closed port fails on a later loop turn (bounded)
-            if owner.data:
-                break
-            await asyncio.sleep(0.01)
+        # the connect to the closed port fails on a later loop turn
+        await async_wait_until(lambda: owner.data, timeout=5, what="the response replayed")
         assert owner.data == resp and owner.eof
         assert s.verdict.startswith("fail_open:")
 

@@ -190,8 +190,11 @@ def test_a_limit_raised_during_a_shapers_pause_takes_effect_at_the_next_look(mon
         flow.shape_down = (shaper,)
         flow.sent_down(10_000)  # 9 s of debt at 1000 B/s
         assert not up.reading
-        await asyncio.sleep(0.2)  # several looks: still owed
-        assert not up.reading and flow.upstream_paused == SHAPER
+        looks = []
+        owed = flow_module._owed
+        monkeypatch.setattr(flow_module, "_owed", lambda shapers: looks.append(1) or owed(shapers))
+        await async_wait_until(lambda: len(looks) >= 3, timeout=5, what="three looks at the pause")
+        assert not up.reading and flow.upstream_paused == SHAPER  # still owed at each
         shaper.set_rate(None)  # the tenant's limit removed
         await async_wait_until(lambda: up.reading, timeout=5, what="the upstream read again")
         assert flow.upstream_paused == 0
