@@ -21,10 +21,12 @@ gives it ``ReverseRouting``, the strategy that says what a reverse proxy does di
   Upgrade request (WebSocket) keeps its Upgrade, and the upstream's 101 turns the connection
   into a tunnel.
 
-TLS termination: the listener's SSLContext has an ``sni_callback`` that looks up the server's
-config in the *current* Snapshot and switches the handshake to the site's context, so
-certificates follow reloads (a reload re-reads the files, once, on the first handshake after
-it). Turning ``tls`` on or off needs a new listener (change the port in the same reload).
+TLS termination: Arcus' own, as for ``http_proxy`` (``arcus.serve.tls_listen.tls_server``: a
+client's close_notify is a half-close). The listener's SSLContext has an ``sni_callback`` that
+looks up the server's config in the *current* Snapshot and switches the handshake to the site's
+context, so certificates follow reloads (a reload re-reads the files, once, on the first
+handshake after it). Turning ``tls`` on or off needs a new listener (change the port in the
+same reload).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from arcus.proto.http1 import CHUNKED
 from arcus.serve.http_proxy import HttpProxyConnection
 from arcus.serve.http_routing import via
 from arcus.serve.session import host_port
+from arcus.serve.tls_listen import tls_server
 from arcus.serve.tls_stream import UpstreamTls
 from arcus.serve.upstream import UpstreamConnection
 from arcus.tenancy.admission import Destination
@@ -334,16 +337,7 @@ def _listen_context(factory: RproxyFactory, config: HttpRproxyConfig) -> ssl.SSL
 async def rproxy_listen(
     loop: asyncio.AbstractEventLoop, factory: RproxyFactory, host: str, port: int, config: ServerConfig
 ) -> asyncio.AbstractServer:
-    ctx = None
     if isinstance(config, HttpRproxyConfig) and config.tls:
         ctx = await asyncio.to_thread(_listen_context, factory, config)  # reads certificate files
-    return await loop.create_server(
-        factory,
-        host,
-        port,
-        ssl=ctx,
-        ssl_handshake_timeout=config.timeouts.client_header if ctx is not None else None,
-        backlog=1024,
-        reuse_address=True,
-        start_serving=False,
-    )
+        return await tls_server(loop, factory, host, port, lambda: ctx, config.timeouts.client_header)
+    return await loop.create_server(factory, host, port, backlog=1024, reuse_address=True, start_serving=False)

@@ -1,10 +1,13 @@
-"""A TLS server side terminated in memory over a transport that has already been read from.
+"""A TLS server side terminated in memory over a raw transport.
 
 TLS interception (``arcus.serve.intercept``) decides on a ClientHello it has already read from
 the client socket, so the handshake cannot start over on the socket (``loop.start_tls``): it
-runs on memory BIOs instead, fed with the bytes the tunnel received. :class:`TlsSide` is
-transport-shaped (write, close, pause/resume, extra info), so the decrypted HTTP connection
-writes to it as to a socket; bytes on the wire are counted on the owner (the tunnel's record).
+runs on memory BIOs instead, fed with the bytes the tunnel received; bytes on the wire are
+counted on the owner (the tunnel's record). A TLS listener (``arcus.serve.tls_listen``) ends
+its clients' TLS the same way, so that a client's close_notify is a half-close, not the end.
+:class:`TlsSide` is transport-shaped (write, close, pause/resume, extra info), so the HTTP
+connection above writes to it as to a socket, and may go on writing after the client's
+close_notify.
 """
 
 from __future__ import annotations
@@ -22,19 +25,24 @@ class TlsSide:
 
     __slots__ = ("raw", "obj", "inc", "out", "owner", "closing", "eof")
 
-    def __init__(self, raw: asyncio.Transport, ctx: ssl.SSLContext, owner: Any) -> None:
+    def __init__(self, raw: asyncio.Transport, ctx: ssl.SSLContext, owner: Any = None) -> None:
         self.raw = raw
         self.inc = ssl.MemoryBIO()
         self.out = ssl.MemoryBIO()
         self.obj = ctx.wrap_bio(self.inc, self.out, server_side=True)
-        self.owner = owner  # bytes on the wire are counted on the owner's record
+        # interception: the tunnel's owner, whose record counts the bytes on the wire (the
+        # connection is then ``arcus_intercepted``); None for a listener's TLS, whose session
+        # counts what it relays
+        self.owner = owner
         self.closing = False
         self.eof = False  # the client sent close_notify
 
     def _flush(self) -> None:
         data = self.out.read()
         if data:
-            self.owner.bytes_down += len(data)
+            owner = self.owner
+            if owner is not None:
+                owner.bytes_down += len(data)
             self.raw.write(data)
 
     def handshake(self, data: bytes) -> bool:
@@ -127,5 +135,5 @@ class TlsSide:
         if name == "ssl_object":
             return self.obj
         if name == "arcus_intercepted":
-            return True
+            return self.owner is not None
         return self.raw.get_extra_info(name, default)

@@ -8,15 +8,20 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import socket
+import ssl
+import threading
 import time
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from arcus.testing.daemon import DaemonProcess, render_profile
+from arcus.testing.wait import wait_until
 from tests.integration.conftest import run_curl
 
 
@@ -147,3 +152,178 @@ def test_a_key_that_does_not_match_is_refused_at_load_with_its_line(tmp_path):
     assert r.returncode != 0
     line = profile.splitlines().index("      certificate: proxy.pem") + 1
     assert f"profile.yaml:{line}: server \"https\": tls: certificate: cannot load the certificate" in r.stdout + r.stderr
+
+
+# ------------------------------------------------------------------ a TLS client that can half-close
+
+
+class MemoryTlsClient:
+    """TLS to the proxy on memory BIOs over a blocking socket: unlike ``ssl.SSLSocket`` it can
+    send close_notify (a TLS half-close) and go on reading what the proxy sends."""
+
+    def __init__(self, address: tuple[str, int], cafile: Path | None, name: str = "localhost") -> None:
+        self.sock = socket.create_connection(address, timeout=10)
+        self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+        self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname=name)
+
+    def handshake(self) -> None:
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                self._fill()
+        self._flush()
+
+    def _flush(self) -> None:
+        data = self.out.read()
+        if data:
+            self.sock.sendall(data)
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if data:
+            self.inc.write(data)
+        else:
+            self.inc.write_eof()
+
+    def send(self, data: bytes) -> None:
+        self.obj.write(data)
+        self._flush()
+
+    def close_notify(self) -> None:
+        """Our side is done (TLS close_notify); reading goes on."""
+        try:
+            self.obj.unwrap()
+        except ssl.SSLWantReadError:
+            pass  # the proxy's own close_notify has not come yet
+        self._flush()
+
+    def read_until(self, marker: bytes) -> bytes:
+        got = b""
+        while marker not in got:
+            chunk = self._read()
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+    def read_to_end(self) -> bytes:
+        """Everything until the proxy's close_notify, or its TCP close."""
+        got = b""
+        while chunk := self._read():
+            got += chunk
+        return got
+
+    def _read(self) -> bytes:
+        while True:
+            try:
+                return self.obj.read(65536)
+            except ssl.SSLWantReadError:
+                self._fill()
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                return b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def https_daemon(tmp_path: Path, extra: str = "") -> tuple[DaemonProcess, Path]:
+    """A daemon whose server ``https`` is an http_proxy over TLS (``extra``: more of its keys),
+    and the CA file its clients trust."""
+    work = tmp_path / "arcus"
+    work.mkdir()
+    ca_key, ca = make_ca()
+    write_pair(work, *issue(ca_key, ca))
+    profile = render_profile().replace("servers:\n", "servers:\n" + TLS_SERVER + extra, 1)
+    return DaemonProcess(work, profile), write_ca(tmp_path / "ca.pem", ca)
+
+
+class AnswerAfterEof:
+    """An origin that reads its client to the end (its EOF) and only then answers what it read:
+    what it sends proves the client's half-close reached it, and came after it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(10)
+            got = b""
+            while chunk := conn.recv(65536):
+                got += chunk
+            conn.sendall(b"after your EOF, you said: " + got)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("over", ["tls", "tcp"])
+def test_a_connect_tunnel_half_closed_by_the_client_still_gets_its_answer(tmp_path, over):
+    """The client sends its bytes through the CONNECT tunnel, then ends its side: over TLS with
+    close_notify, over plain TCP with shutdown(SHUT_WR). The EOF reaches the origin and the
+    origin's answer, sent after it, still reaches the client; asyncio has nothing to complain
+    about."""
+    d, ca_file = https_daemon(tmp_path)
+    origin = AnswerAfterEof()
+    try:
+        with d:
+            t = f"127.0.0.1:{origin.port}"
+            connect = f"CONNECT {t} HTTP/1.1\r\nHost: {t}\r\n\r\n".encode()
+            if over == "tls":
+                c = MemoryTlsClient(("127.0.0.1", int(d.listen("https").rsplit(":", 1)[1])), ca_file)
+                try:
+                    c.handshake()
+                    c.send(connect)
+                    head = c.read_until(b"\r\n\r\n")
+                    assert head.startswith(b"HTTP/1.1 200"), head
+                    c.send(b"ping")
+                    c.close_notify()
+                    data = c.read_to_end()
+                finally:
+                    c.close()
+            else:
+                with socket.create_connection(("127.0.0.1", d.proxy_port), timeout=10) as s:
+                    s.sendall(connect)
+                    head = b""
+                    while b"\r\n\r\n" not in head:
+                        head += s.recv(4096)
+                    assert head.startswith(b"HTTP/1.1 200"), head
+                    s.sendall(b"ping")
+                    s.shutdown(socket.SHUT_WR)
+                    data = b""
+                    while chunk := s.recv(65536):
+                        data += chunk
+            assert data == b"after your EOF, you said: ping"
+            server = "https" if over == "tls" else "http"
+            wait_until(lambda: d.ctl("stats")["servers"][server]["conns_active"] == 0, what="the tunnel's end")
+            assert "has no effect when using ssl" not in d.log()
+    finally:
+        origin.close()
+
+
+def test_a_request_followed_by_close_notify_is_answered(tmp_path, origin):
+    """A client that sends its request and then close_notify (it will send nothing more) still
+    reads the answer, as a plain TCP client that half-closes after its request does."""
+    d, ca_file = https_daemon(tmp_path)
+    with d:
+        c = MemoryTlsClient(("127.0.0.1", int(d.listen("https").rsplit(":", 1)[1])), ca_file)
+        try:
+            c.handshake()
+            c.send(f"GET {origin.url('/small')} HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\n\r\n".encode())
+            c.close_notify()
+            data = c.read_to_end()
+        finally:
+            c.close()
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\n" + b"x" * 100), data
+
