@@ -126,7 +126,10 @@ class Daemon:
             await asyncio.to_thread(self.shared.records.close)
             self.store.close()
             raise
+        # the health counters' first look, before anything can move them (the CA check below may at once)
+        self.health.observe(time.monotonic(), self._trouble_counters())
         self._spawn(self._sweeper(), "arcus-sweeper")
+        self._spawn(self.shared.interception.watch_cas(), "arcus-ca-watch")
         # expired leaves leave the on-disk leaf caches of every CA generation, hourly, off the loop
         pruner = LeafPruner(CAStore(self.data_dir).leaf_dirs)
         self._spawn(pruner.run(lambda exc: log.warning("leaf cache prune failed: %s", exc)), "arcus-leaf-prune")

@@ -64,6 +64,7 @@ log = logging.getLogger("arcus.serve")
 
 MAX_HELLO = 64 * 1024  # a ClientHello longer than this is not waited for: spliced
 CA_TTL = 30.0  # seconds a tenant's CA stays loaded (a rotation is seen within this)
+CA_CHECK_INTERVAL = 30.0  # seconds between two reads of every CA in use (Interception.watch_cas)
 
 
 class Interception:
@@ -100,6 +101,41 @@ class Interception:
         self._ca[tenant] = (now + CA_TTL, ca)
         return ca
 
+    def check_cas(self) -> dict[str, str]:
+        """Read every CA in use -- the box's and each tenant's own -- as a tunnel would; the ones
+        that cannot be read: ``{who: why}`` (``who``: "" for the box, else the tenant). A home
+        without a CA is no problem here (a tunnel to intercept then says so). Blocking: run it
+        in a thread."""
+        bad: dict[str, str] = {}
+        try:
+            tenants = self.cas.tenants_with_own()
+        except OSError as exc:
+            return {"": f"the CA directory {self.cas.root} cannot be listed: {exc.strerror or exc}"}
+        for tenant in (None, *tenants):
+            try:
+                self.cas.current(tenant)
+            except OperatorError as exc:
+                bad[tenant or ""] = exc.message
+        return bad
+
+    async def watch_cas(self, interval: float = CA_CHECK_INTERVAL) -> None:
+        """Read every CA at once and then every ``interval`` seconds, so a CA damaged while the
+        daemon was down, or while no tunnel was intercepted, is known before a client meets it:
+        logged once when it turns unreadable (and once when it is readable again), and counted
+        in ``ca_failures`` at every look while it stays so (``ctl health``: ``ca_unreadable``)."""
+        broken: dict[str, str] = {}
+        while True:
+            bad = await asyncio.to_thread(self.check_cas)
+            self.ca_failures += len(bad)
+            for owner, why in bad.items():
+                if broken.get(owner) != why:
+                    log.error("the CA of %s cannot be read: %s; its tunnels to intercept use the CA loaded before, "
+                              "if any, or are refused", _whose(owner), why)
+            for owner in broken.keys() - bad.keys():
+                log.info("the CA of %s can be read again", _whose(owner))
+            broken = bad
+            await asyncio.sleep(interval)
+
     async def server_context(self, leaf: Leaf) -> ssl.SSLContext:
         ctx = self._server.get(leaf.chain_file)
         if ctx is not None:
@@ -125,6 +161,10 @@ class Interception:
 
     def close(self) -> None:
         self.leaves.close()
+
+
+def _whose(owner: str) -> str:
+    return f"tenant {owner!r}" if owner else "the box"
 
 
 def split_target(target: str) -> tuple[str, int]:

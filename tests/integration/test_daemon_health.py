@@ -67,3 +67,22 @@ def test_health_says_degraded_while_a_full_disk_drops_audit_events(curl, origin,
         assert text.returncode == 0
         assert "is running (degraded)" in text.stdout and "audit events were dropped" in text.stdout
         filler.unlink()
+
+
+def test_a_ca_damaged_before_start_is_reported_before_any_tunnel_meets_it(tmp_path):
+    """The box's CA key was damaged while the daemon was down: the log says so at start and
+    `ctl health` is degraded (ca_unreadable) without waiting for a client to be refused."""
+    from arcus.tls.ca import KEY_FILE
+    from arcus.tls.castore import CAStore
+
+    d = DaemonProcess(tmp_path / "arcus")
+    ca = CAStore(d.data_dir).init(None)
+    (ca.directory / KEY_FILE).write_text("garbage\n")
+    with d:
+        def degraded():
+            h = _health(d)
+            return h if h["status"] == "degraded" else None
+
+        h = wait_until(degraded, timeout=30, interval=0.2, what="ctl health to say degraded")
+        assert [p["problem"] for p in h["problems"]] == ["ca_unreadable"]
+        assert "the CA of the box cannot be read" in d.log()

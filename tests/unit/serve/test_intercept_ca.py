@@ -37,3 +37,52 @@ def test_a_damaged_ca_key_keeps_the_ca_loaded_before_and_says_so(tmp_path: Path,
             fresh.close()
     finally:
         svc.close()
+
+
+def test_the_ca_watch_finds_a_damaged_ca_before_any_tunnel_and_says_so_once(tmp_path: Path, caplog) -> None:
+    """A CA damaged while the daemon was down (or while nothing was intercepted) is found by the
+    watch at once: logged once, counted at every look while it stays damaged (``ctl health``),
+    and said readable again once mended."""
+    box = CAStore(tmp_path).init(None)
+    own = CAStore(tmp_path).init("acme")
+    good_key = (own.directory / KEY_FILE).read_bytes()
+    (own.directory / KEY_FILE).write_text("garbage\n")
+    svc = intercept.Interception(tmp_path, workers=1)
+    try:
+        assert list(svc.check_cas()) == ["acme"]  # the box's CA is intact
+
+        async def until(n: int) -> None:
+            for _ in range(10_000):  # bounded: each look is one thread hop
+                if svc.ca_failures >= n:
+                    return
+                await asyncio.sleep(0.001)
+
+        async def scenario() -> tuple[str, str]:
+            task = asyncio.create_task(svc.watch_cas(interval=0.0))
+            try:
+                await until(3)
+                first = caplog.text
+                caplog.clear()
+                (own.directory / KEY_FILE).write_bytes(good_key)  # mended
+                (box.directory / KEY_FILE).write_text("garbage\n")  # and the box's damaged
+                await until(svc.ca_failures + 3)
+                return first, caplog.text
+            finally:
+                task.cancel()
+
+        with caplog.at_level(logging.INFO, logger="arcus.serve"):
+            first, then = asyncio.run(scenario())
+        assert svc.ca_failures >= 6
+        assert first.count("cannot be read") == 1 and "the CA of tenant 'acme' cannot be read" in first
+        assert then.count("cannot be read") == 1 and "the CA of the box cannot be read" in then
+        assert "the CA of tenant 'acme' can be read again" in then
+    finally:
+        svc.close()
+
+
+def test_no_ca_at_all_is_no_problem_for_the_watch(tmp_path: Path) -> None:
+    svc = intercept.Interception(tmp_path, workers=1)
+    try:
+        assert svc.check_cas() == {}
+    finally:
+        svc.close()
