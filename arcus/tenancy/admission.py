@@ -331,7 +331,9 @@ def admit(
         )
     if decision.reports:
         out.decision = "report"
-    if decision.needs_address:
+    if decision.needs_address or (decision.rule_id in tv.explicit_ids and _is_address(dest.host)):
+        # a literal address a rule with dest_cidrs allowed: the escaper must hear that the rule
+        # opens it, or its egress guard refuses a special-purpose one as if no rule had
         out.check = address_check(policy, ctx, tv)
     if dest.is_tunnel and (decision.needs_protocol or _is_address(dest.host)):
         out.tunnel_check = TunnelCheck(policy, ctx)

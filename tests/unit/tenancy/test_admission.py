@@ -80,3 +80,26 @@ def test_switching_tenant_by_credentials_takes_a_slot_in_the_new_tenant() -> Non
             g.close()
 
     asyncio.run(main())
+
+
+def test_allow_rule_with_dest_cidrs_opens_an_ip_literal_special_destination() -> None:
+    """docs/policy.md: an allow rule whose dest_cidrs hold a special-purpose address opens it.
+    A name resolving to ::1 was opened (the escaper asked the rule again per address); the
+    literal [::1] got no per-address check, so the escaper's egress guard refused it anyway
+    (403 builtin:special-destination from an off-box client, while `policy explain` said allow)."""
+    import types
+
+    from arcus.policy.engine import compile_policy
+    from arcus.policy.model import Rule
+    from arcus.tenancy.admission import Admitted, admit
+    from arcus.tenancy.views import TenantView
+
+    rules = [Rule("open-lb", "allow", dest_cidrs=("::1/128", "127.0.0.0/8"))]
+    tv = TenantView("acme", policy=compile_policy(rules, guard=None), explicit_ids=frozenset({"open-lb"}))
+    snap = types.SimpleNamespace(tenancy=types.SimpleNamespace(any_limits=False))
+    for host, addr in (("::1", "::1"), ("127.0.0.1", "127.0.0.1"), ("opened.example", "::1")):
+        for tunnel in (False, True):
+            dest = Destination(host, 8080, "CONNECT" if tunnel else "GET", None if tunnel else "/", tunnel)
+            verdict = admit(None, snap, tv, None, dest, "fd99::2")
+            assert isinstance(verdict, Admitted), (host, verdict)
+            assert verdict.check is not None and verdict.check(addr) is True, (host, tunnel)
