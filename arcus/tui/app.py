@@ -5,6 +5,9 @@ The app owns the :class:`arcus.tui.link.DaemonLink` and three kinds of worker: o
 reachable), one follows ``events.watch`` (the audit tail), and one per command a widget asks
 for with :class:`arcus.tui.messages.Send`. When the daemon goes away the streams retry with a
 bounded backoff and the top line says so; the last figures stay on screen until new ones come.
+
+A terminal below :data:`MIN_SIZE` gets one notice (:class:`TooSmall`) in place of the dashboard,
+which goes on underneath and is shown again as it was once the terminal is large enough.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.geometry import Size
+from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from arcus.control.protocol import ControlError
@@ -26,6 +32,12 @@ from arcus.tui.link import DaemonLink, Down, Item, Sleep, Up
 from arcus.tui.messages import Answer, EventArrived, EventsState, LinkChanged, Send, StatsArrived, TenantsListed
 from arcus.tui.model import Backoff, StatsModel
 from arcus.tui.panes import AuditPane, ConnsPane, OverviewPane, TenantsPane
+
+MIN_SIZE = (80, 24)
+"""The smallest terminal, in columns and rows, the dashboard is shown in. Below it the widest
+fixed parts are cut first: the dialogs are 76 columns (``FORM_CSS``); the overview's box and
+health lines and the connections' info line take 75 with small figures and grow with a busier
+box; the reload-refusal dialog is 22 rows and a form showing a refusal 18 or more."""
 
 EVENTS_BACKLOG = 100
 """Audit events a daemon without ``events.watch`` sends first from its ``audit.tail`` backlog."""
@@ -40,7 +52,38 @@ TabPane { padding: 0; }
 #conns-filter, #audit-filter { height: 1; border: none; padding: 0 1; }
 #conns-info, #tenants-info, #audit-info { height: 1; padding: 0 1; color: $text-muted; }
 DataTable, RichLog { height: 1fr; }
+TooSmall { align: center middle; }
+#too-small { width: 100%; height: auto; padding: 0 1; text-align: center; }
 """ + FORM_CSS
+
+
+def size_notice(width: int, height: int) -> str | None:
+    """What a terminal of ``width`` x ``height`` shows instead of the dashboard; None: the dashboard."""
+    min_width, min_height = MIN_SIZE
+    if width >= min_width and height >= min_height:
+        return None
+    return (f"arcus tui needs at least {min_width}x{min_height}; this terminal is {width}x{height}"
+            " — enlarge it (q quits)")
+
+
+class TooSmall(Screen[None]):
+    """The notice of a terminal below :data:`MIN_SIZE`, alone on the screen.
+
+    It goes on top of the screen stack, so the dashboard and a dialog open under it keep their
+    state and take no keys; the app lets only quitting through (:meth:`ArcusApp.check_action`).
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.text, id="too-small", markup=False)
+
+    def say(self, text: str) -> None:
+        self.text = text
+        for line in self.query("#too-small").results(Static):  # none before compose: it uses self.text
+            line.update(text)
 
 
 class ArcusApp(App[None]):
@@ -76,6 +119,10 @@ class ArcusApp(App[None]):
         self.conns = ConnsPane(id="conns-pane")
         self.tenants = TenantsPane(id="tenants-pane")
         self.audit = AuditPane(id="audit-pane")
+        self.notice: TooSmall | None = None
+        """On top of every screen while the terminal is below MIN_SIZE."""
+        self._held: list[Screen[Any]] = []
+        """Dialogs the app opened while the notice was shown: they open when it goes."""
 
     def compose(self) -> ComposeResult:
         yield self.bar
@@ -97,9 +144,49 @@ class ArcusApp(App[None]):
         self.run_worker(self._follow_stats, name="stats.watch", group="streams")  # type: ignore[arg-type]
         self.run_worker(self._follow_events, name="events.watch", group="streams")  # type: ignore[arg-type]
         self.set_interval(self.conns_every, self._poll_conns, name="conns poll")
+        self._fit(self.size)
 
     async def on_unmount(self) -> None:
         await self.link.close()
+
+    # -- the terminal's size ----------------------------------------------------------------
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size)
+
+    def _fit(self, size: Size) -> None:
+        """The notice while the terminal is below MIN_SIZE, the dashboard (as it was) otherwise."""
+        text = size_notice(size.width, size.height)
+        if text is not None:
+            if self.notice is None:
+                self.notice = TooSmall(text)
+                self.push_screen(self.notice)
+                self.refresh_bindings()
+            else:
+                self.notice.say(text)
+            return
+        if self.notice is None:
+            return
+        # nothing goes above the notice (check_action, open), so it is the top screen
+        self.notice = None
+        self.pop_screen()
+        held, self._held = self._held, []
+        for screen in held:
+            self.push_screen(screen)
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Under the notice the dashboard's keys wait for the dashboard (a reload, a tab, the
+        # command palette are not done unseen); q and ctrl+q quit, ctrl+c says how to.
+        return self.notice is None or action in ("quit", "help_quit")
+
+    def open(self, screen: Screen[Any]) -> None:
+        """Open a dialog the app was not asked for at a key (a refused reload's answer): held
+        while the notice is shown, since the notice stays the top screen until it goes."""
+        if self.notice is not None:
+            self._held.append(screen)
+        else:
+            self.push_screen(screen)
 
     # -- the streams ------------------------------------------------------------------------
 
@@ -203,7 +290,7 @@ class ArcusApp(App[None]):
             gen = (answer.result or {}).get("generation")
             self.notify(f"reloaded: now serving generation {gen}")
         elif answer.error.code == "invalid":
-            self.push_screen(MessageScreen("Reload refused", error_text(answer.error)))
+            self.open(MessageScreen("Reload refused", error_text(answer.error)))
         else:
             self.notify(error_text(answer.error), title="reload failed", severity="error")
 

@@ -103,6 +103,10 @@ class _Form(ModalScreen[dict[str, Any] | None]):
     BINDINGS = [Binding("escape", "cancel", "cancel")]
     title_text = ""
     submit_label = "Save"
+    held: Answer | None = None
+    """The answer that came while another screen covered the form (the notice of a terminal
+    too small, :class:`arcus.tui.app.TooSmall`): dismiss() takes off the top screen, so the
+    form handles it once it is the top screen again."""
 
     def fields(self) -> list[tuple[str, str, str, str]]:
         raise NotImplementedError
@@ -140,11 +144,19 @@ class _Form(ModalScreen[dict[str, Any] | None]):
         self.post_message(Send(cmd, args, origin=self))
 
     def on_answer(self, answer: Answer) -> None:
+        if not self.is_active:
+            self.held = answer
+            return
         self.query_one("#submit", Button).disabled = False
         if answer.error is not None:
             self.show_error(error_text(answer.error))
             return
         self.dismiss(answer.result)
+
+    def on_screen_resume(self) -> None:
+        answer, self.held = self.held, None
+        if answer is not None:
+            self.on_answer(answer)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.submit()

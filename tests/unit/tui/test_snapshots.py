@@ -1,4 +1,5 @@
-"""Snapshot tests: the dashboard as it looks, at 80x24 and 200x60, from fixed data.
+"""Snapshot tests: the dashboard as it looks, at 80x24 and 200x60, from fixed data, and the
+notice a terminal below the minimum gets instead.
 
 Nothing on screen comes from a clock: rates come from the daemon's uptime in the scripted stats,
 event times from the events, and every screenshot is taken once the data it shows has arrived
@@ -17,6 +18,7 @@ from textual.widgets import Input
 
 from arcus.errors import OperatorError
 from arcus.testing.wait import async_wait_until
+from arcus.tui.app import TooSmall
 from tests.unit.tui.conftest import make_app
 from tests.unit.tui.scripted import ScriptedDaemon, counters, stats
 from tests.unit.tui.test_audit import record
@@ -136,3 +138,11 @@ def test_reload_refused_80x24(snap_compare, box):
         await async_wait_until(lambda: pilot.app.screen.query("#message-text"), what="the refusal")
 
     assert snap_compare(make_app(SOCK), terminal_size=(80, 24), run_before=before)
+
+
+def test_too_small_60x20(snap_compare, box):
+    async def before(pilot: Pilot) -> None:
+        await _fed(pilot, box, 1)
+        await async_wait_until(lambda: isinstance(pilot.app.screen, TooSmall), what="the notice")
+
+    assert snap_compare(make_app(SOCK), terminal_size=(60, 20), run_before=before)
