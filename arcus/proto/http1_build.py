@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 # RFC 9110 7.6.1 plus the de-facto Proxy-Connection and Keep-Alive. Proxy-Authorization is in
-# the set: proxy credentials never reach an upstream.
+# the set: proxy credentials never reach an upstream. Trailer is not (RFC 9110 6.6.2: it is
+# end-to-end, and trailers themselves are relayed with the chunked body they end).
 HOP_BY_HOP: frozenset[bytes] = frozenset(
     {
         b"connection",
@@ -19,7 +20,6 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
         b"proxy-authenticate",
         b"proxy-authorization",
         b"te",
-        b"trailer",
         b"transfer-encoding",
         b"upgrade",
     }

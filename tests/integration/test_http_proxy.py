@@ -125,6 +125,7 @@ def test_chunked_response_with_trailers_passes_raw(curl, daemon, origin):
     r = run_curl(curl, "--raw", "-i", "-x", f"http://{daemon.proxy}", origin.url("/chunked"))
     assert r.returncode == 0, r.stderr
     assert b"Transfer-Encoding: chunked" in r.stdout
+    assert b"\r\nTrailer: X-Sum\r\n" in r.stdout  # end-to-end (RFC 9110 6.6.2): it announces the trailer
     assert r.stdout.endswith(b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Sum: 11\r\n\r\n")
 
 
