@@ -35,6 +35,7 @@ from arcus.runtime.events import CHANGE_COMMANDS, EventHub, change_fields
 from arcus.runtime.fdwatch import FdWatch, raise_limit
 from arcus.runtime.health import DESCRIPTIONS, HealthWatch
 from arcus.runtime.hostaddrs import AddressWatcher, own_addresses
+from arcus.runtime.memtrim import MemoryTrim
 from arcus.runtime.metrics import Metrics
 from arcus.runtime.portholder import busy_hint
 from arcus.runtime.resolve_cmds import resolve_handlers
@@ -130,6 +131,7 @@ class Daemon:
         self.health.observe(time.monotonic(), self._trouble_counters())
         self._spawn(self._sweeper(), "arcus-sweeper")
         self._spawn(self.shared.interception.watch_cas(), "arcus-ca-watch")
+        self._spawn(MemoryTrim().run(), "arcus-memory-trim")  # freed buffers back to the system
         # expired leaves leave the on-disk leaf caches of every CA generation, hourly, off the loop
         pruner = LeafPruner(CAStore(self.data_dir).leaf_dirs)
         self._spawn(pruner.run(lambda exc: log.warning("leaf cache prune failed: %s", exc)), "arcus-leaf-prune")
