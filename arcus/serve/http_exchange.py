@@ -15,7 +15,7 @@ from arcus.icap import stage as icap_stage
 from arcus.proto import http1
 from arcus.proto.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, ChunkedScanner, Limits
 from arcus.serve import blockpage, records
-from arcus.serve.http_routing import VIA
+from arcus.serve.http_routing import VIA, VIA_10
 
 MAX_INTERIM = 32
 """Interim (1xx) responses one request may get before its final one: more is an upstream error."""
@@ -176,7 +176,7 @@ class Exchange:
         if resp.framing == CHUNKED:
             headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
             headers.append((b"Transfer-Encoding", b"chunked"))
-        headers.append((b"Via", VIA))
+        headers.append((b"Via", VIA_10 if resp.version == b"1.0" else VIA))  # the version we received (RFC 9110 7.6.3)
         if req.version == b"1.0":
             headers.append((b"Connection", b"keep-alive" if keep_alive else b"close"))
         elif not keep_alive:

@@ -75,3 +75,13 @@ def test_refusals_are_answered_with_their_page_headers_and_decision() -> None:
 def test_an_answer_before_any_request_closes() -> None:
     out = answer_without_request(431, ErrorCode.HEADER_TOO_LARGE, "too big", "abc-2")
     assert out.startswith(b"HTTP/1.1 431") and b"Connection: close" in out and b"X-Arcus-Error: header_too_large" in out
+
+
+def test_via_on_a_response_names_the_version_the_upstream_answered_in() -> None:
+    """RFC 9110 7.6.3: Via's received-protocol is the version of the message received; an
+    HTTP/1.0 origin's answer was relayed with 'Via: 1.1 arcus'."""
+    for version in (b"1.0", b"1.1"):
+        ex = exchange(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        kind, resp, _ = ex.next_response(bytearray(b"HTTP/" + version + b" 200 OK\r\nContent-Length: 1\r\n\r\nx"), LIMITS)
+        head = ex.response_head(resp, LIMITS, keep_alive=True)
+        assert b"\r\nVia: " + version + b" arcus\r\n" in head, head
