@@ -54,7 +54,8 @@ class Tracked:
 
     Timeouts are deadlines checked by the runtime's sweeper once a second instead of a timer
     per connection: setting one is an attribute write on the hot path. When ``idle_window`` is
-    set, the deadline is an idle bound: moved on as long as bytes keep flowing.
+    set, the deadline is an idle bound: moved on as long as bytes keep flowing (the sweeper
+    notes ``seen_activity`` on every pass, so the bound is the window plus at most one sweep).
     """
 
     __slots__ = (
@@ -152,14 +153,18 @@ class Shared:
     def sweep(self, now: float) -> None:
         """Fire the deadlines that passed (called by the runtime about once a second)."""
         for conn in list(self.connections.values()):
+            # bytes moved since the previous sweep: looked at on every sweep, so that an idle
+            # bound counts from the last bytes seen moving, not from whatever moved before it
+            # was set (which would stretch the first window to twice its length)
+            activity = conn.bytes_up + conn.bytes_down
+            moved = activity != conn.seen_activity
+            if moved:
+                conn.seen_activity = activity
             deadline = conn.deadline
             if deadline and now >= deadline:
-                if conn.idle_window:
-                    activity = conn.bytes_up + conn.bytes_down
-                    if activity != conn.seen_activity:
-                        conn.seen_activity = activity
-                        conn.deadline = now + conn.idle_window
-                        continue
+                if moved and conn.idle_window:
+                    conn.deadline = now + conn.idle_window
+                    continue
                 try:
                     conn.on_timeout()
                 except Exception:  # a bug in one connection must not stop the sweep
