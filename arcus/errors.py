@@ -74,7 +74,7 @@ class ErrorCode(StrEnum):
     CLIENT_TIMEOUT = ("client_timeout", _C, 408)
     CLIENT_ABORTED = ("client_aborted", _C, 400)
     TUNNEL_IDLE = ("tunnel_idle", _C, 408)
-    CLIENT_TLS = ("client_tls", _C, 400)  # an intercepted client refused our certificate or broke TLS
+    CLIENT_TLS = ("client_tls", _C, 400)  # a client refused our certificate or broke TLS (interception, a TLS listener)
     AUTH_REQUIRED = ("auth_required", _C, 407, SOCKS5_NOT_ALLOWED)
     AUTH_THROTTLED = ("auth_throttled", _C, 429)
     RATE_LIMITED = ("rate_limited", _C, 429)

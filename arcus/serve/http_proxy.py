@@ -218,7 +218,7 @@ class HttpProxyConnection(Session):
 
     def head_refused(self, status: int, code: ErrorCode) -> str:
         request_id = self.shared.next_request_id()
-        self.refused_head = (status, code, request_id)  # the connection's record says it
+        self.conn_error = (status, code, request_id)  # the connection's record says it
         return request_id
 
     # ------------------------------------------------------------------ actions: the upstream

@@ -13,6 +13,8 @@ A ``Session`` is the ``asyncio.Protocol`` of one accepted client connection. It
   at once; a protocol that can only answer the client's first message overrides it);
 - owns the pair's ``Flow`` and, once a tunnel is up, its ``Tunnel``;
 - tears down once (``teardown``), emitting the connection record (``record_connection``);
+- records a client whose TLS handshake with the proxy failed (``handshake_failed``): counted,
+  logged and recorded as any connection that ended in a client error;
 - closes gracefully after a refusal (RFC 9112 9.6): the answer is written, the write side is
   half-closed, what the client still sends is read and dropped for a bounded time and size,
   then the connection is closed, so a client that was refused mid-request reads why instead
@@ -65,9 +67,11 @@ class Session(asyncio.Protocol, Tracked):
     def __init__(self, shared: Shared, server: str) -> None:
         self.track(shared, server, "default")
         self.conn_tenant = "default"  # the tenant found at accept
-        # an HTTP head refused before it was a request (400, 414, 431, 408): its status, code and
-        # the request id its answer showed, for the connection's record
-        self.refused_head: tuple[int, ErrorCode, str] | None = None
+        # the connection's own failure, outside any request, for its record: an HTTP head refused
+        # before it was a request (400, 414, 431, 408) with the request id its answer showed, or
+        # a TLS handshake with the proxy that did not complete (no answer, no id): status, code, id
+        self.conn_error: tuple[int, ErrorCode, str | None] | None = None
+        self.conn_detail: str | None = None  # what TLS said of a failed handshake, for the record
         self.user: UserView | None = None
         self.client_ip = ""
         self.proxy_sni: str | None = None  # over TLS, the name the client gave the proxy
@@ -88,6 +92,39 @@ class Session(asyncio.Protocol, Tracked):
     def connection_made(self, transport: asyncio.BaseTransport, held: tuple[Gate, Refusal | None] | None = None) -> None:
         """Accepted. ``held``: the gate (with its slots) and the accept-time verdict of a sniffer
         that accepted the connection first and hands it over (``intelli_proxy``)."""
+        if not self._register(transport, held):
+            return
+        conf = self.conf
+        if self.srv_stats.conns_active > conf.max_connections or self.shared.draining:
+            refused: Refusal | None = Refusal(ErrorCode.SERVER_BUSY, "the proxy is at its connection limit; try again later")
+        else:
+            refused = self.gate.hold_connection() if held is None else held[1]
+        if refused is not None:
+            self.rejected(refused)
+            return
+        self.deadline = time.monotonic() + conf.timeouts.client_header
+        self.accepted()
+
+    def handshake_failed(self, transport: Any, code: ErrorCode | None, detail: str) -> None:
+        """The client's TLS handshake with the proxy did not complete (``arcus.serve.tls_listen``;
+        ``transport``: its ``TlsSide``). The connection is accounted as any accepted one (the
+        server's and the tenant's connection counters; the tenant by the client's address, or by
+        the name it asked the proxy for if it got that far) and ends at once: its error is
+        counted and logged, and its record says why (``code``, ``detail``: what TLS said).
+        ``code`` None: the client left without a word, which is no error (as on any server)."""
+        if not self._register(transport, None):
+            return
+        if code is not None:
+            log.info("connection %s from %s: TLS handshake with server %s failed (%s): %s", self.id, self.client, self.server, code, detail)
+            self.srv_stats.errors[code] += 1
+            self.ten_stats.errors[code] += 1
+            self.conn_error = (code.status, code, None)
+            self.conn_detail = detail
+        self.teardown()
+
+    def _register(self, transport: asyncio.BaseTransport, held: tuple[Gate, Refusal | None] | None) -> bool:
+        """The accept-time bookkeeping: the Snapshot, the server's config, the client, its tenant
+        and gate, the counters, the registration. False: the server is gone (aborted at once)."""
         self.transport = transport  # type: ignore[assignment]
         self.flow.client = transport  # type: ignore[assignment]
         shared = self.shared
@@ -99,7 +136,7 @@ class Session(asyncio.Protocol, Tracked):
             self.ended = True
             self.closed_at_accept()
             transport.abort()  # type: ignore[attr-defined]  # a stream transport
-            return
+            return False
         self.conf = conf
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.client_ip = str(peer[0]).split("%", 1)[0]
@@ -123,15 +160,7 @@ class Session(asyncio.Protocol, Tracked):
         self.srv_stats.conns_active += 1
         self.ten_stats.conns_active += 1
         shared.connections[self.id] = self
-        if self.srv_stats.conns_active > conf.max_connections or shared.draining:
-            refused: Refusal | None = Refusal(ErrorCode.SERVER_BUSY, "the proxy is at its connection limit; try again later")
-        else:
-            refused = self.gate.hold_connection() if held is None else held[1]
-        if refused is not None:
-            self.rejected(refused)
-            return
-        self.deadline = time.monotonic() + conf.timeouts.client_header
-        self.accepted()
+        return True
 
     def closed_at_accept(self) -> None:
         """The connection is dropped before anything (its server is gone); subclasses mark their state."""
@@ -266,11 +295,11 @@ class Session(asyncio.Protocol, Tracked):
     def record_connection(self) -> None:
         """Emit the connection's record; called once, at teardown. By default the connection as
         such (its requests have records of their own); a tunnel server names its destination."""
-        status, error, request_id = self.refused_head or (0, "", None)
+        status, error, request_id = self.conn_error or (0, "", None)
         records.record(
             self, kind="connection", host="", port=0, method=None, path=None, status=status, up=self.bytes_up,
             down=self.bytes_down, duration=time.monotonic() - self.started, decision=None, rule=None, error=error,
-            request_id=request_id,
+            request_id=request_id, detail=self.conn_detail,
         )
 
     def close(self, linger: bool = False) -> None:

@@ -12,7 +12,9 @@ to the client (the answer of a CONNECT tunnel's origin, a response to a request 
 is dropped. Here close_notify is the client's EOF, given to the session as a TCP FIN is: the
 session decides, as over plain TCP, what still goes to the client before the end. The handshake
 is bounded by the server's ``timeouts.client_header``; the protocol above (``http_proxy``) sees
-a transport (a ``TlsSide``) once it is done.
+a transport (a ``TlsSide``) once it is done. A handshake that does not complete is the
+session's too (``Session.handshake_failed``): one connection record, its error counted and
+logged, as any connection that ended in a client error.
 
 Certificate rotation: the files are looked at again (their modification times, at most once a
 second, on a handshake) and a changed pair is loaded for the next handshakes, so a renewed
@@ -32,6 +34,8 @@ from collections.abc import Callable
 from arcus.config.schema import ServerConfig
 from arcus.config.server.http_proxy import HttpProxyServerConfig
 from arcus.config.server.tls import TlsListenConfig
+from arcus.errors import ErrorCode
+from arcus.serve.session import Session
 from arcus.serve.tls_side import TlsSide
 from arcus.tls.contexts import listener_context
 
@@ -95,11 +99,17 @@ class TlsTermination(asyncio.Protocol):
     the ``TlsSide`` for a transport, then the decrypted bytes. The client's close_notify (or a TCP
     FIN before one) is the session's ``eof_received``, once: a true answer keeps the connection
     open for what is still to be sent, as over TCP; a false one closes it (our close_notify).
+
+    A handshake that does not complete goes to ``session.handshake_failed`` with the code of
+    the ``ErrorCode`` table that says how, as for the handshake of any other server: TLS refused
+    (plain HTTP, a client that does not trust the certificate and says so, a broken hello):
+    ``client_tls``; the client closed after it began: ``client_aborted``; it began and did not
+    finish within ``timeout``: ``client_timeout``. A client that sent nothing is no error.
     """
 
-    __slots__ = ("context", "session", "timeout", "raw", "side", "timer", "state", "eof")
+    __slots__ = ("context", "session", "timeout", "raw", "side", "timer", "state", "eof", "heard")
 
-    def __init__(self, context: Callable[[], ssl.SSLContext], session: asyncio.Protocol, timeout: float) -> None:
+    def __init__(self, context: Callable[[], ssl.SSLContext], session: Session, timeout: float) -> None:
         self.context = context  # the listener's current context (a renewal swaps it)
         self.session = session
         self.timeout = timeout
@@ -108,6 +118,7 @@ class TlsTermination(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.state = HANDSHAKE
         self.eof = False  # the client's EOF went to the session
+        self.heard = False  # the client sent handshake bytes
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.raw = raw = transport  # type: ignore[assignment]  # a stream transport
@@ -129,10 +140,11 @@ class TlsTermination(asyncio.Protocol):
                 self._client_eof()
             return
         if self.state == HANDSHAKE:
+            self.heard = True
             try:
                 done = side.handshake(data)
-            except ssl.SSLError:
-                self._failed()
+            except ssl.SSLError as exc:
+                self._failed(ErrorCode.CLIENT_TLS, getattr(exc, "reason", None) or str(exc))
                 return
             if done:
                 self._established()
@@ -158,14 +170,13 @@ class TlsTermination(asyncio.Protocol):
                 self._client_eof()  # a TCP FIN with no close_notify before it: an EOF all the same
             return True  # the session (or _client_eof) closes
         if self.state == HANDSHAKE:
-            self._failed()
+            self._gone()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.state == HANDSHAKE:
+            self._gone()  # reset by the client
         state, self.state = self.state, CLOSED
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         if state == OPEN:
             self.session.connection_lost(exc)
 
@@ -180,14 +191,20 @@ class TlsTermination(asyncio.Protocol):
     def _stalled(self) -> None:
         self.timer = None
         if self.state == HANDSHAKE:
-            self._failed()
+            self._failed(ErrorCode.CLIENT_TIMEOUT if self.heard else None,
+                         f"the handshake did not complete within {self.timeout:g}s")
 
-    def _failed(self) -> None:
-        """The handshake did not complete: closed (an alert TLS wrote is sent first)."""
+    def _gone(self) -> None:
+        self._failed(ErrorCode.CLIENT_ABORTED if self.heard else None, "the client closed the connection during the handshake")
+
+    def _failed(self, code: ErrorCode | None, detail: str) -> None:
+        """The handshake did not complete: the session records it, the connection is closed (an
+        alert TLS wrote is sent first)."""
         self.state = CLOSED
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        self.session.handshake_failed(self.side, code, detail)
         if self.raw is not None:
             self.raw.close()
 
@@ -199,7 +216,7 @@ class TlsTermination(asyncio.Protocol):
 
 async def tls_server(
     loop: asyncio.AbstractEventLoop,
-    factory: Callable[[], asyncio.Protocol],
+    factory: Callable[[], Session],
     host: str,
     port: int,
     context: Callable[[], ssl.SSLContext],
@@ -215,7 +232,7 @@ async def tls_server(
 
 
 async def tls_listen(
-    loop: asyncio.AbstractEventLoop, factory: Callable[[], asyncio.Protocol], host: str, port: int, config: ServerConfig
+    loop: asyncio.AbstractEventLoop, factory: Callable[[], Session], host: str, port: int, config: ServerConfig
 ) -> asyncio.AbstractServer:
     tls = config.tls if isinstance(config, HttpProxyServerConfig) else None
     if tls is None:

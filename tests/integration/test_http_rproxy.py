@@ -138,6 +138,13 @@ def test_tls_termination_with_per_host_certificates(curl, tmp_path, two_origins)
         assert r.returncode == 60, r.stderr  # CURLE_PEER_FAILED_VERIFICATION
         # plain HTTP to the TLS listener gets no answer but a closed connection
         assert b"200" not in raw_exchange(f"127.0.0.1:{port}", b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        # a client without our CA refuses the certificate within the handshake (curl checks the
+        # name only after it, so other.test above completed its handshake)
+        r = run_curl(curl, "--resolve", f"a.test:{port}:127.0.0.1", f"https://a.test:{port}/small")
+        assert r.returncode == 60, r.stderr
+        # both failed handshakes (that refusal, the plain HTTP) are counted, as on http_proxy over
+        # TLS (test_https_proxy.py has their records)
+        wait_until(lambda: d.ctl("stats")["servers"]["web"]["errors"].get("client_tls") == 2, what="the failed handshakes counted")
     finally:
         d.stop()
 

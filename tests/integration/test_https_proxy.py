@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
+import re
 import socket
 import ssl
 import threading
@@ -168,6 +170,7 @@ class MemoryTlsClient:
         self.obj = ctx.wrap_bio(self.inc, self.out, server_hostname=name)
 
     def handshake(self) -> None:
+        """Raises ssl.SSLError if it fails, once the alert it made is sent."""
         while True:
             try:
                 self.obj.do_handshake()
@@ -175,6 +178,9 @@ class MemoryTlsClient:
             except ssl.SSLWantReadError:
                 self._flush()
                 self._fill()
+            except ssl.SSLError:
+                self._flush()
+                raise
         self._flush()
 
     def _flush(self) -> None:
@@ -228,6 +234,17 @@ class MemoryTlsClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def client_hello(name: str = "localhost") -> bytes:
+    """A real TLS ClientHello for ``name`` (to send part of)."""
+    out = ssl.MemoryBIO()
+    obj = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), out, server_hostname=name)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
 
 
 def https_daemon(tmp_path: Path, extra: str = "") -> tuple[DaemonProcess, Path]:
@@ -327,3 +344,70 @@ def test_a_request_followed_by_close_notify_is_answered(tmp_path, origin):
             c.close()
         assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\n" + b"x" * 100), data
 
+
+def test_a_failed_handshake_with_the_proxy_is_counted_recorded_and_logged(tmp_path):
+    """A client whose TLS handshake with the proxy does not complete leaves one connection
+    record (error side client), an access-log line, a count in the server's errors and a line
+    in the daemon's log saying why; one that connects and says nothing is no error."""
+    d, _ = https_daemon(tmp_path, "    timeouts:\n      client_header: 1s\n")
+    with d:
+        port = int(d.listen("https").rsplit(":", 1)[1])
+        hello = client_hello()
+        clients: dict[str, int] = {}
+
+        def connect() -> socket.socket:
+            return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+        def read_to_close(s: socket.socket) -> None:
+            while s.recv(4096):
+                pass
+
+        with connect() as s:  # a connection that never says a word: closed, no error
+            clients["silent"] = s.getsockname()[1]
+        with connect() as s:  # plain HTTP to the TLS port
+            clients["plain"] = s.getsockname()[1]
+            s.sendall(b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n")
+            read_to_close(s)
+        untrusting = MemoryTlsClient(("127.0.0.1", port), None)  # trusts the system's roots, not our CA
+        clients["untrusting"] = untrusting.sock.getsockname()[1]
+        try:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                untrusting.handshake()  # refuses the proxy's certificate with an alert
+        finally:
+            untrusting.close()
+        with connect() as s:  # half a ClientHello, then gone
+            clients["gone"] = s.getsockname()[1]
+            s.sendall(hello[: len(hello) // 2])
+        with connect() as s:  # half a ClientHello, then nothing: the proxy ends it after client_header
+            clients["stalled"] = s.getsockname()[1]
+            s.sendall(hello[: len(hello) // 2])
+            read_to_close(s)
+
+        want = {"plain": "client_tls", "untrusting": "client_tls", "gone": "client_aborted", "stalled": "client_timeout"}
+        wait_until(lambda: d.ctl("stats")["servers"]["https"]["errors"] == {"client_tls": 2, "client_aborted": 1, "client_timeout": 1},
+                   what="the failed handshakes counted")
+
+        def records() -> dict:
+            out = d.arcus("audit", "search", "--json")
+            by_client = {e["client"]: e for e in map(json.loads, out.stdout.splitlines()) if e["server"] == "https"}
+            got = {name: by_client.get(f"127.0.0.1:{p}") for name, p in clients.items()}
+            return got if all(got.values()) else {}
+
+        got = wait_until(records, interval=0.3, what="a record of each connection")
+        why = {"plain": "HTTP_REQUEST", "untrusting": "UNKNOWN_CA", "gone": "closed", "stalled": "within 1s"}
+        for name, code in want.items():
+            e = got[name]
+            assert (e["kind"], e["error_side"], e["error_code"], e["status"]) == ("connection", "client", code, 408 if code == "client_timeout" else 400), e
+            assert why[name] in e["detail"], e  # what TLS said
+        assert got["stalled"]["duration"] >= 1.0
+        assert (got["silent"]["error_code"], got["silent"]["error_side"]) == (None, None)
+        # the access log: a tunnel-style line for each failure; none for the silent connection,
+        # whose record was written before theirs
+        for name, code in want.items():
+            line = rf" 127\.0\.0\.1:{clients[name]} default http_proxy - (400|408) 0 0 [0-9.]+ms {code}\b"
+            wait_until(lambda line=line: re.search(line, d.log()), what=f"the access-log line of {name}")
+        log = d.log()
+        assert f"127.0.0.1:{clients['silent']} " not in log
+        # the daemon's log says why
+        for name, code in want.items():
+            assert re.search(rf"127\.0\.0\.1:{clients[name]}: TLS handshake with server https failed \({code}\): .*{why[name]}", log), name
