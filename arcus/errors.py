@@ -90,6 +90,8 @@ class ErrorCode(StrEnum):
     UNKNOWN_TENANT = ("unknown_tenant", _F, 403, SOCKS5_NOT_ALLOWED)
     ICAP_BLOCKED = ("icap_blocked", _F, 403, SOCKS5_NOT_ALLOWED)  # the ICAP service found a threat (the block page names it)
     ICAP_TOO_LARGE = ("icap_too_large", _F, 403, SOCKS5_NOT_ALLOWED)  # a body beyond the tenant's ICAP bound, refused
+    # the destination leads back into this daemon, again and again (arcus.escape.hops): 508 Loop Detected
+    LOOP_DETECTED = ("loop_detected", _F, 508, SOCKS5_NOT_ALLOWED)
     # the upstream's (or the network's) fault
     UPSTREAM_CONNECT = ("upstream_connect", _U, 502, SOCKS5_CONNECTION_REFUSED)
     UPSTREAM_TIMEOUT = ("upstream_timeout", _U, 504, SOCKS5_TTL_EXPIRED)

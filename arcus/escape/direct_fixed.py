@@ -18,6 +18,7 @@ from typing import Final, Literal
 from arcus.config.escaper.direct_fixed import DirectFixedEscaperConfig
 from arcus.errors import SOCKS5_HOST_UNREACHABLE, SOCKS5_NETWORK_UNREACHABLE, ErrorCode, EscapeError
 from arcus.escape.base import Connected, Escaper, describe_os_error, format_peer, set_nodelay
+from arcus.escape.hops import connect_counted
 from arcus.escape.race import RaceFailed, staggered_race
 from arcus.policy.egress import EgressGuard
 from arcus.policy.model import SPECIAL_DESTINATION
@@ -103,17 +104,24 @@ class DirectFixedEscaper(Escaper):
         if not targets:
             raise self._no_source(host, port)
 
+        is_ours = self.guard.host.is_local
+
         def attempt(addr: str, source: str | None):
             async def run() -> Connected:
-                transport, protocol = await loop.create_connection(
-                    protocol_factory,
-                    addr,
-                    port,
-                    ssl=ssl,
-                    server_hostname=host if ssl is not None else None,
-                    local_addr=(source, 0) if source is not None else None,
-                    ssl_handshake_timeout=max(0.001, deadline - loop.time()) if ssl is not None else None,
-                )
+                name = host if ssl is not None else None
+                limit = max(0.001, deadline - loop.time()) if ssl is not None else None
+                if is_ours(addr):  # to this box: counted, a loop back into the daemon ends (arcus.escape.hops)
+                    sock = await connect_counted(addr, port, source)
+                    try:
+                        transport, protocol = await loop.create_connection(
+                            protocol_factory, sock=sock, ssl=ssl, server_hostname=name, ssl_handshake_timeout=limit)
+                    except BaseException:
+                        sock.close()
+                        raise
+                else:
+                    transport, protocol = await loop.create_connection(
+                        protocol_factory, addr, port, ssl=ssl, server_hostname=name,
+                        local_addr=(source, 0) if source is not None else None, ssl_handshake_timeout=limit)
                 set_nodelay(transport)
                 return Connected(transport, protocol, format_peer(addr, port), self.name)
 

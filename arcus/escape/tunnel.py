@@ -15,6 +15,7 @@ operator's choice and is not checked.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import ssl as ssl_module
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from arcus.config.escaper._common import is_ip, split_upstream
 from arcus.config.escaper.proxy_http import UpstreamProxyConfig
 from arcus.errors import ErrorCode, EscapeError, ProtocolError
 from arcus.escape.base import Connected, Escaper, describe_os_error, format_peer, set_nodelay
+from arcus.escape.hops import connect_counted
 from arcus.escape.race import RaceFailed, staggered_race
 from arcus.resolve.base import Resolver, ip_literal
 
@@ -180,14 +182,19 @@ class UpstreamProxyEscaper(Escaper):
 
         def attempt(addr: str):
             async def run() -> tuple[asyncio.Transport, Handshake, str]:
-                transport, hs = await loop.create_connection(
-                    Handshake,
-                    addr,
-                    self.proxy_port,
-                    ssl=self.tls,
-                    server_hostname=self.tls_name if self.tls is not None else None,
-                    ssl_handshake_timeout=max(0.001, deadline - loop.time()) if self.tls is not None else None,
-                )
+                tls, name = self.tls, self.tls_name if self.tls is not None else None
+                limit = max(0.001, deadline - loop.time()) if self.tls is not None else None
+                if _is_loopback(addr):  # an upstream proxy on this box, maybe this daemon: counted (arcus.escape.hops)
+                    sock = await connect_counted(addr, self.proxy_port)
+                    try:
+                        transport, hs = await loop.create_connection(
+                            Handshake, sock=sock, ssl=tls, server_hostname=name, ssl_handshake_timeout=limit)
+                    except BaseException:
+                        sock.close()
+                        raise
+                else:
+                    transport, hs = await loop.create_connection(
+                        Handshake, addr, self.proxy_port, ssl=tls, server_hostname=name, ssl_handshake_timeout=limit)
                 set_nodelay(transport)
                 return transport, hs, format_peer(addr, self.proxy_port)
 
@@ -278,3 +285,10 @@ class UpstreamProxyEscaper(Escaper):
             if not protocol.eof_received():
                 transport.close()
         return Connected(transport, protocol, peer, self.name)
+
+
+def _is_loopback(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False

@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 from arcus.config.schema import ServerConfig
 from arcus.errors import ErrorCode, EscapeError, Refusal
 from arcus.escape.base import Connected
+from arcus.escape.hops import HOPS, LINKS, MAX_HOPS
 from arcus.serve import records
 from arcus.serve.context import Shared, Snapshot, Tracked, client_sni
 from arcus.serve.flow import Flow
@@ -74,6 +75,7 @@ class Session(asyncio.Protocol, Tracked):
         self.conn_detail: str | None = None  # what TLS said of a failed handshake, for the record
         self.user: UserView | None = None
         self.client_ip = ""
+        self.hops = 0  # times this connection came through the daemon before (arcus.escape.hops)
         self.proxy_sni: str | None = None  # over TLS, the name the client gave the proxy
         self.flow = Flow()
         self.tunnel: Tunnel | None = None
@@ -141,6 +143,8 @@ class Session(asyncio.Protocol, Tracked):
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.client_ip = str(peer[0]).split("%", 1)[0]
         self.client = host_port(self.client_ip, peer[1])
+        if len(LINKS) and shared.host.is_local(self.client_ip):
+            self.hops = LINKS.take(peer[1])  # one of our own connections, back: it counts its passes
         self.proxy_sni = client_sni(transport)
         if held is None:
             tv = identify(snap.tenancy, Claims(self.client_ip, conf.tenant, sni=self.proxy_sni)).tenant
@@ -216,7 +220,11 @@ class Session(asyncio.Protocol, Tracked):
 
     async def connect_upstream(self, host: str, port: int, factory: Any, ssl: Any = None) -> Connected | Refusal:
         """Open ``host:port`` through the server's escaper: the one call into the escapers."""
+        if self.hops >= MAX_HOPS:
+            return Refusal(ErrorCode.LOOP_DETECTED, f"{host_port(host, port)} leads back into this proxy: the connection "
+                                                    f"came through it {self.hops} times (a loop)")
         escaper = self.snap.escapers[self.conf.escaper]
+        token = HOPS.set(self.hops)  # what the connections opened for this one carry (arcus.escape.hops)
         try:
             return await escaper.connect(
                 host,
@@ -237,6 +245,8 @@ class Session(asyncio.Protocol, Tracked):
         except Exception as exc:  # noqa: BLE001 - a bug must answer, not hang the client
             log.exception("connect failed unexpectedly")
             return Refusal(ErrorCode.INTERNAL, f"internal error: {type(exc).__name__}")
+        finally:
+            HOPS.reset(token)
 
     # ------------------------------------------------------------------ tunnel
 

@@ -233,3 +233,37 @@ def test_profile_errors(tmp_path):
         'P:6: server "sni": tls_port: port 70000 out of range 1-65535',
         'P:7: server "sni": http_port: expected a whole number, got "eighty"',
     ]
+
+
+def test_a_request_for_the_proxy_itself_ends_as_a_loop_not_a_flood(curl, tmp_path, peers):
+    """Host naming the sni_proxy's own port: each hop would connect to itself again (one curl
+    made 9,988 nested connections and ran the daemon out of descriptors). The hops are counted:
+    the connection that has come through MAX_HOPS times is refused 508 loop_detected, and the
+    answer travels back to the client."""
+    import json
+
+    from arcus.escape.hops import MAX_HOPS
+    from arcus.testing.wait import wait_until
+
+    ca, tls_origin, plain = peers
+    d = start(tmp_path, tls_origin, plain)
+    try:
+        host, port = addr(d)
+        r = run_curl(curl, "-i", "-H", f"Host: 127.0.0.1:{port}", f"http://{host}:{port}/")
+        assert r.stdout.startswith(b"HTTP/1.1 508"), r.stdout[:300]
+        assert b"X-Arcus-Error: loop_detected" in r.stdout
+        sni = wait_until(lambda: (s := d.ctl("stats")["servers"]["sni"])["conns_active"] == 0 and s,
+                         timeout=10, interval=0.05, what="the hops to close")
+        assert sni["conns_total"] == MAX_HOPS + 1  # the client's connection and MAX_HOPS passes
+        assert sni["errors"] == {"loop_detected": 1}
+
+        def refused():
+            out = d.arcus("audit", "search", "--json")
+            rows = [e for e in map(json.loads, out.stdout.splitlines()) if e["error_code"] == "loop_detected"]
+            return rows or None
+
+        [row] = wait_until(refused, timeout=10, interval=0.1, what="the loop's record")
+        assert (row["error_side"], row["status"], row["port"]) == ("forbidden", 508, port)
+        assert not plain.requests
+    finally:
+        d.stop()

@@ -307,3 +307,50 @@ def test_a_client_over_the_connection_limit_reads_an_end_not_a_reset(tmp_path, t
         assert d.ctl("stats")["servers"]["stream"]["errors"]["server_busy"] == 3
     finally:
         d.stop()
+
+
+def test_a_stream_through_the_same_daemon_is_a_chain_and_one_to_itself_ends(curl, tmp_path):
+    """Connections into the daemon's own listeners are counted, not refused: a stream in front of
+    the daemon's HTTP proxy works (two passes); a stream whose upstream is its own listener (no
+    client byte needed) stops at MAX_HOPS passes instead of connecting to itself until the
+    descriptors run out."""
+    from arcus.escape.hops import MAX_HOPS
+
+    front, proxy, self_port = free_port(), free_port(), free_port()
+    text = f"""\
+servers:
+  - name: front
+    type: tcp_stream
+    listen: 127.0.0.1:{front}
+    escaper: direct
+    upstreams: ["127.0.0.1:{proxy}"]
+  - name: proxy
+    type: http_proxy
+    listen: 127.0.0.1:{proxy}
+    escaper: direct
+  - name: itself
+    type: tcp_stream
+    listen: 127.0.0.1:{self_port}
+    escaper: direct
+    upstreams: ["127.0.0.1:{self_port}"]
+escapers:
+  - name: direct
+    type: direct_fixed
+    resolver: system
+    allow_special: [127.0.0.0/8]
+resolvers:
+  - name: system
+    type: system
+timeouts:
+  upstream_connect: 3s
+"""
+    with Origin() as origin, DaemonProcess(tmp_path / "arcus", text) as d:
+        r = run_curl(curl, "-x", f"http://127.0.0.1:{front}", f"http://127.0.0.1:{origin.port}/small")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == b"x" * 100 and len(origin.requests) == 1
+        r = run_curl(curl, f"http://127.0.0.1:{self_port}/")
+        assert r.returncode != 0  # nothing answers at the end of the loop: the stream has no HTTP to say it in
+        s = wait_until(lambda: (x := d.ctl("stats")["servers"]["itself"])["conns_active"] == 0 and x,
+                       timeout=10, interval=0.05, what="the passes to close")
+        assert s["conns_total"] == MAX_HOPS + 1
+        assert s["errors"].get("loop_detected") == 1

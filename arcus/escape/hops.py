@@ -1,0 +1,91 @@
+"""Connections the daemon opens to itself are counted, so a loop ends instead of eating the box.
+
+An ``sni_proxy`` asked for its own port (``curl http://127.0.0.1:PORT/`` to it, or a TLS name
+that resolves to the box) connects to itself; the new connection asks for the same, and so on:
+one request made 9,988 nested connections and ran the daemon out of descriptors in 1.7 s. A
+``tcp_stream`` whose upstream is its own listener does it with no request at all. A chain that
+passes through the daemon a few times on purpose (a stream in front of the HTTP proxy, an
+escaper whose upstream proxy is another server of the same daemon) is no loop, so a connection
+to the daemon's own address is not refused as such: the hops are counted.
+
+How: a connection an escaper opens to an address of this box (loopback or one of its own) is
+bound to a local port before it connects, and :data:`LINKS` remembers that port with the hop
+count of the connection it was opened for plus one (:data:`HOPS`, which the session sets around
+its call into the escapers). When the daemon accepts a connection from a client on the box, it
+looks the client's port up (:meth:`Links.take`): found, the new connection carries that count;
+a session whose count reached :data:`MAX_HOPS` is refused ``loop_detected`` when it asks for an
+upstream. Binding first is what makes the lookup certain: the port is known before the peer can
+accept, whichever of the two the event loop hears of first. Connections to other destinations
+are opened as before (no bind, nothing remembered).
+
+One registry per process (the daemon is one; test daemons in one process share it, and their
+connections to each other are hops too). Bounded: an entry nobody takes (a connection to a
+local service that is not Arcus) is forgotten after :data:`REMEMBERED` newer ones, and a port
+the kernel hands out again is simply overwritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import OrderedDict
+from contextvars import ContextVar
+
+MAX_HOPS = 8
+"""Passes through the daemon a connection may make before it is taken for a loop."""
+REMEMBERED = 4096
+"""Ports of connections to this box remembered at most (the oldest are forgotten first)."""
+
+HOPS: ContextVar[int] = ContextVar("arcus_hops", default=0)
+"""The hop count of the connection on whose behalf the escapers connect (set by the session)."""
+
+
+class Links:
+    """Local port of a connection we opened to this box -> the hop count its peer gets."""
+
+    __slots__ = ("_ports", "limit")
+
+    def __init__(self, limit: int = REMEMBERED) -> None:
+        self._ports: OrderedDict[int, int] = OrderedDict()
+        self.limit = limit
+
+    def add(self, port: int, hops: int) -> None:
+        ports = self._ports
+        ports.pop(port, None)
+        ports[port] = hops
+        if len(ports) > self.limit:
+            ports.popitem(last=False)
+
+    def take(self, port: int) -> int:
+        """The hop count of the connection whose local port is ``port`` (0: not one of ours)."""
+        return self._ports.pop(port, 0) if self._ports else 0
+
+    def forget(self, port: int) -> None:
+        self._ports.pop(port, None)
+
+    def __len__(self) -> int:
+        return len(self._ports)
+
+
+LINKS = Links()
+
+
+async def connect_counted(addr: str, port: int, source: str | None = None) -> socket.socket:
+    """A TCP socket connected to ``addr:port`` (an address of this box), bound first so that its
+    port is remembered in :data:`LINKS` before the peer can accept it. Raises OSError."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    local = 0
+    try:
+        sock.setblocking(False)
+        sock.bind((source if source is not None else ("::" if family == socket.AF_INET6 else "0.0.0.0"), 0))
+        local = sock.getsockname()[1]
+        LINKS.add(local, HOPS.get() + 1)
+        await loop.sock_connect(sock, (addr, port))
+    except BaseException:
+        if local:
+            LINKS.forget(local)
+        sock.close()
+        raise
+    return sock
