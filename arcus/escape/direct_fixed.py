@@ -18,7 +18,7 @@ from typing import Final, Literal
 from arcus.config.escaper.direct_fixed import DirectFixedEscaperConfig
 from arcus.errors import SOCKS5_HOST_UNREACHABLE, SOCKS5_NETWORK_UNREACHABLE, ErrorCode, EscapeError
 from arcus.escape.base import Connected, Escaper, describe_os_error, format_peer, set_nodelay
-from arcus.escape.hops import connect_counted
+from arcus.escape.hops import LISTENING, connect_counted
 from arcus.escape.race import RaceFailed, staggered_race
 from arcus.policy.egress import EgressGuard
 from arcus.policy.model import SPECIAL_DESTINATION
@@ -110,7 +110,7 @@ class DirectFixedEscaper(Escaper):
             async def run() -> Connected:
                 name = host if ssl is not None else None
                 limit = max(0.001, deadline - loop.time()) if ssl is not None else None
-                if is_ours(addr):  # to this box: counted, a loop back into the daemon ends (arcus.escape.hops)
+                if port in LISTENING and is_ours(addr):  # into this daemon: counted, a loop ends (arcus.escape.hops)
                     sock = await connect_counted(addr, port, source)
                     try:
                         transport, protocol = await loop.create_connection(

@@ -8,7 +8,8 @@ passes through the daemon a few times on purpose (a stream in front of the HTTP 
 escaper whose upstream proxy is another server of the same daemon) is no loop, so a connection
 to the daemon's own address is not refused as such: the hops are counted.
 
-How: a connection an escaper opens to an address of this box (loopback or one of its own) is
+How: a connection an escaper opens to one of the daemon's own listeners (an address of this box,
+loopback or one of its own, at a port in :data:`LISTENING`) is
 bound to a local port before it connects, and :data:`LINKS` remembers that port with the hop
 count of the connection it was opened for plus one (:data:`HOPS`, which the session sets around
 its call into the escapers). When the daemon accepts a connection from a client on the box, it
@@ -16,7 +17,8 @@ looks the client's port up (:meth:`Links.take`): found, the new connection carri
 a session whose count reached :data:`MAX_HOPS` is refused ``loop_detected`` when it asks for an
 upstream. Binding first is what makes the lookup certain: the port is known before the peer can
 accept, whichever of the two the event loop hears of first. Connections to other destinations
-are opened as before (no bind, nothing remembered).
+(a local service that is not Arcus, every remote origin) are opened as before: no bind, nothing
+remembered, no cost.
 
 One registry per process (the daemon is one; test daemons in one process share it, and their
 connections to each other are hops too). Bounded: an entry nobody takes (a connection to a
@@ -68,6 +70,29 @@ class Links:
 
 
 LINKS = Links()
+
+
+class Listening:
+    """The TCP ports the daemon listens on, as each owner (a daemon) last said: ``port in LISTENING``."""
+
+    __slots__ = ("_by_owner", "_ports")
+
+    def __init__(self) -> None:
+        self._by_owner: dict[object, frozenset[int]] = {}
+        self._ports: frozenset[int] = frozenset()
+
+    def replace(self, owner: object, ports: frozenset[int] | set[int]) -> None:
+        if ports:
+            self._by_owner[owner] = frozenset(ports)
+        else:
+            self._by_owner.pop(owner, None)
+        self._ports = frozenset().union(*self._by_owner.values())
+
+    def __contains__(self, port: object) -> bool:
+        return port in self._ports
+
+
+LISTENING = Listening()
 
 
 async def connect_counted(addr: str, port: int, source: str | None = None) -> socket.socket:

@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from arcus.config.schema import LogConfig, Profile, ServerConfig
 from arcus.control.protocol import only_args
 from arcus.control.server import ControlServer
 from arcus.errors import ConfigError, NotFound, OperatorError
+from arcus.escape.hops import LISTENING
 from arcus.paths import STORE_FILE
 from arcus.policy.egress import HostAddresses
 from arcus.runtime.escaper_cmds import close_escapers, escaper_handlers, start_escapers
@@ -276,7 +278,15 @@ class Daemon:
         except BaseException:
             await self._close_listeners(set(fresh))
             raise
+        self._listening_changed()
         return fresh
+
+    def _listening_changed(self) -> None:
+        """The escapers' view of the ports this daemon listens on (connections into them are
+        counted: arcus.escape.hops)."""
+        ports = {sock.getsockname()[1] for srv in self.listeners.values() for sock in (getattr(srv, "sockets", None) or ())
+                 if sock.type == socket.SOCK_STREAM}
+        LISTENING.replace(self, ports)
 
     async def _listen_hint(self, snapshot: Snapshot, host: str, port: int, exc: OSError, ours: list[str]) -> str:
         if exc.errno == errno.EADDRNOTAVAIL:
@@ -310,6 +320,7 @@ class Daemon:
             srv = self.listeners.pop(key, None)
             if srv is not None:
                 srv.close()
+        self._listening_changed()
 
     def _server_info(self) -> list[dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}

@@ -53,3 +53,17 @@ def test_a_failed_connect_forgets_its_port() -> None:
         asyncio.run(connect_counted("127.0.0.1", dead))
     assert len(LINKS) == before
 
+
+
+def test_the_listening_ports_are_each_daemons_own_and_their_union_is_asked() -> None:
+    from arcus.escape.hops import Listening
+
+    ports = Listening()
+    a, b = object(), object()
+    ports.replace(a, {3128, 1080})
+    ports.replace(b, {8443})
+    assert 3128 in ports and 8443 in ports and 80 not in ports
+    ports.replace(a, {3129})  # a reload moved a listener
+    assert 3128 not in ports and 3129 in ports and 8443 in ports
+    ports.replace(b, set())  # a daemon closed its last one
+    assert 8443 not in ports
