@@ -268,12 +268,14 @@ class HttpMachine:
 
     def _refuse(self, r: Refusal) -> None:
         """Answer the current request ourselves (a refusal, an upstream failure). A request with
-        a body closes the connection after the answer (its body is not read: closed gracefully)."""
+        a body closes the connection after the answer (its body is not read: closed gracefully),
+        and so does a CONNECT: what its client sends after the head is tunnel data (a client may
+        send it before the answer), never a request to parse."""
         ex = self.ex
         assert ex is not None
         if r.code is not ErrorCode.REDIRECTED:
             self._count_error(r.code)
-        if ex.req.framing != NO_BODY:
+        if ex.req.framing != NO_BODY or ex.req.form == "authority":
             self.keep_alive = False
         self.sink.refuse(ex, r, self.keep_alive)
         self._request_done()

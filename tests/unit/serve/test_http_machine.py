@@ -362,6 +362,20 @@ def test_a_refused_request_with_an_unread_body_is_answered_then_closed_gracefull
     assert r.acts("client_data", b"y" * 100) == [("linger", 100)]  # read and dropped
 
 
+@pytest.mark.parametrize("how", ["admitted", "upstream_failed"])
+def test_a_refused_connect_closes_and_never_reads_its_tunnel_bytes_as_a_request(how: str) -> None:
+    """What follows a CONNECT head is tunnel data: after a refusal (policy, or the connect
+    failing) it must not be parsed as the next request on the connection."""
+    r = Run(auto_admit=how == "upstream_failed")
+    r.ev("client_data", b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n" + GET % b"smuggled")
+    acts = r.acts(how, Refusal(ErrorCode.UPSTREAM_CONNECT if how == "upstream_failed" else ErrorCode.DENIED, "no"))
+    refused = [a for a in acts if a[0] == "refuse"]
+    assert len(refused) == 1 and refused[0][3] is False  # answered with Connection: close
+    assert acts[-1] == ("close", True) and r.m.state == CLOSED
+    assert ("admit", b"/smuggled") not in r.sink.log
+    assert r.acts("client_data", GET % b"late") == [("linger", len(GET % b"late"))]  # read and dropped
+
+
 def test_a_connection_refused_at_accept_answers_its_first_request_then_closes() -> None:
     r = Run()
     assert r.ev("reject_connection", Refusal(ErrorCode.SERVER_BUSY, "busy")) == [("deadline", 5.0)]
