@@ -161,6 +161,7 @@ def run_or_store(
                     f"the request is larger than the control socket takes ({p.MAX_LINE // (1024 * 1024)} MiB)",
                     hint="split the input into smaller parts, or stop the daemon to write the store directly",
                 )
+            _say_if_another_store(client, sock, data_dir)
             return client.call(cmd, args)
     except DaemonNotRunning:
         pass
@@ -173,3 +174,20 @@ def run_or_store(
         what = "changed the store at {} directly" if writes else "read the store at {} directly"
         note(f"note: no daemon running at {sock}; " + what.format(store_file))
     return result
+
+
+def _say_if_another_store(client: ControlClient, sock: Path, data_dir: Path | None) -> None:
+    """A data dir given (``--data-dir`` or ARCUS_DATA_DIR) while a daemon with another store
+    answers: the command goes to that daemon, so say whose store it is (the operator may have
+    meant a second daemon, at another ``--socket``)."""
+    if data_dir is None and not os.environ.get("ARCUS_DATA_DIR"):
+        return
+    try:
+        health = client.call("health")
+    except p.ControlError:
+        return
+    theirs = health.get("store") if isinstance(health, dict) else None
+    ours = paths.store_path(data_dir)
+    if isinstance(theirs, str) and os.path.realpath(theirs) != os.path.realpath(ours):
+        note(f"note: the daemon at {sock} keeps its store at {theirs}, not at {ours}: the command goes to that "
+             "daemon (give the --socket of the daemon you mean, or stop this one to use the store directly)")

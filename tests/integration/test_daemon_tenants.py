@@ -278,3 +278,16 @@ def test_without_a_daemon_the_cli_writes_the_store_and_a_daemon_started_later_us
         assert tenant_requests(d) == {"acme": 1}
         shown = d.ctl("tenant.show", {"name": "acme"})
         assert shown["display_name"] == "Acme Corp"
+
+
+def test_a_data_dir_other_than_the_daemons_store_is_named_not_silently_ignored(daemon, tmp_path):
+    """`--data-dir` names one store while a daemon with another answers on the socket: the
+    command goes to that daemon (as always), and stderr says whose store it changed."""
+    other = tmp_path / "elsewhere"
+    r = daemon.arcus("tenant", "add", "acme", "--data-dir", str(other))
+    assert r.returncode == 0, r.stderr
+    assert f"keeps its store at {daemon.data_dir}" in r.stderr and str(other) in r.stderr
+    assert not other.exists()  # nothing was written there
+    assert "acme" in daemon.arcus("tenant", "list").stdout
+    r = daemon.arcus("tenant", "add", "globex", "--data-dir", str(daemon.data_dir))  # the daemon's own: no note
+    assert r.returncode == 0 and r.stderr == "", r.stderr
