@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from arcus.errors import OperatorError
@@ -22,3 +23,12 @@ def validate_name(kind: str, value: str) -> str:
             hint="use 1-63 characters from A-Z a-z 0-9 . _ - starting with a letter or digit",
         )
     return value
+
+
+def ip_text(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """An address as Arcus writes it (destinations, logs, records): compressed, and an
+    IPv4-mapped one with its IPv4 part dotted (RFC 5952 5), ``::ffff:127.0.0.1`` where Python
+    3.11 prints ``::ffff:7f00:1``."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return f"::ffff:{addr.ipv4_mapped}"
+    return str(addr)

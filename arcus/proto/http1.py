@@ -18,6 +18,7 @@ import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
 
+from arcus.names import ip_text
 from arcus.proto.http1_build import (
     HOP_BY_HOP,
     REASONS,
@@ -330,7 +331,7 @@ def _host_port(raw: bytes, default_port: int | None, need_port: bool) -> tuple[s
     v6, name, port_raw = m.groups()
     if v6 is not None:
         try:
-            host = str(ipaddress.IPv6Address(v6.decode("ascii")))
+            host = ip_text(ipaddress.IPv6Address(v6.decode("ascii")))
         except ValueError:
             raise error(f"invalid IPv6 literal {raw[:80]!r}", _CLIENT, 400) from None
     else:

@@ -38,6 +38,7 @@ import struct
 from dataclasses import dataclass
 
 from arcus.errors import ProtocolError
+from arcus.names import ip_text
 from arcus.proto.http1_syntax import IPV4_DOTTED, NUMERIC_LAST_LABEL
 
 __all__ = [
@@ -509,7 +510,7 @@ def _address(
         if n < end + 2:
             return None
         packed = bytes(buf[start:end])
-        host = str(ipaddress.IPv4Address(packed) if atyp == ATYP_IPV4 else ipaddress.IPv6Address(packed))
+        host = ip_text(ipaddress.IPv4Address(packed) if atyp == ATYP_IPV4 else ipaddress.IPv6Address(packed))
     else:
         code = status if atyp_status is None else atyp_status
         raise ProtocolError(f"unknown SOCKS5 address type {atyp}", side=side, status=code)
@@ -526,7 +527,7 @@ def _domain(raw: bytes, side: str, status: int) -> str:
         v6 = _V6_LITERAL.fullmatch(raw)
         if v6 is not None and b":" in raw:
             try:
-                return str(ipaddress.IPv6Address((v6.group(1) or v6.group(2)).decode("ascii")))
+                return ip_text(ipaddress.IPv6Address((v6.group(1) or v6.group(2)).decode("ascii")))
             except ValueError:
                 pass
         if _CTL.search(raw):

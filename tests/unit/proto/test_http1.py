@@ -107,6 +107,8 @@ def test_absolute_form_get() -> None:
         (b"http://127.0.0.1:3128/", b"http", "127.0.0.1", 3128, b"/"),
         (b"http://[::1]:8080/x", b"http", "::1", 8080, b"/x"),
         (b"http://[2001:DB8:0:0::1]/", b"http", "2001:db8::1", 80, b"/"),
+        (b"http://[::ffff:127.0.0.1]/", b"http", "::ffff:127.0.0.1", 80, b"/"),  # mapped: shown dotted, as written
+        (b"http://[::FFFF:7f00:1]/", b"http", "::ffff:127.0.0.1", 80, b"/"),
         (b"http://example.com./", b"http", "example.com.", 80, b"/"),
         (b"http://xn--bcher-kva.example/", b"http", "xn--bcher-kva.example", 80, b"/"),
         (b"http://a.example/%7Euser/\xc3\xa9", b"http", "a.example", 80, b"/%7Euser/\xc3\xa9"),

@@ -228,6 +228,10 @@ def test_auth_status() -> None:
             b"\x05\x01\x00\x04\x20\x01\x0d\xb8" + bytes(11) + b"\x01\x00\x16",
             Socks5Request(CONNECT, "2001:db8::1", 22, ATYP_IPV6),
         ),
+        (  # IPv4-mapped: written dotted, as the HTTP parser writes it
+            b"\x05\x01\x00\x04" + bytes(10) + b"\xff\xff\x7f\x00\x00\x01\x00\x50",
+            Socks5Request(CONNECT, "::ffff:127.0.0.1", 80, ATYP_IPV6),
+        ),
         (b"\x05\x01\x00\x03\x0bexample.com\x01\xbb", Socks5Request(CONNECT, "example.com", 443, ATYP_DOMAIN)),
         (b"\x05\x01\x00\x03\x0bExample.COM\x01\xbb", Socks5Request(CONNECT, "example.com", 443, ATYP_DOMAIN)),
         # the trailing dot names the same host: one spelling for policy, logs and the resolver
@@ -632,3 +636,13 @@ def test_udp_arbitrary_bytes(data: bytes) -> None:
         assert e.status == 400
     else:
         assert header.frag == 0 and len(body) <= len(data)
+
+
+def test_an_ipv4_mapped_destination_is_written_dotted() -> None:
+    import ipaddress
+
+    from arcus.names import ip_text
+
+    assert ip_text(ipaddress.IPv6Address("::ffff:7f00:1")) == "::ffff:127.0.0.1"
+    assert ip_text(ipaddress.IPv6Address("2001:DB8::1")) == "2001:db8::1"
+    assert ip_text(ipaddress.IPv4Address("10.0.0.1")) == "10.0.0.1"
