@@ -447,6 +447,7 @@ def parse_socks5_reply(buf: bytes | bytearray) -> tuple[Socks5Reply, int] | None
 
 _REP_FOR_CODE = {
     "denied": NOT_ALLOWED,
+    "loop_detected": NOT_ALLOWED,
     "upstream_connect": CONNECTION_REFUSED,
     "upstream_timeout": TTL_EXPIRED,
     "resolve_failed": HOST_UNREACHABLE,

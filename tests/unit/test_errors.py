@@ -16,7 +16,7 @@ STABLE = {
     "user_expired", "unknown_tenant", "upstream_connect", "upstream_timeout", "upstream_closed",
     "upstream_bad_response", "upstream_tls", "upstream_protocol", "upstream_auth", "upstream_denied",
     "resolve_failed", "resolve_timeout", "server_busy", "box_conn_limit", "internal",
-    "icap_blocked", "icap_too_large", "icap_failed",
+    "icap_blocked", "icap_too_large", "icap_failed", "loop_detected",
 }
 
 
