@@ -83,7 +83,10 @@ class HttpProxyConnection(Session):
         tunnel = self.tunnel
         if tunnel is not None:
             self.m.client_eof = True
-            tunnel.from_client_eof()
+            if not tunnel.from_client_eof():
+                # an upgrade to a TLS upstream (inside interception, to an https origin): the
+                # origin cannot be told of a half-close, so the client's end is the tunnel's end
+                self.close()
             return True
         return self.m.client_ended(bool(self.flow.upstream_paused & SHAPER))
 

@@ -251,12 +251,13 @@ class Interceptor:
         if side.eof and not self.inner.ended:
             self._client_ended()
 
-    def from_client_eof(self) -> None:
+    def from_client_eof(self) -> bool:
         self.client_eof = True
         if self.inner is not None:
             self._client_ended()
         elif self.task is None:
             self._end()
+        return True  # taken care of here
 
     def upstream_data(self, data: bytes) -> None:
         pass  # an origin speaks first only after our request: nothing to keep before the hand-over

@@ -12,7 +12,8 @@ the upstream connection.
 - Half-close: an EOF from either side is passed on (``write_eof``) and the tunnel ends when
   both sides have sent theirs. A side that cannot be half-closed (TLS) ends the tunnel when
   the other side's EOF cannot be passed on to it... from the upstream; a client EOF that a TLS
-  upstream cannot take is left to the owner (``tls_stream`` gives the upstream a grace period).
+  upstream cannot take is left to the owner (``from_client_eof`` says so): ``tls_stream`` gives
+  the upstream a grace period, an HTTP upgrade (``http_proxy``, interception) ends.
 - Backpressure and shaping through the pair's ``Flow``; the idle window is the owner's
   sweeper deadline (``Tracked.idle_window``), moved on while bytes flow.
 - Accounting: bytes each way on the owner (``bytes_up``/``bytes_down``, what ``ctl conns``
@@ -161,13 +162,17 @@ class Tunnel:
 
         return Interceptor.take(self, data, hello)
 
-    def from_client_eof(self) -> None:
+    def from_client_eof(self) -> bool:
+        """Pass the client's EOF on; False when the upstream cannot be half-closed (TLS) and was
+        not told: what follows is the owner's to decide."""
         self.client_eof = True
         upt = self.upt
-        if upt is not None and upt.can_write_eof():
+        passed = upt is None or upt.can_write_eof()
+        if upt is not None and passed:
             upt.write_eof()
         if self.up_eof:
             self._end()
+        return passed
 
     # -- upstream -> client (Owner of the UpstreamConnection)
 

@@ -436,3 +436,36 @@ def test_a_tenant_that_intercepts_without_any_ca_has_its_tunnel_closed_and_logge
         assert r.returncode != 0
         assert not tls_origin.requests
         wait_until(lambda: "cannot intercept localhost for tenant default" in d.log(), timeout=10)
+
+
+def _upgraded_echo(box: DaemonProcess, origin_port: int, ca: Path) -> None:
+    """Through interception: CONNECT, TLS with Arcus' leaf, an upgrade answered 101, one echo;
+    then the client goes away (its socket closed: a FIN, no close_notify)."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    host, port = box.proxy.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        raw.sendall(f"CONNECT localhost:{origin_port} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(b"GET /upgrade HTTP/1.1\r\nHost: localhost\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(4096)
+                assert chunk, head
+                head += chunk
+            assert head.startswith(b"HTTP/1.1 101"), head
+            s.sendall(b"ping")
+            echoed = head.split(b"\r\n\r\n", 1)[1]
+            while len(echoed) < 4:
+                chunk = s.recv(4096)
+                assert chunk, echoed
+                echoed += chunk
+            assert echoed == b"ping"
+
+
+def test_an_upgrade_inside_interception_ends_when_its_client_goes_away(box, tls_origin, tmp_path):
+    """The origin's TLS cannot be half-closed: the client's end is the tunnel's end (it stayed open,
+    with its origin connection, until tunnel_idle)."""
+    _upgraded_echo(box, tls_origin.port, export_ca(box, tmp_path / "box-ca.pem"))
+    wait_until(lambda: box.ctl("conns") == [], timeout=10)  # tunnel_idle is 30 s here
+
