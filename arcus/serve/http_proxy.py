@@ -128,7 +128,7 @@ class HttpProxyConnection(Session):
         ex = self.m.closed()
         super().closing()
         if ex is not None and self.tview is not None:
-            ex.record(self, self.bytes_up, self.bytes_down, self.sni_seen)
+            self.record(ex)  # as every exchange is: a decrypted one (InterceptedHttp) keeps its sni and detail
 
     # ------------------------------------------------------------------ actions: requests
 
@@ -217,7 +217,7 @@ class HttpProxyConnection(Session):
         self.write_client(ex.refusal(r, keep_alive, template, self.tenant, self.target))
 
     def record(self, ex: Exchange) -> None:
-        ex.record(self, self.bytes_up, self.bytes_down, None)
+        ex.record(self, self.bytes_up, self.bytes_down, self.sni_seen)  # a CONNECT's: the SNI its tunnel saw
 
     def head_refused(self, status: int, code: ErrorCode) -> str:
         request_id = self.shared.next_request_id()

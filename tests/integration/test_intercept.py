@@ -469,3 +469,16 @@ def test_an_upgrade_inside_interception_ends_when_its_client_goes_away(box, tls_
     _upgraded_echo(box, tls_origin.port, export_ca(box, tmp_path / "box-ca.pem"))
     wait_until(lambda: box.ctl("conns") == [], timeout=10)  # tunnel_idle is 30 s here
 
+
+def test_an_upgrade_inside_an_intercepted_connection_is_recorded_as_a_decrypted_request(box, tls_origin, tmp_path):
+    """An upgrade's record is written when its connection ends; it is a decrypted request like
+    the others (``sni``)."""
+    _upgraded_echo(box, tls_origin.port, export_ca(box, tmp_path / "box-ca.pem"))
+
+    def record():
+        rows = [e for e in audit(box, "--host", "localhost") if e["kind"] == "request" and e["path"] == "/upgrade"]
+        return rows[0] if rows else None
+
+    row = wait_until(record, timeout=10)
+    assert row["status"] == 101 and row["method"] == "GET"
+    assert row["sni"] == "localhost"  # a decrypted request: its record says whose TLS it came through
