@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arcus.errors import ProtocolError
+from arcus.names import ip_text
 from arcus.proto import socks
 from arcus.proto.socks import (
     ADDRESS_TYPE_NOT_SUPPORTED,
@@ -341,9 +342,12 @@ def test_reply_round_trip(rep: int, host: str, port: int) -> None:
     reply, consumed = parse_socks5_reply(data + b"tunnel")
     assert consumed == len(data)
     try:
-        atyp = ATYP_IPV4 if ipaddress.ip_address(host).version == 4 else ATYP_IPV6
+        ip = ipaddress.ip_address(host)
     except ValueError:
         atyp = ATYP_DOMAIN
+    else:
+        atyp = ATYP_IPV4 if ip.version == 4 else ATYP_IPV6
+        host = ip_text(ip)  # an IPv4-mapped address comes back dotted
     assert reply == Socks5Reply(rep, host, port, atyp)
 
 
@@ -639,10 +643,6 @@ def test_udp_arbitrary_bytes(data: bytes) -> None:
 
 
 def test_an_ipv4_mapped_destination_is_written_dotted() -> None:
-    import ipaddress
-
-    from arcus.names import ip_text
-
     assert ip_text(ipaddress.IPv6Address("::ffff:7f00:1")) == "::ffff:127.0.0.1"
     assert ip_text(ipaddress.IPv6Address("2001:DB8::1")) == "2001:db8::1"
     assert ip_text(ipaddress.IPv4Address("10.0.0.1")) == "10.0.0.1"
