@@ -54,7 +54,11 @@ class UpstreamConnection(asyncio.Protocol):
         if owner is None:
             return False
         owner.upstream_eof()
-        return True  # the owner decides when to close (tunnels half-close)
+        # the owner decides when to close (tunnels half-close) where a half-close exists: a TLS
+        # transport closes after its EOF whatever we answer, and asyncio writes a bare warning
+        # line to stderr (outside the daemon's log format) for a True
+        transport = self.transport
+        return transport is not None and transport.can_write_eof()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
