@@ -22,7 +22,8 @@ from arcus.proto.http1 import Limits
 from arcus.serve.context import Shared
 from arcus.serve.flow import BUFFER, SHAPER, UPSTREAM_FULL
 from arcus.serve.http_exchange import Exchange
-from arcus.serve.http_machine import CLOSED, STATE_NAMES, HttpMachine
+from arcus.serve.http_machine import HttpMachine
+from arcus.serve.http_states import CLOSED, STATE_NAMES
 from arcus.serve.http_routing import ForwardRouting
 from arcus.serve.session import Session, host_port
 from arcus.serve.upstream import UpstreamConnection, take_early, tunnel_upstream

@@ -15,18 +15,8 @@ import pytest
 from arcus.errors import ErrorCode, Refusal
 from arcus.proto import http1
 from arcus.serve.http_exchange import Exchange
-from arcus.serve.http_machine import (
-    BODY,
-    CLOSED,
-    CONNECTING,
-    IDLE,
-    MAX_PENDING,
-    RESPONSE,
-    STATE_NAMES,
-    TRANSITIONS,
-    TUNNEL,
-    HttpMachine,
-)
+from arcus.serve.http_machine import MAX_PENDING, HttpMachine
+from arcus.serve.http_states import BODY, CLOSED, CONNECTING, IDLE, RESPONSE, STATE_NAMES, TRANSITIONS, TUNNEL
 
 LIMITS = http1.Limits(8192, 65536, 100)
 NOW = 1000.0
