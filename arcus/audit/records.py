@@ -56,7 +56,9 @@ def access_message(e: AuditEvent) -> str | None:
     (never the query string). A tunnel with a destination or an error: ``conn_id client tenant
     server_type host:port status up down 1.2ms code``. A tunnel (CONNECT included) whose
     protocol was looked at ends with `` protocol=NAME`` (``arcus.proto.sniff``; ``sni=NAME``
-    after it when a TLS client sent one). A connection that only carried requests (an HTTP
+    after it when a TLS client sent one; then its detail in parentheses, when it has one: TLS
+    interception's ``(intercepted by RULE)`` or ``(spliced by RULE)``). A request decrypted by
+    interception ends with `` sni=NAME``. A connection that only carried requests (an HTTP
     client's keep-alive connection) has no line of its own.
     """
     return _format(e, REQUEST_LINE, TUNNEL_LINE)
@@ -66,8 +68,12 @@ def _format(e: AuditEvent, request: str, tunnel: str, *head: object) -> str | No
     """``e``'s message in ``request`` or ``tunnel`` (:data:`REQUEST_LINE`, :data:`TUNNEL_LINE`
     after the fields of ``head``): one ``%`` of one tuple per line, the access log's hot loop."""
     host = e.host
-    tail = "" if e.protocol is None else (
-        f" protocol={e.protocol}" if e.sni is None else f" protocol={e.protocol} sni={e.sni}")
+    if e.protocol is None:  # a decrypted request (sni: the intercepted connection's) or no tunnel at all
+        tail = "" if e.sni is None else f" sni={e.sni}"
+    else:  # a tunnel: what its first bytes were, and what interception made of them (detail)
+        tail = f" protocol={e.protocol}" if e.sni is None else f" protocol={e.protocol} sni={e.sni}"
+        if e.detail:
+            tail += f" ({e.detail})"
     if e.kind == "request":
         path = e.path or ""
         if "?" in path:

@@ -392,3 +392,18 @@ def test_json_lines_carry_the_record_without_the_query(tmp_path: Path) -> None:
     out = json.loads(line)
     assert out["logger"] == log.logger.name and out["level"] == "info" and out["tenant"] == "acme"
     assert out["type"] == "request" and out["path"] == "/a" and "s3cret" not in line
+
+
+def test_an_intercepted_tunnel_and_its_decrypted_requests_say_so_in_the_line() -> None:
+    """The access line of a CONNECT says what interception made of it (the record's detail), and a
+    decrypted request's line carries the connection's sni: both were indistinguishable from a
+    tunnel left alone and a plain HTTP request."""
+    connect = event(1, method="CONNECT", path=None, protocol="tls", sni="www.example.com",
+                    detail="intercepted by default", request_id="abc-1")
+    spliced = connection_event(2, protocol="tls", sni="bank.example", detail="spliced by privacy")
+    decrypted = event(3, path="/a?token=s3cret", sni="www.example.com", request_id="abc-3")
+    plain = event(4, request_id="abc-4")
+    assert access_message(connect).endswith(" - protocol=tls sni=www.example.com (intercepted by default)")
+    assert access_message(spliced).endswith(" - protocol=tls sni=bank.example (spliced by privacy)")
+    assert access_message(decrypted).endswith(":443/a 200 300 5000 250.0ms - sni=www.example.com")
+    assert access_message(plain).endswith(" 250.0ms -")
