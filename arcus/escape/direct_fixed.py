@@ -18,7 +18,7 @@ from typing import Final, Literal
 from arcus.config.escaper.direct_fixed import DirectFixedEscaperConfig
 from arcus.errors import SOCKS5_HOST_UNREACHABLE, SOCKS5_NETWORK_UNREACHABLE, ErrorCode, EscapeError
 from arcus.escape.base import Connected, Escaper, describe_os_error, format_peer, set_nodelay
-from arcus.escape.hops import LISTENING, connect_counted
+from arcus.escape.hops import LISTENING, create_connection
 from arcus.escape.race import RaceFailed, staggered_race
 from arcus.policy.egress import EgressGuard
 from arcus.policy.model import SPECIAL_DESTINATION
@@ -108,20 +108,12 @@ class DirectFixedEscaper(Escaper):
 
         def attempt(addr: str, source: str | None):
             async def run() -> Connected:
-                name = host if ssl is not None else None
-                limit = max(0.001, deadline - loop.time()) if ssl is not None else None
-                if port in LISTENING and is_ours(addr):  # into this daemon: counted, a loop ends (arcus.escape.hops)
-                    sock = await connect_counted(addr, port, source)
-                    try:
-                        transport, protocol = await loop.create_connection(
-                            protocol_factory, sock=sock, ssl=ssl, server_hostname=name, ssl_handshake_timeout=limit)
-                    except BaseException:
-                        sock.close()
-                        raise
-                else:
-                    transport, protocol = await loop.create_connection(
-                        protocol_factory, addr, port, ssl=ssl, server_hostname=name,
-                        local_addr=(source, 0) if source is not None else None, ssl_handshake_timeout=limit)
+                transport, protocol = await create_connection(
+                    protocol_factory, addr, port, source=source, ssl=ssl,
+                    counted=port in LISTENING and is_ours(addr),  # into this daemon: a loop ends (arcus.escape.hops)
+                    server_hostname=host if ssl is not None else None,
+                    ssl_handshake_timeout=max(0.001, deadline - loop.time()) if ssl is not None else None,
+                )
                 set_nodelay(transport)
                 return Connected(transport, protocol, format_peer(addr, port), self.name)
 

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl as ssl_module
 from collections import OrderedDict
 from contextvars import ContextVar
+from typing import Any
 
 MAX_HOPS = 8
 """Passes through the daemon a connection may make before it is taken for a loop."""
@@ -114,3 +116,24 @@ async def connect_counted(addr: str, port: int, source: str | None = None) -> so
         sock.close()
         raise
     return sock
+
+
+async def create_connection(
+    factory: Any, addr: str, port: int, *, counted: bool, source: str | None = None,
+    ssl: ssl_module.SSLContext | None = None, server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+) -> tuple[asyncio.Transport, Any]:
+    """``loop.create_connection`` to ``addr:port``; ``counted``: one of the daemon's own
+    listeners, connected through :func:`connect_counted` (bound and remembered first)."""
+    loop = asyncio.get_running_loop()
+    if not counted:
+        return await loop.create_connection(
+            factory, addr, port, ssl=ssl, server_hostname=server_hostname,
+            local_addr=(source, 0) if source is not None else None, ssl_handshake_timeout=ssl_handshake_timeout)
+    sock = await connect_counted(addr, port, source)
+    try:
+        return await loop.create_connection(
+            factory, sock=sock, ssl=ssl, server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout)
+    except BaseException:
+        sock.close()
+        raise

@@ -24,7 +24,7 @@ from arcus.config.escaper._common import is_ip, split_upstream
 from arcus.config.escaper.proxy_http import UpstreamProxyConfig
 from arcus.errors import ErrorCode, EscapeError, ProtocolError
 from arcus.escape.base import Connected, Escaper, describe_os_error, format_peer, set_nodelay
-from arcus.escape.hops import LISTENING, connect_counted
+from arcus.escape.hops import LISTENING, create_connection
 from arcus.escape.race import RaceFailed, staggered_race
 from arcus.resolve.base import Resolver, ip_literal
 
@@ -182,19 +182,12 @@ class UpstreamProxyEscaper(Escaper):
 
         def attempt(addr: str):
             async def run() -> tuple[asyncio.Transport, Handshake, str]:
-                tls, name = self.tls, self.tls_name if self.tls is not None else None
-                limit = max(0.001, deadline - loop.time()) if self.tls is not None else None
-                if self.proxy_port in LISTENING and _is_loopback(addr):  # this daemon: counted (arcus.escape.hops)
-                    sock = await connect_counted(addr, self.proxy_port)
-                    try:
-                        transport, hs = await loop.create_connection(
-                            Handshake, sock=sock, ssl=tls, server_hostname=name, ssl_handshake_timeout=limit)
-                    except BaseException:
-                        sock.close()
-                        raise
-                else:
-                    transport, hs = await loop.create_connection(
-                        Handshake, addr, self.proxy_port, ssl=tls, server_hostname=name, ssl_handshake_timeout=limit)
+                transport, hs = await create_connection(
+                    Handshake, addr, self.proxy_port, ssl=self.tls,
+                    counted=self.proxy_port in LISTENING and _is_loopback(addr),  # this daemon (arcus.escape.hops)
+                    server_hostname=self.tls_name if self.tls is not None else None,
+                    ssl_handshake_timeout=max(0.001, deadline - loop.time()) if self.tls is not None else None,
+                )
                 set_nodelay(transport)
                 return transport, hs, format_peer(addr, self.proxy_port)
 
