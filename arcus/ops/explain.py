@@ -21,12 +21,13 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from arcus.errors import EscapeError, OperatorError
+from arcus.errors import EscapeError, OperatorError, ProtocolError
 from arcus.names import validate_name
 from arcus.ops.policies import rule_from_dict
 from arcus.policy import Decision, Policy, Request, Rule, TraceEntry, compile_policy
 from arcus.policy import explain as explain_policy
 from arcus.policy.egress import EgressGuard
+from arcus.proto import http1
 from arcus.proto.sniff import PROTOCOLS
 from arcus.store import Store
 
@@ -68,7 +69,13 @@ class Target:
 
 def parse_target(url: object) -> Target:
     """``http://host[:port]/path?query`` (a request), ``https://host[:port]/...`` or
-    ``host:port`` (a CONNECT tunnel: the proxy sees neither the path nor the method inside)."""
+    ``host:port`` (a CONNECT tunnel: the proxy sees neither the path nor the method inside).
+
+    The request a client sends for the URL (without its fragment) is then read by the proxy's
+    own parser (``arcus.proto.http1``): the host is the one the policy sees (lowercased, an IPv6
+    address in its one compressed form), and what the proxy answers with 400 (userinfo,
+    percent-encoding or a backslash in the host, ``127.1``, a host that is not ASCII) is refused
+    here rather than decided."""
     if not isinstance(url, str) or not url.strip():
         raise _invalid("missing URL", TARGET_HINT)
     text = url.strip()
@@ -94,15 +101,26 @@ def parse_target(url: object) -> Target:
     if scheme is None:
         if port is None or parts.path or parts.query or parts.fragment:
             raise _invalid(f"invalid target {text!r}: a bare target is host:port", TARGET_HINT)
-        return Target(host, port, None, True)
-    if port == 0:
+    elif port == 0:
         raise _invalid(f"invalid URL {text!r}: port 0", TARGET_HINT)
-    if scheme == "https":
-        return Target(host, port or 443, None, True)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    return Target(host, port or 80, path, False)
+    if not parts.netloc.isascii():
+        raise _invalid(f"invalid URL {text!r}: the host is not ASCII",
+                       "write an internationalized name in its A-label form (xn--...), as clients send it")
+    if scheme == "http":
+        sent = text.split("#", 1)[0]
+        line = "GET " + "".join(c if c.isascii() else urllib.parse.quote(c) for c in sent)  # as clients send a path
+    else:  # the tunnel a client opens: CONNECT to the authority
+        line = f"CONNECT {parts.netloc if port is not None else parts.netloc + ':443'}"
+    try:
+        parsed = http1.parse_request_head(f"{line} HTTP/1.1\r\nHost: x\r\n\r\n".encode("ascii"), http1.Limits())
+    except ProtocolError as exc:
+        raise _invalid(f"invalid URL {text!r}: {exc.message}; the proxy answers {exc.status}", TARGET_HINT) from None
+    assert parsed is not None  # a whole head
+    head = parsed[0]
+    assert head.host is not None and head.port is not None  # an absolute URI or an authority names both
+    if scheme == "http":
+        return Target(head.host, head.port, head.path.decode("ascii"), False)
+    return Target(head.host, head.port, None, True)
 
 
 def parse_client(value: object) -> str:

@@ -114,3 +114,44 @@ def test_what_the_admission_refuses_before_the_policy_is_the_decision(store: Sto
     out = explain(store, snapshot, "http://x.example/")
     assert out["decision"] == {"action": "deny", "rule_id": None, "reason": "tenant acme is suspended", "reports": [],
                                "redirect_to": None, "refused": "tenant_suspended"}
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "port", "path", "tunnel"),
+    [
+        # the host as the proxy reads it: lowercased, IPv6 in its one compressed spelling
+        ("http://[0:0:0:0:0:0:0:1]:8080/a", "::1", 8080, "/a", False),
+        ("HTTP://WWW.Example.COM/", "www.example.com", 80, "/", False),
+        ("[::FFFF:7f00:1]:443", "::ffff:127.0.0.1", 443, None, True),
+        ("http://x.example/a?b#frag", "x.example", 80, "/a?b", False),  # a client never sends the fragment
+        ("http://x.example:8080#@y.example/", "x.example", 8080, "/", False),
+        ("http://x.example/%61dmin/", "x.example", 80, "/%61dmin/", False),  # the path as sent
+    ],
+)
+def test_a_url_is_read_as_the_proxy_reads_the_request(url: str, host: str, port: int, path: str | None, tunnel: bool) -> None:
+    assert parse_target(url) == ops.Target(host, port, path, tunnel)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.1/",  # numeric spellings other than the dotted quad: 400 at the proxy
+        "http://0x7f.0.0.1/",
+        "http://2130706433/",
+        "http://www.exa%6dple.com/",  # percent-encoding in a host
+        "http://evil@good.example/",  # userinfo
+        "http://good.example\\@evil.example/",  # a backslash
+        "http://bücher.example/",  # a host in Unicode: clients send the A-label (xn--)
+        "bücher.example:443",
+        "127.1:443",
+    ],
+)
+def test_a_url_the_proxy_refuses_is_refused(url: str) -> None:
+    """explain must not decide a request the proxy answers with 400: it would say allow or deny
+    for something that never reaches the policy (and a rule on the spelling would look tested)."""
+    with pytest.raises(OperatorError):
+        parse_target(url)
+
+
+def test_a_path_in_unicode_is_sent_percent_encoded() -> None:
+    assert parse_target("http://x.example/café") == ops.Target("x.example", 80, "/caf%C3%A9", False)
