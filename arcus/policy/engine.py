@@ -35,6 +35,7 @@ from arcus.policy.model import (
     DENY,
     INVALID_ADDRESS,
     INVALID_HOST,
+    REDIRECT,
     SPECIAL_DESTINATION,
     Decision,
     Request,
@@ -302,6 +303,8 @@ class Policy:
         if c is not None:
             decision = c.decision
             assert decision is not None
+            if decision.action == REDIRECT and f.ctx.is_tunnel:
+                decision = _tunnel_redirect(c)
         else:
             decision = self._default
         if decision.action == ALLOW and self._guard is not None:
@@ -410,6 +413,13 @@ class Policy:
         if opened:
             return TraceEntry(SPECIAL_DESTINATION, False, "; ".join(opened))
         return TraceEntry(SPECIAL_DESTINATION, False, f"{_join(f.texts)} not special-purpose")
+
+
+def _tunnel_redirect(c: CompiledRule) -> Decision:
+    """A redirect rule deciding a tunnel: its client expects bytes, not an HTTP answer, so the
+    rule refuses it."""
+    text = f"denied by rule {c.id!r}: a tunnel cannot follow its redirect to {c.rule.redirect_to}"
+    return Decision(DENY, c.id, f"{text}: {c.rule.comment}" if c.rule.comment else text)
 
 
 def _join(items: Iterable[str]) -> str:

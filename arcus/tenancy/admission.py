@@ -323,7 +323,7 @@ def admit(
     decision = policy.decide(ctx)
     out.rule = decision.rule_id
     out.reports = decision.reports
-    if decision.action == "deny" or (decision.action == "redirect" and dest.is_tunnel):
+    if decision.action == "deny":  # a redirect rule's decision for a tunnel is a deny
         return Refusal(ErrorCode.DENIED, decision.reason, rule=decision.rule_id or "default")
     if decision.action == "redirect":
         return Refusal(

@@ -185,5 +185,7 @@ def evaluate(
                 continue
             if guard.check(req.client_ip, text) is not None:
                 return ("deny", "builtin:special-destination", tuple(reports), None, False, False)
+    if action == "redirect" and req.is_tunnel:  # a tunnel cannot follow a redirect: the rule refuses it
+        action = "deny"
     redirect = decided.redirect_to if decided is not None and action == "redirect" else None
     return (action, rule_id, tuple(reports), redirect, needs, needs_protocol)

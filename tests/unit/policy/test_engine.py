@@ -176,6 +176,20 @@ def test_redirect() -> None:
     )
 
 
+
+def test_a_redirect_rule_denies_a_tunnel() -> None:
+    """A tunnel cannot follow a redirect: the proxy refuses it by that rule, and the decision
+    (hence explain) says deny, not redirect."""
+    p = policy(Rule("moved", "redirect", hosts=("old.example",), redirect_to="https://intranet.example/moved",
+                    comment="the wiki moved"))
+    expected = Decision(
+        "deny", "moved",
+        "denied by rule 'moved': a tunnel cannot follow its redirect to https://intranet.example/moved: the wiki moved",
+    )
+    assert p.decide(req("old.example", is_tunnel=True)) == expected
+    assert explain(p, req("old.example", is_tunnel=True)) == (expected, [TraceEntry("moved", True, "host old.example matches old.example")])
+    assert p.decide(req("old.example", port=80, method="GET", path="/")).action == "redirect"
+
 def test_user_rules_before_tenant_rules() -> None:
     p = policy(
         Rule("tenant-block", "deny", hosts=(".video.example",)),
