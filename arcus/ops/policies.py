@@ -7,6 +7,7 @@ tenant's whole policy at its new position (the daemon will compile exactly that)
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,7 +77,34 @@ def check_position(value: object) -> int:
 def check_alone(rule: Rule) -> Rule:
     """Compile the rule by itself: every field error, named, before the store is asked."""
     compile_policy([rule], guard=None)
+    for pattern in rule.hosts:
+        if not pattern.isascii():
+            # Compared as given (docs/policy.md): clients send A-labels and the proxy refuses a
+            # host that is not ASCII, so such a pattern never matches. Refused for a new rule
+            # only: a stored one keeps loading.
+            raise _invalid(
+                f"rule {rule.id!r}: hosts: host pattern {pattern!r} is not ASCII: it would never match, "
+                "clients send internationalized names as A-labels (xn--...)",
+                _a_label_hint(pattern.strip()),
+            )
     return rule
+
+
+def _a_label_hint(pattern: str) -> str:
+    """What to write instead: each Unicode label of a name as its A-label (lower case, NFC,
+    Punycode: the IDNA 2008 form browsers send), or a general hint for a glob or regex."""
+    general = "write the name in its A-label form (xn--...), as browsers send it"
+    prefix = "*." if pattern.startswith("*.") else "." if pattern.startswith(".") else ""
+    name = pattern[len(prefix):]
+    if name.startswith("~") or "*" in name or "?" in name:
+        return general
+    labels = []
+    for label in unicodedata.normalize("NFC", name.lower()).split("."):
+        try:
+            labels.append(label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii"))
+        except UnicodeError:
+            return general
+    return f"write {prefix + '.'.join(labels)!r}"
 
 
 def add(store: Store, tenant: str, rule: Rule, position: int | None = None) -> dict[str, Any]:

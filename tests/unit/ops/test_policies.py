@@ -51,3 +51,26 @@ def test_rule_dict_round_trip_and_shapes() -> None:
         policies.rule_from_dict({"id": "r", "action": "deny", "hosts": "a.example"})
     with pytest.raises(OperatorError, match="a rule needs its action"):
         policies.rule_from_dict({"id": "r"})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "hint"),
+    [
+        ("bücher.example", "write 'xn--bcher-kva.example'"),
+        (".BÜCHER.example", "write '.xn--bcher-kva.example'"),
+        ("*.faß.example", "write '*.xn--fa-hia.example'"),
+        ("*ü*", "write the name in its A-label form (xn--...)"),
+    ],
+)
+def test_a_host_pattern_in_unicode_is_refused_with_its_a_label(store: Store, pattern: str, hint: str) -> None:
+    """Clients send internationalized names as A-labels and the proxy answers a host that is not
+    ASCII with 400: a pattern in Unicode would be stored and never match anything."""
+    with pytest.raises(OperatorError) as info:
+        policies.add(store, "acme", Rule("idn", "deny", hosts=(pattern,)))
+    assert info.value.message == (
+        f"rule 'idn': hosts: host pattern {pattern!r} is not ASCII: it would never match, clients send "
+        "internationalized names as A-labels (xn--...)"
+    )
+    assert info.value.hint is not None and info.value.hint.startswith(hint)
+    assert ids(store) == []
+    policies.add(store, "acme", Rule("idn", "deny", hosts=("xn--bcher-kva.example",)))
