@@ -49,11 +49,9 @@ def build_answer(
         headers.extend(extra)
     if version == b"1.0":
         headers.append((b"Connection", b"keep-alive" if keep_alive else b"close"))
-    else:
-        version = b"1.1"
-        if not keep_alive:
-            headers.append((b"Connection", b"close"))
-    out = http1.build_response_head(status, http1.REASONS.get(status, b"Error"), headers, version)
+    elif not keep_alive:
+        headers.append((b"Connection", b"close"))
+    out = http1.build_response_head(status, http1.REASONS.get(status, b"Error"), headers)  # HTTP/1.1 to any client
     return out if head_only else out + body
 
 
@@ -181,7 +179,9 @@ class Exchange:
             headers.append((b"Connection", b"keep-alive" if keep_alive else b"close"))
         elif not keep_alive:
             headers.append((b"Connection", b"close"))
-        return http1.build_response_head(resp.status, resp.reason, headers, req.version)
+        # HTTP/1.1, whatever the client spoke (RFC 9110 2.5: the highest version we conform to);
+        # an HTTP/1.0 client's framing is kept to what it reads (no chunking, Connection said)
+        return http1.build_response_head(resp.status, resp.reason, headers)
 
     def switching_head(self, resp: http1.ResponseHead) -> bytes:
         """Take the upstream's 101; the head the client gets (the exchange becomes a tunnel)."""
@@ -189,7 +189,7 @@ class Exchange:
         self.resp = resp
         headers = [(n, v) for n, v in resp.headers if n.lower() not in _NOT_ON_101]
         headers.append((b"Via", VIA))
-        return http1.build_response_head(101, resp.reason, headers, self.req.version)
+        return http1.build_response_head(101, resp.reason, headers)
 
     def answer(
         self,
