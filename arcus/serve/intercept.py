@@ -412,7 +412,7 @@ class Interceptor:
         routing = InterceptRouting(name, port, ctx, ("intercept", name, self.icpt.upstream_ca, decision.insecure))
         self.side = TlsSide(owner.transport, server_ctx, owner)
         self.tunnel.up = UpstreamConnection()  # the tunnel no longer owns the upstream
-        self.inner = InterceptedHttp(owner, self.side, routing, up, failure, detail)
+        self.inner = InterceptedHttp(owner, self.side, routing, up, failure, detail, sni)
         self.inner.flow.resume_client(BUFFER)
         owner.transport.resume_reading()
         self._handshake(b"")

@@ -85,9 +85,10 @@ class InterceptedHttp(HttpProxyConnection):
     config_type = ServerConfig  # the owner's server, whatever its type
 
     def __init__(self, owner: Any, side: TlsSide, routing: InterceptRouting, up: UpstreamConnection | None,
-                 failure: Refusal | None, detail: str | None) -> None:
+                 failure: Refusal | None, detail: str | None, sni: str | None = None) -> None:
         super().__init__(owner.shared, owner.server, routing)
         self.name = routing.name  # the intercepted host: the client's SNI, else the tunnel's host
+        self.sni = sni  # the server name the client sent (None: none), as the CONNECT's record has it
         self.owner = owner
         self.first_up = up  # the connection the interception opened: the first request's
         self.failure = failure  # every request is answered with it (the upstream's TLS failed)
@@ -132,7 +133,7 @@ class InterceptedHttp(HttpProxyConnection):
     def record(self, ex: Exchange) -> None:
         if ex.detail is None and self.detail is not None:
             ex.detail = self.detail
-        ex.record(self, self.bytes_up, self.bytes_down, self.name)
+        ex.record(self, self.bytes_up, self.bytes_down, self.sni)
 
     def open_upstream(self, tunnel: bool, reuse: bool) -> bool:
         up, self.first_up = self.first_up, None

@@ -164,6 +164,23 @@ def test_a_path_rule_denies_one_url_over_the_intercepted_connection(box, tls_ori
     assert any(e["status"] == 200 and e["path"] == "/small" for e in rows)
 
 
+
+def test_a_client_that_sends_no_sni_is_recorded_without_one(box, tls_origin, curl, tmp_path):
+    """To an IP address curl sends no server name: the CONNECT's record and the decrypted
+    request's agree that none was sent (the request's said the address, as if the client had)."""
+    ca = export_ca(box, tmp_path / "box-ca.pem")
+    r = run_curl(curl, "--cacert", str(ca), "--proxy", f"http://{box.proxy}", f"https://127.0.0.1:{tls_origin.port}/small")
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout == b"x" * 100
+
+    def records():
+        rows = [e for e in audit(box, "--host", "127.0.0.1") if e["kind"] == "request"]
+        return rows if {e["method"] for e in rows} >= {"CONNECT", "GET"} else None
+
+    rows = wait_until(records, timeout=10)
+    assert {e["method"]: e["sni"] for e in rows} == {"CONNECT": None, "GET": None}
+
+
 def test_a_bad_upstream_certificate_gives_an_error_page_and_an_audit_record(box, curl, tmp_path):
     other = LocalCA(tmp_path / "other-ca")  # not the upstream_ca the daemon trusts
     ca = export_ca(box, tmp_path / "box-ca.pem")
