@@ -47,6 +47,9 @@ class HttpProxyConnection(Session):
         self.own_claims: tuple | None = None  # (config, Claims) when requests cannot claim more (routing.claims)
         self.upstream_data = self.m.upstream_data  # type: ignore[method-assign]  # the machine's event, without a hop
         self.early: tuple[bytes, bool, bool] = (b"", False, False)  # what a CONNECT's upstream said before the 200
+        # every request the policy lets leave is answered with this instead (InterceptedHttp: the
+        # origin's TLS failed): the record keeps the decision and the rule
+        self.failure: Refusal | None = None
 
     @property
     def ex(self) -> Exchange | None:
@@ -211,7 +214,7 @@ class HttpProxyConnection(Session):
         self.flow.shape_down = verdict.shape_down
         if self.tview is not None and self.tview.icap is not None:
             ex.plan_icap(self)  # bodies through the tenant's ICAP service (arcus.icap)
-        m.admitted(None)
+        m.admitted(self.failure)
 
     def refuse(self, ex: Exchange, r: Refusal, keep_alive: bool) -> None:
         template = self.tview.block_page if self.tview is not None else None

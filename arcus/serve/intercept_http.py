@@ -91,7 +91,7 @@ class InterceptedHttp(HttpProxyConnection):
         self.sni = sni  # the server name the client sent (None: none), as the CONNECT's record has it
         self.owner = owner
         self.first_up = up  # the connection the interception opened: the first request's
-        self.failure = failure  # every request is answered with it (the upstream's TLS failed)
+        self.failure = failure  # every request the policy allows is answered with it (the upstream's TLS failed)
         self.detail = detail  # what the records say besides (a bad certificate, an insecure rule)
         self.transport = side  # type: ignore[assignment]
         self.flow.client = side  # type: ignore[assignment]
@@ -110,8 +110,6 @@ class InterceptedHttp(HttpProxyConnection):
         against the current Snapshot."""
         req = ex.req
         refused = self.routing.route(self, req)
-        if refused is None:
-            refused = self.failure
         if refused is not None:
             self.m.admitted(refused)
             return

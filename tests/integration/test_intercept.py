@@ -202,6 +202,33 @@ def test_a_bad_upstream_certificate_gives_an_error_page_and_an_audit_record(box,
     assert "error=" in row["detail"]
 
 
+
+def test_the_policy_decides_before_a_bad_upstream_certificate_is_answered(box, curl, tmp_path):
+    """Behind a refused origin certificate, a request the policy denies gets the block page and
+    its rule (it was answered 502 with no decision, so the rule was never applied nor named);
+    one it allows gets the certificate's 502 and a record that says allow."""
+    other = LocalCA(tmp_path / "other-ca")
+    ca = export_ca(box, tmp_path / "box-ca.pem")
+    out = box.arcus("policy", "add", "default", "no-secret", "--deny", "--path", "/secret")
+    assert out.returncode == 0, out.stderr
+    with TlsOrigin(other, "localhost", "127.0.0.1") as bad:
+        url = f"https://localhost:{bad.port}"
+        r = run_curl(curl, "-i", "--cacert", str(ca), "--proxy", f"http://{box.proxy}", url + "/secret", url + "/small")
+        assert r.returncode == 0, r.stderr.decode()
+        text = r.stdout.decode("latin-1")
+        assert "HTTP/1.1 403" in text and "X-Arcus-Rule: no-secret" in text
+        assert "HTTP/1.1 502" in text and "X-Arcus-Error: upstream_tls" in text
+        assert not bad.requests
+
+    def records():
+        rows = [e for e in audit(box, "--host", "localhost") if e["kind"] == "request" and e["method"] == "GET"]
+        return rows if len(rows) >= 2 else None
+
+    rows = {e["path"]: e for e in wait_until(records, timeout=10)}
+    assert (rows["/secret"]["decision"], rows["/secret"]["rule"], rows["/secret"]["status"]) == ("deny", "no-secret", 403)
+    assert (rows["/small"]["decision"], rows["/small"]["error_code"], rows["/small"]["status"]) == ("allow", "upstream_tls", 502)
+
+
 def test_splice_rules_and_the_pinned_list_leave_the_origin_certificate(tmp_path, test_ca, tls_origin, curl):
     rules = "  rules:\n    - {action: splice, hosts: [localhost], name: lab-splice}\n"
     d = DaemonProcess(tmp_path / "arcus", intercept_profile(test_ca.cert_path, extra=rules))
