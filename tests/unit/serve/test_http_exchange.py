@@ -69,6 +69,7 @@ def test_refusals_are_answered_with_their_page_headers_and_decision() -> None:
     ex = exchange(b"HEAD http://a.test/x HTTP/1.0\r\nHost: a.test\r\n\r\n")
     out = ex.refusal(Refusal(ErrorCode.REDIRECTED, "moved", rule="r2", redirect_to="https://b.test/"), True, None, "acme", "")
     assert out.startswith(b"HTTP/1.1 302") and b"Location: https://b.test/" in out and out.endswith(b"\r\n\r\n")
+    assert b"X-Arcus-Rule: r2" in out  # the rule that redirected, as a deny's answer names it
     assert b"Connection: keep-alive" in out  # an HTTP/1.0 client is told it may keep the connection
     assert b"X-Arcus-Error" not in out and (ex.decision, ex.error) == ("redirect", "")
 
