@@ -79,6 +79,7 @@ COMMANDS: Final[dict[str, str]] = {
     "user.set": "change a user's expiry and limits",
     "user.import": "add (or replace) many users in one transaction",
     "policy.add": "add a rule to a tenant's policy, validated against the whole policy",
+    "policy.import": "append a list of rules to a tenant's policy in one change (all or none)",
     "policy.list": "a tenant's rules in order",
     "policy.rm": "remove a rule",
     "policy.move": "move a rule to another position",

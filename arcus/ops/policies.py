@@ -1,4 +1,4 @@
-"""A tenant's policy: add, list, remove and move rules.
+"""A tenant's policy: add, import, list, remove and move rules.
 
 A rule is checked twice before it is stored: alone (every field error named), and within the
 tenant's whole policy at its new position (the daemon will compile exactly that).
@@ -126,6 +126,50 @@ def add(store: Store, tenant: str, rule: Rule, position: int | None = None) -> d
     compile_policy(rules, guard=None, default_action=current.default_action)
     stored_at = store.add_rule(tenant, rule_to_dict(rule), position=position)
     return {"rule": rule_to_dict(rule), "position": stored_at}
+
+
+def rules_from_list(data: object) -> list[Rule]:
+    """Rules from a list of rule dicts, as ``policy list --json`` prints them (a ``position``
+    is ignored: the list's order is the order); each error names the rule's place in the list."""
+    if not isinstance(data, list):
+        raise _invalid(f"rules must be a list of rule objects, got {type(data).__name__}",
+                       "give a list, as `arcus policy list TENANT --json` prints")
+    out: list[Rule] = []
+    for i, item in enumerate(data, start=1):
+        if isinstance(item, Mapping):
+            item = {k: v for k, v in item.items() if k != "position"}
+        try:
+            out.append(rule_from_dict(item))
+        except OperatorError as exc:
+            raise _invalid(f"rule {i} of {len(data)}: {exc.message}", exc.hint) from None
+    return out
+
+
+def import_rules(store: Store, tenant: str, rules: list[Rule]) -> dict[str, Any]:
+    """Append ``rules`` to the tenant's policy as one change: each checked alone, their ids new
+    and distinct, the whole policy compiled once, then all stored in one transaction or none.
+    What a list of ``add`` calls would do, without compiling the growing policy at every one."""
+    validate_name("tenant", tenant)
+    if not rules:
+        raise _invalid("no rules to import", "give a list of rules, as `arcus policy list TENANT --json` prints")
+    seen: set[str] = set()
+    for rule in rules:
+        validate_name("rule", rule.id)
+        check_alone(rule)
+        if rule.id in seen:
+            raise AlreadyExists(f"rule {rule.id!r} is in the import twice", hint="give each rule its own id")
+        seen.add(rule.id)
+    current = store.get_tenant(tenant)
+    existing = [rule_from_dict(d) for d in store.list_rules(tenant)]
+    clash = [r.id for r in existing if r.id in seen]
+    if clash:
+        raise AlreadyExists(
+            f"tenant {tenant} already has rule {clash[0]!r}" + (f" (and {len(clash) - 1} more of the import's ids)" if len(clash) > 1 else ""),
+            hint="give the imported rules other ids, or remove the tenant's first (`arcus policy rm`)",
+        )
+    compile_policy([*existing, *rules], guard=None, default_action=current.default_action)
+    first = store.add_rules(tenant, [rule_to_dict(r) for r in rules])
+    return {"imported": len(rules), "first_position": first, "rules": len(existing) + len(rules)}
 
 
 def list_rules(store: Store, tenant: str) -> list[dict[str, Any]]:

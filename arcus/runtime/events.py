@@ -306,7 +306,7 @@ class EventHub:
 CHANGE_COMMANDS = frozenset({
     "tenant.add", "tenant.set", "tenant.rm", "tenant.suspend", "tenant.resume",
     "user.add", "user.rm", "user.passwd", "user.block", "user.unblock", "user.set", "user.import",
-    "policy.add", "policy.rm", "policy.move",
+    "policy.add", "policy.import", "policy.rm", "policy.move",
 })
 
 

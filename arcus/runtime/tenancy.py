@@ -310,6 +310,13 @@ def tenancy_handlers(host: TenancyHost) -> dict[str, Handler]:
             ops_policies.check_position(position)
         return await write(ops_policies.add, tenant, rule, position)
 
+    async def policy_import(args: dict) -> dict:
+        args = _args(args)
+        tenant = _tenant(args)
+        _only(args, ("tenant", "rules"), "policy.import")
+        rules = ops_policies.rules_from_list(args.get("rules"))
+        return await write(ops_policies.import_rules, tenant, rules)
+
     async def policy_list(args: dict) -> list[dict]:
         _only(_args(args), ("tenant",), "policy.list")
         return await read(ops_policies.list_rules, _tenant(_args(args)))
@@ -359,6 +366,7 @@ def tenancy_handlers(host: TenancyHost) -> dict[str, Handler]:
         "user.set": user_set,
         "user.import": user_import,
         "policy.add": policy_add,
+        "policy.import": policy_import,
         "policy.list": policy_list,
         "policy.rm": policy_rm,
         "policy.move": policy_move,

@@ -209,6 +209,16 @@ class Store:
             with db.transaction(conn, self.path):
                 return rules.insert(conn, tenant, body, text, position)
 
+    def add_rules(self, tenant: str, new: list[dict[str, Any]]) -> int:
+        """Append ``new`` (in order) in one transaction: all of them or none; return the first
+        one's position. The caller has compiled the policy with them (the store does not)."""
+        checked = [rules.check_rule(rule) for rule in new]
+        with self._lock:
+            conn = self._connection()
+            with db.transaction(conn, self.path):
+                positions = [rules.insert(conn, tenant, body, text, None) for body, text in checked]
+        return positions[0] if positions else 0
+
     def list_rules(self, tenant: str) -> list[dict[str, Any]]:
         """The tenant's rules in policy order, user rules included (their ``user`` set)."""
         with self._lock:

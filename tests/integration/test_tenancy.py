@@ -187,6 +187,36 @@ def test_policy_deny_block_page_report_and_redirect(curl, daemon, origin):
     assert port == origin.port
 
 
+
+def test_policy_import_through_the_daemon_applies_at_once_and_round_trips(curl, daemon, origin, tmp_path):
+    """`arcus policy import` against the running daemon: a list of rules in one change (the next
+    request obeys them), refused whole when one is bad, and what `policy list --json` prints
+    imports into another tenant unchanged."""
+    import json
+
+    add_tenant(daemon, "acme", "127.0.0.0/8")
+    daemon.ctl("tenant.add", {"name": "globex", "sources": []})
+    rules = [{"id": f"block-{i}", "action": "deny", "hosts": [f".site{i}.example"]} for i in range(300)]
+    rules.append({"id": "no-admin", "action": "deny", "path_prefixes": ["/admin"]})
+    (tmp_path / "rules.json").write_text(json.dumps(rules))
+    r = daemon.arcus("policy", "import", "acme", str(tmp_path / "rules.json"))
+    assert r.returncode == 0, r.stderr
+    assert "imported 301 rule(s) into tenant acme at positions 1-301" in r.stdout and r.stderr == ""
+    res = get(curl, daemon, origin.url("/admin/x"))
+    assert status(res) == 403 and b"X-Arcus-Rule: no-admin" in res.stdout
+    (tmp_path / "bad.yaml").write_text("- id: fine\n  action: deny\n- id: broken\n  action: deny\n  ports: ['70000']\n")
+    r = daemon.arcus("policy", "import", "acme", str(tmp_path / "bad.yaml"))
+    assert r.returncode == 1 and "rule 'broken'" in r.stderr and "Traceback" not in r.stderr
+    listed = daemon.arcus("policy", "list", "acme", "--json")
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 301  # nothing of the bad file
+    (tmp_path / "listed.json").write_text(listed.stdout)
+    r = daemon.arcus("policy", "import", "globex", str(tmp_path / "listed.json"), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"imported": 301, "first_position": 1, "rules": 301}
+    copied = json.loads(daemon.arcus("policy", "list", "globex", "--json").stdout)
+    assert copied == json.loads(listed.stdout)
+
+
 def test_policy_applies_to_resolved_addresses(curl, daemon, origin):
     """A name that resolves to a forbidden address is refused (DNS rebinding)."""
     add_tenant(daemon, "acme", "127.0.0.0/8")

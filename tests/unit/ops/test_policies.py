@@ -74,3 +74,31 @@ def test_a_host_pattern_in_unicode_is_refused_with_its_a_label(store: Store, pat
     assert info.value.hint is not None and info.value.hint.startswith(hint)
     assert ids(store) == []
     policies.add(store, "acme", Rule("idn", "deny", hosts=("xn--bcher-kva.example",)))
+
+
+def test_import_appends_in_order_as_one_change(store: Store) -> None:
+    policies.add(store, "acme", Rule("first", "allow", hosts=("intranet.example",)))
+    listed = [{**policies.rule_to_dict(Rule(f"r{i}", "deny", hosts=(f".s{i}.example",))), "position": 99} for i in range(3)]
+    rules = policies.rules_from_list(listed)  # as `policy list --json` prints them: the position is ignored
+    assert policies.import_rules(store, "acme", rules) == {"imported": 3, "first_position": 2, "rules": 4}
+    assert ids(store) == ["first", "r0", "r1", "r2"]
+
+
+def test_an_import_that_fails_anywhere_stores_nothing(store: Store) -> None:
+    policies.add(store, "acme", Rule("taken", "deny"))
+    with pytest.raises(AlreadyExists, match="already has rule 'taken'"):
+        policies.import_rules(store, "acme", [Rule("new", "deny"), Rule("taken", "allow")])
+    with pytest.raises(AlreadyExists, match="'twice' is in the import twice"):
+        policies.import_rules(store, "acme", [Rule("twice", "deny"), Rule("twice", "allow")])
+    with pytest.raises(OperatorError, match="rule 'bad'"):
+        policies.import_rules(store, "acme", [Rule("ok", "deny"), Rule("bad", "deny", ports=("70000",))])
+    with pytest.raises(OperatorError, match="no rules to import"):
+        policies.import_rules(store, "acme", [])
+    assert ids(store) == ["taken"]
+
+
+def test_rules_from_a_list_name_the_place_of_a_bad_one() -> None:
+    with pytest.raises(OperatorError, match="rule 2 of 2: unknown rule field 'hostz'"):
+        policies.rules_from_list([{"id": "a", "action": "deny"}, {"id": "b", "action": "deny", "hostz": ["x"]}])
+    with pytest.raises(OperatorError, match="must be a list"):
+        policies.rules_from_list({"id": "a"})

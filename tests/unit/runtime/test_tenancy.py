@@ -77,7 +77,7 @@ def test_commands_offered() -> None:
         "tenant.add", "tenant.list", "tenant.show", "tenant.set", "tenant.rm", "tenant.suspend", "tenant.resume",
         "user.add", "user.list", "user.show", "user.rm", "user.passwd", "user.block", "user.unblock",
         "user.set", "user.import",
-        "policy.add", "policy.list", "policy.rm", "policy.move", "policy.explain",
+        "policy.add", "policy.import", "policy.list", "policy.rm", "policy.move", "policy.explain",
     }
 
 
@@ -592,10 +592,10 @@ def test_rule_round_trip() -> None:
 def test_no_argument_shape_escapes_as_anything_but_an_operator_error(ctl: Ctl, daemon: TenancyDaemon) -> None:
     daemon.store.add_user("acme", "alice", SHA512)
     daemon.store.add_rule("acme", {"id": "r", "action": "deny"})
-    keys = ["tenant", "name", "secret", "expires_at", "rule", "position", "id", "url", "user", "from", "method",
+    keys = ["tenant", "name", "secret", "expires_at", "rule", "rules", "position", "id", "url", "user", "from", "method",
             "users", "replace", "auth", "rps", "max_conns", "auth_exempt"]
     values: list[Any] = [None, 0, 1, -1, 2.5, True, "", "acme", "alice", "r", "x" * 300, [], ["x"], {}, {"id": 1},
-                         [{"name": 1}], "http://203.0.113.1/", SHA512, PLAIN]
+                         [{"name": 1}], [{"id": "a", "action": "deny"}, 7], "http://203.0.113.1/", SHA512, PLAIN]
     rng = random.Random(4)
 
     async def run_all() -> int:
@@ -615,7 +615,7 @@ def test_no_argument_shape_escapes_as_anything_but_an_operator_error(ctl: Ctl, d
                 await handlers[cmd](["not", "a", "dict"])  # type: ignore[arg-type]
         return ran
 
-    assert asyncio.run(run_all()) == 21 * 25
+    assert asyncio.run(run_all()) == 22 * 25
 
 
 def test_the_daemon_registers_each_tenancy_command_once_from_here(tmp_path: Path) -> None:
