@@ -261,6 +261,9 @@ class ReverseRouting:
         trusted: bool | None = None  # asked once, when a header needs it
         for name, value in headers:
             lname = name.lower()
+            if b"_" in lname:
+                # CGI and WSGI read X-Forwarded_For as HTTP_X_FORWARDED_FOR: judged as that name
+                lname = lname.replace(b"_", b"-")
             if lname in _DROPPED or lname in _CLAIMS:
                 if trusted is None:
                     trusted = in_ranges(conn.client_ip, conn.conf.trusted_proxies)

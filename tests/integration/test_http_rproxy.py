@@ -382,3 +382,24 @@ def test_upgrade_becomes_a_tunnel(tmp_path):
     finally:
         d.stop()
         origin.close()
+
+
+def test_claims_spelled_with_underscores_are_dropped_too(tmp_path, two_origins):
+    """A CGI or WSGI application reads X-Forwarded_For and X_Real_IP as HTTP_X_FORWARDED_FOR and
+    HTTP_X_REAL_IP, the very variables of the headers we set or drop: an untrusted client's
+    underscore spelling must not reach the upstream either (nginx drops every such header)."""
+    a, _ = two_origins
+    d = start(tmp_path, [host_entry(["*"], f"127.0.0.1:{a.port}")])
+    try:
+        out = raw_exchange(d.listen("web"), b"GET /headers HTTP/1.1\r\nHost: www.test\r\n"
+                                           b"X-Forwarded_For: 6.6.6.6\r\nX_Forwarded_Proto: https\r\n"
+                                           b"X-Real_IP: 6.6.6.6\r\nX_Forwarded_Host: evil.test\r\n"
+                                           b"X-Tenant_ID: acme\r\nX-Keep_Me: 1\r\nConnection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 200"), out
+        names = {k.lower(): v for k, v in json.loads(out.split(b"\r\n\r\n", 1)[1])["headers"]}
+        assert names["x-forwarded-for"] == "127.0.0.1"
+        assert names["x-forwarded-proto"] == "http"
+        assert names["x-keep_me"] == "1"  # other names with an underscore are not ours to judge
+        assert not {"x-forwarded_for", "x_forwarded_proto", "x-real_ip", "x_forwarded_host", "x-tenant_id"} & set(names), names
+    finally:
+        d.stop()
