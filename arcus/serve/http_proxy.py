@@ -201,7 +201,7 @@ class HttpProxyConnection(Session):
         if gate.user is not self.user:
             self.set_user(gate.user)
         if isinstance(verdict, Refusal):
-            m.admitted(self.routing.refusal(self, verdict))
+            m.admitted(verdict)
             return
         ex = m.ex
         assert ex is not None
@@ -217,6 +217,7 @@ class HttpProxyConnection(Session):
         m.admitted(self.failure)
 
     def refuse(self, ex: Exchange, r: Refusal, keep_alive: bool) -> None:
+        r = self.routing.refusal(self, r)  # the routing's last word, on admission's refusals and upstream failures alike
         template = self.tview.block_page if self.tview is not None else None
         self.write_client(ex.refusal(r, keep_alive, template, self.tenant, self.target))
 

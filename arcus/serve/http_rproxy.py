@@ -35,12 +35,13 @@ import asyncio
 import logging
 import ssl
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
 
 from arcus.config.schema import ServerConfig
 from arcus.config.server.http_rproxy import HttpRproxyConfig, RproxyHost
 from arcus.config.server.tcp_stream import split_upstream
-from arcus.errors import ErrorCode, Refusal
+from arcus.errors import ErrorCode, Refusal, Side
 from arcus.escape.base import Connected
 from arcus.proto import http1
 from arcus.proto.http1 import CHUNKED
@@ -228,6 +229,14 @@ class ReverseRouting:
         return Destination(self.site_host, self.site_port, req.method.decode("latin-1"), req.path.decode("latin-1"), False)
 
     def refusal(self, conn: Any, r: Refusal) -> Refusal:
+        if r.side is Side.UPSTREAM or r.code is ErrorCode.INTERNAL:
+            # a site's visitors are not told where its upstream is nor why it failed (an address,
+            # an internal name, a certificate): the request's record keeps the reason
+            ex = conn.ex
+            if ex is not None:
+                ex.detail = r.message
+            said = "the site's upstream did not answer in time" if r.status == 504 else "the site's upstream failed"
+            return replace(r, message=said)
         if r.status == 407:
             # a tenant that requires credentials cannot be served: a web client is never asked for them
             return Refusal(

@@ -10,7 +10,7 @@ import pytest
 from arcus.testing.daemon import DaemonProcess
 from arcus.testing.origin import Origin
 from arcus.testing.wait import wait_until
-from tests.integration.conftest import raw_exchange, run_curl
+from tests.integration.conftest import free_port, raw_exchange, run_curl
 from tests.integration.tls_peers import LocalCA, TlsOrigin
 
 PROFILE = """\
@@ -201,7 +201,11 @@ def test_upstream_tls_verified_against_the_configured_ca(curl, tmp_path):
             for host in ("wrongca.test", "wrongname.test"):
                 r = run_curl(curl, "-i", "-H", f"Host: {host}", f"http://{web}/small")
                 assert r.stdout.startswith(b"HTTP/1.1 502"), r.stdout
-                assert b"certificate verify failed" in r.stdout.lower() or b"certificate" in r.stdout.lower(), r.stdout
+                assert b"X-Arcus-Error: upstream_tls" in r.stdout, r.stdout
+                # the visitor is not told why; the request's record is
+                res = wait_until(lambda h=host: d.arcus("audit", "search", "--json", "--host", h).stdout.strip(),
+                                 interval=0.3, what=f"the record of {host}")
+                assert json.loads(res)["detail"].startswith("TLS with the upstream "), res
             assert len(origin.requests) == 1
         finally:
             d.stop()
@@ -401,5 +405,36 @@ def test_claims_spelled_with_underscores_are_dropped_too(tmp_path, two_origins):
         assert names["x-forwarded-proto"] == "http"
         assert names["x-keep_me"] == "1"  # other names with an underscore are not ours to judge
         assert not {"x-forwarded_for", "x_forwarded_proto", "x-real_ip", "x_forwarded_host", "x-tenant_id"} & set(names), names
+    finally:
+        d.stop()
+
+
+def test_upstream_failures_do_not_show_the_upstream_to_visitors(tmp_path, two_origins):
+    """A site's visitors get a 502/504 that names neither the upstream's address nor the
+    reason (an internal name, a port, a certificate's subject); the request's record keeps the
+    reason in its detail, found by the request id the page shows."""
+    a, _ = two_origins
+    down = free_port()
+    d = start(tmp_path, [host_entry(["down.test"], f"127.0.0.1:{down}"), host_entry(["slow.test"], f"127.0.0.1:{a.port}")],
+              extra="    timeouts:\n      upstream_response: 1s\n")
+    try:
+        web = d.listen("web")
+        pages = {}
+        for host, path, status in (("down.test", "/small", 502), ("slow.test", "/slow/3", 504)):
+            out = raw_exchange(web, f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            assert out.startswith(f"HTTP/1.1 {status}".encode()), out
+            assert b"127.0.0.1" not in out and str(down).encode() not in out and str(a.port).encode() not in out, out
+            pages[host] = out
+        assert b"X-Arcus-Error: upstream_connect" in pages["down.test"]
+
+        def record() -> list:
+            res = d.arcus("audit", "search", "--json", "--host", "down.test")
+            assert res.returncode == 0, res.stderr
+            return [json.loads(line) for line in res.stdout.splitlines()]
+
+        (event,) = wait_until(record, interval=0.3, what="the failed request's record")
+        assert event["request_id"].encode() in pages["down.test"]
+        assert event["error_code"] == "upstream_connect"
+        assert f"127.0.0.1:{down}" in (event["detail"] or ""), event
     finally:
         d.stop()
