@@ -228,10 +228,10 @@ class Exchange:
             self.decision = "redirect"
             self.rule = r.rule
             location = r.redirect_to or "/"
-            extra = [(b"Location", location.encode())]
+            moved = [(b"Location", location.encode())]
             if r.rule:
-                extra.append((b"X-Arcus-Rule", r.rule.encode()))  # as a deny names its rule
-            return self.answer(302, code, f"moved to {location}", keep_alive, extra=extra, error=False)
+                moved.append((b"X-Arcus-Rule", r.rule.encode()))  # as a deny names its rule
+            return self.answer(302, code, f"moved to {location}", keep_alive, extra=moved, error=False)
         status = r.status
         extra = None
         if status == 407:
