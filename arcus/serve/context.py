@@ -55,12 +55,15 @@ class Tracked:
     Timeouts are deadlines checked by the runtime's sweeper once a second instead of a timer
     per connection: setting one is an attribute write on the hot path. When ``idle_window`` is
     set, the deadline is an idle bound: moved on as long as bytes keep flowing (the sweeper
-    notes ``seen_activity`` on every pass, so the bound is the window plus at most one sweep).
+    notes ``seen_activity`` on every pass, so the bound is the window plus at most one sweep),
+    or while the client takes, however slowly, what is held for it (``unsent`` shrinking: a
+    slow reader has stopped our reading of the upstream, which is then silent through no fault
+    of its own).
     """
 
     __slots__ = (
         "shared", "server", "id", "tenant", "client", "target", "started", "bytes_up", "bytes_down", "deadline",
-        "idle_window", "seen_activity",
+        "idle_window", "seen_activity", "seen_unsent",
     )
 
     shared: "Shared"
@@ -75,6 +78,7 @@ class Tracked:
     deadline: float
     idle_window: float
     seen_activity: int
+    seen_unsent: int
 
     def track(self, shared: "Shared", server: str, tenant: str) -> None:
         """The fields every tracked connection starts with (set in its ``__init__``)."""
@@ -90,6 +94,12 @@ class Tracked:
         self.deadline = 0.0
         self.idle_window = 0.0
         self.seen_activity = 0
+        self.seen_unsent = -1  # what ``unsent`` said when an idle bound last ran out (-1: not looked)
+
+    def unsent(self) -> int:
+        """Bytes written for the client that it has not taken yet (0 where not known); asked by
+        the sweeper only when an idle bound ran out with no byte moved."""
+        return 0
 
     def state_name(self) -> str:
         raise NotImplementedError
@@ -160,11 +170,21 @@ class Shared:
             moved = activity != conn.seen_activity
             if moved:
                 conn.seen_activity = activity
+                conn.seen_unsent = -1
             deadline = conn.deadline
             if deadline and now >= deadline:
-                if moved and conn.idle_window:
-                    conn.deadline = now + conn.idle_window
-                    continue
+                if conn.idle_window:
+                    if moved:
+                        conn.deadline = now + conn.idle_window
+                        continue
+                    # no byte moved: a client still taking (slowly) what is held for it is not
+                    # idle, and the upstream we stopped reading for it is not at fault. A first
+                    # look gives one more window to show that what it holds goes down.
+                    unsent = conn.unsent()
+                    before, conn.seen_unsent = conn.seen_unsent, unsent
+                    if unsent and (before < 0 or unsent < before):
+                        conn.deadline = now + conn.idle_window
+                        continue
                 try:
                     conn.on_timeout()
                 except Exception:  # a bug in one connection must not stop the sweep

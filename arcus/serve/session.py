@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import logging
+import struct
+import termios
 import time
 from typing import Any, ClassVar
 
@@ -259,6 +262,20 @@ class Session(asyncio.Protocol, Tracked):
         self.close()
 
     # ------------------------------------------------------------------ backpressure
+
+    def unsent(self) -> int:
+        """Bytes written for the client that it has not taken: the transport's buffer and the
+        kernel's send queue (Linux SIOCOUTQ), which a slow reader drains however slowly."""
+        t = self.transport
+        n = 0
+        try:
+            n = t.get_write_buffer_size()
+            sock = t.get_extra_info("socket")
+            if sock is not None:
+                n += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        except (OSError, AttributeError, ValueError, TypeError):  # closed, or a transport without a socket
+            pass
+        return n
 
     def pause_writing(self) -> None:
         self.flow.client_full()

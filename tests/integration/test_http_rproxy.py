@@ -4,6 +4,8 @@ certificates chosen by SNI (``--resolve`` + ``--cacert``), upstream TLS, admissi
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 import pytest
 
@@ -436,5 +438,32 @@ def test_upstream_failures_do_not_show_the_upstream_to_visitors(tmp_path, two_or
         assert event["request_id"].encode() in pages["down.test"]
         assert event["error_code"] == "upstream_connect"
         assert f"127.0.0.1:{down}" in (event["detail"] or ""), event
+    finally:
+        d.stop()
+
+
+def test_a_slow_reader_keeps_its_download(tmp_path, two_origins):
+    """A client reading 80 KB/s stops the proxy's reading of the upstream (its buffers are full):
+    the upstream's silence is then no timeout. It was cut after upstream_body (`upstream_timeout`,
+    blaming the upstream), where nginx serves the same reader to the end. (On loopback the kernel
+    sends to a client with a 64 KB window in bursts of about 95 KB: about every 1.2 s at this
+    pace, within each 3 s window.)"""
+    a, _ = two_origins
+    d = start(tmp_path, [host_entry(["*"], f"127.0.0.1:{a.port}")], extra="    timeouts:\n      upstream_body: 3s\n")
+    try:
+        host, port = d.listen("web").rsplit(":", 1)
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # before connect: the window it offers
+            s.settimeout(10)
+            s.connect((host, int(port)))
+            s.sendall(b"GET /bytes/50000000 HTTP/1.1\r\nHost: www.test\r\nConnection: close\r\n\r\n")
+            got, started = 0, time.monotonic()
+            while time.monotonic() - started < 10:  # three windows of upstream_body and more, reading slowly
+                data = s.recv(8192)
+                assert data, f"cut after {time.monotonic() - started:.1f} s and {got} bytes"
+                got += len(data)
+                time.sleep(0.1)  # the reader's pace, not a wait for anything
+        errors = d.ctl("stats")["servers"]["web"]["errors"]
+        assert "upstream_timeout" not in errors, (errors, got)
     finally:
         d.stop()

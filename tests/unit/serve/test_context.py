@@ -75,3 +75,45 @@ def test_a_plain_deadline_fires_whatever_moved():
     conn.bytes_up = 20
     sweep(2.5)
     assert conn.fired == 1
+
+
+class Held(Conn):
+    """A connection whose client is still to take ``held`` bytes written for it."""
+
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = 0
+
+    def unsent(self) -> int:
+        return self.held
+
+
+def test_a_client_taking_slowly_what_is_held_for_it_is_not_idle():
+    conn = Held()
+    sweep = sweeper(conn)
+    conn.bytes_down, conn.held = 4_000_000, 3_000_000  # the upstream's reading stopped: the client is full
+    sweep(0.5)
+    conn.deadline, conn.idle_window = 5.0, 5.0
+    for now in (1.5, 2.5, 3.5, 4.5):
+        sweep(now)
+    sweep(5.5)  # the bound ran out, no byte moved: a first look at what is held gives one more window
+    assert conn.fired == 0
+    for second in range(6, 40):  # the client drains 10 KB a second: never idle
+        conn.held -= 10_000
+        sweep(second + 0.5)
+    assert conn.fired == 0
+    stalled_at = 40.5
+    for now in (stalled_at, stalled_at + 3, stalled_at + 6, stalled_at + 9, stalled_at + 12):
+        sweep(now)  # it stops taking anything: the bound fires once a window passes with nothing gone
+    assert conn.fired == 1
+
+
+def test_nothing_held_for_the_client_leaves_the_bound_to_fire():
+    conn = Held()
+    sweep = sweeper(conn)
+    conn.deadline, conn.idle_window = 5.0, 5.0
+    for now in (0.5, 1.5, 2.5, 3.5, 4.5, 5.5):
+        sweep(now)
+    assert conn.fired == 1  # the client has everything: the upstream's silence is the upstream's

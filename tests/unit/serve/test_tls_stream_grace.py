@@ -14,11 +14,14 @@ class Conn(SimpleNamespace):
     def on_timeout(self) -> None:
         self.timed_out = True
 
+    def unsent(self) -> int:
+        return 0  # the client has taken all it was sent
+
 
 def test_the_grace_ends_after_eof_grace_of_silence_not_a_window_later() -> None:
     upt = SimpleNamespace(can_write_eof=lambda: False)  # TLS: no half-close to pass on
     conn = Conn(state=RELAY, tunnel=SimpleNamespace(upt=upt), idle_window=300.0, deadline=0.0,
-                bytes_up=1000, bytes_down=0, seen_activity=0, timed_out=False, id=1)
+                bytes_up=1000, bytes_down=0, seen_activity=0, seen_unsent=-1, timed_out=False, id=1)
     TlsStreamConnection._eof_grace(conn)  # the client's EOF after 1000 bytes up
     assert conn.idle_window == EOF_GRACE and conn.seen_activity == 1000
     shared = SimpleNamespace(connections={1: conn}, pool=SimpleNamespace(expire=lambda now: None))
