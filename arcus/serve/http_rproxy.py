@@ -185,6 +185,8 @@ class ReverseRouting:
         if self.tls_in and req.form == "origin" and req.port == 80 and not _explicit_port(req):
             self.site_port = 443
         conn.target = host_port(self.site_host, self.site_port) if self.site_host else ""
+        if self.site_host:
+            conn.ex.asked = (self.site_host, self.site_port)  # the record names the site asked for, refused or not
         self.authority = None
         if req.form == "absolute" and req.host:
             # RFC 9112 3.2.2: the URI's authority replaces the Host header, which the site and
@@ -205,7 +207,6 @@ class ReverseRouting:
         if self.served_ctx is not None and site.server_ctx is not self.served_ctx:
             return Refusal(ErrorCode.MISDIRECTED, f"this connection was not set up for host {self.site_host}; open a new one")
         self.site = site
-        conn.ex.asked = (self.site_host, self.site_port)  # the record names the site, not its upstream
         # From here on the request travels as if the client had asked for the upstream itself.
         req.form = "absolute"
         req.scheme = b"https" if site.upstream_tls is not None else b"http"

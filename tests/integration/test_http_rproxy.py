@@ -135,6 +135,14 @@ def test_tls_termination_with_per_host_certificates(curl, tmp_path, two_origins)
         )
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith(b"HTTP/1.1 421"), r.stdout
+
+        def refused():
+            out = d.arcus("audit", "search", "--json")
+            rows = [e for e in map(json.loads, out.stdout.splitlines()) if e["status"] == 421]
+            return rows[0] if rows else None
+
+        row = wait_until(refused, timeout=10, what="the 421's record")
+        assert (row["host"], row["port"]) == ("www.b.test", 443)  # the site asked for over https (it said port 80)
         # a name with no site gets the first host's certificate: curl refuses it
         r = run_curl(curl, "--cacert", str(ca.cert_path), "--resolve", f"other.test:{port}:127.0.0.1", f"https://other.test:{port}/small")
         assert r.returncode == 60, r.stderr  # CURLE_PEER_FAILED_VERIFICATION
