@@ -541,7 +541,10 @@ class HttpMachine:
         elif state == RESPONSE:
             assert ex is not None
             if ex.status >= 200:
-                self._count_error(ErrorCode.UPSTREAM_TIMEOUT)
+                # midway through the body: the sweeper found bytes held for the client that it took
+                # none of for a whole window (a stalled reader, not a silent upstream), or none held
+                stalled = self.sink.seen_unsent > 0
+                self._count_error(ErrorCode.CLIENT_TIMEOUT if stalled else ErrorCode.UPSTREAM_TIMEOUT)
                 self._close(False)
             else:
                 self.keep_alive = False

@@ -55,6 +55,7 @@ class Actions(Protocol):
 
     deadline: float  # when ``timeout`` is due (monotonic seconds; 0: none), set by the machine
     idle_window: float  # the deadline is an idle bound: moved on while bytes flow
+    seen_unsent: int  # bytes held for the client when the bound last ran out (the sweeper's look; -1: none)
 
     def exchange(self, req: http1.RequestHead) -> Exchange: ...  # a new request: its exchange
     def admit(self, ex: Exchange) -> None: ...  # the verdict comes back as ``admitted``

@@ -38,6 +38,7 @@ class Sink:
         self.ids = 0
         self._deadline = 0.0
         self.idle_window = 0.0
+        self.seen_unsent = -1
 
     def exchange(self, req: http1.RequestHead) -> Exchange:
         self.ids += 1
@@ -523,6 +524,16 @@ def test_timeout_waiting_for_the_response_answers_504_and_midway_through_it_cuts
     r.ev("client_data", GET % b"a")
     r.ev("upstream_data", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12")
     assert r.acts("timeout")[:2] == [("error", ErrorCode.UPSTREAM_TIMEOUT), ("close", False)]
+
+
+def test_a_reader_that_took_nothing_held_for_it_is_the_one_timed_out() -> None:
+    """Midway through a body, bytes held for the client that it took none of for a window (the
+    sweeper's look): the client stalled, not the upstream (whose reading it had stopped)."""
+    r = Run()
+    r.ev("client_data", GET % b"a")
+    r.ev("upstream_data", b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n12")
+    r.sink.seen_unsent = 4_000_000
+    assert r.acts("timeout")[:2] == [("error", ErrorCode.CLIENT_TIMEOUT), ("close", False)]
 
 
 def test_every_listed_transition_names_known_states() -> None:
