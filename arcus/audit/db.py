@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -33,6 +34,12 @@ READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 """Schemas a reader can read: they differ in their indexes, STRICT (see UPGRADES) and, before 4,
 the ``sni`` column, before 5 the ``protocol`` column, before 6 the ``icap`` column, before 7 the ``detail`` column (read as NULL: :func:`select_columns`)."""
 BUSY_TIMEOUT = 5.0
+LOCK_RETRY = 0.001
+"""Seconds between two tries of the daemon's writer for the write lock (:func:`begin_write`)."""
+MAINTAINER_GAP = 0.01
+"""Seconds a maintainer (the full-text index) lets go of the write lock between two of its
+chunks: ten of the writer's tries, and room for its thread to get the GIL from a busy event loop
+(Python hands it over every 5 ms)."""
 WAL_LIMIT = 64 * 1024 * 1024
 """After a checkpoint the -wal file is truncated to this (it never shrinks otherwise)."""
 WAL_CHECKPOINT_PAGES = 8000
@@ -271,6 +278,32 @@ def open_writer(path: Path) -> sqlite3.Connection:
         raise
     tighten_sqlite_modes(path)
     return conn
+
+
+def begin_write(conn: sqlite3.Connection, timeout: float = BUSY_TIMEOUT) -> None:
+    """``BEGIN IMMEDIATE`` for the daemon's writer thread, tried every :data:`LOCK_RETRY` for
+    ``timeout`` seconds; raises SQLite's "database is locked" after that.
+
+    Not SQLite's own wait (``busy_timeout``), which sleeps longer and longer between tries -- 100
+    ms apart after the first quarter of a second: the operator's maintainer (``arcus audit index``,
+    ``search --text``) writes in chunks and lets go of the lock for :data:`MAINTAINER_GAP` between
+    them, a gap that wait kept missing, so the writer waited for the whole build and the daemon
+    dropped what came meanwhile (half of its events beside the index of a 20 M-event log). This
+    one takes the lock within a millisecond or two of the maintainer's commit: it waits one chunk.
+    """
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                    raise
+            time.sleep(LOCK_RETRY)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
 
 
 ID_RANGE = "SELECT (SELECT min(id) FROM events), (SELECT max(id) FROM events)"

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from arcus.audit.db import CREATE_FTS, FTS_STATE, FTS_TABLE, fts_indexed_upto, open_maintainer
+from arcus.audit.db import CREATE_FTS, FTS_STATE, FTS_TABLE, MAINTAINER_GAP, fts_indexed_upto, open_maintainer
 from arcus.audit.events import FIELDS, row_dict
 from arcus.audit.query import Filters
 from arcus.errors import NotFound, OperatorError
@@ -102,10 +103,14 @@ class TextIndex:
 
     def catch_up(self, tick: Callable[[int], None] | None = None, chunk: int = CHUNK) -> int:
         """Index the events written since the last call, ``chunk`` per transaction; return how
-        many. ``tick(done)`` after each chunk."""
+        many. ``tick(done)`` after each chunk. Between two chunks the write lock is let go for
+        :data:`~arcus.audit.db.MAINTAINER_GAP`, in which the daemon's writer takes it
+        (:func:`~arcus.audit.db.begin_write`) and writes what queued up meanwhile."""
         done = 0
         try:
             while True:
+                if done:
+                    time.sleep(MAINTAINER_GAP)
                 self.conn.execute("BEGIN IMMEDIATE")
                 try:
                     upto = fts_indexed_upto(self.conn)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from arcus.audit.db import FTS_STATE, FTS_TABLE, ID_RANGE, UNMAP, batch_map, fts_indexed_upto, ids_from
+from arcus.audit.db import FTS_STATE, FTS_TABLE, ID_RANGE, UNMAP, batch_map, begin_write, fts_indexed_upto, ids_from
 
 CHUNK = 5000
 """Rows deleted per transaction."""
@@ -64,7 +64,7 @@ def _delete(conn: sqlite3.Connection, ids: str, params: tuple) -> int:
     index entries with them: the subquery runs twice inside it and sees the same rows. The batch
     map's lines below the oldest event left go in the same transaction. The pages they held
     go back to the file system at once (:func:`_give_back`)."""
-    conn.execute("BEGIN IMMEDIATE")
+    begin_write(conn)  # the writer's thread: between a maintainer's chunks, as its batches
     try:
         if fts_indexed_upto(conn) is not None:
             conn.execute(_UNINDEX.format(ids=ids), params)

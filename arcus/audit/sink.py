@@ -41,6 +41,7 @@ from arcus.audit.db import (
     INSERT_MANY,
     ROWS_PER_INSERT,
     audit_path,
+    begin_write,
     file_bytes,
     is_strict,
     open_writer,
@@ -355,7 +356,7 @@ class AuditSink:
         """
         conn = self._conn
         assert conn is not None, "written by the writer thread, between start and its end"
-        conn.execute("BEGIN IMMEDIATE")
+        begin_write(conn)
         try:
             seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
             top = conn.execute("SELECT max(id) FROM events").fetchone()[0]
