@@ -16,7 +16,8 @@ Filters (all optional, combined with AND):
 
 ``host`` and ``user`` are answered through the batch map (schemas 8 and 9,
 :data:`arcus.audit.db.BATCH_MAP`): only the batches that can hold a match are read, each by its
-range of ids (bounded by ``since`` and ``until``). ``tenant`` has an index.
+range of ids (bounded by ``since`` and ``until``). ``tenant`` has an index in id order: the
+newest first from its end, a time range as the range of ids it covers.
 """
 
 from __future__ import annotations
@@ -76,9 +77,10 @@ class Filters:
 
     @property
     def indexed(self) -> bool:
-        """Whether an index answers this filter (tenant, user, exact host: (value, time)) in a
-        file without the batch map (schema 7 or older)."""
-        return self.tenant is not None or self.user is not None or self.exact_host
+        """Whether an index answers this filter and its time range (user, exact host: (value,
+        time)) in a file without the batch map (schema 7 or older). Not the tenant's: its index
+        is in id order (schema 10), and a time range is a range of ids in it."""
+        return self.user is not None or self.exact_host
 
     @property
     def exact_host(self) -> bool:

@@ -184,6 +184,7 @@ def test_wal_mode_and_indexes(tmp_path: Path) -> None:
     indexes = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
     # none on time alone (schema 3), none on hosts and users: the batch map has a line per batch
     assert set(indexes) == {"events_tenant"}
+    assert indexes["events_tenant"].endswith("ON events(tenant)")  # its entries in id order
     assert conn.execute("SELECT lo, hi, hosts, users FROM event_batches").fetchall() == [(1, 1, ",www.example.com,", ",alice,")]
     table = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]
     assert table.endswith(") STRICT")
@@ -318,7 +319,8 @@ def test_anonymous_events_name_no_user_in_the_map_and_user_search_reads_the_line
 
 
 def old_file(path: Path, version: int, events: list) -> None:
-    """An audit.db as arcus wrote it at schema 1 to 8, holding ``events`` (ids 1..n): at 8 the map
+    """An audit.db as arcus wrote it at schema 1 to 9, holding ``events`` (ids 1..n): an index on
+    (tenant, time) before 10, at 9 the map of hosts and users (``event_batches``), at 8 the map
     of hosts (``event_hosts``) and an index on users, before it indexes on hosts and users, no ``detail`` column before 7, no ``icap`` before 6, no
     ``protocol`` before 5, no ``sni`` before 4, STRICT from schema 3, an index on time alone before it."""
     from arcus.audit.db import _COLUMN_TYPES
@@ -337,21 +339,26 @@ def old_file(path: Path, version: int, events: list) -> None:
         table,
         *(["CREATE INDEX events_time ON events(time)"] if version < 3 else []),
         "CREATE INDEX events_tenant ON events(tenant, time)",
-        user_index if version == 1 else user_index + ' WHERE "user" IS NOT NULL',
+        *([] if version >= 9 else [user_index if version == 1 else user_index + ' WHERE "user" IS NOT NULL']),
         *(["CREATE INDEX events_host ON events(host, time)"] if version < 8 else [
             "CREATE TABLE event_hosts (lo INTEGER PRIMARY KEY, hi INTEGER NOT NULL, hosts TEXT NOT NULL) STRICT"]),
     ]:
         conn.execute(statement)
     for e in events:
         conn.execute(insert, as_row(e)[: len(columns)])
-    if version == 8:  # its map as the schema-8 writer left it: a line per batch (here, per 100 ids)
+    if version >= 8:  # its map as the schema-8 writer left it: a line per batch (here, per 100 ids)
         conn.execute("INSERT INTO event_hosts SELECT min(id), max(id), ',' || coalesce(group_concat(DISTINCT "
                      "nullif(host, '')), '') || ',' FROM events GROUP BY (id - 1) / 100")
+    if version == 9:  # and as the schema-9 writer left it: with the lines' users
+        conn.execute("ALTER TABLE event_hosts RENAME TO event_batches")
+        conn.execute("ALTER TABLE event_batches ADD COLUMN users TEXT")
+        conn.execute("UPDATE event_batches SET users = ',' || coalesce((SELECT group_concat(DISTINCT "
+                     "nullif(\"user\", '')) FROM events WHERE id BETWEEN lo AND hi), '') || ','")
     conn.execute(f"PRAGMA user_version = {version}")
     conn.close()
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6, 7, 8, 9])
 def test_an_old_file_is_upgraded_by_the_writer_keeping_its_events_and_readable_before(
     tmp_path: Path, version: int
 ) -> None:
@@ -368,9 +375,10 @@ def test_an_old_file_is_upgraded_by_the_writer_keeping_its_events_and_readable_b
         assert r.count(user="carol") == 240  # through the old index on users
     fill(path, [event(1200, user="bob", host="new.b.example")])
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 10
     indexes = {r[0]: r[1] for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")}
     assert set(indexes) == {"events_tenant"}  # the host and user indexes gave way to the batch map
+    assert indexes["events_tenant"].endswith("ON events(tenant)")  # in id order (schema 10)
     # the old events' map (a line per 500 ids from the 7 -> 8 backfill, per 100 as a schema-8
     # writer left it), then the new batch's line
     lines = conn.execute("SELECT lo, hi, hosts, users FROM event_batches ORDER BY lo").fetchall()
