@@ -26,7 +26,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from arcus.audit.db import FTS_STATE, FTS_TABLE, ID_RANGE, UNMAP, batch_map, begin_write, fts_indexed_upto, ids_from
+from arcus.audit.db import (
+    BUSY_TIMEOUT,
+    FTS_STATE,
+    FTS_TABLE,
+    ID_RANGE,
+    UNMAP,
+    batch_map,
+    begin_write,
+    fts_indexed_upto,
+    ids_from,
+)
 
 CHUNK = 5000
 """Rows deleted per transaction."""
@@ -134,11 +144,23 @@ def prune(
                 between_chunks()
     if result.by_age or result.by_size:
         _give_back(conn, between_chunks)  # what was free before this pass (none, normally)
-        try:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        except sqlite3.OperationalError:
-            pass  # a reader holds the WAL; the automatic checkpoints will get to it
+        _truncate_wal(conn)
     return result
+
+
+def _truncate_wal(conn: sqlite3.Connection) -> None:
+    """Checkpoint and truncate the -wal file, unless a reader holds an old snapshot (an export, a
+    search): then it is skipped at once and the automatic checkpoints get to it later. A
+    truncating checkpoint waits for the readers through the busy handler, and it runs in the
+    writer's thread: with the connection's 5 s, every pass that deleted something beside a
+    long export held the daemon's batches for 5 s."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.OperationalError:
+        pass  # a reader holds the WAL
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
 
 
 def _give_back(conn: sqlite3.Connection, between_chunks: Callable[[], None] | None = None) -> None:

@@ -228,3 +228,24 @@ def test_the_pages_of_each_chunk_go_back_at_once(tmp_path: Path, monkeypatch: py
     assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
     assert freed > 500 and len(vacuums) <= 2 * len(free_between) + 2
     conn.close()
+
+
+def test_a_reader_holding_a_snapshot_does_not_hold_the_writer_at_the_end_of_a_prune(tmp_path: Path) -> None:
+    """The truncating checkpoint after a prune is skipped while a reader (an export, a search)
+    holds an old snapshot: it waited for the reader up to the busy timeout, 5 s in which the
+    daemon's writer thread wrote nothing and its queue overflowed."""
+    path = tmp_path / "audit.db"
+    fill(path, [event(i, time=NOW - 40 * DAY + i) for i in range(300)] + [event(1000 + i) for i in range(10)])
+    conn = open_writer(path)
+    reader = open_reader(path)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM events").fetchone()[0] == 310  # a snapshot, held
+    started = time.monotonic()
+    result = prune(conn, retention=30 * DAY, max_size=1 << 30, now=NOW)
+    took = time.monotonic() - started
+    reader.execute("ROLLBACK")
+    reader.close()
+    assert result.by_age == 300
+    assert took < 1.0, took
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000  # the writer's own waits are unchanged
+    conn.close()
