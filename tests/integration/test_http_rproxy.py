@@ -10,6 +10,7 @@ import time
 import pytest
 
 from arcus.testing.daemon import DaemonProcess
+from arcus.testing.oneconn import OneConnection
 from arcus.testing.origin import Origin
 from arcus.testing.wait import wait_until
 from tests.integration.conftest import free_port, raw_exchange, run_curl
@@ -335,49 +336,30 @@ def test_profile_errors_in_hosts(tmp_path):
     assert found == ['P:9: server "web": host name "a.test" is already served by the host at line 7']
 
 
-class UpgradeOrigin:
+class UpgradeOrigin(OneConnection):
     """A minimal upgrading origin: answers an Upgrade request with 101, then echoes bytes."""
 
     def __init__(self) -> None:
-        import socket
-        import threading
-
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(10)
-        self.port = self.sock.getsockname()[1]
         self.heads: list[bytes] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except OSError:
-            return
-        with conn:
-            conn.settimeout(10)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = conn.recv(4096)
-                if not data:
-                    return
-                head += data
-            self.heads.append(head)
-            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-            for _ in range(100):
-                data = conn.recv(4096)
-                if not data:
-                    return
-                conn.sendall(b"echo:" + data)
-
-    def close(self) -> None:
-        self.sock.close()
-        self.thread.join(10)
+    def serve(self, conn: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = conn.recv(4096)
+            if not data:
+                return
+            head += data
+        self.heads.append(head)
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        for _ in range(100):
+            data = conn.recv(4096)
+            if not data:
+                return
+            conn.sendall(b"echo:" + data)
 
 
 def test_upgrade_becomes_a_tunnel(tmp_path):
-    import socket
-
     origin = UpgradeOrigin()
     d = start(tmp_path, [host_entry(["ws.test"], f"127.0.0.1:{origin.port}")])
     try:

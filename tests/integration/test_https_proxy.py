@@ -12,7 +12,6 @@ import os
 import re
 import socket
 import ssl
-import threading
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from arcus.testing.daemon import DaemonProcess, render_profile
+from arcus.testing.oneconn import OneConnection
 from arcus.testing.wait import wait_until
 from tests.integration.conftest import run_curl
 
@@ -258,31 +258,15 @@ def https_daemon(tmp_path: Path, extra: str = "") -> tuple[DaemonProcess, Path]:
     return DaemonProcess(work, profile), write_ca(tmp_path / "ca.pem", ca)
 
 
-class AnswerAfterEof:
+class AnswerAfterEof(OneConnection):
     """An origin that reads its client to the end (its EOF) and only then answers what it read:
     what it sends proves the client's half-close reached it, and came after it."""
 
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except OSError:
-            return
-        with conn:
-            conn.settimeout(10)
-            got = b""
-            while chunk := conn.recv(65536):
-                got += chunk
-            conn.sendall(b"after your EOF, you said: " + got)
-
-    def close(self) -> None:
-        self.sock.close()
-        self.thread.join(timeout=10)
+    def serve(self, conn: socket.socket) -> None:
+        got = b""
+        while chunk := conn.recv(65536):
+            got += chunk
+        conn.sendall(b"after your EOF, you said: " + got)
 
 
 @pytest.mark.parametrize("over", ["tls", "tcp"])

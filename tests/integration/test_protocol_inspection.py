@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 
 import pytest
 
 from arcus.testing.daemon import DaemonProcess, render_profile
+from arcus.testing.oneconn import OneConnection
 from arcus.testing.wait import wait_until
 from tests.integration.conftest import run_curl
 from tests.unit.proto.sniff_captures import CAPTURED
@@ -24,38 +24,28 @@ SSH_CLIENT = CAPTURED["ssh_client"]  # the OpenSSH 9.2 client's identification, 
 SSH_SERVER = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
 
 
-class BannerOrigin:
-    """A TCP origin that greets with ``banner`` (b"": silent) and keeps what it receives."""
+class BannerOrigin(OneConnection):
+    """A TCP origin that greets with ``banner`` (b"": silent) and keeps what it receives;
+    ``finished`` is set when its connection is over."""
 
     def __init__(self, banner: bytes) -> None:
         self.banner = banner
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
         self.received: list[bytes] = []
-        self.closed = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
+    def serve(self, conn: socket.socket) -> None:
+        if self.banner:
+            conn.sendall(self.banner)
         try:
-            conn, _ = self.sock.accept()
+            while data := conn.recv(65536):
+                self.received.append(data)
+                if not self.banner:
+                    conn.sendall(SSH_SERVER)  # answers once the client spoke
         except OSError:
-            return
-        with conn:
-            conn.settimeout(10)
-            if self.banner:
-                conn.sendall(self.banner)
-            try:
-                while data := conn.recv(65536):
-                    self.received.append(data)
-                    if not self.banner:
-                        conn.sendall(SSH_SERVER)  # answers once the client spoke
-            except OSError:
-                pass
-        self.closed.set()
+            pass
 
     def close(self) -> None:
-        self.sock.close()
+        self.sock.close()  # not joined: a test may leave its connection open
 
 
 def socks_connect(proxy: str, target: str) -> socket.socket:
@@ -136,10 +126,10 @@ def test_ssh_through_a_tunnel_is_closed_by_a_protocols_rule_and_recorded(acme, s
         s = opener(acme.listen(listener), f"127.0.0.1:{origin.port}")
         with s:
             if server_first:
-                assert origin.closed.wait(10)  # the proxy closed the upstream on its greeting
+                assert origin.finished.wait(10)  # the proxy closed the upstream on its greeting
             s.sendall(SSH_CLIENT)
             assert read_to_close(s) == b""  # the greeting never reached the client: a clean FIN
-        assert origin.closed.wait(10)
+        assert origin.finished.wait(10)
         assert origin.received == []  # nor did the client's identification reach the origin
     finally:
         origin.close()
