@@ -383,7 +383,9 @@ def test_a_failed_handshake_with_the_proxy_is_counted_recorded_and_logged(tmp_pa
             e = got[name]
             assert (e["kind"], e["error_side"], e["error_code"], e["status"]) == ("connection", "client", code, 408 if code == "client_timeout" else 400), e
             assert why[name] in e["detail"], e  # what TLS said
-        assert got["stalled"]["duration"] >= 1.0
+        # waited its client_header window (uvloop's timers count from the loop's cached
+        # millisecond clock, so a bound can end up to a few ms before its full second)
+        assert got["stalled"]["duration"] >= 0.98
         assert (got["silent"]["error_code"], got["silent"]["error_side"]) == (None, None)
         # the access log: a tunnel-style line for each failure; none for the silent connection,
         # whose record was written before theirs
