@@ -7,7 +7,9 @@ the server's stats, limits and audit are exactly those of the protocol chosen. T
 the tenant's connection slots are taken at accept, as every server does, and handed over with
 the connection (a client over a limit is answered in the protocol it then speaks). Until the
 first byte arrives the connection is registered (``ctl conns`` shows it "sniffing") and bounded
-by ``timeouts.client_header``.
+by ``timeouts.client_header``. One that ends before its first byte (the client left, or the
+bound ran out) is accounted and recorded as an HTTP proxy connection that said nothing, as
+every server records its silent connections (``Session.ended_unheard``).
 """
 
 from __future__ import annotations
@@ -66,11 +68,11 @@ class SniffConnection(asyncio.Protocol, Tracked):
             proto.data_received(data)
 
     def eof_received(self) -> bool | None:
-        self._forget()
+        self._unheard()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._forget()
+        self._unheard()
 
     def _forget(self) -> None:
         if not self.done:
@@ -81,16 +83,26 @@ class SniffConnection(asyncio.Protocol, Tracked):
         if gate is not None:
             gate.close()  # closed while sniffing: the slots are released
 
+    def _unheard(self) -> None:
+        """The connection ends before its first byte: its record and counters, once (not when
+        it was handed over, nor when its server was gone at accept)."""
+        gate, self.gate = self.gate, None
+        if gate is None:
+            self._forget()
+            return
+        self._forget()
+        HttpProxyConnection(self.shared, self.server).ended_unheard(self.transport, gate)
+
     # Tracked
     def state_name(self) -> str:
         return "sniffing"
 
     def on_timeout(self) -> None:
-        self._forget()
+        self._unheard()
         self.transport.close()
 
     def abort(self, reason: str) -> None:
-        self._forget()
+        self._unheard()
         self.transport.abort()
 
     def drain(self) -> None:

@@ -127,6 +127,14 @@ class Session(asyncio.Protocol, Tracked):
             self.conn_detail = detail
         self.teardown()
 
+    def ended_unheard(self, transport: asyncio.BaseTransport, gate: Gate) -> None:
+        """A sniffer's connection (``intelli_proxy``) ended before its first byte told which
+        protocol it speaks: the client left, or was timed out after ``client_header``. It is
+        accounted and recorded as a connection of this protocol that said nothing (no error,
+        as on any server); ``gate``: the one taken at accept, whose slots are released."""
+        if self._register(transport, (gate, None)):
+            self.teardown()
+
     def _register(self, transport: asyncio.BaseTransport, held: tuple[Gate, Refusal | None] | None) -> bool:
         """The accept-time bookkeeping: the Snapshot, the server's config, the client, its tenant
         and gate, the counters, the registration. False: the server is gone (aborted at once)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -32,11 +33,27 @@ def test_one_port_serves_http_and_every_socks_version(tmp_path, curl, origin):
         # a client that connects and says nothing is closed after client_header (1s)
         h, p = port.rsplit(":", 1)
         with socket.create_connection((h, int(p)), timeout=5) as s:
+            timed_out = s.getsockname()[1]
             assert wait_until(lambda: [c["state"] for c in d.ctl("conns")], what="the connection") == ["sniffing"]
             started = time.monotonic()
             assert s.recv(10) == b""
             assert time.monotonic() - started < 3.5
-        assert d.ctl("conns") == []
+        with socket.create_connection((h, int(p)), timeout=5) as s:  # and one that leaves without a word
+            left = s.getsockname()[1]
+        wait_until(lambda: d.ctl("conns") == [], what="no connection left")
+        # both are accounted and recorded as any server's silent connections are: no error
+        wait_until(lambda: d.ctl("stats")["servers"]["one"]["conns_total"] == 9, what="the silent connections counted")
+        assert d.ctl("stats")["servers"]["one"]["errors"] == {"upstream_connect": 1}
+
+        def records() -> dict:
+            rows = map(json.loads, d.arcus("audit", "search", "--json").stdout.splitlines())
+            return {e["client"]: e for e in rows if e["server"] == "one"}
+
+        got = wait_until(lambda: (r := records()) and all(f"127.0.0.1:{cp}" in r for cp in (timed_out, left)) and r,
+                         interval=0.3, what="a record of each silent connection")
+        for cp in (timed_out, left):
+            e = got[f"127.0.0.1:{cp}"]
+            assert (e["kind"], e["host"], e["status"], e["error_code"], e["tenant"]) == ("connection", "", 0, None, "default"), e
 
 
 def test_socks_keys_apply_on_the_socks_side(tmp_path, curl, origin):
