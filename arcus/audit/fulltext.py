@@ -18,14 +18,20 @@ letter or a digit (SQLite's ``unicode61`` tokenizer, case-insensitive): ``casino
 ``www.casino.example`` and ``/casino/login``; ``example.com`` finds the words ``example`` and
 ``com`` one after the other. Every word given must match (in the host or the path); the words are
 quoted, so FTS operators (``OR``, ``NOT``, ``*``) are plain words.
+
+**Reading the newest N.** As :mod:`arcus.audit.query` does: :meth:`TextIndex.window_start` finds the
+id below the newest ``limit`` matches (ids only), :meth:`TextIndex.rows` streams the matches above
+it, oldest first (sqlite-utils' ``search`` yields rows as its cursor reads them).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -160,9 +166,37 @@ class TextIndex:
 
     # -- searching
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: :meth:`window_start` and the :meth:`rows` after it see the same
+        events (the daemon's writer goes on meanwhile: WAL)."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+
     def search(self, text: str, filters: Filters, *, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` events whose host or path holds every word of ``text`` and that
         match ``filters``, newest first, in the shape every reader sees (``row_dict``)."""
+        return list(self._found(text, filters, order_by="id DESC", limit=max(0, int(limit))))
+
+    def window_start(self, text: str, filters: Filters, *, limit: int) -> int | None:
+        """The id just below the newest ``limit`` matches, or None when no more than ``limit``
+        match (:meth:`arcus.audit.query.AuditReader.window_start`, for ``search --text``): ids only."""
+        for row in self._found(text, filters, order_by="id DESC", limit=1, offset=max(0, int(limit)), ids_only=True):
+            return int(row["id"])
+        return None
+
+    def rows(self, text: str, filters: Filters, *, after_id: int | None = None) -> Iterator[dict[str, Any]]:
+        """The matches with ids above ``after_id``, oldest first, read as they are iterated."""
+        return self._found(text, filters, order_by="id", after_id=after_id)
+
+    def _found(
+        self, text: str, filters: Filters, *, order_by: str, limit: int | None = None, offset: int | None = None,
+        after_id: int | None = None, ids_only: bool = False,
+    ) -> Iterator[dict[str, Any]]:
         words = text.replace('"', " ").split()  # a quote is no part of a host or path word (an odd one is an FTS5 syntax error)
         if not words:
             raise OperatorError("--text needs at least one word", hint="e.g. --text casino, --text 'example.com login'")
@@ -170,16 +204,25 @@ class TextIndex:
         if not self.exists():
             raise NotFound(f"the audit log {self.path} has no full-text index", hint=INDEX_HINT)
         where, params = filters.where()
+        if after_id is not None:
+            where += " AND id > ?"
+            params.append(int(after_id))
         named, args = _named(where, params)
         table = self.events
         have = set(table.columns_dict)
-        columns = ["id", *(f for f in FIELDS if f in have)]  # an older file lacks sni: None
+        columns = ["id"] if ids_only else ["id", *(f for f in FIELDS if f in have)]  # an older file lacks sni: None
+        # the first step runs the query: a refusal is raised here, before the caller iterates
+        found = self._each(table.search(
+            text, columns=columns, where=None if named == "1" else named, where_args=args,
+            order_by=order_by, limit=limit, offset=offset, quote=True,
+        ), text, ids_only)
+        first = next(found, None)
+        return iter(()) if first is None else itertools.chain((first,), found)
+
+    def _each(self, found: Iterator[dict[str, Any]], text: str, ids_only: bool) -> Iterator[dict[str, Any]]:
         try:
-            found = table.search(
-                text, columns=columns, where=None if named == "1" else named, where_args=args,
-                order_by="id DESC", limit=max(0, int(limit)), quote=True,
-            )
-            return [row_dict(r["id"], tuple(r.get(f) for f in FIELDS)) for r in found]
+            for r in found:
+                yield r if ids_only else row_dict(r["id"], tuple(r.get(f) for f in FIELDS))
         except sqlite3.Error as exc:
             if "fts5" in str(exc):
                 raise OperatorError(f"invalid --text {text!r}: {exc}", code="invalid",

@@ -13,11 +13,20 @@ Filters (all optional, combined with AND):
   person types (``2025-01-31``, ``2025-01-31T08:00``, ``1h``, ``7d``).
 - ``blocked``: the gateway refused the client -- decision ``deny``, or status 403 (policy),
   407 (authentication) or 429 (rate limit).
+- ``decision``: the policy's decision, one of :data:`~arcus.policy.model.ACTIONS` (``allow``,
+  ``deny``, ``redirect``, ``report``); :func:`check_decision` reads what a person types.
+- ``status``: an HTTP status range ``(lo, hi)``, both included; :func:`parse_status` reads ``404``
+  (that status) and ``4xx`` (its class).
 
 ``host`` and ``user`` are answered through the batch map (schemas 8 and 9,
 :data:`arcus.audit.db.BATCH_MAP`): only the batches that can hold a match are read, each by its
 range of ids (bounded by ``since`` and ``until``). ``tenant`` has an index in id order: the
 newest first from its end, a time range as the range of ids it covers.
+
+**The newest N, oldest first, in bounded memory** (what ``arcus audit search`` shows):
+:meth:`AuditReader.window_start` finds, reading ids only, the id just below the newest ``limit``
+matches (``ORDER BY id DESC LIMIT 1 OFFSET limit``); :meth:`AuditReader.search` with that
+``after_id`` then streams them in id order. Both in one :meth:`AuditReader.snapshot`.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from arcus.audit.db import batch_map, ids_from, open_reader, select_columns
 from arcus.audit.events import BLOCKED_STATUSES, row_dict
 from arcus.config.values import parse_duration
 from arcus.errors import OperatorError
+from arcus.policy.model import ACTIONS
 
 FOLLOW_BATCH = 1000
 CLOCK_SLACK = 1.0
@@ -43,6 +53,8 @@ CLOCK_SLACK = 1.0
 numbered in the order they were emitted, a moment apart at most from their time's order."""
 WHEN_HINT = 'write a date or time (2025-01-31, 2025-01-31T08:00, 2025-01-31 08:00:00+02:00) or an age (30m, 1h, 7d)'
 _RELATIVE = re.compile(r"\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*\Z")
+_STATUS = re.compile(r"([1-5])(?:([0-9]{2})|xx)", re.IGNORECASE)
+STATUS_HINT = "give an HTTP status (404) or a class of them (4xx), from 100 to 599"
 
 
 def parse_when(text: str, *, now: float | None = None) -> float:
@@ -66,6 +78,25 @@ def parse_when(text: str, *, now: float | None = None) -> float:
     return moment.timestamp()  # naive -> local time, aware -> its offset
 
 
+def parse_status(text: str) -> tuple[int, int]:
+    """``--status`` as a person writes it -> the range of statuses ``(lo, hi)``, both included:
+    ``404`` is ``(404, 404)``, ``4xx`` (or ``4XX``) is ``(400, 499)``. Raises OperatorError."""
+    m = _STATUS.fullmatch(text.strip())
+    if m is None:
+        raise OperatorError(f"invalid --status {text!r}", hint=STATUS_HINT)
+    lo = int(m.group(1)) * 100
+    if m.group(2) is None:
+        return lo, lo + 99
+    return lo + int(m.group(2)), lo + int(m.group(2))
+
+
+def check_decision(text: str) -> str:
+    """``--decision``: one of :data:`~arcus.policy.model.ACTIONS`, as the events store it."""
+    if text not in ACTIONS:
+        raise OperatorError(f"invalid --decision {text!r}", hint=f"give one of {', '.join(ACTIONS)}")
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
     tenant: str | None = None
@@ -74,6 +105,8 @@ class Filters:
     since: float | None = None
     until: float | None = None
     blocked: bool = False
+    decision: str | None = None
+    status: tuple[int, int] | None = None  # lo, hi: both included (parse_status)
 
     @property
     def indexed(self) -> bool:
@@ -85,6 +118,21 @@ class Filters:
     @property
     def exact_host(self) -> bool:
         return self.host is not None and not self.host.strip().startswith((".", "*."))
+
+    def matches(self, row: dict[str, Any]) -> bool:
+        """Whether an event as read (``row_dict``) passes the tenant, decision and status filters:
+        what a stream of live events is checked against (``arcus audit tail -f`` through the
+        daemon, whose stream selects by tenant only). The other filters are SQL only (:meth:`where`)."""
+        if self.user is not None or self.host is not None or self.since is not None or self.until is not None or self.blocked:
+            raise ValueError("Filters.matches checks tenant, decision and status only")
+        if self.tenant is not None and row.get("tenant") != self.tenant:
+            return False
+        if self.decision is not None and row.get("decision") != self.decision:
+            return False
+        if self.status is not None:
+            status = row.get("status")
+            return isinstance(status, int) and self.status[0] <= status <= self.status[1]
+        return True
 
     def where(self) -> tuple[str, list[Any]]:
         """The SQL condition (``"1"`` when none) and its parameters."""
@@ -108,6 +156,17 @@ class Filters:
             params.append(float(self.until))
         if self.blocked:
             parts.append(f"(decision = 'deny' OR status IN ({', '.join(str(s) for s in BLOCKED_STATUSES)}))")
+        if self.decision is not None:
+            parts.append("decision = ?")
+            params.append(self.decision)
+        if self.status is not None:
+            lo, hi = self.status
+            if lo == hi:
+                parts.append("status = ?")
+                params.append(int(lo))
+            else:
+                parts.append("status BETWEEN ? AND ?")
+                params.extend((int(lo), int(hi)))
         return (" AND ".join(parts) or "1"), params
 
 
@@ -251,44 +310,49 @@ class AuditReader:
     def search(
         self,
         *,
-        tenant: str | None = None,
-        user: str | None = None,
-        host: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        blocked: bool = False,
         limit: int | None = None,
         order: str = "asc",
         after_id: int | None = None,
         upto_id: int | None = None,
+        **filters: Any,
     ) -> Iterator[dict[str, Any]]:
-        """Matching events, oldest first (``order="desc"``: newest first), ``limit`` at most.
+        """Events matching ``filters`` (the fields of :class:`Filters`), oldest first
+        (``order="desc"``: newest first), ``limit`` at most, read as they are iterated.
 
         ``after_id`` < id <= ``upto_id`` when given (how :meth:`follow` pages)."""
+        return self._rows(*self._ordered(self._columns, Filters(**filters), order, limit, after_id, upto_id))
+
+    def window_start(self, limit: int, **filters: Any) -> int | None:
+        """The id just below the newest ``limit`` events matching ``filters``, or None when no
+        more than ``limit`` match: ``search(after_id=...)`` then reads exactly those newest, in
+        id order. Reads ids only. Call both in one :meth:`snapshot`, or events written between
+        the two calls are read too."""
+        sql, params = self._ordered("events.id", Filters(**filters), "desc", 1, None, None)
+        sql += " OFFSET ?"
+        params.append(max(0, int(limit)))
+        try:
+            row = self._conn.execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise OperatorError(f"cannot read audit log {self.path}: {exc}", code="internal") from None
+        return None if row is None else int(row[0])
+
+    def _ordered(
+        self, columns: str, filters: Filters, order: str, limit: int | None, after_id: int | None, upto_id: int | None
+    ) -> tuple[str, list[Any]]:
         if order not in ("asc", "desc"):
             raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
-        filters = Filters(tenant, user, host, since, until, blocked)
         source, params = self._where(filters, after_id, upto_id)
         direction = order.upper()
         # through the map: its lines in order, each line's events in order (no sort)
         by = f"id {direction}" if source.startswith("FROM events ") else f"b.lo {direction}, events.id {direction}"
-        sql = f"SELECT {self._columns} {source} ORDER BY {by}"
+        sql = f"SELECT {columns} {source} ORDER BY {by}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(0, int(limit)))
-        return self._rows(sql, params)
+        return sql, params
 
-    def count(
-        self,
-        *,
-        tenant: str | None = None,
-        user: str | None = None,
-        host: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        blocked: bool = False,
-    ) -> int:
-        source, params = self._where(Filters(tenant, user, host, since, until, blocked))
+    def count(self, **filters: Any) -> int:
+        source, params = self._where(Filters(**filters))
         try:
             return int(self._conn.execute(f"SELECT count(*) {source}", params).fetchone()[0])
         except sqlite3.Error as exc:

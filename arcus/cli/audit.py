@@ -6,6 +6,10 @@ optional full-text index, in short transactions beside the writer (:mod:`arcus.a
 ``audit.tail`` stream when one answers on the socket -- events appear as soon as they are
 committed -- and otherwise polls the file. ``stats`` asks the daemon (its counters live there).
 
+``search`` shows the newest ``--limit`` matches oldest first in bounded memory, however large the
+limit: it finds where they start reading ids only, then prints each event as it is read
+(:meth:`arcus.audit.query.AuditReader.window_start`).
+
 Output for people is one line per event with fixed columns; ``--json`` prints JSON lines, one
 event per line, the same objects ``export`` writes (its ``nl`` format; ``json`` and ``csv`` too:
 :mod:`arcus.audit.export`), so a stream can be piped to ``jq`` as it grows. Events hold no
@@ -15,15 +19,16 @@ credentials, and URL query strings only for tenants that opted in.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -31,13 +36,16 @@ from arcus import paths
 from arcus.audit import export as formats
 from arcus.audit.db import audit_path
 from arcus.audit.export import json_line as _json_line
-from arcus.audit.query import AuditReader, parse_when
+from arcus.audit.query import AuditReader, Filters, check_decision, parse_status, parse_when
 from arcus.cli._common import DataDirOpt, JsonOpt, SocketOpt, errors_to_exit, human_bytes, note, print_json
 from arcus.cli._progress import progress
 from arcus.control import protocol as p
 from arcus.control.client import ControlClient, DaemonNotRunning
 from arcus.errors import OperatorError
 from arcus.names import validate_name
+
+if TYPE_CHECKING:
+    from arcus.audit.fulltext import TextIndex
 
 app = typer.Typer(no_args_is_help=True, help="Read the audit log: one event per connection and per HTTP request.")
 
@@ -67,11 +75,24 @@ UntilOpt = Annotated[str | None, typer.Option("--until", help="Before this time 
 BlockedOpt = Annotated[
     bool, typer.Option("--blocked", help="Only refusals: decision deny, or status 403, 407 or 429")
 ]
+DecisionOpt = Annotated[
+    str | None,
+    typer.Option("--decision", metavar="allow|deny|redirect|report", help="Only events the policy decided so",
+                 show_default=False),
+]
+StatusOpt = Annotated[
+    str | None,
+    typer.Option("--status", metavar="N|Nxx", help="Only this HTTP status (404) or class of them (4xx, 5xx)",
+                 show_default=False),
+]
 
 
 def _filters(
-    tenant: str | None, user: str | None, host: str | None, since: str | None, until: str | None, blocked: bool
+    tenant: str | None, user: str | None, host: str | None, since: str | None, until: str | None, blocked: bool,
+    decision: str | None = None, status: str | None = None,
 ) -> dict[str, Any]:
+    """The filters as typed -> the fields of :class:`arcus.audit.query.Filters`, each checked
+    (one line and a hint for a bad one)."""
     if tenant is not None:
         validate_name("tenant", tenant)
     if user is not None:
@@ -86,7 +107,9 @@ def _filters(
             f"--since {since} is not before --until {until}",
             hint="--since is the older end of the range, --until the newer one",
         )
-    return {"tenant": tenant, "user": user, "host": host, "since": start, "until": end, "blocked": blocked}
+    return {"tenant": tenant, "user": user, "host": host, "since": start, "until": end, "blocked": blocked,
+            "decision": check_decision(decision) if decision is not None else None,
+            "status": parse_status(status) if status is not None else None}
 
 
 _NOT_IN_A_HOST = re.compile(r"[\s\x00-\x1f\x7f/\\@\[\]#?%*~]")
@@ -212,16 +235,29 @@ class Lines:
 
 
 def _print_rows(rows: list[dict[str, Any]], as_json: bool, empty: str) -> None:
-    if as_json:
-        sys.stdout.write("".join(_json_line(r) for r in rows))
-        return
-    if not rows:
-        print(empty)
-        return
-    texts = [cells(r) for r in rows]
-    lines = Lines(texts)
-    out = [lines.header(), *(lines.line(t) for t in texts)]
-    sys.stdout.write("\n".join(out) + "\n")
+    _print_stream(lambda: rows, as_json, empty)
+
+
+def _print_stream(rows: Callable[[], Iterable[dict[str, Any]]], as_json: bool, empty: str) -> None:
+    """Print the events ``rows()`` yields as they come, in bounded memory however many. The
+    table's columns are as wide as their widest cell: for people, a first pass over ``rows()``
+    measures them and a second prints (the same events: callers read both in one snapshot)."""
+    try:
+        if as_json:
+            for row in rows():
+                sys.stdout.write(_json_line(row))
+            return
+        lines = Lines(cells(r) for r in rows())
+        shown = 0
+        for row in rows():
+            if not shown:
+                sys.stdout.write(lines.header() + "\n")
+            sys.stdout.write(lines.line(cells(row)) + "\n")
+            shown += 1
+        if not shown:
+            print(empty)
+    except BrokenPipeError:
+        _quiet_stdout()  # `| head` has what it wanted
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -233,20 +269,23 @@ def tail(
     lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="How many of the last events to show")] = 20,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new events until Ctrl-C or SIGTERM")] = False,
     tenant: TenantOpt = None,
+    decision: DecisionOpt = None,
+    status: StatusOpt = None,
     json: JsonOpt = False,
     socket: SocketOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """The last events of the audit log; with -f, new ones as they are written."""
+    filters = _filters(tenant, None, None, None, None, False, decision, status)
     if not follow:
         with _reader(data_dir) as reader:
-            rows = reader.tail(lines, tenant=tenant)
+            rows = reader.tail(lines, **filters)
         _print_rows(rows, json, "no audit events" + (f" for tenant {tenant}" if tenant else ""))
         return
     printer = _Printer(json)
     try:
         with _sigterm_interrupts():
-            _follow(printer, lines, tenant, socket, data_dir)
+            _follow(printer, lines, filters, socket, data_dir)
     except KeyboardInterrupt:
         pass  # Ctrl-C (or SIGTERM) is how a follow ends
     except BrokenPipeError:
@@ -273,10 +312,13 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 class _Printer:
-    """Prints events one at a time as they come (flushed: `tail -f | grep` sees each at once)."""
+    """Prints events one at a time as they come (flushed: `tail -f | grep` sees each at once),
+    each once: an event at or below the last one printed is not printed again. ``wanted``, when
+    given, drops the events it returns false for."""
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
+        self.wanted: Callable[[dict[str, Any]], bool] | None = None
         self.lines = Lines()
         self.header_done = False
         self.last_id = 0
@@ -285,7 +327,12 @@ class _Printer:
         if "skipped" in row and "id" not in row:
             note(f"note: {row['skipped']} event(s) skipped: this terminal reads slower than they come")
             return
-        self.last_id = max(self.last_id, int(row.get("id") or 0))
+        rid = int(row.get("id") or 0)
+        if rid and rid <= self.last_id:
+            return
+        if self.wanted is not None and not self.wanted(row):
+            return
+        self.last_id = max(self.last_id, rid)
         if self.as_json:
             sys.stdout.write(_json_line(row))
         else:
@@ -296,14 +343,30 @@ class _Printer:
         sys.stdout.flush()
 
 
-def _follow(printer: _Printer, n: int, tenant: str | None, socket: Path | None, data_dir: Path | None) -> None:
+FOLLOW_OVERLAP = 1000
+"""With --decision or --status, ``tail -f`` reads its backlog from the file, then asks the daemon's
+stream (which selects by tenant only) for this many of the tenant's last events as well: the
+events written between the two are among them (the printer drops those already printed)."""
+
+
+def _follow(printer: _Printer, n: int, filters: dict[str, Any], socket: Path | None, data_dir: Path | None) -> None:
     sock = paths.socket_path(socket)
     client = ControlClient(sock)
+    tenant = filters["tenant"]
+    narrowed = filters["decision"] is not None or filters["status"] is not None
+    if narrowed:  # the backlog from the file, then what the stream brings after it
+        with _reader(data_dir) as reader, reader.snapshot():
+            backlog = reader.tail(n, **filters) if n > 0 else []
+            top = reader.last_id()
+        for row in backlog:
+            printer(row)
+        printer.last_id = max(printer.last_id, top)
+        printer.wanted = Filters(**filters).matches
     try:
-        items = client.stream("audit.tail", {"n": n, "tenant": tenant})
+        items = client.stream("audit.tail", {"n": FOLLOW_OVERLAP if narrowed else n, "tenant": tenant})
     except DaemonNotRunning:
         note(f"note: no daemon running at {sock}; following the audit log file (new events appear within a second)")
-        _poll(printer, n, tenant, data_dir)
+        _poll(printer, n, filters, data_dir, after_id=printer.last_id if narrowed else None)
         return
     started = False
     try:
@@ -315,12 +378,12 @@ def _follow(printer: _Printer, n: int, tenant: str | None, socket: Path | None, 
     except p.ControlError as exc:
         if exc.code == p.UNKNOWN_COMMAND and not started:
             note("note: this daemon has no audit stream; following the audit log file")
-            _poll(printer, n, tenant, data_dir)
+            _poll(printer, n, filters, data_dir, after_id=printer.last_id if narrowed else None)
             return
         if exc.code != p.UNAVAILABLE:
             raise
         note("note: the daemon went away; following the audit log file")
-        _poll(printer, 0, tenant, data_dir, after_id=printer.last_id)
+        _poll(printer, 0, filters, data_dir, after_id=printer.last_id)
     finally:
         close = getattr(items, "close", None)
         if close is not None:
@@ -328,14 +391,14 @@ def _follow(printer: _Printer, n: int, tenant: str | None, socket: Path | None, 
         client.close()
 
 
-def _poll(printer: _Printer, n: int, tenant: str | None, data_dir: Path | None, after_id: int | None = None) -> None:
+def _poll(printer: _Printer, n: int, filters: dict[str, Any], data_dir: Path | None, after_id: int | None = None) -> None:
     with _reader(data_dir) as reader:
         if after_id is None:
-            backlog = reader.tail(n, tenant=tenant) if n > 0 else []
+            backlog = reader.tail(n, **filters) if n > 0 else []
             for row in backlog:
                 printer(row)
             after_id = backlog[-1]["id"] if backlog else reader.last_id()
-        for row in reader.follow(after_id, poll_interval=POLL_INTERVAL, sleep=_sleep, tenant=tenant):
+        for row in reader.follow(after_id, poll_interval=POLL_INTERVAL, sleep=_sleep, **filters):
             printer(row)
 
 
@@ -353,6 +416,8 @@ def search(
     since: SinceOpt = None,
     until: UntilOpt = None,
     blocked: BlockedOpt = False,
+    decision: DecisionOpt = None,
+    status: StatusOpt = None,
     text: Annotated[
         str | None,
         typer.Option("--text", metavar="WORDS", show_default=False,
@@ -364,38 +429,44 @@ def search(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Events matching every filter given, oldest first (the newest --limit of them)."""
-    filters = _filters(tenant, user, host, since, until, blocked)
-    if text is not None:
-        rows = _text_search(data_dir, text, filters, limit + 1)
-    else:
-        with _reader(data_dir) as reader:
-            rows = list(reader.search(limit=limit + 1, order="desc", **filters))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    rows.reverse()
-    _print_rows(rows, json, "no matching events")
-    if more:
+    filters = _filters(tenant, user, host, since, until, blocked, decision, status)
+    rows: Callable[[], Iterator[dict[str, Any]]]
+    # The newest --limit, oldest first, in bounded memory: where they start (ids only), then
+    # those events streamed in id order -- both in one snapshot, while the daemon writes on.
+    with contextlib.ExitStack() as stack:
+        if text is not None:
+            index = stack.enter_context(_text_index(data_dir, text))
+            stack.enter_context(index.snapshot())
+            wanted = Filters(**filters)
+            start = index.window_start(text, wanted, limit=limit)
+            rows = functools.partial(index.rows, text, wanted, after_id=start)
+        else:
+            reader = stack.enter_context(_reader(data_dir))
+            stack.enter_context(reader.snapshot())
+            start = reader.window_start(limit, **filters)
+            rows = functools.partial(reader.search, after_id=start, **filters)
+        _print_stream(rows, json, "no matching events")
+    if start is not None:
         note(f"note: showing the newest {limit} matching events; --limit N shows more, `arcus audit export` all")
 
 
-def _text_search(data_dir: Path | None, text: str, filters: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-    """The full-text search, after indexing what was written since the last one (a note, not a
-    failure, when the file is write-protected: what is indexed is searched)."""
+@contextlib.contextmanager
+def _text_index(data_dir: Path | None, text: str) -> Iterator[TextIndex]:
+    """The full-text index, after indexing what was written since the last search (a note, not
+    a failure, when the file is write-protected: what is indexed is searched). Without words or
+    without an index, nothing is indexed: the search says what is wrong."""
     from arcus.audit.fulltext import READ_ONLY, TextIndex  # sqlite-utils: loaded by the commands using it only
-    from arcus.audit.query import Filters
 
     with TextIndex(audit_path(paths.data_dir(data_dir))) as index:
-        wanted = Filters(**filters)
-        if not text.split() or not index.exists():
-            return index.search(text, wanted, limit=limit)  # its one-line refusals
-        try:
-            with progress("indexing new events", index.pending(), minimum=INDEX_PROGRESS_THRESHOLD) as tick:
-                index.catch_up(tick)
-        except OperatorError as exc:
-            if exc.code != READ_ONLY:
-                raise
-            note(f"note: {index.path} is read-only here: searching the events indexed so far")
-        return index.search(text, wanted, limit=limit)
+        if text.split() and index.exists():
+            try:
+                with progress("indexing new events", index.pending(), minimum=INDEX_PROGRESS_THRESHOLD) as tick:
+                    index.catch_up(tick)
+            except OperatorError as exc:
+                if exc.code != READ_ONLY:
+                    raise
+                note(f"note: {index.path} is read-only here: searching the events indexed so far")
+        yield index
 
 
 @app.command()
@@ -430,6 +501,8 @@ def export(
     since: SinceOpt = None,
     until: UntilOpt = None,
     blocked: BlockedOpt = False,
+    decision: DecisionOpt = None,
+    status: StatusOpt = None,
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="At most N events (the oldest matching)", show_default=False)
     ] = None,
@@ -446,7 +519,7 @@ def export(
 ) -> None:
     """Matching events, oldest first, streamed; a progress bar on a terminal for large exports."""
     formats.check_format(fmt)  # before anything is opened or created
-    filters = _filters(tenant, user, host, since, until, blocked)
+    filters = _filters(tenant, user, host, since, until, blocked, decision, status)
     with _reader(data_dir) as reader, reader.snapshot():
         total = reader.count(**filters)
         if limit is not None:

@@ -209,3 +209,22 @@ def test_the_writer_waits_for_one_chunk_at_most_while_the_index_is_built(tmp_pat
         sink.close()
     assert sink.dropped == 0
     assert max(waited) < took / 5, (max(waited), took)  # a few of its 60-odd chunks, not the build
+
+
+def test_the_newest_window_is_found_by_ids_and_read_oldest_first(log: Path) -> None:
+    with TextIndex(log) as index:
+        index.create()
+        index.catch_up()
+        with index.snapshot():
+            # events 0-4 hold the word (ids 1-5; 5 is an address): the newest 2 are ids 4 and 5
+            assert index.window_start("example", Filters(), limit=2) == 3
+            assert [r["id"] for r in index.rows("example", Filters(), after_id=3)] == [4, 5]  # in id order
+            assert [r["id"] for r in index.rows("example", Filters())] == [1, 2, 3, 4, 5]
+            assert index.window_start("example", Filters(), limit=4) == 1
+            assert index.window_start("example", Filters(), limit=5) is None  # five match: no more
+            assert index.window_start("mail", Filters(tenant="acme"), limit=1) is None
+            assert [r["id"] for r in index.rows("mail", Filters(status=(200, 200)))] == [4, 5]
+        with pytest.raises(OperatorError, match="at least one word"):
+            index.window_start('"', Filters(), limit=1)
+        with pytest.raises(OperatorError, match="at least one word"):
+            index.rows(" ", Filters())

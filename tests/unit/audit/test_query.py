@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from arcus.audit.query import AuditReader, Filters, parse_when, search
+from arcus.audit.query import AuditReader, Filters, check_decision, parse_status, parse_when, search
 from arcus.audit.sink import AuditSink
 from arcus.config.schema import AuditConfig
 from arcus.errors import NotFound, OperatorError
@@ -382,3 +382,106 @@ def test_a_time_range_bounds_what_a_search_through_the_map_reads_with_a_tenant_t
         narrow = steps.reset()
     assert recent == [i for i in whole if i >= 1700] and recent
     assert narrow * 5 < everything, (narrow, everything)  # the last batch's line, not all eighteen
+
+
+# -- decision and status ------------------------------------------------------------------
+
+
+def test_decision_is_the_policys_word(db: Path) -> None:
+    assert find(db, decision="allow") == [0, 4, 5, 6]
+    assert find(db, decision="deny") == [1]
+    assert find(db, decision="deny", tenant="globex") == []
+    assert find(db, decision="report") == []
+    with AuditReader(db) as r:
+        assert r.count(decision="allow", tenant="acme") == 2
+
+
+def test_status_is_one_status_or_a_class(db: Path) -> None:
+    assert find(db, status=(404, 404)) == [4]
+    assert find(db, status=(400, 499)) == [1, 2, 3, 4]
+    assert find(db, status=(500, 599)) == [5]
+    assert find(db, status=(200, 299), user="alice") == [0, 6]  # not the connection's record (status 0)
+    assert find(db, status=(400, 499), decision="allow", host=".example.org") == [4]
+    with AuditReader(db) as r:
+        assert rids(r.tail(2, status=(400, 499))) == [3, 4]
+
+
+@pytest.mark.parametrize(("text", "expected"), [("404", (404, 404)), ("4xx", (400, 499)), ("5XX", (500, 599)),
+                                                (" 200 ", (200, 200)), ("1xx", (100, 199)), ("599", (599, 599))])
+def test_parse_status(text: str, expected: tuple[int, int]) -> None:
+    assert parse_status(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "40", "4000", "600", "0", "099", "4x", "4xxx", "x4x", "abc", "-404", "4 04"])
+def test_parse_status_refuses_with_the_forms_it_reads(text: str) -> None:
+    with pytest.raises(OperatorError) as info:
+        parse_status(text)
+    assert info.value.message == f"invalid --status {text!r}"
+    assert info.value.hint == "give an HTTP status (404) or a class of them (4xx), from 100 to 599"
+
+
+def test_check_decision() -> None:
+    assert [check_decision(d) for d in ("allow", "deny", "redirect", "report")] == ["allow", "deny", "redirect", "report"]
+    for bad in ("DENY", "block", "", "allow "):
+        with pytest.raises(OperatorError) as info:
+            check_decision(bad)
+        assert (info.value.message, info.value.hint) == (f"invalid --decision {bad!r}",
+                                                         "give one of allow, deny, redirect, report")
+
+
+@pytest.mark.parametrize("filters", [Filters(), Filters(tenant="acme"), Filters(decision="allow"),
+                                     Filters(status=(400, 499)), Filters(tenant="globex", status=(404, 404)),
+                                     Filters(tenant="acme", decision="deny", status=(403, 403))])
+def test_matches_agrees_with_the_sql(db: Path, filters: Filters) -> None:
+    """What a live stream is checked against (tail -f through the daemon) selects what the query does."""
+    with AuditReader(db) as r:
+        every = list(r.search())
+        wanted = [row["id"] for row in r.search(**{f: getattr(filters, f) for f in Filters.__dataclass_fields__})]
+    assert [row["id"] for row in every if filters.matches(row)] == wanted
+
+
+# -- the newest N, oldest first ------------------------------------------------------------
+
+
+def newest(r: AuditReader, limit: int, **filters) -> tuple[list[int], bool]:
+    """What `audit search` shows, the way it reads it now."""
+    with r.snapshot():
+        start = r.window_start(limit, **filters)
+        return rids(r.search(after_id=start, **filters)), start is not None
+
+
+@pytest.mark.parametrize("filters", [{}, {"tenant": "acme"}, {"user": "alice"}, {"host": ".example.com"},
+                                     {"host": "example.com", "status": (200, 299)}, {"blocked": True},
+                                     {"since": NOW + 2, "until": NOW + 7}, {"decision": "nothing"}])
+def test_the_newest_window_is_what_reading_all_newest_first_and_reversing_shows(db: Path, filters) -> None:
+    with AuditReader(db) as r:
+        every = find(db, **filters)
+        for limit in range(1, 10):
+            old = rids(r.search(limit=limit + 1, order="desc", **filters))  # how search read them before
+            assert newest(r, limit, **filters) == (old[:limit][::-1], len(old) > limit) == (every[-limit:], len(every) > limit)
+
+
+@pytest.mark.parametrize("pattern", ["a.example", ".b.example", "*.example"])
+def test_the_newest_window_through_the_map(spread, pattern: str) -> None:
+    path, events = spread
+    want = [i for i, e in enumerate(events) if e.host and _matches(e.host, pattern) and e.tenant == "acme"]
+    with AuditReader(path) as r:
+        for limit in (1, 99, 100, 101, 250, len(want) - 1, len(want), len(want) + 1):
+            assert newest(r, limit, host=pattern, tenant="acme") == (want[-limit:], len(want) > limit)
+
+
+def test_the_window_reads_from_the_newest_end_only(tmp_path: Path) -> None:
+    """Where the newest 10 start is found from the end, and only those 10 are read after it: a
+    little work, not a pass over the 1,500 matches."""
+    path = tmp_path / "audit.db"
+    fill(path, [event(i, time=NOW + i, status=404 if i % 2 else 200) for i in range(3000)])
+    with AuditReader(path) as r, r.snapshot():
+        steps = Steps(r)
+        start = r.window_start(10, status=(404, 404))
+        window = [row["id"] for row in r.search(after_id=start, status=(404, 404))]
+        narrow = steps.reset()
+        assert r.count(status=(404, 404)) == 1500
+        everything = steps.reset()
+    assert start == 2980  # the 11th newest 404 is request 2979, id 2980
+    assert window == list(range(2982, 3001, 2))
+    assert narrow * 10 < everything, (narrow, everything)

@@ -184,6 +184,135 @@ def test_search_refuses_bad_times(sock: Path, data: Path, args: list[str], messa
     assert result.stderr.splitlines()[1].startswith("hint: ")
 
 
+FILTERED = [
+    (["--decision", "allow"], [0, 3, 4]),
+    (["--decision", "deny"], [1]),
+    (["--decision", "redirect"], []),
+    (["--status", "200"], [0, 4]),
+    (["--status", "4xx"], [1, 2]),
+    (["--status", "5XX"], [3]),
+    (["--status", "403", "--decision", "deny"], [1]),
+    (["--status", "2xx", "--tenant", "acme", "--since", "1h"], [4]),
+    (["--decision", "allow", "--host", ".example.com"], [0, 3]),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "expected"),
+    [(c, a, e) for c in ("search", "export", "tail") for a, e in FILTERED
+     if c != "tail" or not {"--since", "--host"} & set(a)],  # tail's filters: --tenant, --decision, --status
+)
+def test_decision_and_status_select_exactly_their_events(
+    sock: Path, data: Path, command: str, args: list[str], expected: list[int]
+) -> None:
+    result = audit(sock, data, command, *args, *(["--json"] if command != "export" else []))
+    assert result.exit_code == 0, result.output
+    assert json_rids(result.stdout) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "lines"),
+    [
+        (["--decision", "block"], ["error: invalid --decision 'block'", "hint: give one of allow, deny, redirect, report"]),
+        (["--decision", "DENY"], ["error: invalid --decision 'DENY'", "hint: give one of allow, deny, redirect, report"]),
+        (["--status", "4x"], ["error: invalid --status '4x'",
+                              "hint: give an HTTP status (404) or a class of them (4xx), from 100 to 599"]),
+        (["--status", "600"], ["error: invalid --status '600'",
+                               "hint: give an HTTP status (404) or a class of them (4xx), from 100 to 599"]),
+        (["--status", "forbidden"], ["error: invalid --status 'forbidden'",
+                                     "hint: give an HTTP status (404) or a class of them (4xx), from 100 to 599"]),
+    ],
+)
+@pytest.mark.parametrize("command", [["search"], ["export"], ["tail"], ["tail", "-f"]])
+def test_a_bad_decision_or_status_is_one_line_and_a_hint(
+    sock: Path, data: Path, command: list[str], args: list[str], lines: list[str]
+) -> None:
+    result = audit(sock, data, *command, *args)
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == lines
+
+
+WIDE = [
+    event(i, time=NOW - 1000 + i, tenant="acme" if i % 3 else "globex-corporation", host=f"h{i}.example.com",
+          path="/" + "p" * (i * 7 % 61), status=(200, 404, 503)[i % 3], decision=("allow", "deny")[i % 2 if i % 5 else 0])
+    for i in range(40)
+]
+
+
+def old_search(data: Path, limit: int, as_json: bool, **filters: Any) -> tuple[str, bool]:
+    """What `audit search` printed before it streamed: every row of the window read newest
+    first, reversed, the table's widths measured over them all."""
+    with audit_cli.AuditReader(data / "audit.db") as reader:
+        rows = list(reader.search(limit=limit + 1, order="desc", **filters))
+    more = len(rows) > limit
+    rows = rows[:limit][::-1]
+    if as_json:
+        return "".join(export_formats.json_line(r) for r in rows), more
+    if not rows:
+        return "no matching events\n", more
+    texts = [audit_cli.cells(r) for r in rows]
+    lines = audit_cli.Lines(texts)
+    return "\n".join([lines.header(), *(lines.line(t) for t in texts)]) + "\n", more
+
+
+@pytest.mark.parametrize(
+    ("args", "filters"),
+    [([], {}), (["--tenant", "acme"], {"tenant": "acme"}), (["--status", "4xx"], {"status": (400, 499)}),
+     (["--decision", "deny", "--host", ".example.com"], {"decision": "deny", "host": ".example.com"})],
+)
+@pytest.mark.parametrize("as_json", [False, True])
+def test_search_prints_what_it_printed_before_for_any_window(
+    sock: Path, tmp_path: Path, args: list[str], filters: dict[str, Any], as_json: bool
+) -> None:
+    """The newest --limit, oldest first, byte for byte as before -- the table's widths those of
+    the rows shown (the long paths of older events widen nothing) -- and the note when there are more."""
+    fill(tmp_path / "audit.db", WIDE)
+    for limit in (1, 3, 9, 14, 27, 40, 41):
+        result = audit(sock, tmp_path, "search", *args, "--limit", str(limit), *(["--json"] if as_json else []))
+        assert result.exit_code == 0, result.output
+        before, more = old_search(tmp_path, limit, as_json, **filters)
+        assert result.stdout == before, (limit, args)
+        assert result.stderr == (f"note: showing the newest {limit} matching events; --limit N shows more, "
+                                 "`arcus audit export` all\n" if more else "")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_search_streams_the_window_and_never_reads_all_newest_first(
+    sock: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_json: bool
+) -> None:
+    """Each event is printed as it is read (JSON; the table after a first pass that measures
+    its columns): the window is read in id order, once per pass, never as a list of everything
+    newest first (what held 300,000 rows in memory for --limit 300000)."""
+    fill(tmp_path / "audit.db", WIDE)
+    calls: list[dict[str, Any]] = []
+    read: list[int] = []
+    printed_after: list[int] = []  # how many rows had been read when each line was written
+    search = audit_cli.AuditReader.search
+
+    def spy(self: Any, **kw: Any) -> Any:
+        calls.append(kw)
+        for row in search(self, **kw):
+            read.append(row["id"])
+            yield row
+
+    def printing(real: Any) -> Any:
+        def wrapper(row: dict[str, Any]) -> Any:
+            printed_after.append(len(read))
+            return real(row)
+        return wrapper
+
+    monkeypatch.setattr(audit_cli.AuditReader, "search", spy)
+    monkeypatch.setattr(audit_cli, "_json_line", printing(audit_cli._json_line))
+    monkeypatch.setattr(audit_cli, "cells", printing(audit_cli.cells))
+    result = audit(sock, tmp_path, "search", "--status", "4xx", "--limit", "5", *(["--json"] if as_json else []))
+    assert result.exit_code == 0, result.output
+    window = [i + 1 for i in range(40) if i % 3 == 1][-5:]
+    passes = 1 if as_json else 2
+    assert read == window * passes
+    assert printed_after == list(range(1, 5 * passes + 1))
+    assert all(c.get("order", "asc") == "asc" and c.get("limit") is None for c in calls) and len(calls) == passes
+
+
 # -- export -------------------------------------------------------------------------------
 
 
@@ -381,6 +510,65 @@ def test_follow_falls_back_to_the_file_when_the_daemon_has_no_stream(
     assert result.exit_code == 0, result.output
     assert json_rids(result.stdout) == [20]
     assert "no audit stream" in result.stderr
+
+
+def test_follow_with_decision_or_status_through_the_daemon_stream(sock: Path, data: Path) -> None:
+    """The daemon's stream selects by tenant only: the backlog comes from the file (the last
+    matching events), the stream's own backlog overlaps it and is not printed again, and of the
+    live events only the matching ones are printed, each once."""
+    sink = AuditSink(data / "audit.db", AuditConfig(retention=1e12, flush_interval=0.01))
+    sink.start()
+    asked: list[dict[str, Any]] = []
+    now = time.time()
+    runs = iter([  # the live events of each run; the stream ends after the last one
+        [event(10, time=now, decision="deny", status=403), event(11, time=now),
+         event(12, time=now, decision="deny", tenant="globex", status=403)],
+        [event(13, time=now, tenant="globex", status=404), event(14, time=now, tenant="globex", status=200)],
+    ])
+
+    async def tail(args: dict[str, Any]) -> Any:
+        asked.append(args)
+        live = next(runs)
+        inner = follow_sink(sink, n=p.arg(args, "n", int, 0), tenant=p.arg(args, "tenant", str, None))
+
+        async def until_the_last_live_one():
+            try:
+                first = True
+                async for item in inner:
+                    if first:  # subscribed and the backlog read: now the box serves on
+                        first = False
+                        for e in live:
+                            sink.emit(e)
+                    yield item
+                    if item.get("request_id") == live[-1].request_id:
+                        return
+            finally:
+                await inner.aclose()
+
+        return until_the_last_live_one()
+
+    try:
+        with ServerThread(sock, {"audit.tail": tail}):
+            by_decision = audit(sock, data, "tail", "-f", "-n", "1", "--decision", "deny", "--json")
+            by_status = audit(sock, data, "tail", "-f", "-n", "5", "--status", "4xx", "--tenant", "globex", "--json")
+    finally:
+        sink.close()
+    assert by_decision.exit_code == 0, by_decision.output
+    assert json_rids(by_decision.stdout) == [1, 10, 12]
+    assert by_status.exit_code == 0, by_status.output
+    assert json_rids(by_status.stdout) == [2, 12, 13]
+    assert asked == [{"n": audit_cli.FOLLOW_OVERLAP, "tenant": None}, {"n": audit_cli.FOLLOW_OVERLAP, "tenant": "globex"}]
+
+
+def test_follow_with_status_without_a_daemon_polls_the_file(
+    sock: Path, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_cli, "_sleep", CtrlC(data))  # adds 20 (acme, 200) and 21 (globex, 200)
+    result = audit(sock, data, "tail", "-f", "-n", "3", "--status", "2xx", "--json")
+    assert result.exit_code == 0, result.output
+    assert json_rids(result.stdout) == [0, 4, 20, 21]
+    none_new = audit(sock, data, "tail", "-f", "-n", "0", "--status", "5xx", "--json")
+    assert none_new.exit_code == 0 and none_new.stdout == ""
 
 
 # -- stats --------------------------------------------------------------------------------

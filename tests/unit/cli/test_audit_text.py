@@ -93,3 +93,19 @@ def test_index_without_an_audit_log(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == f"error: no audit log at {tmp_path / 'audit.db'}"
     assert not (tmp_path / "audit.db").exists()
+
+
+def test_search_text_takes_decision_and_status_and_shows_the_newest_oldest_first(data: Path) -> None:
+    assert audit(data, "index").exit_code == 0
+    fill(data / "audit.db", [event(10 + i, host=f"late{i}.casino.example", status=(404, 200, 403)[i % 3],
+                                   decision="deny" if i % 3 == 2 else "allow") for i in range(6)])
+    blocked = audit(data, "search", "--text", "casino", "--status", "4xx", "--limit", "3", "--json")
+    assert blocked.exit_code == 0, blocked.output
+    assert rids(blocked.stdout) == ["req-12", "req-13", "req-15"]  # of 10, 12, 13, 15: the newest 3, oldest first
+    assert "note: showing the newest 3 matching events" in blocked.stderr
+    denied = audit(data, "search", "--text", "casino", "--decision", "deny", "--json")
+    assert denied.exit_code == 0 and denied.stderr == ""
+    assert rids(denied.stdout) == ["req-12", "req-15"]
+    bad = audit(data, "search", "--text", "casino", "--status", "4")
+    assert (bad.exit_code, bad.stdout) == (1, "")
+    assert bad.stderr.splitlines()[0] == "error: invalid --status '4'"
