@@ -231,7 +231,7 @@ class Exchange:
             moved = [(b"Location", location.encode())]
             if r.rule:
                 moved.append((b"X-Arcus-Rule", r.rule.encode()))  # as a deny names its rule
-            return self.answer(302, code, f"moved to {location}", keep_alive, extra=moved, error=False)
+            return self.answer(r.status, code, f"moved to {location}", keep_alive, extra=moved, error=False)
         status = r.status
         extra = None
         if status == 407:

@@ -13,6 +13,10 @@ gives it ``ReverseRouting``, the strategy that says what a reverse proxy does di
   X-Tenant-ID); there are no proxy credentials in front of a web site, so a tenant that
   requires them is refused with 403;
 - the policy sees the host the client asked for, not the upstream;
+- a site with ``redirect`` has no upstream: its requests are answered with ``redirect_status``
+  (301 by default) to the redirect's URL, ``{host}`` in it replaced by the host the client
+  asked for and the request's path and query appended (nginx's ``return 301
+  https://$host$request_uri``), before the tenant's admission, as nginx answers before access;
 - with ``upstream_tls`` the escaper's connection is upgraded to TLS and the upstream's
   certificate verified;
 - the client's Host goes upstream unchanged (an absolute-form request's URI authority instead,
@@ -39,7 +43,7 @@ from dataclasses import replace
 from typing import Any
 
 from arcus.config.schema import ServerConfig
-from arcus.config.server.http_rproxy import HttpRproxyConfig, RproxyHost
+from arcus.config.server.http_rproxy import HOST_FIELD, HttpRproxyConfig, RproxyHost
 from arcus.config.server.tcp_stream import split_upstream
 from arcus.errors import ErrorCode, Refusal, Side
 from arcus.escape.base import Connected
@@ -74,7 +78,7 @@ class Site:
 
     def __init__(self, conf: RproxyHost, server_ctx: ssl.SSLContext | None) -> None:
         self.conf = conf
-        self.host, self.port = split_upstream(conf.upstream)
+        self.host, self.port = split_upstream(conf.upstream) if conf.upstream is not None else ("", 0)
         self.server_ctx = server_ctx
         self.upstream_tls = UpstreamTls(conf.upstream_ca, conf.upstream_tls_name, ("http/1.1",)) if conf.upstream_tls else None
         self.tls_key = (conf.upstream_ca, conf.upstream_tls_name) if conf.upstream_tls else None
@@ -206,6 +210,11 @@ class ReverseRouting:
             return Refusal(ErrorCode.UNKNOWN_HOST, f"no site here answers for host {self.site_host or '(none)'}")
         if self.served_ctx is not None and site.server_ctx is not self.served_ctx:
             return Refusal(ErrorCode.MISDIRECTED, f"this connection was not set up for host {self.site_host}; open a new one")
+        if site.conf.redirect is not None:
+            if not self.site_host and HOST_FIELD in site.conf.redirect:
+                return Refusal(ErrorCode.BAD_REQUEST, "the request names no host (an HTTP/1.0 request without Host): there is nowhere to redirect it")
+            to = redirect_location(site.conf.redirect, self.site_host, req.path)
+            return Refusal(ErrorCode.REDIRECTED, f"moved to {to}", redirect_to=to, http_status=site.conf.redirect_status)
         self.site = site
         # From here on the request travels as if the client had asked for the upstream itself.
         req.form = "absolute"
@@ -296,6 +305,21 @@ class ReverseRouting:
         if req.version == b"1.0":
             out.append((b"Connection", b"close"))
         return out
+
+
+def redirect_location(redirect: str, host: str, path: bytes) -> str:
+    """Where a redirecting site sends a request: ``redirect`` with ``{host}`` replaced by the host
+    the client asked for (its port left out, an IPv6 literal in brackets), then the request's
+    path and query (bytes beyond ASCII percent-encoded: a Location is ASCII). The host and
+    the path are as the parser accepted them: no space, quote or control character."""
+    if HOST_FIELD in redirect:
+        redirect = redirect.replace(HOST_FIELD, f"[{host}]" if ":" in host else host)
+    if redirect.endswith("/") and path.startswith(b"/"):
+        redirect = redirect[:-1]
+    tail = path.decode("latin-1")
+    if not tail.isascii():
+        tail = "".join(c if c < "\x80" else f"%{ord(c):02X}" for c in tail)
+    return redirect + tail
 
 
 def _explicit_port(req: http1.RequestHead) -> bool:

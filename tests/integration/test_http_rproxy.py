@@ -457,3 +457,43 @@ def test_a_slow_reader_keeps_its_download(tmp_path, two_origins):
         assert "upstream_timeout" not in errors, (errors, got)
     finally:
         d.stop()
+
+
+def test_a_redirecting_site_sends_visitors_on_with_their_path(curl, tmp_path, two_origins):
+    """A site with ``redirect`` answers every request itself (nginx's ``return 301
+    https://$host$request_uri``): the path and query kept, ``{host}`` the host asked for, the
+    status as configured; nothing goes upstream, keep-alive goes on, the record says redirect."""
+    a, _ = two_origins
+    d = start(tmp_path, [
+        host_entry(["a.test"], f"127.0.0.1:{a.port}"),
+        '      - names: ["old.test"]\n        redirect: https://a.test',
+        '      - names: ["*"]\n        redirect: https://{host}:8443/\n        redirect_status: 308',
+    ])
+    try:
+        web = d.listen("web")
+        r = run_curl(curl, "-i", "-H", "Host: old.test", f"http://{web}/x/y?z=1")
+        assert r.returncode == 0, r.stderr
+        head = r.stdout.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+        assert head.startswith(b"HTTP/1.1 301 "), head
+        assert b"\r\nLocation: https://a.test/x/y?z=1\r\n" in head, head
+        r = run_curl(curl, "-I", "-H", "Host: Shop.Test:81", f"http://{web}/cart")  # HEAD; the host without its port
+        assert r.stdout.startswith(b"HTTP/1.1 308 "), r.stdout
+        assert b"\r\nLocation: https://shop.test:8443/cart\r\n" in r.stdout, r.stdout
+        # a request with a body is answered too (its body goes nowhere), and the next one served
+        r = run_curl(curl, "-i", "--data-binary", "payload", "-H", "Host: old.test", f"http://{web}/form",
+                     "--next", "-H", "Host: a.test", f"http://{web}/small")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(b"HTTP/1.1 301 ") and r.stdout.endswith(b"x" * 100), r.stdout
+        assert [s.target for s in a.requests] == ["/small"]  # nothing of the redirects went upstream
+        # an HTTP/1.0 request without Host has no host to put in {host}: refused, not a broken URL
+        out = raw_exchange(web, b"GET /p HTTP/1.0\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 400 "), out
+        rows = wait_until(
+            lambda: [e for e in map(json.loads, d.arcus("audit", "search", "--json").stdout.splitlines())
+                     if e["kind"] == "request" and e["host"] in ("old.test", "shop.test")],
+            interval=0.3, what="the redirects' records")
+        got = sorted((e["host"], e["path"], e["status"], e["decision"], e["error_code"]) for e in rows)
+        assert got == [("old.test", "/form", 301, "redirect", None), ("old.test", "/x/y", 301, "redirect", None),
+                       ("shop.test", "/cart", 308, "redirect", None)], got
+    finally:
+        d.stop()

@@ -18,6 +18,9 @@
           private_key: certs/api.key
         - names: ["*"]                  # every other host (and clients without SNI)
           ...
+        - names: [old.example.com]
+          redirect: https://www.example.com   # answered here: 301 to it, the path and query kept
+          redirect_status: 308
 
 Certificates are loaded here, so ``arcus config check`` reports a missing or mismatched
 pair at its line; the server loads them again on each reload (rotated files are picked up).
@@ -28,6 +31,7 @@ from __future__ import annotations
 import re
 import ssl
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from yaml.nodes import MappingNode, SequenceNode
 
@@ -47,7 +51,13 @@ from arcus.tls.contexts import check_pair, pair_error
 
 TYPE = "http_rproxy"
 KEYS = COMMON_KEYS + ("tls", "hosts")
-HOST_KEYS = ("names", "upstream", "upstream_tls", "upstream_ca", "upstream_tls_name", "certificate", "private_key")
+HOST_KEYS = (
+    "names", "upstream", "upstream_tls", "upstream_ca", "upstream_tls_name", "certificate", "private_key",
+    "redirect", "redirect_status",
+)
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+HOST_FIELD = "{host}"
+"""The one placeholder of a ``redirect``: the host the client asked for, without its port."""
 
 _LABEL = r"[a-z0-9_](?:[a-z0-9_\-]{0,61}[a-z0-9_])?"
 _NAME = re.compile(rf"(?:\*\.)?(?:{_LABEL}\.)*{_LABEL}|\*")
@@ -58,12 +68,14 @@ class RproxyHost:
     """One site: the names it answers for and where its requests go."""
 
     names: tuple[str, ...]  # "www.example.com" exact, "*.example.com" any subdomain, "*" anything else
-    upstream: str  # "host:port"
+    upstream: str | None  # "host:port"; None: the site redirects
     upstream_tls: bool = False  # TLS to the upstream, verified against upstream_ca or the system roots
     upstream_ca: str | None = None
     upstream_tls_name: str | None = None  # None: the upstream's host
     certificate: str | None = None  # PEM chain served to clients (tls: true)
     private_key: str | None = None
+    redirect: str | None = None  # "https://www.example.com" or "https://{host}": answered with redirect_status to it
+    redirect_status: int = 301
     line: int | None = None
 
 
@@ -78,6 +90,38 @@ def read_site_name(node) -> str:
     if len(text) > 253 or _NAME.fullmatch(text) is None:
         raise BadValue(f'"{text}" is not a host name, "*.domain" or "*"')
     return text
+
+
+def read_redirect(node) -> str:
+    """A site's ``redirect``: an absolute http(s) URL without query or fragment, whose host may
+    be ``{host}`` (the request's path and query are appended when a request is answered)."""
+    text = scalar_text(node, "a URL")
+    hint = 'write an absolute URL such as "https://www.example.com" or "https://{host}"'
+    if not text.isascii() or not text.isprintable() or " " in text:
+        raise BadValue(f'"{text}": a redirect is printable ASCII without spaces; {hint}')
+    try:
+        parts = urlsplit(text.replace(HOST_FIELD, "example.com"))
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError as exc:
+        raise BadValue(f'"{text}" is not a URL ({exc}); {hint}') from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadValue(f'"{text}" is not an absolute http or https URL; {hint}')
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise BadValue(f'"{text}": the request\'s query is appended; a redirect has none of its own (no "?" or "#")')
+    if "{" in text.replace(HOST_FIELD, "") or "}" in text.replace(HOST_FIELD, ""):
+        raise BadValue(f'"{text}": the only placeholder is {HOST_FIELD}, the host the client asked for')
+    if parts.username is not None or "@" in parts.netloc:
+        raise BadValue(f'"{text}": a redirect names no user (no "@")')
+    if HOST_FIELD in text and HOST_FIELD not in urlsplit(text).netloc:
+        raise BadValue(f'"{text}": {HOST_FIELD} stands for a host name: it goes where the host is ("https://{{host}}")')
+    return text
+
+
+def read_redirect_status(node) -> int:
+    text = scalar_text(node, "an HTTP status")
+    if not text.isdigit() or int(text) not in REDIRECT_STATUSES:
+        raise BadValue(f'"{text}" is not a redirect status; use one of {", ".join(map(str, REDIRECT_STATUSES))}')
+    return int(text)
 
 
 def _optional(reader):
@@ -97,13 +141,24 @@ def _check_pair(sec: Section, cert: str, key: str) -> None:
 def _parse_host(node: MappingNode, ctx: Context, where: str, tls: bool) -> RproxyHost | None:
     sec = Section(node, ctx.issues, where, HOST_KEYS)
     names = sec.need("names", read_list(read_site_name, allow_empty=False))
-    upstream = sec.need("upstream", read_upstream)
+    redirect = sec.take("redirect", read_redirect, None)
+    redirect_status = sec.take("redirect_status", read_redirect_status, 301)
+    upstream = sec.take("upstream", read_upstream, None)
+    if sec.value_node("upstream") is None and sec.value_node("redirect") is None:
+        sec.error('missing key "upstream" (the host:port the site forwards to), or "redirect" (a URL it sends its visitors to)')
     upstream_tls = sec.take("upstream_tls", read_bool, False)
     upstream_ca = sec.take("upstream_ca", read_path(ctx), None)
     tls_name = sec.take("upstream_tls_name", _optional(read_host_name), None)
     cert = sec.take("certificate", read_path(ctx), None)
     key = sec.take("private_key", read_path(ctx), None)
     sec.finish()
+    if sec.value_node("redirect") is not None:
+        for k in ("upstream", "upstream_tls", "upstream_ca", "upstream_tls_name"):
+            if sec.value_node(k) is not None:
+                sec.error(f"a site either forwards to an upstream or redirects, not both: remove {k} or redirect",
+                          sec.value_line(k), key=k)
+    elif sec.value_node("redirect_status") is not None:
+        sec.error("only used with redirect:", sec.value_line("redirect_status"), key="redirect_status")
     if not upstream_tls:
         for k, v in (("upstream_ca", upstream_ca), ("upstream_tls_name", tls_name)):
             if v is not None:
@@ -116,7 +171,7 @@ def _parse_host(node: MappingNode, ctx: Context, where: str, tls: bool) -> Rprox
         sec.error("only used when the server has tls: true", sec.value_line(k), key=k)
     if sec.ok and cert is not None and key is not None:
         _check_pair(sec, cert, key)
-    if not sec.ok or names is None or upstream is None:
+    if not sec.ok or names is None or (upstream is None and redirect is None):
         return None
     return RproxyHost(
         names=names,
@@ -126,6 +181,8 @@ def _parse_host(node: MappingNode, ctx: Context, where: str, tls: bool) -> Rprox
         upstream_tls_name=tls_name,
         certificate=cert,
         private_key=key,
+        redirect=redirect,
+        redirect_status=redirect_status,
         line=line_of(node),
     )
 
