@@ -141,10 +141,11 @@ def _check_pair(sec: Section, cert: str, key: str) -> None:
 def _parse_host(node: MappingNode, ctx: Context, where: str, tls: bool) -> RproxyHost | None:
     sec = Section(node, ctx.issues, where, HOST_KEYS)
     names = sec.need("names", read_list(read_site_name, allow_empty=False))
-    redirect = sec.take("redirect", read_redirect, None)
+    redirect = sec.take("redirect", _optional(read_redirect), None)
     redirect_status = sec.take("redirect_status", read_redirect_status, 301)
-    upstream = sec.take("upstream", read_upstream, None)
-    if sec.value_node("upstream") is None and sec.value_node("redirect") is None:
+    upstream = sec.take("upstream", _optional(read_upstream), None)
+    given = {k for k in ("upstream", "redirect") if (n := sec.value_node(k)) is not None and not is_null(n)}
+    if not given and sec.ok:
         sec.error('missing key "upstream" (the host:port the site forwards to), or "redirect" (a URL it sends its visitors to)')
     upstream_tls = sec.take("upstream_tls", read_bool, False)
     upstream_ca = sec.take("upstream_ca", read_path(ctx), None)
@@ -152,12 +153,13 @@ def _parse_host(node: MappingNode, ctx: Context, where: str, tls: bool) -> Rprox
     cert = sec.take("certificate", read_path(ctx), None)
     key = sec.take("private_key", read_path(ctx), None)
     sec.finish()
-    if sec.value_node("redirect") is not None:
-        for k in ("upstream", "upstream_tls", "upstream_ca", "upstream_tls_name"):
-            if sec.value_node(k) is not None:
+    if "redirect" in given:
+        # ``arcus config show`` writes every key (null, false): only what says otherwise counts
+        for k, v in (("upstream", upstream), ("upstream_tls", upstream_tls), ("upstream_ca", upstream_ca), ("upstream_tls_name", tls_name)):
+            if v:
                 sec.error(f"a site either forwards to an upstream or redirects, not both: remove {k} or redirect",
                           sec.value_line(k), key=k)
-    elif sec.value_node("redirect_status") is not None:
+    elif redirect_status != 301:
         sec.error("only used with redirect:", sec.value_line("redirect_status"), key="redirect_status")
     if not upstream_tls:
         for k, v in (("upstream_ca", upstream_ca), ("upstream_tls_name", tls_name)):

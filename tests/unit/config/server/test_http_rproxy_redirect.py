@@ -3,10 +3,12 @@ and where a request is sent (``redirect_location``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from arcus.config import check_profile, load_profile
 from arcus.config.dump import profile_to_dict
@@ -56,8 +58,16 @@ def test_a_site_redirects_instead_of_forwarding(tmp_path: Path) -> None:
     assert (www.upstream, www.redirect) == ("127.0.0.1:8000", None)
     assert (apex.upstream, apex.redirect, apex.redirect_status) == (None, "https://www.example.com", 301)
     assert (rest.redirect, rest.redirect_status) == ("https://{host}/", 308)
-    shown = profile_to_dict(load_profile(path))["servers"][0]["hosts"]
-    assert shown[1]["redirect"] == "https://www.example.com" and shown[2]["redirect_status"] == 308
+    shown = profile_to_dict(load_profile(path))
+    assert shown["servers"][0]["hosts"][1]["redirect"] == "https://www.example.com"
+    # `arcus config show` writes every key (upstream: null on a redirect, redirect: null on the
+    # others): what it shows loads again to the same sites
+    again = tmp_path / "shown.yaml"
+    again.write_text(yaml.safe_dump(shown))
+    assert check_profile(str(again)) == []
+    (t,) = load_profile(str(again)).servers
+    assert isinstance(t, HttpRproxyConfig)
+    assert [dataclasses.replace(h, line=None) for h in t.hosts] == [dataclasses.replace(h, line=None) for h in s.hosts]
 
 
 @pytest.mark.parametrize(
@@ -87,7 +97,7 @@ def test_a_site_redirects_instead_of_forwarding(tmp_path: Path) -> None:
          'write an absolute URL such as "https://www.example.com" or "https://{host}"'),
         ("- names: [a.test]\n  redirect: https://b.test\n  redirect_status: 200\n",
          'P:9: server "web": hosts[0]: redirect_status: "200" is not a redirect status; use one of 301, 302, 303, 307, 308'),
-        ("- names: [a.test]\n  upstream: 127.0.0.1:1\n  redirect_status: 301\n",
+        ("- names: [a.test]\n  upstream: 127.0.0.1:1\n  redirect_status: 308\n",
          'P:9: server "web": hosts[0]: redirect_status: only used with redirect:'),
         ("- names: [a.test]\n  redirect: https://b.test\n  upstream: 127.0.0.1:1\n",
          'P:9: server "web": hosts[0]: upstream: a site either forwards to an upstream or redirects, not both: '
