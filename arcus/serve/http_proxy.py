@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from typing import Any
 
@@ -31,6 +32,10 @@ from arcus.tenancy.admission import Admitted, Destination
 from arcus.tenancy.identify import identify
 
 log = logging.getLogger("arcus.serve")
+
+MAX_UPSTREAM_TRIES = 16
+"""Upstreams one request is offered to at most when they fail to connect (a reverse proxy site
+with several: ``Routing.retry_upstream``)."""
 
 
 class HttpProxyConnection(Session):
@@ -258,16 +263,20 @@ class HttpProxyConnection(Session):
         return False
 
     async def _connect(self, key: tuple, req: http1.RequestHead) -> None:
-        assert req.host is not None and req.port is not None
         ssl = self.routing.upstream_ssl(req)
-        # a CONNECT's upstream may greet first (SSH, SMTP): kept until the tunnel starts
-        factory = tunnel_upstream if req.form == "authority" else (lambda: UpstreamConnection(key))
-        conn = await self.connect_upstream(req.host, req.port, factory, ssl)
-        if not isinstance(conn, Refusal):
-            try:
-                await self.routing.connected(self, conn)
-            except EscapeError as exc:
-                conn = Refusal.of(exc)
+        for _ in range(MAX_UPSTREAM_TRIES):
+            assert req.host is not None and req.port is not None
+            # a CONNECT's upstream may greet first (SSH, SMTP): kept until the tunnel starts
+            factory = tunnel_upstream if req.form == "authority" else functools.partial(UpstreamConnection, key)
+            conn = await self.connect_upstream(req.host, req.port, factory, ssl)
+            if not isinstance(conn, Refusal):
+                try:
+                    await self.routing.connected(self, conn)
+                except EscapeError as exc:
+                    conn = Refusal.of(exc)
+            if not isinstance(conn, Refusal) or self.m.state == CLOSED or not self.routing.retry_upstream(self, req, conn):
+                break
+            key = self._pool_key(req)  # another of a reverse proxy site's upstreams (arcus.serve.http_rproxy.Site)
         self.task = None
         if isinstance(conn, Refusal):
             self.m.upstream_failed(conn)

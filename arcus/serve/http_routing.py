@@ -17,6 +17,9 @@ asks its ``Routing``:
 - ``local_page(conn, req)``: a page the proxy answers itself instead of routing the request
   (``http_proxy``: the CA onboarding page, ``arcus.serve.onboard``), or None; asked only for
   a request to one of the names in ``local_hosts`` (so other requests pay a set lookup);
+- ``retry_upstream(conn, req, refusal)``: the upstream failed to connect (the request was not
+  sent): point ``req`` at another one and say True, or False (a reverse proxy site with several
+  upstreams fails over; a forward proxy's client chose its destination);
 - ``pool_key_extra(conn)`` (or None: nothing), ``upstream_ssl(req)``, ``connected(conn, conn)``,
   ``request_headers(conn, req)``: what else keys a pooled upstream, TLS the escaper starts,
   what to do with a fresh connection (TLS to a site's upstream, after the escaper), and the
@@ -108,6 +111,9 @@ class ForwardRouting:
         return r
 
     pool_key_extra = None  # the pool key says it all
+
+    def retry_upstream(self, conn: Any, req: http1.RequestHead, failure: Refusal) -> bool:
+        return False
 
     def upstream_ssl(self, req: http1.RequestHead) -> ssl.SSLContext | None:
         """TLS the escaper starts with the origin (an https:// request), verified for its host."""

@@ -38,12 +38,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
 from arcus.config.schema import ServerConfig
-from arcus.config.server.http_rproxy import HOST_FIELD, HttpRproxyConfig, RproxyHost
+from arcus.config.server.http_rproxy import HOST_FIELD, HttpRproxyConfig, RproxyHost, upstream_list
 from arcus.config.server.tcp_stream import split_upstream
 from arcus.errors import ErrorCode, Refusal, Side
 from arcus.escape.base import Connected
@@ -71,17 +72,54 @@ _CLAIMS = frozenset({b"forwarded", b"x-forwarded-host", b"x-real-ip"})
 # ---------------------------------------------------------------------------------------- sites
 
 
-class Site:
-    """One ``hosts:`` entry, ready to serve: upstream split, TLS contexts built."""
+FAIL_TIMEOUT = 10.0
+"""Seconds an upstream that failed to connect is passed over when its site has others (nginx's
+``max_fails=1 fail_timeout=10s``)."""
 
-    __slots__ = ("conf", "host", "port", "server_ctx", "upstream_tls", "tls_key")
+
+class Site:
+    """One ``hosts:`` entry, ready to serve: upstreams split, TLS contexts built.
+
+    A site with several upstreams takes them in turn, one per request (keep-alive connections
+    are pooled per upstream). One that fails to connect (refused, timed out, its name not
+    resolved, its TLS failed) is passed over for :data:`FAIL_TIMEOUT` seconds and the request
+    goes to the next (it was not sent yet: any method may go); when every one has failed
+    lately, the one failed longest ago is tried. Shared by the server's connections; a reload
+    starts afresh.
+    """
+
+    __slots__ = ("conf", "targets", "down_until", "turn", "server_ctx", "upstream_tls", "tls_key")
 
     def __init__(self, conf: RproxyHost, server_ctx: ssl.SSLContext | None) -> None:
         self.conf = conf
-        self.host, self.port = split_upstream(conf.upstream) if conf.upstream is not None else ("", 0)
+        self.targets = [split_upstream(u) for u in upstream_list(conf.upstream)]  # none for a redirect
+        self.down_until = [0.0] * len(self.targets)
+        self.turn = 0
         self.server_ctx = server_ctx
         self.upstream_tls = UpstreamTls(conf.upstream_ca, conf.upstream_tls_name, ("http/1.1",)) if conf.upstream_tls else None
         self.tls_key = (conf.upstream_ca, conf.upstream_tls_name) if conf.upstream_tls else None
+
+    def pick(self, now: float, tried: frozenset[int] = frozenset()) -> int | None:
+        """The upstream (its index) for a request, in turn among those not failed lately and
+        not ``tried`` for it; None when every one was tried."""
+        n = len(self.targets)
+        if n == 1:
+            return None if tried else 0
+        fallback = None
+        for step in range(n):
+            i = (self.turn + step) % n
+            if i in tried:
+                continue
+            if self.down_until[i] <= now:
+                self.turn = i + 1
+                return i
+            if fallback is None or self.down_until[i] < self.down_until[fallback]:
+                fallback = i
+        return fallback
+
+    def failed(self, index: int, now: float) -> None:
+        """The upstream ``index`` failed to connect: passed over for a while."""
+        self.down_until[index] = now + FAIL_TIMEOUT
 
 
 class SiteTable:
@@ -154,11 +192,14 @@ class ReverseRouting:
     trusted proxy's X-Tenant-ID (no proxy credentials in front of a web site); the policy sees
     the host the client asked for."""
 
-    __slots__ = ("sites", "site", "site_host", "site_port", "authority", "served_ctx", "tls_in")
+    __slots__ = ("sites", "site", "site_host", "site_port", "authority", "served_ctx", "tls_in", "target", "tried", "failures")
 
     def __init__(self) -> None:
         self.sites: SiteTable | None = None
         self.site: Site | None = None
+        self.target = 0  # the site's upstream the request goes to (Site.targets)
+        self.tried: frozenset[int] = frozenset()  # those tried for it and failed
+        self.failures: list[str] = []  # what they said
         self.site_host = ""
         self.site_port = 0
         self.authority: bytes | None = None  # an absolute-form request's host[:port]: its Host upstream
@@ -184,6 +225,8 @@ class ReverseRouting:
 
     def route(self, conn: Any, req: http1.RequestHead) -> Refusal | None:
         self.site = None
+        self.tried = frozenset()
+        self.failures = []
         self.site_host = req.host or ""
         self.site_port = req.port or (443 if self.tls_in else 80)
         if self.tls_in and req.form == "origin" and req.port == 80 and not _explicit_port(req):
@@ -216,11 +259,36 @@ class ReverseRouting:
             to = redirect_location(site.conf.redirect, self.site_host, req.path)
             return Refusal(ErrorCode.REDIRECTED, f"moved to {to}", redirect_to=to, http_status=site.conf.redirect_status)
         self.site = site
+        self.target = site.pick(time.monotonic()) or 0
         # From here on the request travels as if the client had asked for the upstream itself.
         req.form = "absolute"
         req.scheme = b"https" if site.upstream_tls is not None else b"http"
-        req.host, req.port = site.host, site.port
+        req.host, req.port = site.targets[self.target]
         return None
+
+    def retry_upstream(self, conn: Any, req: http1.RequestHead, failure: Refusal) -> bool:
+        """The request's upstream failed to connect (``failure``; the request was not sent):
+        that upstream is passed over for a while, and the request pointed at another of the
+        site's, if one is left to try (True)."""
+        site = self.site
+        if site is None or failure.side is not Side.UPSTREAM:
+            return False
+        now = time.monotonic()
+        failed = site.targets[self.target]
+        site.failed(self.target, now)
+        self.tried |= {self.target}
+        following = site.pick(now, self.tried)
+        if following is None:
+            return False
+        self.failures.append(f"{host_port(*failed)}: {failure.message}")
+        ex = conn.ex
+        if ex is not None:  # the request's record says it went elsewhere, and why
+            ex.detail = "failed over from " + "; ".join(self.failures)
+        log.info("server %s: upstream %s of site %s failed (%s); trying %s", conn.server, host_port(*failed),
+                 self.site_host or "*", failure.message, host_port(*site.targets[following]))
+        self.target = following
+        req.host, req.port = site.targets[following]
+        return True
 
     local_hosts: frozenset[str] = frozenset()  # a reverse proxy's names are its sites'
 
@@ -244,7 +312,10 @@ class ReverseRouting:
             # an internal name, a certificate): the request's record keeps the reason
             ex = conn.ex
             if ex is not None:
-                ex.detail = r.message
+                last = r.message
+                if self.failures and self.site is not None:  # every upstream tried, and why each failed
+                    last = "; ".join([*self.failures, f"{host_port(*self.site.targets[self.target])}: {last}"])
+                ex.detail = last
             said = "the site's upstream did not answer in time" if r.status == 504 else "the site's upstream failed"
             return replace(r, message=said)
         if r.status == 407:

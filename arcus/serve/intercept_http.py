@@ -62,6 +62,9 @@ class InterceptRouting:
     def refusal(self, conn: Any, r: Refusal) -> Refusal:
         return r
 
+    def retry_upstream(self, conn: Any, req: http1.RequestHead, failure: Refusal) -> bool:
+        return False  # the one origin the client's TLS was for
+
     def pool_key_extra(self, conn: Any) -> tuple:
         return self.extra
 

@@ -4,6 +4,7 @@ certificates chosen by SNI (``--resolve`` + ``--cacert``), upstream TLS, admissi
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 
@@ -495,5 +496,40 @@ def test_a_redirecting_site_sends_visitors_on_with_their_path(curl, tmp_path, tw
         got = sorted((e["host"], e["path"], e["status"], e["decision"], e["error_code"]) for e in rows)
         assert got == [("old.test", "/form", 301, "redirect", None), ("old.test", "/x/y", 301, "redirect", None),
                        ("shop.test", "/cart", 308, "redirect", None)], got
+    finally:
+        d.stop()
+
+
+def test_a_site_with_several_upstreams_takes_them_in_turn_and_passes_over_a_dead_one(curl, tmp_path, two_origins):
+    """``upstream: [dead, a, b]``: every request is served, a and b in turn; the dead one is tried
+    once, then passed over (the request that met it went on to the next, its record says so);
+    a site whose upstreams are all dead answers 502 naming none of them, its record all."""
+    a, b = two_origins
+    dead, dead2 = free_port(), free_port()
+    d = start(tmp_path, [
+        f'      - names: ["app.test"]\n        upstream: [127.0.0.1:{dead}, 127.0.0.1:{a.port}, 127.0.0.1:{b.port}]',
+        f'      - names: ["gone.test"]\n        upstream: [127.0.0.1:{dead2}, "[::1]:{dead2}"]',
+    ])
+    try:
+        web = d.listen("web")
+        for i in range(6):
+            r = run_curl(curl, "-H", "Host: app.test", f"http://{web}/small?n={i}")
+            assert (r.returncode, r.stdout) == (0, b"x" * 100), r.stderr
+        assert (len(a.requests), len(b.requests)) == (3, 3)
+        tried = re.findall(rf"upstream 127\.0\.0\.1:{dead} of site app\.test failed \(([^)]*)\); trying 127\.0\.0\.1:{a.port}", d.log())
+        assert len(tried) == 1, d.log()  # passed over afterwards
+        r = run_curl(curl, "-i", "-H", "Host: gone.test", f"http://{web}/")
+        assert r.stdout.startswith(b"HTTP/1.1 502 "), r.stdout
+        assert str(dead2).encode() not in r.stdout  # a visitor is not shown the upstreams
+        rows = wait_until(
+            lambda: (got := [e for e in map(json.loads, d.arcus("audit", "search", "--json").stdout.splitlines())
+                             if e["kind"] == "request"]) and len(got) == 7 and got,
+            interval=0.3, what="the requests' records")
+        over = [e for e in rows if e["host"] == "app.test" and e["detail"]]
+        assert len(over) == 1 and over[0]["status"] == 200, rows
+        assert over[0]["detail"].startswith(f"failed over from 127.0.0.1:{dead}: "), over
+        (gone,) = [e for e in rows if e["host"] == "gone.test"]
+        assert (gone["status"], gone["error_code"]) == (502, "upstream_connect"), gone
+        assert f"127.0.0.1:{dead2}: " in gone["detail"] and f"[::1]:{dead2}" in gone["detail"], gone
     finally:
         d.stop()

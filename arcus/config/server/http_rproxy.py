@@ -10,6 +10,9 @@
           upstream: 10.0.0.5:8080
           certificate: certs/www.pem  # relative to the profile's directory
           private_key: certs/www.key
+        - names: [app.example.com]
+          upstream: [10.0.0.7:8080, 10.0.0.8:8080]   # taken in turn; one that fails is skipped for a while
+          ...
         - names: ["*.api.example.com"]  # any subdomain (not the apex)
           upstream: api.internal:443
           upstream_tls: true            # TLS to the upstream, verified
@@ -68,7 +71,9 @@ class RproxyHost:
     """One site: the names it answers for and where its requests go."""
 
     names: tuple[str, ...]  # "www.example.com" exact, "*.example.com" any subdomain, "*" anything else
-    upstream: str | None  # "host:port"; None: the site redirects
+    # "host:port", or several ("upstream: [a:80, b:80]": taken in turn, a failed one skipped for
+    # a while: arcus.serve.http_rproxy.Site); None: the site redirects
+    upstream: str | tuple[str, ...] | None
     upstream_tls: bool = False  # TLS to the upstream, verified against upstream_ca or the system roots
     upstream_ca: str | None = None
     upstream_tls_name: str | None = None  # None: the upstream's host
@@ -90,6 +95,24 @@ def read_site_name(node) -> str:
     if len(text) > 253 or _NAME.fullmatch(text) is None:
         raise BadValue(f'"{text}" is not a host name, "*.domain" or "*"')
     return text
+
+
+def read_upstreams(node) -> str | tuple[str, ...]:
+    """``upstream: host:port``, or a list of them (each once) that the site takes in turn."""
+    if not isinstance(node, SequenceNode):
+        return read_upstream(node)
+    out = read_list(read_upstream, allow_empty=False)(node)
+    twice = next((u for i, u in enumerate(out) if u in out[:i]), None)
+    if twice is not None:
+        raise BadValue(f"{twice} is listed twice; name each upstream once")
+    return out[0] if len(out) == 1 else out
+
+
+def upstream_list(value: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    """A site's upstreams as a tuple (none for a redirecting site)."""
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else value
 
 
 def read_redirect(node) -> str:
@@ -143,7 +166,7 @@ def _parse_host(node: MappingNode, ctx: Context, where: str, tls: bool) -> Rprox
     names = sec.need("names", read_list(read_site_name, allow_empty=False))
     redirect = sec.take("redirect", _optional(read_redirect), None)
     redirect_status = sec.take("redirect_status", read_redirect_status, 301)
-    upstream = sec.take("upstream", _optional(read_upstream), None)
+    upstream = sec.take("upstream", _optional(read_upstreams), None)
     given = {k for k in ("upstream", "redirect") if (n := sec.value_node(k)) is not None and not is_null(n)}
     if not given and sec.ok:
         sec.error('missing key "upstream" (the host:port the site forwards to), or "redirect" (a URL it sends its visitors to)')

@@ -1,5 +1,6 @@
-"""http_rproxy's redirecting sites: the keys as the profile loads them, one bad file per error,
-and where a request is sent (``redirect_location``)."""
+"""http_rproxy's sites: several upstreams, redirects; the keys as the profile loads them (and as
+`arcus config show` prints them back), one bad file per error, and where a redirect sends a
+request (``redirect_location``)."""
 
 from __future__ import annotations
 
@@ -116,3 +117,34 @@ def test_where_a_request_is_sent() -> None:
     assert redirect_location("https://{host}:8443/", "::1", b"/x") == "https://[::1]:8443/x"
     # a Location is ASCII: bytes beyond it (as the request carried them) are percent-encoded
     assert redirect_location("https://{host}", "a.test", "/caf\u00e9".encode("latin-1")) == "https://a.test/caf%E9"
+
+
+def test_a_site_may_have_several_upstreams(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        - names: [a.test]
+          upstream: [10.0.0.1:80, "[2001:db8::1]:8080", app.internal:80]
+        - names: [b.test]
+          upstream: [10.0.0.9:80]
+    """)
+    (s,) = load_profile(path).servers
+    assert isinstance(s, HttpRproxyConfig)
+    assert s.hosts[0].upstream == ("10.0.0.1:80", "[2001:db8::1]:8080", "app.internal:80")
+    assert s.hosts[1].upstream == "10.0.0.9:80"  # a list of one is that one
+    again = tmp_path / "shown.yaml"
+    again.write_text(yaml.safe_dump(profile_to_dict(load_profile(path))))
+    (t,) = load_profile(str(again)).servers
+    assert isinstance(t, HttpRproxyConfig)
+    assert [h.upstream for h in t.hosts] == [h.upstream for h in s.hosts]
+
+
+@pytest.mark.parametrize(
+    ("upstream", "want"),
+    [
+        ("[]", 'P:8: server "web": hosts[0]: upstream: expected a non-empty list'),
+        ("[10.0.0.1:80, 10.0.0.1:80]", 'P:8: server "web": hosts[0]: upstream: 10.0.0.1:80 is listed twice; name each upstream once'),
+        ("[10.0.0.1:80, 10.0.0.2]", 'P:8: server "web": hosts[0]: upstream: '),
+    ],
+)
+def test_bad_upstream_lists_are_refused_at_their_line(tmp_path: Path, upstream: str, want: str) -> None:
+    found = issues(tmp_path, f"- names: [a.test]\n  upstream: {upstream}\n")
+    assert len(found) == 1 and found[0].startswith(want), found
