@@ -109,6 +109,7 @@ class AuditSink:
         self._last_error_log = 0.0
         self._errors_since_log = 0
         self._prune_now = False  # a reload asked for a retention pass at once
+        self._last_write = 0.0  # monotonic time the writer last took what was queued
 
     # -- the hot path ------------------------------------------------------------------
 
@@ -280,7 +281,7 @@ class AuditSink:
                 conn,
                 retention=config.retention,
                 max_size=config.max_size,
-                between_chunks=self._write_full_batches,
+                between_chunks=self._between_steps,
             )
         except sqlite3.Error as exc:
             self._error("audit retention failed: %s", exc)
@@ -292,15 +293,23 @@ class AuditSink:
                      result.by_age, config.retention, result.by_size)
         return result.finished
 
-    def _write_full_batches(self) -> None:
-        for _ in range(100):
+    def _between_steps(self) -> None:
+        """The writer's turn between two steps of a prune (each one bounded in time,
+        :data:`arcus.audit.retention.BUDGET`): every full batch waiting, then the rest too once
+        it has waited ``audit.flush_interval`` (at most ``audit.queue`` events: bounded). Full
+        batches only, before, left a rest waiting for the whole prune (minutes on a big log),
+        and the queue counted it against its bound all that time."""
+        for _ in range(-(-self._cap // self._batch)):
             if len(self._queue) < self._batch:
-                return
+                break
+            self._write_batch()
+        if self._queue and time.monotonic() - self._last_write >= self.config.flush_interval:
             self._write_batch()
 
     def _write_batch(self) -> None:
         q = self._queue
         n = min(len(q), self._batch)
+        self._last_write = time.monotonic()
         if n <= 0:
             return
         rows: list[tuple[Any, ...]] = []

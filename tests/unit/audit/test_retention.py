@@ -90,7 +90,7 @@ def test_under_the_size_limit_nothing_goes(tmp_path: Path) -> None:
 
 def test_a_pass_is_bounded_and_says_it_did_not_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retention, "CHUNK", 10)
-    monkeypatch.setattr(retention, "MAX_CHUNKS", 3)
+    monkeypatch.setattr(retention, "MAX_ROWS", 30)
     path = tmp_path / "audit.db"
     fill(path, [event(i, time=NOW - 100 * DAY + i) for i in range(100)])
     conn = open_writer(path)
@@ -248,4 +248,114 @@ def test_a_reader_holding_a_snapshot_does_not_hold_the_writer_at_the_end_of_a_pr
     assert result.by_age == 300
     assert took < 1.0, took
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000  # the writer's own waits are unchanged
+    conn.close()
+
+
+class SlowDisk:
+    """A clock that moves only when the writer deletes an event: ``cost`` seconds per row (a
+    temporary trigger on the writer's connection calls it), so the steps' times are exact."""
+
+    def __init__(self, conn, cost: float) -> None:
+        self.now = 0.0
+        self.cost = cost
+        self.rows = 0
+        conn.create_function("slow_delete", 0, self.tick)
+        conn.execute("CREATE TEMP TRIGGER slow AFTER DELETE ON main.events BEGIN SELECT slow_delete(); END")
+
+    def tick(self) -> None:
+        self.now += self.cost
+        self.rows += 1
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_step_is_bounded_by_its_time_not_its_rows(tmp_path: Path) -> None:
+    """A prune on a disk where a row costs 0.1 ms deletes BUDGET's worth a step (300 rows), not
+    CHUNK's 5000 (0.5 s of the writer, while the daemon's queue fills); it starts small, grows
+    to the budget, and after a stretch that is ten times slower the next step fits again."""
+    path = tmp_path / "audit.db"
+    fill(path, [event(i, time=NOW - 40 * DAY + i) for i in range(6000)] + [event(10_000 + i) for i in range(5)])
+    conn = open_writer(path)
+    disk = SlowDisk(conn, cost=0.0001)
+    steps: list[tuple[int, float]] = []  # (rows, seconds) of each step
+    mark = [0, 0.0]
+
+    def between() -> None:
+        steps.append((disk.rows - mark[0], disk.now - mark[1]))
+        mark[:] = [disk.rows, disk.now]
+        if disk.rows >= 3000:
+            disk.cost = 0.001  # a cold stretch of the file
+
+    result = prune(conn, retention=30 * DAY, max_size=1 << 30, now=NOW, between_chunks=between, clock=disk)
+    conn.close()
+    assert (result.by_age, result.finished) == (6000, True)
+    rows = [n for n, _ in steps]
+    assert sum(rows) == 6000
+    assert rows[0] == retention.FIRST_CHUNK  # the first step is small: nothing timed yet
+    assert 290 <= max(rows) <= 300  # the budget's rows at 0.1 ms (float rounding aside), never more
+    over = [i for i, (_, seconds) in enumerate(steps) if seconds > retention.BUDGET + 1e-6]
+    assert len(over) == 1 and rows[over[0] - 1] >= 290  # the step the stretch turned slow in, only
+    assert all(n <= 30 for n in rows[over[0] + 1:])  # then 30 rows: the budget at 1 ms a row
+    with AuditReader(path) as r:
+        assert r.count() == 5
+
+
+def test_a_size_prune_is_bounded_by_its_time_too(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    fill(path, [varied(i, NOW + i) for i in range(8000)])
+    conn = open_writer(path)
+    disk = SlowDisk(conn, cost=0.0002)
+    seen: list[int] = []
+    result = prune(conn, retention=365 * DAY, max_size=used_bytes(conn) // 3, now=NOW + 10_000,
+                   between_chunks=lambda: seen.append(disk.rows), clock=disk)
+    conn.close()
+    steps = [b - a for a, b in zip([0, *seen], seen)]
+    assert result.by_size > 4000 and result.finished
+    assert steps[0] == 0  # the pass by age found nothing
+    assert steps[1] == retention.FIRST_CHUNK and max(steps[2:]) <= retention.BUDGET / 0.0002  # 150 rows
+
+
+def test_the_batch_map_lines_go_by_their_key_not_by_a_scan_of_the_map(tmp_path: Path) -> None:
+    """Every chunk took the map's lines whose events were gone with ``hi < min(id)``, which no
+    index serves: SQLite read the whole map at every chunk (41 GB through the page cache to prune
+    3.5 M of 5 M events, and a second or more holding the writer for the first chunk, cold)."""
+    path = tmp_path / "audit.db"
+    fill(path, [event(i, time=NOW - 40 * DAY + i) for i in range(300)] + [event(1000 + i) for i in range(10)], batch=20)
+    conn = open_writer(path)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    assert prune(conn, retention=30 * DAY, max_size=1 << 30, now=NOW).by_age == 300
+    conn.set_trace_callback(None)
+    unmaps = [s for s in statements if s.startswith("DELETE FROM event_batches")]
+    assert unmaps
+    for sql in unmaps:
+        oldest = conn.execute("SELECT min(id) FROM events").fetchone()[0]
+        plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql.replace("?1", str(oldest))))
+        assert "SEARCH event_batches USING INTEGER PRIMARY KEY" in plan, plan
+    assert conn.execute("SELECT min(lo), max(hi) FROM event_batches").fetchone() == (301, 310)
+    conn.close()
+
+
+def test_a_free_list_from_before_the_pass_goes_back_in_paced_steps(tmp_path: Path) -> None:
+    """A long free list (an older arcus left it) is given back at the end of a pass from
+    FIRST_VACUUM pages a step, the writer's turn after each; the chunks give back their own
+    pages only, so none of them carries the old list."""
+    path = tmp_path / "audit.db"
+    fill(path, [event(0, time=NOW - 40 * DAY)] + [varied(i, NOW + i) for i in range(1, 20_000)])
+    conn = open_writer(path)
+    conn.execute("DELETE FROM events WHERE id BETWEEN 2 AND 10000")  # freed, not given back
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    assert free > 200
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    turns: list[int] = []
+    result = prune(conn, retention=30 * DAY, max_size=1 << 30, now=NOW + 30_000,
+                   between_chunks=lambda: turns.append(1))
+    conn.set_trace_callback(None)
+    vacuums = [int(s.split("(")[1].rstrip(")")) for s in statements if "incremental_vacuum" in s]
+    assert result.by_age == 1
+    assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
+    assert vacuums[0] < free / 4 and vacuums[1] == retention.FIRST_VACUUM  # the chunk's own pages, then the old list
+    assert len(turns) == len(vacuums)  # the writer's turn after each step
     conn.close()

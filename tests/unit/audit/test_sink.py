@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from arcus.audit.db import SCHEMA_VERSION, audit_path
+from arcus.audit.db import SCHEMA_VERSION, audit_path, open_writer
 from arcus.audit.query import AuditReader
 from arcus.audit.sink import AuditSink, apply_config, open_sink
 from arcus.config.schema import AuditConfig
@@ -477,3 +477,42 @@ def test_a_reload_that_shortens_retention_prunes_at_once(tmp_path: Path) -> None
         assert ids_in(tmp_path / "audit.db") == []
     finally:
         sink.close()
+
+
+def _pruning_sink(tmp_path: Path, old: int, **kw) -> tuple[AuditSink, list[int]]:
+    """A sink whose writer's connection is open but whose thread is not started (the test is the
+    writer thread), over ``old`` events 40 days old; the returned list gets, at every batch
+    written, how many old events are still there (more than 0: written during the prune)."""
+    path = tmp_path / "audit.db"
+    fill(path, [event(i, time=NOW - 40 * 86400 + i) for i in range(old)])
+    sink = AuditSink(path, config(retention=time.time() - NOW + 86400, **kw))
+    sink._conn = open_writer(path)
+    left: list[int] = []
+    conn = sink._conn
+    sink.subscribe(lambda rows: left.append(conn.execute("SELECT count(*) FROM events WHERE time < ?",
+                                                         (NOW - 86400,)).fetchone()[0]))
+    return sink, left
+
+
+def test_events_queued_during_a_prune_are_written_between_its_steps(tmp_path: Path) -> None:
+    """Between two steps of a prune the writer writes what waits: full batches, and a partial
+    one too once it has waited flush_interval (full batches only, before: a rest waited for the
+    whole prune, minutes on a big log)."""
+    sink, left = _pruning_sink(tmp_path, 3000, batch=500, flush_interval=0.0)
+    for i in range(1200):  # queued when the pass starts: two full batches and a rest of 200
+        sink.emit(event(10_000 + i, time=time.time()))
+    assert sink._prune() is True
+    assert sink.written == 1200 and sink.queued == 0 and sink.pruned == 3000
+    assert len(left) == 3 and all(n > 0 for n in left)  # all three batches while old events were left
+    sink._conn.close()
+
+
+def test_a_partial_batch_waits_for_its_flush_interval_during_a_prune_too(tmp_path: Path) -> None:
+    sink, left = _pruning_sink(tmp_path, 3000, batch=500, flush_interval=3600.0)
+    sink._last_write = time.monotonic()  # the writer has just written: the interval runs from now
+    for i in range(700):
+        sink.emit(event(10_000 + i, time=time.time()))
+    sink._prune()
+    assert (sink.written, sink.queued) == (500, 200)  # the full batch went; the rest waits its turn
+    assert left and left[0] > 0
+    sink._conn.close()
