@@ -338,11 +338,6 @@ def batch_map(conn: sqlite3.Connection) -> tuple[str, bool] | None:
     return None
 
 
-UNMAP = f"DELETE FROM {BATCH_MAP} WHERE hi < coalesce((SELECT min(id) FROM events), (SELECT max(hi) + 1 FROM {BATCH_MAP}))"
-"""The batch map's lines whose events are all gone (run after events are deleted, in the same
-transaction; none left: every line goes). The writer's file is always at the current schema."""
-
-
 def ids_from(conn: sqlite3.Connection, when: float) -> int:
     """The first id whose event happened at ``when`` or later; one above the last id if
     none (0 when there are no events).
