@@ -204,20 +204,36 @@ class TextIndex:
         if not self.exists():
             raise NotFound(f"the audit log {self.path} has no full-text index", hint=INDEX_HINT)
         where, params = filters.where()
-        if after_id is not None:
-            where += " AND id > ?"
-            params.append(int(after_id))
         named, args = _named(where, params)
-        table = self.events
-        have = set(table.columns_dict)
+        have = set(self.events.columns_dict)
         columns = ["id"] if ids_only else ["id", *(f for f in FIELDS if f in have)]  # an older file lacks sni: None
+        # The index is the outer loop, in id order (FTS5 gives its rowids in either order and
+        # honours a range on them): the newest matches come first and LIMIT stops the scan, where
+        # a join led by the events table sorted every match first (a word in most hosts: all of
+        # them). The filters apply to each match's event.
+        direction = "DESC" if order_by == "id DESC" else "ASC"
+        sql = (
+            f"SELECT {', '.join(f'events.[{c}]' for c in columns)} FROM "
+            f"(SELECT rowid AS fid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :query"
+            + (" AND rowid > :after" if after_id is not None else "")
+            + f" ORDER BY rowid {direction}) AS f JOIN events ON events.id = f.fid"
+            + ("" if named == "1" else f" WHERE {named}")
+            + f" ORDER BY f.fid {direction}"
+        )
+        if limit is not None or offset is not None:
+            sql += " LIMIT :limit OFFSET :offset"
+            args.update(limit=-1 if limit is None else limit, offset=offset or 0)
+        args["query"] = " ".join(f'"{w}"' for w in words)  # each word a phrase: no FTS5 syntax from the user
+        if after_id is not None:
+            args["after"] = int(after_id)
         # the first step runs the query: a refusal is raised here, before the caller iterates
-        found = self._each(table.search(
-            text, columns=columns, where=None if named == "1" else named, where_args=args,
-            order_by=order_by, limit=limit, offset=offset, quote=True,
-        ), text, ids_only)
+        found = self._each(self._rows(sql, args, columns), text, ids_only)
         first = next(found, None)
         return iter(()) if first is None else itertools.chain((first,), found)
+
+    def _rows(self, sql: str, args: dict[str, Any], columns: list[str]) -> Iterator[dict[str, Any]]:
+        for row in self.conn.execute(sql, args):
+            yield dict(zip(columns, row))
 
     def _each(self, found: Iterator[dict[str, Any]], text: str, ids_only: bool) -> Iterator[dict[str, Any]]:
         try:
