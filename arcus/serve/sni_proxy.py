@@ -4,9 +4,13 @@ A TLS client's ClientHello is read with the sans-io ``arcus.proto.tls`` reader (
 records and hellos spread over several records are fine) and the connection goes to
 ``SNI:tls_port``; a plain HTTP client on the same listener is told apart by its first byte and
 goes to its ``Host`` (the port the Host names, else ``http_port``). Nothing read is consumed:
-the hello (or the request head) is forwarded first, byte for byte, and the rest is relayed.
-The destination is fixed for the life of the connection: a keep-alive HTTP client asking for
-another Host on it still reaches the first one (route per connection, as an L4 proxy does).
+the hello is forwarded first, byte for byte, and the rest is relayed. A plain HTTP request head
+is forwarded with ``Connection: close`` in place of its own connection fields (and no proxy
+credentials): the destination is fixed for the life of the connection and later requests on
+it would be relayed unseen, so the upstream is asked to end the connection after its answer
+and the client's next request comes on a new connection, decided on its own Host. A request
+asking for an ``Upgrade`` says ``Connection: Upgrade, close``: a 101 is no final answer, so
+the upgraded connection goes on; one the upstream declines ends after its answer too.
 
 Admission runs on the destination name (tenant by the server's ``tenant:`` or the source
 address, policy, limits). A refusal is answered in the client's protocol before the close: a
@@ -48,6 +52,28 @@ def alert_for(failure: Refusal) -> int:
 def _explicit_port(req: http1.RequestHead) -> bool:
     host = next((v for n, v in req.headers if len(n) == 4 and n.lower() == b"host"), b"")
     return host.rsplit(b"]", 1)[-1].find(b":") >= 0
+
+
+# Fields that describe the client's connection to us, not the request: replaced by our own
+# "Connection: close" (Proxy-Authorization: proxy credentials never go upstream). Content-Length,
+# Host and Transfer-Encoding frame and route the request, whatever a Connection header names.
+_PER_CONNECTION = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization"})
+_KEPT = frozenset({b"content-length", b"host", b"transfer-encoding"})
+
+
+def closing_head(req: http1.RequestHead) -> bytes:
+    """``req``'s head as it goes upstream from an sni_proxy: as sent (target, field order, case
+    and values), with ``Connection: close`` in place of its own connection fields and of those
+    its Connection header named, so that the upstream ends the connection after its answer
+    (``Connection: Upgrade, close`` and its ``Upgrade`` field for a request asking to upgrade:
+    WebSocket servers read the Connection header as a list of tokens; a 101 is no final
+    answer, so an upgraded connection goes on)."""
+    drop = _PER_CONNECTION | (req.connection_tokens - _KEPT)
+    if req.upgrade:
+        drop -= {b"upgrade"}
+    fields = [f for f in req.headers if f[0].lower() not in drop]
+    fields.append((b"Connection", b"Upgrade, close" if req.upgrade else b"close"))
+    return http1.build_request_head(req.method, req.target, fields, req.version)
 
 
 class SniProxyConnection(RelayConnection):
@@ -95,12 +121,13 @@ class SniProxyConnection(RelayConnection):
         if parsed is None:
             self.scanned = len(self.buf)
             return
-        req, _ = parsed
+        req, end = parsed
         if req.form == "authority" or not req.host:
             why = "CONNECT is not served here" if req.form == "authority" else "the request names no Host"
             self.refuse(Refusal(ErrorCode.CLIENT_BAD_REQUEST, why))
             return
         port = req.port if (req.form == "absolute" or _explicit_port(req)) and req.port else self.conf.http_port
+        self.buf[:end] = closing_head(req)
         self.open(req.host, port)
 
     def refused(self, failure: Refusal) -> None:

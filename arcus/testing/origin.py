@@ -189,7 +189,8 @@ class Origin:
         else:
             send("404 Not Found", b"no such path")
         await writer.drain()
-        return (seen.header("connection") or "").lower() != "close"
+        # Connection is a list of tokens (RFC 9110 7.6.1): "Upgrade, close" asks for the close too
+        return "close" not in {t.strip() for t in (seen.header("connection") or "").lower().split(",")}
 
 
 def main() -> None:

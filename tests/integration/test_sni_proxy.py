@@ -156,6 +156,48 @@ def test_plain_http_on_the_same_port_is_routed_by_host(curl, tmp_path, peers):
         d.stop()
 
 
+def test_plain_http_gets_one_request_per_connection_so_each_host_is_decided(tmp_path, peers):
+    """A keep-alive client's next request would be relayed unseen to the first request's
+    upstream (``Host: denied.example`` after an allowed one, to an address serving both): the
+    head goes up with ``Connection: close`` in place of the client's connection fields, the
+    upstream ends the connection after its answer, and a request pipelined behind the first is
+    never served. The rest of the head goes as sent; proxy credentials do not."""
+    ca, tls_origin, plain = peers
+    d = start(tmp_path, tls_origin, plain)
+    try:
+        host, port = addr(d)
+        first = (b"GET /headers?q=1 HTTP/1.1\r\nHost: localhost\r\nX-Keep: 1\r\nConnection: keep-alive, X-Hop\r\n"
+                 b"X-Hop: gone\r\nKeep-Alive: timeout=5\r\nProxy-Authorization: Basic YWxpY2U6c2VjcmV0\r\n\r\n")
+        second = b"GET /small HTTP/1.1\r\nHost: denied.example\r\n\r\n"
+        out = raw_exchange(f"{host}:{port}", first + second)  # read until the connection closes
+        assert out.count(b"HTTP/1.1 ") == 1 and out.startswith(b"HTTP/1.1 200"), out
+        assert [r.target for r in plain.requests] == ["/headers?q=1"]
+        seen = plain.requests[0]
+        assert [(n.lower(), v) for n, v in seen.headers] == [("host", "localhost"), ("x-keep", "1"), ("connection", "close")]
+        # an upgrade the upstream declines ends after its answer too (a bare "Upgrade" asked
+        # for to keep the connection open gets the client nowhere)
+        out = raw_exchange(f"{host}:{port}", b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n"
+                                             b"Upgrade: nothing\r\n\r\n" + second)
+        assert out.count(b"HTTP/1.1 ") == 1 and out.startswith(b"HTTP/1.1 200"), out
+        assert [r.target for r in plain.requests] == ["/headers?q=1", "/small"]
+        # one it accepts goes on: a 101 is no final answer (WebSocket servers read the tokens)
+        with socket.create_connection((host, int(port)), timeout=5) as s:
+            s.sendall(b"GET /upgrade HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+            got = b""
+            while b"\r\n\r\n" not in got:
+                got += s.recv(4096)
+            assert got.startswith(b"HTTP/1.1 101"), got
+            s.sendall(b"ping")
+            rest = got.split(b"\r\n\r\n", 1)[1]
+            while len(rest) < 4:
+                rest += s.recv(4096)
+            assert rest == b"ping"
+        assert plain.requests[-1].header("connection") == "Upgrade, close"
+        assert plain.requests[-1].header("upgrade") == "echo"
+    finally:
+        d.stop()
+
+
 def test_fragmented_multi_record_hello_is_forwarded_and_the_handshake_completes(tmp_path, peers):
     ca, tls_origin, plain = peers
     d = start(tmp_path, tls_origin, plain)
