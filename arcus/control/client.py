@@ -17,7 +17,7 @@ import contextlib
 import errno
 import itertools
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +170,7 @@ class ControlClient:
             raise _stream_mismatch(cmd)
         return reply.unwrap()
 
-    def stream(self, cmd: str, args: dict[str, Any] | None = None, *, idle_timeout: float | None = None) -> Iterator[Any]:
+    def stream(self, cmd: str, args: dict[str, Any] | None = None, *, idle_timeout: float | None = None) -> Generator[Any, None, None]:
         """Yield each item of a streaming command until the daemon ends it.
 
         Connects before returning, so DaemonNotRunning is raised here and not on the first
@@ -187,7 +187,7 @@ class ControlClient:
             raise
         return self._items(conn, rid, cmd, idle_timeout)
 
-    def _items(self, conn: _LineSocket, rid: int, cmd: str, idle_timeout: float | None) -> Iterator[Any]:
+    def _items(self, conn: _LineSocket, rid: int, cmd: str, idle_timeout: float | None) -> Generator[Any, None, None]:
         try:
             conn.settimeout(idle_timeout)
             while True:

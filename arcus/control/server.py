@@ -179,6 +179,7 @@ class ControlServer:
             await _send(writer, p.encode_error(None, forbidden))
             return
         pending: bytes | None = None
+        line: bytes | None
         while True:
             if pending is not None:
                 line, pending = pending, None
@@ -195,6 +196,7 @@ class ControlServer:
             outcome = await self._answer(line, reader, writer)
             if outcome is _CLOSED:
                 return
+            assert outcome is None or isinstance(outcome, bytes)  # what a stream left behind, or nothing
             pending = outcome
 
     async def _answer(
