@@ -22,6 +22,8 @@ import os
 import sqlite3
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from arcus.audit.events import FIELDS
@@ -336,6 +338,18 @@ def batch_map(conn: sqlite3.Connection) -> tuple[str, bool] | None:
     if HOST_MAP_8 in names:
         return HOST_MAP_8, False
     return None
+
+
+@contextmanager
+def read_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction on ``conn``: every read inside it sees the same events, whatever the
+    daemon's writer commits meanwhile (WAL)."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
 
 def ids_from(conn: sqlite3.Connection, when: float) -> int:

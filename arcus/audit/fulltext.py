@@ -37,7 +37,7 @@ from typing import Any
 
 import sqlite_utils
 
-from arcus.audit.db import CREATE_FTS, FTS_STATE, FTS_TABLE, MAINTAINER_GAP, fts_indexed_upto, open_maintainer
+from arcus.audit.db import CREATE_FTS, FTS_STATE, FTS_TABLE, MAINTAINER_GAP, fts_indexed_upto, open_maintainer, read_snapshot
 from arcus.audit.events import FIELDS, row_dict
 from arcus.audit.query import Filters
 from arcus.errors import NotFound, OperatorError
@@ -170,12 +170,8 @@ class TextIndex:
     def snapshot(self) -> Iterator[None]:
         """One read transaction: :meth:`window_start` and the :meth:`rows` after it see the same
         events (the daemon's writer goes on meanwhile: WAL)."""
-        self.conn.execute("BEGIN")
-        try:
+        with read_snapshot(self.conn):
             yield
-        finally:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
 
     def search(self, text: str, filters: Filters, *, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` events whose host or path holds every word of ``text`` and that

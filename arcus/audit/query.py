@@ -41,7 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from arcus.audit.db import batch_map, ids_from, open_reader, select_columns
+from arcus.audit.db import batch_map, ids_from, open_reader, read_snapshot, select_columns
 from arcus.audit.events import BLOCKED_STATUSES, row_dict
 from arcus.config.values import parse_duration
 from arcus.errors import OperatorError
@@ -229,12 +229,8 @@ class AuditReader:
     @contextmanager
     def snapshot(self) -> Iterator[None]:
         """One read transaction: a count and the search after it see the same events."""
-        self._conn.execute("BEGIN")
-        try:
+        with read_snapshot(self._conn):
             yield
-        finally:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
 
     def _where(self, filters: Filters, after_id: int | None = None, upto_id: int | None = None) -> tuple[str, list[Any]]:
         """``FROM ... WHERE ...`` for ``filters`` and ``after_id < id <= upto_id``, and its parameters.
