@@ -9,7 +9,7 @@ PYTHON ?= python3
 # types-PyYAML stubs of the test extra. arcus/serve/http_proxy.py is excused in pyproject.toml.
 MYPY_PACKAGES ?= arcus/proto arcus/policy arcus/limit arcus/escape arcus/resolve arcus/config arcus/tls \
 	arcus/tenancy arcus/serve arcus/ops arcus/auth arcus/store arcus/stats arcus/tui arcus/icap \
-	arcus/audit arcus/cli arcus/control
+	arcus/audit arcus/cli arcus/control arcus/runtime
 # Arcus needs Python 3.11+ (pyproject.toml's requires-python).
 NEW_ENOUGH := import sys; sys.exit(sys.version_info < (3, 11))
 

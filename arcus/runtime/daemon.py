@@ -92,7 +92,7 @@ class Daemon:
         self.fds = FdWatch()
         self.health = HealthWatch()  # what ctl health reports beyond "up"
         self.metrics = Metrics(self)  # the optional /metrics listener, reload counts, stats.watch
-        self.events = EventHub(lambda: self.shared.records)  # events.watch
+        self.events = EventHub(lambda: self._shared().records)  # events.watch
 
     # ------------------------------------------------------------------ life cycle
 
@@ -110,7 +110,7 @@ class Daemon:
         self.shared.host = self.own
         self.shared.data_dir = self.data_dir
         await start_escapers(snapshot, None)
-        self.shared.rehash = self._rehash
+        self.shared.rehash = self._rehash  # type: ignore[assignment]  # Shared declares rehash untyped (None) in arcus/serve/context.py
         try:
             # The records' writer and the audit log before the listeners: the first connections
             # are recorded too.
@@ -180,7 +180,7 @@ class Daemon:
         self._stop.set()
 
     async def shutdown(self, graceful: bool) -> None:
-        shared = self.shared
+        shared = self._shared()  # run() stops only a daemon whose start() returned
         try:  # let a reload that is binding finish first (it checks _stop), then close all
             await asyncio.wait_for(self._reload_lock.acquire(), timeout=10.0)
         except TimeoutError:
@@ -225,6 +225,17 @@ class Daemon:
             self.store.close()
         log.info("stopped")
 
+    def _shared(self) -> Shared:
+        """``shared``, for what runs only once start() has set it (never unset): the listeners,
+        the control commands, the signal handlers, the background tasks and shutdown."""
+        assert self.shared is not None, "the daemon has no Snapshot yet"
+        return self.shared
+
+    def _store(self) -> Store:
+        """``store``, for what runs only once start() has opened it (set before ``shared``)."""
+        assert self.store is not None, "the daemon has no store yet"
+        return self.store
+
     def _spawn(self, coro, name: str) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
@@ -232,10 +243,11 @@ class Daemon:
         return task
 
     async def _sweeper(self) -> None:
+        shared = self._shared()
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             now = time.monotonic()
-            self.shared.sweep(now)
+            shared.sweep(now)
             self.fds.check(now)  # out of descriptors, connections are reset unseen: say so
             for problem in self.health.observe(now, self._trouble_counters()):
                 self.events.publish("problem", problem=problem, detail=DESCRIPTIONS.get(problem, problem))
@@ -324,11 +336,11 @@ class Daemon:
 
     def _server_info(self) -> list[dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        for s in self.shared.snapshot.profile.servers:
+        for s in self._shared().snapshot.profile.servers:
             out[s.name] = {"name": s.name, "type": s.type, "escaper": s.escaper, "listen": []}
         for (name, _, _), srv in self.listeners.items():
             if name in out:
-                for sock in srv.sockets:
+                for sock in getattr(srv, "sockets", None) or ():  # an asyncio.Server's (AbstractServer has none)
                     addr = sock.getsockname()
                     out[name]["listen"].append(_fmt_addr(addr[0], addr[1]))
         return list(out.values())
@@ -346,7 +358,7 @@ class Daemon:
                                     code="invalid" if isinstance(exc, ConfigError) else exc.code)
             raise
         self.metrics.reloads["done"] += 1
-        self.events.publish("reload", generation=generation, profile=self.shared.snapshot.profile.source)
+        self.events.publish("reload", generation=generation, profile=self._shared().snapshot.profile.source)
         return generation
 
     async def _reload(self) -> int:
@@ -371,10 +383,11 @@ class Daemon:
 
     async def _reload_with(self, profile: Profile, prepared_log: Any) -> int:
         """The rest of a reload, under its lock: the store, the Snapshot, the listeners, the swap."""
+        shared = self._shared()  # reloads come from the control socket and SIGHUP, both after start()
         data = await asyncio.to_thread(load_store, self.store)
         await self.watcher.refresh()
         generation = self.generation + 1
-        snapshot = await asyncio.to_thread(build_snapshot, generation, profile, data, self.own, self.shared.snapshot)
+        snapshot = await asyncio.to_thread(build_snapshot, generation, profile, data, self.own, shared.snapshot)
         if self._stop.is_set():  # shutdown began while we were building
             raise OperatorError("the daemon is shutting down; reload refused", code="unavailable")
         fresh = await self._bind_listeners(snapshot)
@@ -385,9 +398,9 @@ class Daemon:
         await self._close_listeners(self._stale(snapshot))
         for _ in range(3):
             await asyncio.sleep(0)
-        await start_escapers(snapshot, self.shared.snapshot)
-        previous = self.shared.snapshot
-        self.shared.swap(snapshot)
+        await start_escapers(snapshot, shared.snapshot)
+        previous = shared.snapshot
+        shared.swap(snapshot)
         close_escapers(previous, snapshot)
         for resolver in retired_resolvers(previous, snapshot):  # after the lookups under way (bounded)
             self._spawn(_close_later(resolver), f"arcus-resolver-close-{resolver.name}")
@@ -396,10 +409,10 @@ class Daemon:
         if prepared_log is not None:
             prepared_log.install()
         try:  # audit on/off, retention, queue and batch sizes
-            await asyncio.to_thread(self.shared.records.apply_audit, profile.audit, self.data_dir)
+            await asyncio.to_thread(shared.records.apply_audit, profile.audit, self.data_dir)
         except OperatorError as exc:
             log.error("%s; the audit log is unchanged", exc.message)
-        self.shared.records.refresh()  # the access log may have been turned on or off
+        shared.records.refresh()  # the access log may have been turned on or off
         try:  # the metrics listener moved, appeared or went away
             await self.metrics.apply(profile.metrics, profile.source)
         except OperatorError as exc:
@@ -412,8 +425,9 @@ class Daemon:
             data = await asyncio.to_thread(load_store, self.store)
             generation = self.generation + 1
             # Building the table parses every range and compiles policies: off the event loop.
-            snapshot = await asyncio.to_thread(with_store, self.shared.snapshot, generation, data)
-            self.shared.swap(snapshot)
+            shared = self._shared()  # tenant commands and login upgrades run after start()
+            snapshot = await asyncio.to_thread(with_store, shared.snapshot, generation, data)
+            shared.swap(snapshot)
             self.generation = generation
             return generation
 
@@ -427,10 +441,12 @@ class Daemon:
         try:
             new_secret = await asyncio.to_thread(hash_secret, password)
 
+            store = self._store()  # rehash is set after the store is open
+
             def swap() -> bool:
-                if self.store.get_user(tenant, user).secret != old_secret:
+                if store.get_user(tenant, user).secret != old_secret:
                     return False  # changed meanwhile (passwd): leave it
-                self.store.set_user(tenant, user, secret=new_secret)
+                store.set_user(tenant, user, secret=new_secret)
                 return True
 
             if await asyncio.to_thread(swap):
@@ -460,7 +476,7 @@ class Daemon:
             "shutdown": self._cmd_shutdown,
             **self._announced(tenancy_handlers(self)),
             "events.watch": self.events.watch,
-            **audit_handlers(lambda: self.shared.records.audit),
+            **audit_handlers(lambda: self._shared().records.audit),
             **resolve_handlers(self),
             **escaper_handlers(self),
         }
@@ -487,32 +503,34 @@ class Daemon:
 
     def _trouble_counters(self) -> dict[str, int]:
         """The running counters whose movement makes the box degraded (``arcus.runtime.health``)."""
-        records = self.shared.records
+        shared = self._shared()
+        records = shared.records
         sink = records.audit
         return {
             "audit_dropped": sink.dropped if sink is not None else 0,
             "records_dropped": records.dropped,
             "fds_low": self.fds.low,
-            "ca_unreadable": getattr(self.shared.interception, "ca_failures", 0),
+            "ca_unreadable": getattr(shared.interception, "ca_failures", 0),
         }
 
     async def _cmd_health(self, args: dict) -> dict:
         problems = self.health.problems(time.monotonic())
+        shared = self._shared()
         return {
-            "status": "draining" if self.shared.draining else ("degraded" if problems else "ok"),
+            "status": "draining" if shared.draining else ("degraded" if problems else "ok"),
             "problems": problems,
             "pid": os.getpid(),
             "version": __version__,
             "uptime": round(time.monotonic() - self.started, 3),
-            "profile": self.shared.snapshot.profile.source,
+            "profile": shared.snapshot.profile.source,
             "generation": self.generation,
             "servers": self._server_info(),
-            "store": str(self.store.path),
+            "store": str(self._store().path),
             "metrics": self.metrics.address,
         }
 
     async def _cmd_stats(self, args: dict) -> dict:
-        shared = self.shared
+        shared = self._shared()
         servers = shared.server_counters.to_dict()
         for s in shared.snapshot.profile.servers:
             servers.setdefault(s.name, shared.server_counters.get(s.name).to_dict())
@@ -544,13 +562,13 @@ class Daemon:
             ) from None
 
     async def _cmd_conns(self, args: dict) -> list[dict]:
-        return [c.info() for c in sorted(self.shared.connections.values(), key=lambda c: c.id)]
+        return [c.info() for c in sorted(self._shared().connections.values(), key=lambda c: c.id)]
 
     async def _cmd_kill(self, args: dict) -> dict:
         conn_id = args.get("id")
         if not isinstance(conn_id, int) or isinstance(conn_id, bool):
             raise OperatorError("kill needs an integer connection id", code="invalid", hint="see `arcus ctl conns`")
-        conn = self.shared.connections.get(conn_id)
+        conn = self._shared().connections.get(conn_id)
         if conn is None:
             raise NotFound(f"no live connection {conn_id}", hint="see `arcus ctl conns`")
         conn.abort("killed by operator")

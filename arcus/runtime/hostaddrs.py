@@ -21,7 +21,9 @@ def own_addresses() -> frozenset[str]:
     found.update(_from_if_inet6(Path("/proc/net/if_inet6")))
     try:
         for info in socket.getaddrinfo(socket.gethostname(), None):
-            found.add(info[4][0].split("%", 1)[0])
+            addr = info[4][0]
+            if isinstance(addr, str):  # IPv4 or IPv6; typeshed also allows (int, bytes), a family Python cannot decode
+                found.add(addr.split("%", 1)[0])
     except OSError:
         pass
     return frozenset(found)
@@ -176,9 +178,11 @@ class AddressWatcher:
             self._timer = self._loop.call_later(self.debounce, self._fire)
 
     def _fire(self) -> None:
+        loop = self._loop
+        assert loop is not None  # a timer of _schedule's, on the loop start() set (never unset)
         self._timer = None
         self._again = False
-        self._task = self._loop.create_task(self._run(), name="arcus-hostaddrs-refresh")
+        self._task = loop.create_task(self._run(), name="arcus-hostaddrs-refresh")
 
     async def _run(self) -> None:
         try:
@@ -192,6 +196,7 @@ class AddressWatcher:
         if self._again:
             self._schedule()
         elif self.mode == "poll":
+            assert self._loop is not None  # a task of _fire's or _tick's, on the loop start() set
             self._timer = self._loop.call_later(self.poll_interval, self._tick)
 
     # -- without netlink
@@ -199,6 +204,7 @@ class AddressWatcher:
     def _tick(self) -> None:
         self._timer = None
         if self.mode == "poll":
+            assert self._loop is not None  # a timer of start()'s or _run's, on the loop start() set
             self._task = self._loop.create_task(self._run(), name="arcus-hostaddrs-poll")
 
 

@@ -118,7 +118,7 @@ def rule_from_dict(d: dict) -> Rule:
     unknown = sorted(set(d) - _RULE_FIELDS)
     if unknown:
         raise OperatorError(f"unknown policy rule field {unknown[0]!r}", code="invalid")
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
     return Rule(**fields)
 
 
