@@ -110,7 +110,7 @@ class Daemon:
         self.shared.host = self.own
         self.shared.data_dir = self.data_dir
         await start_escapers(snapshot, None)
-        self.shared.rehash = self._rehash  # type: ignore[assignment]  # Shared declares rehash untyped (None) in arcus/serve/context.py
+        self.shared.rehash = self._rehash
         try:
             # The records' writer and the audit log before the listeners: the first connections
             # are recorded too.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -141,7 +142,7 @@ class Shared:
         self.throttle = FailureThrottle()  # failed logins per client address (IPv6: per /64)
         self.verifier = Verifier(self.credcache, self.throttle)  # bounded password checks, own thread pool
         # set by the runtime: rehash(tenant, user, old_secret, password) upgrades a legacy hash
-        self.rehash = None
+        self.rehash: Callable[[str, str, str, str], None] | None = None
         apply_limits(self.limits, snapshot.tenancy.box, snapshot.tenancy.tenants.values(), time.monotonic())
         self.draining = False
         self.ids = itertools.count(1)
