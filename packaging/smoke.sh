@@ -148,11 +148,13 @@ tui_quits() {
     fail "$1 drew no screen within 20 s: $(tr -cd '[:print:]\n' <<<"${screen:0:400}")"
   fi
   printf '\021' >&"${TUI[1]}"
-  for _ in $(seq 100); do
+  # 30 s: a quit took over 10 s once in CI right after the build (cause not found; not seen in
+  # 17 runs since, idle or with a core kept busy); 30 s still tells a hang from a slow exit
+  for _ in $(seq 300); do
     kill -0 "$tui_pid" 2>/dev/null || break
     IFS= read -r -t 0.1 -N 65536 -u "${TUI[0]}" chunk || true
   done
-  if kill -0 "$tui_pid" 2>/dev/null; then kill "$tui_pid"; fail "$1 did not quit on Ctrl+Q within 10 s"; fi
+  if kill -0 "$tui_pid" 2>/dev/null; then kill "$tui_pid"; fail "$1 did not quit on Ctrl+Q within 30 s"; fi
   wait "$tui_pid" || fail "$1 exited $? after Ctrl+Q"
 }
 
