@@ -57,7 +57,7 @@ class SniffConnection(asyncio.Protocol, Tracked):
         if self.done or not data:
             return
         gate, self.gate = self.gate, None  # the slots go with the connection
-        assert gate is not None  # set at accept; only _forget (which sets done) clears it
+        assert gate is not None  # set at accept; only _unheard (which sets done) clears it
         self._forget()
         cls = SocksConnection if data[0] in (4, 5) else HttpProxyConnection
         proto = cls(self.shared, self.server)
@@ -75,23 +75,20 @@ class SniffConnection(asyncio.Protocol, Tracked):
         self._unheard()
 
     def _forget(self) -> None:
+        """Unregistered, once; the gate has gone with the connection (handed over, or to the
+        record of a silent one: ``_unheard``)."""
         if not self.done:
             self.done = True
             self.deadline = 0.0
             self.shared.connections.pop(self.id, None)
-        gate, self.gate = self.gate, None
-        if gate is not None:
-            gate.close()  # closed while sniffing: the slots are released
 
     def _unheard(self) -> None:
         """The connection ends before its first byte: its record and counters, once (not when
         it was handed over, nor when its server was gone at accept)."""
         gate, self.gate = self.gate, None
-        if gate is None:
-            self._forget()
-            return
         self._forget()
-        HttpProxyConnection(self.shared, self.server).ended_unheard(self.transport, gate)
+        if gate is not None:
+            HttpProxyConnection(self.shared, self.server).ended_unheard(self.transport, gate)
 
     # Tracked
     def state_name(self) -> str:
